@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+/* A server-side WebSocket connection on an hf_loop: HTTP/1.1 request head,
+ * upgrade or plain response, RFC 6455 message loop with fragment assembly,
+ * ping/pong heartbeat, close handshake, corked non-blocking output with a
+ * bounded queue, and timeouts. Knows nothing of channels or JSON: the
+ * application sees requests, whole messages and a final close report.
+ *
+ * Threading: a connection belongs to the loop (thread) that accepted it and
+ * must only be touched from that thread. Callbacks are never re-entered and
+ * a connection is never freed inside one of its own callbacks. */
+#ifndef HF_CONN_H
+#define HF_CONN_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "hf/handshake.h"
+#include "hf/http.h"
+#include "hf/loop.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hf_conn hf_conn;
+typedef struct hf_conn_ctx hf_conn_ctx;
+
+typedef struct {
+  uint64_t max_message;          /* largest incoming message, bytes */
+  uint32_t max_head;             /* largest request head, bytes (431 over) */
+  uint32_t max_headers;          /* most header fields (431 over) */
+  uint32_t max_queue;            /* output queue limit, bytes (3008 over) */
+  uint32_t handshake_timeout_ms; /* accept -> complete request head */
+  uint32_t ping_interval_ms;     /* 0 = no WebSocket pings */
+  uint32_t pong_timeout_ms;      /* silence after a ping -> 3012 */
+  uint32_t close_timeout_ms;     /* wait for the peer's close frame */
+} hf_conn_config;
+
+/* Who ended a connection, as logged. */
+typedef enum {
+  HF_WHO_SERVER,   /* we sent the first close frame (or dropped the peer) */
+  HF_WHO_CLIENT,   /* the peer sent the first close frame */
+  HF_WHO_ABNORMAL  /* TCP ended without a close frame (observed 1006) */
+} hf_conn_who;
+
+typedef struct {
+  uint16_t code;          /* close code sent or received; 1006 abnormal */
+  const char *reason;     /* NUL-terminated; "" if none */
+  hf_conn_who who;
+  uint8_t upgraded;       /* 0: ended during the HTTP phase */
+  uint8_t handshake_timeout; /* ended because the head did not arrive */
+  uint64_t duration_ms;   /* since accept */
+  uint64_t bytes_in, bytes_out;  /* TCP payload bytes, after the upgrade */
+  uint64_t msgs_in, msgs_out;    /* data messages */
+} hf_conn_close_info;
+
+typedef struct {
+  /* A complete request head arrived. The handler must call exactly one of
+   * hf_conn_upgrade() or hf_conn_respond() before returning. */
+  void (*on_request)(hf_conn *c, const hf_http_request *req);
+  /* A complete, validated data message (text is valid UTF-8). data is
+   * writable scratch memory valid until the callback returns. */
+  void (*on_message)(hf_conn *c, int opcode, uint8_t *data, size_t len);
+  /* The connection is gone (always called once, last). */
+  void (*on_close)(hf_conn *c, const hf_conn_close_info *info);
+} hf_conn_handler;
+
+/* Per-loop context: configuration, handler, the cork buffer and the list of
+ * live connections. One per worker thread. */
+hf_conn_ctx *hf_conn_ctx_new(hf_loop *loop, const hf_conn_config *cfg,
+                             const hf_conn_handler *h);
+void hf_conn_ctx_free(hf_conn_ctx *ctx);
+/* Number of live connections in ctx. */
+size_t hf_conn_ctx_count(const hf_conn_ctx *ctx);
+/* Start a graceful close of every connection: upgraded ones get a close
+ * frame (code, reason), others are dropped after their response. */
+void hf_conn_ctx_close_all(hf_conn_ctx *ctx, uint16_t code, const char *reason);
+
+/* Take ownership of an accepted, non-blocking socket. Returns the new
+ * connection or NULL (the fd is closed). */
+hf_conn *hf_conn_accept(hf_conn_ctx *ctx, int fd, const struct sockaddr *sa,
+                        socklen_t salen);
+
+/* Answer the request with the upgrade if it passes hf_handshake_check under
+ * pol, else with the explained rejection. extra_headers are added to the
+ * 101 (each "Name: value\r\n"). The connection id header is always added.
+ * Fills *res (views valid for the callback) and returns res->code. */
+hf_hs_code hf_conn_upgrade(hf_conn *c, const hf_http_request *req,
+                           const hf_handshake_policy *pol,
+                           const char *extra_headers, hf_handshake_result *res);
+
+/* Send a plain HTTP response and close the connection afterwards. */
+void hf_conn_respond(hf_conn *c, int status, const char *extra_headers,
+                     const char *content_type, const char *body,
+                     size_t body_len);
+
+/* Queue one message (HF_OP_TEXT/BINARY/PING/PONG). Sends made while the
+ * connection's input is being processed are corked and leave together.
+ * Returns 0, HF_ECLOSED (closing or closed), or HF_ELIMIT (the output queue
+ * went over its limit: the connection is being closed with 3008). */
+int hf_conn_send(hf_conn *c, int opcode, const uint8_t *data, size_t len);
+
+/* Start the close handshake with code and a non-empty reason (truncated to
+ * 123 bytes). Data received afterwards is discarded; TCP is closed when the
+ * peer answers or after close_timeout. No-op if already closing. */
+void hf_conn_close(hf_conn *c, uint16_t code, const char *reason);
+
+/* Connection id: 16 random bytes formatted as a UUID (36 chars + NUL). */
+void hf_conn_id(const hf_conn *c, char out[37]);
+/* Remote address as "ip:port" ("[ip]:port" for IPv6). */
+void hf_conn_peer(const hf_conn *c, char *out, size_t cap);
+/* Remote IP as bytes (4 or 16) for limit bookkeeping; returns its length. */
+size_t hf_conn_peer_ip(const hf_conn *c, uint8_t out[16]);
+
+void hf_conn_set_udata(hf_conn *c, void *udata);
+void *hf_conn_udata(const hf_conn *c);
+hf_conn_ctx *hf_conn_get_ctx(const hf_conn *c);
+hf_loop *hf_conn_loop(const hf_conn *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/* One event loop per thread: level-triggered epoll with the object pointer in
+ * epoll_data, a coarse timer wheel (intrusive, O(1) set/cancel), an
+ * end-of-iteration "flush" list, a lock-free inbox through which other
+ * threads post work, and the loop-wide scratch buffers (one receive buffer
+ * and one cork buffer per loop, none per connection). */
+#ifndef HF_LOOP_H
+#define HF_LOOP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hf_loop hf_loop;
+typedef struct hf_io hf_io;
+
+/* An fd registered with the loop. Embed it in your object; the callback gets
+ * it back and recovers the object (container_of). */
+struct hf_io {
+  int fd;
+  uint32_t events; /* EPOLLIN/EPOLLOUT currently registered */
+  void (*cb)(hf_loop *loop, hf_io *io, uint32_t revents);
+};
+
+typedef struct hf_timer hf_timer;
+struct hf_timer {
+  hf_timer *_next, *_prev; /* wheel slot list; _prev NULL when not armed */
+  uint64_t due_ms;         /* absolute time on the loop's clock */
+  void (*cb)(hf_loop *loop, hf_timer *t);
+};
+
+/* A message posted to a loop from any thread. */
+typedef struct hf_msg hf_msg;
+struct hf_msg {
+  hf_msg *_Atomic _next;
+  void (*run)(hf_loop *loop, hf_msg *m);
+};
+
+/* Create a loop. tick_ms is the timer granularity (timers fire up to one
+ * tick late). rbuf_size is the size of the shared receive buffer. Returns
+ * NULL on failure (errno set). */
+hf_loop *hf_loop_new(unsigned tick_ms, size_t rbuf_size);
+void hf_loop_free(hf_loop *loop);
+
+/* Register / change / remove an fd. events: EPOLLIN|EPOLLOUT|EPOLLRDHUP.
+ * Return 0 or -errno. hf_loop_mod is a no-op if events are unchanged. */
+int hf_loop_add(hf_loop *loop, hf_io *io, uint32_t events);
+int hf_loop_mod(hf_loop *loop, hf_io *io, uint32_t events);
+int hf_loop_del(hf_loop *loop, hf_io *io);
+
+/* Run until hf_loop_stop(). Returns 0. */
+int hf_loop_run(hf_loop *loop);
+/* Stop the loop after the current iteration (call from the loop thread). */
+void hf_loop_stop(hf_loop *loop);
+
+/* Milliseconds on CLOCK_MONOTONIC, cached once per iteration. */
+uint64_t hf_loop_now(const hf_loop *loop);
+
+/* Arm (or re-arm) t to fire after delay_ms. O(1). */
+void hf_timer_set(hf_loop *loop, hf_timer *t, uint64_t delay_ms);
+void hf_timer_cancel(hf_loop *loop, hf_timer *t);
+static inline int hf_timer_armed(const hf_timer *t) { return t->_prev != 0; }
+
+/* Post m to loop from any thread; m->run is called on the loop's thread.
+ * Lock-free (multi-producer, single-consumer); one eventfd write wakes the
+ * loop only when its inbox was empty. */
+void hf_loop_post(hf_loop *loop, hf_msg *m);
+
+/* Call cb(loop, arg) once at the end of the current iteration (before the
+ * loop sleeps). Used to flush corked output. The node is caller-owned. */
+typedef struct hf_deferred hf_deferred;
+struct hf_deferred {
+  hf_deferred *_next;
+  uint8_t _queued;
+  void (*cb)(hf_loop *loop, hf_deferred *d);
+};
+void hf_loop_defer(hf_loop *loop, hf_deferred *d);
+
+/* Shared per-loop buffers: only valid within one callback. */
+uint8_t *hf_loop_rbuf(hf_loop *loop, size_t *cap);
+
+/* Opaque per-loop user pointer (the server's worker). */
+void hf_loop_set_data(hf_loop *loop, void *data);
+void *hf_loop_data(const hf_loop *loop);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,256 @@
+/* SPDX-License-Identifier: MIT */
+/* RFC 6455 frame writer, masking and the incremental frame parser. The
+ * parser validates each header field as soon as it is decoded and unmasks
+ * and UTF-8-checks payload bytes as they arrive, so a violation is reported
+ * at the first bad byte, not when the frame completes. */
+#include "hf/frame.h"
+
+#include <string.h>
+
+#include "hf/close.h"
+#include "hf/err.h"
+
+size_t hf_frame_header(uint8_t out[HF_FRAME_MAX_HEADER], int fin, int opcode,
+                       uint64_t len, const uint8_t *mask) {
+  size_t n;
+  out[0] = (uint8_t)((fin ? 0x80 : 0) | (opcode & 0x0f));
+  uint8_t mbit = mask ? 0x80 : 0;
+  if (len < 126) {
+    out[1] = (uint8_t)(mbit | len);
+    n = 2;
+  } else if (len <= 0xffff) {
+    out[1] = mbit | 126;
+    out[2] = (uint8_t)(len >> 8);
+    out[3] = (uint8_t)len;
+    n = 4;
+  } else {
+    out[1] = mbit | 127;
+    for (int i = 0; i < 8; i++)
+      out[2 + i] = (uint8_t)(len >> (56 - 8 * i));
+    n = 10;
+  }
+  if (mask) {
+    memcpy(out + n, mask, 4);
+    n += 4;
+  }
+  return n;
+}
+
+void hf_frame_mask(uint8_t *p, size_t len, const uint8_t key[4], size_t phase) {
+  /* Rotate the key so that k[0] applies to p[0], then XOR 8 bytes at a
+   * time with a 64-bit key (memcpy keeps unaligned access defined). */
+  uint8_t k[8];
+  for (int i = 0; i < 8; i++)
+    k[i] = key[(phase + (size_t)i) & 3];
+  uint64_t k64;
+  memcpy(&k64, k, 8);
+  size_t i = 0;
+  for (; i + 32 <= len; i += 32) {
+    uint64_t w[4];
+    memcpy(w, p + i, 32);
+    w[0] ^= k64;
+    w[1] ^= k64;
+    w[2] ^= k64;
+    w[3] ^= k64;
+    memcpy(p + i, w, 32);
+  }
+  for (; i + 8 <= len; i += 8) {
+    uint64_t w;
+    memcpy(&w, p + i, 8);
+    w ^= k64;
+    memcpy(p + i, &w, 8);
+  }
+  for (; i < len; i++)
+    p[i] ^= k[i & 7];
+}
+
+size_t hf_frame_close_payload(uint8_t out[HF_FRAME_MAX_CONTROL], uint16_t code,
+                              const char *reason) {
+  out[0] = (uint8_t)(code >> 8);
+  out[1] = (uint8_t)code;
+  size_t rl = reason ? strlen(reason) : 0;
+  if (rl > HF_FRAME_MAX_CONTROL - 2) {
+    rl = HF_FRAME_MAX_CONTROL - 2;
+    /* back off to a code point boundary: never cut a UTF-8 sequence */
+    while (rl > 0 && ((uint8_t)reason[rl] & 0xc0) == 0x80)
+      rl--;
+  }
+  memcpy(out + 2, reason, rl);
+  return 2 + rl;
+}
+
+static ssize_t fail(hf_ws_parser *p, int err, uint16_t code, const char *why) {
+  p->err_code = code;
+  p->err_reason = why;
+  return err;
+}
+
+/* Decode and validate the header at buf. Returns header length, 0 if more
+ * bytes are needed, or a negative error. */
+static ssize_t parse_header(hf_ws_parser *p, const uint8_t *buf, size_t len) {
+  if (len < 2)
+    return 0;
+  uint8_t b0 = buf[0], b1 = buf[1];
+  if (b0 & 0x70)
+    return fail(p, HF_EPROTO, HF_CLOSE_PROTOCOL_ERROR,
+                "reserved bits set without a negotiated extension");
+  uint8_t op = b0 & 0x0f, fin = b0 >> 7;
+  int masked = b1 >> 7;
+  if (masked != p->expect_mask)
+    return fail(p, HF_EPROTO, HF_CLOSE_PROTOCOL_ERROR,
+                p->expect_mask ? "client frame is not masked"
+                               : "server frame is masked");
+  size_t need = 2 + (masked ? 4 : 0);
+  uint64_t plen = b1 & 0x7f;
+  if (plen == 126)
+    need += 2;
+  else if (plen == 127)
+    need += 8;
+  switch (op) {
+  case HF_OP_CONT:
+    if (!p->_in_msg)
+      return fail(p, HF_EPROTO, HF_CLOSE_PROTOCOL_ERROR,
+                  "continuation frame without a message to continue");
+    break;
+  case HF_OP_TEXT:
+  case HF_OP_BINARY:
+    if (p->_in_msg)
+      return fail(p, HF_EPROTO, HF_CLOSE_PROTOCOL_ERROR,
+                  "new data frame inside a fragmented message");
+    break;
+  case HF_OP_CLOSE:
+  case HF_OP_PING:
+  case HF_OP_PONG:
+    if (!fin)
+      return fail(p, HF_EPROTO, HF_CLOSE_PROTOCOL_ERROR,
+                  "fragmented control frame");
+    if (plen > HF_FRAME_MAX_CONTROL)
+      return fail(p, HF_EPROTO, HF_CLOSE_PROTOCOL_ERROR,
+                  "control frame payload over 125 bytes");
+    break;
+  default:
+    return fail(p, HF_EPROTO, HF_CLOSE_PROTOCOL_ERROR, "reserved opcode");
+  }
+  if (len < need)
+    return 0;
+  const uint8_t *q = buf + 2;
+  if (plen == 126) {
+    plen = ((uint64_t)q[0] << 8) | q[1];
+    q += 2;
+  } else if (plen == 127) {
+    plen = 0;
+    for (int i = 0; i < 8; i++)
+      plen = (plen << 8) | q[i];
+    q += 8;
+    if (plen >> 63)
+      return fail(p, HF_EPROTO, HF_CLOSE_PROTOCOL_ERROR,
+                  "64-bit payload length with the top bit set");
+  }
+  if (op < HF_OP_CLOSE && p->max_message) {
+    uint64_t total = (op == HF_OP_CONT ? p->_msg_len : 0) + plen;
+    if (plen > p->max_message || total > p->max_message)
+      return fail(p, HF_ETOOBIG, HF_CLOSE_TOO_BIG, "message too big");
+  }
+  if (masked)
+    memcpy(p->_key, q, 4);
+  p->_opcode = op;
+  p->_fin = fin;
+  p->_plen = plen;
+  p->_done = 0;
+  p->_hdr_len = (uint8_t)need;
+  if (op == HF_OP_TEXT || op == HF_OP_BINARY) {
+    p->_msg_opcode = op;
+    p->_msg_len = 0;
+    p->_utf8 = HF_UTF8_ACCEPT;
+  }
+  return (ssize_t)need;
+}
+
+/* Unmask and (for text) validate payload bytes [p->_done, upto). */
+static int advance_payload(hf_ws_parser *p, uint8_t *pay, uint64_t upto) {
+  uint64_t from = p->_done;
+  if (upto <= from)
+    return 0;
+  size_t n = (size_t)(upto - from);
+  if (p->expect_mask)
+    hf_frame_mask(pay + from, n, p->_key, (size_t)from);
+  if (p->_opcode < HF_OP_CLOSE && p->_msg_opcode == HF_OP_TEXT) {
+    p->_utf8 = hf_utf8_feed(p->_utf8, pay + from, n, NULL);
+    if (p->_utf8 == HF_UTF8_REJECT)
+      return (int)fail(p, HF_EUTF8, HF_CLOSE_INVALID_PAYLOAD,
+                       "invalid UTF-8 in text message");
+  }
+  p->_done = upto;
+  return 0;
+}
+
+ssize_t hf_ws_parse(hf_ws_parser *p, uint8_t *buf, size_t len, hf_ws_event *ev,
+                    size_t *need) {
+  if (need)
+    *need = 0;
+  if (!p->_hdr_len) {
+    ssize_t h = parse_header(p, buf, len);
+    if (h <= 0)
+      return h == 0 ? HF_EAGAIN : h;
+  }
+  size_t hl = p->_hdr_len;
+  uint64_t total = hl + p->_plen;
+  uint8_t *pay = buf + hl;
+  uint64_t have = len >= total ? p->_plen : (uint64_t)(len - hl);
+  if (advance_payload(p, pay, have) < 0)
+    return p->err_code == HF_CLOSE_INVALID_PAYLOAD ? HF_EUTF8 : HF_EPROTO;
+  if (len < total) {
+    if (need)
+      *need = (size_t)total;
+    return HF_EAGAIN;
+  }
+  /* the frame is complete */
+  p->_hdr_len = 0;
+  memset(ev, 0, sizeof *ev);
+  ev->data = pay;
+  ev->len = (size_t)p->_plen;
+  switch (p->_opcode) {
+  case HF_OP_PING:
+    ev->type = HF_WS_EV_PING;
+    break;
+  case HF_OP_PONG:
+    ev->type = HF_WS_EV_PONG;
+    break;
+  case HF_OP_CLOSE:
+    ev->type = HF_WS_EV_CLOSE;
+    if (ev->len == 0) {
+      ev->close_code = HF_CLOSE_NO_STATUS;
+    } else if (ev->len == 1) {
+      return fail(p, HF_EPROTO, HF_CLOSE_PROTOCOL_ERROR,
+                  "close frame with a 1-byte payload");
+    } else {
+      unsigned code = ((unsigned)pay[0] << 8) | pay[1];
+      if (!hf_close_code_valid(code))
+        return fail(p, HF_EPROTO, HF_CLOSE_PROTOCOL_ERROR,
+                    "invalid close code");
+      if (!hf_utf8_valid(pay + 2, ev->len - 2))
+        return fail(p, HF_EPROTO, HF_CLOSE_PROTOCOL_ERROR,
+                    "close reason is not valid UTF-8");
+      ev->close_code = (uint16_t)code;
+      ev->close_reason = pay + 2;
+      ev->close_reason_len = ev->len - 2;
+    }
+    break;
+  default: /* data */
+    ev->type = HF_WS_EV_DATA;
+    ev->opcode = p->_msg_opcode;
+    ev->first = p->_opcode != HF_OP_CONT;
+    ev->fin = p->_fin;
+    p->_msg_len += p->_plen;
+    if (p->_fin) {
+      if (p->_msg_opcode == HF_OP_TEXT && p->_utf8 != HF_UTF8_ACCEPT)
+        return fail(p, HF_EUTF8, HF_CLOSE_INVALID_PAYLOAD,
+                    "text message ends inside a UTF-8 sequence");
+      p->_in_msg = 0;
+    } else {
+      p->_in_msg = 1;
+    }
+    break;
+  }
+  return (ssize_t)total;
+}

@@ -1,0 +1,902 @@
+/* SPDX-License-Identifier: MIT */
+/* Server-side connection engine: one explicit state machine per socket
+ * (HTTP -> OPEN -> CLOSING -> gone, or HTTP -> RESPONDED -> gone), reading
+ * into the loop's shared receive buffer, corked output, a bounded output
+ * queue, one coarse timer per connection for every timeout, and deferred
+ * freeing so that no connection dies inside its own callback. */
+#include "hf/conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "hf/close.h"
+#include "hf/err.h"
+#include "hf/frame.h"
+
+#define CORK_CAP (64 * 1024)
+/* Messages at least this big skip the cork and go out with writev, straight
+ * from where they are: no copy. */
+#define DIRECT_MIN (16 * 1024)
+#define MAX_HEADERS_CAP 256
+
+typedef enum {
+  ST_HTTP,      /* reading the request head */
+  ST_RESPONDED, /* plain HTTP answer queued; then shutdown and close */
+  ST_OPEN,      /* WebSocket open */
+  ST_CLOSING,   /* a close frame was sent; waiting for the peer / flush */
+  ST_DEAD       /* torn down, waiting to be freed */
+} conn_state;
+
+enum {
+  F_CLOSE_SENT = 1 << 0,
+  F_CLOSE_RCVD = 1 << 1,
+  F_AWAIT_PONG = 1 << 2,
+  F_SLOW = 1 << 3,
+  F_NO_READ = 1 << 4, /* stop reading (slow consumer, after close frame) */
+  F_LINGER = 1 << 5,  /* RESPONDED: write side shut down */
+  F_HS_TIMEOUT = 1 << 6 /* the request head did not arrive in time */
+};
+
+struct hf_conn {
+  hf_io io;
+  hf_timer timer;
+  hf_conn *next, *prev; /* ctx list; next also links the graveyard */
+  hf_conn_ctx *ctx;
+  void *udata;
+  hf_ws_parser ws;
+  uint8_t *in; /* unconsumed input (partial head or frame); NULL when idle */
+  uint32_t in_len, in_cap, need;
+  uint8_t *msg; /* fragment assembly; NULL unless a fragmented message */
+  uint32_t msg_len, msg_cap;
+  uint8_t *out; /* output the kernel did not take yet */
+  uint32_t out_off, out_len, out_cap;
+  uint32_t ping_mark; /* low bits of bytes_in when the last ping left */
+  uint64_t t_accept;
+  uint64_t bytes_in, bytes_out, msgs_in, msgs_out;
+  char *peer_reason; /* close reason received from the peer */
+  uint8_t id[16];
+  union {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+  } peer;
+  uint8_t state, flags, who, upgraded;
+  uint16_t close_code;
+  const char *close_reason; /* static text of our close */
+};
+
+struct hf_conn_ctx {
+  hf_loop *loop;
+  hf_conn_config cfg;
+  hf_conn_handler h;
+  hf_conn *head; /* live connections */
+  size_t count;
+  hf_conn *grave; /* torn down, freed at the end of the iteration */
+  hf_deferred reaper;
+  hf_conn *cork_owner;
+  uint32_t cork_len;
+  uint64_t rng[4];
+  uint8_t cork[CORK_CAP];
+};
+
+static void teardown(hf_conn *c);
+static void conn_io(hf_loop *loop, hf_io *io, uint32_t ev);
+static void conn_timer(hf_loop *loop, hf_timer *t);
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t rng_next(uint64_t s[4]) { /* xoshiro256** */
+  uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = rotl(s[3], 45);
+  return r;
+}
+
+static void set_events(hf_conn *c) {
+  uint32_t ev = 0;
+  if (!(c->flags & F_NO_READ))
+    ev |= EPOLLIN | EPOLLRDHUP;
+  if (c->out_len)
+    ev |= EPOLLOUT;
+  if (hf_loop_mod(c->ctx->loop, &c->io, ev) < 0)
+    teardown(c);
+}
+
+static ssize_t send_iov(hf_conn *c, struct iovec *iov, int n) {
+  struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+  ssize_t w;
+  do
+    w = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+  while (w < 0 && errno == EINTR);
+  if (w < 0)
+    return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+  c->bytes_out += (uint64_t)w;
+  return w;
+}
+
+static void slow_consumer(hf_conn *c);
+
+/* Append to the output queue. The queue may exceed max_queue by one
+ * message; going over marks the connection slow. */
+static int outq_append(hf_conn *c, const uint8_t *p, size_t n) {
+  if (c->out_off && c->out_off + c->out_len + n > c->out_cap) {
+    memmove(c->out, c->out + c->out_off, c->out_len);
+    c->out_off = 0;
+  }
+  if (c->out_len + n > c->out_cap) {
+    size_t cap = c->out_cap ? c->out_cap : 4096;
+    while (cap < c->out_len + n)
+      cap *= 2;
+    uint8_t *nb = realloc(c->out, cap);
+    if (!nb)
+      return HF_ENOMEM;
+    c->out = nb;
+    c->out_cap = (uint32_t)cap;
+  }
+  memcpy(c->out + c->out_off + c->out_len, p, n);
+  c->out_len += (uint32_t)n;
+  return 0;
+}
+
+/* Write iov now if nothing is queued, queue whatever the kernel refuses. */
+static int write_or_queue(hf_conn *c, struct iovec *iov, int n) {
+  size_t total = 0;
+  for (int i = 0; i < n; i++)
+    total += iov[i].iov_len;
+  size_t done = 0;
+  if (!c->out_len) {
+    ssize_t w = send_iov(c, iov, n);
+    if (w < 0) {
+      teardown(c);
+      return HF_EIO;
+    }
+    done = (size_t)w;
+  }
+  if (done == total)
+    return 0;
+  for (int i = 0; i < n; i++) {
+    size_t l = iov[i].iov_len;
+    if (done >= l) {
+      done -= l;
+      continue;
+    }
+    if (outq_append(c, (uint8_t *)iov[i].iov_base + done, l - done) < 0) {
+      teardown(c);
+      return HF_ENOMEM;
+    }
+    done = 0;
+  }
+  set_events(c);
+  if (c->out_len > c->ctx->cfg.max_queue && !(c->flags & F_SLOW)) {
+    slow_consumer(c);
+    return HF_ELIMIT;
+  }
+  return 0;
+}
+
+static int flush_cork(hf_conn_ctx *ctx) {
+  hf_conn *c = ctx->cork_owner;
+  if (!c || !ctx->cork_len)
+    return 0;
+  struct iovec iov = {ctx->cork, ctx->cork_len};
+  ctx->cork_len = 0;
+  return write_or_queue(c, &iov, 1);
+}
+
+/* Frame and send; the common path for data, control and close frames. */
+static int send_frame(hf_conn *c, int opcode, const uint8_t *data, size_t len) {
+  hf_conn_ctx *ctx = c->ctx;
+  uint8_t hdr[HF_FRAME_MAX_HEADER];
+  size_t hl = hf_frame_header(hdr, 1, opcode, len, NULL);
+  if (ctx->cork_owner == c && len < DIRECT_MIN) {
+    if (ctx->cork_len + hl + len > CORK_CAP) {
+      int r = flush_cork(ctx);
+      if (r < 0)
+        return r;
+    }
+    memcpy(ctx->cork + ctx->cork_len, hdr, hl);
+    if (len)
+      memcpy(ctx->cork + ctx->cork_len + hl, data, len);
+    ctx->cork_len += (uint32_t)(hl + len);
+    return 0;
+  }
+  if (ctx->cork_owner == c) {
+    int r = flush_cork(ctx);
+    if (r < 0)
+      return r;
+  }
+  struct iovec iov[2] = {{hdr, hl}, {(void *)data, len}};
+  return write_or_queue(c, iov, len ? 2 : 1);
+}
+
+static void send_close_frame(hf_conn *c, uint16_t code, const char *reason) {
+  uint8_t pl[HF_FRAME_MAX_CONTROL];
+  size_t n = hf_frame_close_payload(pl, code, reason);
+  c->flags |= F_CLOSE_SENT;
+  send_frame(c, HF_OP_CLOSE, pl, n);
+}
+
+/* Close TCP once the queue is empty (the server closes first, RFC 6455 7.1.1). */
+static void close_when_flushed(hf_conn *c) {
+  if (c->state == ST_DEAD)
+    return;
+  if (c->ctx->cork_owner == c)
+    return; /* the end of input processing flushes and checks again */
+  if (!c->out_len)
+    teardown(c);
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static void reap(hf_loop *loop, hf_deferred *d) {
+  hf_conn_ctx *ctx = (hf_conn_ctx *)((char *)d - offsetof(hf_conn_ctx, reaper));
+  while (ctx->grave) {
+    hf_conn *c = ctx->grave;
+    ctx->grave = c->next;
+    free(c);
+  }
+}
+
+static void teardown(hf_conn *c) {
+  if (c->state == ST_DEAD)
+    return;
+  hf_conn_ctx *ctx = c->ctx;
+  if (ctx->cork_owner == c) {
+    ctx->cork_owner = NULL;
+    ctx->cork_len = 0;
+  }
+  hf_conn_close_info info = {0};
+  info.upgraded = c->upgraded;
+  info.handshake_timeout = (c->flags & F_HS_TIMEOUT) != 0;
+  info.duration_ms = hf_loop_now(ctx->loop) - c->t_accept;
+  info.bytes_in = c->bytes_in;
+  info.bytes_out = c->bytes_out;
+  info.msgs_in = c->msgs_in;
+  info.msgs_out = c->msgs_out;
+  if (c->flags & (F_CLOSE_SENT | F_CLOSE_RCVD)) {
+    info.code = c->close_code;
+    info.who = (hf_conn_who)c->who;
+    info.reason = c->who == HF_WHO_CLIENT
+                      ? (c->peer_reason ? c->peer_reason : "")
+                      : (c->close_reason ? c->close_reason : "");
+  } else {
+    info.code = c->close_code ? c->close_code : HF_CLOSE_ABNORMAL;
+    info.who = c->close_code ? (hf_conn_who)c->who : HF_WHO_ABNORMAL;
+    info.reason = c->close_reason ? c->close_reason : "";
+  }
+  c->state = ST_DEAD;
+  hf_timer_cancel(ctx->loop, &c->timer);
+  hf_loop_del(ctx->loop, &c->io);
+  close(c->io.fd);
+  c->io.fd = -1;
+  /* unlink from the live list */
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    ctx->head = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  ctx->count--;
+  if (ctx->h.on_close)
+    ctx->h.on_close(c, &info);
+  free(c->in);
+  free(c->msg);
+  free(c->out);
+  free(c->peer_reason);
+  c->in = c->msg = c->out = NULL;
+  c->peer_reason = NULL;
+  c->next = ctx->grave;
+  ctx->grave = c;
+  hf_loop_defer(ctx->loop, &ctx->reaper);
+}
+
+/* Drop without a close handshake, recording what we meant to say. */
+static void abort_with(hf_conn *c, uint16_t code, const char *reason) {
+  if (!(c->flags & (F_CLOSE_SENT | F_CLOSE_RCVD))) {
+    c->close_code = code;
+    c->close_reason = reason;
+    c->who = HF_WHO_SERVER;
+  }
+  teardown(c);
+}
+
+static void slow_consumer(hf_conn *c) {
+  c->flags |= F_SLOW | F_NO_READ;
+  if (c->state == ST_OPEN) {
+    c->close_code = HF_CLOSE_SLOW;
+    c->close_reason = "slow consumer: output queue limit exceeded";
+    c->who = HF_WHO_SERVER;
+    c->state = ST_CLOSING;
+    send_close_frame(c, HF_CLOSE_SLOW, c->close_reason);
+    if (c->state == ST_DEAD)
+      return;
+    hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.close_timeout_ms);
+  }
+  set_events(c);
+}
+
+void hf_conn_close(hf_conn *c, uint16_t code, const char *reason) {
+  if (c->state == ST_HTTP) {
+    abort_with(c, code, reason);
+    return;
+  }
+  if (c->state != ST_OPEN)
+    return;
+  c->state = ST_CLOSING;
+  c->close_code = code;
+  c->close_reason = reason && *reason ? reason : hf_close_reason(code);
+  c->who = HF_WHO_SERVER;
+  send_close_frame(c, code, c->close_reason);
+  if (c->state == ST_DEAD)
+    return;
+  hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.close_timeout_ms);
+}
+
+/* Peer broke the protocol: close with the parser's code, stop reading. */
+static void protocol_fail(hf_conn *c, uint16_t code, const char *reason) {
+  if (c->state == ST_OPEN) {
+    hf_conn_close(c, code, reason);
+    if (c->state != ST_DEAD) {
+      c->flags |= F_NO_READ;
+      set_events(c);
+    }
+  } else {
+    abort_with(c, code, reason);
+  }
+}
+
+/* ---- WebSocket input ---------------------------------------------------- */
+
+static int assemble(hf_conn *c, const uint8_t *p, size_t n) {
+  if (c->msg_len + n > c->msg_cap) {
+    size_t cap = c->msg_cap ? c->msg_cap : 1024;
+    while (cap < c->msg_len + n)
+      cap *= 2;
+    uint8_t *nb = realloc(c->msg, cap);
+    if (!nb)
+      return HF_ENOMEM;
+    c->msg = nb;
+    c->msg_cap = (uint32_t)cap;
+  }
+  memcpy(c->msg + c->msg_len, p, n);
+  c->msg_len += (uint32_t)n;
+  return 0;
+}
+
+static void on_ws_event(hf_conn *c, hf_ws_event *ev) {
+  hf_conn_ctx *ctx = c->ctx;
+  switch (ev->type) {
+  case HF_WS_EV_DATA:
+    if (c->state != ST_OPEN)
+      return; /* after our close frame: discard */
+    if (ev->first && ev->fin) {
+      c->msgs_in++;
+      ctx->h.on_message(c, ev->opcode, ev->data, ev->len);
+      return;
+    }
+    if (assemble(c, ev->data, ev->len) < 0) {
+      protocol_fail(c, HF_CLOSE_INTERNAL, "out of memory");
+      return;
+    }
+    if (ev->fin) {
+      c->msgs_in++;
+      uint8_t *m = c->msg;
+      size_t ml = c->msg_len;
+      c->msg = NULL;
+      c->msg_len = c->msg_cap = 0;
+      ctx->h.on_message(c, ev->opcode, m, ml);
+      free(m);
+    }
+    return;
+  case HF_WS_EV_PING:
+    if (c->state == ST_OPEN)
+      send_frame(c, HF_OP_PONG, ev->data, ev->len);
+    return;
+  case HF_WS_EV_PONG:
+    return; /* any input counts as liveness (ping_mark) */
+  case HF_WS_EV_CLOSE:
+    c->flags |= F_CLOSE_RCVD;
+    if (c->state == ST_OPEN) {
+      /* the peer started the close: echo its code and close TCP */
+      uint16_t code = ev->close_code == HF_CLOSE_NO_STATUS ? HF_CLOSE_NORMAL
+                                                            : ev->close_code;
+      c->who = HF_WHO_CLIENT;
+      c->close_code = ev->close_code;
+      if (ev->close_reason_len) {
+        c->peer_reason = malloc(ev->close_reason_len + 1);
+        if (c->peer_reason) {
+          memcpy(c->peer_reason, ev->close_reason, ev->close_reason_len);
+          c->peer_reason[ev->close_reason_len] = 0;
+        }
+      }
+      c->state = ST_CLOSING;
+      send_close_frame(c, code, hf_close_reason(code));
+      if (c->state == ST_DEAD)
+        return;
+      hf_timer_set(ctx->loop, &c->timer, ctx->cfg.close_timeout_ms);
+    }
+    c->flags |= F_NO_READ;
+    set_events(c);
+    close_when_flushed(c);
+    return;
+  }
+}
+
+/* Feed buf[0..len) (which is either the loop buffer or c->in) to the
+ * parser; keep what is left of an incomplete frame in c->in. */
+static void process_ws(hf_conn *c, uint8_t *buf, size_t len) {
+  hf_conn_ctx *ctx = c->ctx;
+  size_t off = 0;
+  ctx->cork_owner = c;
+  ctx->cork_len = 0;
+  while (off < len && c->state != ST_DEAD && !(c->flags & F_CLOSE_RCVD)) {
+    hf_ws_event ev;
+    size_t need = 0;
+    ssize_t r = hf_ws_parse(&c->ws, buf + off, len - off, &ev, &need);
+    if (r == HF_EAGAIN) {
+      c->need = (uint32_t)need;
+      break;
+    }
+    if (r < 0) {
+      protocol_fail(c, c->ws.err_code, c->ws.err_reason);
+      off = len;
+      break;
+    }
+    off += (size_t)r;
+    on_ws_event(c, &ev);
+  }
+  if (c->state == ST_DEAD)
+    return;
+  size_t rest = (c->flags & (F_CLOSE_RCVD | F_NO_READ)) ? 0 : len - off;
+  if (!rest) {
+    free(c->in); /* idle connections hold no input buffer */
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
+    c->need = 0;
+  } else if (buf == c->in) {
+    memmove(c->in, c->in + off, rest);
+    c->in_len = (uint32_t)rest;
+  } else {
+    size_t cap = rest > c->need ? rest : c->need;
+    if (cap < 256)
+      cap = 256;
+    uint8_t *nb = malloc(cap);
+    if (!nb) {
+      abort_with(c, HF_CLOSE_INTERNAL, "out of memory");
+      return;
+    }
+    memcpy(nb, buf + off, rest);
+    free(c->in);
+    c->in = nb;
+    c->in_len = (uint32_t)rest;
+    c->in_cap = (uint32_t)cap;
+  }
+  flush_cork(ctx);
+  ctx->cork_owner = NULL;
+  if (c->state == ST_DEAD)
+    return;
+  if ((c->flags & F_CLOSE_RCVD) && (c->flags & F_CLOSE_SENT))
+    close_when_flushed(c);
+}
+
+/* ---- HTTP input --------------------------------------------------------- */
+
+static void respond_error(hf_conn *c, int status, const char *why) {
+  char body[256];
+  int n = snprintf(body, sizeof body, "%s\n", why);
+  hf_conn_respond(c, status, NULL, NULL, body, (size_t)n);
+}
+
+static void process_http(hf_conn *c, uint8_t *buf, size_t len, size_t last) {
+  hf_conn_ctx *ctx = c->ctx;
+  hf_http_header hdrs[MAX_HEADERS_CAP];
+  hf_http_request req = {0};
+  req.headers = hdrs;
+  req.num_headers = ctx->cfg.max_headers < MAX_HEADERS_CAP
+                        ? ctx->cfg.max_headers
+                        : MAX_HEADERS_CAP;
+  const char *why = NULL;
+  ssize_t r = hf_http_parse_request((const char *)buf, len, last,
+                                    ctx->cfg.max_head, &req, &why);
+  if (r == HF_EAGAIN) {
+    if (buf != c->in) {
+      c->in = malloc(ctx->cfg.max_head + 1);
+      if (!c->in) {
+        abort_with(c, HF_CLOSE_INTERNAL, "out of memory");
+        return;
+      }
+      c->in_cap = ctx->cfg.max_head + 1;
+      memcpy(c->in, buf, len);
+    }
+    c->in_len = (uint32_t)len;
+    return;
+  }
+  if (r == HF_ETOOBIG) {
+    respond_error(c, 431, "Request head too large: at most the configured "
+                          "websocket.max_header_size bytes and "
+                          "websocket.max_headers header fields are accepted.");
+    return;
+  }
+  if (r < 0) {
+    char m[200];
+    snprintf(m, sizeof m, "Malformed HTTP request: %s.", why ? why : "bad syntax");
+    respond_error(c, 400, m);
+    return;
+  }
+  size_t head = (size_t)r;
+  ctx->h.on_request(c, &req);
+  if (c->state == ST_OPEN) {
+    c->bytes_in = len - head; /* count WebSocket bytes only */
+    if (len > head) {
+      /* frames pipelined behind the head: move them out of the way first
+       * if they live in c->in (process_ws keeps leftovers there) */
+      if (buf == c->in) {
+        memmove(c->in, c->in + head, len - head);
+        process_ws(c, c->in, len - head);
+      } else {
+        process_ws(c, buf + head, len - head);
+      }
+    } else {
+      free(c->in);
+      c->in = NULL;
+      c->in_len = c->in_cap = 0;
+    }
+  } else if (c->state != ST_DEAD) {
+    free(c->in);
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
+  }
+}
+
+/* ---- I/O callbacks ------------------------------------------------------ */
+
+static void on_eof(hf_conn *c) {
+  if (c->state == ST_OPEN || c->state == ST_CLOSING) {
+    teardown(c); /* abnormal unless a close frame went either way */
+  } else if (c->state == ST_HTTP) {
+    c->close_code = 0;
+    teardown(c);
+  } else {
+    teardown(c);
+  }
+}
+
+static void on_readable(hf_conn *c) {
+  hf_conn_ctx *ctx = c->ctx;
+  uint8_t *buf;
+  size_t cap, len;
+  int into_in = c->in_len > 0;
+  if (c->state == ST_RESPONDED) {
+    /* discard what the client still sends until EOF (lingering close) */
+    size_t rc;
+    uint8_t *rb = hf_loop_rbuf(ctx->loop, &rc);
+    ssize_t n = recv(c->io.fd, rb, rc, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+      teardown(c);
+    return;
+  }
+  if (into_in) {
+    if (c->state == ST_HTTP) {
+      cap = c->in_cap - c->in_len;
+    } else {
+      size_t want = c->need > c->in_len + 16384 ? c->need : c->in_len + 16384;
+      if (want > c->in_cap) {
+        uint8_t *nb = realloc(c->in, want);
+        if (!nb) {
+          abort_with(c, HF_CLOSE_INTERNAL, "out of memory");
+          return;
+        }
+        c->in = nb;
+        c->in_cap = (uint32_t)want;
+      }
+      cap = c->in_cap - c->in_len;
+    }
+    buf = c->in;
+  } else {
+    buf = hf_loop_rbuf(ctx->loop, &cap);
+  }
+  ssize_t n = recv(c->io.fd, buf + (into_in ? c->in_len : 0), cap, 0);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EINTR)
+      return;
+    on_eof(c);
+    return;
+  }
+  if (n == 0) {
+    on_eof(c);
+    return;
+  }
+  size_t last = into_in ? c->in_len : 0;
+  len = last + (size_t)n;
+  if (c->state == ST_HTTP) {
+    process_http(c, buf, len, last);
+  } else {
+    c->bytes_in += (uint64_t)n;
+    process_ws(c, buf, len);
+  }
+}
+
+static void on_writable(hf_conn *c) {
+  struct iovec iov = {c->out + c->out_off, c->out_len};
+  ssize_t w = send_iov(c, &iov, 1);
+  if (w < 0) {
+    teardown(c);
+    return;
+  }
+  c->out_off += (uint32_t)w;
+  c->out_len -= (uint32_t)w;
+  if (c->out_len)
+    return;
+  free(c->out); /* idle connections hold no output buffer */
+  c->out = NULL;
+  c->out_off = c->out_cap = 0;
+  set_events(c);
+  if (c->state == ST_DEAD)
+    return;
+  if (c->state == ST_RESPONDED && !(c->flags & F_LINGER)) {
+    c->flags |= F_LINGER;
+    shutdown(c->io.fd, SHUT_WR);
+  } else if (c->state == ST_CLOSING && (c->flags & F_CLOSE_RCVD)) {
+    teardown(c);
+  }
+}
+
+static void conn_io(hf_loop *loop, hf_io *io, uint32_t ev) {
+  hf_conn *c = (hf_conn *)io;
+  if (c->state == ST_DEAD)
+    return;
+  if (ev & EPOLLOUT)
+    on_writable(c);
+  if (c->state == ST_DEAD)
+    return;
+  if (ev & (EPOLLIN | EPOLLHUP | EPOLLRDHUP | EPOLLERR)) {
+    if (c->flags & F_NO_READ) {
+      if (ev & (EPOLLHUP | EPOLLERR))
+        teardown(c);
+      return;
+    }
+    on_readable(c);
+  }
+}
+
+static void conn_timer(hf_loop *loop, hf_timer *t) {
+  hf_conn *c = (hf_conn *)((char *)t - offsetof(hf_conn, timer));
+  hf_conn_ctx *ctx = c->ctx;
+  switch (c->state) {
+  case ST_HTTP:
+    c->flags |= F_HS_TIMEOUT;
+    c->who = HF_WHO_SERVER;
+    c->close_reason = "handshake timeout";
+    teardown(c);
+    return;
+  case ST_RESPONDED:
+  case ST_CLOSING:
+    teardown(c); /* peer did not answer the close / read the response */
+    return;
+  case ST_OPEN:
+    if (c->flags & F_AWAIT_PONG) {
+      if ((uint32_t)c->bytes_in == c->ping_mark) {
+        /* silent since the ping: half-open or dead peer */
+        c->close_code = HF_CLOSE_NO_PONG;
+        c->close_reason = "no pong: heartbeat timeout";
+        c->who = HF_WHO_SERVER;
+        send_close_frame(c, HF_CLOSE_NO_PONG, c->close_reason);
+        teardown(c);
+        return;
+      }
+      c->flags &= (uint8_t)~F_AWAIT_PONG;
+      uint32_t rest = ctx->cfg.ping_interval_ms > ctx->cfg.pong_timeout_ms
+                          ? ctx->cfg.ping_interval_ms - ctx->cfg.pong_timeout_ms
+                          : 1;
+      hf_timer_set(loop, &c->timer, rest);
+      return;
+    }
+    c->flags |= F_AWAIT_PONG;
+    c->ping_mark = (uint32_t)c->bytes_in;
+    send_frame(c, HF_OP_PING, (const uint8_t *)"hf", 2);
+    if (c->state == ST_OPEN)
+      hf_timer_set(loop, &c->timer, ctx->cfg.pong_timeout_ms);
+    return;
+  default:
+    return;
+  }
+}
+
+/* ---- public API --------------------------------------------------------- */
+
+hf_conn_ctx *hf_conn_ctx_new(hf_loop *loop, const hf_conn_config *cfg,
+                             const hf_conn_handler *h) {
+  hf_conn_ctx *ctx = calloc(1, sizeof *ctx);
+  if (!ctx)
+    return NULL;
+  ctx->loop = loop;
+  ctx->cfg = *cfg;
+  ctx->h = *h;
+  ctx->reaper.cb = reap;
+  if (getrandom(ctx->rng, sizeof ctx->rng, 0) != (ssize_t)sizeof ctx->rng) {
+    free(ctx);
+    return NULL;
+  }
+  return ctx;
+}
+
+void hf_conn_ctx_free(hf_conn_ctx *ctx) {
+  if (!ctx)
+    return;
+  while (ctx->head) {
+    hf_conn *c = ctx->head;
+    c->close_code = HF_CLOSE_GOING_AWAY;
+    c->close_reason = "server stopped";
+    c->who = HF_WHO_SERVER;
+    teardown(c);
+  }
+  reap(ctx->loop, &ctx->reaper);
+  free(ctx);
+}
+
+size_t hf_conn_ctx_count(const hf_conn_ctx *ctx) { return ctx->count; }
+
+void hf_conn_ctx_close_all(hf_conn_ctx *ctx, uint16_t code, const char *reason) {
+  hf_conn *c = ctx->head;
+  while (c) {
+    hf_conn *n = c->next;
+    if (c->state == ST_OPEN || c->state == ST_HTTP)
+      hf_conn_close(c, code, reason);
+    c = n;
+  }
+}
+
+hf_conn *hf_conn_accept(hf_conn_ctx *ctx, int fd, const struct sockaddr *sa,
+                        socklen_t salen) {
+  hf_conn *c = calloc(1, sizeof *c);
+  if (!c) {
+    close(fd);
+    return NULL;
+  }
+  c->ctx = ctx;
+  c->io.fd = fd;
+  c->io.cb = conn_io;
+  c->timer.cb = conn_timer;
+  c->t_accept = hf_loop_now(ctx->loop);
+  c->state = ST_HTTP;
+  c->ws.expect_mask = 1;
+  c->ws.max_message = ctx->cfg.max_message;
+  if (salen <= sizeof c->peer)
+    memcpy(&c->peer, sa, salen);
+  uint64_t a = rng_next(ctx->rng), b = rng_next(ctx->rng);
+  memcpy(c->id, &a, 8);
+  memcpy(c->id + 8, &b, 8);
+  c->id[6] = (uint8_t)((c->id[6] & 0x0f) | 0x40); /* UUID version 4 */
+  c->id[8] = (uint8_t)((c->id[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+  if (hf_loop_add(ctx->loop, &c->io, EPOLLIN | EPOLLRDHUP) < 0) {
+    close(fd);
+    free(c);
+    return NULL;
+  }
+  c->next = ctx->head;
+  if (ctx->head)
+    ctx->head->prev = c;
+  ctx->head = c;
+  ctx->count++;
+  hf_timer_set(ctx->loop, &c->timer, ctx->cfg.handshake_timeout_ms);
+  return c;
+}
+
+hf_hs_code hf_conn_upgrade(hf_conn *c, const hf_http_request *req,
+                           const hf_handshake_policy *pol,
+                           const char *extra_headers, hf_handshake_result *res) {
+  hf_hs_code code = hf_handshake_check(req, pol, res);
+  if (code != HF_HS_OK) {
+    char body[1024];
+    int n = snprintf(body, sizeof body, "%s", res->message);
+    hf_conn_respond(c, res->status, res->extra_header, NULL, body,
+                    (size_t)(n < (int)sizeof body ? n : (int)sizeof body - 1));
+    return code;
+  }
+  char id[37], hdrs[1024];
+  hf_conn_id(c, id);
+  snprintf(hdrs, sizeof hdrs, "X-Holdfast-Connection-Id: %s\r\n%s", id,
+           extra_headers ? extra_headers : "");
+  char head[2048];
+  int n = hf_handshake_write_101(head, sizeof head, res, hdrs);
+  if (n < 0) {
+    respond_error(c, 500, "Internal error: response head too large.");
+    return HF_HS_OK;
+  }
+  c->state = ST_OPEN;
+  c->upgraded = 1;
+  hf_timer_cancel(c->ctx->loop, &c->timer);
+  struct iovec iov = {head, (size_t)n};
+  if (write_or_queue(c, &iov, 1) < 0)
+    return code;
+  c->bytes_out = 0; /* count WebSocket bytes only */
+  if (c->state == ST_OPEN && c->ctx->cfg.ping_interval_ms)
+    hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.ping_interval_ms);
+  return code;
+}
+
+void hf_conn_respond(hf_conn *c, int status, const char *extra_headers,
+                     const char *content_type, const char *body,
+                     size_t body_len) {
+  if (c->state != ST_HTTP)
+    return;
+  char head[4096];
+  int n = hf_http_write_response(head, sizeof head, status, extra_headers,
+                                 content_type, body, body_len);
+  if (n < 0) {
+    abort_with(c, 0, "response too large");
+    return;
+  }
+  c->state = ST_RESPONDED;
+  hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.close_timeout_ms);
+  struct iovec iov = {head, (size_t)n};
+  if (write_or_queue(c, &iov, 1) < 0 || c->state == ST_DEAD)
+    return;
+  if (!c->out_len) {
+    c->flags |= F_LINGER;
+    shutdown(c->io.fd, SHUT_WR);
+  }
+}
+
+int hf_conn_send(hf_conn *c, int opcode, const uint8_t *data, size_t len) {
+  if (c->state != ST_OPEN)
+    return HF_ECLOSED;
+  if (opcode == HF_OP_TEXT || opcode == HF_OP_BINARY)
+    c->msgs_out++;
+  return send_frame(c, opcode, data, len);
+}
+
+void hf_conn_id(const hf_conn *c, char out[37]) {
+  static const char hx[] = "0123456789abcdef";
+  int j = 0;
+  for (int i = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10)
+      out[j++] = '-';
+    out[j++] = hx[c->id[i] >> 4];
+    out[j++] = hx[c->id[i] & 15];
+  }
+  out[j] = 0;
+}
+
+void hf_conn_peer(const hf_conn *c, char *out, size_t cap) {
+  char ip[INET6_ADDRSTRLEN] = "?";
+  if (c->peer.sa.sa_family == AF_INET) {
+    inet_ntop(AF_INET, &c->peer.in4.sin_addr, ip, sizeof ip);
+    snprintf(out, cap, "%s:%u", ip, ntohs(c->peer.in4.sin_port));
+  } else if (c->peer.sa.sa_family == AF_INET6) {
+    inet_ntop(AF_INET6, &c->peer.in6.sin6_addr, ip, sizeof ip);
+    snprintf(out, cap, "[%s]:%u", ip, ntohs(c->peer.in6.sin6_port));
+  } else {
+    snprintf(out, cap, "unknown");
+  }
+}
+
+size_t hf_conn_peer_ip(const hf_conn *c, uint8_t out[16]) {
+  if (c->peer.sa.sa_family == AF_INET) {
+    memcpy(out, &c->peer.in4.sin_addr, 4);
+    return 4;
+  }
+  if (c->peer.sa.sa_family == AF_INET6) {
+    memcpy(out, &c->peer.in6.sin6_addr, 16);
+    return 16;
+  }
+  return 0;
+}
+
+void hf_conn_set_udata(hf_conn *c, void *udata) { c->udata = udata; }
+void *hf_conn_udata(const hf_conn *c) { return c->udata; }
+hf_conn_ctx *hf_conn_get_ctx(const hf_conn *c) { return c->ctx; }
+hf_loop *hf_conn_loop(const hf_conn *c) { return c->ctx->loop; }

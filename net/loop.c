@@ -1,0 +1,244 @@
+/* SPDX-License-Identifier: MIT */
+/* The event loop: epoll (level-triggered), a hashed timer wheel with coarse
+ * ticks, deferred end-of-iteration callbacks and a lock-free inbox (a Treiber
+ * stack taken whole and reversed, woken through an eventfd). */
+#include "hf/loop.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WHEEL_SLOTS 512 /* power of two */
+#define MAX_EVENTS 512
+
+struct hf_loop {
+  int epfd;
+  int stop;
+  unsigned tick_ms;
+  uint64_t now;      /* cached ms */
+  uint64_t tick;     /* last processed tick number */
+  size_t armed;      /* timers in the wheel */
+  hf_timer wheel[WHEEL_SLOTS]; /* list heads (sentinels) */
+  hf_deferred *deferred;
+  hf_io wake;        /* eventfd */
+  hf_msg *_Atomic inbox;
+  uint8_t *rbuf;
+  size_t rbuf_size;
+  void *data;
+};
+
+static uint64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void drain_inbox(hf_loop *loop, hf_io *io, uint32_t revents) {
+  uint64_t v;
+  while (read(io->fd, &v, sizeof v) > 0) {
+  }
+  hf_msg *m = atomic_exchange(&loop->inbox, NULL);
+  hf_msg *rev = NULL; /* the stack is LIFO: reverse for FIFO order */
+  while (m) {
+    hf_msg *n = atomic_load_explicit(&m->_next, memory_order_relaxed);
+    atomic_store_explicit(&m->_next, rev, memory_order_relaxed);
+    rev = m;
+    m = n;
+  }
+  while (rev) {
+    hf_msg *n = atomic_load_explicit(&rev->_next, memory_order_relaxed);
+    rev->run(loop, rev);
+    rev = n;
+  }
+}
+
+hf_loop *hf_loop_new(unsigned tick_ms, size_t rbuf_size) {
+  hf_loop *loop = calloc(1, sizeof *loop);
+  if (!loop)
+    return NULL;
+  loop->epfd = -1;
+  loop->wake.fd = -1;
+  loop->tick_ms = tick_ms ? tick_ms : 100;
+  loop->rbuf_size = rbuf_size;
+  loop->rbuf = malloc(rbuf_size + 64); /* slack for word-wide tail loops */
+  if (!loop->rbuf)
+    goto fail;
+  loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (loop->epfd < 0)
+    goto fail;
+  loop->wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (loop->wake.fd < 0)
+    goto fail;
+  loop->wake.cb = drain_inbox;
+  if (hf_loop_add(loop, &loop->wake, EPOLLIN) < 0)
+    goto fail;
+  for (int i = 0; i < WHEEL_SLOTS; i++)
+    loop->wheel[i]._next = loop->wheel[i]._prev = &loop->wheel[i];
+  loop->now = mono_ms();
+  loop->tick = loop->now / loop->tick_ms;
+  return loop;
+fail:
+  hf_loop_free(loop);
+  return NULL;
+}
+
+void hf_loop_free(hf_loop *loop) {
+  if (!loop)
+    return;
+  if (loop->wake.fd >= 0)
+    close(loop->wake.fd);
+  if (loop->epfd >= 0)
+    close(loop->epfd);
+  free(loop->rbuf);
+  free(loop);
+}
+
+int hf_loop_add(hf_loop *loop, hf_io *io, uint32_t events) {
+  struct epoll_event ev = {.events = events, .data.ptr = io};
+  if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, io->fd, &ev) < 0)
+    return -errno;
+  io->events = events;
+  return 0;
+}
+
+int hf_loop_mod(hf_loop *loop, hf_io *io, uint32_t events) {
+  if (io->events == events)
+    return 0;
+  struct epoll_event ev = {.events = events, .data.ptr = io};
+  if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, io->fd, &ev) < 0)
+    return -errno;
+  io->events = events;
+  return 0;
+}
+
+int hf_loop_del(hf_loop *loop, hf_io *io) {
+  if (epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->fd, NULL) < 0)
+    return -errno;
+  io->events = 0;
+  return 0;
+}
+
+uint64_t hf_loop_now(const hf_loop *loop) { return loop->now; }
+
+static void timer_link(hf_loop *loop, hf_timer *t) {
+  uint64_t tk = (t->due_ms + loop->tick_ms - 1) / loop->tick_ms;
+  if (tk <= loop->tick)
+    tk = loop->tick + 1;
+  hf_timer *head = &loop->wheel[tk & (WHEEL_SLOTS - 1)];
+  t->_next = head->_next;
+  t->_prev = head;
+  head->_next->_prev = t;
+  head->_next = t;
+}
+
+void hf_timer_set(hf_loop *loop, hf_timer *t, uint64_t delay_ms) {
+  if (t->_prev)
+    hf_timer_cancel(loop, t);
+  loop->armed++;
+  t->due_ms = loop->now + delay_ms;
+  timer_link(loop, t);
+}
+
+void hf_timer_cancel(hf_loop *loop, hf_timer *t) {
+  if (!t->_prev)
+    return;
+  t->_prev->_next = t->_next;
+  t->_next->_prev = t->_prev;
+  t->_next = t->_prev = NULL;
+  loop->armed--;
+}
+
+static void run_timers(hf_loop *loop) {
+  uint64_t target = loop->now / loop->tick_ms;
+  /* After a long stall, one lap of the wheel visits every slot. */
+  if (target - loop->tick > WHEEL_SLOTS)
+    loop->tick = target - WHEEL_SLOTS;
+  while (loop->tick < target) {
+    loop->tick++;
+    hf_timer *slot = &loop->wheel[loop->tick & (WHEEL_SLOTS - 1)];
+    if (slot->_next == slot)
+      continue;
+    /* Move the slot's timers to a local list so callbacks may set or
+     * cancel any timer (including ones still waiting here) safely, and a
+     * timer re-armed a full lap ahead is not seen twice. */
+    hf_timer local;
+    local._next = slot->_next;
+    local._prev = slot->_prev;
+    local._next->_prev = &local;
+    local._prev->_next = &local;
+    slot->_next = slot->_prev = slot;
+    while (local._next != &local) {
+      hf_timer *t = local._next;
+      t->_prev->_next = t->_next;
+      t->_next->_prev = t->_prev;
+      if (t->due_ms <= loop->now) {
+        t->_next = t->_prev = NULL;
+        loop->armed--;
+        t->cb(loop, t);
+      } else {
+        timer_link(loop, t); /* due in a later lap */
+      }
+    }
+  }
+}
+
+void hf_loop_defer(hf_loop *loop, hf_deferred *d) {
+  if (d->_queued)
+    return;
+  d->_queued = 1;
+  d->_next = loop->deferred;
+  loop->deferred = d;
+}
+
+static void run_deferred(hf_loop *loop) {
+  while (loop->deferred) {
+    hf_deferred *d = loop->deferred;
+    loop->deferred = d->_next;
+    d->_queued = 0;
+    d->cb(loop, d);
+  }
+}
+
+void hf_loop_post(hf_loop *loop, hf_msg *m) {
+  hf_msg *old = atomic_load_explicit(&loop->inbox, memory_order_relaxed);
+  do {
+    atomic_store_explicit(&m->_next, old, memory_order_relaxed);
+  } while (!atomic_compare_exchange_weak_explicit(
+      &loop->inbox, &old, m, memory_order_release, memory_order_relaxed));
+  if (!old) {
+    uint64_t one = 1;
+    ssize_t r = write(loop->wake.fd, &one, sizeof one);
+    (void)r; /* EAGAIN means a wake-up is already pending */
+  }
+}
+
+int hf_loop_run(hf_loop *loop) {
+  struct epoll_event evs[MAX_EVENTS];
+  while (!loop->stop) {
+    int timeout = loop->deferred ? 0 : (loop->armed ? (int)loop->tick_ms : -1);
+    int n = epoll_wait(loop->epfd, evs, MAX_EVENTS, timeout);
+    loop->now = mono_ms();
+    for (int i = 0; i < n; i++) {
+      hf_io *io = evs[i].data.ptr;
+      io->cb(loop, io, evs[i].events);
+    }
+    run_deferred(loop);
+    run_timers(loop);
+    run_deferred(loop);
+  }
+  return 0;
+}
+
+void hf_loop_stop(hf_loop *loop) { loop->stop = 1; }
+
+uint8_t *hf_loop_rbuf(hf_loop *loop, size_t *cap) {
+  *cap = loop->rbuf_size;
+  return loop->rbuf;
+}
+
+void hf_loop_set_data(hf_loop *loop, void *data) { loop->data = data; }
+void *hf_loop_data(const hf_loop *loop) { return loop->data; }

@@ -1,0 +1,610 @@
+/* SPDX-License-Identifier: MIT */
+/* Configuration loading. Every setting is one row of a table; the JSON file
+ * (via jansson), HOLDFAST_* environment variables and --flags all go through
+ * the same typed parsers, so a bad value is reported the same way wherever it
+ * came from: key, value, source and what is allowed. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { T_STR, T_BOOL, T_UINT, T_SIZE, T_DUR, T_LIST, T_ENUM } stype;
+
+typedef struct {
+  const char *key;
+  stype type;
+  size_t off;
+  const char *def;
+  uint64_t min, max;   /* T_UINT/T_SIZE/T_DUR (ms) bounds */
+  const char *choices; /* T_ENUM: "a|b|c" */
+  const char *origin;  /* "centrifugo" if the key exists there too */
+  const char *help;
+} setting;
+
+#define O(f) offsetof(srv_config, f)
+#define CF "centrifugo"
+#define HF "holdfast"
+#define MiB (1024ull * 1024ull)
+
+static const setting settings[] = {
+    {"http_server.address", T_STR, O(http_address), "127.0.0.1", 0, 0, NULL, CF,
+     "IP address to listen on when no --listen is given"},
+    {"http_server.port", T_UINT, O(http_port), "8000", 0, 65535, NULL, CF,
+     "TCP port to listen on when no --listen is given (0 = any free port)"},
+    {"listen", T_LIST, O(listen), "", 0, 0, NULL, HF,
+     "listen addresses HOST:PORT (IPv6 as [::1]:PORT); overrides http_server.*"},
+    {"workers", T_UINT, O(workers), "0", 0, 256, NULL, HF,
+     "event-loop threads, one per core; 0 = number of online cores"},
+    {"log.level", T_ENUM, O(log_level), "info", 0, 0, "debug|info|warn|error",
+     CF, "lowest level logged"},
+    {"log.format", T_ENUM, O(log_format), "json", 0, 0, "json|pretty", HF,
+     "json: one JSON object per line; pretty: aligned text for terminals"},
+    {"client.allowed_origins", T_LIST, O(allowed_origins), "", 0, 0, NULL, CF,
+     "browser origins allowed to upgrade: exact origins, \"*\", or patterns "
+     "like https://*.example.com; empty = no browser origin is allowed"},
+    {"client.allow_null_origin", T_BOOL, O(allow_null_origin), "false", 0, 0,
+     NULL, HF, "accept \"Origin: null\" (sandboxed iframes, file:// pages)"},
+    {"client.allow_missing_origin", T_BOOL, O(allow_missing_origin), "true", 0,
+     0, NULL, HF, "accept upgrades without Origin (non-browser clients)"},
+    {"client.connection_limit", T_UINT, O(connection_limit), "0", 0,
+     100000000, NULL, CF,
+     "most simultaneous connections per process; over it: 503 (0 = none)"},
+    {"client.connection_limit_per_ip", T_UINT, O(connection_limit_per_ip), "0",
+     0, 100000000, NULL, HF,
+     "most simultaneous connections from one IP address; over it: 503 (0 = none)"},
+    {"client.queue_max_size", T_SIZE, O(queue_max_size), "1048576", 1024,
+     1024 * MiB, NULL, CF,
+     "output queue limit per connection in bytes; a peer that does not read "
+     "until it is exceeded is closed with 3008"},
+    {"client.retry_after", T_UINT, O(retry_after), "5", 0, 3600, NULL, HF,
+     "seconds sent in Retry-After with 503 answers"},
+    {"websocket.message_size_limit", T_SIZE, O(message_size_limit), "1048576",
+     125, 1024 * MiB, NULL, CF,
+     "largest incoming message in bytes (all fragments); over it: close 1009"},
+    {"websocket.max_header_size", T_SIZE, O(max_header_size), "8192", 512,
+     1 * MiB, NULL, HF, "largest HTTP request head in bytes; over it: 431"},
+    {"websocket.max_headers", T_UINT, O(max_headers), "64", 8, 256, NULL, HF,
+     "most header fields in a request head; over it: 431"},
+    {"websocket.handshake_timeout", T_DUR, O(handshake_timeout_ms), "5s", 100,
+     3600000, NULL, HF,
+     "time from TCP accept to a complete request head; then the connection is dropped"},
+    {"websocket.ping_interval", T_DUR, O(ping_interval_ms), "25s", 0, 3600000,
+     NULL, HF, "WebSocket ping frame interval; 0 disables heartbeats"},
+    {"websocket.pong_timeout", T_DUR, O(pong_timeout_ms), "10s", 100, 3600000,
+     NULL, HF,
+     "how long a peer may stay silent after a ping before close 3012"},
+    {"websocket.close_timeout", T_DUR, O(close_timeout_ms), "5s", 100, 600000,
+     NULL, HF,
+     "how long to wait for the peer's close frame (or a lingering HTTP reader)"},
+    {"echo.enabled", T_BOOL, O(echo_enabled), "true", 0, 0, NULL, HF,
+     "serve the raw RFC 6455 echo endpoint"},
+    {"echo.handler_prefix", T_STR, O(echo_path), "/echo", 0, 0, NULL, HF,
+     "path of the echo endpoint"},
+    {"echo.subprotocols", T_LIST, O(echo_subprotocols), "", 0, 0, NULL, HF,
+     "sub-protocols the echo endpoint selects, in preference order"},
+    {"health.enabled", T_BOOL, O(health_enabled), "true", 0, 0, NULL, CF,
+     "serve the health endpoint"},
+    {"health.handler_prefix", T_STR, O(health_path), "/health", 0, 0, NULL, CF,
+     "path of the health endpoint"},
+    {"shutdown.timeout", T_DUR, O(shutdown_timeout_ms), "10s", 0, 3600000,
+     NULL, CF,
+     "on SIGTERM/SIGINT, how long to wait for connections to finish the close "
+     "handshake before exiting"},
+};
+#define NSETTINGS (sizeof settings / sizeof settings[0])
+
+static const char *warnings[64];
+static size_t nwarnings;
+
+static void warn_unsupported(const char *key) {
+  if (nwarnings + 1 >= sizeof warnings / sizeof warnings[0])
+    return;
+  char m[400];
+  snprintf(m, sizeof m,
+           "configuration key %s is not supported by this holdfast version "
+           "and is ignored",
+           key);
+  warnings[nwarnings++] = strdup(m);
+}
+
+const char *const *srv_config_warnings(void) { return warnings; }
+
+static const setting *find(const char *key) {
+  for (size_t i = 0; i < NSETTINGS; i++)
+    if (strcmp(settings[i].key, key) == 0)
+      return &settings[i];
+  return NULL;
+}
+
+static void list_free(srv_strlist *l) {
+  for (size_t i = 0; i < l->n; i++)
+    free(l->v[i]);
+  free(l->v);
+  l->v = NULL;
+  l->n = 0;
+}
+
+static int list_push(srv_strlist *l, const char *s, size_t n) {
+  char **nv = realloc(l->v, (l->n + 1) * sizeof *nv);
+  if (!nv)
+    return -1;
+  l->v = nv;
+  l->v[l->n] = strndup(s, n);
+  if (!l->v[l->n])
+    return -1;
+  l->n++;
+  return 0;
+}
+
+/* "25s", "500ms", "1m30s", "2h", "0" -> milliseconds. */
+static int parse_duration(const char *s, uint64_t *out) {
+  uint64_t total = 0;
+  if (strcmp(s, "0") == 0) {
+    *out = 0;
+    return 0;
+  }
+  if (!*s)
+    return -1;
+  while (*s) {
+    if (!isdigit((unsigned char)*s))
+      return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s)
+      return -1;
+    s = end;
+    double mult;
+    if (strncmp(s, "ms", 2) == 0) {
+      mult = 1;
+      s += 2;
+    } else if (*s == 's') {
+      mult = 1000;
+      s++;
+    } else if (*s == 'm') {
+      mult = 60000;
+      s++;
+    } else if (*s == 'h') {
+      mult = 3600000;
+      s++;
+    } else {
+      return -1;
+    }
+    double ms = v * mult;
+    if (ms > 1e15)
+      return -1;
+    total += (uint64_t)(ms + 0.5);
+  }
+  *out = total;
+  return 0;
+}
+
+/* "1048576", "64KiB", "1MiB", "1GiB" (also KB/MB/GB as powers of 1000). */
+static int parse_size(const char *s, uint64_t *out) {
+  if (!isdigit((unsigned char)*s))
+    return -1;
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno)
+    return -1;
+  uint64_t m = 1;
+  if (!*end || strcmp(end, "B") == 0)
+    m = 1;
+  else if (strcmp(end, "KiB") == 0)
+    m = 1024;
+  else if (strcmp(end, "MiB") == 0)
+    m = MiB;
+  else if (strcmp(end, "GiB") == 0)
+    m = 1024 * MiB;
+  else if (strcmp(end, "KB") == 0)
+    m = 1000;
+  else if (strcmp(end, "MB") == 0)
+    m = 1000000;
+  else if (strcmp(end, "GB") == 0)
+    m = 1000000000;
+  else
+    return -1;
+  if (v > UINT64_MAX / m)
+    return -1;
+  *out = v * m;
+  return 0;
+}
+
+static int parse_uint(const char *s, uint64_t *out) {
+  if (!isdigit((unsigned char)*s))
+    return -1;
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || *end)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+static const char *allowed_text(const setting *st, char *buf, size_t cap) {
+  switch (st->type) {
+  case T_BOOL:
+    return "true or false";
+  case T_UINT:
+    snprintf(buf, cap, "an integer from %llu to %llu",
+             (unsigned long long)st->min, (unsigned long long)st->max);
+    return buf;
+  case T_SIZE:
+    snprintf(buf, cap,
+             "a byte count from %llu to %llu (suffixes KiB, MiB, GiB allowed)",
+             (unsigned long long)st->min, (unsigned long long)st->max);
+    return buf;
+  case T_DUR:
+    snprintf(buf, cap,
+             "a duration like \"500ms\", \"25s\", \"1m\" from %llums to %llums",
+             (unsigned long long)st->min, (unsigned long long)st->max);
+    return buf;
+  case T_ENUM:
+    snprintf(buf, cap, "one of %s", st->choices);
+    return buf;
+  case T_LIST:
+    return "a list of strings (comma-separated in flags and env)";
+  default:
+    return "a string";
+  }
+}
+
+static int bad(FILE *err, const setting *st, const char *val, const char *src,
+               const char *extra) {
+  char buf[160];
+  fprintf(err,
+          "holdfast: invalid configuration: %s = \"%s\" (from %s): expected %s%s%s\n",
+          st->key, val, src, allowed_text(st, buf, sizeof buf),
+          extra ? "; " : "", extra ? extra : "");
+  return -1;
+}
+
+/* Apply a textual value (default, env, flag, or a JSON scalar rendered). */
+static int apply_text(srv_config *cfg, const setting *st, const char *val,
+                      const char *src, FILE *err) {
+  void *p = (char *)cfg + st->off;
+  uint64_t u;
+  switch (st->type) {
+  case T_STR:
+    free(*(char **)p);
+    *(char **)p = strdup(val);
+    return *(char **)p ? 0 : -1;
+  case T_ENUM: {
+    size_t vl = strlen(val);
+    const char *c = st->choices;
+    int ok = 0;
+    while (*c) {
+      const char *bar = strchr(c, '|');
+      size_t cl = bar ? (size_t)(bar - c) : strlen(c);
+      if (cl == vl && strncmp(c, val, vl) == 0)
+        ok = 1;
+      c += cl + (bar ? 1 : 0);
+    }
+    if (!ok)
+      return bad(err, st, val, src, NULL);
+    free(*(char **)p);
+    *(char **)p = strdup(val);
+    return 0;
+  }
+  case T_BOOL:
+    if (strcmp(val, "true") == 0 || strcmp(val, "1") == 0)
+      *(bool *)p = true;
+    else if (strcmp(val, "false") == 0 || strcmp(val, "0") == 0)
+      *(bool *)p = false;
+    else
+      return bad(err, st, val, src, NULL);
+    return 0;
+  case T_UINT:
+  case T_SIZE:
+  case T_DUR: {
+    int r = st->type == T_UINT   ? parse_uint(val, &u)
+            : st->type == T_SIZE ? parse_size(val, &u)
+                                 : parse_duration(val, &u);
+    if (r < 0 || u < st->min || u > st->max)
+      return bad(err, st, val, src, NULL);
+    *(uint64_t *)p = u;
+    return 0;
+  }
+  case T_LIST: {
+    srv_strlist *l = p;
+    list_free(l);
+    const char *s = val;
+    while (*s) {
+      const char *comma = strchr(s, ',');
+      size_t n = comma ? (size_t)(comma - s) : strlen(s);
+      while (n && isspace((unsigned char)*s)) {
+        s++;
+        n--;
+      }
+      size_t m = n;
+      while (m && isspace((unsigned char)s[m - 1]))
+        m--;
+      if (m && list_push(l, s, m) < 0)
+        return -1;
+      s += n + (comma ? 1 : 0);
+      if (!comma)
+        break;
+    }
+    return 0;
+  }
+  }
+  return -1;
+}
+
+static int apply_json(srv_config *cfg, const setting *st, json_t *v,
+                      const char *src, FILE *err) {
+  char buf[64];
+  switch (st->type) {
+  case T_LIST: {
+    if (!json_is_array(v)) {
+      char *d = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+      int r = bad(err, st, d ? d : "?", src, "a JSON array of strings");
+      free(d);
+      return r;
+    }
+    srv_strlist *l = (srv_strlist *)((char *)cfg + st->off);
+    list_free(l);
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e) {
+      if (!json_is_string(e)) {
+        char *d = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        int r = bad(err, st, d ? d : "?", src, "every element must be a string");
+        free(d);
+        return r;
+      }
+      if (list_push(l, json_string_value(e), json_string_length(e)) < 0)
+        return -1;
+    }
+    return 0;
+  }
+  case T_BOOL:
+    if (!json_is_boolean(v))
+      break;
+    return apply_text(cfg, st, json_is_true(v) ? "true" : "false", src, err);
+  case T_UINT:
+  case T_SIZE:
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+      snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v));
+      return apply_text(cfg, st, buf, src, err);
+    }
+    if (st->type == T_SIZE && json_is_string(v))
+      return apply_text(cfg, st, json_string_value(v), src, err);
+    break;
+  case T_DUR:
+    if (json_is_string(v))
+      return apply_text(cfg, st, json_string_value(v), src, err);
+    if (json_is_integer(v) && json_integer_value(v) == 0)
+      return apply_text(cfg, st, "0", src, err);
+    break;
+  default:
+    if (json_is_string(v))
+      return apply_text(cfg, st, json_string_value(v), src, err);
+    break;
+  }
+  char *d = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+  int r = bad(err, st, d ? d : "?", src, "wrong JSON type");
+  free(d);
+  return r;
+}
+
+static int walk_json(srv_config *cfg, json_t *obj, const char *prefix,
+                     const char *src, FILE *err) {
+  const char *k;
+  json_t *v;
+  json_object_foreach(obj, k, v) {
+    char key[256];
+    snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", k);
+    const setting *st = find(key);
+    if (st) {
+      if (apply_json(cfg, st, v, src, err) < 0)
+        return -1;
+    } else if (json_is_object(v)) {
+      if (walk_json(cfg, v, key, src, err) < 0)
+        return -1;
+    } else {
+      warn_unsupported(key);
+    }
+  }
+  return 0;
+}
+
+void srv_config_init(srv_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  for (size_t i = 0; i < NSETTINGS; i++)
+    apply_text(cfg, &settings[i], settings[i].def, "default", stderr);
+}
+
+void srv_config_free(srv_config *cfg) {
+  for (size_t i = 0; i < NSETTINGS; i++) {
+    void *p = (char *)cfg + settings[i].off;
+    if (settings[i].type == T_STR || settings[i].type == T_ENUM)
+      free(*(char **)p);
+    else if (settings[i].type == T_LIST)
+      list_free(p);
+  }
+  memset(cfg, 0, sizeof *cfg);
+}
+
+static void env_name(const char *key, char *out, size_t cap) {
+  size_t j = snprintf(out, cap, "HOLDFAST_");
+  for (const char *k = key; *k && j + 1 < cap; k++)
+    out[j++] = *k == '.' ? '_' : (char)toupper((unsigned char)*k);
+  out[j] = 0;
+}
+
+static int validate(srv_config *cfg, FILE *err) {
+  if (cfg->ping_interval_ms && cfg->pong_timeout_ms >= cfg->ping_interval_ms) {
+    fprintf(err,
+            "holdfast: invalid configuration: websocket.pong_timeout (%llums) "
+            "must be shorter than websocket.ping_interval (%llums)\n",
+            (unsigned long long)cfg->pong_timeout_ms,
+            (unsigned long long)cfg->ping_interval_ms);
+    return -1;
+  }
+  const char *paths[2] = {cfg->echo_path, cfg->health_path};
+  const char *names[2] = {"echo.handler_prefix", "health.handler_prefix"};
+  for (int i = 0; i < 2; i++)
+    if (paths[i][0] != '/') {
+      fprintf(err,
+              "holdfast: invalid configuration: %s = \"%s\": expected a path "
+              "starting with '/'\n",
+              names[i], paths[i]);
+      return -1;
+    }
+  for (size_t i = 0; i < cfg->allowed_origins.n; i++) {
+    const char *o = cfg->allowed_origins.v[i];
+    if (strcmp(o, "*") != 0 && !strstr(o, "://")) {
+      fprintf(err,
+              "holdfast: invalid configuration: client.allowed_origins entry "
+              "\"%s\": expected \"*\" or an origin like https://app.example.com "
+              "(scheme://host[:port], '*' wildcards allowed)\n",
+              o);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int srv_config_load(srv_config *cfg, int argc, char **argv, FILE *err) {
+  const char *file = getenv("HOLDFAST_CONFIG");
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      srv_config_help(stdout);
+      return 1;
+    }
+    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+      file = argv[i + 1];
+    else if (strncmp(argv[i], "--config=", 9) == 0)
+      file = argv[i] + 9;
+  }
+  if (file && *file) {
+    json_error_t je;
+    json_t *root = json_load_file(file, 0, &je);
+    if (!root) {
+      fprintf(err, "holdfast: cannot read config file %s: %s (line %d, column %d)\n",
+              file, je.text, je.line, je.column);
+      return -1;
+    }
+    if (!json_is_object(root)) {
+      fprintf(err, "holdfast: config file %s: expected a JSON object at the top\n",
+              file);
+      json_decref(root);
+      return -1;
+    }
+    char src[300];
+    snprintf(src, sizeof src, "config file %s", file);
+    int r = walk_json(cfg, root, "", src, err);
+    json_decref(root);
+    if (r < 0)
+      return -1;
+  }
+  for (size_t i = 0; i < NSETTINGS; i++) {
+    char name[128];
+    env_name(settings[i].key, name, sizeof name);
+    const char *v = getenv(name);
+    if (v && apply_text(cfg, &settings[i], v, name, err) < 0)
+      return -1;
+  }
+  int listen_from_flags = 0;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (strncmp(a, "--", 2) != 0) {
+      fprintf(err, "holdfast: unexpected argument \"%s\" (see holdfast serve --help)\n", a);
+      return -1;
+    }
+    a += 2;
+    const char *eq = strchr(a, '=');
+    char key[128];
+    size_t kl = eq ? (size_t)(eq - a) : strlen(a);
+    if (kl >= sizeof key) {
+      fprintf(err, "holdfast: unknown option --%s\n", a);
+      return -1;
+    }
+    memcpy(key, a, kl);
+    key[kl] = 0;
+    const char *val = eq ? eq + 1 : NULL;
+    if (!val) {
+      if (i + 1 >= argc) {
+        fprintf(err, "holdfast: option --%s needs a value\n", key);
+        return -1;
+      }
+      val = argv[++i];
+    }
+    if (strcmp(key, "config") == 0)
+      continue;
+    if (strcmp(key, "log-format") == 0)
+      strcpy(key, "log.format");
+    else if (strcmp(key, "log-level") == 0)
+      strcpy(key, "log.level");
+    if (strcmp(key, "listen") == 0) {
+      if (!listen_from_flags++)
+        list_free(&cfg->listen);
+      if (list_push(&cfg->listen, val, strlen(val)) < 0)
+        return -1;
+      continue;
+    }
+    const setting *st = find(key);
+    if (!st) {
+      fprintf(err, "holdfast: unknown option --%s (see holdfast serve --help)\n", key);
+      return -1;
+    }
+    char src[160];
+    snprintf(src, sizeof src, "flag --%s", key);
+    if (apply_text(cfg, st, val, src, err) < 0)
+      return -1;
+  }
+  return validate(cfg, err);
+}
+
+static const char *type_name(stype t) {
+  switch (t) {
+  case T_STR: return "string";
+  case T_BOOL: return "bool";
+  case T_UINT: return "integer";
+  case T_SIZE: return "bytes";
+  case T_DUR: return "duration";
+  case T_LIST: return "list";
+  case T_ENUM: return "enum";
+  }
+  return "?";
+}
+
+void srv_config_help(FILE *out) {
+  fprintf(out,
+          "usage: holdfast serve [--config FILE] [--listen HOST:PORT]... "
+          "[--workers N] [--log-format json|pretty] [--KEY VALUE]...\n\n"
+          "Runs the holdfast WebSocket server. Settings come from defaults, then\n"
+          "the JSON config file (Centrifugo v6 layout, nested objects), then\n"
+          "HOLDFAST_* environment variables, then flags. Every key below can be\n"
+          "given as --KEY=VALUE or --KEY VALUE; lists are comma-separated there.\n"
+          "--listen may be repeated; port 0 picks a free port (the 'listening'\n"
+          "log line names it). --log-level is an alias of --log.level.\n\n");
+  for (size_t i = 0; i < NSETTINGS; i++) {
+    const setting *st = &settings[i];
+    char env[128], buf[160];
+    env_name(st->key, env, sizeof env);
+    fprintf(out, "  --%s (%s, default \"%s\", env %s)\n      %s.\n      Allowed: %s.%s\n",
+            st->key, type_name(st->type), st->def, env, st->help,
+            allowed_text(st, buf, sizeof buf),
+            strcmp(st->origin, CF) == 0 ? " Same key in Centrifugo v6." : "");
+  }
+}
+
+void srv_config_markdown(FILE *out) {
+  fprintf(out, "| key | type | default | env | allowed | meaning |\n"
+               "|---|---|---|---|---|---|\n");
+  for (size_t i = 0; i < NSETTINGS; i++) {
+    const setting *st = &settings[i];
+    char env[128], buf[160];
+    env_name(st->key, env, sizeof env);
+    fprintf(out, "| `%s`%s | %s | `%s` | `%s` | %s | %s |\n", st->key,
+            strcmp(st->origin, CF) == 0 ? " (C)" : "", type_name(st->type),
+            st->def, env, allowed_text(st, buf, sizeof buf), st->help);
+  }
+}

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+/* Server configuration: one table of settings drives the JSON file reader
+ * (Centrifugo v6 layout where a setting exists there), the HOLDFAST_* env
+ * vars, the --key=value flags, validation and `holdfast serve --help`. */
+#ifndef SRV_CONFIG_H
+#define SRV_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct {
+  char **v;
+  size_t n;
+} srv_strlist;
+
+typedef struct {
+  /* listeners */
+  char *http_address;
+  uint64_t http_port;
+  srv_strlist listen;       /* HOST:PORT entries; overrides the two above */
+  uint64_t workers;         /* 0 = number of cores */
+  /* logging */
+  char *log_format;         /* "json" | "pretty" */
+  char *log_level;          /* "debug" | "info" | "warn" | "error" */
+  /* client */
+  srv_strlist allowed_origins;
+  bool allow_null_origin;
+  bool allow_missing_origin;
+  uint64_t connection_limit;        /* 0 = unlimited */
+  uint64_t connection_limit_per_ip; /* 0 = unlimited */
+  uint64_t queue_max_size;          /* output queue bytes per connection */
+  uint64_t retry_after;             /* seconds, in 503 answers */
+  /* websocket */
+  uint64_t message_size_limit;
+  uint64_t max_header_size;
+  uint64_t max_headers;
+  uint64_t handshake_timeout_ms;
+  uint64_t ping_interval_ms;
+  uint64_t pong_timeout_ms;
+  uint64_t close_timeout_ms;
+  /* endpoints */
+  bool echo_enabled;
+  char *echo_path;
+  srv_strlist echo_subprotocols;
+  bool health_enabled;
+  char *health_path;
+  /* shutdown */
+  uint64_t shutdown_timeout_ms;
+} srv_config;
+
+/* Defaults. */
+void srv_config_init(srv_config *cfg);
+void srv_config_free(srv_config *cfg);
+
+/* Parse argv (after "serve"): --config FILE, --listen HOST:PORT (repeatable),
+ * --workers N, --log-format F, --help, and --<key>=<value> / --<key> <value>
+ * for every key. Applies defaults < file < HOLDFAST_* env < flags, then
+ * validates. Returns 0 on success, 1 if --help was printed, -1 on error
+ * (a message naming the key, the value and what is allowed went to err). */
+int srv_config_load(srv_config *cfg, int argc, char **argv, FILE *err);
+
+/* Print the reference of every setting (used by --help). */
+void srv_config_help(FILE *out);
+
+/* Print every setting as a Markdown table (for docs/configuration.md). */
+void srv_config_markdown(FILE *out);
+
+/* Warnings collected while loading (unknown or unsupported keys), to be
+ * logged once the logger is up. NULL-terminated array, owned by cfg. */
+const char *const *srv_config_warnings(void);
+
+#endif

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+/* The holdfast command: `holdfast serve` runs the server, `holdfast bench`
+ * the load generator, `holdfast version` prints the version. */
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+#include "../tools/bench.h"
+
+#define HOLDFAST_VERSION "0.1.0"
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "holdfast %s: a real-time WebSocket server that is honest about failure\n\n"
+          "usage:\n"
+          "  holdfast serve [options]   run the server (holdfast serve --help)\n"
+          "  holdfast bench [options]   load generator (holdfast bench --help)\n"
+          "  holdfast config-doc        print the settings table (Markdown)\n"
+          "  holdfast version           print the version\n",
+          HOLDFAST_VERSION);
+}
+
+static int serve(int argc, char **argv) {
+  srv_config cfg;
+  srv_config_init(&cfg);
+  int r = srv_config_load(&cfg, argc, argv, stderr);
+  if (r != 0) {
+    srv_config_free(&cfg);
+    return r > 0 ? 0 : 2;
+  }
+  srv_log_setup(strcmp(cfg.log_format, "pretty") == 0,
+                srv_log_parse_level(cfg.log_level), 2);
+  for (const char *const *w = srv_config_warnings(); *w; w++) {
+    srv_logline l;
+    srv_log_begin(&l, LOG_WARN, "config_warning");
+    srv_log_str(&l, "message", *w);
+    srv_log_end(&l);
+  }
+  int rc = srv_run(&cfg);
+  srv_config_free(&cfg);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  const char *cmd = argv[1];
+  if (strcmp(cmd, "serve") == 0)
+    return serve(argc - 2, argv + 2);
+  if (strcmp(cmd, "bench") == 0)
+    return bench_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "config-doc") == 0) {
+    srv_config_markdown(stdout);
+    return 0;
+  }
+  if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+    printf("holdfast %s\n", HOLDFAST_VERSION);
+    return 0;
+  }
+  if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+    usage(stdout);
+    return 0;
+  }
+  fprintf(stderr, "holdfast: unknown command \"%s\"\n\n", cmd);
+  usage(stderr);
+  return 2;
+}

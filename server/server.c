@@ -1,0 +1,608 @@
+/* SPDX-License-Identifier: MIT */
+/* Process structure: the main thread binds every listener (so port 0 is
+ * resolved once and shared through SO_REUSEPORT), starts one worker per
+ * core, then waits for SIGTERM/SIGINT and asks each worker, through its
+ * loop's inbox, to drain. Workers share nothing on the message path; the
+ * only shared state is the connection counters touched at accept/close. */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hf/close.h"
+#include "hf/conn.h"
+#include "hf/frame.h"
+#include "hf/loop.h"
+#include "log.h"
+
+/* Per-connection application bits, kept in the udata pointer itself so an
+ * echo connection costs no allocation beyond the hf_conn. */
+enum {
+  U_COUNTED = 1,  /* counted in the global total */
+  U_IP = 2,       /* counted in the per-IP table */
+  U_OVER = 4,     /* over a limit: answer 503 */
+  U_ECHO = 8      /* upgraded on the echo endpoint */
+};
+
+typedef struct ip_entry {
+  struct ip_entry *next;
+  uint8_t ip[16];
+  uint8_t len;
+  uint32_t count;
+} ip_entry;
+
+#define IP_BUCKETS 4096
+
+typedef struct server server;
+
+typedef struct {
+  int idx;
+  server *srv;
+  pthread_t th;
+  hf_loop *loop;
+  hf_conn_ctx *ctx;
+  hf_io *lis; /* one per listen address */
+  size_t nlis;
+  hf_msg drain_msg;
+  hf_timer drain_timer;
+  uint64_t drain_deadline;
+  int draining;
+  int reserve_fd; /* closed to accept-and-drop under EMFILE */
+  uint64_t emfile_logged;
+} worker;
+
+struct server {
+  const srv_config *cfg;
+  worker *w;
+  size_t nw;
+  hf_handshake_policy echo_pol;
+  atomic_ullong conns;
+  atomic_int draining;
+  pthread_mutex_t ip_mu;
+  ip_entry *ip_tab[IP_BUCKETS];
+  uint64_t t_start;
+  int *lfds; /* nw * naddr listening sockets */
+  size_t naddr;
+};
+
+static uint64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- per-IP accounting (accept/close only, never per message) ---------- */
+
+static unsigned ip_hash(const uint8_t *ip, size_t n) {
+  unsigned h = 2166136261u;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ ip[i]) * 16777619u;
+  return h & (IP_BUCKETS - 1);
+}
+
+static uint32_t ip_add(server *s, const uint8_t *ip, size_t n, int delta) {
+  uint32_t count = 0;
+  pthread_mutex_lock(&s->ip_mu);
+  ip_entry **pp = &s->ip_tab[ip_hash(ip, n)];
+  while (*pp && !((*pp)->len == n && memcmp((*pp)->ip, ip, n) == 0))
+    pp = &(*pp)->next;
+  if (!*pp && delta > 0) {
+    ip_entry *e = calloc(1, sizeof *e);
+    if (e) {
+      memcpy(e->ip, ip, n);
+      e->len = (uint8_t)n;
+      *pp = e;
+    }
+  }
+  if (*pp) {
+    (*pp)->count += (uint32_t)delta;
+    count = (*pp)->count;
+    if (!count) {
+      ip_entry *e = *pp;
+      *pp = e->next;
+      free(e);
+    }
+  }
+  pthread_mutex_unlock(&s->ip_mu);
+  return count;
+}
+
+/* ---- logging helpers ---------------------------------------------------- */
+
+static const hf_http_header *hdr(const hf_http_request *req, const char *n) {
+  return hf_http_find(req, n);
+}
+
+static void log_conn_fields(srv_logline *l, hf_conn *c,
+                            const hf_http_request *req, size_t path_len) {
+  char id[37], peer[64];
+  hf_conn_id(c, id);
+  hf_conn_peer(c, peer, sizeof peer);
+  srv_log_str(l, "conn_id", id);
+  srv_log_str(l, "remote", peer);
+  const hf_http_header *o = hdr(req, "Origin");
+  const hf_http_header *ua = hdr(req, "User-Agent");
+  srv_log_strn(l, "origin", o ? o->value : NULL, o ? o->value_len : 0);
+  srv_log_strn(l, "path", req->target, path_len);
+  srv_log_strn(l, "user_agent", ua ? ua->value : NULL, ua ? ua->value_len : 0);
+}
+
+/* ---- routes ------------------------------------------------------------- */
+
+static void respond_text(hf_conn *c, int status, const char *extra,
+                         const char *body) {
+  hf_conn_respond(c, status, extra, NULL, body, strlen(body));
+}
+
+static void route_health(worker *w, hf_conn *c, const hf_http_request *req) {
+  server *s = w->srv;
+  if (!(req->method_len == 3 && memcmp(req->method, "GET", 3) == 0) &&
+      !(req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0)) {
+    respond_text(c, 405, "Allow: GET, HEAD\r\n",
+                 "The health endpoint answers GET only.\n");
+    return;
+  }
+  int draining = atomic_load(&s->draining);
+  char body[256];
+  int n = snprintf(body, sizeof body,
+                   "{\"status\":\"%s\",\"uptime_s\":%llu,\"connections\":%llu,"
+                   "\"workers\":%zu}\n",
+                   draining ? "draining" : "ok",
+                   (unsigned long long)((mono_ms() - s->t_start) / 1000),
+                   (unsigned long long)atomic_load(&s->conns), s->nw);
+  hf_conn_respond(c, draining ? 503 : 200, "Cache-Control: no-store\r\n",
+                  "application/json", body, (size_t)n);
+}
+
+static void reject_logged(hf_conn *c, const hf_http_request *req,
+                          size_t path_len, int status, const char *reason,
+                          const char *extra, const char *body) {
+  srv_logline l;
+  srv_log_begin(&l, LOG_WARN, "upgrade_rejected");
+  srv_log_str(&l, "reason", reason);
+  srv_log_int(&l, "status", status);
+  log_conn_fields(&l, c, req, path_len);
+  srv_log_end(&l);
+  respond_text(c, status, extra, body);
+}
+
+static void route_echo(worker *w, hf_conn *c, const hf_http_request *req,
+                       size_t path_len) {
+  server *s = w->srv;
+  uintptr_t u = (uintptr_t)hf_conn_udata(c);
+  if (u & U_OVER) {
+    char extra[64];
+    snprintf(extra, sizeof extra, "Retry-After: %llu\r\n",
+             (unsigned long long)s->cfg->retry_after);
+    reject_logged(c, req, path_len, 503, "connection_limit", extra,
+                  "Too many connections: the server's connection limit "
+                  "(client.connection_limit or client.connection_limit_per_ip) "
+                  "is reached. Retry later, with backoff.\n");
+    return;
+  }
+  if (w->draining) {
+    reject_logged(c, req, path_len, 503, "shutting_down", "Retry-After: 1\r\n",
+                  "The server is shutting down. Reconnect with backoff.\n");
+    return;
+  }
+  hf_handshake_result res;
+  hf_hs_code code = hf_conn_upgrade(c, req, &s->echo_pol, NULL, &res);
+  srv_logline l;
+  if (code == HF_HS_OK) {
+    hf_conn_set_udata(c, (void *)(u | U_ECHO));
+    srv_log_begin(&l, LOG_INFO, "upgrade_accepted");
+    log_conn_fields(&l, c, req, path_len);
+    srv_log_strn(&l, "subprotocol", res.subprotocol, res.subprotocol_len);
+    srv_log_end(&l);
+    return;
+  }
+  srv_log_begin(&l, LOG_WARN, "upgrade_rejected");
+  srv_log_str(&l, "reason", res.reason);
+  srv_log_int(&l, "status", res.status);
+  log_conn_fields(&l, c, req, path_len);
+  if (code == HF_HS_ORIGIN_REJECTED)
+    srv_log_str(&l, "hint", "add this origin to client.allowed_origins to allow it");
+  else if (code == HF_HS_NULL_ORIGIN)
+    srv_log_str(&l, "hint", "set client.allow_null_origin to allow it");
+  else if (code == HF_HS_MISSING_ORIGIN)
+    srv_log_str(&l, "hint", "set client.allow_missing_origin to allow it");
+  srv_log_end(&l);
+}
+
+static void on_request(hf_conn *c, const hf_http_request *req) {
+  worker *w = hf_loop_data(hf_conn_loop(c));
+  const srv_config *cfg = w->srv->cfg;
+  const char *q = memchr(req->target, '?', req->target_len);
+  size_t pl = q ? (size_t)(q - req->target) : req->target_len;
+  if (cfg->health_enabled && pl == strlen(cfg->health_path) &&
+      memcmp(req->target, cfg->health_path, pl) == 0) {
+    route_health(w, c, req);
+    return;
+  }
+  if (cfg->echo_enabled && pl == strlen(cfg->echo_path) &&
+      memcmp(req->target, cfg->echo_path, pl) == 0) {
+    route_echo(w, c, req, pl);
+    return;
+  }
+  char body[512];
+  snprintf(body, sizeof body,
+           "No endpoint at %.*s. This server's WebSocket endpoint%s: %s%s.\n",
+           (int)(pl > 200 ? 200 : pl), req->target,
+           cfg->echo_enabled ? "" : "s are disabled",
+           cfg->echo_enabled ? cfg->echo_path : "",
+           cfg->health_enabled ? " (health check: GET /health)" : "");
+  srv_logline l;
+  const hf_http_header *up = hdr(req, "Upgrade");
+  srv_log_begin(&l, up ? LOG_WARN : LOG_INFO, up ? "upgrade_rejected" : "http_not_found");
+  srv_log_str(&l, "reason", "not_found");
+  srv_log_int(&l, "status", 404);
+  log_conn_fields(&l, c, req, pl);
+  srv_log_end(&l);
+  respond_text(c, 404, NULL, body);
+}
+
+static void on_message(hf_conn *c, int opcode, uint8_t *data, size_t len) {
+  /* /echo is the only WebSocket endpoint so far: send it straight back. */
+  hf_conn_send(c, opcode, data, len);
+}
+
+static void on_close(hf_conn *c, const hf_conn_close_info *ci) {
+  worker *w = hf_loop_data(hf_conn_loop(c));
+  server *s = w->srv;
+  uintptr_t u = (uintptr_t)hf_conn_udata(c);
+  if (u & U_COUNTED)
+    atomic_fetch_sub(&s->conns, 1);
+  if (u & U_IP) {
+    uint8_t ip[16];
+    size_t n = hf_conn_peer_ip(c, ip);
+    ip_add(s, ip, n, -1);
+  }
+  char id[37], peer[64];
+  hf_conn_id(c, id);
+  srv_logline l;
+  if (ci->handshake_timeout) {
+    hf_conn_peer(c, peer, sizeof peer);
+    srv_log_begin(&l, LOG_WARN, "handshake_timeout");
+    srv_log_str(&l, "conn_id", id);
+    srv_log_str(&l, "remote", peer);
+    srv_log_int(&l, "timeout_ms", (long long)s->cfg->handshake_timeout_ms);
+    srv_log_int(&l, "duration_ms", (long long)ci->duration_ms);
+    srv_log_end(&l);
+    return;
+  }
+  if (!ci->upgraded)
+    return; /* the response line said everything */
+  static const char *who[] = {"server", "client", "abnormal"};
+  srv_log_begin(&l, ci->who == HF_WHO_ABNORMAL ? LOG_WARN : LOG_INFO, "closed");
+  srv_log_str(&l, "conn_id", id);
+  srv_log_int(&l, "code", ci->code);
+  srv_log_str(&l, "reason", ci->reason);
+  srv_log_str(&l, "who", who[ci->who]);
+  srv_log_int(&l, "duration_ms", (long long)ci->duration_ms);
+  srv_log_int(&l, "bytes_in", (long long)ci->bytes_in);
+  srv_log_int(&l, "bytes_out", (long long)ci->bytes_out);
+  srv_log_int(&l, "msgs_in", (long long)ci->msgs_in);
+  srv_log_int(&l, "msgs_out", (long long)ci->msgs_out);
+  srv_log_end(&l);
+}
+
+static const hf_conn_handler handler = {on_request, on_message, on_close};
+
+/* ---- accept ------------------------------------------------------------- */
+
+static void on_accept(hf_loop *loop, hf_io *io, uint32_t revents) {
+  worker *w = hf_loop_data(loop);
+  server *s = w->srv;
+  for (int i = 0; i < 64; i++) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = accept4(io->fd, (struct sockaddr *)&ss, &sl,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED)
+        continue;
+      if ((errno == EMFILE || errno == ENFILE) && w->reserve_fd >= 0) {
+        /* out of descriptors: accept and drop one so the backlog does not
+         * spin the loop, then keep the reserve for next time */
+        close(w->reserve_fd);
+        int x = accept(io->fd, NULL, NULL);
+        if (x >= 0)
+          close(x);
+        w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        uint64_t now = hf_loop_now(loop);
+        if (now - w->emfile_logged > 1000) {
+          w->emfile_logged = now;
+          srv_logline l;
+          srv_log_begin(&l, LOG_ERROR, "accept_failed");
+          srv_log_str(&l, "reason", "out of file descriptors (raise ulimit -n)");
+          srv_log_end(&l);
+        }
+      }
+      return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    hf_conn *c = hf_conn_accept(w->ctx, fd, (struct sockaddr *)&ss, sl);
+    if (!c)
+      continue;
+    uintptr_t u = U_COUNTED;
+    unsigned long long total = atomic_fetch_add(&s->conns, 1) + 1;
+    if (s->cfg->connection_limit && total > s->cfg->connection_limit)
+      u |= U_OVER;
+    if (s->cfg->connection_limit_per_ip) {
+      uint8_t ip[16];
+      size_t n = hf_conn_peer_ip(c, ip);
+      u |= U_IP;
+      if (ip_add(s, ip, n, 1) > s->cfg->connection_limit_per_ip)
+        u |= U_OVER;
+    }
+    hf_conn_set_udata(c, (void *)u);
+  }
+}
+
+/* ---- drain -------------------------------------------------------------- */
+
+static void drain_tick(hf_loop *loop, hf_timer *t) {
+  worker *w = hf_loop_data(loop);
+  if (hf_conn_ctx_count(w->ctx) == 0 || hf_loop_now(loop) >= w->drain_deadline) {
+    hf_loop_stop(loop);
+    return;
+  }
+  hf_timer_set(loop, t, 20);
+}
+
+static void on_drain(hf_loop *loop, hf_msg *m) {
+  worker *w = hf_loop_data(loop);
+  if (w->draining)
+    return;
+  w->draining = 1;
+  for (size_t i = 0; i < w->nlis; i++) {
+    hf_loop_del(loop, &w->lis[i]);
+    close(w->lis[i].fd);
+    w->lis[i].fd = -1;
+  }
+  hf_conn_ctx_close_all(w->ctx, HF_CLOSE_GOING_AWAY,
+                        "server shutting down, reconnect with backoff");
+  w->drain_deadline = hf_loop_now(loop) + w->srv->cfg->shutdown_timeout_ms;
+  w->drain_timer.cb = drain_tick;
+  hf_timer_set(loop, &w->drain_timer, 0);
+}
+
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  hf_loop_run(w->loop);
+  /* whatever did not finish the close handshake in time is dropped now */
+  hf_conn_ctx_free(w->ctx);
+  w->ctx = NULL;
+  return NULL;
+}
+
+/* ---- listeners ---------------------------------------------------------- */
+
+static int split_hostport(const char *spec, char *host, size_t hcap,
+                          char *port, size_t pcap) {
+  const char *colon;
+  if (spec[0] == '[') {
+    const char *rb = strchr(spec, ']');
+    if (!rb || rb[1] != ':')
+      return -1;
+    snprintf(host, hcap, "%.*s", (int)(rb - spec - 1), spec + 1);
+    colon = rb + 1;
+  } else {
+    colon = strrchr(spec, ':');
+    if (!colon)
+      return -1;
+    snprintf(host, hcap, "%.*s", (int)(colon - spec), spec);
+  }
+  snprintf(port, pcap, "%s", colon + 1);
+  return *port ? 0 : -1;
+}
+
+static int bind_one(const struct sockaddr *sa, socklen_t sl, char *err,
+                    size_t ecap) {
+  int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    snprintf(err, ecap, "socket: %s", strerror(errno));
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (sa->sa_family == AF_INET6)
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (bind(fd, sa, sl) < 0 || listen(fd, 4096) < 0) {
+    snprintf(err, ecap, "%s", strerror(errno));
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* Bind nw sockets per address; the first resolves port 0 for the rest. */
+static int open_listeners(server *s, const srv_strlist *addrs) {
+  s->naddr = addrs->n;
+  s->lfds = calloc(s->naddr * s->nw, sizeof(int));
+  if (!s->lfds)
+    return -1;
+  for (size_t a = 0; a < addrs->n; a++) {
+    char host[256], port[32], err[256];
+    if (split_hostport(addrs->v[a], host, sizeof host, port, sizeof port) < 0) {
+      fprintf(stderr,
+              "holdfast: invalid configuration: listen = \"%s\": expected "
+              "HOST:PORT, e.g. 127.0.0.1:8000 or [::1]:8000\n",
+              addrs->v[a]);
+      return -1;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    int gr = getaddrinfo(*host ? host : NULL, port, &hints, &ai);
+    if (gr != 0) {
+      fprintf(stderr, "holdfast: listen = \"%s\": cannot resolve: %s\n",
+              addrs->v[a], gai_strerror(gr));
+      return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = (socklen_t)ai->ai_addrlen;
+    memcpy(&ss, ai->ai_addr, sl);
+    freeaddrinfo(ai);
+    for (size_t i = 0; i < s->nw; i++) {
+      int fd = bind_one((struct sockaddr *)&ss, sl, err, sizeof err);
+      if (fd < 0) {
+        fprintf(stderr, "holdfast: cannot listen on %s: %s\n", addrs->v[a], err);
+        return -1;
+      }
+      s->lfds[a * s->nw + i] = fd;
+      if (i == 0) /* learn the real port (for port 0) */
+        getsockname(fd, (struct sockaddr *)&ss, &sl);
+    }
+    char ip[INET6_ADDRSTRLEN], real[300];
+    unsigned p;
+    if (ss.ss_family == AF_INET6) {
+      struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+      inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof ip);
+      p = ntohs(s6->sin6_port);
+      snprintf(real, sizeof real, "[%s]:%u", ip, p);
+    } else {
+      struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+      inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof ip);
+      p = ntohs(s4->sin_port);
+      snprintf(real, sizeof real, "%s:%u", ip, p);
+    }
+    srv_logline l;
+    srv_log_begin(&l, LOG_INFO, "listening");
+    srv_log_str(&l, "address", real);
+    srv_log_int(&l, "port", p);
+    srv_log_int(&l, "workers", (long long)s->nw);
+    srv_log_str(&l, "echo", s->cfg->echo_enabled ? s->cfg->echo_path : NULL);
+    srv_log_str(&l, "health", s->cfg->health_enabled ? s->cfg->health_path : NULL);
+    srv_log_int(&l, "pid", getpid());
+    srv_log_end(&l);
+  }
+  return 0;
+}
+
+/* ---- process ------------------------------------------------------------ */
+
+int srv_run(const srv_config *cfg) {
+  server *s = calloc(1, sizeof *s);
+  if (!s)
+    return 1;
+  s->cfg = cfg;
+  s->t_start = mono_ms();
+  pthread_mutex_init(&s->ip_mu, NULL);
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  s->nw = cfg->workers ? cfg->workers : (size_t)(cores > 0 ? cores : 1);
+  s->echo_pol.allowed_origins = (const char *const *)cfg->allowed_origins.v;
+  s->echo_pol.n_allowed_origins = cfg->allowed_origins.n;
+  s->echo_pol.allow_null_origin = cfg->allow_null_origin;
+  s->echo_pol.allow_missing_origin = cfg->allow_missing_origin;
+  s->echo_pol.subprotocols = (const char *const *)cfg->echo_subprotocols.v;
+  s->echo_pol.n_subprotocols = cfg->echo_subprotocols.n;
+
+  /* SIGTERM/SIGINT go to the main thread only (sigwait); SIGPIPE never. */
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  srv_strlist addrs = cfg->listen;
+  char *defv[1];
+  char defbuf[300];
+  if (!addrs.n) {
+    snprintf(defbuf, sizeof defbuf, strchr(cfg->http_address, ':') ? "[%s]:%llu" : "%s:%llu",
+             cfg->http_address, (unsigned long long)cfg->http_port);
+    defv[0] = defbuf;
+    addrs.v = defv;
+    addrs.n = 1;
+  }
+  s->w = calloc(s->nw, sizeof *s->w);
+  if (!s->w || open_listeners(s, &addrs) < 0)
+    return 2;
+
+  hf_conn_config cc = {
+      .max_message = cfg->message_size_limit,
+      .max_head = (uint32_t)cfg->max_header_size,
+      .max_headers = (uint32_t)cfg->max_headers,
+      .max_queue = (uint32_t)cfg->queue_max_size,
+      .handshake_timeout_ms = (uint32_t)cfg->handshake_timeout_ms,
+      .ping_interval_ms = (uint32_t)cfg->ping_interval_ms,
+      .pong_timeout_ms = (uint32_t)cfg->pong_timeout_ms,
+      .close_timeout_ms = (uint32_t)cfg->close_timeout_ms,
+  };
+  for (size_t i = 0; i < s->nw; i++) {
+    worker *w = &s->w[i];
+    w->idx = (int)i;
+    w->srv = s;
+    /* 512 KiB shared receive buffer per loop; timers tick every 50 ms */
+    w->loop = hf_loop_new(50, 512 * 1024);
+    w->ctx = w->loop ? hf_conn_ctx_new(w->loop, &cc, &handler) : NULL;
+    w->lis = calloc(s->naddr, sizeof *w->lis);
+    if (!w->ctx || !w->lis) {
+      fprintf(stderr, "holdfast: cannot create event loop: %s\n", strerror(errno));
+      return 1;
+    }
+    hf_loop_set_data(w->loop, w);
+    w->drain_msg.run = on_drain;
+    w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    w->nlis = s->naddr;
+    for (size_t a = 0; a < s->naddr; a++) {
+      w->lis[a].fd = s->lfds[a * s->nw + i];
+      w->lis[a].cb = on_accept;
+      hf_loop_add(w->loop, &w->lis[a], EPOLLIN);
+    }
+  }
+  for (size_t i = 0; i < s->nw; i++)
+    pthread_create(&s->w[i].th, NULL, worker_main, &s->w[i]);
+
+  int sig = 0;
+  sigwait(&set, &sig);
+  atomic_store(&s->draining, 1);
+  srv_logline l;
+  srv_log_begin(&l, LOG_INFO, "shutdown_started");
+  srv_log_str(&l, "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  srv_log_int(&l, "connections", (long long)atomic_load(&s->conns));
+  srv_log_int(&l, "drain_timeout_ms", (long long)cfg->shutdown_timeout_ms);
+  srv_log_end(&l);
+  for (size_t i = 0; i < s->nw; i++)
+    hf_loop_post(s->w[i].loop, &s->w[i].drain_msg);
+  for (size_t i = 0; i < s->nw; i++)
+    pthread_join(s->w[i].th, NULL);
+  unsigned long long left = atomic_load(&s->conns);
+  srv_log_begin(&l, LOG_INFO, "shutdown_complete");
+  srv_log_int(&l, "uptime_s", (long long)((mono_ms() - s->t_start) / 1000));
+  srv_log_end(&l);
+  (void)left;
+  for (size_t i = 0; i < s->nw; i++) {
+    hf_loop_free(s->w[i].loop);
+    free(s->w[i].lis);
+    if (s->w[i].reserve_fd >= 0)
+      close(s->w[i].reserve_fd);
+  }
+  for (size_t b = 0; b < IP_BUCKETS; b++)
+    while (s->ip_tab[b]) {
+      ip_entry *e = s->ip_tab[b];
+      s->ip_tab[b] = e->next;
+      free(e);
+    }
+  free(s->lfds);
+  free(s->w);
+  pthread_mutex_destroy(&s->ip_mu);
+  free(s);
+  return 0;
+}

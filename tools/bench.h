@@ -1,0 +1,9 @@
+/* SPDX-License-Identifier: MIT */
+/* `holdfast bench`: a bounded, loopback-only WebSocket load generator. */
+#ifndef HF_TOOLS_BENCH_H
+#define HF_TOOLS_BENCH_H
+
+/* argv excludes "bench". Returns the process exit code. */
+int bench_main(int argc, char **argv);
+
+#endif
