@@ -4,17 +4,11 @@
  * failures in the field are proxies or misconfigured clients), computes
  * Sec-WebSocket-Accept and writes the response heads. */
 
-/* The origin-pattern example in hf/handshake.h puts a slash-star inside a
- * comment, which -Wcomment (part of -Wall) flags as a nested opener. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wcomment"
 #include "hf/handshake.h"
-#pragma GCC diagnostic pop
 
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include <openssl/evp.h>
 
@@ -89,23 +83,26 @@ static int is_origin_wild_char(unsigned char c) {
          (c >= '0' && c <= '9') || c == '.' || c == '-';
 }
 
+/* Case-insensitive header-name test; ASCII only, whatever the locale. */
+static int name_is(const hf_http_header *h, const char *name, size_t nlen) {
+  if (h->name_len != nlen)
+    return 0;
+  for (size_t j = 0; j < nlen; j++)
+    if (to_lower((unsigned char)h->name[j]) != to_lower((unsigned char)name[j]))
+      return 0;
+  return 1;
+}
+
 /* Number of header fields named name, and the first one in *first. */
 static size_t count_headers(const hf_http_request *req, const char *name,
                             const hf_http_header **first) {
   size_t n = 0, nlen = strlen(name);
   *first = NULL;
   for (size_t i = 0; i < req->num_headers; i++) {
-    const hf_http_header *h = &req->headers[i];
-    if (h->name_len != nlen)
-      continue;
-    size_t j = 0;
-    while (j < nlen && to_lower((unsigned char)h->name[j]) ==
-                           to_lower((unsigned char)name[j]))
-      j++;
-    if (j != nlen)
+    if (!name_is(&req->headers[i], name, nlen))
       continue;
     if (n++ == 0)
-      *first = h;
+      *first = &req->headers[i];
   }
   return n;
 }
@@ -117,7 +114,7 @@ static int any_header_has_token(const hf_http_request *req, const char *name,
   size_t nlen = strlen(name);
   for (size_t i = 0; i < req->num_headers; i++) {
     const hf_http_header *h = &req->headers[i];
-    if (h->name_len == nlen && strncasecmp(h->name, name, nlen) == 0 &&
+    if (name_is(h, name, nlen) &&
         hf_http_has_token(h->value, h->value_len, token))
       return 1;
   }
@@ -206,8 +203,7 @@ static const char *find_offered(const hf_http_request *req, const char *proto,
     return NULL;
   for (size_t i = 0; i < req->num_headers; i++) {
     const hf_http_header *h = &req->headers[i];
-    if (h->name_len != sizeof name - 1 ||
-        strncasecmp(h->name, name, sizeof name - 1) != 0)
+    if (!name_is(h, name, sizeof name - 1))
       continue;
     size_t j = 0;
     while (j < h->value_len) {

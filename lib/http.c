@@ -165,7 +165,6 @@ ssize_t hf_http_parse_request(const char *buf, size_t len, size_t last_len,
   size_t limit = len < max_head ? len : max_head;
   size_t from, head_len;
 
-  req->num_headers = 0;
   /* A terminator is at most 3 bytes, so one completed by the new bytes
    * starts at or after last_len - 2. A stale last_len (> len) is ignored. */
   from = (last_len <= len && last_len > 2) ? last_len - 2 : 0;
@@ -176,6 +175,9 @@ ssize_t hf_http_parse_request(const char *buf, size_t len, size_t last_len,
     return HF_EAGAIN;
   }
 
+  /* Only now overwrite the capacity with the count: a caller that gets
+   * HF_EAGAIN can retry with the same request struct. */
+  req->num_headers = 0;
   size_t pos = 0;
   ssize_t rc = parse_request_line(next_line(buf, &pos, head_len), req, why);
   if (rc < 0)

@@ -40,8 +40,9 @@ enum {
   F_AWAIT_PONG = 1 << 2,
   F_SLOW = 1 << 3,
   F_NO_READ = 1 << 4, /* stop reading (slow consumer, after close frame) */
-  F_LINGER = 1 << 5,  /* RESPONDED: write side shut down */
-  F_HS_TIMEOUT = 1 << 6 /* the request head did not arrive in time */
+  F_LINGER = 1 << 5,  /* write side shut down after the last byte */
+  F_HS_TIMEOUT = 1 << 6, /* the request head did not arrive in time */
+  F_DISCARD = 1 << 7     /* failed: read and drop input until EOF */
 };
 
 struct hf_conn {
@@ -229,14 +230,20 @@ static void send_close_frame(hf_conn *c, uint16_t code, const char *reason) {
   send_frame(c, HF_OP_CLOSE, pl, n);
 }
 
-/* Close TCP once the queue is empty (the server closes first, RFC 6455 7.1.1). */
-static void close_when_flushed(hf_conn *c) {
-  if (c->state == ST_DEAD)
-    return;
-  if (c->ctx->cork_owner == c)
+/* What to do once everything queued has left: after both close frames,
+ * close TCP (the server closes first, RFC 6455 7.1.1); after a plain HTTP
+ * answer or a failure, shut the write side and wait for the peer's EOF. */
+static void on_flushed(hf_conn *c) {
+  if (c->state == ST_DEAD || c->out_len || c->ctx->cork_owner == c)
     return; /* the end of input processing flushes and checks again */
-  if (!c->out_len)
+  if (c->state == ST_CLOSING && (c->flags & F_CLOSE_RCVD) &&
+      (c->flags & F_CLOSE_SENT)) {
     teardown(c);
+  } else if ((c->state == ST_RESPONDED || (c->flags & F_DISCARD)) &&
+             !(c->flags & F_LINGER)) {
+    c->flags |= F_LINGER;
+    shutdown(c->io.fd, SHUT_WR);
+  }
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -246,6 +253,10 @@ static void reap(hf_loop *loop, hf_deferred *d) {
   while (ctx->grave) {
     hf_conn *c = ctx->grave;
     ctx->grave = c->next;
+    free(c->in);
+    free(c->msg);
+    free(c->out);
+    free(c->peer_reason);
     free(c);
   }
 }
@@ -292,12 +303,8 @@ static void teardown(hf_conn *c) {
   ctx->count--;
   if (ctx->h.on_close)
     ctx->h.on_close(c, &info);
-  free(c->in);
-  free(c->msg);
-  free(c->out);
-  free(c->peer_reason);
-  c->in = c->msg = c->out = NULL;
-  c->peer_reason = NULL;
+  /* buffers are freed by reap(): a caller up the stack may still be
+   * reading a message that lives in c->in */
   c->next = ctx->grave;
   ctx->grave = c;
   hf_loop_defer(ctx->loop, &ctx->reaper);
@@ -346,13 +353,15 @@ void hf_conn_close(hf_conn *c, uint16_t code, const char *reason) {
 }
 
 /* Peer broke the protocol: close with the parser's code, stop reading. */
+/* RFC 6455 7.1.7 "Fail the WebSocket Connection": send the close frame,
+ * then shut the write side once it is flushed, without waiting for the
+ * peer's answer; input is drained and dropped until EOF so that closing the
+ * socket does not turn into a reset that could destroy our close frame. */
 static void protocol_fail(hf_conn *c, uint16_t code, const char *reason) {
   if (c->state == ST_OPEN) {
     hf_conn_close(c, code, reason);
-    if (c->state != ST_DEAD) {
-      c->flags |= F_NO_READ;
-      set_events(c);
-    }
+    if (c->state != ST_DEAD)
+      c->flags |= F_DISCARD;
   } else {
     abort_with(c, code, reason);
   }
@@ -430,7 +439,7 @@ static void on_ws_event(hf_conn *c, hf_ws_event *ev) {
     }
     c->flags |= F_NO_READ;
     set_events(c);
-    close_when_flushed(c);
+    on_flushed(c);
     return;
   }
 }
@@ -442,7 +451,8 @@ static void process_ws(hf_conn *c, uint8_t *buf, size_t len) {
   size_t off = 0;
   ctx->cork_owner = c;
   ctx->cork_len = 0;
-  while (off < len && c->state != ST_DEAD && !(c->flags & F_CLOSE_RCVD)) {
+  while (off < len && c->state != ST_DEAD &&
+         !(c->flags & (F_CLOSE_RCVD | F_DISCARD))) {
     hf_ws_event ev;
     size_t need = 0;
     ssize_t r = hf_ws_parse(&c->ws, buf + off, len - off, &ev, &need);
@@ -460,7 +470,8 @@ static void process_ws(hf_conn *c, uint8_t *buf, size_t len) {
   }
   if (c->state == ST_DEAD)
     return;
-  size_t rest = (c->flags & (F_CLOSE_RCVD | F_NO_READ)) ? 0 : len - off;
+  size_t rest =
+      (c->flags & (F_CLOSE_RCVD | F_NO_READ | F_DISCARD)) ? 0 : len - off;
   if (!rest) {
     free(c->in); /* idle connections hold no input buffer */
     c->in = NULL;
@@ -486,10 +497,7 @@ static void process_ws(hf_conn *c, uint8_t *buf, size_t len) {
   }
   flush_cork(ctx);
   ctx->cork_owner = NULL;
-  if (c->state == ST_DEAD)
-    return;
-  if ((c->flags & F_CLOSE_RCVD) && (c->flags & F_CLOSE_SENT))
-    close_when_flushed(c);
+  on_flushed(c);
 }
 
 /* ---- HTTP input --------------------------------------------------------- */
@@ -579,7 +587,7 @@ static void on_readable(hf_conn *c) {
   uint8_t *buf;
   size_t cap, len;
   int into_in = c->in_len > 0;
-  if (c->state == ST_RESPONDED) {
+  if (c->state == ST_RESPONDED || (c->flags & F_DISCARD)) {
     /* discard what the client still sends until EOF (lingering close) */
     size_t rc;
     uint8_t *rb = hf_loop_rbuf(ctx->loop, &rc);
@@ -644,14 +652,7 @@ static void on_writable(hf_conn *c) {
   c->out = NULL;
   c->out_off = c->out_cap = 0;
   set_events(c);
-  if (c->state == ST_DEAD)
-    return;
-  if (c->state == ST_RESPONDED && !(c->flags & F_LINGER)) {
-    c->flags |= F_LINGER;
-    shutdown(c->io.fd, SHUT_WR);
-  } else if (c->state == ST_CLOSING && (c->flags & F_CLOSE_RCVD)) {
-    teardown(c);
-  }
+  on_flushed(c);
 }
 
 static void conn_io(hf_loop *loop, hf_io *io, uint32_t ev) {
@@ -753,8 +754,12 @@ void hf_conn_ctx_close_all(hf_conn_ctx *ctx, uint16_t code, const char *reason) 
   hf_conn *c = ctx->head;
   while (c) {
     hf_conn *n = c->next;
-    if (c->state == ST_OPEN || c->state == ST_HTTP)
+    /* connections still in the HTTP phase are left to finish it: the
+     * application answers them (e.g. 503) or the handshake timeout ends them */
+    if (c->state == ST_OPEN)
       hf_conn_close(c, code, reason);
+    else if (c->state == ST_RESPONDED && !c->out_len)
+      teardown(c); /* answer delivered; do not linger through a drain */
     c = n;
   }
 }
@@ -843,12 +848,9 @@ void hf_conn_respond(hf_conn *c, int status, const char *extra_headers,
   c->state = ST_RESPONDED;
   hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.close_timeout_ms);
   struct iovec iov = {head, (size_t)n};
-  if (write_or_queue(c, &iov, 1) < 0 || c->state == ST_DEAD)
+  if (write_or_queue(c, &iov, 1) < 0)
     return;
-  if (!c->out_len) {
-    c->flags |= F_LINGER;
-    shutdown(c->io.fd, SHUT_WR);
-  }
+  on_flushed(c);
 }
 
 int hf_conn_send(hf_conn *c, int opcode, const uint8_t *data, size_t len) {

@@ -61,6 +61,7 @@ typedef struct {
   uint64_t drain_deadline;
   int draining;
   int reserve_fd; /* closed to accept-and-drop under EMFILE */
+  size_t forced;  /* connections still open at the drain deadline */
   uint64_t emfile_logged;
 } worker;
 
@@ -69,7 +70,8 @@ struct server {
   worker *w;
   size_t nw;
   hf_handshake_policy echo_pol;
-  atomic_ullong conns;
+  atomic_ullong conns;    /* TCP connections (limits) */
+  atomic_ullong ws_conns; /* upgraded WebSocket connections (health) */
   atomic_int draining;
   pthread_mutex_t ip_mu;
   ip_entry *ip_tab[IP_BUCKETS];
@@ -162,7 +164,7 @@ static void route_health(worker *w, hf_conn *c, const hf_http_request *req) {
                    "\"workers\":%zu}\n",
                    draining ? "draining" : "ok",
                    (unsigned long long)((mono_ms() - s->t_start) / 1000),
-                   (unsigned long long)atomic_load(&s->conns), s->nw);
+                   (unsigned long long)atomic_load(&s->ws_conns), s->nw);
   hf_conn_respond(c, draining ? 503 : 200, "Cache-Control: no-store\r\n",
                   "application/json", body, (size_t)n);
 }
@@ -203,6 +205,7 @@ static void route_echo(worker *w, hf_conn *c, const hf_http_request *req,
   srv_logline l;
   if (code == HF_HS_OK) {
     hf_conn_set_udata(c, (void *)(u | U_ECHO));
+    atomic_fetch_add(&s->ws_conns, 1);
     srv_log_begin(&l, LOG_INFO, "upgrade_accepted");
     log_conn_fields(&l, c, req, path_len);
     srv_log_strn(&l, "subprotocol", res.subprotocol, res.subprotocol_len);
@@ -265,6 +268,8 @@ static void on_close(hf_conn *c, const hf_conn_close_info *ci) {
   uintptr_t u = (uintptr_t)hf_conn_udata(c);
   if (u & U_COUNTED)
     atomic_fetch_sub(&s->conns, 1);
+  if (u & U_ECHO)
+    atomic_fetch_sub(&s->ws_conns, 1);
   if (u & U_IP) {
     uint8_t ip[16];
     size_t n = hf_conn_peer_ip(c, ip);
@@ -385,6 +390,7 @@ static void *worker_main(void *arg) {
   worker *w = arg;
   hf_loop_run(w->loop);
   /* whatever did not finish the close handshake in time is dropped now */
+  w->forced = hf_conn_ctx_count(w->ctx);
   hf_conn_ctx_free(w->ctx);
   w->ctx = NULL;
   return NULL;
@@ -583,11 +589,13 @@ int srv_run(const srv_config *cfg) {
     hf_loop_post(s->w[i].loop, &s->w[i].drain_msg);
   for (size_t i = 0; i < s->nw; i++)
     pthread_join(s->w[i].th, NULL);
-  unsigned long long left = atomic_load(&s->conns);
-  srv_log_begin(&l, LOG_INFO, "shutdown_complete");
+  size_t forced = 0;
+  for (size_t i = 0; i < s->nw; i++)
+    forced += s->w[i].forced;
+  srv_log_begin(&l, forced ? LOG_WARN : LOG_INFO, "shutdown_complete");
+  srv_log_int(&l, "forced_closed", (long long)forced);
   srv_log_int(&l, "uptime_s", (long long)((mono_ms() - s->t_start) / 1000));
   srv_log_end(&l);
-  (void)left;
   for (size_t i = 0; i < s->nw; i++) {
     hf_loop_free(s->w[i].loop);
     free(s->w[i].lis);

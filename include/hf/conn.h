@@ -75,7 +75,8 @@ void hf_conn_ctx_free(hf_conn_ctx *ctx);
 /* Number of live connections in ctx. */
 size_t hf_conn_ctx_count(const hf_conn_ctx *ctx);
 /* Start a graceful close of every connection: upgraded ones get a close
- * frame (code, reason), others are dropped after their response. */
+ * frame (code, reason); answered HTTP ones are dropped; ones still reading
+ * their request head are left to be answered or to time out. */
 void hf_conn_ctx_close_all(hf_conn_ctx *ctx, uint16_t code, const char *reason);
 
 /* Take ownership of an accepted, non-blocking socket. Returns the new

@@ -7,12 +7,7 @@
 
 #include "hf/err.h"
 #include "hf/http.h"
-/* The origin-pattern example in hf/handshake.h puts a slash-star inside a
- * comment, which -Wcomment (part of -Wall) flags as a nested opener. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wcomment"
 #include "hf/handshake.h"
-#pragma GCC diagnostic pop
 #include "test.h"
 
 #define RL "GET /ws HTTP/1.1\r\n"

@@ -102,6 +102,26 @@ static void http_every_split_point(void) {
   check_every_split("GET / HTTP/1.1\r\nBad Header\r\n\r\n", HF_EPROTO);
 }
 
+static void http_reuse_request_struct(void) {
+  /* A caller keeps one request struct across reads: HF_EAGAIN must leave
+   * the header capacity as it was. */
+  hf_http_header h[MAX_HDRS];
+  hf_http_request r;
+  size_t n = strlen(upgrade_req), last = 0;
+  memset(&r, 0, sizeof r);
+  r.headers = h;
+  r.num_headers = MAX_HDRS;
+  for (size_t k = 1; k < n; k += 7) {
+    CHECK_INT(hf_http_parse_request(upgrade_req, k, last, BIG, &r, NULL),
+              HF_EAGAIN);
+    CHECK_INT(r.num_headers, MAX_HDRS);
+    last = k;
+  }
+  CHECK_INT(hf_http_parse_request(upgrade_req, n, last, BIG, &r, NULL),
+            (ssize_t)n);
+  CHECK_INT(r.num_headers, 7);
+}
+
 static void http_bare_lf(void) {
   const char *s = "GET /x HTTP/1.1\nHost: h\nUpgrade: websocket\n\n";
   CHECK_INT(parse(s, NULL), (ssize_t)strlen(s));
@@ -386,6 +406,7 @@ int main(void) {
   hf_t_suite = "http";
   RUN_TEST(http_complete_request);
   RUN_TEST(http_every_split_point);
+  RUN_TEST(http_reuse_request_struct);
   RUN_TEST(http_bare_lf);
   RUN_TEST(http_trailing_bytes);
   RUN_TEST(http_no_headers_and_versions);

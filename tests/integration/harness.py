@@ -1,0 +1,373 @@
+# SPDX-License-Identifier: MIT
+"""Integration-test harness: starts the real holdfast binary on a loopback
+port, gives tests raw sockets and a tiny RFC 6455 client, and fails a test
+when the server log shows a crash, a sanitizer report or a leak.
+
+Test modules define functions named test_*; run_module() runs each in
+order, printing "PASS suite/name" or "FAIL suite/name: reason" (counted by
+tests/run.sh). Every socket operation has a timeout, so nothing can hang."""
+
+import base64
+import hashlib
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("HOLDFAST_BIN", os.path.join(ROOT, "build", "holdfast"))
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+SAN_PATTERNS = ("AddressSanitizer", "LeakSanitizer", "runtime error:",
+                "UndefinedBehaviorSanitizer", "Segmentation fault", "SUMMARY:")
+
+
+class Server:
+    """A holdfast process on 127.0.0.1 with an ephemeral port."""
+
+    def __init__(self, *args, config=None, env=None, workers=1, timeout=10):
+        self.logf = tempfile.NamedTemporaryFile(prefix="hf-log-", suffix=".log", delete=False)
+        self.cfgpath = None
+        cmd = [BIN, "serve", "--listen", "127.0.0.1:0", "--workers", str(workers)]
+        if config is not None:
+            fd, self.cfgpath = tempfile.mkstemp(prefix="hf-cfg-", suffix=".json")
+            with os.fdopen(fd, "w") as f:
+                json.dump(config, f)
+            cmd += ["--config", self.cfgpath]
+        cmd += list(args)
+        e = dict(os.environ)
+        e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+        if env:
+            e.update(env)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.logf, env=e)
+        self.port = None
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for ev in self.events():
+                if ev.get("event") == "listening":
+                    self.port = ev["port"]
+                    break
+            if self.port:
+                break
+            if self.proc.poll() is not None:
+                raise AssertionError("server exited at start-up: " + self.log())
+            time.sleep(0.02)
+        if not self.port:
+            self.kill()
+            raise AssertionError("server did not report listening: " + self.log())
+
+    def log(self):
+        with open(self.logf.name, "r", errors="replace") as f:
+            return f.read()
+
+    def events(self, name=None):
+        out = []
+        for line in self.log().splitlines():
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if name is None or ev.get("event") == name:
+                out.append(ev)
+        return out
+
+    def wait_event(self, name, pred=lambda ev: True, timeout=5.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for ev in self.events(name):
+                if pred(ev):
+                    return ev
+            time.sleep(0.02)
+        raise AssertionError("no %s event matching within %.1fs; log:\n%s" % (name, timeout, self.log()[-3000:]))
+
+    def check_log_clean(self):
+        log = self.log()
+        for pat in SAN_PATTERNS:
+            if pat in log:
+                raise AssertionError("server log shows %r:\n%s" % (pat, log[-4000:]))
+
+    def stop(self, timeout=15):
+        """SIGTERM, expect a clean exit 0 and a clean log."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise AssertionError("server did not exit after SIGTERM")
+        self.check_log_clean()
+        rc = self.proc.returncode
+        self.cleanup()
+        if rc != 0:
+            raise AssertionError("server exit code %d" % rc)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.cleanup()
+
+    def cleanup(self):
+        for p in (self.logf.name, self.cfgpath):
+            if p and os.path.exists(p) and not os.environ.get("HF_KEEP_LOGS"):
+                os.unlink(p)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
+        if et is None:
+            self.stop()
+        else:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            sys.stdout.write("  --- server log (last 3000 bytes) ---\n" + self.log()[-3000:] + "\n")
+            self.cleanup()
+        return False
+
+
+def connect(port, timeout=5.0):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.settimeout(timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def make_key():
+    return base64.b64encode(os.urandom(16)).decode()
+
+
+def accept_for(key):
+    return base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
+
+
+def upgrade_request(path="/echo", key=None, headers=None, omit=(), method="GET", version="HTTP/1.1"):
+    key = key or make_key()
+    h = {"Host": "127.0.0.1", "Upgrade": "websocket", "Connection": "Upgrade",
+         "Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13"}
+    for k in omit:
+        h.pop(k, None)
+    if headers:
+        h.update(headers)
+    lines = ["%s %s %s" % (method, path, version)] + ["%s: %s" % kv for kv in h.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode(), key
+
+
+def read_http_response(s, timeout=5.0):
+    """Read a full HTTP response head (+ body by Content-Length). Returns
+    (status, headers-dict-lowercase, body, extra_bytes_after)."""
+    s.settimeout(timeout)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise AssertionError("connection closed before response head; got %r" % buf)
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    hdrs = {}
+    for ln in lines[1:]:
+        k, v = ln.split(":", 1)
+        hdrs[k.strip().lower()] = v.strip()
+    body = b""
+    if "content-length" in hdrs:
+        n = int(hdrs["content-length"])
+        while len(rest) < n:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        body, rest = rest[:n], rest[n:]
+    return status, hdrs, body, rest
+
+
+class WS:
+    """A minimal, deliberately permissive RFC 6455 client over a raw socket,
+    so tests can send anything (bad frames included) and see exactly what
+    the server sends back."""
+
+    def __init__(self, port, path="/echo", headers=None, timeout=5.0):
+        self.sock = connect(port, timeout)
+        req, key = upgrade_request(path, headers=headers)
+        self.sock.sendall(req)
+        self.status, self.headers, _, self.buf = read_http_response(self.sock, timeout)
+        if self.status != 101:
+            raise AssertionError("upgrade failed: %d %r" % (self.status, self.headers))
+        if self.headers.get("sec-websocket-accept") != accept_for(key):
+            raise AssertionError("bad Sec-WebSocket-Accept")
+
+    @staticmethod
+    def frame(opcode, payload=b"", fin=True, mask=True, rsv=0, length=None, key=None):
+        if isinstance(payload, str):
+            payload = payload.encode()
+        b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
+        n = len(payload) if length is None else length
+        mbit = 0x80 if mask else 0
+        if n < 126:
+            hdr = struct.pack("!BB", b0, mbit | n)
+        elif n <= 0xFFFF:
+            hdr = struct.pack("!BBH", b0, mbit | 126, n)
+        else:
+            hdr = struct.pack("!BBQ", b0, mbit | 127, n)
+        if not mask:
+            return hdr + payload
+        key = key if key is not None else os.urandom(4)
+        masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        return hdr + key + masked
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def send(self, opcode, payload=b"", **kw):
+        self.sock.sendall(self.frame(opcode, payload, **kw))
+
+    def _fill(self, n, timeout):
+        deadline = time.time() + timeout
+        while len(self.buf) < n:
+            left = deadline - time.time()
+            if left <= 0:
+                raise TimeoutError("timed out waiting for %d bytes" % n)
+            self.sock.settimeout(left)
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise EOFError("server closed TCP")
+            self.buf += chunk
+
+    def recv_frame(self, timeout=5.0):
+        """Returns (fin, opcode, payload). Server frames must be unmasked."""
+        self._fill(2, timeout)
+        b0, b1 = self.buf[0], self.buf[1]
+        if b1 & 0x80:
+            raise AssertionError("server frame is masked")
+        n = b1 & 0x7F
+        off = 2
+        if n == 126:
+            self._fill(4, timeout)
+            n = struct.unpack("!H", self.buf[2:4])[0]
+            off = 4
+        elif n == 127:
+            self._fill(10, timeout)
+            n = struct.unpack("!Q", self.buf[2:10])[0]
+            off = 10
+        self._fill(off + n, timeout)
+        payload = self.buf[off:off + n]
+        self.buf = self.buf[off + n:]
+        if b0 & 0x70:
+            raise AssertionError("server frame has RSV bits")
+        return bool(b0 & 0x80), b0 & 0x0F, payload
+
+    def recv_message(self, timeout=5.0, skip_pings=True):
+        """Reassemble one data message; returns (opcode, payload). Control
+        frames: pings are skipped (answered), a close raises Closed."""
+        op0, data = None, b""
+        while True:
+            fin, op, p = self.recv_frame(timeout)
+            if op == 0x9 and skip_pings:
+                self.send(0xA, p)
+                continue
+            if op == 0xA:
+                continue
+            if op == 0x8:
+                raise Closed(p)
+            if op0 is None:
+                op0 = op
+            data += p
+            if fin:
+                return op0, data
+
+    def expect_close(self, code=None, timeout=5.0):
+        """Read until a close frame; check its code; answer it; then expect
+        the server to close TCP promptly. Returns (code, reason)."""
+        while True:
+            fin, op, p = self.recv_frame(timeout)
+            if op == 0x8:
+                break
+            if op not in (0x1, 0x2, 0x0, 0x9, 0xA):
+                raise AssertionError("unexpected opcode %d" % op)
+        got = struct.unpack("!H", p[:2])[0] if len(p) >= 2 else None
+        reason = p[2:].decode("utf-8")
+        if code is not None and got != code:
+            raise AssertionError("close code %r (reason %r), expected %r" % (got, reason, code))
+        if len(p) >= 2 and not reason:
+            raise AssertionError("close frame without a reason")
+        try:
+            self.send(0x8, p[:2])
+        except OSError:
+            pass
+        self.expect_eof(timeout)
+        return got, reason
+
+    def expect_eof(self, timeout=5.0):
+        """Nothing more may arrive: the server must close TCP."""
+        deadline = time.time() + timeout
+        while True:
+            left = deadline - time.time()
+            if left <= 0:
+                raise AssertionError("server did not close TCP within %.1fs" % timeout)
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                return
+            except socket.timeout:
+                raise AssertionError("server did not close TCP within %.1fs" % timeout)
+            if not chunk:
+                if self.buf:
+                    raise AssertionError("data after close frame: %r" % self.buf[:64])
+                return
+            self.buf += chunk
+            raise AssertionError("data after close frame: %r" % self.buf[:64])
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class Closed(Exception):
+    def __init__(self, payload):
+        self.code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+        self.reason = payload[2:].decode("utf-8", "replace")
+        super().__init__("closed %r %r" % (self.code, self.reason))
+
+
+def wait_until(pred, timeout=5.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def run_module(suite, namespace, only=None):
+    tests = [(n, f) for n, f in namespace.items() if n.startswith("test_") and callable(f)]
+    tests.sort(key=lambda nf: nf[1].__code__.co_firstlineno)
+    passed = failed = 0
+    for name, fn in tests:
+        if only and only not in name:
+            continue
+        t0 = time.time()
+        try:
+            fn()
+            passed += 1
+            print("PASS %s/%s (%.2fs)" % (suite, name[5:], time.time() - t0), flush=True)
+        except Exception as e:  # noqa: BLE001 - report every failure kind
+            failed += 1
+            print("FAIL %s/%s: %s" % (suite, name[5:], str(e).splitlines()[0] if str(e) else type(e).__name__), flush=True)
+            traceback.print_exc(file=sys.stdout)
+    print("# %s: %d passed, %d failed" % (suite, passed, failed), flush=True)
+    return 1 if failed else 0

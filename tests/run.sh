@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# The whole test suite: builds the release and the ASan+UBSan variants, runs
+# unit, integration (real binary on loopback), interop (clients we did not
+# write) and conformance tests against both, replays and briefly runs the
+# fuzzers, and ends with the line "N passed, N failed".
+#   tests/run.sh                 everything
+#   TESTS=unit,integration tests/run.sh   a subset (unit integration interop fuzz)
+#   VARIANTS=release tests/run.sh         one build only
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=build/test-output
+mkdir -p "$OUT"
+TESTS=${TESTS:-unit,integration,interop,fuzz}
+VARIANTS=${VARIANTS:-release,asan}
+PY=/usr/bin/python3
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+pass=0
+fail=0
+t_start=$(date +%s)
+
+# run NAME VARIANT CMD...: stream output with PASS/FAIL lines tagged by
+# variant; a command that fails without printing FAIL counts as one failure.
+run() {
+  local name=$1 variant=$2
+  shift 2
+  local log="$OUT/$variant-$name.log"
+  echo "== $variant: $name"
+  "$@" >"$log" 2>&1
+  local rc=$?
+  sed -e "s/^\(PASS\|FAIL\) /\1 $variant:/" "$log" | grep -E '^(PASS|FAIL) |^  ' | grep -v '^PASS' || true
+  local p f
+  p=$(grep -c '^PASS ' "$log")
+  f=$(grep -c '^FAIL ' "$log")
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+    echo "FAIL $variant:$name: exited with status $rc without naming a failed test; last lines:"
+    tail -n 15 "$log" | sed 's/^/  /'
+    f=1
+  fi
+  echo "   $p passed, $f failed ($name)"
+  pass=$((pass + p))
+  fail=$((fail + f))
+}
+
+echo "== build"
+if ! make -j2 all >"$OUT/build-release.log" 2>&1; then
+  tail -n 30 "$OUT/build-release.log"
+  echo "FAIL build:release"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+if [[ $VARIANTS == *asan* ]] && ! make -j2 SAN=1 all >"$OUT/build-asan.log" 2>&1; then
+  tail -n 30 "$OUT/build-asan.log"
+  echo "FAIL build:asan"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+for v in ${VARIANTS//,/ }; do
+  bdir=build
+  [ "$v" = asan ] && bdir=build/asan
+  export HOLDFAST_BIN=$ROOT/$bdir/holdfast
+  if [[ $TESTS == *unit* ]]; then
+    for t in "$bdir"/tests/test_*; do
+      [ -x "$t" ] || continue
+      run "unit-$(basename "$t")" "$v" timeout 300 "$t"
+    done
+  fi
+  if [[ $TESTS == *integration* ]]; then
+    for t in tests/integration/test_*.py; do
+      run "$(basename "$t" .py)" "$v" timeout 600 "$PY" "$t"
+    done
+  fi
+  if [[ $TESTS == *interop* ]]; then
+    for t in tests/interop/test_*.sh; do
+      [ -f "$t" ] || continue
+      run "interop-$(basename "$t" .sh)" "$v" timeout 600 bash "$t"
+    done
+  fi
+done
+
+if [[ $TESTS == *fuzz* ]]; then
+  run "fuzz-build" fuzz scripts/fuzz.sh build
+  run "fuzz-replay" fuzz scripts/fuzz.sh replay
+  run "fuzz-run" fuzz scripts/fuzz.sh run "${FUZZ_SECONDS:-15}"
+fi
+
+echo "== done in $(($(date +%s) - t_start)) s"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
