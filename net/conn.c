@@ -42,7 +42,8 @@ enum {
   F_NO_READ = 1 << 4, /* stop reading (slow consumer, after close frame) */
   F_LINGER = 1 << 5,  /* write side shut down after the last byte */
   F_HS_TIMEOUT = 1 << 6, /* the request head did not arrive in time */
-  F_DISCARD = 1 << 7     /* failed: read and drop input until EOF */
+  F_DISCARD = 1 << 7,    /* failed: read and drop input until EOF */
+  F_HEAD_REQ = 1 << 8    /* the request was HEAD: answer without a body */
 };
 
 struct hf_conn {
@@ -68,7 +69,8 @@ struct hf_conn {
     struct sockaddr_in in4;
     struct sockaddr_in6 in6;
   } peer;
-  uint8_t state, flags, who, upgraded;
+  uint16_t flags;
+  uint8_t state, who, upgraded;
   uint16_t close_code;
   const char *close_reason; /* static text of our close */
 };
@@ -533,6 +535,9 @@ static void process_http(hf_conn *c, uint8_t *buf, size_t len, size_t last) {
     return;
   }
   if (r == HF_ETOOBIG) {
+    if (ctx->h.on_bad_request)
+      ctx->h.on_bad_request(c, 431, "head_too_large",
+                            why ? why : "request head too large");
     respond_error(c, 431, "Request head too large: at most the configured "
                           "websocket.max_header_size bytes and "
                           "websocket.max_headers header fields are accepted.");
@@ -540,11 +545,21 @@ static void process_http(hf_conn *c, uint8_t *buf, size_t len, size_t last) {
   }
   if (r < 0) {
     char m[200];
-    snprintf(m, sizeof m, "Malformed HTTP request: %s.", why ? why : "bad syntax");
-    respond_error(c, 400, m);
+    int version = why && strstr(why, "HTTP version");
+    snprintf(m, sizeof m, "%s: %s.",
+             version ? "Unsupported HTTP version (use HTTP/1.1)"
+                     : "Malformed HTTP request",
+             why ? why : "bad syntax");
+    if (ctx->h.on_bad_request)
+      ctx->h.on_bad_request(c, version ? 505 : 400,
+                            version ? "http_version" : "malformed_request",
+                            why ? why : "bad syntax");
+    respond_error(c, version ? 505 : 400, m);
     return;
   }
   size_t head = (size_t)r;
+  if (req.method_len == 4 && memcmp(req.method, "HEAD", 4) == 0)
+    c->flags |= F_HEAD_REQ;
   ctx->h.on_request(c, &req);
   if (c->state == ST_OPEN) {
     c->bytes_in = len - head; /* count WebSocket bytes only */
@@ -698,7 +713,7 @@ static void conn_timer(hf_loop *loop, hf_timer *t) {
         teardown(c);
         return;
       }
-      c->flags &= (uint8_t)~F_AWAIT_PONG;
+      c->flags &= (uint16_t)~F_AWAIT_PONG;
       uint32_t rest = ctx->cfg.ping_interval_ms > ctx->cfg.pong_timeout_ms
                           ? ctx->cfg.ping_interval_ms - ctx->cfg.pong_timeout_ms
                           : 1;
@@ -845,6 +860,8 @@ void hf_conn_respond(hf_conn *c, int status, const char *extra_headers,
     abort_with(c, 0, "response too large");
     return;
   }
+  if (c->flags & F_HEAD_REQ)
+    n -= (int)body_len; /* same head (Content-Length included), no body */
   c->state = ST_RESPONDED;
   hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.close_timeout_ms);
   struct iovec iov = {head, (size_t)n};

@@ -304,7 +304,23 @@ static void on_close(hf_conn *c, const hf_conn_close_info *ci) {
   srv_log_end(&l);
 }
 
-static const hf_conn_handler handler = {on_request, on_message, on_close};
+static void on_bad_request(hf_conn *c, int status, const char *reason,
+                           const char *detail) {
+  char id[37], peer[64];
+  hf_conn_id(c, id);
+  hf_conn_peer(c, peer, sizeof peer);
+  srv_logline l;
+  srv_log_begin(&l, LOG_WARN, "upgrade_rejected");
+  srv_log_str(&l, "reason", reason);
+  srv_log_int(&l, "status", status);
+  srv_log_str(&l, "detail", detail);
+  srv_log_str(&l, "conn_id", id);
+  srv_log_str(&l, "remote", peer);
+  srv_log_end(&l);
+}
+
+static const hf_conn_handler handler = {on_request, on_message, on_bad_request,
+                                        on_close};
 
 /* ---- accept ------------------------------------------------------------- */
 

@@ -63,6 +63,11 @@ typedef struct {
   /* A complete, validated data message (text is valid UTF-8). data is
    * writable scratch memory valid until the callback returns. */
   void (*on_message)(hf_conn *c, int opcode, uint8_t *data, size_t len);
+  /* Optional: the request head was rejected before it could be parsed
+   * (status 400 malformed, 431 too large, 505 HTTP version); the answer is
+   * sent by the engine. reason is a short snake_case id, detail English. */
+  void (*on_bad_request)(hf_conn *c, int status, const char *reason,
+                         const char *detail);
   /* The connection is gone (always called once, last). */
   void (*on_close)(hf_conn *c, const hf_conn_close_info *info);
 } hf_conn_handler;

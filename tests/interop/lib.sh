@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: MIT
+# shellcheck shell=bash
 # Shared shell for the interop tests (sourced, not run). Starts the real
 # holdfast binary ($HOLDFAST_BIN, default build/holdfast) on 127.0.0.1:0,
 # logs its stderr to a temp file, reads the port from the JSON "listening"
@@ -12,7 +13,7 @@
 #   hf_stop NAME                       SIGTERM (if still running), wait, check
 #   hf_bg NAME CMD...                  start a helper in the background (killed at exit)
 #   hf_run SECS CMD...                 run a client bounded by SECS (GNU timeout)
-#   hf_tmpdir                          make a temp dir removed at exit (path on stdout)
+#   hf_tmpdir VAR                      make a temp dir removed at exit, path in VAR
 
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
@@ -66,7 +67,7 @@ hf_tmpdir() {
   local d
   d=$(mktemp -d /tmp/hf-interop-XXXXXX) || return 1
   HF_TMP+=("$d")
-  echo "$d"
+  printf -v "$1" %s "$d"
 }
 
 # Process state letter from /proc (Z = exited, not yet reaped); empty if gone.

@@ -1,0 +1,251 @@
+# SPDX-License-Identifier: MIT
+"""Configuration and command line of the real binary: invalid values (flag,
+env var, config file) stop start-up with exit code 2 and a message naming the
+key, the value and what is allowed; unknown flags and commands; invalid JSON
+and wrong JSON types in the config file; precedence file < env < flag; a
+Centrifugo-style file with unknown keys starts with a config_warning and is
+enforced; --help covers every key config-doc lists; version; repeated
+--listen; --workers 2; --log-format pretty."""
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from harness import (BIN, SAN_PATTERNS, WS, Server, connect, read_http_response,
+                     run_module, upgrade_request)
+
+
+def run_bin(args, env=None, timeout=10):
+    """Run holdfast to completion. Returns (rc, stdout, stderr)."""
+    e = dict(os.environ)
+    e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+    e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+    if env:
+        e.update(env)
+    try:
+        p = subprocess.run([BIN] + list(args), env=e, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("holdfast %s did not exit within %ds" % (" ".join(args), timeout))
+    out, err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+    for pat in SAN_PATTERNS:
+        assert pat not in err, "sanitizer report: %s" % err[-3000:]
+    return p.returncode, out, err
+
+
+def serve_fails(*args, env=None, needles=()):
+    """`holdfast serve ARGS` must refuse to start: exit 2, one explaining
+    message on stderr containing every needle, no listening line."""
+    rc, out, err = run_bin(["serve", "--listen", "127.0.0.1:0", "--workers", "1"] + list(args),
+                           env=env)
+    assert rc == 2, "exit code %d, want 2; stderr: %r" % (rc, err)
+    assert "listening" not in err, err
+    assert err.strip(), "no message on stderr"
+    for n in needles:
+        assert n in err, "stderr lacks %r: %r" % (n, err)
+    return err
+
+
+def write_tmp(text):
+    fd, path = tempfile.mkstemp(prefix="hf-cfgtest-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+# ---- invalid values ---------------------------------------------------------
+
+def test_bad_duration_flag():
+    serve_fails("--websocket.ping_interval=abc",
+                needles=("websocket.ping_interval", "abc", "duration"))
+
+
+def test_port_out_of_range():
+    serve_fails("--http_server.port=70000",
+                needles=("http_server.port", "70000", "65535"))
+
+
+def test_message_size_limit_too_small():
+    serve_fails("--websocket.message_size_limit=12",
+                needles=("websocket.message_size_limit", "12", "125"))
+
+
+def test_log_format_not_allowed():
+    serve_fails("--log.format=xml", needles=("log.format", "xml", "json", "pretty"))
+
+
+def test_allowed_origin_without_scheme():
+    serve_fails("--client.allowed_origins=example.com",
+                needles=("client.allowed_origins", "example.com", "https://"))
+
+
+def test_pong_timeout_not_below_ping_interval():
+    serve_fails("--websocket.pong_timeout=30s", "--websocket.ping_interval=25s",
+                needles=("websocket.pong_timeout", "websocket.ping_interval"))
+
+
+def test_unknown_flag():
+    serve_fails("--nope=1", needles=("--nope", "unknown"))
+
+
+def test_config_file_invalid_json():
+    path = write_tmp('{\n  "client": {\n    "allowed_origins": [,]\n  }\n}\n')
+    try:
+        err = serve_fails("--config", path, needles=(path, "line 3"))
+    finally:
+        os.unlink(path)
+
+
+def test_config_file_wrong_json_type():
+    path = write_tmp('{"client":{"allowed_origins":"x"}}')
+    try:
+        serve_fails("--config", path, needles=("client.allowed_origins", path, "array"))
+    finally:
+        os.unlink(path)
+
+
+def test_env_var_bad_value_named():
+    serve_fails(env={"HOLDFAST_WEBSOCKET_PING_INTERVAL": "bogus"},
+                needles=("HOLDFAST_WEBSOCKET_PING_INTERVAL", "bogus", "websocket.ping_interval"))
+
+
+# ---- precedence -------------------------------------------------------------
+
+def path_status(port, path):
+    s = connect(port)
+    s.sendall(upgrade_request(path=path)[0])
+    status, _, _, _ = read_http_response(s)
+    s.close()
+    return status
+
+
+def test_precedence_flag_over_env_over_file():
+    with Server("--echo.handler_prefix=/c", config={"echo": {"handler_prefix": "/a"}},
+                env={"HOLDFAST_ECHO_HANDLER_PREFIX": "/b"}) as srv:
+        got = {p: path_status(srv.port, p) for p in ("/a", "/b", "/c")}
+        assert got == {"/a": 404, "/b": 404, "/c": 101}, got
+
+
+def test_precedence_env_over_file():
+    with Server(config={"echo": {"handler_prefix": "/a"}},
+                env={"HOLDFAST_ECHO_HANDLER_PREFIX": "/b"}) as srv:
+        got = {p: path_status(srv.port, p) for p in ("/a", "/b")}
+        assert got == {"/a": 404, "/b": 101}, got
+
+
+def test_centrifugo_style_file_with_unknown_keys():
+    cfg = {"client": {"allowed_origins": ["https://x.example.com"]},
+           "http_server": {"port": 0}, "unknown_thing": {"a": 1}}
+    with Server(config=cfg) as srv:
+        ev = srv.wait_event("config_warning")
+        assert "unknown_thing.a" in ev.get("message", ""), ev
+        ws = WS(srv.port, headers={"Origin": "https://x.example.com"})
+        ws.close()
+        s = connect(srv.port)
+        s.sendall(upgrade_request(headers={"Origin": "https://y.example.com"})[0])
+        status, _, _, _ = read_http_response(s)
+        s.close()
+        assert status == 403, status
+
+
+# ---- commands ---------------------------------------------------------------
+
+def test_help_lists_every_key():
+    rc, doc, err = run_bin(["config-doc"])
+    assert rc == 0, (rc, err)
+    keys = re.findall(r"^\| `([a-z_.]+)`", doc, re.M)
+    assert len(keys) >= 20, doc
+    rc, help_text, err = run_bin(["serve", "--help"])
+    assert rc == 0, (rc, err)
+    missing = [k for k in keys if "--" + k not in help_text]
+    assert not missing, "serve --help does not mention %s" % missing
+
+
+def test_version():
+    rc, out, err = run_bin(["version"])
+    assert rc == 0, (rc, err)
+    assert re.match(r"^holdfast \d+\.\d+\.\d+\n$", out), out
+
+
+def test_unknown_command_exit_2():
+    rc, out, err = run_bin(["nonsense"])
+    assert rc == 2, rc
+    assert "nonsense" in err and "serve" in err, err
+
+
+# ---- listeners, workers, log format ----------------------------------------
+
+def test_listen_twice():
+    with Server("--listen", "127.0.0.1:0") as srv:
+        evs = srv.events("listening")
+        ports = [e["port"] for e in evs]
+        assert len(ports) == 2 and ports[0] != ports[1] and all(ports), evs
+        for p in ports:
+            ws = WS(p)
+            ws.send(0x1, "port %d" % p)
+            assert ws.recv_message() == (0x1, ("port %d" % p).encode())
+            ws.close()
+
+
+def test_two_workers_echo_many_connections():
+    with Server(workers=2) as srv:
+        assert srv.events("listening")[0].get("workers") == 2
+        conns = [WS(srv.port) for _ in range(40)]
+        for i, ws in enumerate(conns):
+            ws.send(0x1, "msg %d" % i)
+        for i, ws in enumerate(conns):
+            assert ws.recv_message() == (0x1, ("msg %d" % i).encode()), i
+        s = connect(srv.port)
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        _, _, body, _ = read_http_response(s)
+        s.close()
+        doc = json.loads(body)
+        assert doc["workers"] == 2 and doc["connections"] == 40, doc
+        for ws in conns:
+            ws.close()
+
+
+def test_log_format_pretty():
+    e = dict(os.environ)
+    e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+    p = subprocess.Popen([BIN, "serve", "--listen", "127.0.0.1:0", "--workers", "1",
+                          "--log-format", "pretty"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, env=e)
+    try:
+        buf = b""
+        deadline = time.time() + 10
+        while b"listening" not in buf and time.time() < deadline:
+            r, _, _ = select.select([p.stderr], [], [], 0.2)
+            if r:
+                chunk = os.read(p.stderr.fileno(), 65536)
+                if not chunk:
+                    break
+                buf += chunk
+        line = next((ln for ln in buf.decode(errors="replace").splitlines() if "listening" in ln), None)
+        assert line is not None, "no listening line: %r" % buf
+        assert not line.lstrip().startswith("{"), line
+        try:
+            json.loads(line)
+            raise AssertionError("pretty line is JSON: %r" % line)
+        except ValueError:
+            pass
+        m = re.search(r"port=(\d+)", line)
+        assert m and int(m.group(1)) > 0, line
+        p.send_signal(signal.SIGTERM)
+        _, rest = p.communicate(timeout=10)
+        assert p.returncode == 0, p.returncode
+        for pat in SAN_PATTERNS:
+            assert pat.encode() not in buf + rest, (buf + rest)[-3000:]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(run_module("config", globals()))
