@@ -75,7 +75,8 @@ size_t hf_frame_close_payload(uint8_t out[HF_FRAME_MAX_CONTROL], uint16_t code,
     while (rl > 0 && ((uint8_t)reason[rl] & 0xc0) == 0x80)
       rl--;
   }
-  memcpy(out + 2, reason, rl);
+  if (rl)
+    memcpy(out + 2, reason, rl);
   return 2 + rl;
 }
 

@@ -372,6 +372,8 @@ static void protocol_fail(hf_conn *c, uint16_t code, const char *reason) {
 /* ---- WebSocket input ---------------------------------------------------- */
 
 static int assemble(hf_conn *c, const uint8_t *p, size_t n) {
+  if (!n)
+    return 0; /* empty fragments are legal and add nothing */
   if (c->msg_len + n > c->msg_cap) {
     size_t cap = c->msg_cap ? c->msg_cap : 1024;
     while (cap < c->msg_len + n)
@@ -742,6 +744,7 @@ hf_conn_ctx *hf_conn_ctx_new(hf_loop *loop, const hf_conn_config *cfg,
   ctx->cfg = *cfg;
   ctx->h = *h;
   ctx->reaper.cb = reap;
+  memset(ctx->cork, 0, sizeof ctx->cork); /* fault in at start-up */
   if (getrandom(ctx->rng, sizeof ctx->rng, 0) != (ssize_t)sizeof ctx->rng) {
     free(ctx);
     return NULL;

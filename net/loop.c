@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -67,6 +68,9 @@ hf_loop *hf_loop_new(unsigned tick_ms, size_t rbuf_size) {
   loop->rbuf = malloc(rbuf_size + 64); /* slack for word-wide tail loops */
   if (!loop->rbuf)
     goto fail;
+  /* fault the pages in now: a fixed per-loop cost, paid at start-up rather
+   * than by whichever connection first needs a large read */
+  memset(loop->rbuf, 0, rbuf_size + 64);
   loop->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (loop->epfd < 0)
     goto fail;
