@@ -56,6 +56,9 @@ static const char msg_unsupported_version[] =
 static const char msg_bad_key[] =
     "The Sec-WebSocket-Key header must appear exactly once and be the "
     "base64 encoding of 16 bytes (24 characters ending in \"==\").\n";
+static const char msg_request_body[] =
+    "A WebSocket upgrade request must not have a body (Content-Length or "
+    "Transfer-Encoding was sent).\n";
 static const char msg_origin_rejected[] =
     "Origin not allowed by this server's allowed origins list.\n";
 static const char msg_origin_repeated[] =
@@ -281,6 +284,13 @@ hf_hs_code hf_handshake_check(const hf_http_request *req,
                   msg_unsupported_version, "Sec-WebSocket-Version: 13\r\n");
   if (n_key != 1 || !key_is_valid(key->value, key->value_len))
     return reject(out, HF_HS_BAD_KEY, 400, "bad_key", msg_bad_key, NULL);
+  /* An upgrade request has no body. If it declared one, its bytes would be
+   * read as WebSocket frames: refuse rather than guess (request smuggling). */
+  if (count_headers(req, "Transfer-Encoding", &h) != 0 ||
+      (count_headers(req, "Content-Length", &h) != 0 &&
+       !(h->value_len == 1 && h->value[0] == '0')))
+    return reject(out, HF_HS_BODY, 400, "request_body", msg_request_body,
+                  NULL);
 
   if (n_origin == 0) {
     if (!pol || !pol->allow_missing_origin)

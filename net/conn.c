@@ -609,6 +609,8 @@ static void on_readable(hf_conn *c) {
     size_t rc;
     uint8_t *rb = hf_loop_rbuf(ctx->loop, &rc);
     ssize_t n = recv(c->io.fd, rb, rc, 0);
+    if (n > 0 && c->upgraded)
+      c->bytes_in += (uint64_t)n; /* dropped, but received: count it */
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
       teardown(c);
     return;
@@ -757,10 +759,12 @@ void hf_conn_ctx_free(hf_conn_ctx *ctx) {
     return;
   while (ctx->head) {
     hf_conn *c = ctx->head;
-    c->close_code = HF_CLOSE_GOING_AWAY;
-    c->close_reason = "server stopped";
-    c->who = HF_WHO_SERVER;
-    teardown(c);
+    if (!(c->flags & (F_CLOSE_SENT | F_CLOSE_RCVD))) {
+      c->close_code = HF_CLOSE_GOING_AWAY;
+      c->close_reason = "server stopped";
+      c->who = HF_WHO_SERVER;
+    }
+    teardown(c); /* a started close handshake keeps its own code/reason */
   }
   reap(ctx->loop, &ctx->reaper);
   free(ctx);

@@ -254,14 +254,30 @@ static const char *allowed_text(const setting *st, char *buf, size_t cap) {
   }
 }
 
-static int bad(FILE *err, const setting *st, const char *val, const char *src,
-               const char *extra) {
+static int bad_as(FILE *err, const setting *st, const char *val, int quote,
+                  const char *src, const char *extra) {
   char buf[160];
   fprintf(err,
-          "holdfast: invalid configuration: %s = \"%s\" (from %s): expected %s%s%s\n",
-          st->key, val, src, allowed_text(st, buf, sizeof buf),
-          extra ? "; " : "", extra ? extra : "");
+          "holdfast: invalid configuration: %s = %s%s%s (from %s): expected %s%s%s\n",
+          st->key, quote ? "\"" : "", val, quote ? "\"" : "", src,
+          allowed_text(st, buf, sizeof buf), extra ? "; " : "",
+          extra ? extra : "");
   return -1;
+}
+
+/* A textual value (flag, env, default): shown in quotes. */
+static int bad(FILE *err, const setting *st, const char *val, const char *src,
+               const char *extra) {
+  return bad_as(err, st, val, 1, src, extra);
+}
+
+/* A JSON value from the file: shown as JSON. */
+static int bad_json(FILE *err, const setting *st, json_t *v, const char *src,
+                    const char *extra) {
+  char *d = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+  int r = bad_as(err, st, d ? d : "?", 0, src, extra);
+  free(d);
+  return r;
 }
 
 /* Apply a textual value (default, env, flag, or a JSON scalar rendered). */
@@ -341,23 +357,15 @@ static int apply_json(srv_config *cfg, const setting *st, json_t *v,
   char buf[64];
   switch (st->type) {
   case T_LIST: {
-    if (!json_is_array(v)) {
-      char *d = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-      int r = bad(err, st, d ? d : "?", src, "a JSON array of strings");
-      free(d);
-      return r;
-    }
+    if (!json_is_array(v))
+      return bad_json(err, st, v, src, "a JSON array of strings");
     srv_strlist *l = (srv_strlist *)((char *)cfg + st->off);
     list_free(l);
     size_t i;
     json_t *e;
     json_array_foreach(v, i, e) {
-      if (!json_is_string(e)) {
-        char *d = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-        int r = bad(err, st, d ? d : "?", src, "every element must be a string");
-        free(d);
-        return r;
-      }
+      if (!json_is_string(e))
+        return bad_json(err, st, v, src, "every element must be a string");
       if (list_push(l, json_string_value(e), json_string_length(e)) < 0)
         return -1;
     }
@@ -387,10 +395,16 @@ static int apply_json(srv_config *cfg, const setting *st, json_t *v,
       return apply_text(cfg, st, json_string_value(v), src, err);
     break;
   }
-  char *d = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-  int r = bad(err, st, d ? d : "?", src, "wrong JSON type");
-  free(d);
-  return r;
+  return bad_json(err, st, v, src, "wrong JSON type");
+}
+
+/* 1 if key names a section (a prefix of some setting's key). */
+static int is_section(const char *key) {
+  size_t n = strlen(key);
+  for (size_t i = 0; i < NSETTINGS; i++)
+    if (strncmp(settings[i].key, key, n) == 0 && settings[i].key[n] == '.')
+      return 1;
+  return 0;
 }
 
 static int walk_json(srv_config *cfg, json_t *obj, const char *prefix,
@@ -407,6 +421,14 @@ static int walk_json(srv_config *cfg, json_t *obj, const char *prefix,
     } else if (json_is_object(v)) {
       if (walk_json(cfg, v, key, src, err) < 0)
         return -1;
+    } else if (is_section(key)) {
+      char *d = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+      fprintf(err,
+              "holdfast: invalid configuration: %s = %s (from %s): expected a "
+              "JSON object (a section of settings such as %s.*)\n",
+              key, d ? d : "?", src, key);
+      free(d);
+      return -1;
     } else {
       warn_unsupported(key);
     }

@@ -129,7 +129,8 @@ static const hf_http_header *hdr(const hf_http_request *req, const char *n) {
 }
 
 static void log_conn_fields(srv_logline *l, hf_conn *c,
-                            const hf_http_request *req, size_t path_len) {
+                            const hf_http_request *req, const char *path,
+                            size_t path_len) {
   char id[37], peer[64];
   hf_conn_id(c, id);
   hf_conn_peer(c, peer, sizeof peer);
@@ -138,7 +139,7 @@ static void log_conn_fields(srv_logline *l, hf_conn *c,
   const hf_http_header *o = hdr(req, "Origin");
   const hf_http_header *ua = hdr(req, "User-Agent");
   srv_log_strn(l, "origin", o ? o->value : NULL, o ? o->value_len : 0);
-  srv_log_strn(l, "path", req->target, path_len);
+  srv_log_strn(l, "path", path, path_len);
   srv_log_strn(l, "user_agent", ua ? ua->value : NULL, ua ? ua->value_len : 0);
 }
 
@@ -170,33 +171,33 @@ static void route_health(worker *w, hf_conn *c, const hf_http_request *req) {
 }
 
 static void reject_logged(hf_conn *c, const hf_http_request *req,
-                          size_t path_len, int status, const char *reason,
+                          const char *path, size_t path_len, int status, const char *reason,
                           const char *extra, const char *body) {
   srv_logline l;
   srv_log_begin(&l, LOG_WARN, "upgrade_rejected");
   srv_log_str(&l, "reason", reason);
   srv_log_int(&l, "status", status);
-  log_conn_fields(&l, c, req, path_len);
+  log_conn_fields(&l, c, req, path, path_len);
   srv_log_end(&l);
   respond_text(c, status, extra, body);
 }
 
 static void route_echo(worker *w, hf_conn *c, const hf_http_request *req,
-                       size_t path_len) {
+                       const char *path, size_t path_len) {
   server *s = w->srv;
   uintptr_t u = (uintptr_t)hf_conn_udata(c);
   if (u & U_OVER) {
     char extra[64];
     snprintf(extra, sizeof extra, "Retry-After: %llu\r\n",
              (unsigned long long)s->cfg->retry_after);
-    reject_logged(c, req, path_len, 503, "connection_limit", extra,
+    reject_logged(c, req, path, path_len, 503, "connection_limit", extra,
                   "Too many connections: the server's connection limit "
                   "(client.connection_limit or client.connection_limit_per_ip) "
                   "is reached. Retry later, with backoff.\n");
     return;
   }
   if (w->draining) {
-    reject_logged(c, req, path_len, 503, "shutting_down", "Retry-After: 1\r\n",
+    reject_logged(c, req, path, path_len, 503, "shutting_down", "Retry-After: 1\r\n",
                   "The server is shutting down. Reconnect with backoff.\n");
     return;
   }
@@ -207,7 +208,7 @@ static void route_echo(worker *w, hf_conn *c, const hf_http_request *req,
     hf_conn_set_udata(c, (void *)(u | U_ECHO));
     atomic_fetch_add(&s->ws_conns, 1);
     srv_log_begin(&l, LOG_INFO, "upgrade_accepted");
-    log_conn_fields(&l, c, req, path_len);
+    log_conn_fields(&l, c, req, path, path_len);
     srv_log_strn(&l, "subprotocol", res.subprotocol, res.subprotocol_len);
     srv_log_end(&l);
     return;
@@ -215,7 +216,7 @@ static void route_echo(worker *w, hf_conn *c, const hf_http_request *req,
   srv_log_begin(&l, LOG_WARN, "upgrade_rejected");
   srv_log_str(&l, "reason", res.reason);
   srv_log_int(&l, "status", res.status);
-  log_conn_fields(&l, c, req, path_len);
+  log_conn_fields(&l, c, req, path, path_len);
   if (code == HF_HS_ORIGIN_REJECTED)
     srv_log_str(&l, "hint", "add this origin to client.allowed_origins to allow it");
   else if (code == HF_HS_NULL_ORIGIN)
@@ -225,25 +226,47 @@ static void route_echo(worker *w, hf_conn *c, const hf_http_request *req,
   srv_log_end(&l);
 }
 
+/* The path of the request target: origin-form "/p?q", or absolute-form
+ * "http://host/p?q" (RFC 9112 3.2.2: a server must accept it). */
+static const char *target_path(const hf_http_request *req, size_t *len) {
+  const char *t = req->target, *end = t + req->target_len;
+  if (req->target_len > 7 && (strncasecmp(t, "http://", 7) == 0 ||
+                              strncasecmp(t, "https://", 8) == 0 ||
+                              strncasecmp(t, "ws://", 5) == 0 ||
+                              strncasecmp(t, "wss://", 6) == 0)) {
+    const char *colon = memchr(t, ':', req->target_len); /* scheme end */
+    const char *p = colon + 3;
+    p = memchr(p, '/', (size_t)(end - p));
+    if (!p) {
+      *len = 1;
+      return "/";
+    }
+    t = p;
+  }
+  const char *q = memchr(t, '?', (size_t)(end - t));
+  *len = q ? (size_t)(q - t) : (size_t)(end - t);
+  return t;
+}
+
 static void on_request(hf_conn *c, const hf_http_request *req) {
   worker *w = hf_loop_data(hf_conn_loop(c));
   const srv_config *cfg = w->srv->cfg;
-  const char *q = memchr(req->target, '?', req->target_len);
-  size_t pl = q ? (size_t)(q - req->target) : req->target_len;
+  size_t pl;
+  const char *path = target_path(req, &pl);
   if (cfg->health_enabled && pl == strlen(cfg->health_path) &&
-      memcmp(req->target, cfg->health_path, pl) == 0) {
+      memcmp(path, cfg->health_path, pl) == 0) {
     route_health(w, c, req);
     return;
   }
   if (cfg->echo_enabled && pl == strlen(cfg->echo_path) &&
-      memcmp(req->target, cfg->echo_path, pl) == 0) {
-    route_echo(w, c, req, pl);
+      memcmp(path, cfg->echo_path, pl) == 0) {
+    route_echo(w, c, req, path, pl);
     return;
   }
   char body[512];
   snprintf(body, sizeof body,
            "No endpoint at %.*s. This server's WebSocket endpoint%s: %s%s.\n",
-           (int)(pl > 200 ? 200 : pl), req->target,
+           (int)(pl > 200 ? 200 : pl), path,
            cfg->echo_enabled ? "" : "s are disabled",
            cfg->echo_enabled ? cfg->echo_path : "",
            cfg->health_enabled ? " (health check: GET /health)" : "");
@@ -252,7 +275,7 @@ static void on_request(hf_conn *c, const hf_http_request *req) {
   srv_log_begin(&l, up ? LOG_WARN : LOG_INFO, up ? "upgrade_rejected" : "http_not_found");
   srv_log_str(&l, "reason", "not_found");
   srv_log_int(&l, "status", 404);
-  log_conn_fields(&l, c, req, pl);
+  log_conn_fields(&l, c, req, path, pl);
   srv_log_end(&l);
   respond_text(c, 404, NULL, body);
 }

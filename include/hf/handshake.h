@@ -42,6 +42,7 @@ typedef enum {
   HF_HS_BAD_UPGRADE,      /* 400: Upgrade present but not "websocket" */
   HF_HS_NO_CONNECTION_UPGRADE, /* 400: Connection lacks the upgrade token */
   HF_HS_BAD_KEY,          /* 400: missing or not base64 of 16 bytes */
+  HF_HS_BODY,             /* 400: Content-Length > 0 or Transfer-Encoding */
   HF_HS_BAD_WS_VERSION,   /* 426, Sec-WebSocket-Version: 13 */
   HF_HS_ORIGIN_REJECTED,  /* 403 */
   HF_HS_NULL_ORIGIN,      /* 403: Origin "null" not allowed */
@@ -68,7 +69,7 @@ typedef struct {
 /* Validate req as a WebSocket upgrade under pol. Checks, in order: method
  * GET, version >= 1.1, Host, Upgrade: websocket, Connection: upgrade,
  * Sec-WebSocket-Version: 13, Sec-WebSocket-Key (base64 of exactly 16 bytes),
- * then Origin, then selects a sub-protocol. Fills *out and returns out->code
+ * no request body, then Origin, then selects a sub-protocol. Fills *out and returns out->code
  * (HF_HS_OK on success). Never fails otherwise. */
 hf_hs_code hf_handshake_check(const hf_http_request *req,
                               const hf_handshake_policy *pol,

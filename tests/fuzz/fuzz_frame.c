@@ -15,7 +15,14 @@
  *     UTF-8 (hf_utf8_valid); close codes are valid, reasons valid UTF-8;
  *   - errors are HF_EPROTO/HF_EUTF8/HF_ETOOBIG with err_code 1002/1007/1009
  *     and a reason;
- *   - splitting the input never changes the events or the outcome. */
+ *   - splitting the input never changes the events or the outcome;
+ *   - every accepted frame, decoded independently from the original input
+ *     bytes, has a legal header, the consumed size, matching event fields
+ *     and exactly the unmasked payload;
+ *   - a reference model (whole stream at once, no code shared with
+ *     lib/frame.c) gives the same events, the same outcome, and for errors
+ *     a close code the failing frame justifies (fail-fast UTF-8 and the
+ *     size limit from the header included). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,11 +39,19 @@
   } while (0)
 
 typedef struct {
-  uint64_t hash;    /* of every event and the outcome */
+  uint64_t hash;    /* of every event */
   size_t events;
   ssize_t outcome;  /* 0, HF_EAGAIN (input ended mid-frame) or the error */
   unsigned err_code;
+  unsigned codes;   /* model only: acceptable close codes (bit set) */
 } summary;
+
+#define ERR_ANY (-1000) /* model outcome: some error */
+enum { C1002 = 1, C1007 = 2, C1009 = 4 };
+
+static unsigned code_bit(unsigned code) {
+  return code == 1002 ? C1002 : code == 1007 ? C1007 : code == 1009 ? C1009 : 0;
+}
 
 static void mix(uint64_t *h, const void *p, size_t n) {
   const uint8_t *b = p;
@@ -63,6 +78,220 @@ static size_t next_chunk(int mode, uint32_t *rng, size_t left) {
   return c < left ? c : left;
 }
 
+
+/* ---- independent decoding (shares no code with lib/frame.c) ----------- */
+
+typedef struct {
+  unsigned op, fin, rsv, masked, len7;
+  size_t hl;     /* header length, when the header is complete */
+  uint64_t plen; /* declared payload length */
+} hdr;
+
+/* Decode the header at f[0..rem): 0 if incomplete, else 1. */
+static int decode(const uint8_t *f, size_t rem, hdr *h) {
+  if (rem < 2)
+    return 0;
+  h->op = f[0] & 15;
+  h->fin = f[0] >> 7;
+  h->rsv = (f[0] >> 4) & 7;
+  h->masked = f[1] >> 7;
+  h->len7 = f[1] & 127;
+  h->hl = 2 + (h->len7 == 126 ? 2 : h->len7 == 127 ? 8 : 0) + (h->masked ? 4 : 0);
+  if (rem < h->hl)
+    return 0;
+  h->plen = h->len7;
+  if (h->len7 >= 126) {
+    size_t nb = h->len7 == 126 ? 2 : 8;
+    h->plen = 0;
+    for (size_t i = 0; i < nb; i++)
+      h->plen = h->plen << 8 | f[2 + i];
+  }
+  return 1;
+}
+
+static int model_code_valid(unsigned c) {
+  return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) ||
+         (c >= 3000 && c <= 4999);
+}
+
+/* A frame the parser accepted, checked against the original input bytes:
+ * legal header, consumed size, event fields, and the unmasked payload. */
+static void check_frame(const uint8_t *orig, size_t r, const hf_ws_event *ev,
+                        int expect_mask) {
+  hdr h;
+  CHECK(decode(orig, r, &h));
+  CHECK(h.rsv == 0);
+  CHECK(h.masked == (unsigned)expect_mask);
+  CHECK(h.op <= 2 || (h.op >= 8 && h.op <= 10));
+  CHECK(!(h.len7 == 127 && (h.plen >> 63)));
+  CHECK(h.hl + h.plen == r);
+  CHECK(ev->len == h.plen);
+  if (h.op >= 8) {
+    CHECK(h.fin && h.plen <= 125);
+    CHECK(ev->type == (h.op == 8 ? HF_WS_EV_CLOSE
+                       : h.op == 9 ? HF_WS_EV_PING : HF_WS_EV_PONG));
+  } else {
+    CHECK(ev->type == HF_WS_EV_DATA);
+    CHECK(ev->fin == h.fin);
+    CHECK(ev->first == (h.op != 0));
+    if (h.op)
+      CHECK(ev->opcode == h.op);
+  }
+  const uint8_t *key = orig + h.hl - 4;
+  for (size_t i = 0; i < ev->len; i++)
+    CHECK(ev->data[i] == (uint8_t)(orig[h.hl + i] ^ (h.masked ? key[i & 3] : 0)));
+  /* the header writer reproduces a header in the shortest length form */
+  int minimal = h.len7 < 126 ? 1 : h.len7 == 126 ? h.plen >= 126 : h.plen > 0xffff;
+  if (minimal) {
+    uint8_t hb[HF_FRAME_MAX_HEADER];
+    size_t hn = hf_frame_header(hb, (int)h.fin, (int)h.op, h.plen, h.masked ? key : NULL);
+    CHECK(hn == h.hl && memcmp(hb, orig, hn) == 0);
+  }
+}
+
+/* hf_frame_close_payload on a valid UTF-8 text used as a reason: code
+ * bytes, a prefix of at most 123 bytes that is valid UTF-8 and is cut at
+ * most 3 bytes short of the limit. */
+static void check_close_payload(const uint8_t *text, size_t len, unsigned code) {
+  char *r = malloc(len + 1);
+  CHECK(r);
+  memcpy(r, text, len);
+  r[len] = 0;
+  size_t sl = strlen(r); /* the reason ends at a NUL, if any */
+  uint8_t out[HF_FRAME_MAX_CONTROL];
+  size_t n = hf_frame_close_payload(out, (uint16_t)code, r);
+  CHECK(n >= 2 && n <= HF_FRAME_MAX_CONTROL);
+  CHECK(out[0] == (uint8_t)(code >> 8) && out[1] == (uint8_t)code);
+  size_t rl = n - 2;
+  CHECK(rl <= sl && memcmp(out + 2, r, rl) == 0);
+  CHECK(hf_utf8_valid(out + 2, rl));
+  CHECK(rl == sl || (sl > 123 && rl + 3 >= 123));
+  free(r);
+}
+
+/* Reference model: the whole stream decoded at once with the rules frame.h
+ * states (header fields validated as soon as they are present, the size
+ * limit from the header, text validated as bytes arrive), sharing no code
+ * with lib/frame.c except the UTF-8 validator (tested on its own). Gives
+ * the events (hashed like run() does) and the outcome; for an error, the
+ * set of close codes that the failing frame justifies. */
+static void model(const uint8_t *in, size_t n, uint64_t max_message,
+                  int expect_mask, summary *out) {
+  memset(out, 0, sizeof *out);
+  out->hash = 0xcbf29ce484222325ull;
+  uint8_t *pl = malloc(n + 1);
+  CHECK(pl);
+  size_t pos = 0;
+  int in_msg = 0;
+  unsigned msg_op = 0;
+  uint64_t msg_len = 0;
+  hf_utf8_state u = HF_UTF8_ACCEPT;
+  for (;;) {
+    size_t rem = n - pos;
+    const uint8_t *f = in + pos;
+    unsigned codes = 0;
+    if (rem == 0) {
+      out->outcome = 0;
+      break;
+    }
+    if (rem < 2) {
+      out->outcome = HF_EAGAIN;
+      break;
+    }
+    unsigned op = f[0] & 15, fin = f[0] >> 7, masked = f[1] >> 7, len7 = f[1] & 127;
+    int ctl = op >= 8;
+    if (f[0] & 0x70)
+      codes |= C1002;
+    if (masked != (unsigned)expect_mask)
+      codes |= C1002;
+    if (!(op <= 2 || (op >= 8 && op <= 10)))
+      codes |= C1002;
+    if (op == 0 && !in_msg)
+      codes |= C1002;
+    if ((op == 1 || op == 2) && in_msg)
+      codes |= C1002;
+    if (ctl && (!fin || len7 > 125))
+      codes |= C1002;
+    hdr h = {0};
+    if (!codes && !decode(f, rem, &h)) {
+      out->outcome = HF_EAGAIN;
+      break;
+    }
+    if (!codes) {
+      if (len7 == 127 && (h.plen >> 63))
+        codes |= C1002;
+      uint64_t before = op == 0 ? msg_len : 0;
+      if (!ctl && max_message && (h.plen > max_message || before + h.plen > max_message))
+        codes |= C1009;
+    }
+    if (codes) {
+      out->outcome = ERR_ANY;
+      out->codes = codes;
+      break;
+    }
+    size_t avail = rem - h.hl < h.plen ? rem - h.hl : (size_t)h.plen;
+    const uint8_t *key = f + h.hl - 4;
+    for (size_t i = 0; i < avail; i++)
+      pl[i] = (uint8_t)(f[h.hl + i] ^ (masked ? key[i & 3] : 0));
+    int text = op == 1 || (op == 0 && msg_op == 1);
+    hf_utf8_state u2 = (op == 1 || op == 2) ? HF_UTF8_ACCEPT : u;
+    if (text) {
+      u2 = hf_utf8_feed(u2, pl, avail, NULL);
+      if (u2 == HF_UTF8_REJECT) {
+        out->outcome = ERR_ANY;
+        out->codes = C1007;
+        break;
+      }
+    }
+    if (avail < h.plen) {
+      out->outcome = HF_EAGAIN;
+      break;
+    }
+    unsigned close_code = 0;
+    if (op == 8) {
+      if (h.plen == 1)
+        codes |= C1002;
+      if (h.plen >= 2) {
+        close_code = (unsigned)pl[0] << 8 | pl[1];
+        if (!model_code_valid(close_code))
+          codes |= C1002;
+        if (hf_utf8_feed(HF_UTF8_ACCEPT, pl + 2, avail - 2, NULL) != HF_UTF8_ACCEPT)
+          codes |= C1002;
+      } else {
+        close_code = HF_CLOSE_NO_STATUS;
+      }
+    }
+    if (!ctl && fin && text && u2 != HF_UTF8_ACCEPT)
+      codes |= C1007;
+    if (codes) {
+      out->outcome = ERR_ANY;
+      out->codes = codes;
+      break;
+    }
+    int type = op == 8 ? HF_WS_EV_CLOSE : op == 9 ? HF_WS_EV_PING
+               : op == 10 ? HF_WS_EV_PONG : HF_WS_EV_DATA;
+    out->events++;
+    mix_u64(&out->hash, (uint64_t)type);
+    mix_u64(&out->hash, h.plen);
+    if (avail)
+      mix(&out->hash, pl, avail);
+    if (type == HF_WS_EV_DATA) {
+      if (op) {
+        msg_op = op;
+        msg_len = 0;
+      }
+      msg_len += h.plen;
+      u = u2;
+      in_msg = !fin;
+      mix_u64(&out->hash, (uint64_t)msg_op << 16 | (uint64_t)(op != 0) << 8 | fin);
+    } else if (type == HF_WS_EV_CLOSE) {
+      mix_u64(&out->hash, close_code);
+    }
+    pos += h.hl + (size_t)h.plen;
+  }
+  free(pl);
+}
+
 static void run(const uint8_t *in, size_t n, uint64_t max_message,
                 int expect_mask, int mode, uint32_t seed, summary *out) {
   hf_ws_parser p;
@@ -74,7 +303,7 @@ static void run(const uint8_t *in, size_t n, uint64_t max_message,
   uint8_t *work = malloc(n + 1);
   uint8_t *msg = malloc(n + 1); /* reassembled current message */
   CHECK(work && msg);
-  size_t have = 0, pos = 0, msg_len = 0, last_need = 0;
+  size_t have = 0, pos = 0, msg_len = 0, last_need = 0, consumed = 0;
   int in_msg = 0, msg_op = 0;
   uint32_t rng = seed;
   for (;;) {
@@ -116,6 +345,8 @@ static void run(const uint8_t *in, size_t n, uint64_t max_message,
       if (ev.len)
         CHECK(ev.data >= buf && ev.data + ev.len <= buf + r);
       last_need = 0;
+      check_frame(in + consumed, (size_t)r, &ev, expect_mask);
+      consumed += (size_t)r;
       out->events++;
       mix_u64(&out->hash, ev.type);
       mix_u64(&out->hash, ev.len);
@@ -144,8 +375,10 @@ static void run(const uint8_t *in, size_t n, uint64_t max_message,
         if (msg_op == HF_OP_TEXT)
           CHECK(hf_utf8_feed(HF_UTF8_ACCEPT, msg, msg_len, NULL) != HF_UTF8_REJECT);
         if (ev.fin) {
-          if (msg_op == HF_OP_TEXT)
+          if (msg_op == HF_OP_TEXT) {
             CHECK(hf_utf8_valid(msg, msg_len));
+            check_close_payload(msg, msg_len, 3000 + (unsigned)(msg_len % 2000));
+          }
           in_msg = 0;
         } else {
           in_msg = 1;
@@ -188,8 +421,6 @@ static void run(const uint8_t *in, size_t n, uint64_t max_message,
   }
   out->outcome = have ? HF_EAGAIN : 0;
 done:
-  mix_u64(&out->hash, (uint64_t)out->outcome);
-  mix_u64(&out->hash, out->err_code);
   free(work);
   free(msg);
 }
@@ -206,8 +437,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   uint32_t seed = (uint32_t)(opt >> 6) * 2654435761u + (uint32_t)size;
   const uint8_t *in = data + 1;
   size_t n = size - 1;
-  summary whole, split;
+  summary whole, split, ref;
   run(in, n, max_message, expect_mask, 0, 0, &whole);
+  model(in, n, max_message, expect_mask, &ref);
+  CHECK(whole.events == ref.events);
+  CHECK(whole.hash == ref.hash);
+  if (ref.outcome == ERR_ANY) {
+    CHECK(whole.outcome < 0 && whole.outcome != HF_EAGAIN);
+    CHECK(ref.codes & code_bit(whole.err_code));
+  } else {
+    CHECK(whole.outcome == ref.outcome);
+  }
   if (mode != 0) {
     run(in, n, max_message, expect_mask, mode, seed, &split);
     CHECK(split.events == whole.events);

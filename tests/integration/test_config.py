@@ -86,7 +86,7 @@ def test_allowed_origin_without_scheme():
 
 def test_pong_timeout_not_below_ping_interval():
     serve_fails("--websocket.pong_timeout=30s", "--websocket.ping_interval=25s",
-                needles=("websocket.pong_timeout", "websocket.ping_interval"))
+                needles=("websocket.pong_timeout", "websocket.ping_interval", "shorter"))
 
 
 def test_unknown_flag():
@@ -96,7 +96,7 @@ def test_unknown_flag():
 def test_config_file_invalid_json():
     path = write_tmp('{\n  "client": {\n    "allowed_origins": [,]\n  }\n}\n')
     try:
-        err = serve_fails("--config", path, needles=(path, "line 3"))
+        serve_fails("--config", path, needles=(path, "line 3"))
     finally:
         os.unlink(path)
 
@@ -245,6 +245,36 @@ def test_log_format_pretty():
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_section_given_a_scalar_is_an_error():
+    import json as _json, os as _os, subprocess as _sp, tempfile as _tf
+    from harness import BIN
+    fd, path = _tf.mkstemp(suffix=".json")
+    with _os.fdopen(fd, "w") as f:
+        _json.dump({"client": "x"}, f)
+    try:
+        r = _sp.run([BIN, "serve", "--config", path, "--listen", "127.0.0.1:0"],
+                    capture_output=True, text=True, timeout=10)
+    finally:
+        _os.unlink(path)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "client" in r.stderr and "JSON object" in r.stderr, r.stderr
+
+
+def test_wrong_json_type_shows_the_json_value():
+    import json as _json, os as _os, subprocess as _sp, tempfile as _tf
+    from harness import BIN
+    fd, path = _tf.mkstemp(suffix=".json")
+    with _os.fdopen(fd, "w") as f:
+        _json.dump({"client": {"allowed_origins": "x"}}, f)
+    try:
+        r = _sp.run([BIN, "serve", "--config", path, "--listen", "127.0.0.1:0"],
+                    capture_output=True, text=True, timeout=10)
+    finally:
+        _os.unlink(path)
+    assert r.returncode == 2, r.stderr
+    assert 'client.allowed_origins = "x" (from config file' in r.stderr, r.stderr
 
 
 if __name__ == "__main__":

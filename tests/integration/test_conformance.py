@@ -850,11 +850,14 @@ def test_7_x_server_close_is_last_and_tcp_closes_promptly():
 
 
 @case
-def test_9_1_text_1mib_minus_1():
+def test_9_1_text_and_binary_1mib_minus_1():
     ws = conn()
     p = text_payload((1 << 20) - 1)
     ws.send(0x1, p)
     expect_frame(ws, 0x1, p, "1 MiB - 1 text")
+    b = binary_payload((1 << 20) - 1)
+    ws.send(0x2, b)
+    expect_frame(ws, 0x2, b, "1 MiB - 1 binary")
     ws.close()
 
 

@@ -177,8 +177,8 @@ def test_head_405_allow_get():
 
 
 def test_head_response_carries_no_body():
-    # RFC 9112 6.3: a response to HEAD ends at the empty line after its
-    # header fields; it cannot contain content.
+    # RFC 9110 9.3.2: "the server MUST NOT send content in the response" to
+    # HEAD; RFC 9112 6.3: such a response ends at the empty line.
     with Server(ALLOW_APP) as srv:
         s = connect(srv.port)
         s.sendall(req("headbody", method="HEAD"))
@@ -749,7 +749,7 @@ def test_health_with_query_string():
 
 
 def test_health_head_has_no_body():
-    # HEAD /health is allowed (200); RFC 9112 6.3: no content after the head.
+    # HEAD /health is allowed (200); RFC 9110 9.3.2: no content with it.
     with Server() as srv:
         s = connect(srv.port)
         s.sendall(raw_request(["HEAD /health HTTP/1.1", "Host: 127.0.0.1"]))
@@ -785,6 +785,43 @@ def test_echo_handler_prefix_moves_endpoint():
         ws.close()
         reject_case(srv, req("movedecho", origin=None), 404, "not_found", "movedecho",
                     origin=None, body_has=("/ws",))
+
+
+# ---- request bodies and absolute-form targets ------------------------------
+
+def test_upgrade_with_content_length_body_400():
+    # a body's bytes would otherwise be read as WebSocket frames (smuggling)
+    with Server(ALLOW_APP) as srv:
+        data = req("cl-body", headers={"Content-Length": "5"}) + b"hello"
+        reject_case(srv, data, 400, "request_body", "cl-body", body_has=("body",))
+
+
+def test_upgrade_with_transfer_encoding_400():
+    with Server(ALLOW_APP) as srv:
+        data = req("te-body", headers={"Transfer-Encoding": "chunked"}) + b"0\r\n\r\n"
+        reject_case(srv, data, 400, "request_body", "te-body", body_has=("body",))
+
+
+def test_upgrade_with_content_length_zero_accepted():
+    with Server(ALLOW_APP) as srv:
+        ws = upgrade_ok(srv.port, req("cl-zero", headers={"Content-Length": "0"}))
+        echo_roundtrip(ws)
+        ws.close()
+
+
+def test_absolute_form_target_routed():
+    # RFC 9112 3.2.2: a server must accept the absolute form
+    with Server(ALLOW_APP) as srv:
+        ws = upgrade_ok(srv.port, req("abs-form", path="http://127.0.0.1/echo?x=1"))
+        echo_roundtrip(ws)
+        ws.close()
+        ev = srv.wait_event("upgrade_accepted", lambda e: e.get("user_agent") == ua_for("abs-form"))
+        assert ev["path"] == "/echo", ev
+        s = connect(srv.port)
+        s.sendall(b"GET http://127.0.0.1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        status, hdrs, body, _ = read_http_response(s)
+        s.close()
+        assert status == 200 and json.loads(body)["status"] == "ok", (status, body)
 
 
 if __name__ == "__main__":

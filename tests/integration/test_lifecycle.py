@@ -401,5 +401,26 @@ def test_counters_with_frames_pipelined_behind_the_upgrade():
         s.close()
 
 
+def test_counters_include_bytes_read_after_a_violation():
+    """conn.h: bytes_in is every TCP payload byte after the upgrade. After a
+    violation the server keeps reading (and dropping) input until EOF; those
+    bytes were received too and must be counted."""
+    with Server("--websocket.close_timeout=2s") as srv:
+        ws = WS(srv.port)
+        bad = WS.frame(0x1, "x", rsv=1)
+        ws.send_raw(bad)
+        code, reason, _ = read_close_no_reply(ws, 2.0)
+        assert code == 1002
+        ws.expect_eof(2.0)  # write side shut: the server failed the connection
+        late = WS.frame(0x1, "sent after the close frame") + WS.frame(0x8, struct.pack("!H", 1002))
+        ws.send_raw(late)
+        time.sleep(0.1)
+        ws.close()
+        ev = closed_of(srv, ws)
+        assert ev["code"] == 1002 and ev["who"] == "server", ev
+        assert ev["bytes_out"] == 2 + 2 + len(reason.encode()), ev
+        assert ev["bytes_in"] == len(bad) + len(late), (ev, len(bad) + len(late))
+
+
 if __name__ == "__main__":
     sys.exit(run_module("lifecycle", globals()))

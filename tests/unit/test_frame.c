@@ -1146,6 +1146,14 @@ static void parse_7_close(void) {
   EXPECT_OUTCOME(&r, HF_EPROTO, 1002);
   rr_free(&r);
   b_free(&s);
+  /* ... also when the byte after it would make a valid code (0x0F81) */
+  put_frame(&s, 1, HF_OP_CLOSE, "\x0f", 1);
+  put_str(&s, 1, HF_OP_TEXT, "next");
+  parse_all_ways(&s, 0, 1, &r);
+  EXPECT_OUTCOME(&r, HF_EPROTO, 1002);
+  CHECK_INT(r.n, 0);
+  rr_free(&r);
+  b_free(&s);
   /* 7.7.x valid codes, with and without a reason */
   static const unsigned ok[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010,
                                 1011, 3000, 3999, 4000, 4999};
