@@ -144,6 +144,32 @@ def connect(port, timeout=5.0):
     return s
 
 
+def remote_of(s):
+    """The client socket's address as the server logs it ("ip:port")."""
+    host, port = s.getsockname()[:2]
+    return "%s:%d" % (host, port)
+
+
+def read_to_eof(s, timeout=3.0):
+    """Everything until the server closes TCP (EOF or RST); fails on timeout."""
+    deadline = time.time() + timeout
+    data = b""
+    while True:
+        left = deadline - time.time()
+        if left <= 0:
+            raise AssertionError("server did not close TCP within %.1fs (got %r)" % (timeout, data[:80]))
+        s.settimeout(left)
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            return data
+        except socket.timeout:
+            raise AssertionError("server did not close TCP within %.1fs (got %r)" % (timeout, data[:80]))
+        if not chunk:
+            return data
+        data += chunk
+
+
 def make_key():
     return base64.b64encode(os.urandom(16)).decode()
 

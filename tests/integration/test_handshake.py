@@ -17,7 +17,7 @@ import socket
 import sys
 import time
 
-from harness import (WS, Server, accept_for, connect, read_http_response,
+from harness import (read_to_eof, remote_of, WS, Server, accept_for, connect, read_http_response,
                      run_module, upgrade_request, wait_until)
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -30,28 +30,8 @@ NGINX_LINE = "proxy_set_header Upgrade $http_upgrade;"
 
 # ---- helpers ---------------------------------------------------------------
 
-def remote_of(s):
-    return "127.0.0.1:%d" % s.getsockname()[1]
 
 
-def read_to_eof(s, timeout=3.0):
-    """Everything until the server closes TCP (EOF or RST); fails on timeout."""
-    deadline = time.time() + timeout
-    data = b""
-    while True:
-        left = deadline - time.time()
-        if left <= 0:
-            raise AssertionError("server did not close TCP within %.1fs (got %r)" % (timeout, data[:80]))
-        s.settimeout(left)
-        try:
-            chunk = s.recv(65536)
-        except ConnectionResetError:
-            return data
-        except socket.timeout:
-            raise AssertionError("server did not close TCP within %.1fs (got %r)" % (timeout, data[:80]))
-        if not chunk:
-            return data
-        data += chunk
 
 
 def exchange(port, data):

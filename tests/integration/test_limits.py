@@ -17,7 +17,7 @@ import struct
 import sys
 import time
 
-from harness import (WS, Server, connect, read_http_response, run_module,
+from harness import (read_to_eof, remote_of, WS, Server, connect, read_http_response, run_module,
                      upgrade_request)
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -32,28 +32,8 @@ def connect_from(ip, port, timeout=5.0):
     return s
 
 
-def remote_of(s):
-    host, port = s.getsockname()[:2]
-    return "%s:%d" % (host, port)
 
 
-def read_to_eof(s, timeout=3.0):
-    deadline = time.time() + timeout
-    data = b""
-    while True:
-        left = deadline - time.time()
-        if left <= 0:
-            raise AssertionError("server did not close TCP within %.1fs" % timeout)
-        s.settimeout(left)
-        try:
-            chunk = s.recv(65536)
-        except ConnectionResetError:
-            return data
-        except socket.timeout:
-            raise AssertionError("server did not close TCP within %.1fs" % timeout)
-        if not chunk:
-            return data
-        data += chunk
 
 
 def upgrade_on(s):

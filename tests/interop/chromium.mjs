@@ -15,7 +15,8 @@
 //                                           PAGE_PORT, OK_PORT, OK_LOG, NO_PORT, NO_LOG
 // Prints "PASS interop/chromium/<case>" or "FAIL interop/chromium/<case>: why".
 import http from 'node:http';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import { events, waitEvent, assert } from './serverlog.mjs';
 
 const SUITE = 'interop/chromium';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -80,34 +81,6 @@ if (process.argv[2] === 'serve-page') {
   process.exit(failed ? 1 : 0);
 }
 
-function events(log, name) {
-  const out = [];
-  for (const line of readFileSync(log, 'utf8').split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      const ev = JSON.parse(line);
-      if (!name || ev.event === name) out.push(ev);
-    } catch { /* partial line */ }
-  }
-  return out;
-}
-
-async function waitEvent(log, name, pred = () => true, ms = 5000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const ev = events(log, name).find(pred);
-    if (ev) return ev;
-    if (Date.now() > end) {
-      const tail = readFileSync(log, 'utf8').slice(-1500);
-      throw new Error(`no ${name} event matching within ${ms} ms; log tail:\n${tail}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
 
 async function main() {
   const env = process.env;

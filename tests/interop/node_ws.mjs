@@ -8,9 +8,9 @@
 // Started by test_node_ws.sh, which runs three servers and passes
 // MAIN_/KA_/DRAIN_ PORT, LOG and PID in the environment.
 // Prints "PASS interop/node_ws/<case>" or "FAIL interop/node_ws/<case>: why".
-import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
+import { sleep, events, waitEvent, assert } from './serverlog.mjs';
 
 const SUITE = 'interop/node_ws';
 const env = process.env;
@@ -21,36 +21,7 @@ const ALLOWED_ORIGIN = env.ALLOWED_ORIGIN;
 const LIMIT = +env.MESSAGE_LIMIT;
 const CLOSE_TIMEOUT_MS = +env.CLOSE_TIMEOUT_MS;
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function events(log, name) {
-  const out = [];
-  for (const line of readFileSync(log, 'utf8').split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      const ev = JSON.parse(line);
-      if (!name || ev.event === name) out.push(ev);
-    } catch { /* partial line */ }
-  }
-  return out;
-}
-
-async function waitEvent(log, name, pred = () => true, ms = 5000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const ev = events(log, name).find(pred);
-    if (ev) return ev;
-    if (Date.now() > end) {
-      const tail = readFileSync(log, 'utf8').slice(-1500);
-      throw new Error(`no ${name} event matching within ${ms} ms; log tail:\n${tail}`);
-    }
-    await sleep(20);
-  }
-}
-
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
 
 const open = new Set();
 
