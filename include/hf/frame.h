@@ -99,8 +99,8 @@ typedef struct {
  *              number of bytes the frame needs from buf[0] (0 if the header
  *              itself is incomplete), so the caller can size its buffer.
  *   HF_EPROTO  framing violation: err_code 1002.
- *   HF_EUTF8   invalid UTF-8 in a text message or a close reason: err_code
- *              1007 (a close reason that is invalid UTF-8 gives 1002).
+ *   HF_EUTF8   invalid UTF-8 in a text message: err_code 1007. (A close
+ *              reason that is not UTF-8 is HF_EPROTO with 1002.)
  *   HF_ETOOBIG message longer than max_message (checked from the header,
  *              before any payload is buffered): err_code 1009.
  * After an error the parser must not be used again. Text is validated as

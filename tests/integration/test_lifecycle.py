@@ -6,12 +6,10 @@ client that answers pings stays, a silent half-open client is closed with
 reader (closed with 3008 while a second connection on the same worker keeps
 echoing with low latency), SIGTERM drain (1001 to every client, exit 0), and
 the byte/message counters of the 'closed' log event."""
-import select
 import signal
 import socket
 import struct
 import sys
-import threading
 import time
 
 from harness import WS, Server, connect, upgrade_request, read_http_response, run_module
