@@ -8,13 +8,16 @@ cd "$(dirname "$0")/.."
 
 PKGS=(make gcc pkg-config libjansson-dev libssl-dev
       clang libclang-rt-14-dev llvm
-      python3 python3-websockets curl procps iproute2
-      nodejs npm chromium)
+      python3 python3-websockets curl procps iproute2 chromium)
 
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js may come from a nodejs package that bundles npm (and conflicts with
+# Debian's separate npm package): ask for the commands, not the packages.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing Debian packages: ${missing[*]}"
   SUDO=""
