@@ -19,6 +19,7 @@
 #include "hf/close.h"
 #include "hf/err.h"
 #include "hf/frame.h"
+#include "hf/shared.h"
 
 #define CORK_CAP (64 * 1024)
 /* Messages at least this big skip the cork and go out with writev, straight
@@ -28,6 +29,7 @@
 
 typedef enum {
   ST_HTTP,      /* reading the request head */
+  ST_BODY,      /* reading a request body the application asked for */
   ST_RESPONDED, /* plain HTTP answer queued; then shutdown and close */
   ST_OPEN,      /* WebSocket open */
   ST_CLOSING,   /* a close frame was sent; waiting for the peer / flush */
@@ -43,7 +45,8 @@ enum {
   F_LINGER = 1 << 5,  /* write side shut down after the last byte */
   F_HS_TIMEOUT = 1 << 6, /* the request head did not arrive in time */
   F_DISCARD = 1 << 7,    /* failed: read and drop input until EOF */
-  F_HEAD_REQ = 1 << 8    /* the request was HEAD: answer without a body */
+  F_HEAD_REQ = 1 << 8,   /* the request was HEAD: answer without a body */
+  F_FLUSH_Q = 1 << 9     /* on the context's end-of-iteration flush list */
 };
 
 struct hf_conn {
@@ -57,8 +60,14 @@ struct hf_conn {
   uint32_t in_len, in_cap, need;
   uint8_t *msg; /* fragment assembly; NULL unless a fragmented message */
   uint32_t msg_len, msg_cap;
-  uint8_t *out; /* output the kernel did not take yet */
-  uint32_t out_off, out_len, out_cap;
+  /* Output the kernel did not take yet: segments of shared buffers, in
+   * order (owned bytes live in buffers with one reference). NULL when
+   * nothing is queued, so idle connections hold no output memory. */
+  struct outseg *segs;
+  uint32_t out_len; /* bytes queued over all segments */
+  uint16_t seg_head, seg_n, seg_cap;
+  uint32_t body_need; /* ST_BODY: bytes of body expected */
+  hf_conn *flush_next; /* end-of-iteration flush list */
   uint32_t ping_mark; /* low bits of bytes_in when the last ping left */
   uint64_t t_accept;
   uint64_t bytes_in, bytes_out, msgs_in, msgs_out;
@@ -75,6 +84,11 @@ struct hf_conn {
   const char *close_reason; /* static text of our close */
 };
 
+struct outseg {
+  hf_shared *sh;
+  uint32_t off, len;
+};
+
 struct hf_conn_ctx {
   hf_loop *loop;
   hf_conn_config cfg;
@@ -82,7 +96,8 @@ struct hf_conn_ctx {
   hf_conn *head; /* live connections */
   size_t count;
   hf_conn *grave; /* torn down, freed at the end of the iteration */
-  hf_deferred reaper;
+  hf_conn *flush; /* connections with broadcast output to write */
+  hf_deferred reaper; /* end of iteration: write queued output, free grave */
   hf_conn *cork_owner;
   uint32_t cork_len;
   uint64_t rng[4];
@@ -132,25 +147,95 @@ static ssize_t send_iov(hf_conn *c, struct iovec *iov, int n) {
 
 static void slow_consumer(hf_conn *c);
 
-/* Append to the output queue. The queue may exceed max_queue by one
- * message; going over marks the connection slow. */
+static int seg_push(hf_conn *c, hf_shared *sh, uint32_t off, uint32_t len) {
+  if (c->seg_head + c->seg_n == c->seg_cap) {
+    if (c->seg_head) { /* slide down before growing */
+      memmove(c->segs, c->segs + c->seg_head, c->seg_n * sizeof *c->segs);
+      c->seg_head = 0;
+    }
+    if (c->seg_n == c->seg_cap) {
+      if (c->seg_cap >= 32768)
+        return HF_ELIMIT;
+      uint16_t cap = c->seg_cap ? (uint16_t)(c->seg_cap * 2) : 4;
+      struct outseg *ns = realloc(c->segs, cap * sizeof *ns);
+      if (!ns)
+        return HF_ENOMEM;
+      c->segs = ns;
+      c->seg_cap = cap;
+    }
+  }
+  c->segs[c->seg_head + c->seg_n++] = (struct outseg){sh, off, len};
+  c->out_len += len;
+  return 0;
+}
+
+/* Queue a copy of p[0..n), filling the tail buffer when it is ours alone. */
 static int outq_append(hf_conn *c, const uint8_t *p, size_t n) {
-  if (c->out_off && c->out_off + c->out_len + n > c->out_cap) {
-    memmove(c->out, c->out + c->out_off, c->out_len);
-    c->out_off = 0;
+  if (c->seg_n) {
+    struct outseg *t = &c->segs[c->seg_head + c->seg_n - 1];
+    if (atomic_load_explicit(&t->sh->refs, memory_order_relaxed) == 1 &&
+        t->off + t->len == t->sh->len && t->sh->len + n <= t->sh->cap) {
+      memcpy(t->sh->data + t->sh->len, p, n);
+      t->sh->len += (uint32_t)n;
+      t->len += (uint32_t)n;
+      c->out_len += (uint32_t)n;
+      return 0;
+    }
   }
-  if (c->out_len + n > c->out_cap) {
-    size_t cap = c->out_cap ? c->out_cap : 4096;
-    while (cap < c->out_len + n)
-      cap *= 2;
-    uint8_t *nb = realloc(c->out, cap);
-    if (!nb)
-      return HF_ENOMEM;
-    c->out = nb;
-    c->out_cap = (uint32_t)cap;
+  hf_shared *sh = hf_shared_new(n > 4096 ? n : 4096);
+  if (!sh)
+    return HF_ENOMEM;
+  memcpy(sh->data, p, n);
+  sh->len = (uint32_t)n;
+  int r = seg_push(c, sh, 0, (uint32_t)n);
+  if (r < 0)
+    hf_shared_unref(sh);
+  return r;
+}
+
+static void outq_free(hf_conn *c) {
+  for (uint16_t i = 0; i < c->seg_n; i++)
+    hf_shared_unref(c->segs[c->seg_head + i].sh);
+  free(c->segs);
+  c->segs = NULL;
+  c->seg_head = c->seg_n = c->seg_cap = 0;
+  c->out_len = 0;
+}
+
+/* Write as much of the queue as the kernel takes (one sendmsg of up to 64
+ * segments). Returns 0, or -1 if the connection failed. */
+static int outq_write(hf_conn *c) {
+  while (c->seg_n) {
+    struct iovec iov[64];
+    int n = 0;
+    for (; n < 64 && n < c->seg_n; n++) {
+      struct outseg *g = &c->segs[c->seg_head + n];
+      iov[n].iov_base = g->sh->data + g->off;
+      iov[n].iov_len = g->len;
+    }
+    ssize_t w = send_iov(c, iov, n);
+    if (w < 0)
+      return -1;
+    if (w == 0)
+      return 0;
+    c->out_len -= (uint32_t)w;
+    while (w > 0) {
+      struct outseg *g = &c->segs[c->seg_head];
+      if ((size_t)w >= g->len) {
+        w -= g->len;
+        hf_shared_unref(g->sh);
+        c->seg_head++;
+        c->seg_n--;
+      } else {
+        g->off += (uint32_t)w;
+        g->len -= (uint32_t)w;
+        w = 0;
+      }
+    }
+    if (n < 64 && c->seg_n)
+      return 0; /* short write: the socket buffer is full */
   }
-  memcpy(c->out + c->out_off + c->out_len, p, n);
-  c->out_len += (uint32_t)n;
+  outq_free(c); /* idle connections hold no output memory */
   return 0;
 }
 
@@ -188,6 +273,11 @@ static int write_or_queue(hf_conn *c, struct iovec *iov, int n) {
     return HF_ELIMIT;
   }
   return 0;
+}
+
+static void check_queue_limit(hf_conn *c) {
+  if (c->out_len > c->ctx->cfg.max_queue && !(c->flags & F_SLOW))
+    slow_consumer(c);
 }
 
 static int flush_cork(hf_conn_ctx *ctx) {
@@ -250,14 +340,40 @@ static void on_flushed(hf_conn *c) {
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
+static void check_queue_limit(hf_conn *c);
+
+/* End of a loop iteration: write the broadcast output queued this
+ * iteration (everything due to one connection leaves in one sendmsg), then
+ * free the connections torn down during it. The order matters: a
+ * connection on the flush list may be in the graveyard. */
 static void reap(hf_loop *loop, hf_deferred *d) {
   hf_conn_ctx *ctx = (hf_conn_ctx *)((char *)d - offsetof(hf_conn_ctx, reaper));
+  while (ctx->flush) {
+    hf_conn *c = ctx->flush;
+    ctx->flush = c->flush_next;
+    c->flush_next = NULL;
+    c->flags &= (uint16_t)~F_FLUSH_Q;
+    if (c->state == ST_DEAD || !c->out_len)
+      continue;
+    if (c->io.events & EPOLLOUT)
+      continue; /* already waiting for the kernel */
+    if (outq_write(c) < 0) {
+      teardown(c);
+      continue;
+    }
+    if (c->out_len) {
+      set_events(c);
+      check_queue_limit(c);
+    } else {
+      on_flushed(c);
+    }
+  }
   while (ctx->grave) {
     hf_conn *c = ctx->grave;
     ctx->grave = c->next;
     free(c->in);
     free(c->msg);
-    free(c->out);
+    outq_free(c);
     free(c->peer_reason);
     free(c);
   }
@@ -579,7 +695,47 @@ static void process_http(hf_conn *c, uint8_t *buf, size_t len, size_t last) {
       c->in = NULL;
       c->in_len = c->in_cap = 0;
     }
+  } else if (c->state == ST_BODY) {
+    size_t have = len - head;
+    if (have >= c->body_need) {
+      uint8_t *body = buf + head; /* complete already: no copy */
+      c->state = ST_HTTP;         /* the handler answers from here */
+      ctx->h.on_body(c, body, c->body_need);
+      if (c->state == ST_HTTP)
+        respond_error(c, 500, "Internal error: the request was not answered.");
+      if (buf == c->in && c->state != ST_DEAD) {
+        free(c->in);
+        c->in = NULL;
+        c->in_len = c->in_cap = 0;
+      }
+      return;
+    }
+    uint8_t *nb = malloc(c->body_need ? c->body_need : 1);
+    if (!nb) {
+      abort_with(c, HF_CLOSE_INTERNAL, "out of memory");
+      return;
+    }
+    memcpy(nb, buf + head, have);
+    free(c->in);
+    c->in = nb;
+    c->in_len = (uint32_t)have;
+    c->in_cap = c->body_need;
   } else if (c->state != ST_DEAD) {
+    free(c->in);
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
+  }
+}
+
+/* More of a request body arrived (into c->in, sized for the whole body). */
+static void process_body(hf_conn *c) {
+  if (c->in_len < c->body_need)
+    return;
+  c->state = ST_HTTP;
+  c->ctx->h.on_body(c, c->in, c->body_need);
+  if (c->state == ST_HTTP)
+    respond_error(c, 500, "Internal error: the request was not answered.");
+  if (c->state != ST_DEAD) {
     free(c->in);
     c->in = NULL;
     c->in_len = c->in_cap = 0;
@@ -613,6 +769,18 @@ static void on_readable(hf_conn *c) {
       c->bytes_in += (uint64_t)n; /* dropped, but received: count it */
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
       teardown(c);
+    return;
+  }
+  if (c->state == ST_BODY) {
+    ssize_t n = recv(c->io.fd, c->in + c->in_len, c->body_need - c->in_len, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+      on_eof(c);
+      return;
+    }
+    if (n > 0) {
+      c->in_len += (uint32_t)n;
+      process_body(c);
+    }
     return;
   }
   if (into_in) {
@@ -657,19 +825,12 @@ static void on_readable(hf_conn *c) {
 }
 
 static void on_writable(hf_conn *c) {
-  struct iovec iov = {c->out + c->out_off, c->out_len};
-  ssize_t w = send_iov(c, &iov, 1);
-  if (w < 0) {
+  if (outq_write(c) < 0) {
     teardown(c);
     return;
   }
-  c->out_off += (uint32_t)w;
-  c->out_len -= (uint32_t)w;
   if (c->out_len)
     return;
-  free(c->out); /* idle connections hold no output buffer */
-  c->out = NULL;
-  c->out_off = c->out_cap = 0;
   set_events(c);
   on_flushed(c);
 }
@@ -697,6 +858,7 @@ static void conn_timer(hf_loop *loop, hf_timer *t) {
   hf_conn_ctx *ctx = c->ctx;
   switch (c->state) {
   case ST_HTTP:
+  case ST_BODY:
     c->flags |= F_HS_TIMEOUT;
     c->who = HF_WHO_SERVER;
     c->close_reason = "handshake timeout";
@@ -860,10 +1022,19 @@ void hf_conn_respond(hf_conn *c, int status, const char *extra_headers,
                      size_t body_len) {
   if (c->state != ST_HTTP)
     return;
-  char head[4096];
-  int n = hf_http_write_response(head, sizeof head, status, extra_headers,
+  char stack[4096], *head = stack;
+  int n = hf_http_write_response(head, sizeof stack, status, extra_headers,
                                  content_type, body, body_len);
+  if (n < 0 && body_len < (1u << 30)) { /* a large body: build it on the heap */
+    size_t cap = body_len + 2048;
+    head = malloc(cap);
+    n = head ? hf_http_write_response(head, cap, status, extra_headers,
+                                      content_type, body, body_len)
+             : -1;
+  }
   if (n < 0) {
+    if (head != stack)
+      free(head);
     abort_with(c, 0, "response too large");
     return;
   }
@@ -872,9 +1043,49 @@ void hf_conn_respond(hf_conn *c, int status, const char *extra_headers,
   c->state = ST_RESPONDED;
   hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.close_timeout_ms);
   struct iovec iov = {head, (size_t)n};
-  if (write_or_queue(c, &iov, 1) < 0)
+  int r = write_or_queue(c, &iov, 1);
+  if (head != stack)
+    free(head);
+  if (r < 0)
     return;
   on_flushed(c);
+}
+
+int hf_conn_send_shared(hf_conn *c, hf_shared *sh, size_t off, size_t len) {
+  if (c->state != ST_OPEN)
+    return HF_ECLOSED;
+  hf_conn_ctx *ctx = c->ctx;
+  if (ctx->cork_owner == c) {
+    int r = flush_cork(ctx); /* keep the order of everything sent */
+    if (r < 0)
+      return r;
+  }
+  int r = seg_push(c, hf_shared_ref(sh), (uint32_t)off, (uint32_t)len);
+  if (r < 0) {
+    hf_shared_unref(sh);
+    slow_consumer(c);
+    return r;
+  }
+  c->msgs_out++;
+  if (c->out_len > ctx->cfg.max_queue && !(c->flags & F_SLOW)) {
+    slow_consumer(c);
+    return HF_ELIMIT;
+  }
+  if (!(c->flags & F_FLUSH_Q)) {
+    c->flags |= F_FLUSH_Q;
+    c->flush_next = ctx->flush;
+    ctx->flush = c;
+    hf_loop_defer(ctx->loop, &ctx->reaper);
+  }
+  return 0;
+}
+
+int hf_conn_read_body(hf_conn *c, size_t len) {
+  if (c->state != ST_HTTP || !c->ctx->h.on_body || len > UINT32_MAX - 1)
+    return HF_EINVAL;
+  c->state = ST_BODY;
+  c->body_need = (uint32_t)len;
+  return 0;
 }
 
 int hf_conn_send(hf_conn *c, int opcode, const uint8_t *data, size_t len) {

@@ -37,6 +37,6 @@ fi
 make -j2 build/holdfast >/dev/null
 
 export NODE_MODULES=$ROOT/tests/interop/node_modules
-export PEER_CMD_holdfast="$ROOT/build/holdfast serve --workers 1 --log.level warn --http_server.port"
+export PEER_CMD_holdfast="$ROOT/build/holdfast serve --workers 1 --log.level warn --echo.handler_prefix / --http_server.port"
 export OUT=${OUT:-/tmp/hfbench}
 "$SHARED/bench/run.sh" -r "$REPEATS" -d "$DUR" -o "$OUT" -s "${PEERS[@]}"

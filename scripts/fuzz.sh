@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: MIT
 # Build and run the libFuzzer targets: every tests/fuzz/fuzz_*.c is one
 # target, linked against all of lib/, so new targets are picked up without
-# editing this script.
+# editing this script. A target that needs more sources names them, relative
+# to the repository root, on a line of its own:
+#   // fuzz-sources: server/jwt.c
 #
 #   scripts/fuzz.sh build            compile into build/fuzz/<name>
 #   scripts/fuzz.sh run [SECONDS]    fuzz each target (default $FUZZ_SECONDS
@@ -39,22 +41,30 @@ pkg_flags() {
   pkg-config --cflags --libs libcrypto jansson 2>/dev/null
 }
 
+# The extra sources a target names on its "// fuzz-sources:" lines.
+extra_sources() {
+  sed -n 's|^// fuzz-sources:||p' "tests/fuzz/$1.c"
+}
+
 # Compile one target; output goes to its build log so the caller decides
 # what to print.
 build_one() {
   local name=$1 log=$OUT/$1.build.log
   mkdir -p "$OUT"
-  # shellcheck disable=SC2046 # pkg-config output is meant to split
+  # shellcheck disable=SC2046 # pkg-config and source lists are meant to split
   "$CC_FUZZ" "${CFLAGS_FUZZ[@]}" "tests/fuzz/$name.c" lib/*.c \
-    $(pkg_flags) -o "$OUT/$name" >"$log" 2>&1
+    $(extra_sources "$name") $(pkg_flags) -o "$OUT/$name" >"$log" 2>&1
 }
 
-# A binary is stale when any source it is built from is newer.
+# A binary is stale when any source it is built from (or the header next
+# to an extra source) is newer.
 needs_build() {
-  local bin=$OUT/$1
+  local bin=$OUT/$1 extra
   [ -x "$bin" ] || return 0
-  [ -n "$(find "tests/fuzz/$1.c" lib include -newer "$bin" -type f \
-    2>/dev/null | head -n 1)" ]
+  extra=$(extra_sources "$1")
+  # shellcheck disable=SC2046,SC2086 # word lists
+  [ -n "$(find "tests/fuzz/$1.c" lib include $extra ${extra//.c/.h} \
+    -newer "$bin" -type f 2>/dev/null | head -n 1)" ]
 }
 
 cmd_build() {

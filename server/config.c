@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { T_STR, T_BOOL, T_UINT, T_SIZE, T_DUR, T_LIST, T_ENUM } stype;
+typedef enum { T_STR, T_BOOL, T_UINT, T_SIZE, T_DUR, T_LIST, T_ENUM, T_JSON } stype;
 
 typedef struct {
   const char *key;
@@ -93,13 +93,68 @@ static const setting settings[] = {
      NULL, CF,
      "on SIGTERM/SIGINT, how long to wait for connections to finish the close "
      "handshake before exiting"},
+    {"websocket.enabled", T_BOOL, O(ws_enabled), "true", 0, 0, NULL, HF,
+     "serve the real-time protocol endpoint (Centrifugo client protocol v2, JSON)"},
+    {"websocket.handler_prefix", T_STR, O(ws_path), "/connection/websocket", 0,
+     0, NULL, CF, "path of the real-time protocol endpoint"},
+    {"client.token.hmac_secret_key", T_STR, O(token_hmac_secret), "", 0, 0,
+     NULL, CF, "secret for HS256/HS384/HS512 connection and subscription tokens"},
+    {"client.token.rsa_public_key", T_STR, O(token_rsa_pem), "", 0, 0, NULL, CF,
+     "PEM public key for RS256/RS384/RS512 tokens"},
+    {"client.token.ecdsa_public_key", T_STR, O(token_ecdsa_pem), "", 0, 0, NULL,
+     CF, "PEM public key for ES256/ES384 tokens"},
+    {"client.token.jwks_file", T_STR, O(token_jwks_file), "", 0, 0, NULL, HF,
+     "path of a JWKS document (RSA, EC and Ed25519 keys, selected by kid)"},
+    {"client.token.audience", T_STR, O(token_audience), "", 0, 0, NULL, CF,
+     "required aud claim (checked only when set)"},
+    {"client.token.issuer", T_STR, O(token_issuer), "", 0, 0, NULL, CF,
+     "required iss claim (checked only when set)"},
+    {"client.token.user_id_claim", T_STR, O(token_user_id_claim), "", 0, 0,
+     NULL, CF, "claim holding the user id (default sub)"},
+    {"client.allow_anonymous_connect_without_token", T_BOOL,
+     O(allow_anonymous), "false", 0, 0, NULL, CF,
+     "accept connect commands without a token (user \"\")"},
+    {"client.insecure", T_BOOL, O(insecure), "false", 0, 0, NULL, CF,
+     "testing only: anonymous connects, every channel permission, no expiry"},
+    {"client.ping_interval", T_DUR, O(client_ping_ms), "25s", 0, 3600000, NULL,
+     CF, "application ping ({}) interval announced in the connect result; 0 disables"},
+    {"client.pong_timeout", T_DUR, O(client_pong_ms), "8s", 0, 3600000, NULL,
+     CF, "how long after an application ping the pong may take before 3012; 0 = no pong asked"},
+    {"client.expired_close_delay", T_DUR, O(expired_close_delay_ms), "25s", 0,
+     3600000, NULL, CF,
+     "grace after connection expiry before an unrefreshed connection is closed with 3005"},
+    {"client.stale_close_delay", T_DUR, O(stale_close_delay_ms), "10s", 100,
+     3600000, NULL, CF,
+     "time from upgrade to the connect command; then close 3502"},
+    {"client.channel_limit", T_UINT, O(channel_limit), "128", 0, 1000000, NULL,
+     CF, "most channels one connection may subscribe to (106 over it; 0 = none)"},
+    {"channel.max_length", T_UINT, O(channel_max_length), "255", 1, 65535,
+     NULL, CF, "longest channel name (107 over it)"},
+    {"channel.without_namespace", T_JSON, O(channel_without_ns), "{}", 0, 0,
+     NULL, CF,
+     "options of channels without a namespace, e.g. {\"allow_subscribe_for_client\":true}"},
+    {"channel.namespaces", T_JSON, O(channel_namespaces), "[]", 0, 0, NULL, CF,
+     "namespaces: [{\"name\":\"chat\",\"allow_subscribe_for_client\":true,...}]"},
+    {"http_api.key", T_STR, O(api_key), "", 0, 0, NULL, CF,
+     "server API key (X-API-Key or Authorization: apikey KEY); empty: every call gets 401"},
+    {"http_api.insecure", T_BOOL, O(api_insecure), "false", 0, 0, NULL, CF,
+     "serve the server API without a key (only behind a trusted network)"},
+    {"http_api.handler_prefix", T_STR, O(api_path), "/api", 0, 0, NULL, CF,
+     "path prefix of the server API (POST PREFIX/METHOD)"},
+    {"http_api.max_body", T_SIZE, O(api_max_body), "1048576", 64, 64 * MiB,
+     NULL, HF, "largest server API request body in bytes (413 over it)"},
+    {"http_server.internal_address", T_STR, O(internal_address), "127.0.0.1",
+     0, 0, NULL, CF, "address of the internal listener (server API only)"},
+    {"http_server.internal_port", T_UINT, O(internal_port), "0", 0, 65535, NULL,
+     CF,
+     "when set, the server API is served only on this port (not to browsers)"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 
 static const char *warnings[64];
 static size_t nwarnings;
 
-static void warn_unsupported(const char *key) {
+void srv_config_warn_unsupported(const char *key) {
   if (nwarnings + 1 >= sizeof warnings / sizeof warnings[0])
     return;
   char m[400];
@@ -249,6 +304,8 @@ static const char *allowed_text(const setting *st, char *buf, size_t cap) {
     return buf;
   case T_LIST:
     return "a list of strings (comma-separated in flags and env)";
+  case T_JSON:
+    return "JSON (an object or array; JSON text in flags and env)";
   default:
     return "a string";
   }
@@ -326,6 +383,15 @@ static int apply_text(srv_config *cfg, const setting *st, const char *val,
     *(uint64_t *)p = u;
     return 0;
   }
+  case T_JSON: {
+    json_error_t je;
+    json_t *v = json_loads(val, JSON_DECODE_ANY, &je);
+    if (!v)
+      return bad(err, st, val, src, je.text);
+    json_decref(*(json_t **)p);
+    *(json_t **)p = v;
+    return 0;
+  }
   case T_LIST: {
     srv_strlist *l = p;
     list_free(l);
@@ -356,6 +422,12 @@ static int apply_json(srv_config *cfg, const setting *st, json_t *v,
                       const char *src, FILE *err) {
   char buf[64];
   switch (st->type) {
+  case T_JSON: {
+    json_t **p = (json_t **)((char *)cfg + st->off);
+    json_decref(*p);
+    *p = json_incref(v);
+    return 0;
+  }
   case T_LIST: {
     if (!json_is_array(v))
       return bad_json(err, st, v, src, "a JSON array of strings");
@@ -430,7 +502,7 @@ static int walk_json(srv_config *cfg, json_t *obj, const char *prefix,
       free(d);
       return -1;
     } else {
-      warn_unsupported(key);
+      srv_config_warn_unsupported(key);
     }
   }
   return 0;
@@ -449,6 +521,8 @@ void srv_config_free(srv_config *cfg) {
       free(*(char **)p);
     else if (settings[i].type == T_LIST)
       list_free(p);
+    else if (settings[i].type == T_JSON)
+      json_decref(*(json_t **)p);
   }
   memset(cfg, 0, sizeof *cfg);
 }
@@ -469,9 +543,19 @@ static int validate(srv_config *cfg, FILE *err) {
             (unsigned long long)cfg->ping_interval_ms);
     return -1;
   }
-  const char *paths[2] = {cfg->echo_path, cfg->health_path};
-  const char *names[2] = {"echo.handler_prefix", "health.handler_prefix"};
-  for (int i = 0; i < 2; i++)
+  if (cfg->client_ping_ms && cfg->client_pong_ms >= cfg->client_ping_ms) {
+    fprintf(err,
+            "holdfast: invalid configuration: client.pong_timeout (%llums) "
+            "must be shorter than client.ping_interval (%llums)\n",
+            (unsigned long long)cfg->client_pong_ms,
+            (unsigned long long)cfg->client_ping_ms);
+    return -1;
+  }
+  const char *paths[4] = {cfg->echo_path, cfg->health_path, cfg->ws_path,
+                          cfg->api_path};
+  const char *names[4] = {"echo.handler_prefix", "health.handler_prefix",
+                          "websocket.handler_prefix", "http_api.handler_prefix"};
+  for (int i = 0; i < 4; i++)
     if (paths[i][0] != '/') {
       fprintf(err,
               "holdfast: invalid configuration: %s = \"%s\": expected a path "
@@ -593,6 +677,7 @@ static const char *type_name(stype t) {
   case T_DUR: return "duration";
   case T_LIST: return "list";
   case T_ENUM: return "enum";
+  case T_JSON: return "json";
   }
   return "?";
 }

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <stdio.h>
 
 typedef struct {
@@ -48,6 +49,33 @@ typedef struct {
   char *health_path;
   /* shutdown */
   uint64_t shutdown_timeout_ms;
+  /* real-time protocol endpoint */
+  bool ws_enabled;
+  char *ws_path;
+  char *token_hmac_secret; /* secrets: never logged */
+  char *token_rsa_pem;
+  char *token_ecdsa_pem;
+  char *token_jwks_file;
+  char *token_audience;
+  char *token_issuer;
+  char *token_user_id_claim;
+  bool allow_anonymous;
+  bool insecure;
+  uint64_t client_ping_ms;
+  uint64_t client_pong_ms;
+  uint64_t expired_close_delay_ms;
+  uint64_t stale_close_delay_ms;
+  uint64_t channel_limit;
+  uint64_t channel_max_length;
+  json_t *channel_without_ns; /* raw JSON, validated by chan_config_load */
+  json_t *channel_namespaces;
+  /* server HTTP API */
+  char *api_key;
+  bool api_insecure;
+  char *api_path;
+  uint64_t api_max_body;
+  char *internal_address;
+  uint64_t internal_port; /* 0: the API is served on the main listeners */
 } srv_config;
 
 /* Defaults. */
@@ -66,6 +94,9 @@ void srv_config_help(FILE *out);
 
 /* Print every setting as a Markdown table (for docs/configuration.md). */
 void srv_config_markdown(FILE *out);
+
+/* Record an "ignored key" warning (used by chan_config_load too). */
+void srv_config_warn_unsupported(const char *key);
 
 /* Warnings collected while loading (unknown or unsupported keys), to be
  * logged once the logger is up. NULL-terminated array, owned by cfg. */

@@ -22,20 +22,35 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+#include <strings.h>
+
 #include "hf/close.h"
 #include "hf/conn.h"
 #include "hf/frame.h"
 #include "hf/loop.h"
+#include "api.h"
+#include "chan.h"
+#include "client.h"
+#include "hub.h"
+#include "jwt.h"
 #include "log.h"
 
-/* Per-connection application bits, kept in the udata pointer itself so an
- * echo connection costs no allocation beyond the hf_conn. */
+/* Per-connection application state lives in the udata pointer. It is
+ * either a tagged integer (bit 0 set) carrying the bits below, so echo,
+ * API and not-yet-routed connections cost no allocation, or a pointer to a
+ * real-time client (bit 0 clear), which keeps the same bits in its tag. */
 enum {
-  U_COUNTED = 1,  /* counted in the global total */
-  U_IP = 2,       /* counted in the per-IP table */
-  U_OVER = 4,     /* over a limit: answer 503 */
-  U_ECHO = 8      /* upgraded on the echo endpoint */
+  U_TAG = 1,      /* udata is a tag, not a cl_client pointer */
+  U_COUNTED = 2,  /* counted in the global total */
+  U_IP = 4,       /* counted in the per-IP table */
+  U_OVER = 8,     /* over a limit: answer 503 */
+  U_INTERNAL = 16, /* accepted on the internal (API) listener */
+  U_ECHO = 32,    /* upgraded on the echo endpoint */
+  U_API = 64      /* a server API call; the method id is in bits 8-15 */
 };
+
+#define HOLDFAST_VERSION_STR "holdfast 0.1.0"
 
 typedef struct ip_entry {
   struct ip_entry *next;
@@ -54,8 +69,11 @@ typedef struct {
   pthread_t th;
   hf_loop *loop;
   hf_conn_ctx *ctx;
-  hf_io *lis; /* one per listen address */
+  hf_io *lis; /* one per listen address (the internal one last) */
   size_t nlis;
+  hub_local *hl;
+  cl_list clients; /* real-time clients on this worker */
+  jw_buf api_out;
   hf_msg drain_msg;
   hf_timer drain_timer;
   uint64_t drain_deadline;
@@ -70,6 +88,14 @@ struct server {
   worker *w;
   size_t nw;
   hf_handshake_policy echo_pol;
+  hf_handshake_policy ws_pol;
+  hub *hub;
+  chan_config chans;
+  srv_jwt_keys *keys;
+  cl_config clcfg;
+  api_ctx api;
+  atomic_ullong rt_clients; /* real-time clients (info) */
+  int has_internal;         /* an internal listener serves the API */
   atomic_ullong conns;    /* TCP connections (limits) */
   atomic_ullong ws_conns; /* upgraded WebSocket connections (health) */
   atomic_int draining;
@@ -120,6 +146,18 @@ static uint32_t ip_add(server *s, const uint8_t *ip, size_t n, int delta) {
   }
   pthread_mutex_unlock(&s->ip_mu);
   return count;
+}
+
+/* ---- per-connection state ------------------------------------------------ */
+
+static uintptr_t conn_bits(hf_conn *c) {
+  uintptr_t u = (uintptr_t)hf_conn_udata(c);
+  return (u & U_TAG) ? u : cl_tag((cl_client *)u);
+}
+
+static cl_client *conn_client(hf_conn *c) {
+  uintptr_t u = (uintptr_t)hf_conn_udata(c);
+  return (u & U_TAG) || !u ? NULL : (cl_client *)u;
 }
 
 /* ---- logging helpers ---------------------------------------------------- */
@@ -182,8 +220,9 @@ static void reject_logged(hf_conn *c, const hf_http_request *req,
   respond_text(c, status, extra, body);
 }
 
-static void route_echo(worker *w, hf_conn *c, const hf_http_request *req,
-                       const char *path, size_t path_len) {
+/* Upgrade on the echo (rt = 0) or the real-time endpoint (rt = 1). */
+static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
+                          const char *path, size_t path_len, int rt) {
   server *s = w->srv;
   uintptr_t u = (uintptr_t)hf_conn_udata(c);
   if (u & U_OVER) {
@@ -202,10 +241,22 @@ static void route_echo(worker *w, hf_conn *c, const hf_http_request *req,
     return;
   }
   hf_handshake_result res;
-  hf_hs_code code = hf_conn_upgrade(c, req, &s->echo_pol, NULL, &res);
+  hf_hs_code code = hf_conn_upgrade(c, req, rt ? &s->ws_pol : &s->echo_pol,
+                                    NULL, &res);
   srv_logline l;
   if (code == HF_HS_OK) {
-    hf_conn_set_udata(c, (void *)(u | U_ECHO));
+    if (rt) {
+      cl_client *cl = cl_new(c, w->hl, &w->clients, &s->clcfg);
+      if (!cl) {
+        hf_conn_close(c, 3004, "internal server error");
+        return;
+      }
+      cl_set_tag(cl, u);
+      hf_conn_set_udata(c, cl);
+      atomic_fetch_add(&s->rt_clients, 1);
+    } else {
+      hf_conn_set_udata(c, (void *)(u | U_ECHO));
+    }
     atomic_fetch_add(&s->ws_conns, 1);
     srv_log_begin(&l, LOG_INFO, "upgrade_accepted");
     log_conn_fields(&l, c, req, path, path_len);
@@ -248,11 +299,137 @@ static const char *target_path(const hf_http_request *req, size_t *len) {
   return t;
 }
 
+/* ---- server API ------------------------------------------------------------ */
+
+static int api_key_ok(const srv_config *cfg, const hf_http_request *req) {
+  if (cfg->api_insecure)
+    return 1;
+  size_t kl = strlen(cfg->api_key);
+  if (!kl)
+    return 0; /* no key configured: nobody gets in */
+  const char *v = NULL;
+  size_t vl = 0;
+  const hf_http_header *h = hf_http_find(req, "X-API-Key");
+  if (h) {
+    v = h->value;
+    vl = h->value_len;
+  } else if ((h = hf_http_find(req, "Authorization")) && h->value_len > 7 &&
+             strncasecmp(h->value, "apikey ", 7) == 0) {
+    v = h->value + 7;
+    vl = h->value_len - 7;
+    while (vl && (*v == ' ' || *v == '\t')) {
+      v++;
+      vl--;
+    }
+  }
+  if (!v || vl != kl)
+    return 0;
+  return CRYPTO_memcmp(v, cfg->api_key, kl) == 0; /* constant time */
+}
+
+static void api_reject(hf_conn *c, const hf_http_request *req, const char *path,
+                       size_t pl, int status, const char *reason,
+                       const char *extra, const char *body) {
+  srv_logline l;
+  srv_log_begin(&l, LOG_WARN, "api_rejected");
+  srv_log_str(&l, "reason", reason);
+  srv_log_int(&l, "status", status);
+  log_conn_fields(&l, c, req, path, pl);
+  srv_log_end(&l);
+  respond_text(c, status, extra, body);
+}
+
+static void route_api(worker *w, hf_conn *c, const hf_http_request *req,
+                      const char *name, size_t nl) {
+  const srv_config *cfg = w->srv->cfg;
+  const char *path = name - strlen(cfg->api_path) - 1;
+  size_t pl = nl + strlen(cfg->api_path) + 1;
+  if (!(req->method_len == 4 && memcmp(req->method, "POST", 4) == 0)) {
+    api_reject(c, req, path, pl, 405, "bad_method", "Allow: POST\r\n",
+               "The server API answers POST only.\n");
+    return;
+  }
+  if (!api_key_ok(cfg, req)) {
+    api_reject(c, req, path, pl, 401, "bad_api_key", NULL,
+               "Unauthorized: missing or wrong API key (send X-API-Key: KEY or "
+               "Authorization: apikey KEY; configured by http_api.key).\n");
+    return;
+  }
+  int m = api_method(name, nl);
+  if (m < 0) {
+    char body[300];
+    snprintf(body, sizeof body, "Unknown server API method \"%.*s\". Methods: %s.\n",
+             (int)(nl > 64 ? 64 : nl), name, api_method_list());
+    api_reject(c, req, path, pl, 404, "unknown_method", NULL, body);
+    return;
+  }
+  if (hf_http_find(req, "Transfer-Encoding")) {
+    api_reject(c, req, path, pl, 411, "chunked_body", NULL,
+               "Length Required: send the body with Content-Length.\n");
+    return;
+  }
+  const hf_http_header *cl = hf_http_find(req, "Content-Length");
+  unsigned long long len = 0;
+  if (cl) {
+    char num[24];
+    size_t n = cl->value_len < sizeof num - 1 ? cl->value_len : sizeof num - 1;
+    memcpy(num, cl->value, n);
+    num[n] = 0;
+    char *end;
+    len = strtoull(num, &end, 10);
+    if (*end || !n)
+      len = 0;
+  }
+  if (!len) {
+    api_reject(c, req, path, pl, 400, "empty_body", NULL,
+               "Bad Request: the body must be a JSON object.\n");
+    return;
+  }
+  if (len > cfg->api_max_body) {
+    api_reject(c, req, path, pl, 413, "body_too_large", NULL,
+               "Payload Too Large: see http_api.max_body.\n");
+    return;
+  }
+  uintptr_t u = (uintptr_t)hf_conn_udata(c);
+  hf_conn_set_udata(c, (void *)(u | U_API | ((uintptr_t)m << 8)));
+  hf_conn_read_body(c, (size_t)len);
+}
+
+static void on_body(hf_conn *c, uint8_t *body, size_t len) {
+  worker *w = hf_loop_data(hf_conn_loop(c));
+  uintptr_t u = (uintptr_t)hf_conn_udata(c);
+  jw_reset(&w->api_out);
+  int st = api_call(&w->srv->api, w->hl, (int)((u >> 8) & 0xff), body, len,
+                    &w->api_out);
+  if (!jw_ok(&w->api_out)) {
+    respond_text(c, 500, NULL, "Internal Server Error\n");
+    return;
+  }
+  hf_conn_respond(c, st, NULL, st == 200 ? "application/json" : NULL,
+                  w->api_out.p, w->api_out.len);
+}
+
 static void on_request(hf_conn *c, const hf_http_request *req) {
   worker *w = hf_loop_data(hf_conn_loop(c));
   const srv_config *cfg = w->srv->cfg;
   size_t pl;
   const char *path = target_path(req, &pl);
+  uintptr_t u = (uintptr_t)hf_conn_udata(c);
+  size_t apl = strlen(cfg->api_path);
+  if (pl > apl + 1 && memcmp(path, cfg->api_path, apl) == 0 &&
+      path[apl] == '/' && (!w->srv->has_internal || (u & U_INTERNAL))) {
+    route_api(w, c, req, path + apl + 1, pl - apl - 1);
+    return;
+  }
+  if (u & U_INTERNAL) { /* the internal listener serves the API only */
+    respond_text(c, 404, NULL, "The internal listener serves the server API only.\n");
+    return;
+  }
+  if (cfg->ws_enabled && pl == strlen(cfg->ws_path) &&
+      memcmp(path, cfg->ws_path, pl) == 0) {
+    route_upgrade(w, c, req, path, pl, 1);
+    return;
+  }
   if (cfg->health_enabled && pl == strlen(cfg->health_path) &&
       memcmp(path, cfg->health_path, pl) == 0) {
     route_health(w, c, req);
@@ -260,7 +437,7 @@ static void on_request(hf_conn *c, const hf_http_request *req) {
   }
   if (cfg->echo_enabled && pl == strlen(cfg->echo_path) &&
       memcmp(path, cfg->echo_path, pl) == 0) {
-    route_echo(w, c, req, path, pl);
+    route_upgrade(w, c, req, path, pl, 0);
     return;
   }
   char body[512];
@@ -281,14 +458,24 @@ static void on_request(hf_conn *c, const hf_http_request *req) {
 }
 
 static void on_message(hf_conn *c, int opcode, uint8_t *data, size_t len) {
-  /* /echo is the only WebSocket endpoint so far: send it straight back. */
-  hf_conn_send(c, opcode, data, len);
+  cl_client *cl = conn_client(c);
+  if (cl)
+    cl_on_message(cl, opcode, data, len);
+  else
+    hf_conn_send(c, opcode, data, len); /* /echo: straight back */
 }
 
 static void on_close(hf_conn *c, const hf_conn_close_info *ci) {
   worker *w = hf_loop_data(hf_conn_loop(c));
   server *s = w->srv;
-  uintptr_t u = (uintptr_t)hf_conn_udata(c);
+  uintptr_t u = conn_bits(c);
+  cl_client *cl = conn_client(c);
+  if (cl) {
+    cl_free(cl);
+    hf_conn_set_udata(c, (void *)u);
+    atomic_fetch_sub(&s->rt_clients, 1);
+    atomic_fetch_sub(&s->ws_conns, 1);
+  }
   if (u & U_COUNTED)
     atomic_fetch_sub(&s->conns, 1);
   if (u & U_ECHO)
@@ -342,8 +529,13 @@ static void on_bad_request(hf_conn *c, int status, const char *reason,
   srv_log_end(&l);
 }
 
-static const hf_conn_handler handler = {on_request, on_message, on_bad_request,
-                                        on_close};
+static const hf_conn_handler handler = {
+    .on_request = on_request,
+    .on_message = on_message,
+    .on_body = on_body,
+    .on_bad_request = on_bad_request,
+    .on_close = on_close,
+};
 
 /* ---- accept ------------------------------------------------------------- */
 
@@ -382,7 +574,9 @@ static void on_accept(hf_loop *loop, hf_io *io, uint32_t revents) {
     hf_conn *c = hf_conn_accept(w->ctx, fd, (struct sockaddr *)&ss, sl);
     if (!c)
       continue;
-    uintptr_t u = U_COUNTED;
+    uintptr_t u = U_TAG | U_COUNTED;
+    if (io - w->lis == (ptrdiff_t)w->nlis - 1 && s->has_internal)
+      u |= U_INTERNAL;
     unsigned long long total = atomic_fetch_add(&s->conns, 1) + 1;
     if (s->cfg->connection_limit && total > s->cfg->connection_limit)
       u |= U_OVER;
@@ -417,6 +611,10 @@ static void on_drain(hf_loop *loop, hf_msg *m) {
     hf_loop_del(loop, &w->lis[i]);
     close(w->lis[i].fd);
     w->lis[i].fd = -1;
+  }
+  for (cl_client *cl = w->clients.head, *n; cl; cl = n) {
+    n = cl_next(cl); /* a failed send may free cl */
+    cl_disconnect(cl, HF_CLOSE_SHUTDOWN, "shutdown");
   }
   hf_conn_ctx_close_all(w->ctx, HF_CLOSE_GOING_AWAY,
                         "server shutting down, reconnect with backoff");
@@ -530,6 +728,7 @@ static int open_listeners(server *s, const srv_strlist *addrs) {
     srv_logline l;
     srv_log_begin(&l, LOG_INFO, "listening");
     srv_log_str(&l, "address", real);
+    srv_log_bool(&l, "internal", s->has_internal && a == addrs->n - 1);
     srv_log_int(&l, "port", p);
     srv_log_int(&l, "workers", (long long)s->nw);
     srv_log_str(&l, "echo", s->cfg->echo_enabled ? s->cfg->echo_path : NULL);
@@ -537,6 +736,83 @@ static int open_listeners(server *s, const srv_strlist *addrs) {
     srv_log_int(&l, "pid", getpid());
     srv_log_end(&l);
   }
+  return 0;
+}
+
+/* ---- real-time layer set-up ----------------------------------------------- */
+
+static void warn_key(const char *key) {
+  srv_logline l;
+  srv_log_begin(&l, LOG_WARN, "config_warning");
+  srv_log_str(&l, "key", key);
+  srv_log_str(&l, "message", "option not supported by this holdfast version; ignored");
+  srv_log_end(&l);
+}
+
+static char *read_file(const char *path, size_t max) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  char *buf = malloc(max + 1);
+  size_t n = buf ? fread(buf, 1, max, f) : 0;
+  fclose(f);
+  if (buf)
+    buf[n] = 0;
+  return buf;
+}
+
+static uint64_t count_clients(void *arg) {
+  server *s = arg;
+  return atomic_load(&s->rt_clients);
+}
+
+static int setup_realtime(server *s) {
+  const srv_config *cfg = s->cfg;
+  if (chan_config_load(&s->chans, cfg->channel_without_ns,
+                       cfg->channel_namespaces, cfg->channel_max_length,
+                       cfg->insecure, warn_key, stderr) < 0)
+    return -1;
+  if (*cfg->token_hmac_secret || *cfg->token_rsa_pem || *cfg->token_ecdsa_pem ||
+      *cfg->token_jwks_file) {
+    char *jwks = NULL;
+    if (*cfg->token_jwks_file && !(jwks = read_file(cfg->token_jwks_file, 1 << 20))) {
+      fprintf(stderr, "holdfast: invalid configuration: client.token.jwks_file = "
+                      "\"%s\": cannot read it: %s\n",
+              cfg->token_jwks_file, strerror(errno));
+      return -1;
+    }
+    char err[256] = "";
+    s->keys = srv_jwt_keys_new(cfg->token_hmac_secret, cfg->token_rsa_pem,
+                               cfg->token_ecdsa_pem, jwks, err, sizeof err);
+    free(jwks);
+    if (!s->keys) {
+      fprintf(stderr, "holdfast: invalid configuration: client.token: %s\n", err);
+      return -1;
+    }
+  }
+  s->hub = hub_new(s->nw);
+  if (!s->hub)
+    return -1;
+  cl_config *cc = &s->clcfg;
+  cc->chans = &s->chans;
+  cc->keys = s->keys;
+  cc->audience = cfg->token_audience;
+  cc->issuer = cfg->token_issuer;
+  cc->user_id_claim = cfg->token_user_id_claim;
+  cc->allow_anonymous = cfg->allow_anonymous;
+  cc->insecure = cfg->insecure;
+  cc->ping_interval_ms = (uint32_t)cfg->client_ping_ms;
+  cc->pong_timeout_ms = (uint32_t)cfg->client_pong_ms;
+  cc->expired_close_delay_ms = (uint32_t)cfg->expired_close_delay_ms;
+  cc->stale_close_delay_ms = (uint32_t)cfg->stale_close_delay_ms;
+  cc->channel_limit = (uint32_t)cfg->channel_limit;
+  cc->version = HOLDFAST_VERSION_STR;
+  s->api.h = s->hub;
+  s->api.chans = &s->chans;
+  s->api.version = HOLDFAST_VERSION_STR;
+  s->api.t_start_ms = s->t_start;
+  s->api.num_clients = count_clients;
+  s->api.arg = s;
   return 0;
 }
 
@@ -557,6 +833,13 @@ int srv_run(const srv_config *cfg) {
   s->echo_pol.allow_missing_origin = cfg->allow_missing_origin;
   s->echo_pol.subprotocols = (const char *const *)cfg->echo_subprotocols.v;
   s->echo_pol.n_subprotocols = cfg->echo_subprotocols.n;
+  /* the real-time endpoint speaks JSON: a client may name it or nothing */
+  static const char *const rt_protocols[] = {"centrifuge-json"};
+  s->ws_pol = s->echo_pol;
+  s->ws_pol.subprotocols = rt_protocols;
+  s->ws_pol.n_subprotocols = 1;
+  if (setup_realtime(s) < 0)
+    return 2;
 
   /* SIGTERM/SIGINT go to the main thread only (sigwait); SIGPIPE never. */
   sigset_t set;
@@ -566,15 +849,27 @@ int srv_run(const srv_config *cfg) {
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
 
-  srv_strlist addrs = cfg->listen;
-  char *defv[1];
-  char defbuf[300];
+  /* listen addresses, then the internal (API-only) one last if set */
+  char *addrv[66];
+  char defbuf[300], intbuf[300];
+  srv_strlist addrs = {addrv, 0};
+  if (cfg->listen.n > 64) {
+    fprintf(stderr, "holdfast: invalid configuration: listen: at most 64 addresses\n");
+    return 2;
+  }
+  for (size_t i = 0; i < cfg->listen.n; i++)
+    addrv[addrs.n++] = cfg->listen.v[i];
   if (!addrs.n) {
     snprintf(defbuf, sizeof defbuf, strchr(cfg->http_address, ':') ? "[%s]:%llu" : "%s:%llu",
              cfg->http_address, (unsigned long long)cfg->http_port);
-    defv[0] = defbuf;
-    addrs.v = defv;
-    addrs.n = 1;
+    addrv[addrs.n++] = defbuf;
+  }
+  if (cfg->internal_port) {
+    snprintf(intbuf, sizeof intbuf,
+             strchr(cfg->internal_address, ':') ? "[%s]:%llu" : "%s:%llu",
+             cfg->internal_address, (unsigned long long)cfg->internal_port);
+    addrv[addrs.n++] = intbuf;
+    s->has_internal = 1;
   }
   /* OpenSSL 3 loads and caches its SHA-1 implementation on first use: do it
    * now, before the first handshake and before anyone measures memory */
@@ -608,6 +903,10 @@ int srv_run(const srv_config *cfg) {
       return 1;
     }
     hf_loop_set_data(w->loop, w);
+    w->hl = hub_attach(s->hub, i, w->loop);
+    hub_set_data(w->hl, &w->clients);
+    jw_init(&w->clients.out);
+    jw_init(&w->api_out);
     w->drain_msg.run = on_drain;
     w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     w->nlis = s->naddr;
@@ -641,6 +940,8 @@ int srv_run(const srv_config *cfg) {
   srv_log_int(&l, "uptime_s", (long long)((mono_ms() - s->t_start) / 1000));
   srv_log_end(&l);
   for (size_t i = 0; i < s->nw; i++) {
+    jw_free(&s->w[i].clients.out);
+    jw_free(&s->w[i].api_out);
     hf_loop_free(s->w[i].loop);
     free(s->w[i].lis);
     if (s->w[i].reserve_fd >= 0)
@@ -654,6 +955,9 @@ int srv_run(const srv_config *cfg) {
     }
   free(s->lfds);
   free(s->w);
+  hub_free(s->hub);
+  chan_config_free(&s->chans);
+  srv_jwt_keys_free(s->keys);
   pthread_mutex_destroy(&s->ip_mu);
   free(s);
   return 0;

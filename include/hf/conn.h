@@ -63,6 +63,9 @@ typedef struct {
   /* A complete, validated data message (text is valid UTF-8). data is
    * writable scratch memory valid until the callback returns. */
   void (*on_message)(hf_conn *c, int opcode, uint8_t *data, size_t len);
+  /* Optional: a request body asked for with hf_conn_read_body() arrived
+   * whole. The handler must answer with hf_conn_respond(). */
+  void (*on_body)(hf_conn *c, uint8_t *body, size_t len);
   /* Optional: the request head was rejected before it could be parsed
    * (status 400 malformed, 431 too large, 505 HTTP version); the answer is
    * sent by the engine. reason is a short snake_case id, detail English. */
@@ -101,6 +104,21 @@ hf_hs_code hf_conn_upgrade(hf_conn *c, const hf_http_request *req,
 void hf_conn_respond(hf_conn *c, int status, const char *extra_headers,
                      const char *content_type, const char *body,
                      size_t body_len);
+
+/* From on_request only: read a request body of exactly len bytes (the
+ * request's Content-Length; the caller checks its own size limit first),
+ * then call the handler's on_body. The whole request, head and body, must
+ * arrive within handshake_timeout. Returns 0 or HF_EINVAL. */
+int hf_conn_read_body(hf_conn *c, size_t len);
+
+/* Queue a prepared frame (sh->data[off..off+len), header included) by
+ * reference: no copy. Everything queued for one connection during a loop
+ * iteration leaves in one sendmsg at the end of the iteration. The queue
+ * limit applies (3008). Same return values as hf_conn_send. Loop thread
+ * only; sh may be shared with connections on other loops. */
+struct hf_shared;
+int hf_conn_send_shared(hf_conn *c, struct hf_shared *sh, size_t off,
+                        size_t len);
 
 /* Queue one message (HF_OP_TEXT/BINARY/PING/PONG). Sends made while the
  * connection's input is being processed are corked and leave together.

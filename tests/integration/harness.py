@@ -397,3 +397,70 @@ def run_module(suite, namespace, only=None):
             traceback.print_exc(file=sys.stdout)
     print("# %s: %d passed, %d failed" % (suite, passed, failed), flush=True)
     return 1 if failed else 0
+
+
+# ---- real-time protocol (Centrifugo JSON) and server API helpers ------------
+
+def b64url(data):
+    if isinstance(data, str):
+        data = data.encode()
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt_hs(claims, secret, alg="HS256", header=None):
+    """A JWT signed with HMAC (HS256/384/512); alg "none" gives an unsigned
+    token with an empty signature. header replaces the default header."""
+    import hmac
+    hdr = header if header is not None else {"alg": alg, "typ": "JWT"}
+    signing = b64url(json.dumps(hdr, separators=(",", ":"))) + "." + \
+        b64url(json.dumps(claims, separators=(",", ":")))
+    digests = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
+    if alg not in digests:
+        return signing + "."
+    sig = hmac.new(secret.encode(), signing.encode(), digests[alg]).digest()
+    return signing + "." + b64url(sig)
+
+
+def rt_send(ws, *commands):
+    """One text frame carrying the commands (dicts or raw strings) joined by
+    '\\n', as centrifuge-js batches them."""
+    text = "\n".join(c if isinstance(c, str) else json.dumps(c, separators=(",", ":"))
+                     for c in commands)
+    ws.send(0x1, text.encode())
+
+
+def rt_recv(ws, timeout=3.0, raw=False):
+    """One server message split on '\\n' into JSON objects. Fails on a binary
+    message or an empty line (a single trailing newline is tolerated, as the
+    SDK trims). raw=True returns (objects, text)."""
+    op, data = ws.recv_message(timeout)
+    if op != 0x1:
+        raise AssertionError("expected a text message, got opcode %d: %r" % (op, data[:80]))
+    text = data.decode("utf-8")
+    lines = text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
+    if any(not ln for ln in lines):
+        raise AssertionError("empty line in server message %r" % text[:200])
+    objs = [json.loads(ln) for ln in lines]
+    return (objs, text) if raw else objs
+
+
+def http_call(port, method, path, body=None, headers=None, timeout=5.0):
+    """One HTTP/1.1 request on a fresh connection; returns (status,
+    headers-dict-lowercase, body bytes). body: bytes, str or a JSON value."""
+    if body is not None and not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode()
+    h = {"Host": "127.0.0.1"}
+    if body is not None:
+        h["Content-Length"] = str(len(body))
+    h.update(headers or {})
+    head = "%s %s HTTP/1.1\r\n" % (method, path) + \
+        "".join("%s: %s\r\n" % kv for kv in h.items() if kv[1] is not None) + "\r\n"
+    s = connect(port, timeout)
+    try:
+        s.sendall(head.encode() + (body or b""))
+        status, hdrs, rbody, _ = read_http_response(s, timeout)
+    finally:
+        s.close()
+    return status, hdrs, rbody

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 // Shared by the Node interop clients: read the server's JSON log lines and
-// wait (bounded) for an event, plus a plain assert.
+// wait (bounded) for an event, plus a plain assert; for the real-time suites
+// also an HS256 JWT signer and a bounded server API call (node:http).
+import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -32,4 +35,39 @@ export async function waitEvent(log, name, pred = () => true, ms = 5000) {
 
 export function assert(cond, msg) {
   if (!cond) throw new Error(msg);
+}
+
+// HS256 JWT over `claims` (header {"alg":"HS256","typ":"JWT"}), base64url.
+export function hs256(secret, claims) {
+  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const head = `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc(claims)}`;
+  return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`;
+}
+
+export const nowS = () => Math.floor(Date.now() / 1000);
+
+// POST http://127.0.0.1:PORT/api/METHOD with X-API-Key; resolves with
+// { status, body, json } (json null when the body is not JSON). Bounded.
+export function apiPost(port, key, method, body, ms = 5000) {
+  return new Promise((resolve, reject) => {
+    const data = Buffer.from(JSON.stringify(body));
+    const req = http.request({
+      host: '127.0.0.1', port, method: 'POST', path: `/api/${method}`,
+      headers: { 'Content-Type': 'application/json', 'Content-Length': data.length, 'X-API-Key': key },
+      timeout: ms,
+    }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => {
+        let json = null;
+        try { json = JSON.parse(text); } catch { /* not JSON */ }
+        resolve({ status: res.statusCode, body: text, json });
+      });
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`POST /api/${method}: no answer within ${ms} ms`)));
+    req.on('error', reject);
+    req.end(data);
+  });
 }

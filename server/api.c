@@ -1,0 +1,391 @@
+/* SPDX-License-Identifier: MIT */
+/* Server HTTP API methods (see api.h). Targeted commands (subscribe,
+ * unsubscribe, disconnect, refresh) are posted to every worker, which acts
+ * on its own matching connections; the call answers once they are posted,
+ * as Centrifugo answers once they are handed to its broker. */
+#include "api.h"
+
+#include <fnmatch.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client.h"
+
+enum {
+  M_PUBLISH, M_BROADCAST, M_SUBSCRIBE, M_UNSUBSCRIBE, M_DISCONNECT,
+  M_REFRESH, M_CHANNELS, M_INFO, M_BATCH, M_COUNT
+};
+
+static const char *const names[M_COUNT] = {
+    "publish", "broadcast", "subscribe", "unsubscribe", "disconnect",
+    "refresh", "channels",  "info",      "batch"};
+
+int api_method(const char *name, size_t len) {
+  for (int i = 0; i < M_COUNT; i++)
+    if (strlen(names[i]) == len && memcmp(names[i], name, len) == 0)
+      return i;
+  return -1;
+}
+
+const char *api_method_list(void) {
+  return "publish, broadcast, subscribe, unsubscribe, disconnect, refresh, "
+         "channels, info, batch";
+}
+
+/* ---- errors and small helpers ------------------------------------------- */
+
+static void api_error(jw_buf *o, unsigned code, const char *msg) {
+  jw_lit(o, "{\"error\":{\"code\":");
+  jw_u64(o, code);
+  jw_lit(o, ",\"message\":");
+  jw_cstr(o, msg);
+  jw_lit(o, "}}");
+}
+
+static const char *str_field(json_t *req, const char *k, size_t *len) {
+  json_t *v = json_object_get(req, k);
+  if (!json_is_string(v)) {
+    *len = 0;
+    return NULL;
+  }
+  *len = json_string_length(v);
+  return json_string_value(v);
+}
+
+/* Publish data into one channel; writes a reply object (result or error). */
+static void publish_one(const api_ctx *ctx, hub_local *hl, const char *ch,
+                        size_t len, json_t *data, jw_buf *o) {
+  if (!ch || !len) {
+    api_error(o, 107, "bad request: channel required");
+    return;
+  }
+  const chan_ns *ns;
+  int r = chan_resolve(ctx->chans, ch, len, &ns);
+  if (r != CHAN_OK) {
+    api_error(o, (unsigned)r, r == CHAN_E_UNKNOWN ? "unknown channel" : "bad request: invalid channel name");
+    return;
+  }
+  if (!data) {
+    api_error(o, 107, "bad request: data required");
+    return;
+  }
+  char *text = jw_dump(data);
+  if (!text || hub_publish(hl, ch, len, text, strlen(text), NULL, 0) < 0) {
+    free(text);
+    api_error(o, 100, "internal server error");
+    return;
+  }
+  free(text);
+  jw_lit(o, "{\"result\":{}}");
+}
+
+/* ---- targeted commands (run on every worker) ----------------------------- */
+
+enum { CTL_SUBSCRIBE, CTL_UNSUBSCRIBE, CTL_DISCONNECT, CTL_REFRESH };
+
+typedef struct {
+  int op;
+  char user[256];
+  char client[40];
+  char channel[256];
+  uint16_t code;
+  char reason[124];
+  int64_t expire_at;
+  int expired;
+  char whitelist[16][40];
+  int nwhite;
+} ctl_arg;
+
+static int matches(const ctl_arg *a, cl_client *cl) {
+  char id[37];
+  hf_conn_id(cl_conn(cl), id);
+  if (a->client[0] && strcmp(a->client, id) != 0)
+    return 0;
+  if (!a->client[0] && strcmp(a->user, cl_user(cl)) != 0)
+    return 0;
+  for (int i = 0; i < a->nwhite; i++)
+    if (strcmp(a->whitelist[i], id) == 0)
+      return 0;
+  return 1;
+}
+
+static void run_ctl(hub_local *hl, void *arg) {
+  const ctl_arg *a = arg;
+  cl_list *list = hub_data(hl);
+  cl_client *cl = list->head;
+  while (cl) {
+    cl_client *next = cl_next(cl); /* a disconnect may free cl */
+    if (matches(a, cl)) {
+      switch (a->op) {
+      case CTL_SUBSCRIBE:
+        cl_server_subscribe(cl, a->channel, strlen(a->channel));
+        break;
+      case CTL_UNSUBSCRIBE:
+        cl_server_unsubscribe(cl, a->channel, strlen(a->channel));
+        break;
+      case CTL_DISCONNECT:
+        cl_disconnect(cl, a->code, a->reason);
+        break;
+      case CTL_REFRESH:
+        if (a->expired)
+          cl_disconnect(cl, 3005, "connection expired");
+        else
+          cl_server_refresh(cl, a->expire_at);
+        break;
+      }
+    }
+    cl = next;
+  }
+}
+
+static int copy_field(char *dst, size_t cap, json_t *req, const char *k) {
+  size_t n;
+  const char *v = str_field(req, k, &n);
+  if (!v) {
+    dst[0] = 0;
+    return json_object_get(req, k) ? -1 : 0; /* present but not a string */
+  }
+  if (n >= cap || memchr(v, 0, n))
+    return -1;
+  memcpy(dst, v, n);
+  dst[n] = 0;
+  return 0;
+}
+
+static void targeted(const api_ctx *ctx, int op, json_t *req, jw_buf *o) {
+  ctl_arg a;
+  memset(&a, 0, sizeof a);
+  a.op = op;
+  if (copy_field(a.user, sizeof a.user, req, "user") < 0 ||
+      copy_field(a.client, sizeof a.client, req, "client") < 0 ||
+      copy_field(a.channel, sizeof a.channel, req, "channel") < 0) {
+    api_error(o, 107, "bad request: user, client and channel must be short strings");
+    return;
+  }
+  if (!a.user[0] && !a.client[0]) {
+    api_error(o, 107, "bad request: user or client required");
+    return;
+  }
+  if (op == CTL_SUBSCRIBE || op == CTL_UNSUBSCRIBE) {
+    const chan_ns *ns;
+    if (!a.channel[0]) {
+      api_error(o, 107, "bad request: channel required");
+      return;
+    }
+    int r = chan_resolve(ctx->chans, a.channel, strlen(a.channel), &ns);
+    if (r != CHAN_OK) {
+      api_error(o, (unsigned)r, r == CHAN_E_UNKNOWN ? "unknown channel" : "bad request: invalid channel name");
+      return;
+    }
+  }
+  if (op == CTL_DISCONNECT) {
+    a.code = 3503;
+    snprintf(a.reason, sizeof a.reason, "force disconnect");
+    json_t *d = json_object_get(req, "disconnect");
+    if (json_is_object(d)) {
+      json_t *c = json_object_get(d, "code");
+      json_t *r = json_object_get(d, "reason");
+      if (c && (!json_is_integer(c) || json_integer_value(c) < 3000 ||
+                json_integer_value(c) > 4999)) {
+        api_error(o, 107, "bad request: disconnect.code must be 3000-4999");
+        return;
+      }
+      if (c)
+        a.code = (uint16_t)json_integer_value(c);
+      if (json_is_string(r) && json_string_length(r))
+        snprintf(a.reason, sizeof a.reason, "%s", json_string_value(r));
+    }
+    json_t *wl = json_object_get(req, "whitelist");
+    size_t i;
+    json_t *v;
+    json_array_foreach(wl, i, v) {
+      if (json_is_string(v) && a.nwhite < 16)
+        snprintf(a.whitelist[a.nwhite++], sizeof a.whitelist[0], "%s",
+                 json_string_value(v));
+    }
+  }
+  if (op == CTL_REFRESH) {
+    a.expired = json_is_true(json_object_get(req, "expired"));
+    json_t *ea = json_object_get(req, "expire_at");
+    a.expire_at = json_is_integer(ea) ? json_integer_value(ea) : 0;
+  }
+  if (hub_broadcast_ctl(ctx->h, run_ctl, &a, sizeof a) < 0) {
+    api_error(o, 100, "internal server error");
+    return;
+  }
+  jw_lit(o, "{\"result\":{}}");
+}
+
+/* ---- channels / info ------------------------------------------------------ */
+
+typedef struct {
+  json_t *map;
+  const char *pattern;
+} chan_acc;
+
+static void add_chan(void *arg, const char *ch, size_t len, uint32_t n) {
+  chan_acc *acc = arg;
+  char name[1024];
+  if (len >= sizeof name)
+    return;
+  memcpy(name, ch, len);
+  name[len] = 0;
+  if (acc->pattern && *acc->pattern && fnmatch(acc->pattern, name, 0) != 0)
+    return;
+  json_t *cur = json_object_get(acc->map, name);
+  json_int_t prev = cur ? json_integer_value(json_object_get(cur, "num_clients")) : 0;
+  json_object_set_new(acc->map, name, json_pack("{s:I}", "num_clients", prev + n));
+}
+
+static void channels(const api_ctx *ctx, json_t *req, jw_buf *o) {
+  size_t n;
+  chan_acc acc = {json_object(), str_field(req, "pattern", &n)};
+  hub_each_channel(ctx->h, add_chan, &acc);
+  jw_lit(o, "{\"result\":{\"channels\":");
+  jw_json(o, acc.map);
+  jw_lit(o, "}}");
+  json_decref(acc.map);
+}
+
+static uint64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void info(const api_ctx *ctx, jw_buf *o) {
+  uint64_t nch, nsubs;
+  hub_totals(ctx->h, &nch, &nsubs);
+  char host[256] = "holdfast";
+  gethostname(host, sizeof host - 1);
+  jw_lit(o, "{\"result\":{\"nodes\":[{\"uid\":");
+  jw_cstr(o, host);
+  jw_lit(o, ",\"name\":");
+  jw_cstr(o, host);
+  jw_lit(o, ",\"version\":");
+  jw_cstr(o, ctx->version);
+  jw_lit(o, ",\"num_clients\":");
+  jw_u64(o, ctx->num_clients(ctx->arg));
+  jw_lit(o, ",\"num_channels\":");
+  jw_u64(o, nch);
+  jw_lit(o, ",\"num_subs\":");
+  jw_u64(o, nsubs);
+  jw_lit(o, ",\"uptime\":");
+  jw_u64(o, (mono_ms() - ctx->t_start_ms) / 1000);
+  jw_lit(o, "}]}}");
+}
+
+/* ---- dispatch ---------------------------------------------------------------- */
+
+static void call(const api_ctx *ctx, hub_local *hl, int m, json_t *req,
+                 jw_buf *o) {
+  size_t n;
+  const char *ch;
+  switch (m) {
+  case M_PUBLISH:
+    ch = str_field(req, "channel", &n);
+    publish_one(ctx, hl, ch, n, json_object_get(req, "data"), o);
+    return;
+  case M_BROADCAST: {
+    json_t *chs = json_object_get(req, "channels");
+    json_t *data = json_object_get(req, "data");
+    if (!json_is_array(chs) || !json_array_size(chs)) {
+      api_error(o, 107, "bad request: channels required");
+      return;
+    }
+    jw_lit(o, "{\"result\":{\"responses\":[");
+    size_t i;
+    json_t *v;
+    json_array_foreach(chs, i, v) {
+      if (i)
+        jw_char(o, ',');
+      publish_one(ctx, hl, json_is_string(v) ? json_string_value(v) : NULL,
+                  json_is_string(v) ? json_string_length(v) : 0, data, o);
+    }
+    jw_lit(o, "]}}");
+    return;
+  }
+  case M_SUBSCRIBE:
+    targeted(ctx, CTL_SUBSCRIBE, req, o);
+    return;
+  case M_UNSUBSCRIBE:
+    targeted(ctx, CTL_UNSUBSCRIBE, req, o);
+    return;
+  case M_DISCONNECT:
+    targeted(ctx, CTL_DISCONNECT, req, o);
+    return;
+  case M_REFRESH:
+    targeted(ctx, CTL_REFRESH, req, o);
+    return;
+  case M_CHANNELS:
+    channels(ctx, req, o);
+    return;
+  case M_INFO:
+    info(ctx, o);
+    return;
+  default:
+    api_error(o, 107, "bad request");
+  }
+}
+
+/* {"publish":{...}} -> {"publish":{...result...}} or {"error":{...}} */
+static void batch(const api_ctx *ctx, hub_local *hl, json_t *req, jw_buf *o) {
+  json_t *cmds = json_object_get(req, "commands");
+  if (!json_is_array(cmds)) {
+    api_error(o, 107, "bad request: commands required");
+    return;
+  }
+  jw_lit(o, "{\"replies\":[");
+  size_t i;
+  json_t *c;
+  json_array_foreach(cmds, i, c) {
+    if (i)
+      jw_char(o, ',');
+    const char *k = NULL;
+    json_t *body = NULL;
+    if (json_is_object(c) && json_object_size(c) == 1) {
+      void *it = json_object_iter(c);
+      k = json_object_iter_key(it);
+      body = json_object_iter_value(it);
+    }
+    int m = k ? api_method(k, strlen(k)) : -1;
+    if (m < 0 || m == M_BATCH || !json_is_object(body)) {
+      api_error(o, 107, "bad request: each command is {\"method\":{params}}");
+      continue;
+    }
+    jw_buf one;
+    jw_init(&one);
+    call(ctx, hl, m, body, &one);
+    /* turn {"result":X} into {"<method>":X}; errors stay as they are */
+    if (jw_ok(&one) && one.len > 11 && memcmp(one.p, "{\"result\":", 10) == 0) {
+      jw_lit(o, "{\"");
+      jw_lit(o, names[m]);
+      jw_lit(o, "\":");
+      jw_raw(o, one.p + 10, one.len - 10);
+    } else {
+      jw_raw(o, one.p, one.len);
+    }
+    jw_free(&one);
+  }
+  jw_lit(o, "]}");
+}
+
+int api_call(const api_ctx *ctx, hub_local *hl, int method,
+             const uint8_t *body, size_t len, jw_buf *out) {
+  json_error_t je;
+  json_t *req = json_loadb((const char *)body, len, 0, &je);
+  if (!req || !json_is_object(req)) {
+    json_decref(req);
+    jw_lit(out, "Bad Request: the body must be a JSON object");
+    return 400;
+  }
+  if (method == M_BATCH)
+    batch(ctx, hl, req, out);
+  else
+    call(ctx, hl, method, req, out);
+  json_decref(req);
+  return 200;
+}

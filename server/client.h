@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+/* A real-time client: one connection on /connection/websocket speaking the
+ * Centrifugo client protocol v2 (JSON). It owns the protocol state machine
+ * (NEW -> CONNECTED, or FAILED after a connect error), the application
+ * ping/pong, connection expiry and refresh, and the client's
+ * subscriptions. Loop thread only. */
+#ifndef SRV_CLIENT_H
+#define SRV_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chan.h"
+#include "hf/conn.h"
+#include "hf/shared.h"
+#include "hub.h"
+#include "jsonw.h"
+#include "jwt.h"
+
+typedef struct cl_client cl_client;
+
+typedef struct {
+  const chan_config *chans;
+  const srv_jwt_keys *keys; /* NULL: no token can be verified */
+  const char *audience, *issuer;
+  const char *user_id_claim; /* "" = "sub" */
+  bool allow_anonymous;      /* client.allow_anonymous_connect_without_token */
+  bool insecure;             /* client.insecure */
+  uint32_t ping_interval_ms; /* client.ping_interval (0 = no pings) */
+  uint32_t pong_timeout_ms;  /* client.pong_timeout (0 = no pong asked) */
+  uint32_t expired_close_delay_ms;
+  uint32_t stale_close_delay_ms;
+  uint32_t channel_limit;
+  const char *version;
+} cl_config;
+
+/* All clients of one worker (for the server API's targeted commands). */
+typedef struct cl_list {
+  cl_client *head;
+  size_t count;
+  jw_buf out; /* replies of the frame being processed (one at a time) */
+} cl_list;
+
+/* Create the protocol state for an upgraded connection. NULL on OOM. */
+cl_client *cl_new(hf_conn *conn, hub_local *hl, cl_list *list,
+                  const cl_config *cfg);
+/* A WebSocket message for this client (commands, one per line). */
+void cl_on_message(cl_client *cl, int opcode, uint8_t *data, size_t len);
+/* The connection is gone: leave every channel, stop timers, free. */
+void cl_free(cl_client *cl);
+
+/* Queue a prepared push frame (fan-out). */
+void cl_send_shared(cl_client *cl, hf_shared *frame);
+
+/* Close with a protocol disconnect code and plain-text reason. */
+void cl_disconnect(cl_client *cl, uint16_t code, const char *reason);
+
+/* An opaque word the server keeps per connection (limit bookkeeping). */
+uintptr_t cl_tag(const cl_client *cl);
+void cl_set_tag(cl_client *cl, uintptr_t tag);
+
+/* Accessors for the server API's targeted commands. */
+const char *cl_user(const cl_client *cl);
+hf_conn *cl_conn(const cl_client *cl);
+cl_client *cl_next(const cl_client *cl);
+/* Leave channel ch (server API unsubscribe); sends an unsubscribe push. */
+void cl_server_unsubscribe(cl_client *cl, const char *ch, size_t len);
+/* Join channel ch (server API subscribe); sends a subscribe push. */
+void cl_server_subscribe(cl_client *cl, const char *ch, size_t len);
+/* New connection expiry (server API refresh); 0 = never. */
+void cl_server_refresh(cl_client *cl, int64_t expire_at);
+
+#endif
