@@ -22,7 +22,7 @@ OUT=build/fuzz
 CC_FUZZ=${FUZZ_CC:-clang}
 CFLAGS_FUZZ=(-g -O1 "-fsanitize=fuzzer,address,undefined"
   -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-  -Iinclude -D_GNU_SOURCE)
+  -Iinclude -Iserver -D_GNU_SOURCE)
 
 usage() {
   echo "usage: $0 build | run [SECONDS] | replay" >&2

@@ -14,6 +14,7 @@
 #include "hf/frame.h"
 #include "jsonw.h"
 #include "log.h"
+#include "proto.h"
 
 typedef enum { CS_NEW, CS_CONNECTED, CS_FAILED, CS_CLOSED } cl_state;
 
@@ -550,54 +551,27 @@ static void cmd_refresh(cl_client *cl, uint32_t id, json_t *req) {
   end_result(cl);
 }
 
-/* The request keys in the order the Go server checks them. */
-static const char *const req_keys[] = {
-    "connect", "ping",    "subscribe", "unsubscribe", "publish",     "presence",
-    "presence_stats", "history", "rpc", "send", "refresh", "sub_refresh"};
-
-static void handle_command(cl_client *cl, json_t *cmd) {
-  json_t *jid = json_object_get(cmd, "id");
-  if (jid && (!json_is_integer(jid) || json_integer_value(jid) < 0 ||
-              json_integer_value(jid) > UINT32_MAX)) {
-    cl_disconnect(cl, 3501, "bad request: id must be a uint32");
-    return;
-  }
-  uint32_t id = jid ? (uint32_t)json_integer_value(jid) : 0;
-  const char *key = NULL;
-  json_t *req = NULL;
-  for (size_t i = 0; i < sizeof req_keys / sizeof req_keys[0]; i++)
-    if ((req = json_object_get(cmd, req_keys[i]))) {
-      key = req_keys[i];
-      break;
+static void handle_command(cl_client *cl, const proto_cmd *cmd) {
+  uint32_t id = cmd->id;
+  json_t *req = cmd->req;
+  switch (cmd->kind) {
+  case PROTO_PONG:
+    if (cl->await_pong) {
+      cl->await_pong = 0;
+      arm_timer(cl);
     }
-  if (!key) {
-    if (id == 0) { /* a pong: {} */
-      if (cl->await_pong) {
-        cl->await_pong = 0;
-        arm_timer(cl);
-      }
-      return;
-    }
-    cl_disconnect(cl, 3501, "bad request: unknown command");
     return;
-  }
-  if (!json_is_object(req)) {
-    cl_disconnect(cl, 3501, "bad request: command body must be an object");
-    return;
-  }
-  if (strcmp(key, "send") == 0) {
+  case PROTO_SEND:
     cl_disconnect(cl, 3508, "not available: send is not supported");
     return;
-  }
-  if (id == 0) {
-    cl_disconnect(cl, 3501, "bad request: command without id");
-    return;
+  default:
+    break;
   }
   if (cl->state == CS_FAILED) {
     cl_disconnect(cl, 3501, "bad request: command after a failed connect");
     return;
   }
-  if (strcmp(key, "connect") == 0) {
+  if (cmd->kind == PROTO_CONNECT) {
     cmd_connect(cl, id, req);
     return;
   }
@@ -605,16 +579,23 @@ static void handle_command(cl_client *cl, json_t *cmd) {
     cl_disconnect(cl, 3501, "bad request: command before connect");
     return;
   }
-  if (strcmp(key, "subscribe") == 0)
+  switch (cmd->kind) {
+  case PROTO_SUBSCRIBE:
     cmd_subscribe(cl, id, req);
-  else if (strcmp(key, "unsubscribe") == 0)
+    return;
+  case PROTO_UNSUBSCRIBE:
     cmd_unsubscribe(cl, id, req);
-  else if (strcmp(key, "publish") == 0)
+    return;
+  case PROTO_PUBLISH:
     cmd_publish(cl, id, req);
-  else if (strcmp(key, "refresh") == 0)
+    return;
+  case PROTO_REFRESH:
     cmd_refresh(cl, id, req);
-  else /* rpc, presence, presence_stats, history, sub_refresh, ping */
+    return;
+  default: /* rpc, presence, presence_stats, history, sub_refresh, ping */
     error_reply(cl, id, 108, "not available", 0);
+    return;
+  }
 }
 
 static void process(cl_client *cl, int opcode, uint8_t *data, size_t len);
@@ -646,16 +627,15 @@ static void process(cl_client *cl, int opcode, uint8_t *data, size_t len) {
     size_t end = nl ? (size_t)(nl - data) : len;
     size_t n = end - off;
     if (n && !(n == 1 && data[off] == '\r')) {
-      json_error_t je;
-      json_t *cmd = json_loadb((const char *)data + off, n, 0, &je);
-      if (!cmd || !json_is_object(cmd)) {
-        json_decref(cmd);
-        cl_disconnect(cl, 3501, "bad request: invalid JSON command");
+      proto_cmd cmd;
+      const char *why;
+      if (proto_parse((const char *)data + off, n, &cmd, &why) < 0) {
+        cl_disconnect(cl, 3501, why);
         return;
       }
       commands++;
-      handle_command(cl, cmd);
-      json_decref(cmd);
+      handle_command(cl, &cmd);
+      proto_cmd_free(&cmd);
     }
     off = end + 1;
   }

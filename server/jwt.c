@@ -5,14 +5,14 @@
  * through OpenSSL 3 (HMAC via EVP_Q_mac and CRYPTO_memcmp; RSA PKCS#1 v1.5,
  * ECDSA over P-256/P-384 and Ed25519 via EVP_DigestVerify), key loading from
  * PEM (SubjectPublicKeyInfo, PKCS#1 RSA public keys, X.509 certificates) and
- * JWKS documents, and the registered time, audience and issuer claims. The
- * signature is verified before the payload is even parsed. */
+ * JWKS documents (EVP_PKEY_fromdata), and the registered time, audience
+ * and issuer claims. The signature is verified before the payload is even
+ * parsed. */
 #include "jwt.h"
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/decoder.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -37,10 +37,10 @@
 typedef enum { FAM_HMAC, FAM_RSA, FAM_EC, FAM_ED } jwt_family;
 
 typedef struct {
-  const char *name;   /* JOSE "alg" */
+  const char *name; /* JOSE "alg" */
   jwt_family fam;
-  const char *md;     /* digest name; NULL for EdDSA */
-  size_t ec_bytes;    /* ECDSA: size of R and of S (the curve's size) */
+  const char *md;  /* digest name; NULL for EdDSA */
+  size_t ec_bytes; /* ECDSA: size of R and of S (the curve's size) */
 } jwt_alg;
 
 static const jwt_alg jwt_algs[] = {
@@ -54,18 +54,17 @@ static const jwt_alg jwt_algs[] = {
 typedef struct {
   EVP_PKEY *pkey;
   jwt_family fam;
-  size_t ec_bytes;       /* FAM_EC: 32 (P-256) or 48 (P-384) */
-  int from_jwks;
-  char *kid;             /* JWKS "kid", or NULL */
-  const jwt_alg *only;   /* JWKS "alg": the one algorithm allowed, or NULL */
+  size_t ec_bytes; /* FAM_EC: 32 (P-256) or 48 (P-384) */
+  char *kid;           /* JWKS "kid", or NULL */
+  const jwt_alg *only; /* JWKS "alg": the one algorithm allowed, or NULL */
 } jwt_key;
 
 struct srv_jwt_keys {
   unsigned char *secret; /* HMAC secret, NULL when not configured */
   size_t secret_len;
-  jwt_key *keys;         /* PEM keys first, then JWKS keys in order */
+  jwt_key *keys; /* PEM keys first, then JWKS keys in order */
   size_t nkeys, cap;
-  int have_jwks;         /* a JWKS document was given */
+  int have_jwks; /* a JWKS document was given */
 };
 
 __attribute__((format(printf, 3, 4))) static void
@@ -181,11 +180,13 @@ static int pem_no_password(char *buf, int size, int rwflag, void *u) {
   return -1;
 }
 
-/* A public key from PEM text: SubjectPublicKeyInfo ("PUBLIC KEY"), the
- * public key of the first certificate, or (RSA only) a PKCS#1 "RSA PUBLIC
- * KEY". Never asks for a password. */
-static EVP_PKEY *load_pem_pubkey(const char *pem, const char *keytype) {
+/* A public key from PEM text: any public key block OpenSSL 3 decodes
+ * (SubjectPublicKeyInfo "PUBLIC KEY", PKCS#1 "RSA PUBLIC KEY"), else the
+ * public key of the first certificate. Private keys are not accepted and no
+ * password is ever asked for. */
+static EVP_PKEY *load_pem_pubkey(const char *pem) {
   EVP_PKEY *pk = NULL;
+  X509 *x;
   BIO *b = BIO_new_mem_buf(pem, -1);
   if (!b)
     return NULL;
@@ -193,31 +194,15 @@ static EVP_PKEY *load_pem_pubkey(const char *pem, const char *keytype) {
   BIO_free(b);
   if (pk)
     return pk;
-
   b = BIO_new_mem_buf(pem, -1);
   if (!b)
     return NULL;
-  X509 *x = PEM_read_bio_X509(b, NULL, pem_no_password, NULL);
+  x = PEM_read_bio_X509(b, NULL, pem_no_password, NULL);
   BIO_free(b);
-  if (x) {
-    pk = X509_get_pubkey(x);
-    X509_free(x);
-    return pk;
-  }
-
-  if (strcmp(keytype, "RSA") != 0)
+  if (!x)
     return NULL;
-  b = BIO_new_mem_buf(pem, -1);
-  if (!b)
-    return NULL;
-  OSSL_DECODER_CTX *dc = OSSL_DECODER_CTX_new_for_pkey(
-      &pk, "PEM", "type-specific", "RSA", EVP_PKEY_PUBLIC_KEY, NULL, NULL);
-  if (dc && OSSL_DECODER_from_bio(dc, b) != 1) {
-    EVP_PKEY_free(pk);
-    pk = NULL;
-  }
-  OSSL_DECODER_CTX_free(dc);
-  BIO_free(b);
+  pk = X509_get_pubkey(x);
+  X509_free(x);
   return pk;
 }
 
@@ -244,7 +229,7 @@ static size_t ec_curve_bytes(const EVP_PKEY *pk) {
 static int load_rsa_pem(srv_jwt_keys *k, const char *pem, char *err,
                         size_t errcap) {
   jwt_key key = {0};
-  EVP_PKEY *pk = load_pem_pubkey(pem, "RSA");
+  EVP_PKEY *pk = load_pem_pubkey(pem);
   if (!pk) {
     set_err(err, errcap,
             "RSA public key: no PEM public key or certificate found");
@@ -272,7 +257,7 @@ fail:
 static int load_ec_pem(srv_jwt_keys *k, const char *pem, char *err,
                        size_t errcap) {
   jwt_key key = {0};
-  EVP_PKEY *pk = load_pem_pubkey(pem, "EC");
+  EVP_PKEY *pk = load_pem_pubkey(pem);
   if (!pk) {
     set_err(err, errcap,
             "ECDSA public key: no PEM public key or certificate found");
@@ -330,8 +315,8 @@ static EVP_PKEY *jwk_rsa(json_t *jwk, const char **why) {
     *why = "out of memory";
     goto out;
   }
-  if (BN_num_bits(bn) < JWT_RSA_MIN_BITS || BN_num_bits(bn) > JWT_RSA_MAX_BITS ||
-      !BN_is_odd(bn)) {
+  if (BN_num_bits(bn) < JWT_RSA_MIN_BITS ||
+      BN_num_bits(bn) > JWT_RSA_MAX_BITS || !BN_is_odd(bn)) {
     *why = "unusable RSA modulus (must be odd, 1024 to 16384 bits)";
     goto out;
   }
@@ -438,7 +423,8 @@ static const jwt_alg *jwk_alg_for(const char *name, const jwt_key *key) {
   if (strcmp(name, "Ed25519") == 0) /* RFC 9864 fully specified name */
     name = "EdDSA";
   a = find_alg(name);
-  if (!a || a->fam != key->fam || (a->fam == FAM_EC && a->ec_bytes != key->ec_bytes))
+  if (!a || a->fam != key->fam ||
+      (a->fam == FAM_EC && a->ec_bytes != key->ec_bytes))
     return NULL;
   return a;
 }
@@ -515,7 +501,6 @@ static int load_jwk(srv_jwt_keys *k, json_t *jwk, size_t i, char *err,
       return -1;
     }
   }
-  key.from_jwks = 1;
   if (kidv && !(key.kid = strdup(json_string_value(kidv)))) {
     EVP_PKEY_free(key.pkey);
     set_err(err, errcap, "%s: out of memory", label);
@@ -556,8 +541,8 @@ static int load_jwks(srv_jwt_keys *k, const char *text, char *err,
 }
 
 srv_jwt_keys *srv_jwt_keys_new(const char *hmac_secret, const char *rsa_pem,
-                             const char *ecdsa_pem, const char *jwks_json,
-                             char *err, size_t errcap) {
+                               const char *ecdsa_pem, const char *jwks_json,
+                               char *err, size_t errcap) {
   srv_jwt_keys *k = calloc(1, sizeof *k);
   int rc = 0;
   set_err(err, errcap, "%s", "");
@@ -615,8 +600,8 @@ static srv_jwt_status verify_hmac(const srv_jwt_keys *k, const jwt_alg *a,
   srv_jwt_status st = SRV_JWT_SIGNATURE;
   if (!k || !k->secret)
     return SRV_JWT_ALG;
-  if (EVP_Q_mac(NULL, "HMAC", NULL, a->md, NULL, k->secret, k->secret_len,
-                data, dlen, mac, sizeof mac, &maclen) &&
+  if (EVP_Q_mac(NULL, "HMAC", NULL, a->md, NULL, k->secret, k->secret_len, data,
+                dlen, mac, sizeof mac, &maclen) &&
       slen == maclen && CRYPTO_memcmp(mac, sig, maclen) == 0)
     st = SRV_JWT_OK;
   OPENSSL_cleanse(mac, sizeof mac);
@@ -649,7 +634,8 @@ static int digest_verify(EVP_PKEY *pk, const jwt_alg *a,
 static unsigned char *ecdsa_raw_to_der(const unsigned char *sig, size_t n,
                                        size_t *derlen) {
   ECDSA_SIG *es = ECDSA_SIG_new();
-  BIGNUM *r = BN_bin2bn(sig, (int)n, NULL), *s = BN_bin2bn(sig + n, (int)n, NULL);
+  BIGNUM *r = BN_bin2bn(sig, (int)n, NULL),
+         *s = BN_bin2bn(sig + n, (int)n, NULL);
   unsigned char *der = NULL;
   int len;
   if (!es || !r || !s || ECDSA_SIG_set0(es, r, s) != 1) {
@@ -762,7 +748,8 @@ static srv_jwt_status check_claims(json_t *pl, int64_t now,
     return SRV_JWT_MALFORMED;
   if ((exp && cmp_time(exp, now) <= 0) || (nbf && cmp_time(nbf, now) > 0))
     return SRV_JWT_EXPIRED;
-  if (audience && *audience && !aud_contains(json_object_get(pl, "aud"), audience))
+  if (audience && *audience &&
+      !aud_contains(json_object_get(pl, "aud"), audience))
     return SRV_JWT_AUDIENCE;
   if (issuer && *issuer) {
     const char *iss = json_string_value(json_object_get(pl, "iss"));
@@ -802,8 +789,8 @@ static srv_jwt_status parse_header(const unsigned char *h, size_t hlen,
 }
 
 srv_jwt_status srv_jwt_verify(const srv_jwt_keys *k, const char *token,
-                            int64_t now, const char *audience,
-                            const char *issuer, json_t **claims) {
+                              int64_t now, const char *audience,
+                              const char *issuer, json_t **claims) {
   const char *d1, *d2;
   size_t len, hlen = 0, plen = 0, slen = 0;
   unsigned char *buf, *h, *p, *s;
@@ -845,8 +832,8 @@ srv_jwt_status srv_jwt_verify(const srv_jwt_keys *k, const char *token,
 
   ERR_set_mark();
   if (alg->fam == FAM_HMAC)
-    st = verify_hmac(k, alg, (const unsigned char *)token,
-                     (size_t)(d2 - token), s, slen);
+    st = verify_hmac(k, alg, (const unsigned char *)token, (size_t)(d2 - token),
+                     s, slen);
   else
     st = verify_pubkey(k, alg, kid, (const unsigned char *)token,
                        (size_t)(d2 - token), s, slen);

@@ -28,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define REQUIRE(cond)                                                          \
   do {                                                                         \
     if (!(cond)) {                                                             \
-      fprintf(stderr, "fuzz_jwt: %s:%d: invariant failed: %s\n", __FILE__,    \
+      fprintf(stderr, "fuzz_jwt: %s:%d: invariant failed: %s\n", __FILE__,     \
               __LINE__, #cond);                                                \
       abort();                                                                 \
     }                                                                          \
@@ -56,7 +56,8 @@ static char *b64url(const unsigned char *p, size_t n) {
     *o++ = al[v & 63];
   }
   if (n - i >= 1) {
-    uint32_t v = (uint32_t)p[i] << 16 | (n - i == 2 ? (uint32_t)p[i + 1] << 8 : 0);
+    uint32_t v =
+        (uint32_t)p[i] << 16 | (n - i == 2 ? (uint32_t)p[i + 1] << 8 : 0);
     *o++ = al[v >> 18];
     *o++ = al[(v >> 12) & 63];
     if (n - i == 2)

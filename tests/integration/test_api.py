@@ -170,6 +170,8 @@ def test_disconnect_default_3503():
         _, reason = c.expect_close(3503)
         assert reason == "force disconnect", reason
         c.close()
+        ev = srv.wait_event("closed", lambda e: e["conn_id"] == c.cid)
+        assert (ev["code"], ev["reason"], ev["who"]) == (3503, "force disconnect", "server"), ev
 
 
 def test_disconnect_custom_code_and_reason_by_client_id():
@@ -180,6 +182,8 @@ def test_disconnect_custom_code_and_reason_by_client_id():
         assert r == {"result": {}}, r
         _, reason = a.expect_close(3011)
         assert reason == "go away", reason
+        ev = srv.wait_event("closed", lambda e: e["conn_id"] == a.cid)
+        assert (ev["code"], ev["reason"], ev["who"]) == (3011, "go away", "server"), ev
         assert b.ok("subscribe", {"channel": "news"}) == {}  # same user, other client
         a.close()
         b.close()

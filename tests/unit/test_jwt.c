@@ -120,8 +120,8 @@ static char *jwk(EVP_PKEY *pk, const char *kid, const char *extra) {
   if (EVP_PKEY_is_a(pk, "RSA")) {
     char *n = bn_b64(pk, OSSL_PKEY_PARAM_RSA_N, 0);
     char *e = bn_b64(pk, OSSL_PKEY_PARAM_RSA_E, 0);
-    snprintf(out, 4096, "{\"kty\":\"RSA\",\"n\":\"%s\",\"e\":\"%s\"%s%s}", n,
-             e, kidbuf, extra ? extra : "");
+    snprintf(out, 4096, "{\"kty\":\"RSA\",\"n\":\"%s\",\"e\":\"%s\"%s%s}", n, e,
+             kidbuf, extra ? extra : "");
     free(n);
     free(e);
   } else if (EVP_PKEY_is_a(pk, "EC")) {
@@ -236,7 +236,8 @@ static char *token(const char *alg, const char *kid, const char *payload,
 static srv_jwt_keys *keys(const char *secret, const char *rsa, const char *ec,
                           const char *jwks_text) {
   char err[256];
-  srv_jwt_keys *k = srv_jwt_keys_new(secret, rsa, ec, jwks_text, err, sizeof err);
+  srv_jwt_keys *k =
+      srv_jwt_keys_new(secret, rsa, ec, jwks_text, err, sizeof err);
   if (!k)
     printf("  keys_new failed: %s\n", err);
   return k;
@@ -304,7 +305,8 @@ static void jwt_hmac_algorithms(void) {
 static void jwt_centrifugo_hs256_example(void) {
   srv_jwt_keys *k = keys("secret", NULL, NULL, NULL);
   char pl[128];
-  snprintf(pl, sizeof pl, "{\"sub\":\"42\",\"exp\":%lld}", (long long)now + 600);
+  snprintf(pl, sizeof pl, "{\"sub\":\"42\",\"exp\":%lld}",
+           (long long)now + 600);
   char *t = token("HS256", NULL, pl, NULL, "secret");
   json_t *claims = NULL;
   CHECK_INT(srv_jwt_verify(k, t, now, NULL, NULL, &claims), SRV_JWT_OK);
@@ -540,12 +542,9 @@ static void jwt_alg_rejections(void) {
   CHECK_INT(vfy(all, t, NULL, NULL), SRV_JWT_ALG);
   free(t);
   /* Unknown and unsupported algorithms, a missing alg. */
-  static const char *const bad[] = {"{\"alg\":\"HS1024\"}",
-                                    "{\"alg\":\"ES512\"}",
-                                    "{\"alg\":\"PS256\"}",
-                                    "{\"alg\":\"hs256\"}",
-                                    "{\"alg\":\"\"}",
-                                    "{\"typ\":\"JWT\"}"};
+  static const char *const bad[] = {
+      "{\"alg\":\"HS1024\"}", "{\"alg\":\"ES512\"}", "{\"alg\":\"PS256\"}",
+      "{\"alg\":\"hs256\"}",  "{\"alg\":\"\"}",      "{\"typ\":\"JWT\"}"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     t = token_hdr(bad[i], pl, "HS256", NULL, "secret");
     CHECK_INT(vfy(all, t, NULL, NULL), SRV_JWT_ALG);
@@ -705,11 +704,16 @@ static void jwt_malformed_inputs(void) {
   free(good);
 
   /* Headers: not an object, not JSON, duplicate members, bad types, crit. */
-  static const char *const hdrs[] = {
-      "[\"HS256\"]", "\"HS256\"", "{\"alg\":\"HS256\"", "",
-      "{\"alg\":\"HS256\",\"alg\":\"HS256\"}", "{\"alg\":256}",
-      "{\"alg\":\"HS256\",\"kid\":7}", "{\"alg\":\"HS256\",\"typ\":{}}",
-      "{\"alg\":\"HS256\",\"crit\":[\"exp\"]}", "{\"alg\":\"HS\\u0000256\"}"};
+  static const char *const hdrs[] = {"[\"HS256\"]",
+                                     "\"HS256\"",
+                                     "{\"alg\":\"HS256\"",
+                                     "",
+                                     "{\"alg\":\"HS256\",\"alg\":\"HS256\"}",
+                                     "{\"alg\":256}",
+                                     "{\"alg\":\"HS256\",\"kid\":7}",
+                                     "{\"alg\":\"HS256\",\"typ\":{}}",
+                                     "{\"alg\":\"HS256\",\"crit\":[\"exp\"]}",
+                                     "{\"alg\":\"HS\\u0000256\"}"};
   for (size_t i = 0; i < sizeof hdrs / sizeof hdrs[0]; i++) {
     t = token_hdr(hdrs[i], pl, "HS256", NULL, "secret");
     if (vfy(k, t, NULL, NULL) != SRV_JWT_MALFORMED)
@@ -717,9 +721,13 @@ static void jwt_malformed_inputs(void) {
     free(t);
   }
   /* Payloads (correctly signed): not JSON, not an object, duplicates. */
-  static const char *const pls[] = {"not json", "[1,2]", "\"s\"", "",
+  static const char *const pls[] = {"not json",
+                                    "[1,2]",
+                                    "\"s\"",
+                                    "",
                                     "{\"sub\":\"1\",\"sub\":\"2\"}",
-                                    "{\"exp\":\"tomorrow\"}", "{\"a\":1} x"};
+                                    "{\"exp\":\"tomorrow\"}",
+                                    "{\"a\":1} x"};
   for (size_t i = 0; i < sizeof pls / sizeof pls[0]; i++) {
     t = token("HS256", NULL, pls[i], NULL, "secret");
     if (vfy(k, t, NULL, NULL) != SRV_JWT_MALFORMED)
@@ -781,11 +789,13 @@ static void jwt_key_loading_errors(void) {
   srv_jwt_keys *k;
 
   err[0] = '\0';
-  CHECK(srv_jwt_keys_new(NULL, "-----BEGIN PUBLIC KEY-----\nAAAA\n"
-                               "-----END PUBLIC KEY-----\n",
+  CHECK(srv_jwt_keys_new(NULL,
+                         "-----BEGIN PUBLIC KEY-----\nAAAA\n"
+                         "-----END PUBLIC KEY-----\n",
                          NULL, NULL, err, sizeof err) == NULL);
   CHECK(strstr(err, "RSA public key") != NULL);
-  CHECK(srv_jwt_keys_new(NULL, "not a pem", NULL, NULL, err, sizeof err) == NULL);
+  CHECK(srv_jwt_keys_new(NULL, "not a pem", NULL, NULL, err, sizeof err) ==
+        NULL);
   CHECK(err[0] != '\0');
   CHECK(srv_jwt_keys_new(NULL, NULL, "garbage", NULL, err, sizeof err) == NULL);
   CHECK(strstr(err, "ECDSA public key") != NULL);
@@ -809,8 +819,10 @@ static void jwt_key_loading_errors(void) {
   CHECK(strstr(err, "c2VjcmV0") == NULL);
 
   static const char *const bad_docs[] = {
-      "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-521\",\"x\":\"AA\",\"y\":\"AA\"}]}",
-      "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AAAA\",\"y\":\"AAAA\"}]}",
+      "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-521\",\"x\":\"AA\",\"y\":\"AA\"}]"
+      "}",
+      "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AAAA\",\"y\":"
+      "\"AAAA\"}]}",
       "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed448\",\"x\":\"AAAA\"}]}",
       "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AAAA\"}]}",
       "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AQAB\",\"e\":\"AQAB\"}]}",
