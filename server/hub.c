@@ -30,6 +30,7 @@ struct hub_local {
   pthread_mutex_t mu; /* guards the table for readers on other threads */
   hub_chan **buckets;
   size_t nbuckets, nchans, nsubs;
+  uint64_t removals; /* bumped by every unsubscribe (see deliver_local) */
   jw_buf scratch; /* owner-side encoding buffer */
 };
 
@@ -195,6 +196,7 @@ oom:
 
 void hub_unsubscribe(hub_local *hl, hub_chan *c, struct cl_client *cl) {
   pthread_mutex_lock(&hl->mu);
+  hl->removals++;
   for (uint32_t i = 0; i < c->n; i++)
     if (c->subs[i] == cl) {
       c->subs[i] = c->subs[--c->n]; /* order of subscribers is irrelevant */
@@ -221,13 +223,21 @@ static void deliver_local(hub_local *hl, const char *ch, size_t len,
   if (!c)
     return;
   /* A send may close a slow subscriber, whose teardown unsubscribes it
-   * from c (and may free c): walk a snapshot of the count, from the end. */
+   * from c (moving the last subscriber into its slot, or freeing c with
+   * the last one). Walk from the end, so a moved subscriber was already
+   * served, and look c up again only when something was removed. */
+  uint64_t seen = hl->removals;
   for (uint32_t i = c->n; i > 0; i--) {
-    if (i > c->n)
-      continue;
+    if (hl->removals != seen) {
+      seen = hl->removals;
+      if (!(c = find(hl, ch, len, hash)))
+        return; /* the channel went away with its last subscriber */
+      if (i > c->n)
+        i = c->n;
+      if (!i)
+        return;
+    }
     cl_send_shared(c->subs[i - 1], frame);
-    if (!find(hl, ch, len, hash))
-      return; /* the channel went away with its last subscriber */
   }
 }
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* libFuzzer target for JWT verification (server/jwt.c). One key set is
  * built at first use: an HMAC secret and a JWKS holding a fixed Ed25519 key
- * (kid "fz-ed"). Every input is
+ * (kid "fz-ed", private half known here) plus fixed public RSA-2048
+ * ("fz-rsa") and P-256 ("fz-ec") keys. Every input is
  *   1. verified as a token (NUL-terminated copy) at several times, with and
  *      without audience/issuer, checking that the status is in range and
  *      that claims is an object exactly for OK and EXPIRED;
@@ -11,7 +12,10 @@
  *      alg names, and Ed25519), so the claim and header checks behind the
  *      signature are reached. A header this file's own check finds
  *      well-formed and matching the signer must never give SIGNATURE or
- *      ALG; an EdDSA header naming another kid must give SIGNATURE. */
+ *      ALG; an EdDSA header naming another kid must give SIGNATURE. The
+ *      same parts with a junk signature of the length the alg calls for
+ *      must give SIGNATURE for every configured algorithm and ALG for any
+ *      other (ES384 has no key here). */
 // fuzz-sources: server/jwt.c
 #include <stdint.h>
 #include <stdio.h>
@@ -36,6 +40,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define SECRET "fuzz-secret"
 #define MAX_TOKEN 16384
+
+/* Public halves only: these keys never sign here. */
+#define RSA_N                                                                  \
+  "mwL80UrdsuhsykgH8grEVXpcL1NVLhD5ZCaoCav2Pth2DMM_mx6g24-tJIe5cHqDyaZ3mqbtv"  \
+  "CR_2MOlfLaDqnROeDrLZD-t28gNKGbh3GuwrjBs-1duGOEQvK_bEyvz0BBkggaDh5MUG6bLXp"  \
+  "vNcj1u_fwz37-LL1afy_AZrV53R0_zkkWRCOvrESsnTxwEsUKjtOSkHnkncX_ItArb47ly3dJ"  \
+  "RMZefWAbTvtDE7BExuSIZkrJ9FN7OcDtEcdzVsuu_nAUwe0p10_BUr710lQJ_vCOyVX87LUSL"  \
+  "6KJLvYufDN_eWzyq_DweKpCtSl-UYLb0zOXEOlQFIQHhz--_Bw"
+#define EC_X "L7eWwUdN0FfF8d0LXZTLdXDACEV08Y3Y4MJmdul579U"
+#define EC_Y "NaHX6f5pQVfJ035pOYE58vfyuHKsEtzaZzPMUyXk0Cs"
 
 static srv_jwt_keys *keys;
 static EVP_PKEY *ed;
@@ -74,7 +88,7 @@ static void init(void) {
       0x69, 0x19, 0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae, 0x7f, 0x60};
   unsigned char pub[32];
   size_t publen = sizeof pub;
-  char jwks[256], err[256];
+  char jwks[1024], err[256];
   char *x;
   ed = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, sizeof seed);
   REQUIRE(ed);
@@ -82,7 +96,11 @@ static void init(void) {
   x = b64url(pub, publen);
   snprintf(jwks, sizeof jwks,
            "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"kid\":\"fz-ed\","
-           "\"use\":\"sig\",\"x\":\"%s\"}]}",
+           "\"use\":\"sig\",\"x\":\"%s\"},"
+           "{\"kty\":\"RSA\",\"kid\":\"fz-rsa\",\"n\":\"" RSA_N
+           "\",\"e\":\"AQAB\"},"
+           "{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"fz-ec\",\"x\":\"" EC_X
+           "\",\"y\":\"" EC_Y "\"}]}",
            x);
   free(x);
   keys = srv_jwt_keys_new(SECRET, NULL, NULL, jwks, err, sizeof err);
@@ -144,7 +162,7 @@ static void signing_oracle(const uint8_t *data, size_t size) {
   char alg[16] = "", kid[16] = "";
   int has_kid = 0, ok;
   const char *md = "SHA256";
-  unsigned char sig[EVP_MAX_MD_SIZE + 64];
+  unsigned char sig[512];
   size_t hlen, slen = 0;
   char *h, *p, *input, *s, *tok;
   srv_jwt_status st;
@@ -197,6 +215,31 @@ static void signing_oracle(const uint8_t *data, size_t size) {
     REQUIRE(has_kid && strcmp(kid, "fz-ed") != 0
                 ? st == SRV_JWT_SIGNATURE
                 : st != SRV_JWT_SIGNATURE && st != SRV_JWT_ALG);
+
+  /* Junk signature of the expected length: never valid. */
+  slen = strncmp(alg, "RS", 2) == 0   ? 256
+         : strcmp(alg, "ES384") == 0  ? 96
+         : strncmp(alg, "HS", 2) == 0 ? 32
+                                      : 64;
+  for (size_t i = 0; i < slen; i++)
+    sig[i] = (unsigned char)(0xA5 ^ (i * 31) ^
+                             (hlen + i < size ? data[hlen + i] : 0));
+  s = b64url(sig, slen);
+  tok = realloc(tok, strlen(input) + strlen(s) + 2);
+  REQUIRE(tok);
+  sprintf(tok, "%s.%s", input, s);
+  free(s);
+  st = check_all(tok);
+  if (strlen(tok) > MAX_TOKEN) {
+    REQUIRE(st == SRV_JWT_MALFORMED);
+  } else if (ok) {
+    static const char *const configured[] = {
+        "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "EdDSA"};
+    int known = 0;
+    for (size_t i = 0; i < sizeof configured / sizeof configured[0]; i++)
+      known |= strcmp(alg, configured[i]) == 0;
+    REQUIRE(st == (known ? SRV_JWT_SIGNATURE : SRV_JWT_ALG));
+  }
 
   free(tok);
   free(input);
