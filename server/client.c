@@ -11,6 +11,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
 #include "hf/frame.h"
 #include "jsonw.h"
 #include "log.h"
@@ -197,6 +199,37 @@ static int64_t claim_expiry(json_t *claims) {
   return 0;
 }
 
+/* conn_info from the claims: b64info (base64 of a JSON document; it takes
+ * precedence, as in Centrifugo) or info; minified, or NULL. Binary b64info
+ * that is not JSON cannot travel in the JSON protocol and is dropped. */
+static char *claim_info(json_t *claims) {
+  json_t *b64 = json_object_get(claims, "b64info");
+  if (json_is_string(b64) && json_string_length(b64) &&
+      json_string_length(b64) < 65536 && json_string_length(b64) % 4 == 0) {
+    size_t n = json_string_length(b64);
+    unsigned char *raw = malloc(n);
+    int len = raw ? EVP_DecodeBlock(raw, (const unsigned char *)json_string_value(b64),
+                                    (int)n)
+                  : -1;
+    if (len >= 0) {
+      const char *v = json_string_value(b64);
+      len -= (v[n - 1] == '=') + (v[n - 2] == '=');
+      json_error_t je;
+      json_t *doc = json_loadb((const char *)raw, (size_t)len, JSON_DECODE_ANY, &je);
+      free(raw);
+      if (doc) {
+        char *text = jw_dump(doc);
+        json_decref(doc);
+        return text;
+      }
+    } else {
+      free(raw);
+    }
+  }
+  json_t *info = json_object_get(claims, "info");
+  return info ? jw_dump(info) : NULL;
+}
+
 static void set_expiry(cl_client *cl, int64_t expire_at) {
   cl->expire_at = expire_at;
   if (!expire_at || cl->cfg->insecure) {
@@ -318,8 +351,7 @@ static void cmd_connect(cl_client *cl, uint32_t id, json_t *req) {
   }
   free(cl->user);
   cl->user = strdup(claims ? claim_user(cl, claims) : "");
-  json_t *info = claims ? json_object_get(claims, "info") : NULL;
-  cl->conn_info = info ? jw_dump(info) : NULL;
+  cl->conn_info = claims ? claim_info(claims) : NULL;
   int64_t exp = claims ? claim_expiry(claims) : 0;
   if (exp && exp <= wall_s() && !cl->cfg->insecure) {
     json_decref(claims);
@@ -527,10 +559,10 @@ static void cmd_refresh(cl_client *cl, uint32_t id, json_t *req) {
     cl_disconnect(cl, 3500, "invalid token: refresh token is for another user");
     return;
   }
-  json_t *info = json_object_get(claims, "info");
+  char *info = claim_info(claims);
   if (info) {
     free(cl->conn_info);
-    cl->conn_info = jw_dump(info);
+    cl->conn_info = info;
     build_client_info(cl);
   }
   set_expiry(cl, claim_expiry(claims));
