@@ -72,6 +72,7 @@ struct hf_conn {
   uint64_t t_accept;
   uint64_t bytes_in, bytes_out, msgs_in, msgs_out;
   char *peer_reason; /* close reason received from the peer */
+  char *own_reason;  /* copy of a reason given to hf_conn_close */
   uint8_t id[16];
   union {
     struct sockaddr sa;
@@ -375,6 +376,7 @@ static void reap(hf_loop *loop, hf_deferred *d) {
     free(c->msg);
     outq_free(c);
     free(c->peer_reason);
+    free(c->own_reason);
     free(c);
   }
 }
@@ -462,7 +464,15 @@ void hf_conn_close(hf_conn *c, uint16_t code, const char *reason) {
     return;
   c->state = ST_CLOSING;
   c->close_code = code;
-  c->close_reason = reason && *reason ? reason : hf_close_reason(code);
+  c->close_reason = hf_close_reason(code);
+  if (reason && *reason) {
+    /* the caller's text may not outlive this call (it is logged at close) */
+    char buf[HF_FRAME_MAX_CONTROL - 1];
+    snprintf(buf, sizeof buf, "%s", reason);
+    free(c->own_reason);
+    c->own_reason = strdup(buf);
+    c->close_reason = c->own_reason ? c->own_reason : reason;
+  }
   c->who = HF_WHO_SERVER;
   send_close_frame(c, code, c->close_reason);
   if (c->state == ST_DEAD)

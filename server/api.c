@@ -259,6 +259,11 @@ static uint64_t mono_ms(void) {
 static void info(const api_ctx *ctx, jw_buf *o) {
   uint64_t nch, nsubs;
   hub_totals(ctx->h, &nch, &nsubs);
+  /* a channel with subscribers on several workers is one channel */
+  chan_acc acc = {json_object(), NULL};
+  hub_each_channel(ctx->h, add_chan, &acc);
+  nch = json_object_size(acc.map);
+  json_decref(acc.map);
   char host[256] = "holdfast";
   gethostname(host, sizeof host - 1);
   jw_lit(o, "{\"result\":{\"nodes\":[{\"uid\":");

@@ -526,6 +526,10 @@ static void cmd_publish(cl_client *cl, uint32_t id, json_t *req) {
     error_reply(cl, id, (unsigned)r, "permission denied", 0);
     return;
   }
+  /* A publication into a channel this worker owns is delivered at once,
+   * possibly to this very client: the replies so far (e.g. its subscribe
+   * reply) must leave first, so no push precedes its subscribe reply. */
+  flush_replies(cl);
   char *text = jw_dump(data); /* minified: never a raw newline */
   if (!text || hub_publish(cl->hl, ch, len, text, strlen(text), cl->client_info,
                            strlen(cl->client_info)) < 0) {

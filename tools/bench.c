@@ -41,6 +41,7 @@
 #include "hf/http.h"
 
 #include "bench.h"
+#include "bench_util.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -48,14 +49,13 @@
 
 /* ------------------------------------------------------------ limits */
 
-#define NS_PER_S 1000000000ull
 #define MAX_CONNS 100000
 #define MAX_INFLIGHT 4096
 #define MAX_SIZE (16l << 20)
 #define MAX_DURATION 3600.0
 #define MAX_DEADLINE 86400.0
 #define TS_LEN 16 /* hex CLOCK_MONOTONIC ns at the start of every payload */
-#define HS_TIMEOUT_NS (10 * NS_PER_S) /* connect + handshake, per connection */
+#define HS_TIMEOUT_NS (10 * BU_NS_PER_S) /* connect + handshake, per connection */
 #define HS_MAX 8192                   /* largest handshake response head */
 #define CTRL_CAP 2048                 /* pending control bytes per connection */
 #define RBUF_SIZE (256 * 1024)        /* shared receive buffer */
@@ -66,7 +66,7 @@
 #define RX_BUDGET (2ull << 30) /* conns * (size + 14): worst-case receive
                                   buffering when every frame is partial */
 #define FIFO_BUDGET (32ull << 20) /* -V: conns * inflight timestamps */
-#define CLOSE_GRACE_NS (2 * NS_PER_S)
+#define CLOSE_GRACE_NS (2 * BU_NS_PER_S)
 #define MAX_FAIL_KINDS 16
 
 /* ------------------------------------------------------------ config */
@@ -77,70 +77,12 @@ static const char *const mode_names[] = {"echo", "storm", "idle"};
 typedef struct {
   bench_mode mode;
   const char *url;
-  char authority[80]; /* HOST[:PORT] as written, for the Host header */
-  char path[1024];
-  int port;
-  struct sockaddr_storage dst;
-  socklen_t dst_len;
+  bu_target tg; /* authority, path, port, destination */
   long conns, inflight, size, pending_max, server_pid;
   double warmup, duration, hold, deadline;
   int binary, verify, json;
   int pid_found; /* server_pid came from /proc, not -R */
 } bench_cfg;
-
-/* ------------------------------------------------------------ histogram */
-
-/* Log-bucketed: exact below 32, then 32 sub-buckets per power of two, so a
- * bucket is at most 1/32 (~3%) of its value wide. Values in ns. */
-#define H_SUB_BITS 5
-#define H_SUB (1u << H_SUB_BITS)
-#define H_BUCKETS (64 * H_SUB)
-
-typedef struct {
-  uint64_t n, max;
-  uint64_t count[H_BUCKETS];
-} histogram;
-
-static unsigned hist_index(uint64_t v) {
-  if (v < H_SUB)
-    return (unsigned)v;
-  unsigned msb = 63u - (unsigned)__builtin_clzll(v);
-  unsigned shift = msb - H_SUB_BITS;
-  return (shift + 1) * H_SUB + (unsigned)((v >> shift) & (H_SUB - 1));
-}
-
-static uint64_t hist_mid(unsigned i) {
-  if (i < H_SUB)
-    return i;
-  unsigned shift = i / H_SUB - 1, sub = i % H_SUB;
-  uint64_t low = (uint64_t)(H_SUB + sub) << shift;
-  return low + (((uint64_t)1 << shift) >> 1);
-}
-
-static void hist_add(histogram *h, uint64_t v) {
-  h->count[hist_index(v)]++;
-  h->n++;
-  if (v > h->max)
-    h->max = v;
-}
-
-/* Value at quantile q (0..1): the middle of the bucket holding the rank,
- * never above the exact maximum. 0 when empty. */
-static uint64_t hist_quantile(const histogram *h, double q) {
-  if (!h->n)
-    return 0;
-  uint64_t rank = (uint64_t)ceil(q * (double)h->n), acc = 0;
-  if (rank < 1)
-    rank = 1;
-  for (unsigned i = 0; i < H_BUCKETS; i++) {
-    acc += h->count[i];
-    if (acc >= rank) {
-      uint64_t v = hist_mid(i);
-      return v > h->max ? h->max : v;
-    }
-  }
-  return h->max;
-}
 
 /* ------------------------------------------------------------ connections */
 
@@ -203,7 +145,7 @@ static struct {
   int running, counting;
   uint64_t t_begin, t_all_open, t_last_open, t_run, t_ms, t_me, t_deadline;
   uint64_t msgs, echoes_total;
-  histogram lat, hs;
+  bu_hist lat, hs;
   struct {
     char text[128];
     long n;
@@ -217,12 +159,6 @@ static struct {
 static uint32_t send_masks[MAX_INFLIGHT];
 
 /* ------------------------------------------------------------ small helpers */
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}
 
 static uint32_t rnd32(void) { /* xorshift64*; seeded from getrandom */
   B.rng ^= B.rng >> 12;
@@ -255,25 +191,6 @@ static int get_hex16(const uint8_t in[TS_LEN], uint64_t *v) {
   return 0;
 }
 
-static void base64_16(const uint8_t in[16], char out[25]) {
-  static const char t[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t o = 0, i = 0;
-  for (; i + 3 <= 15; i += 3) {
-    uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-    out[o++] = t[v >> 18];
-    out[o++] = t[(v >> 12) & 63];
-    out[o++] = t[(v >> 6) & 63];
-    out[o++] = t[v & 63];
-  }
-  uint32_t v = (uint32_t)in[15] << 16; /* one byte left: "xx==" */
-  out[o++] = t[v >> 18];
-  out[o++] = t[(v >> 12) & 63];
-  out[o++] = '=';
-  out[o++] = '=';
-  out[o] = '\0';
-}
-
 static double secs(uint64_t ns) { return (double)ns / 1e9; }
 
 /* Count a failure (or bad echo) under its description. */
@@ -299,153 +216,11 @@ __attribute__((format(printf, 1, 2))) static void note_failure(const char *fmt,
 
 /* ------------------------------------------------------------ /proc readers */
 
-static double self_cpu(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-/* utime + stime of the whole process (all threads), seconds; -1 if gone. */
-static double proc_cpu(long pid) {
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return -1;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  char *s = strrchr(buf, ')');
-  unsigned long long ut, st;
-  /* after "comm)" come field 3 (state) .. 13, then utime (14), stime (15) */
-  if (!s || sscanf(s + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                   &ut, &st) != 2)
-    return -1;
-  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-/* Busy time of all CPUs (user nice system irq softirq steal), seconds. */
-static double host_cpu(void) {
-  FILE *f = fopen("/proc/stat", "r");
-  if (!f)
-    return -1;
-  unsigned long long v[8] = {0};
-  int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1],
-                 &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
-  fclose(f);
-  if (n < 8)
-    return -1;
-  return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) /
-         (double)sysconf(_SC_CLK_TCK);
-}
-
-static long proc_rss_kb(long pid) {
-  char path[64], line[256];
-  snprintf(path, sizeof path, "/proc/%ld/status", pid);
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return -1;
-  long kb = -1;
-  while (fgets(line, sizeof line, f))
-    if (strncmp(line, "VmRSS:", 6) == 0) {
-      kb = strtol(line + 6, NULL, 10);
-      break;
-    }
-  fclose(f);
-  return kb;
-}
-
 static void snap(cpu_snap *s) {
-  s->t = now_ns();
-  s->self = self_cpu();
-  s->server = B.cfg.server_pid > 0 ? proc_cpu(B.cfg.server_pid) : -1;
-  s->host = host_cpu();
-}
-
-/* The PID owning the TCP socket listening on port (IPv4 or IPv6), found by
- * matching /proc/net/tcp{,6} inodes against /proc/PID/fd links. Returns the
- * PID, or 0 and a reason in why. */
-static long find_listener(int family, int port, char *why, size_t why_len) {
-  unsigned long inodes[32];
-  int ni = 0;
-  static const char *const tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
-  /* an IPv4 target may be served by an IPv6 (dual-stack) listener */
-  for (size_t t = family == AF_INET ? 0 : 1; t < 2; t++) {
-    FILE *f = fopen(tables[t], "r");
-    if (!f)
-      continue;
-    char line[512];
-    if (!fgets(line, sizeof line, f)) { /* header */
-      fclose(f);
-      continue;
-    }
-    while (fgets(line, sizeof line, f) && ni < 32) {
-      unsigned lport, st;
-      unsigned long inode;
-      if (sscanf(line,
-                 " %*u: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x %*x:%*x %*x:%*x "
-                 "%*x %*u %*u %lu",
-                 &lport, &st, &inode) == 3 &&
-          st == 0x0A && (int)lport == port && inode)
-        inodes[ni++] = inode;
-    }
-    fclose(f);
-  }
-  if (!ni) {
-    snprintf(why, why_len, "no listening socket on port %d in /proc/net/tcp", port);
-    return 0;
-  }
-  DIR *proc = opendir("/proc");
-  if (!proc) {
-    snprintf(why, why_len, "cannot read /proc");
-    return 0;
-  }
-  long found = 0, self = (long)getpid();
-  int ambiguous = 0;
-  struct dirent *d;
-  while ((d = readdir(proc)) && !ambiguous) {
-    char *end;
-    long pid = strtol(d->d_name, &end, 10);
-    if (*end || pid <= 0 || pid == self || pid == found)
-      continue;
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%ld/fd", pid);
-    DIR *fds = opendir(path);
-    if (!fds)
-      continue;
-    struct dirent *e;
-    while ((e = readdir(fds))) {
-      char link[64];
-      ssize_t n = readlinkat(dirfd(fds), e->d_name, link, sizeof link - 1);
-      if (n <= 0)
-        continue;
-      link[n] = '\0';
-      unsigned long ino;
-      if (sscanf(link, "socket:[%lu]", &ino) != 1)
-        continue;
-      int hit = 0;
-      for (int i = 0; i < ni; i++)
-        hit |= inodes[i] == ino;
-      if (hit) {
-        if (found && found != pid)
-          ambiguous = 1;
-        found = pid;
-        break;
-      }
-    }
-    closedir(fds);
-  }
-  closedir(proc);
-  if (ambiguous) {
-    snprintf(why, why_len,
-             "several processes listen on port %d (SO_REUSEPORT?); give -R", port);
-    return 0;
-  }
-  if (!found)
-    snprintf(why, why_len,
-             "the listener of port %d belongs to no process we may inspect", port);
-  return found;
+  s->t = bu_now_ns();
+  s->self = bu_self_cpu();
+  s->server = B.cfg.server_pid > 0 ? bu_proc_cpu(B.cfg.server_pid) : -1;
+  s->host = bu_host_cpu();
 }
 
 /* ------------------------------------------------------------ output path */
@@ -555,7 +330,7 @@ static int conn_flush(conn *c) {
       len += ctrl_n;
     }
     if (tail_whole && c->queued && len < B.wcap) {
-      ts = now_ns();
+      ts = bu_now_ns();
       while (k < c->queued && len < B.wcap) {
         size_t n = F < B.wcap - len ? F : B.wcap - len;
         uint32_t m = rnd32();
@@ -656,7 +431,7 @@ static void conn_open(conn *c, uint64_t now) {
   B.alive++;
   B.t_last_open = now;
   if (B.cfg.mode == MODE_STORM)
-    hist_add(&B.hs, now - c->t_start);
+    bu_hist_add(&B.hs, now - c->t_start);
   memset(&c->ps, 0, sizeof c->ps);
   c->ps.expect_mask = 0;
   c->ps.max_message = (uint64_t)B.cfg.size;
@@ -732,7 +507,7 @@ static void on_data(conn *c, const hf_ws_event *ev, uint64_t now,
     B.echoes_total++;
     if (B.counting && now >= B.t_ms && now < B.t_me) {
       B.msgs++;
-      hist_add(&B.lat, now - ts);
+      bu_hist_add(&B.lat, now - ts);
     }
   }
   if (B.running) { /* replace it at once; sent with the others of this recv */
@@ -828,7 +603,7 @@ static void conn_read(conn *c) {
       conn_fail(c, "recv: %s", strerror(errno));
     return;
   }
-  uint64_t now = now_ns();
+  uint64_t now = bu_now_ns();
   size_t total = have + (size_t)r;
   unsigned replaced = 0;
   ssize_t used = feed_frames(c, buf, total, now, &replaced);
@@ -934,7 +709,7 @@ static void read_handshake(conn *c) {
     conn_fail(c, "%s", bad);
     return;
   }
-  uint64_t now = now_ns();
+  uint64_t now = bu_now_ns();
   size_t extra = c->hs_len - head_len;
   conn_open(c, now);
   if (extra) { /* frames right behind the 101 */
@@ -964,9 +739,9 @@ static void start_connect(long i) {
   conn *c = &B.conns[i];
   c->fd = -1;
   c->state = C_CONNECTING;
-  c->t_start = now_ns();
+  c->t_start = bu_now_ns();
   B.started++;
-  int fd = socket(B.cfg.dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = socket(B.cfg.tg.dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     conn_fail(c, "socket: %s", strerror(errno));
     return;
@@ -983,7 +758,7 @@ static void start_connect(long i) {
       return;
     }
   }
-  if (connect(fd, (struct sockaddr *)&B.cfg.dst, B.cfg.dst_len) < 0 &&
+  if (connect(fd, (struct sockaddr *)&B.cfg.tg.dst, B.cfg.tg.dst_len) < 0 &&
       errno != EINPROGRESS) {
     conn_fail(c, "connect: %s", strerror(errno));
     return;
@@ -1010,7 +785,7 @@ static void on_connected(conn *c) {
     uint32_t r = rnd32();
     memcpy(raw + i, &r, 4);
   }
-  base64_16(raw, c->key);
+  bu_base64_16(raw, c->key);
   char req[CTRL_CAP];
   int n = snprintf(req, sizeof req,
                    "GET %s HTTP/1.1\r\n"
@@ -1020,7 +795,7 @@ static void on_connected(conn *c) {
                    "Sec-WebSocket-Key: %s\r\n"
                    "Sec-WebSocket-Version: 13\r\n"
                    "User-Agent: holdfast-bench\r\n\r\n",
-                   B.cfg.path, B.cfg.authority, c->key);
+                   B.cfg.tg.path, B.cfg.tg.authority, c->key);
   c->hs = malloc(HS_MAX);
   c->hs_len = 0;
   if (!c->hs || n <= 0 || (size_t)n >= sizeof req ||
@@ -1087,7 +862,7 @@ static void dispatch(struct epoll_event *evs, int n) {
 
 static int wait_events(uint64_t until) {
   struct epoll_event evs[1024];
-  uint64_t now = now_ns();
+  uint64_t now = bu_now_ns();
   uint64_t ms = until > now ? (until - now + 999999) / 1000000 : 0;
   if (ms > 100)
     ms = 100;
@@ -1180,7 +955,7 @@ static void print_cpu_line(const double c[4]) {
 static void res_common(void) {
   res("mode", R_STR, "%s", mode_names[B.cfg.mode]);
   res("url", R_STR, "%s", B.cfg.url);
-  res("port", R_NUM, "%d", B.cfg.port);
+  res("port", R_NUM, "%d", B.cfg.tg.port);
   res("conns", R_NUM, "%ld", B.cfg.conns);
 }
 
@@ -1206,10 +981,10 @@ static void close_all_gracefully(void) {
     queue_control(c, HF_OP_CLOSE, pl, n);
     conn_flush(c);
   }
-  uint64_t until = now_ns() + CLOSE_GRACE_NS;
+  uint64_t until = bu_now_ns() + CLOSE_GRACE_NS;
   if (until > B.t_deadline)
     until = B.t_deadline;
-  while (B.closing > 0 && !B.stop && now_ns() < until)
+  while (B.closing > 0 && !B.stop && bu_now_ns() < until)
     if (wait_events(until) < 0)
       break;
 }
@@ -1219,17 +994,17 @@ static int run(void) {
   enum { P_CONNECT, P_RUN, P_HOLD, P_END } phase = P_CONNECT;
   cpu_snap c0 = {0}, c1 = {0};
   int have_c0 = 0, have_c1 = 0;
-  long rss0 = cfg->server_pid > 0 ? proc_rss_kb(cfg->server_pid) : -1, rss1 = -1;
+  long rss0 = cfg->server_pid > 0 ? bu_proc_rss_kb(cfg->server_pid) : -1, rss1 = -1;
   uint64_t t_hold_end = 0;
 
-  B.t_begin = now_ns();
+  B.t_begin = bu_now_ns();
   B.t_deadline = B.t_begin + (uint64_t)(cfg->deadline * 1e9);
   if (cfg->mode == MODE_STORM) {
     snap(&c0);
     have_c0 = 1;
   }
   while (phase != P_END) {
-    uint64_t now = now_ns(), wake = now + 100 * 1000000ull;
+    uint64_t now = bu_now_ns(), wake = now + 100 * 1000000ull;
     if (B.stop) {
       B.interrupted = 1;
       break;
@@ -1272,7 +1047,7 @@ static int run(void) {
       }
     }
     if (phase == P_RUN) {
-      now = now_ns();
+      now = bu_now_ns();
       if (!have_c0 && now >= B.t_ms) {
         snap(&c0);
         have_c0 = 1;
@@ -1287,7 +1062,7 @@ static int run(void) {
     }
     if (phase == P_HOLD) {
       if (now >= t_hold_end) {
-        rss1 = cfg->server_pid > 0 ? proc_rss_kb(cfg->server_pid) : -1;
+        rss1 = cfg->server_pid > 0 ? bu_proc_rss_kb(cfg->server_pid) : -1;
         break;
       }
       wake = t_hold_end;
@@ -1304,7 +1079,7 @@ static int run(void) {
     snap(&c1);
     have_c1 = 1;
   }
-  uint64_t t_stop = now_ns();
+  uint64_t t_stop = bu_now_ns();
 
   /* ---------------- report */
   long failed = B.failed_pre + B.dropped;
@@ -1338,9 +1113,9 @@ static int run(void) {
       window = t_stop > B.t_ms ? secs(t_stop - B.t_ms) : 0;
     double mps = window > 0 ? (double)B.msgs / window : 0;
     double mbps = window > 0 ? (double)B.msgs * (double)cfg->size / window / 1e6 : 0;
-    double p50 = (double)hist_quantile(&B.lat, 0.50) / 1e3,
-           p99 = (double)hist_quantile(&B.lat, 0.99) / 1e3,
-           p999 = (double)hist_quantile(&B.lat, 0.999) / 1e3,
+    double p50 = (double)bu_hist_quantile(&B.lat, 0.50) / 1e3,
+           p99 = (double)bu_hist_quantile(&B.lat, 0.99) / 1e3,
+           p999 = (double)bu_hist_quantile(&B.lat, 0.999) / 1e3,
            pmax = (double)B.lat.max / 1e3;
     if (B.t_run)
       printf("  window    warm-up %g s, measured %.3f s\n", cfg->warmup, window);
@@ -1378,8 +1153,8 @@ static int run(void) {
   } else if (cfg->mode == MODE_STORM) {
     double el = B.opened ? secs(B.t_last_open - B.t_begin) : 0;
     double rate = el > 0 ? (double)B.opened / el : 0;
-    double p50 = (double)hist_quantile(&B.hs, 0.50) / 1e3,
-           p99 = (double)hist_quantile(&B.hs, 0.99) / 1e3,
+    double p50 = (double)bu_hist_quantile(&B.hs, 0.50) / 1e3,
+           p99 = (double)bu_hist_quantile(&B.hs, 0.99) / 1e3,
            pmax = (double)B.hs.max / 1e3;
     printf("  storm     %ld handshakes in %.3f s = %.0f handshakes/s, at most %ld "
            "pending\n",
@@ -1491,141 +1266,6 @@ static void usage(FILE *out) {
       "completed, or the deadline hit; 2 usage error.\n");
 }
 
-static int parse_long(const char *s, char opt, long lo, long hi, long *out) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi) {
-    fprintf(stderr, "holdfast bench: -%c %s: want an integer in %ld..%ld\n", opt, s,
-            lo, hi);
-    return -1;
-  }
-  *out = v;
-  return 0;
-}
-
-static int parse_secs(const char *s, char opt, double lo, double hi, int lo_open,
-                      double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || end == s || *end || !isfinite(v) || v < lo || (lo_open && v <= lo) ||
-      v > hi) {
-    fprintf(stderr, "holdfast bench: -%c %s: want seconds, %s %g and at most %g\n",
-            opt, s, lo_open ? "more than" : "at least", lo, hi);
-    return -1;
-  }
-  *out = v;
-  return 0;
-}
-
-static int is_loopback4(const struct in_addr *a) {
-  return (ntohl(a->s_addr) >> 24) == 127;
-}
-
-/* ws://HOST[:PORT][/PATH] with a loopback HOST. */
-static int parse_url(bench_cfg *cfg, const char *url) {
-  if (strncasecmp(url, "wss://", 6) == 0) {
-    fprintf(stderr, "holdfast bench: %s: wss:// (TLS) is not supported; use ws://\n",
-            url);
-    return -1;
-  }
-  if (strncasecmp(url, "ws://", 5) != 0) {
-    fprintf(stderr, "holdfast bench: %s: the URL must start with ws://\n", url);
-    return -1;
-  }
-  const char *a = url + 5, *slash = strchr(a, '/');
-  size_t alen = slash ? (size_t)(slash - a) : strlen(a);
-  if (alen == 0 || alen >= sizeof cfg->authority) {
-    fprintf(stderr, "holdfast bench: %s: missing or overlong host\n", url);
-    return -1;
-  }
-  memcpy(cfg->authority, a, alen);
-  cfg->authority[alen] = '\0';
-  const char *path = slash ? slash : "/";
-  if (strlen(path) >= sizeof cfg->path) {
-    fprintf(stderr, "holdfast bench: the URL path is too long\n");
-    return -1;
-  }
-  for (const char *p = path; *p; p++)
-    if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f || *p == '#') {
-      fprintf(stderr, "holdfast bench: %s: the path has a character that must be "
-                      "percent-encoded\n", url);
-      return -1;
-    }
-  snprintf(cfg->path, sizeof cfg->path, "%s", path);
-
-  char host[64];
-  const char *port_s = NULL;
-  if (cfg->authority[0] == '[') {
-    char *rb = strchr(cfg->authority, ']');
-    if (!rb || (size_t)(rb - cfg->authority - 1) >= sizeof host ||
-        (rb[1] && rb[1] != ':')) {
-      fprintf(stderr, "holdfast bench: %s: bad [IPv6] host\n", url);
-      return -1;
-    }
-    snprintf(host, sizeof host, "%.*s", (int)(rb - cfg->authority - 1),
-             cfg->authority + 1);
-    port_s = rb[1] ? rb + 2 : NULL;
-  } else {
-    char *colon = strchr(cfg->authority, ':');
-    size_t hl = colon ? (size_t)(colon - cfg->authority) : alen;
-    if (hl == 0 || hl >= sizeof host) {
-      fprintf(stderr, "holdfast bench: %s: bad host\n", url);
-      return -1;
-    }
-    snprintf(host, sizeof host, "%.*s", (int)hl, cfg->authority);
-    port_s = colon ? colon + 1 : NULL;
-  }
-  long port = 80;
-  if (port_s) {
-    char *end;
-    errno = 0;
-    port = strtol(port_s, &end, 10);
-    if (errno || end == port_s || *end || port < 1 || port > 65535) {
-      fprintf(stderr, "holdfast bench: %s: the port must be 1..65535\n", url);
-      return -1;
-    }
-  }
-  cfg->port = (int)port;
-
-  memset(&cfg->dst, 0, sizeof cfg->dst);
-  struct sockaddr_in *d4 = (struct sockaddr_in *)&cfg->dst;
-  struct sockaddr_in6 *d6 = (struct sockaddr_in6 *)&cfg->dst;
-  int loop = 0;
-  if (strcasecmp(host, "localhost") == 0) {
-    d4->sin_addr.s_addr = htonl(0x7f000001u);
-    d4->sin_family = AF_INET;
-    loop = 1;
-  } else if (inet_pton(AF_INET, host, &d4->sin_addr) == 1) {
-    d4->sin_family = AF_INET;
-    loop = is_loopback4(&d4->sin_addr);
-  } else if (inet_pton(AF_INET6, host, &d6->sin6_addr) == 1) {
-    d6->sin6_family = AF_INET6;
-    loop = IN6_IS_ADDR_LOOPBACK(&d6->sin6_addr);
-    if (IN6_IS_ADDR_V4MAPPED(&d6->sin6_addr)) {
-      struct in_addr v4;
-      memcpy(&v4, &d6->sin6_addr.s6_addr[12], 4);
-      loop = is_loopback4(&v4);
-    }
-  }
-  if (!loop) {
-    fprintf(stderr,
-            "holdfast bench: refusing host \"%s\": only loopback targets are "
-            "allowed (127.0.0.0/8, ::1, localhost)\n",
-            host);
-    return -1;
-  }
-  if (d4->sin_family == AF_INET) {
-    d4->sin_port = htons((uint16_t)port);
-    cfg->dst_len = sizeof *d4;
-  } else {
-    d6->sin6_port = htons((uint16_t)port);
-    cfg->dst_len = sizeof *d6;
-  }
-  return 0;
-}
-
 /* 0 to run, 1 after --help, -1 on a usage error. */
 static int parse_args(bench_cfg *cfg, int argc, char **argv) {
   static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
@@ -1657,21 +1297,21 @@ static int parse_args(bench_cfg *cfg, int argc, char **argv) {
       }
       break;
     case 'u': cfg->url = optarg; break;
-    case 'c': rc = parse_long(optarg, 'c', 1, MAX_CONNS, &cfg->conns); break;
-    case 'k': rc = parse_long(optarg, 'k', 1, MAX_INFLIGHT, &cfg->inflight); break;
-    case 's': rc = parse_long(optarg, 's', TS_LEN, MAX_SIZE, &cfg->size); break;
+    case 'c': rc = bu_parse_long(optarg, 'c', 1, MAX_CONNS, &cfg->conns); break;
+    case 'k': rc = bu_parse_long(optarg, 'k', 1, MAX_INFLIGHT, &cfg->inflight); break;
+    case 's': rc = bu_parse_long(optarg, 's', TS_LEN, MAX_SIZE, &cfg->size); break;
     case 'd':
-      rc = parse_secs(optarg, 'd', 0, MAX_DURATION, 1, &cfg->duration);
+      rc = bu_parse_secs(optarg, 'd', 0, MAX_DURATION, 1, &cfg->duration);
       break;
     case 'w':
-      rc = parse_secs(optarg, 'w', 0, MAX_DURATION, 0, &cfg->warmup);
+      rc = bu_parse_secs(optarg, 'w', 0, MAX_DURATION, 0, &cfg->warmup);
       break;
     case 'b': cfg->binary = 1; break;
-    case 'C': rc = parse_long(optarg, 'C', 1, MAX_CONNS, &cfg->pending_max); break;
-    case 'H': rc = parse_secs(optarg, 'H', 0, MAX_DURATION, 0, &cfg->hold); break;
-    case 'R': rc = parse_long(optarg, 'R', 1, 0x7fffffffl, &cfg->server_pid); break;
+    case 'C': rc = bu_parse_long(optarg, 'C', 1, MAX_CONNS, &cfg->pending_max); break;
+    case 'H': rc = bu_parse_secs(optarg, 'H', 0, MAX_DURATION, 0, &cfg->hold); break;
+    case 'R': rc = bu_parse_long(optarg, 'R', 1, 0x7fffffffl, &cfg->server_pid); break;
     case 'T':
-      rc = parse_secs(optarg, 'T', 0, MAX_DEADLINE, 1, &cfg->deadline);
+      rc = bu_parse_secs(optarg, 'T', 0, MAX_DEADLINE, 1, &cfg->deadline);
       deadline_set = 1;
       break;
     case 'V': cfg->verify = 1; break;
@@ -1692,7 +1332,7 @@ static int parse_args(bench_cfg *cfg, int argc, char **argv) {
   free(av);
   if (rc != 0)
     return rc;
-  if (parse_url(cfg, cfg->url) < 0)
+  if (bu_parse_url(&cfg->tg, cfg->url, "ws") < 0)
     return -1;
   if (!deadline_set)
     cfg->deadline = cfg->warmup + cfg->duration + cfg->hold + 30;
@@ -1721,47 +1361,6 @@ static void on_signal(int sig) {
   B.stop = 1;
 }
 
-/* Raise RLIMIT_NOFILE to the hard limit; the connections must fit. */
-static int raise_nofile(long conns) {
-  struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-    getrlimit(RLIMIT_NOFILE, &rl);
-  }
-  if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)conns + 32 > rl.rlim_cur) {
-    fprintf(stderr,
-            "holdfast bench: %ld connections need %ld file descriptors, the "
-            "limit is %llu (hard limit; raise it with ulimit -Hn as root)\n",
-            conns, conns + 32, (unsigned long long)rl.rlim_cur);
-    return -1;
-  }
-  return 0;
-}
-
-/* Source addresses needed so that N connections to one destination fit in
- * the ephemeral port range (IPv4 only: 127.0.0.0/8 is all loopback). */
-static int source_addresses(const bench_cfg *cfg) {
-  long lo = 32768, hi = 60999;
-  FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
-  if (f) {
-    if (fscanf(f, "%ld %ld", &lo, &hi) != 2)
-      lo = 32768, hi = 60999;
-    fclose(f);
-  }
-  long usable = (hi - lo + 1) * 3 / 4;
-  if (usable < 1)
-    usable = 1;
-  long n = (cfg->conns + usable - 1) / usable;
-  if (n > 1 && cfg->dst.ss_family != AF_INET) {
-    fprintf(stderr, "holdfast bench: warning: %ld connections to [::1] may exhaust "
-                    "the %ld ephemeral ports; use an IPv4 URL\n",
-            cfg->conns, hi - lo + 1);
-    return 1;
-  }
-  return n > 250 ? 250 : (int)n;
-}
-
 int bench_main(int argc, char **argv) {
   memset(&B, 0, sizeof B);
   nR = 0;
@@ -1781,27 +1380,27 @@ int bench_main(int argc, char **argv) {
       fprintf(stderr, "(holdfast bench --help lists the options)\n");
     return r > 0 ? 0 : 2;
   }
-  if (raise_nofile(cfg->conns) < 0)
+  if (bu_raise_nofile(cfg->conns) < 0)
     return 2;
   if (cfg->server_pid <= 0) {
     char why[160];
-    cfg->server_pid = find_listener(cfg->dst.ss_family, cfg->port, why, sizeof why);
+    cfg->server_pid = bu_find_listener(cfg->tg.dst.ss_family, cfg->tg.port, why, sizeof why);
     if (cfg->server_pid > 0)
       cfg->pid_found = 1;
     else
       fprintf(stderr, "holdfast bench: server figures omitted: %s\n", why);
-  } else if (proc_cpu(cfg->server_pid) < 0) {
+  } else if (bu_proc_cpu(cfg->server_pid) < 0) {
     fprintf(stderr, "holdfast bench: -R %ld: no such process\n", cfg->server_pid);
     return 2;
   }
   if (cfg->mode == MODE_IDLE && cfg->server_pid <= 0)
     fprintf(stderr, "holdfast bench: idle mode without a server PID reports no "
                     "RSS figures\n");
-  B.nsrc = source_addresses(cfg);
+  B.nsrc = bu_source_addresses(cfg->tg.dst.ss_family, cfg->conns);
 
   uint64_t seed = 0;
   if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed || !seed)
-    seed = now_ns() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
+    seed = bu_now_ns() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
   B.rng = seed ? seed : 1;
   B.opcode = cfg->binary ? HF_OP_BINARY : HF_OP_TEXT;
   uint8_t h[HF_FRAME_MAX_HEADER], m[4] = {0};

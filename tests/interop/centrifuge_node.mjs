@@ -454,9 +454,9 @@ await runCase('blackholed_connection_detected_both_sides', async () => {
   pairs[0].down.pause();
   pairs[0].up.pause();
   // server side: ping within 1 s, no pong within 500 ms -> 3012, TCP closed
-  // after close_timeout (1 s)
-  const cl = await waitEvent(PING.log, 'closed', (e) => e.conn_id === id, 3500)
-    .catch((e) => { throw new Error(`server did not detect the dead peer within 3.5 s: ${e.message.split('\n')[0]}`); });
+  // after close_timeout (500 ms): logged within 2 s, 3 s allowed
+  const cl = await waitEvent(PING.log, 'closed', (e) => e.conn_id === id, 3000)
+    .catch((e) => { throw new Error(`server did not detect the dead peer within 3 s: ${e.message.split('\n')[0]}`); });
   const serverMs = Date.now() - t0;
   assert(cl.code === 3012 || cl.code === 1006, `server closed ${JSON.stringify(cl)}, expected code 3012 (no pong) or 1006`);
   if (cl.code === 3012) assert(/pong/.test(cl.reason), `3012 reason ${JSON.stringify(cl.reason)}`);

@@ -7,7 +7,7 @@
 #         namespace "locked" closed, expired_close_delay 1 s;
 #   W2    the same with --workers 2 (publisher and subscribers on different
 #         event loops);
-#   PING  application ping every 1 s, pong timeout 500 ms, close_timeout 1 s
+#   PING  application ping every 1 s, pong timeout 500 ms, close_timeout 500 ms
 #         (idle keep-alive and a blackholed connection);
 #   DRAIN SIGTERMed by the client (3001 shutdown).
 # Cases are in centrifuge_node.mjs; each server's clean exit (code 0, no
@@ -28,7 +28,7 @@ hf_start MAIN "${common[@]}" --client.expired_close_delay=1s \
   --websocket.close_timeout=1s || hf_exit
 hf_start W2 "${common[@]}" --workers 2 || hf_exit
 hf_start PING "${common[@]}" --client.ping_interval=1s --client.pong_timeout=500ms \
-  --websocket.close_timeout=1s || hf_exit
+  --websocket.close_timeout=500ms || hf_exit
 hf_start DRAIN "${common[@]}" --shutdown.timeout=5s || hf_exit
 
 hf_run 120 "$NODE" tests/interop/centrifuge_node.mjs

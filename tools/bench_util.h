@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/* Helpers shared by the `holdfast bench` modes (bench.c: echo, storm, idle;
+ * bench_rt.c: fanout, churn): clocks, the latency histogram, /proc readers,
+ * loopback-only URL parsing, descriptor and source-address limits. */
+#ifndef HF_TOOLS_BENCH_UTIL_H
+#define HF_TOOLS_BENCH_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#define BU_NS_PER_S 1000000000ull
+
+static inline uint64_t bu_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * BU_NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- histogram ----------------------------------------------------------
+ * Log-bucketed: exact below 32, then 32 sub-buckets per power of two, so a
+ * bucket is at most 1/32 (~3%) of its value wide. Values in ns. */
+#define BU_H_SUB_BITS 5
+#define BU_H_SUB (1u << BU_H_SUB_BITS)
+#define BU_H_BUCKETS (64 * BU_H_SUB)
+
+typedef struct {
+  uint64_t n, max;
+  uint64_t count[BU_H_BUCKETS];
+} bu_hist;
+
+void bu_hist_add(bu_hist *h, uint64_t v);
+/* Value at quantile q (0..1): the middle of the bucket holding the rank,
+ * never above the exact maximum. 0 when empty. */
+uint64_t bu_hist_quantile(const bu_hist *h, double q);
+
+/* ---- /proc readers -------------------------------------------------------- */
+
+double bu_self_cpu(void);     /* this process, user + system seconds */
+double bu_proc_cpu(long pid); /* utime + stime of all threads; -1 if gone */
+double bu_host_cpu(void);     /* busy seconds of all CPUs; -1 if unknown */
+long bu_proc_rss_kb(long pid); /* VmRSS in kB; -1 if gone */
+/* The PID owning the TCP listener on port (IPv4 or IPv6, via /proc), or 0
+ * with the reason in why. */
+long bu_find_listener(int family, int port, char *why, size_t why_len);
+
+/* ---- targets ---------------------------------------------------------------- */
+
+typedef struct {
+  char authority[80]; /* HOST[:PORT] as written, for the Host header */
+  char path[1024];
+  int port;
+  struct sockaddr_storage dst;
+  socklen_t dst_len;
+} bu_target;
+
+/* Parse SCHEME://HOST[:PORT][/PATH] where scheme is "ws" or "http" (given
+ * without "://"); HOST must be loopback (127.0.0.0/8, ::1, localhost). The
+ * default port is 80. Prints the problem on stderr and returns -1 if bad. */
+int bu_parse_url(bu_target *t, const char *url, const char *scheme);
+
+/* ---- process limits ------------------------------------------------------------ */
+
+/* Raise RLIMIT_NOFILE to the hard limit; -1 (with a message) if conns
+ * descriptors (plus a reserve) still do not fit. */
+int bu_raise_nofile(long conns);
+/* How many source addresses 127.0.0.x are needed so that conns sockets to
+ * one destination fit the ephemeral port range (1..250; 1 for IPv6). */
+int bu_source_addresses(int family, long conns);
+
+/* ---- arguments ------------------------------------------------------------------- */
+
+int bu_parse_long(const char *s, char opt, long lo, long hi, long *out);
+int bu_parse_secs(const char *s, char opt, double lo, double hi, int lo_open,
+                  double *out);
+
+/* base64 of 16 bytes (a Sec-WebSocket-Key): 24 characters and a NUL. */
+void bu_base64_16(const uint8_t in[16], char out[25]);
+
+#endif
