@@ -130,6 +130,23 @@ static void begin_result(cl_client *cl, uint32_t id, const char *key) {
 
 static void end_result(cl_client *cl) { jw_lit(&cl->list->out, "}}"); }
 
+/* The fields connect and refresh results share: client, version, and
+ * expires/ttl when the connection expires. */
+static void begin_identity_result(cl_client *cl, uint32_t id, const char *key) {
+  char cid[37];
+  hf_conn_id(cl->conn, cid);
+  begin_result(cl, id, key);
+  jw_lit(&cl->list->out, "\"client\":");
+  jw_cstr(&cl->list->out, cid);
+  jw_lit(&cl->list->out, ",\"version\":");
+  jw_cstr(&cl->list->out, cl->cfg->version);
+  if (cl->expire_at) {
+    int64_t ttl = cl->expire_at - wall_s();
+    jw_lit(&cl->list->out, ",\"expires\":true,\"ttl\":");
+    jw_u64(&cl->list->out, (uint64_t)(ttl > 0 ? ttl : 0));
+  }
+}
+
 static void empty_result(cl_client *cl, uint32_t id, const char *key) {
   begin_result(cl, id, key);
   end_result(cl);
@@ -377,18 +394,7 @@ static void cmd_connect(cl_client *cl, uint32_t id, json_t *req) {
   }
   cl->state = CS_CONNECTED;
   set_expiry(cl, exp);
-  char cid[37];
-  hf_conn_id(cl->conn, cid);
-  begin_result(cl, id, "connect");
-  jw_lit(&cl->list->out, "\"client\":");
-  jw_cstr(&cl->list->out, cid);
-  jw_lit(&cl->list->out, ",\"version\":");
-  jw_cstr(&cl->list->out, cl->cfg->version);
-  if (cl->expire_at) {
-    int64_t ttl = cl->expire_at - wall_s();
-    jw_lit(&cl->list->out, ",\"expires\":true,\"ttl\":");
-    jw_u64(&cl->list->out, (uint64_t)(ttl > 0 ? ttl : 0));
-  }
+  begin_identity_result(cl, id, "connect");
   if (cl->cfg->ping_interval_ms) {
     jw_lit(&cl->list->out, ",\"ping\":");
     jw_u64(&cl->list->out, (cl->cfg->ping_interval_ms + 999) / 1000);
@@ -572,18 +578,7 @@ static void cmd_refresh(cl_client *cl, uint32_t id, json_t *req) {
   set_expiry(cl, claim_expiry(claims));
   json_decref(claims);
   arm_timer(cl);
-  char cid[37];
-  hf_conn_id(cl->conn, cid);
-  begin_result(cl, id, "refresh");
-  jw_lit(&cl->list->out, "\"client\":");
-  jw_cstr(&cl->list->out, cid);
-  jw_lit(&cl->list->out, ",\"version\":");
-  jw_cstr(&cl->list->out, cl->cfg->version);
-  if (cl->expire_at) {
-    int64_t ttl = cl->expire_at - wall_s();
-    jw_lit(&cl->list->out, ",\"expires\":true,\"ttl\":");
-    jw_u64(&cl->list->out, (uint64_t)(ttl > 0 ? ttl : 0));
-  }
+  begin_identity_result(cl, id, "refresh");
   end_result(cl);
 }
 

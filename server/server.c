@@ -208,16 +208,24 @@ static void route_health(worker *w, hf_conn *c, const hf_http_request *req) {
                   "application/json", body, (size_t)n);
 }
 
-static void reject_logged(hf_conn *c, const hf_http_request *req,
-                          const char *path, size_t path_len, int status, const char *reason,
-                          const char *extra, const char *body) {
+/* Answer with an explained error and one warn line (event: what was
+ * refused, e.g. upgrade_rejected or api_rejected). */
+static void reject_as(const char *event, hf_conn *c, const hf_http_request *req,
+                      const char *path, size_t path_len, int status,
+                      const char *reason, const char *extra, const char *body) {
   srv_logline l;
-  srv_log_begin(&l, LOG_WARN, "upgrade_rejected");
+  srv_log_begin(&l, LOG_WARN, event);
   srv_log_str(&l, "reason", reason);
   srv_log_int(&l, "status", status);
   log_conn_fields(&l, c, req, path, path_len);
   srv_log_end(&l);
   respond_text(c, status, extra, body);
+}
+
+static void reject_logged(hf_conn *c, const hf_http_request *req,
+                          const char *path, size_t path_len, int status, const char *reason,
+                          const char *extra, const char *body) {
+  reject_as("upgrade_rejected", c, req, path, path_len, status, reason, extra, body);
 }
 
 /* Upgrade on the echo (rt = 0) or the real-time endpoint (rt = 1). */
@@ -330,13 +338,7 @@ static int api_key_ok(const srv_config *cfg, const hf_http_request *req) {
 static void api_reject(hf_conn *c, const hf_http_request *req, const char *path,
                        size_t pl, int status, const char *reason,
                        const char *extra, const char *body) {
-  srv_logline l;
-  srv_log_begin(&l, LOG_WARN, "api_rejected");
-  srv_log_str(&l, "reason", reason);
-  srv_log_int(&l, "status", status);
-  log_conn_fields(&l, c, req, path, pl);
-  srv_log_end(&l);
-  respond_text(c, status, extra, body);
+  reject_as("api_rejected", c, req, path, pl, status, reason, extra, body);
 }
 
 static void route_api(worker *w, hf_conn *c, const hf_http_request *req,
