@@ -137,8 +137,11 @@ static void set_events(hf_conn *c) {
 static ssize_t send_iov(hf_conn *c, struct iovec *iov, int n) {
   struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
   ssize_t w;
-  do
-    w = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+  do /* one buffer (the common, corked case): send(), which skips the
+        kernel's copy-in of the msghdr and iovec */
+    w = n == 1 ? send(c->io.fd, iov[0].iov_base, iov[0].iov_len,
+                      MSG_NOSIGNAL | MSG_DONTWAIT)
+               : sendmsg(c->io.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
   while (w < 0 && errno == EINTR);
   if (w < 0)
     return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
