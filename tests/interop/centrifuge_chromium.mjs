@@ -19,13 +19,12 @@
 //                                   OK_PORT, OK_LOG, NO_PORT, NO_LOG,
 //                                   HF_SECRET, HF_API_KEY
 // Prints "PASS interop/centrifuge_chromium/<case>" or "FAIL ...: why".
-import http from 'node:http';
-import { mkdtempSync, rmSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
-import { events, waitEvent, assert, hs256, nowS, apiPost } from './serverlog.mjs';
+import { events, waitEvent, assert, hs256, nowS, apiPost, caseRunner } from './serverlog.mjs';
+import { servePageOrRun, htmlPage, withChromium } from './browser.mjs';
 
 const SUITE = 'interop/centrifuge_chromium';
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const BUNDLE = new URL('./node_modules/centrifuge/dist/centrifuge.js', import.meta.url);
 const WS_PATH = '/connection/websocket';
 
@@ -108,37 +107,16 @@ window.hfTry = function (url, token, ms) {
 };
 </script></body></html>`;
 
-if (process.argv[2] === 'serve-page') {
-  const portFile = process.argv[3];
-  const srv = http.createServer((req, res) => {
-    if (req.url === '/' || req.url === '/index.html') {
-      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' });
-      res.end(PAGE);
-    } else if (req.url === '/centrifuge.js') {
-      let js;
-      try { js = readFileSync(BUNDLE); } catch (e) {
-        res.writeHead(500, { 'Content-Type': 'text/plain' });
-        res.end(`cannot read ${BUNDLE.pathname}: ${e.message}\n`);
-        return;
-      }
-      res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8', 'Cache-Control': 'no-store' });
-      res.end(js);
-    } else {
-      res.writeHead(404, { 'Content-Type': 'text/plain' });
-      res.end('not found\n');
-    }
-  });
-  srv.listen(0, '127.0.0.1', () => {
-    writeFileSync(portFile + '.tmp', String(srv.address().port));
-    renameSync(portFile + '.tmp', portFile);
-  });
-  // Bounded even if nobody stops it.
-  setTimeout(() => process.exit(0), 180000);
-  process.on('SIGTERM', () => process.exit(0));
-} else {
-  const failed = await main();
-  process.exit(failed ? 1 : 0);
+// The SDK bundle, read afresh for every request (500 if it cannot be read).
+function bundle() {
+  try {
+    return { type: 'text/javascript; charset=utf-8', body: readFileSync(BUNDLE) };
+  } catch (e) {
+    throw new Error(`cannot read ${BUNDLE.pathname}: ${e.message}`);
+  }
 }
+
+await servePageOrRun({ '/': htmlPage(PAGE), '/index.html': htmlPage(PAGE), '/centrifuge.js': bundle }, main);
 
 async function main() {
   const env = process.env;
@@ -147,73 +125,22 @@ async function main() {
   const NO = { port: +env.NO_PORT, log: env.NO_LOG };
   const SECRET = env.HF_SECRET;
   const API_KEY = env.HF_API_KEY;
-  let failed = 0;
+  const runCase = caseRunner(SUITE, { clip: true });
   const state = {};
   const CASES = ['sdk_bundle_loaded', 'connect_subscribe', 'api_publish_received', 'page_publish_own_publication',
     'disconnect_clean', 'rejected_origin_never_connected', 'rejected_origin_server_log'];
 
-  async function runCase(name, fn, ms = 15000) {
-    const t0 = Date.now();
-    let timer;
-    try {
-      await Promise.race([
-        fn(),
-        new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`timed out after ${ms} ms`)), ms); }),
-      ]);
-      console.log(`PASS ${SUITE}/${name} (${((Date.now() - t0) / 1000).toFixed(2)}s)`);
-      return true;
-    } catch (e) {
-      failed++;
-      // eslint-disable-next-line no-control-regex
-      const text = String(e && e.message ? e.message : e).replace(/\x1b\[[0-9;]*m/g, '');
-      const lines = text.split('\n').filter((l) => l.trim() !== '');
-      console.log(`FAIL ${SUITE}/${name}: ${lines[0]}`);
-      for (const l of lines.slice(1, 30)) console.log(`  ${l}`);
-      return false;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
   const brief = (evs) => evs.map((e) => `${e.kind}${e.code !== undefined ? `(${e.code}${e.reason ? ` ${e.reason}` : ''})` : ''}${e.error ? `(${e.error.code} ${e.error.message})` : ''}`).join(', ');
 
-  const udd = mkdtempSync('/tmp/hf-chromium-');
-  let ctx = null;
-  try {
-    const launched = await runCase('launch', async () => {
-      const { chromium } = await import('playwright-core');
-      ctx = await chromium.launchPersistentContext(udd, {
-        executablePath: CHROMIUM,
-        headless: true,
-        timeout: 30000,
-        args: [
-          '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-          '--disable-background-networking', '--disable-component-update', '--disable-sync',
-          // keep every request on loopback
-          '--no-proxy-server', '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1',
-          '--disable-domain-reliability', '--no-pings',
-        ],
-      });
-      const page = ctx.pages()[0] || (await ctx.newPage());
-      state.pageErrors = [];
-      page.on('pageerror', (e) => state.pageErrors.push(String(e)));
-      state.bundleStatus = null;
-      page.on('response', (r) => { if (r.url().endsWith('/centrifuge.js')) state.bundleStatus = r.status(); });
-      const resp = await page.goto(`${pageOrigin}/`, { timeout: 10000, waitUntil: 'load' });
-      assert(resp && resp.status() === 200, `page load status ${resp && resp.status()}`);
-      state.page = page;
-      state.ua = await page.evaluate(() => navigator.userAgent);
-    }, 40000);
-
-    if (!launched) {
-      for (const n of CASES) {
-        console.log(`FAIL ${SUITE}/${n}: browser did not start`);
-        failed++;
-      }
-      return failed;
-    }
-    const page = state.page;
-
+  await withChromium(runCase, CASES, async (page) => {
+    state.pageErrors = [];
+    page.on('pageerror', (e) => state.pageErrors.push(String(e)));
+    state.bundleStatus = null;
+    page.on('response', (r) => { if (r.url().endsWith('/centrifuge.js')) state.bundleStatus = r.status(); });
+    const resp = await page.goto(`${pageOrigin}/`, { timeout: 10000, waitUntil: 'load' });
+    assert(resp && resp.status() === 200, `page load status ${resp && resp.status()}`);
+    state.ua = await page.evaluate(() => navigator.userAgent);
+  }, async (page) => {
     await runCase('sdk_bundle_loaded', async () => {
       assert(state.bundleStatus === 200, `GET /centrifuge.js status ${state.bundleStatus}`);
       const r = await page.evaluate(() => ({
@@ -305,11 +232,6 @@ async function main() {
       assert(acc.length === 0, `NO server accepted an upgrade: ${JSON.stringify(acc[0])}`);
       assert(events(NO.log, 'client_connected').length === 0, 'NO server logged client_connected');
     });
-  } finally {
-    if (ctx) {
-      await Promise.race([ctx.close().catch(() => {}), new Promise((r) => setTimeout(r, 10000))]);
-    }
-    rmSync(udd, { recursive: true, force: true });
-  }
-  return failed;
+  });
+  return runCase.failed;
 }

@@ -19,7 +19,7 @@ import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
-import { sleep, events, waitEvent, assert, hs256, nowS, apiPost } from './serverlog.mjs';
+import { sleep, events, waitEvent, assert, hs256, nowS, apiPost, caseRunner } from './serverlog.mjs';
 
 const SUITE = 'interop/centrifuge_node';
 const env = process.env;
@@ -163,23 +163,11 @@ function workerOf(pid, port, clientPort) {
   return null;
 }
 
-let failed = 0;
-async function runCase(name, fn, ms = 15000) {
-  const t0 = Date.now();
-  let timer;
-  try {
-    await Promise.race([
-      fn(),
-      new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`timed out after ${ms} ms`)), ms); }),
-    ]);
-    console.log(`PASS ${SUITE}/${name} (${((Date.now() - t0) / 1000).toFixed(2)}s)`);
-  } catch (e) {
-    failed++;
-    const lines = String(e && e.message ? e.message : e).split('\n');
-    console.log(`FAIL ${SUITE}/${name}: ${lines[0]}`);
-    for (const l of lines.slice(1)) console.log(`  ${l}`);
-  } finally {
-    clearTimeout(timer);
+// Each case gets 15 s; after it, its clients are disconnected, its cleanups
+// run, and 50 ms pass.
+const runCase = caseRunner(SUITE, {
+  ms: 15000,
+  after: async () => {
     for (const c of clients) {
       try { c.disconnect(); } catch { /* already gone */ }
     }
@@ -188,8 +176,8 @@ async function runCase(name, fn, ms = 15000) {
       try { f(); } catch { /* best effort */ }
     }
     await sleep(50);
-  }
-}
+  },
+});
 
 // ---- cases -------------------------------------------------------------------
 
@@ -514,4 +502,4 @@ await runCase('sigterm_drain_3001_connecting', async () => {
   await waitEvent(DRAIN.log, 'shutdown_complete');
 });
 
-process.exit(failed ? 1 : 0);
+process.exit(runCase.failed ? 1 : 0);

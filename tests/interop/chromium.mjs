@@ -14,12 +14,10 @@
 //   node chromium.mjs                        the browser cases; environment:
 //                                           PAGE_PORT, OK_PORT, OK_LOG, NO_PORT, NO_LOG
 // Prints "PASS interop/chromium/<case>" or "FAIL interop/chromium/<case>: why".
-import http from 'node:http';
-import { mkdtempSync, rmSync, writeFileSync, renameSync } from 'node:fs';
-import { events, waitEvent, assert } from './serverlog.mjs';
+import { events, waitEvent, assert, caseRunner } from './serverlog.mjs';
+import { servePageOrRun, htmlPage, withChromium } from './browser.mjs';
 
 const SUITE = 'interop/chromium';
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
 const PAGE = `<!doctype html>
 <html><head><meta charset="utf-8"><title>holdfast interop</title></head>
@@ -58,29 +56,7 @@ window.hfRun = function (url) {
 };
 </script></body></html>`;
 
-if (process.argv[2] === 'serve-page') {
-  const portFile = process.argv[3];
-  const srv = http.createServer((req, res) => {
-    if (req.url === '/' || req.url === '/index.html') {
-      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' });
-      res.end(PAGE);
-    } else {
-      res.writeHead(404, { 'Content-Type': 'text/plain' });
-      res.end('not found\n');
-    }
-  });
-  srv.listen(0, '127.0.0.1', () => {
-    writeFileSync(portFile + '.tmp', String(srv.address().port));
-    renameSync(portFile + '.tmp', portFile);
-  });
-  // Bounded even if nobody stops it.
-  setTimeout(() => process.exit(0), 180000);
-  process.on('SIGTERM', () => process.exit(0));
-} else {
-  const failed = await main();
-  process.exit(failed ? 1 : 0);
-}
-
+await servePageOrRun({ '/': htmlPage(PAGE), '/index.html': htmlPage(PAGE) }, main);
 
 async function main() {
   const env = process.env;
@@ -88,68 +64,18 @@ async function main() {
   const pageOrigin = `http://127.0.0.1:${pagePort}`;
   const OK = { port: +env.OK_PORT, log: env.OK_LOG };
   const NO = { port: +env.NO_PORT, log: env.NO_LOG };
-  let failed = 0;
+  const runCase = caseRunner(SUITE, { clip: true });
   const state = {};
 
-  async function runCase(name, fn, ms = 15000) {
-    const t0 = Date.now();
-    let timer;
-    try {
-      await Promise.race([
-        fn(),
-        new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`timed out after ${ms} ms`)), ms); }),
-      ]);
-      console.log(`PASS ${SUITE}/${name} (${((Date.now() - t0) / 1000).toFixed(2)}s)`);
-      return true;
-    } catch (e) {
-      failed++;
-      // eslint-disable-next-line no-control-regex
-      const text = String(e && e.message ? e.message : e).replace(/\x1b\[[0-9;]*m/g, '');
-      const lines = text.split('\n').filter((l) => l.trim() !== '');
-      console.log(`FAIL ${SUITE}/${name}: ${lines[0]}`);
-      for (const l of lines.slice(1, 30)) console.log(`  ${l}`);
-      return false;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  const udd = mkdtempSync('/tmp/hf-chromium-');
-  let ctx = null;
-  try {
-    const launched = await runCase('launch', async () => {
-      const { chromium } = await import('playwright-core');
-      ctx = await chromium.launchPersistentContext(udd, {
-        executablePath: CHROMIUM,
-        headless: true,
-        timeout: 30000,
-        args: [
-          '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-          '--disable-background-networking', '--disable-component-update', '--disable-sync',
-          // keep every request on loopback
-          '--no-proxy-server', '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1',
-          '--disable-domain-reliability', '--no-pings',
-        ],
-      });
-      const page = ctx.pages()[0] || (await ctx.newPage());
-      const resp = await page.goto(`${pageOrigin}/`, { timeout: 10000 });
-      assert(resp && resp.status() === 200, `page load status ${resp && resp.status()}`);
-      state.page = page;
-      state.ua = await page.evaluate(() => navigator.userAgent);
-      state.origin = await page.evaluate(() => location.origin);
-      assert(state.origin === pageOrigin, `page origin ${state.origin}`);
-    }, 40000);
-
-    if (!launched) {
-      for (const n of ['echo_text_arraybuffer_close_1000', 'accepted_log_origin_user_agent',
-        'rejected_origin_error_then_close_1006', 'rejected_origin_server_log']) {
-        console.log(`FAIL ${SUITE}/${n}: browser did not start`);
-        failed++;
-      }
-      return failed;
-    }
-    const page = state.page;
-
+  const later = ['echo_text_arraybuffer_close_1000', 'accepted_log_origin_user_agent',
+    'rejected_origin_error_then_close_1006', 'rejected_origin_server_log'];
+  await withChromium(runCase, later, async (page) => {
+    const resp = await page.goto(`${pageOrigin}/`, { timeout: 10000 });
+    assert(resp && resp.status() === 200, `page load status ${resp && resp.status()}`);
+    state.ua = await page.evaluate(() => navigator.userAgent);
+    state.origin = await page.evaluate(() => location.origin);
+    assert(state.origin === pageOrigin, `page origin ${state.origin}`);
+  }, async (page) => {
     await runCase('echo_text_arraybuffer_close_1000', async () => {
       const r = await page.evaluate((u) => window.hfRun(u), `ws://127.0.0.1:${OK.port}/echo`);
       state.okResult = r;
@@ -193,11 +119,6 @@ async function main() {
       const acc = events(NO.log, 'upgrade_accepted');
       assert(acc.length === 0, `NO server accepted an upgrade: ${JSON.stringify(acc[0])}`);
     });
-  } finally {
-    if (ctx) {
-      await Promise.race([ctx.close().catch(() => {}), new Promise((r) => setTimeout(r, 10000))]);
-    }
-    rmSync(udd, { recursive: true, force: true });
-  }
-  return failed;
+  });
+  return runCase.failed;
 }

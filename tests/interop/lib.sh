@@ -14,6 +14,8 @@
 #   hf_bg NAME CMD...                  start a helper in the background (killed at exit)
 #   hf_run SECS CMD...                 run a client bounded by SECS (GNU timeout)
 #   hf_tmpdir VAR                      make a temp dir removed at exit, path in VAR
+#   hf_need_chromium                   fail setup unless $CHROMIUM (exported) runs
+#   hf_start_page_server NAME SCRIPT   node SCRIPT serve-page; sets NAME_PID, NAME_PORT (exported)
 
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
@@ -166,6 +168,37 @@ hf_run() {
     HF_FAILED=1
   fi
   return "$rc"
+}
+
+# hf_need_chromium: $CHROMIUM (default /usr/bin/chromium, exported for the
+# client) must be executable, else a FAIL setup line.
+hf_need_chromium() {
+  export CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+  if [ ! -x "$CHROMIUM" ]; then
+    hf_fail setup "no Chromium at $CHROMIUM (apt-get install chromium)"
+    return 1
+  fi
+}
+
+# hf_start_page_server NAME SCRIPT: start `$NODE SCRIPT serve-page PORTFILE`
+# (NODE defaults to /usr/bin/node) in the background, killed at exit, and
+# wait up to 10 s for it to write its port to PORTFILE (in a temp dir).
+# Sets NAME_PID and NAME_PORT (exported).
+hf_start_page_server() {
+  local name=$1 script=$2 dir portfile i
+  hf_tmpdir dir || return 1
+  portfile=$dir/page-port
+  hf_bg "$name" "${NODE:-/usr/bin/node}" "$script" serve-page "$portfile"
+  for ((i = 0; i < 100; i++)); do
+    [ -s "$portfile" ] && break
+    sleep 0.1
+  done
+  if [ ! -s "$portfile" ]; then
+    hf_fail setup "page server did not start within 10 s"
+    return 1
+  fi
+  printf -v "${name}_PORT" %s "$(cat "$portfile")"
+  export "${name}_PORT"
 }
 
 hf_need_node_modules() {

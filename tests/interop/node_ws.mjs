@@ -10,7 +10,7 @@
 // Prints "PASS interop/node_ws/<case>" or "FAIL interop/node_ws/<case>: why".
 import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
-import { sleep, events, waitEvent, assert } from './serverlog.mjs';
+import { sleep, events, waitEvent, assert, caseRunner } from './serverlog.mjs';
 
 const SUITE = 'interop/node_ws';
 const env = process.env;
@@ -57,27 +57,14 @@ function closed(ws) {
   });
 }
 
-let failed = 0;
-async function runCase(name, fn, ms = 10000) {
-  const t0 = Date.now();
-  let timer;
-  try {
-    await Promise.race([
-      fn(),
-      new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`timed out after ${ms} ms`)), ms); }),
-    ]);
-    console.log(`PASS ${SUITE}/${name} (${((Date.now() - t0) / 1000).toFixed(2)}s)`);
-  } catch (e) {
-    failed++;
-    const lines = String(e && e.message ? e.message : e).split('\n');
-    console.log(`FAIL ${SUITE}/${name}: ${lines[0]}`);
-    for (const l of lines.slice(1)) console.log(`  ${l}`);
-  } finally {
-    clearTimeout(timer);
+// Each case gets 10 s; the sockets it opened are terminated after it.
+const runCase = caseRunner(SUITE, {
+  ms: 10000,
+  after: () => {
     for (const ws of open) ws.terminate();
     open.clear();
-  }
-}
+  },
+});
 
 await runCase('text_echo', async () => {
   const { ws } = await connect(MAIN);
@@ -249,4 +236,4 @@ await runCase('sigterm_drain_closes_1001', async () => {
   await waitEvent(DRAIN.log, 'shutdown_complete');
 });
 
-process.exit(failed ? 1 : 0);
+process.exit(runCase.failed ? 1 : 0);

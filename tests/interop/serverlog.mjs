@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Shared by the Node interop clients: read the server's JSON log lines and
-// wait (bounded) for an event, plus a plain assert; for the real-time suites
-// also an HS256 JWT signer and a bounded server API call (node:http).
+// wait (bounded) for an event, a plain assert and the bounded case runner
+// that prints the PASS/FAIL lines; for the real-time suites also an HS256
+// JWT signer and a bounded server API call (node:http).
 import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -70,4 +71,46 @@ export function apiPost(port, key, method, body, ms = 5000) {
     req.on('error', reject);
     req.end(data);
   });
+}
+
+// A case runner for SUITE: run(NAME, FN, MS) awaits FN() for at most MS
+// milliseconds (default `ms`) and prints "PASS SUITE/NAME (1.23s)" or
+// "FAIL SUITE/NAME: <first line of the error>" with its further lines
+// indented; then awaits `after()` (per-case cleanup) if given. It resolves
+// true when the case passed. With `clip` the error text loses ANSI colour
+// codes (playwright's messages carry them) and blank lines, and at most 29
+// further lines are printed. run.fail(NAME, WHY) prints a FAIL line for a
+// case that could not run; run.failed counts the failures.
+export function caseRunner(suite, { ms: defaultMs = 15000, after = null, clip = false } = {}) {
+  async function run(name, fn, ms = defaultMs) {
+    const t0 = Date.now();
+    let timer;
+    try {
+      await Promise.race([
+        fn(),
+        new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`timed out after ${ms} ms`)), ms); }),
+      ]);
+      console.log(`PASS ${suite}/${name} (${((Date.now() - t0) / 1000).toFixed(2)}s)`);
+      return true;
+    } catch (e) {
+      run.failed++;
+      let text = String(e && e.message ? e.message : e);
+      // eslint-disable-next-line no-control-regex
+      if (clip) text = text.replace(/\x1b\[[0-9;]*m/g, '');
+      let lines = text.split('\n');
+      if (clip) lines = lines.filter((l) => l.trim() !== '');
+      console.log(`FAIL ${suite}/${name}: ${lines[0]}`);
+      for (const l of lines.slice(1, clip ? 30 : undefined)) console.log(`  ${l}`);
+      return false;
+    } finally {
+      clearTimeout(timer);
+      if (after) await after();
+    }
+  }
+  run.failed = 0;
+  run.fail = (name, why) => {
+    run.failed++;
+    console.log(`FAIL ${suite}/${name}: ${why}`);
+  };
+  return run;
 }

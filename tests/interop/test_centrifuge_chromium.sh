@@ -10,26 +10,9 @@
 . "$(dirname "$0")/lib.sh"
 hf_init centrifuge_chromium
 NODE=${NODE:-/usr/bin/node}
-export CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 hf_need_node_modules playwright-core centrifuge || hf_exit
-if [ ! -x "$CHROMIUM" ]; then
-  hf_fail setup "no Chromium at $CHROMIUM (apt-get install chromium)"
-  hf_exit
-fi
-
-tmp=
-hf_tmpdir tmp || hf_exit
-hf_bg PAGE "$NODE" tests/interop/centrifuge_chromium.mjs serve-page "$tmp/page-port"
-for ((i = 0; i < 100; i++)); do
-  [ -s "$tmp/page-port" ] && break
-  sleep 0.1
-done
-if [ ! -s "$tmp/page-port" ]; then
-  hf_fail setup "page server did not start within 10 s"
-  hf_exit
-fi
-PAGE_PORT=$(cat "$tmp/page-port")
-export PAGE_PORT
+hf_need_chromium || hf_exit
+hf_start_page_server PAGE tests/interop/centrifuge_chromium.mjs || hf_exit
 
 export HF_SECRET=holdfast-interop-secret-0123456789
 export HF_API_KEY=holdfast-interop-api-key
