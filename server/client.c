@@ -23,6 +23,8 @@ typedef enum { CS_NEW, CS_CONNECTED, CS_FAILED, CS_CLOSED } cl_state;
 typedef struct {
   hub_chan *ch;
   uint8_t server_side; /* from the token's channels/subs claims */
+  int64_t expire_at;   /* subscription token expiry (Unix s); 0 = none */
+  uint64_t deadline;   /* mono ms: expire_at + expired_sub_close_delay */
 } cl_sub;
 
 struct cl_client {
@@ -45,6 +47,9 @@ struct cl_client {
   cl_sub *subs;
   uint32_t nsubs, capsubs;
 };
+
+static void unsubscribe_push(cl_client *cl, cl_sub *s, unsigned code,
+                             const char *reason);
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -71,6 +76,9 @@ static void arm_timer(cl_client *cl) {
       due = cl->next_ping;
     if (cl->expire_deadline && cl->expire_deadline < due)
       due = cl->expire_deadline;
+    for (uint32_t i = 0; i < cl->nsubs; i++)
+      if (cl->subs[i].deadline && cl->subs[i].deadline < due)
+        due = cl->subs[i].deadline;
   }
   if (due == UINT64_MAX) {
     hf_timer_cancel(loop, &cl->timer);
@@ -184,7 +192,7 @@ static int add_sub(cl_client *cl, const char *ch, size_t len, int server_side) {
   hub_chan *hc = hub_subscribe(cl->hl, ch, len, cl);
   if (!hc)
     return -1;
-  cl->subs[cl->nsubs++] = (cl_sub){hc, (uint8_t)server_side};
+  cl->subs[cl->nsubs++] = (cl_sub){hc, (uint8_t)server_side, 0, 0};
   return 0;
 }
 
@@ -245,6 +253,34 @@ static char *claim_info(json_t *claims) {
   }
   json_t *info = json_object_get(claims, "info");
   return info ? jw_dump(info) : NULL;
+}
+
+static int sub_token_matches(cl_client *cl, json_t *claims, const char *ch,
+                             size_t len) {
+  json_t *tch = json_object_get(claims, "channel");
+  return json_is_string(tch) && json_string_length(tch) == len &&
+         memcmp(json_string_value(tch), ch, len) == 0 &&
+         strcmp(claim_user(cl, claims), cl->user) == 0;
+}
+
+static void set_sub_expiry(cl_client *cl, cl_sub *s, int64_t expire_at) {
+  s->expire_at = cl->cfg->insecure ? 0 : expire_at;
+  s->deadline = 0;
+  if (s->expire_at) {
+    int64_t left = s->expire_at - wall_s();
+    s->deadline = hf_loop_now(hf_conn_loop(cl->conn)) +
+                  (uint64_t)(left > 0 ? left : 0) * 1000 +
+                  cl->cfg->expired_sub_close_delay_ms;
+  }
+}
+
+/* "expires":true,"ttl":N of a subscription result (nothing if none). */
+static void write_sub_ttl(cl_client *cl, const cl_sub *s) {
+  if (!s->expire_at)
+    return;
+  int64_t ttl = s->expire_at - wall_s();
+  jw_lit(&cl->list->out, "\"expires\":true,\"ttl\":");
+  jw_u64(&cl->list->out, (uint64_t)(ttl > 0 ? ttl : 0));
 }
 
 static void set_expiry(cl_client *cl, int64_t expire_at) {
@@ -461,6 +497,7 @@ static void cmd_subscribe(cl_client *cl, uint32_t id, json_t *req) {
     return;
   }
   json_t *tok = json_object_get(req, "token");
+  int64_t sub_exp = 0;
   if (json_is_string(tok) && json_string_length(tok)) {
     /* subscription token: signature, expiry, then sub and channel */
     json_t *claims = NULL;
@@ -474,10 +511,8 @@ static void cmd_subscribe(cl_client *cl, uint32_t id, json_t *req) {
       cl_disconnect(cl, 3500, "invalid token");
       return;
     }
-    json_t *tch = json_object_get(claims, "channel");
-    int ok = json_is_string(tch) && json_string_length(tch) == len &&
-             memcmp(json_string_value(tch), ch, len) == 0 &&
-             strcmp(claim_user(cl, claims), cl->user) == 0;
+    int ok = sub_token_matches(cl, claims, ch, len);
+    sub_exp = claim_expiry(claims);
     json_decref(claims);
     if (!ok) {
       cl_disconnect(cl, 3500, "invalid token: subscription token channel or user mismatch");
@@ -492,7 +527,52 @@ static void cmd_subscribe(cl_client *cl, uint32_t id, json_t *req) {
     error_reply(cl, id, 100, "internal server error", 1);
     return;
   }
-  empty_result(cl, id, "subscribe");
+  cl_sub *s = &cl->subs[cl->nsubs - 1];
+  set_sub_expiry(cl, s, sub_exp);
+  begin_result(cl, id, "subscribe");
+  write_sub_ttl(cl, s);
+  end_result(cl);
+  arm_timer(cl);
+}
+
+static void cmd_sub_refresh(cl_client *cl, uint32_t id, json_t *req) {
+  size_t len;
+  const char *ch = req_channel(req, &len);
+  if (!ch) {
+    cl_disconnect(cl, 3501, "bad request: sub_refresh without a channel");
+    return;
+  }
+  cl_sub *s = find_sub(cl, ch, len);
+  if (!s) {
+    error_reply(cl, id, 103, "permission denied", 0);
+    return;
+  }
+  json_t *tok = json_object_get(req, "token");
+  if (!json_is_string(tok) || !json_string_length(tok)) {
+    error_reply(cl, id, 107, "bad request", 0);
+    return;
+  }
+  json_t *claims = NULL;
+  srv_jwt_status st = verify(cl, json_string_value(tok), &claims);
+  if (st != SRV_JWT_OK && st != SRV_JWT_EXPIRED) {
+    cl_disconnect(cl, 3500, "invalid token");
+    return;
+  }
+  int ok = sub_token_matches(cl, claims, ch, len);
+  int64_t exp = claim_expiry(claims);
+  json_decref(claims);
+  if (!ok) {
+    cl_disconnect(cl, 3500, "invalid token: subscription token channel or user mismatch");
+    return;
+  }
+  /* an already expired token keeps the old expiry: the subscription then
+   * ends with unsubscribe 2501 and the SDK resubscribes with a new token */
+  if (st == SRV_JWT_OK)
+    set_sub_expiry(cl, s, exp);
+  begin_result(cl, id, "sub_refresh");
+  write_sub_ttl(cl, s);
+  end_result(cl);
+  arm_timer(cl);
 }
 
 static void cmd_unsubscribe(cl_client *cl, uint32_t id, json_t *req) {
@@ -623,7 +703,10 @@ static void handle_command(cl_client *cl, const proto_cmd *cmd) {
   case PROTO_REFRESH:
     cmd_refresh(cl, id, req);
     return;
-  default: /* rpc, presence, presence_stats, history, sub_refresh, ping */
+  case PROTO_SUB_REFRESH:
+    cmd_sub_refresh(cl, id, req);
+    return;
+  default: /* rpc, presence, presence_stats, history, ping */
     error_reply(cl, id, 108, "not available", 0);
     return;
   }
@@ -701,6 +784,18 @@ static void on_timer(hf_loop *loop, hf_timer *t) {
     cl_disconnect(cl, 3012, "no pong");
     return;
   }
+  for (uint32_t i = cl->nsubs; i > 0; i--) {
+    cl_sub *s = &cl->subs[i - 1];
+    if (!s->deadline || now < s->deadline)
+      continue;
+    if (s->server_side) { /* a server-side subscription cannot be redone */
+      cl_disconnect(cl, 3006, "subscription expired");
+      return;
+    }
+    unsubscribe_push(cl, s, 2501, "subscription expired");
+    if (cl->state != CS_CONNECTED)
+      return;
+  }
   if (!cl->await_pong && cl->next_ping && now >= cl->next_ping) {
     hf_conn_send(cl->conn, HF_OP_TEXT, (const uint8_t *)"{}", 2);
     cl->next_ping = now + cl->cfg->ping_interval_ms;
@@ -775,14 +870,25 @@ cl_client *cl_next(const cl_client *cl) { return cl->next; }
 
 void cl_server_unsubscribe(cl_client *cl, const char *ch, size_t len) {
   cl_sub *s = find_sub(cl, ch, len);
-  if (!s || cl->state != CS_CONNECTED)
-    return;
-  remove_sub(cl, s);
+  if (s && cl->state == CS_CONNECTED)
+    unsubscribe_push(cl, s, 2000, "server unsubscribe");
+}
+
+/* Leave s and tell the client with an unsubscribe push. */
+static void unsubscribe_push(cl_client *cl, cl_sub *s, unsigned code,
+                             const char *reason) {
+  size_t len;
+  const char *ch = hub_chan_name(s->ch, &len);
   jw_buf b;
   jw_init(&b);
   jw_lit(&b, "{\"push\":{\"channel\":");
-  jw_str(&b, ch, len);
-  jw_lit(&b, ",\"unsubscribe\":{\"code\":2000,\"reason\":\"server unsubscribe\"}}}");
+  jw_str(&b, ch, len); /* before remove_sub: it may free the channel */
+  remove_sub(cl, s);
+  jw_lit(&b, ",\"unsubscribe\":{\"code\":");
+  jw_u64(&b, code);
+  jw_lit(&b, ",\"reason\":");
+  jw_cstr(&b, reason);
+  jw_lit(&b, "}}}");
   if (jw_ok(&b))
     hf_conn_send(cl->conn, HF_OP_TEXT, (const uint8_t *)b.p, b.len);
   jw_free(&b);

@@ -30,6 +30,7 @@ typedef struct {
   uint32_t ping_interval_ms; /* client.ping_interval (0 = no pings) */
   uint32_t pong_timeout_ms;  /* client.pong_timeout (0 = no pong asked) */
   uint32_t expired_close_delay_ms;
+  uint32_t expired_sub_close_delay_ms;
   uint32_t stale_close_delay_ms;
   uint32_t channel_limit;
   const char *version;

@@ -123,6 +123,10 @@ static const setting settings[] = {
     {"client.expired_close_delay", T_DUR, O(expired_close_delay_ms), "25s", 0,
      3600000, NULL, CF,
      "grace after connection expiry before an unrefreshed connection is closed with 3005"},
+    {"client.expired_sub_close_delay", T_DUR, O(expired_sub_close_delay_ms),
+     "25s", 0, 3600000, NULL, CF,
+     "grace after a subscription token's expiry before the subscription ends "
+     "(unsubscribe 2501; server-side: disconnect 3006)"},
     {"client.stale_close_delay", T_DUR, O(stale_close_delay_ms), "10s", 100,
      3600000, NULL, CF,
      "time from upgrade to the connect command; then close 3502"},

@@ -64,6 +64,7 @@ typedef struct {
   uint64_t client_ping_ms;
   uint64_t client_pong_ms;
   uint64_t expired_close_delay_ms;
+  uint64_t expired_sub_close_delay_ms;
   uint64_t stale_close_delay_ms;
   uint64_t channel_limit;
   uint64_t channel_max_length;

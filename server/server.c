@@ -806,6 +806,7 @@ static int setup_realtime(server *s) {
   cc->ping_interval_ms = (uint32_t)cfg->client_ping_ms;
   cc->pong_timeout_ms = (uint32_t)cfg->client_pong_ms;
   cc->expired_close_delay_ms = (uint32_t)cfg->expired_close_delay_ms;
+  cc->expired_sub_close_delay_ms = (uint32_t)cfg->expired_sub_close_delay_ms;
   cc->stale_close_delay_ms = (uint32_t)cfg->stale_close_delay_ms;
   cc->channel_limit = (uint32_t)cfg->channel_limit;
   cc->version = HOLDFAST_VERSION_STR;

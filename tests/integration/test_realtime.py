@@ -530,6 +530,40 @@ def test_connection_expiry_without_refresh_closes_3005():
         c.close()
 
 
+def test_subscription_token_expiry_and_sub_refresh():
+    # a subscription token with exp: the result says expires/ttl; sub_refresh
+    # with a new token extends it; an unrefreshed subscription ends with an
+    # unsubscribe push 2501 after exp + client.expired_sub_close_delay
+    with Server("--client.expired_sub_close_delay=300ms", config=config()) as srv:
+        c = client(srv, "42")
+        now = int(time.time())
+        st = jwt_hs({"sub": "42", "channel": "$room", "exp": now + 100}, SECRET)
+        res = c.ok("subscribe", {"channel": "$room", "token": st})
+        assert res["expires"] is True and 98 <= res["ttl"] <= 101, res
+        st2 = jwt_hs({"sub": "42", "channel": "$room", "exp": now + 200}, SECRET)
+        res = c.ok("sub_refresh", {"channel": "$room", "token": st2})
+        assert res["expires"] is True and 198 <= res["ttl"] <= 201, res
+        # not subscribed: 103; empty token: 107; another channel's token: 3500
+        assert c.call("sub_refresh", {"channel": "$nope", "token": st2})["error"]["code"] == 103
+        assert c.call("sub_refresh", {"channel": "$room", "token": ""})["error"]["code"] == 107
+        # a token that expires in a moment: the subscription ends with 2501
+        while not 0.05 <= time.time() % 1 <= 0.5:
+            time.sleep(0.01)
+        exp = int(time.time()) + 1
+        st3 = jwt_hs({"sub": "42", "channel": "$soon", "exp": exp}, SECRET)
+        assert c.ok("subscribe", {"channel": "$soon", "token": st3})["expires"] is True
+        push = c.push(lambda p: p.get("channel") == "$soon" and "unsubscribe" in p, timeout=4)
+        assert push["unsubscribe"]["code"] == 2501 and push["unsubscribe"]["reason"], push
+        assert time.time() >= exp + 0.25, (time.time(), exp)
+        # still subscribed to $room (refreshed), and the connection lives
+        api(srv, "publish", {"channel": "$room", "data": {"n": 1}})
+        assert c.pubs("$room", 1)[0]["data"] == {"n": 1}
+        st4 = jwt_hs({"sub": "42", "channel": "$other", "exp": now + 200}, SECRET)
+        c.send({"id": 99, "sub_refresh": {"channel": "$room", "token": st4}})
+        c.expect_close(3500)
+        c.close()
+
+
 # ---- application ping, stale, unsupported commands ----------------------------------------
 
 
