@@ -1235,6 +1235,8 @@ static void usage(FILE *out) {
       "         reports handshakes/s and handshake latency\n"
       "  idle   opens N connections and holds them H seconds; reports the\n"
       "         server's RSS growth per connection (needs the server PID)\n"
+      "  fanout, churn  the real-time endpoint and the server API: see\n"
+      "         holdfast bench -m fanout --help\n"
       "\n"
       "options [default]:\n"
       "  -m MODE   echo, storm or idle                                 [echo]\n"
@@ -1292,7 +1294,7 @@ static int parse_args(bench_cfg *cfg, int argc, char **argv) {
       else if (strcmp(optarg, "idle") == 0)
         cfg->mode = MODE_IDLE;
       else {
-        fprintf(stderr, "holdfast bench: -m %s: want echo, storm or idle\n", optarg);
+        fprintf(stderr, "holdfast bench: -m %s: want echo, storm, idle, fanout or churn\n", optarg);
         rc = -1;
       }
       break;
@@ -1361,7 +1363,24 @@ static void on_signal(int sig) {
   B.stop = 1;
 }
 
+/* The mode named by -m (or -mMODE) in argv, or NULL. */
+static const char *requested_mode(int argc, char **argv) {
+  const char *mode = NULL;
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--") == 0)
+      break;
+    if (strcmp(argv[i], "-m") == 0 && i + 1 < argc)
+      mode = argv[++i];
+    else if (strncmp(argv[i], "-m", 2) == 0 && argv[i][2])
+      mode = argv[i] + 2;
+  }
+  return mode;
+}
+
 int bench_main(int argc, char **argv) {
+  const char *mode = requested_mode(argc, argv);
+  if (mode && (strcmp(mode, "fanout") == 0 || strcmp(mode, "churn") == 0))
+    return bench_rt_main(argc, argv);
   memset(&B, 0, sizeof B);
   nR = 0;
   bench_cfg *cfg = &B.cfg;

@@ -6,4 +6,8 @@
 /* argv excludes "bench". Returns the process exit code. */
 int bench_main(int argc, char **argv);
 
+/* -m fanout and -m churn (bench_rt.c): the real-time endpoint and the
+ * server API. Same argv convention. */
+int bench_rt_main(int argc, char **argv);
+
 #endif
