@@ -417,6 +417,14 @@ int hf_handshake_write_101(char *buf, size_t cap, const hf_handshake_result *res
 int hf_http_write_response(char *buf, size_t cap, int status,
                            const char *extra_headers, const char *content_type,
                            const char *body, size_t body_len) {
+  return hf_http_write_response_ka(buf, cap, status, 0, extra_headers,
+                                   content_type, body, body_len);
+}
+
+int hf_http_write_response_ka(char *buf, size_t cap, int status, int keep_alive,
+                              const char *extra_headers,
+                              const char *content_type, const char *body,
+                              size_t body_len) {
   out_buf b = {buf, cap, 0, 0};
   char num[32];
   int n;
@@ -432,7 +440,8 @@ int hf_http_write_response(char *buf, size_t cap, int status,
   n = snprintf(num, sizeof num, "%zu", body_len);
   put_str(&b, "\r\nContent-Length: ");
   put(&b, num, (size_t)n);
-  put_str(&b, "\r\nConnection: close\r\n");
+  put_str(&b, keep_alive ? "\r\nConnection: keep-alive\r\n"
+                        : "\r\nConnection: close\r\n");
   put_str(&b, extra_headers);
   put_str(&b, "\r\n");
   put(&b, body, body_len);

@@ -46,7 +46,10 @@ enum {
   F_HS_TIMEOUT = 1 << 6, /* the request head did not arrive in time */
   F_DISCARD = 1 << 7,    /* failed: read and drop input until EOF */
   F_HEAD_REQ = 1 << 8,   /* the request was HEAD: answer without a body */
-  F_FLUSH_Q = 1 << 9     /* on the context's end-of-iteration flush list */
+  F_FLUSH_Q = 1 << 9,    /* on the context's end-of-iteration flush list */
+  F_KEEPALIVE = 1 << 10, /* answer this request and keep the connection */
+  F_ANSWERED = 1 << 11,  /* hf_conn_respond ran for the current request */
+  F_PIPELINED = 1 << 12  /* c->in holds the next request, not yet parsed */
 };
 
 struct hf_conn {
@@ -101,6 +104,7 @@ struct hf_conn_ctx {
   hf_deferred reaper; /* end of iteration: write queued output, free grave */
   hf_conn *cork_owner;
   uint32_t cork_len;
+  int draining; /* close_all ran: no more keep-alive */
   uint64_t rng[4];
   uint8_t cork[CORK_CAP];
 };
@@ -641,6 +645,34 @@ static void respond_error(hf_conn *c, int status, const char *why) {
   hf_conn_respond(c, status, NULL, NULL, body, (size_t)n);
 }
 
+/* After a keep-alive answer: keep the bytes of the next request (already
+ * read behind this one) in c->in for the caller to parse. */
+static void keep_pipelined(hf_conn *c, uint8_t *buf, size_t len, size_t used) {
+  size_t rest = len - used;
+  if (!rest) {
+    free(c->in);
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
+    return;
+  }
+  if (buf == c->in) {
+    memmove(c->in, c->in + used, rest);
+  } else {
+    size_t cap = rest > c->ctx->cfg.max_head + 1 ? rest : c->ctx->cfg.max_head + 1;
+    uint8_t *nb = malloc(cap);
+    if (!nb) {
+      abort_with(c, HF_CLOSE_INTERNAL, "out of memory");
+      return;
+    }
+    memcpy(nb, buf + used, rest);
+    free(c->in);
+    c->in = nb;
+    c->in_cap = (uint32_t)cap;
+  }
+  c->in_len = (uint32_t)rest;
+  c->flags |= F_PIPELINED;
+}
+
 static void process_http(hf_conn *c, uint8_t *buf, size_t len, size_t last) {
   hf_conn_ctx *ctx = c->ctx;
   hf_http_header hdrs[MAX_HEADERS_CAP];
@@ -665,6 +697,8 @@ static void process_http(hf_conn *c, uint8_t *buf, size_t len, size_t last) {
     c->in_len = (uint32_t)len;
     return;
   }
+  /* a new request: the previous one's keep-alive state is spent */
+  c->flags &= (uint16_t)~(F_HEAD_REQ | F_KEEPALIVE | F_ANSWERED);
   if (r == HF_ETOOBIG) {
     if (ctx->h.on_bad_request)
       ctx->h.on_bad_request(c, 431, "head_too_large",
@@ -712,11 +746,14 @@ static void process_http(hf_conn *c, uint8_t *buf, size_t len, size_t last) {
     size_t have = len - head;
     if (have >= c->body_need) {
       uint8_t *body = buf + head; /* complete already: no copy */
+      size_t used = head + c->body_need;
       c->state = ST_HTTP;         /* the handler answers from here */
       ctx->h.on_body(c, body, c->body_need);
-      if (c->state == ST_HTTP)
+      if (c->state == ST_HTTP && !(c->flags & F_ANSWERED))
         respond_error(c, 500, "Internal error: the request was not answered.");
-      if (buf == c->in && c->state != ST_DEAD) {
+      if (c->state == ST_HTTP) /* kept alive */
+        keep_pipelined(c, buf, len, used);
+      else if (buf == c->in && c->state != ST_DEAD) {
         free(c->in);
         c->in = NULL;
         c->in_len = c->in_cap = 0;
@@ -733,6 +770,8 @@ static void process_http(hf_conn *c, uint8_t *buf, size_t len, size_t last) {
     c->in = nb;
     c->in_len = (uint32_t)have;
     c->in_cap = c->body_need;
+  } else if (c->state == ST_HTTP && (c->flags & F_ANSWERED)) {
+    keep_pipelined(c, buf, len, head); /* answered and kept alive */
   } else if (c->state != ST_DEAD) {
     free(c->in);
     c->in = NULL;
@@ -746,9 +785,9 @@ static void process_body(hf_conn *c) {
     return;
   c->state = ST_HTTP;
   c->ctx->h.on_body(c, c->in, c->body_need);
-  if (c->state == ST_HTTP)
+  if (c->state == ST_HTTP && !(c->flags & F_ANSWERED))
     respond_error(c, 500, "Internal error: the request was not answered.");
-  if (c->state != ST_DEAD) {
+  if (c->state != ST_DEAD) { /* the body buffer held exactly the body */
     free(c->in);
     c->in = NULL;
     c->in_len = c->in_cap = 0;
@@ -831,6 +870,11 @@ static void on_readable(hf_conn *c) {
   len = last + (size_t)n;
   if (c->state == ST_HTTP) {
     process_http(c, buf, len, last);
+    /* keep-alive: further requests that arrived in the same read */
+    while (c->state == ST_HTTP && (c->flags & F_PIPELINED)) {
+      c->flags &= (uint16_t)~F_PIPELINED;
+      process_http(c, c->in, c->in_len, 0);
+    }
   } else {
     c->bytes_in += (uint64_t)n;
     process_ws(c, buf, len);
@@ -872,6 +916,10 @@ static void conn_timer(hf_loop *loop, hf_timer *t) {
   switch (c->state) {
   case ST_HTTP:
   case ST_BODY:
+    if (c->state == ST_HTTP && (c->flags & F_ANSWERED) && !c->in_len) {
+      teardown(c); /* an idle kept-alive connection: a normal end */
+      return;
+    }
     c->flags |= F_HS_TIMEOUT;
     c->who = HF_WHO_SERVER;
     c->close_reason = "handshake timeout";
@@ -917,6 +965,7 @@ hf_conn_ctx *hf_conn_ctx_new(hf_loop *loop, const hf_conn_config *cfg,
   hf_conn_ctx *ctx = calloc(1, sizeof *ctx);
   if (!ctx)
     return NULL;
+  ctx->draining = 0;
   ctx->loop = loop;
   ctx->cfg = *cfg;
   ctx->h = *h;
@@ -948,6 +997,7 @@ void hf_conn_ctx_free(hf_conn_ctx *ctx) {
 size_t hf_conn_ctx_count(const hf_conn_ctx *ctx) { return ctx->count; }
 
 void hf_conn_ctx_close_all(hf_conn_ctx *ctx, uint16_t code, const char *reason) {
+  ctx->draining = 1;
   hf_conn *c = ctx->head;
   while (c) {
     hf_conn *n = c->next;
@@ -955,6 +1005,8 @@ void hf_conn_ctx_close_all(hf_conn_ctx *ctx, uint16_t code, const char *reason) 
      * application answers them (e.g. 503) or the handshake timeout ends them */
     if (c->state == ST_OPEN)
       hf_conn_close(c, code, reason);
+    else if (c->state == ST_HTTP && (c->flags & F_ANSWERED) && !c->in_len)
+      teardown(c); /* an idle kept-alive connection: nothing in flight */
     else if (c->state == ST_RESPONDED && !c->out_len)
       teardown(c); /* answer delivered; do not linger through a drain */
     c = n;
@@ -1030,19 +1082,25 @@ hf_hs_code hf_conn_upgrade(hf_conn *c, const hf_http_request *req,
   return code;
 }
 
+void hf_conn_keep_alive(hf_conn *c) {
+  if (c->state == ST_HTTP || c->state == ST_BODY)
+    c->flags |= F_KEEPALIVE;
+}
+
 void hf_conn_respond(hf_conn *c, int status, const char *extra_headers,
                      const char *content_type, const char *body,
                      size_t body_len) {
-  if (c->state != ST_HTTP)
+  if (c->state != ST_HTTP || (c->flags & F_ANSWERED))
     return;
+  int ka = (c->flags & F_KEEPALIVE) && !(c->ctx->draining);
   char stack[4096], *head = stack;
-  int n = hf_http_write_response(head, sizeof stack, status, extra_headers,
-                                 content_type, body, body_len);
+  int n = hf_http_write_response_ka(head, sizeof stack, status, ka,
+                                    extra_headers, content_type, body, body_len);
   if (n < 0 && body_len < (1u << 30)) { /* a large body: build it on the heap */
     size_t cap = body_len + 2048;
     head = malloc(cap);
-    n = head ? hf_http_write_response(head, cap, status, extra_headers,
-                                      content_type, body, body_len)
+    n = head ? hf_http_write_response_ka(head, cap, status, ka, extra_headers,
+                                         content_type, body, body_len)
              : -1;
   }
   if (n < 0) {
@@ -1053,8 +1111,14 @@ void hf_conn_respond(hf_conn *c, int status, const char *extra_headers,
   }
   if (c->flags & F_HEAD_REQ)
     n -= (int)body_len; /* same head (Content-Length included), no body */
-  c->state = ST_RESPONDED;
-  hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.close_timeout_ms);
+  c->flags |= F_ANSWERED;
+  if (ka) { /* wait for the next request, bounded like the first one */
+    c->state = ST_HTTP;
+    hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.handshake_timeout_ms);
+  } else {
+    c->state = ST_RESPONDED;
+    hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.close_timeout_ms);
+  }
   struct iovec iov = {head, (size_t)n};
   int r = write_or_queue(c, &iov, 1);
   if (head != stack)

@@ -392,8 +392,13 @@ static void route_api(worker *w, hf_conn *c, const hf_http_request *req,
                "Payload Too Large: see http_api.max_body.\n");
     return;
   }
-  uintptr_t u = (uintptr_t)hf_conn_udata(c);
+  uintptr_t u = (uintptr_t)hf_conn_udata(c) & ~(uintptr_t)(U_API | 0xff00);
   hf_conn_set_udata(c, (void *)(u | U_API | ((uintptr_t)m << 8)));
+  /* backends publish over kept-alive connections (HTTP/1.1 default) */
+  const hf_http_header *conn_hdr = hf_http_find(req, "Connection");
+  if (req->version_minor >= 1 &&
+      !(conn_hdr && hf_http_has_token(conn_hdr->value, conn_hdr->value_len, "close")))
+    hf_conn_keep_alive(c);
   hf_conn_read_body(c, (size_t)len);
 }
 

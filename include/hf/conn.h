@@ -100,7 +100,14 @@ hf_hs_code hf_conn_upgrade(hf_conn *c, const hf_http_request *req,
                            const hf_handshake_policy *pol,
                            const char *extra_headers, hf_handshake_result *res);
 
-/* Send a plain HTTP response and close the connection afterwards. */
+/* Before answering (from on_request or on_body): keep the connection open
+ * after the answer for the next request (HTTP/1.1 keep-alive; the caller
+ * checks the request allows it). Further requests must arrive within
+ * handshake_timeout each. Ignored while draining. */
+void hf_conn_keep_alive(hf_conn *c);
+
+/* Send a plain HTTP response; then close the connection, unless
+ * hf_conn_keep_alive was called for this request. */
 void hf_conn_respond(hf_conn *c, int status, const char *extra_headers,
                      const char *content_type, const char *body,
                      size_t body_len);

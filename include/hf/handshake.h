@@ -99,6 +99,12 @@ int hf_http_write_response(char *buf, size_t cap, int status,
                            const char *extra_headers, const char *content_type,
                            const char *body, size_t body_len);
 
+/* The same with "Connection: keep-alive" when keep_alive is non-zero. */
+int hf_http_write_response_ka(char *buf, size_t cap, int status, int keep_alive,
+                              const char *extra_headers,
+                              const char *content_type, const char *body,
+                              size_t body_len);
+
 #ifdef __cplusplus
 }
 #endif

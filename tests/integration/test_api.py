@@ -288,5 +288,70 @@ def test_insecure_api_needs_no_key():
         assert st == 200 and json.loads(b) == {"result": {}}, (st, b)
 
 
+# ---- keep-alive --------------------------------------------------------------------
+
+
+def _api_request(method, body, extra=""):
+    b = json.dumps(body).encode()
+    return ("POST /api/%s HTTP/1.1\r\nHost: x\r\nX-API-Key: %s\r\n%s"
+            "Content-Length: %d\r\n\r\n" % (method, API_KEY, extra, len(b))).encode() + b
+
+
+def test_keep_alive_sequential_and_pipelined_requests():
+    # backends publish over one kept-alive connection: sequential requests,
+    # then two pipelined in one write, all answered in order
+    with Server(config=config()) as srv:
+        sub = client(srv, "42", subs=("news",))
+        s = connect(srv.port)
+        for n in range(3):
+            s.sendall(_api_request("publish", {"channel": "news", "data": {"n": n}}))
+            st, hdrs, body, rest = read_http_response(s)
+            assert st == 200 and json.loads(body) == {"result": {}}, (st, body)
+            assert hdrs.get("connection") == "keep-alive" and rest == b"", (hdrs, rest)
+        s.sendall(_api_request("publish", {"channel": "news", "data": {"n": 3}}) +
+                  _api_request("info", {}))
+        st, hdrs, body, rest = read_http_response(s)
+        assert st == 200 and json.loads(body) == {"result": {}}, body
+        if rest:  # the second answer may have arrived in the same read
+            s2 = rest
+            while b"\r\n\r\n" not in s2:
+                s2 += s.recv(65536)
+            head, _, tail = s2.partition(b"\r\n\r\n")
+            n = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
+            while len(tail) < n:
+                tail += s.recv(65536)
+            info = json.loads(tail[:n])
+        else:
+            st, hdrs, body, rest = read_http_response(s)
+            info = json.loads(body)
+        assert info["result"]["nodes"][0]["num_clients"] == 1, info
+        assert [p["data"]["n"] for p in sub.pubs("news", 4)] == [0, 1, 2, 3]
+        s.close()
+        sub.close()
+
+
+def test_connection_close_request_is_closed_after_the_answer():
+    with Server(config=config()) as srv:
+        s = connect(srv.port)
+        s.sendall(_api_request("info", {}, "Connection: close\r\n"))
+        st, hdrs, body, rest = read_http_response(s)
+        assert st == 200 and hdrs.get("connection") == "close", hdrs
+        s.settimeout(3)
+        assert s.recv(100) == b"", "server did not close after Connection: close"
+        s.close()
+
+
+def test_idle_kept_alive_connection_closed_quietly():
+    with Server("--websocket.handshake_timeout=400ms", config=config()) as srv:
+        s = connect(srv.port)
+        s.sendall(_api_request("info", {}))
+        st, hdrs, body, rest = read_http_response(s)
+        assert st == 200 and hdrs.get("connection") == "keep-alive", hdrs
+        s.settimeout(3)
+        assert s.recv(100) == b"", "idle keep-alive connection not closed"
+        s.close()
+        assert not srv.events("handshake_timeout"), srv.events("handshake_timeout")
+
+
 if __name__ == "__main__":
     sys.exit(run_module("api", globals(), only=os.environ.get("ONLY")))
