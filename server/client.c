@@ -274,6 +274,31 @@ static void set_sub_expiry(cl_client *cl, cl_sub *s, int64_t expire_at) {
   }
 }
 
+static srv_jwt_status verify(cl_client *cl, const char *token, json_t **claims);
+
+/* Verify a subscription token for channel ch[0..len). Returns SRV_JWT_OK,
+ * or SRV_JWT_EXPIRED (valid signature; with match_expired the sub and
+ * channel are still checked), with *exp set; or -1 after closing the
+ * connection with 3500 (invalid, or for another user or channel). */
+static int sub_token(cl_client *cl, const char *token, const char *ch,
+                     size_t len, int match_expired, int64_t *exp) {
+  json_t *claims = NULL;
+  srv_jwt_status st = verify(cl, token, &claims);
+  if (st != SRV_JWT_OK && st != SRV_JWT_EXPIRED) {
+    cl_disconnect(cl, 3500, "invalid token");
+    return -1;
+  }
+  int ok = (st == SRV_JWT_EXPIRED && !match_expired) ||
+           sub_token_matches(cl, claims, ch, len);
+  *exp = claim_expiry(claims);
+  json_decref(claims);
+  if (!ok) {
+    cl_disconnect(cl, 3500, "invalid token: subscription token channel or user mismatch");
+    return -1;
+  }
+  return (int)st;
+}
+
 /* "expires":true,"ttl":N of a subscription result (nothing if none). */
 static void write_sub_ttl(cl_client *cl, const cl_sub *s) {
   if (!s->expire_at)
@@ -281,6 +306,15 @@ static void write_sub_ttl(cl_client *cl, const cl_sub *s) {
   int64_t ttl = s->expire_at - wall_s();
   jw_lit(&cl->list->out, "\"expires\":true,\"ttl\":");
   jw_u64(&cl->list->out, (uint64_t)(ttl > 0 ? ttl : 0));
+}
+
+/* A subscribe / sub_refresh result with the subscription's expiry. */
+static void sub_result(cl_client *cl, uint32_t id, const char *key,
+                       const cl_sub *s) {
+  begin_result(cl, id, key);
+  write_sub_ttl(cl, s);
+  end_result(cl);
+  arm_timer(cl);
 }
 
 static void set_expiry(cl_client *cl, int64_t expire_at) {
@@ -500,22 +534,11 @@ static void cmd_subscribe(cl_client *cl, uint32_t id, json_t *req) {
   int64_t sub_exp = 0;
   if (json_is_string(tok) && json_string_length(tok)) {
     /* subscription token: signature, expiry, then sub and channel */
-    json_t *claims = NULL;
-    srv_jwt_status st = verify(cl, json_string_value(tok), &claims);
+    int st = sub_token(cl, json_string_value(tok), ch, len, 0, &sub_exp);
+    if (st < 0)
+      return;
     if (st == SRV_JWT_EXPIRED) {
-      json_decref(claims);
       error_reply(cl, id, 109, "token expired", 0);
-      return;
-    }
-    if (st != SRV_JWT_OK) {
-      cl_disconnect(cl, 3500, "invalid token");
-      return;
-    }
-    int ok = sub_token_matches(cl, claims, ch, len);
-    sub_exp = claim_expiry(claims);
-    json_decref(claims);
-    if (!ok) {
-      cl_disconnect(cl, 3500, "invalid token: subscription token channel or user mismatch");
       return;
     }
   } else if ((r = chan_can_subscribe(cl->cfg->chans, ns, ch, len, cl->user)) != CHAN_OK) {
@@ -529,10 +552,7 @@ static void cmd_subscribe(cl_client *cl, uint32_t id, json_t *req) {
   }
   cl_sub *s = &cl->subs[cl->nsubs - 1];
   set_sub_expiry(cl, s, sub_exp);
-  begin_result(cl, id, "subscribe");
-  write_sub_ttl(cl, s);
-  end_result(cl);
-  arm_timer(cl);
+  sub_result(cl, id, "subscribe", s);
 }
 
 static void cmd_sub_refresh(cl_client *cl, uint32_t id, json_t *req) {
@@ -552,27 +572,15 @@ static void cmd_sub_refresh(cl_client *cl, uint32_t id, json_t *req) {
     error_reply(cl, id, 107, "bad request", 0);
     return;
   }
-  json_t *claims = NULL;
-  srv_jwt_status st = verify(cl, json_string_value(tok), &claims);
-  if (st != SRV_JWT_OK && st != SRV_JWT_EXPIRED) {
-    cl_disconnect(cl, 3500, "invalid token");
+  int64_t exp = 0;
+  int st = sub_token(cl, json_string_value(tok), ch, len, 1, &exp);
+  if (st < 0)
     return;
-  }
-  int ok = sub_token_matches(cl, claims, ch, len);
-  int64_t exp = claim_expiry(claims);
-  json_decref(claims);
-  if (!ok) {
-    cl_disconnect(cl, 3500, "invalid token: subscription token channel or user mismatch");
-    return;
-  }
   /* an already expired token keeps the old expiry: the subscription then
    * ends with unsubscribe 2501 and the SDK resubscribes with a new token */
   if (st == SRV_JWT_OK)
     set_sub_expiry(cl, s, exp);
-  begin_result(cl, id, "sub_refresh");
-  write_sub_ttl(cl, s);
-  end_result(cl);
-  arm_timer(cl);
+  sub_result(cl, id, "sub_refresh", s);
 }
 
 static void cmd_unsubscribe(cl_client *cl, uint32_t id, json_t *req) {
