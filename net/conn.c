@@ -965,7 +965,6 @@ hf_conn_ctx *hf_conn_ctx_new(hf_loop *loop, const hf_conn_config *cfg,
   hf_conn_ctx *ctx = calloc(1, sizeof *ctx);
   if (!ctx)
     return NULL;
-  ctx->draining = 0;
   ctx->loop = loop;
   ctx->cfg = *cfg;
   ctx->h = *h;
