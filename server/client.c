@@ -6,6 +6,7 @@
  * (3501 bad request, 3500 invalid token, ...) and a plain-text reason. */
 #include "client.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -502,13 +503,24 @@ static const char *req_channel(json_t *req, size_t *len) {
   return json_string_value(c);
 }
 
+/* The request's channel; a missing or empty one is a protocol violation:
+ * close 3501 naming the command, and return NULL. */
+static const char *require_channel(cl_client *cl, json_t *req, const char *cmd,
+                                   size_t *len) {
+  const char *ch = req_channel(req, len);
+  if (!ch) {
+    char why[80];
+    snprintf(why, sizeof why, "bad request: %s without a channel", cmd);
+    cl_disconnect(cl, 3501, why); /* the reason is copied */
+  }
+  return ch;
+}
+
 static void cmd_subscribe(cl_client *cl, uint32_t id, json_t *req) {
   size_t len;
-  const char *ch = req_channel(req, &len);
-  if (!ch) {
-    cl_disconnect(cl, 3501, "bad request: subscribe without a channel");
+  const char *ch = require_channel(cl, req, "subscribe", &len);
+  if (!ch)
     return;
-  }
   json_t *delta = json_object_get(req, "delta");
   if (delta && (!json_is_string(delta) ||
                 (json_string_length(delta) &&
@@ -557,11 +569,9 @@ static void cmd_subscribe(cl_client *cl, uint32_t id, json_t *req) {
 
 static void cmd_sub_refresh(cl_client *cl, uint32_t id, json_t *req) {
   size_t len;
-  const char *ch = req_channel(req, &len);
-  if (!ch) {
-    cl_disconnect(cl, 3501, "bad request: sub_refresh without a channel");
+  const char *ch = require_channel(cl, req, "sub_refresh", &len);
+  if (!ch)
     return;
-  }
   cl_sub *s = find_sub(cl, ch, len);
   if (!s) {
     error_reply(cl, id, 103, "permission denied", 0);
@@ -585,11 +595,9 @@ static void cmd_sub_refresh(cl_client *cl, uint32_t id, json_t *req) {
 
 static void cmd_unsubscribe(cl_client *cl, uint32_t id, json_t *req) {
   size_t len;
-  const char *ch = req_channel(req, &len);
-  if (!ch) {
-    cl_disconnect(cl, 3501, "bad request: unsubscribe without a channel");
+  const char *ch = require_channel(cl, req, "unsubscribe", &len);
+  if (!ch)
     return;
-  }
   cl_sub *s = find_sub(cl, ch, len);
   if (s)
     remove_sub(cl, s); /* before the reply: no push after it */
@@ -598,11 +606,9 @@ static void cmd_unsubscribe(cl_client *cl, uint32_t id, json_t *req) {
 
 static void cmd_publish(cl_client *cl, uint32_t id, json_t *req) {
   size_t len;
-  const char *ch = req_channel(req, &len);
-  if (!ch) {
-    cl_disconnect(cl, 3501, "bad request: publish without a channel");
+  const char *ch = require_channel(cl, req, "publish", &len);
+  if (!ch)
     return;
-  }
   const chan_ns *ns;
   int r = chan_resolve(cl->cfg->chans, ch, len, &ns);
   if (r != CHAN_OK) {

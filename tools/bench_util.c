@@ -12,7 +12,11 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include "hf/handshake.h"
+#include "hf/http.h"
 
 /* ------------------------------------------------------------ histogram */
 
@@ -396,4 +400,81 @@ void bu_base64_16(const uint8_t in[16], char out[25]) {
   out[o++] = '=';
   out[o++] = '=';
   out[o] = '\0';
+}
+
+/* ---- WebSocket handshake (client side) ------------------------------------------ */
+
+int bu_read_head(int fd, char *buf, uint32_t *len, uint32_t cap,
+                 size_t *head_len, char *why, size_t why_len) {
+  ssize_t r = recv(fd, buf + *len, cap - *len, 0);
+  if (r == 0) {
+    snprintf(why, why_len, "handshake: server closed the connection");
+    return BU_HEAD_ERROR;
+  }
+  if (r < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      snprintf(why, why_len, "handshake: recv: %s", strerror(errno));
+      return BU_HEAD_ERROR;
+    }
+    return BU_HEAD_MORE;
+  }
+  uint32_t from = *len > 3 ? *len - 3 : 0;
+  *len += (uint32_t)r;
+  char *eoh = memmem(buf + from, *len - from, "\r\n\r\n", 4);
+  if (!eoh) {
+    if (*len == cap) {
+      snprintf(why, why_len, "handshake: response head over %u bytes", cap);
+      return BU_HEAD_ERROR;
+    }
+    return BU_HEAD_MORE;
+  }
+  *head_len = (size_t)(eoh - buf) + 4;
+  return BU_HEAD_DONE;
+}
+
+const char *bu_check_101(const char *head, size_t head_len, const char *key,
+                         int need_connection, char *why, size_t why_len) {
+  const char *p = head, *end = head + head_len;
+  if (head_len < 12 || strncmp(p, "HTTP/1.1 ", 9) != 0)
+    return "handshake: the response is not HTTP/1.1";
+  if (atoi(p + 9) != 101) {
+    const char *eol = memchr(p, '\r', head_len);
+    int n = (int)((eol ? eol : end) - p);
+    snprintf(why, why_len, "handshake: %.*s", n > 60 ? 60 : n, p);
+    return why;
+  }
+  char want[29];
+  hf_handshake_accept(key, strlen(key), want);
+  int up = 0, conn_up = 0, accept_ok = 0;
+  const char *line = memchr(p, '\n', head_len);
+  while (line && ++line < end) {
+    const char *eol = memchr(line, '\n', (size_t)(end - line));
+    if (!eol)
+      break;
+    const char *le = eol > line && eol[-1] == '\r' ? eol - 1 : eol;
+    const char *colon = memchr(line, ':', (size_t)(le - line));
+    if (colon) {
+      size_t nl = (size_t)(colon - line);
+      const char *v = colon + 1;
+      while (v < le && (*v == ' ' || *v == '\t'))
+        v++;
+      size_t vl = (size_t)(le - v);
+      while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+        vl--;
+      if (nl == 7 && strncasecmp(line, "upgrade", 7) == 0)
+        up = vl == 9 && strncasecmp(v, "websocket", 9) == 0;
+      else if (nl == 10 && strncasecmp(line, "connection", 10) == 0)
+        conn_up = hf_http_has_token(v, vl, "upgrade");
+      else if (nl == 20 && strncasecmp(line, "sec-websocket-accept", 20) == 0)
+        accept_ok = vl == 28 && memcmp(v, want, 28) == 0;
+    }
+    line = eol;
+  }
+  if (!accept_ok)
+    return "handshake: missing or wrong Sec-WebSocket-Accept";
+  if (!up)
+    return "handshake: no \"Upgrade: websocket\" in the 101";
+  if (need_connection && !conn_up)
+    return "handshake: no \"Connection: Upgrade\" in the 101";
+  return NULL;
 }

@@ -78,4 +78,21 @@ int bu_parse_secs(const char *s, char opt, double lo, double hi, int lo_open,
 /* base64 of 16 bytes (a Sec-WebSocket-Key): 24 characters and a NUL. */
 void bu_base64_16(const uint8_t in[16], char out[25]);
 
+/* ---- WebSocket handshake (client side) ------------------------------------------ */
+
+enum { BU_HEAD_MORE = 0, BU_HEAD_DONE = 1, BU_HEAD_ERROR = -1 };
+
+/* recv() more of a response head into buf[*len..cap) and look for the blank
+ * line. BU_HEAD_DONE with *head_len (through CRLFCRLF) set; BU_HEAD_MORE to
+ * wait for more; BU_HEAD_ERROR with the reason in why (server closed, recv
+ * failed, head over cap bytes). */
+int bu_read_head(int fd, char *buf, uint32_t *len, uint32_t cap,
+                 size_t *head_len, char *why, size_t why_len);
+/* Check the 101 response head[0..head_len) for the request with
+ * Sec-WebSocket-Key key: HTTP/1.1 101, the right Sec-WebSocket-Accept,
+ * "Upgrade: websocket" and, if need_connection, "Connection: Upgrade".
+ * NULL if good, else why (a constant or written into why). */
+const char *bu_check_101(const char *head, size_t head_len, const char *key,
+                         int need_connection, char *why, size_t why_len);
+
 #endif
