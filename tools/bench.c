@@ -415,11 +415,8 @@ static int ctrl_append(conn *c, const void *p, size_t n) {
 
 static void queue_control(conn *c, int opcode, const uint8_t *pl, size_t n) {
   uint8_t f[HF_FRAME_MAX_HEADER + HF_FRAME_MAX_CONTROL];
-  uint32_t m = rnd32();
-  size_t h = hf_frame_header(f, 1, opcode, n, (const uint8_t *)&m);
-  memcpy(f + h, pl, n);
-  hf_frame_mask(f + h, n, (const uint8_t *)&m, 0);
-  if (ctrl_append(c, f, h + n) < 0 && opcode == HF_OP_PONG)
+  size_t fl = bu_client_frame(f, opcode, pl, n, rnd32());
+  if (ctrl_append(c, f, fl) < 0 && opcode == HF_OP_PONG)
     B.pongs_dropped++; /* a later pong answers for it (RFC 6455 5.5.3) */
 }
 
@@ -631,80 +628,17 @@ static void conn_read(conn *c) {
     conn_flush(c);
 }
 
-/* Check the 101 response head hs[0..head_len). NULL if good, else why. */
-static const char *check_response(conn *c, size_t head_len, char *why,
-                                  size_t why_len) {
-  const char *p = c->hs, *end = c->hs + head_len;
-  if (head_len < 12 || strncmp(p, "HTTP/1.1 ", 9) != 0)
-    return "handshake: the response is not HTTP/1.1";
-  int status = atoi(p + 9);
-  if (status != 101) {
-    const char *eol = memchr(p, '\r', head_len);
-    int n = (int)((eol ? eol : end) - p);
-    snprintf(why, why_len, "handshake: %.*s", n > 60 ? 60 : n, p);
-    return why;
-  }
-  char want[29];
-  hf_handshake_accept(c->key, strlen(c->key), want);
-  int up = 0, conn_up = 0, accept_ok = 0;
-  const char *line = memchr(p, '\n', head_len);
-  while (line && ++line < end) {
-    const char *eol = memchr(line, '\n', (size_t)(end - line));
-    if (!eol)
-      break;
-    const char *le = eol;
-    if (le > line && le[-1] == '\r')
-      le--;
-    const char *colon = memchr(line, ':', (size_t)(le - line));
-    if (colon) {
-      size_t nl = (size_t)(colon - line);
-      const char *v = colon + 1;
-      while (v < le && (*v == ' ' || *v == '\t'))
-        v++;
-      const char *ve = le;
-      while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-        ve--;
-      size_t vl = (size_t)(ve - v);
-      if (nl == 7 && strncasecmp(line, "upgrade", 7) == 0)
-        up = vl == 9 && strncasecmp(v, "websocket", 9) == 0;
-      else if (nl == 10 && strncasecmp(line, "connection", 10) == 0)
-        conn_up = hf_http_has_token(v, vl, "upgrade");
-      else if (nl == 20 && strncasecmp(line, "sec-websocket-accept", 20) == 0)
-        accept_ok = vl == 28 && memcmp(v, want, 28) == 0;
-    }
-    line = eol;
-  }
-  if (!accept_ok)
-    return "handshake: missing or wrong Sec-WebSocket-Accept";
-  if (!up)
-    return "handshake: no \"Upgrade: websocket\" in the 101";
-  if (!conn_up)
-    return "handshake: no \"Connection: Upgrade\" in the 101";
-  return NULL;
-}
-
 static void read_handshake(conn *c) {
-  ssize_t r = recv(c->fd, c->hs + c->hs_len, HS_MAX - c->hs_len, 0);
-  if (r == 0) {
-    conn_fail(c, "handshake: server closed the connection");
-    return;
-  }
-  if (r < 0) {
-    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-      conn_fail(c, "handshake: recv: %s", strerror(errno));
-    return;
-  }
-  uint32_t from = c->hs_len > 3 ? c->hs_len - 3 : 0;
-  c->hs_len += (uint32_t)r;
-  char *eoh = memmem(c->hs + from, c->hs_len - from, "\r\n\r\n", 4);
-  if (!eoh) {
-    if (c->hs_len == HS_MAX)
-      conn_fail(c, "handshake: response head over %d bytes", HS_MAX);
-    return;
-  }
-  size_t head_len = (size_t)(eoh - c->hs) + 4;
+  size_t head_len;
   char why[128];
-  const char *bad = check_response(c, head_len, why, sizeof why);
+  int st = bu_read_head(c->fd, c->hs, &c->hs_len, HS_MAX, &head_len, why,
+                        sizeof why);
+  if (st != BU_HEAD_DONE) {
+    if (st == BU_HEAD_ERROR)
+      conn_fail(c, "%s", why);
+    return;
+  }
+  const char *bad = bu_check_101(c->hs, head_len, c->key, 1, why, sizeof why);
   if (bad) {
     conn_fail(c, "%s", bad);
     return;
@@ -741,61 +675,24 @@ static void start_connect(long i) {
   c->state = C_CONNECTING;
   c->t_start = bu_now_ns();
   B.started++;
-  int fd = socket(B.cfg.tg.dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    conn_fail(c, "socket: %s", strerror(errno));
-    return;
-  }
-  c->fd = fd;
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (B.nsrc > 1) { /* spread over 127.0.0.x: one ephemeral range each */
-    struct sockaddr_in src = {.sin_family = AF_INET};
-    src.sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)(i % B.nsrc));
-    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) {
-      conn_fail(c, "bind 127.0.0.%ld: %s", 1 + i % B.nsrc, strerror(errno));
-      return;
-    }
-  }
-  if (connect(fd, (struct sockaddr *)&B.cfg.tg.dst, B.cfg.tg.dst_len) < 0 &&
-      errno != EINPROGRESS) {
-    conn_fail(c, "connect: %s", strerror(errno));
-    return;
-  }
-  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
-  if (epoll_ctl(B.ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
-    conn_fail(c, "epoll_ctl: %s", strerror(errno));
+  char why[128];
+  /* several sources 127.0.0.x: one ephemeral port range each */
+  if (bu_open_socket(&B.cfg.tg, B.nsrc, i, B.ep, c, &c->fd, why, sizeof why) < 0) {
+    conn_fail(c, "%s", why);
     return;
   }
   c->ev_out = 1;
 }
 
 static void on_connected(conn *c) {
-  int err = 0;
-  socklen_t el = sizeof err;
-  if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
-    err = errno;
+  int err = bu_socket_error(c->fd);
   if (err) {
     conn_fail(c, "connect: %s", strerror(err));
     return;
   }
-  uint8_t raw[16];
-  for (int i = 0; i < 16; i += 4) {
-    uint32_t r = rnd32();
-    memcpy(raw + i, &r, 4);
-  }
-  bu_base64_16(raw, c->key);
+  bu_ws_key(c->key, rnd32);
   char req[CTRL_CAP];
-  int n = snprintf(req, sizeof req,
-                   "GET %s HTTP/1.1\r\n"
-                   "Host: %s\r\n"
-                   "Upgrade: websocket\r\n"
-                   "Connection: Upgrade\r\n"
-                   "Sec-WebSocket-Key: %s\r\n"
-                   "Sec-WebSocket-Version: 13\r\n"
-                   "User-Agent: holdfast-bench\r\n\r\n",
-                   B.cfg.tg.path, B.cfg.tg.authority, c->key);
+  int n = bu_upgrade_request(req, sizeof req, &B.cfg.tg, c->key);
   c->hs = malloc(HS_MAX);
   c->hs_len = 0;
   if (!c->hs || n <= 0 || (size_t)n >= sizeof req ||

@@ -369,11 +369,7 @@ static int ws_queue(rconn *c, int opcode, const void *p, size_t n) {
   size_t cap = n + HF_FRAME_MAX_HEADER;
   if (cap > sizeof stack && !(f = malloc(cap)))
     return -1;
-  uint32_t m = rnd32();
-  size_t h = hf_frame_header(f, 1, opcode, n, (const uint8_t *)&m);
-  memcpy(f + h, p, n);
-  hf_frame_mask(f + h, n, (const uint8_t *)&m, 0);
-  int r = out_append(c, f, h + n);
+  int r = out_append(c, f, bu_client_frame(f, opcode, p, n, rnd32()));
   if (f != stack)
     free(f);
   return r;
@@ -382,31 +378,9 @@ static int ws_queue(rconn *c, int opcode, const void *p, size_t n) {
 /* ------------------------------------------------------------ connecting */
 
 static int open_socket(rconn *c, const bu_target *t, long src) {
-  int fd = socket(t->dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    conn_fail(c, "socket: %s", strerror(errno));
-    return -1;
-  }
-  c->fd = fd;
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (R.nsrc > 1 && t->dst.ss_family == AF_INET) { /* spread over 127.0.0.x */
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)(src % R.nsrc));
-    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-      conn_fail(c, "bind 127.0.0.%ld: %s", 1 + src % R.nsrc, strerror(errno));
-      return -1;
-    }
-  }
-  if (connect(fd, (const struct sockaddr *)&t->dst, t->dst_len) < 0 &&
-      errno != EINPROGRESS) {
-    conn_fail(c, "connect: %s", strerror(errno));
-    return -1;
-  }
-  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
-  if (epoll_ctl(R.ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
-    conn_fail(c, "epoll_ctl: %s", strerror(errno));
+  char why[128];
+  if (bu_open_socket(t, R.nsrc, src, R.ep, c, &c->fd, why, sizeof why) < 0) {
+    conn_fail(c, "%s", why);
     return -1;
   }
   c->ev_out = 1;
@@ -426,10 +400,7 @@ static void start_sub(rconn *c, uint32_t idx, uint64_t cycle) {
 }
 
 static int connect_error(rconn *c) {
-  int err = 0;
-  socklen_t el = sizeof err;
-  if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
-    err = errno;
+  int err = bu_socket_error(c->fd);
   if (err)
     conn_fail(c, "connect: %s", strerror(err));
   return err;
@@ -438,22 +409,9 @@ static int connect_error(rconn *c) {
 static void on_connected_ws(rconn *c) {
   if (connect_error(c))
     return;
-  uint8_t raw[16];
-  for (int i = 0; i < 16; i += 4) {
-    uint32_t r = rnd32();
-    memcpy(raw + i, &r, 4);
-  }
-  bu_base64_16(raw, c->key);
+  bu_ws_key(c->key, rnd32);
   char req[1400];
-  int n = snprintf(req, sizeof req,
-                   "GET %s HTTP/1.1\r\n"
-                   "Host: %s\r\n"
-                   "Upgrade: websocket\r\n"
-                   "Connection: Upgrade\r\n"
-                   "Sec-WebSocket-Key: %s\r\n"
-                   "Sec-WebSocket-Version: 13\r\n"
-                   "User-Agent: holdfast-bench\r\n\r\n",
-                   cfg.ws.path, cfg.ws.authority, c->key);
+  int n = bu_upgrade_request(req, sizeof req, &cfg.ws, c->key);
   if (n <= 0 || (size_t)n >= sizeof req || out_append(c, req, (size_t)n) < 0) {
     conn_fail(c, "handshake: cannot build the request");
     return;
@@ -669,48 +627,6 @@ static ssize_t feed_frames(rconn *c, uint8_t *buf, size_t len, uint64_t now) {
   return (ssize_t)off;
 }
 
-static const char *check_101(rconn *c, size_t head_len, char *why, size_t why_len) {
-  const char *p = (const char *)c->in, *end = p + head_len;
-  if (head_len < 12 || strncmp(p, "HTTP/1.1 ", 9) != 0)
-    return "handshake: the response is not HTTP/1.1";
-  if (atoi(p + 9) != 101) {
-    const char *eol = memchr(p, '\r', head_len);
-    int n = (int)((eol ? eol : end) - p);
-    snprintf(why, why_len, "handshake: %.*s", n > 60 ? 60 : n, p);
-    return why;
-  }
-  char want[29];
-  hf_handshake_accept(c->key, strlen(c->key), want);
-  int accept_ok = 0, up = 0;
-  const char *line = memchr(p, '\n', head_len);
-  while (line && ++line < end) {
-    const char *eol = memchr(line, '\n', (size_t)(end - line));
-    if (!eol)
-      break;
-    const char *le = eol > line && eol[-1] == '\r' ? eol - 1 : eol;
-    const char *colon = memchr(line, ':', (size_t)(le - line));
-    if (colon) {
-      size_t nl = (size_t)(colon - line);
-      const char *v = colon + 1;
-      while (v < le && (*v == ' ' || *v == '\t'))
-        v++;
-      size_t vl = (size_t)(le - v);
-      while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
-        vl--;
-      if (nl == 20 && strncasecmp(line, "sec-websocket-accept", 20) == 0)
-        accept_ok = vl == 28 && memcmp(v, want, 28) == 0;
-      else if (nl == 7 && strncasecmp(line, "upgrade", 7) == 0)
-        up = vl == 9 && strncasecmp(v, "websocket", 9) == 0;
-    }
-    line = eol;
-  }
-  if (!accept_ok)
-    return "handshake: missing or wrong Sec-WebSocket-Accept";
-  if (!up)
-    return "handshake: no \"Upgrade: websocket\" in the 101";
-  return NULL;
-}
-
 static int in_reserve(rconn *c, size_t want) {
   if (c->in_cap >= want)
     return 0;
@@ -754,27 +670,17 @@ static void read_handshake(rconn *c) {
     conn_fail(c, "out of memory");
     return;
   }
-  ssize_t r = recv(c->fd, c->in + c->in_len, HS_MAX - c->in_len, 0);
-  if (r == 0) {
-    conn_fail(c, "handshake: server closed the connection");
-    return;
-  }
-  if (r < 0) {
-    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-      conn_fail(c, "handshake: recv: %s", strerror(errno));
-    return;
-  }
-  uint32_t from = c->in_len > 3 ? c->in_len - 3 : 0;
-  c->in_len += (uint32_t)r;
-  uint8_t *eoh = memmem(c->in + from, c->in_len - from, "\r\n\r\n", 4);
-  if (!eoh) {
-    if (c->in_len == HS_MAX)
-      conn_fail(c, "handshake: response head over %d bytes", HS_MAX);
-    return;
-  }
-  size_t head_len = (size_t)(eoh - c->in) + 4;
+  size_t head_len;
   char why[128];
-  const char *bad = check_101(c, head_len, why, sizeof why);
+  int st = bu_read_head(c->fd, (char *)c->in, &c->in_len, HS_MAX, &head_len,
+                        why, sizeof why);
+  if (st != BU_HEAD_DONE) {
+    if (st == BU_HEAD_ERROR)
+      conn_fail(c, "%s", why);
+    return;
+  }
+  const char *bad =
+      bu_check_101((const char *)c->in, head_len, c->key, 0, why, sizeof why);
   if (bad) {
     conn_fail(c, "%s", bad);
     return;

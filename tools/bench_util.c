@@ -7,14 +7,17 @@
 #include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "hf/frame.h"
 #include "hf/handshake.h"
 #include "hf/http.h"
 
@@ -403,6 +406,77 @@ void bu_base64_16(const uint8_t in[16], char out[25]) {
 }
 
 /* ---- WebSocket handshake (client side) ------------------------------------------ */
+
+int bu_open_socket(const bu_target *t, int nsrc, long src, int ep, void *ptr,
+                   int *fd_out, char *why, size_t why_len) {
+  int fd = socket(t->dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    snprintf(why, why_len, "socket: %s", strerror(errno));
+    return -1;
+  }
+  *fd_out = fd;
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (nsrc > 1 && t->dst.ss_family == AF_INET) { /* spread over 127.0.0.x */
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)(src % nsrc));
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+      snprintf(why, why_len, "bind 127.0.0.%ld: %s", 1 + src % nsrc,
+               strerror(errno));
+      return -1;
+    }
+  }
+  if (connect(fd, (const struct sockaddr *)&t->dst, t->dst_len) < 0 &&
+      errno != EINPROGRESS) {
+    snprintf(why, why_len, "connect: %s", strerror(errno));
+    return -1;
+  }
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = ptr};
+  if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+    snprintf(why, why_len, "epoll_ctl: %s", strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+int bu_socket_error(int fd) {
+  int err = 0;
+  socklen_t el = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+    err = errno;
+  return err;
+}
+
+void bu_ws_key(char key[25], uint32_t (*rnd)(void)) {
+  uint8_t raw[16];
+  for (int i = 0; i < 16; i += 4) {
+    uint32_t r = rnd();
+    memcpy(raw + i, &r, 4);
+  }
+  bu_base64_16(raw, key);
+}
+
+int bu_upgrade_request(char *req, size_t cap, const bu_target *t,
+                       const char *key) {
+  return snprintf(req, cap,
+                  "GET %s HTTP/1.1\r\n"
+                  "Host: %s\r\n"
+                  "Upgrade: websocket\r\n"
+                  "Connection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: %s\r\n"
+                  "Sec-WebSocket-Version: 13\r\n"
+                  "User-Agent: holdfast-bench\r\n\r\n",
+                  t->path, t->authority, key);
+}
+
+size_t bu_client_frame(uint8_t *dst, int opcode, const void *p, size_t n,
+                       uint32_t mask) {
+  size_t h = hf_frame_header(dst, 1, opcode, n, (const uint8_t *)&mask);
+  memcpy(dst + h, p, n);
+  hf_frame_mask(dst + h, n, (const uint8_t *)&mask, 0);
+  return h + n;
+}
 
 int bu_read_head(int fd, char *buf, uint32_t *len, uint32_t cap,
                  size_t *head_len, char *why, size_t why_len) {

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Helpers shared by the `holdfast bench` modes (bench.c: echo, storm, idle;
  * bench_rt.c: fanout, churn): clocks, the latency histogram, /proc readers,
- * loopback-only URL parsing, descriptor and source-address limits. */
+ * loopback-only URL parsing, descriptor and source-address limits, and the
+ * client side of the WebSocket handshake and framing. */
 #ifndef HF_TOOLS_BENCH_UTIL_H
 #define HF_TOOLS_BENCH_UTIL_H
 
@@ -79,6 +80,25 @@ int bu_parse_secs(const char *s, char opt, double lo, double hi, int lo_open,
 void bu_base64_16(const uint8_t in[16], char out[25]);
 
 /* ---- WebSocket handshake (client side) ------------------------------------------ */
+
+/* A non-blocking TCP socket to t->dst with TCP_NODELAY, bound to source
+ * 127.0.0.(1 + src % nsrc) when nsrc > 1 and IPv4, connect() started and
+ * added to epoll ep for EPOLLIN | EPOLLOUT with data.ptr = ptr. *fd is set as
+ * soon as the socket exists (the caller closes it). 0, or -1 with the reason
+ * in why. */
+int bu_open_socket(const bu_target *t, int nsrc, long src, int ep, void *ptr,
+                   int *fd, char *why, size_t why_len);
+/* The pending error of a non-blocking connect() (SO_ERROR); 0 if none. */
+int bu_socket_error(int fd);
+/* A fresh Sec-WebSocket-Key from four rnd() draws. */
+void bu_ws_key(char key[25], uint32_t (*rnd)(void));
+/* The upgrade request for t with key into req[0..cap): snprintf's result. */
+int bu_upgrade_request(char *req, size_t cap, const bu_target *t,
+                       const char *key);
+/* One masked client frame (FIN set) of opcode with payload p[0..n) into dst
+ * (room for n + HF_FRAME_MAX_HEADER); its length. */
+size_t bu_client_frame(uint8_t *dst, int opcode, const void *p, size_t n,
+                       uint32_t mask);
 
 enum { BU_HEAD_MORE = 0, BU_HEAD_DONE = 1, BU_HEAD_ERROR = -1 };
 
