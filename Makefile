@@ -24,7 +24,7 @@ endif
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
         -Wpointer-arith -Wformat=2 -Wno-unused-parameter -Werror
-CPPFLAGS += -Iinclude -D_GNU_SOURCE
+CPPFLAGS += -Iinclude -Iserver -D_GNU_SOURCE
 CFLAGS += -std=gnu11 $(OPT) $(WARN) -pthread \
           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm
@@ -32,7 +32,7 @@ LDFLAGS += $(LDSAN)
 
 LIB_SRC := $(wildcard lib/*.c)
 NET_SRC := $(wildcard net/*.c)
-SRV_SRC := $(wildcard server/*.c) $(wildcard tools/*.c)
+SRV_SRC := $(wildcard server/*.c server/*/*.c) $(wildcard tools/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
@@ -56,7 +56,7 @@ $(B)/holdfast: $(SRV_OBJ) $(B)/libhfnet.a $(B)/libhf.a
 
 $(B)/tests/%: tests/unit/%.c $(SRV_OBJ) $(B)/libhfnet.a $(B)/libhf.a tests/harness/test.h
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -Itests/harness -Iserver $(CFLAGS) $(LDFLAGS) -o $@ $< \
+	$(CC) $(CPPFLAGS) -Itests/harness $(CFLAGS) $(LDFLAGS) -o $@ $< \
 	  $(filter-out $(B)/obj/server/main.o,$(SRV_OBJ)) \
 	  $(B)/libhfnet.a $(B)/libhf.a $(LDLIBS)
 
@@ -64,7 +64,7 @@ $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
--include $(wildcard $(B)/obj/*/*.d)
+-include $(wildcard $(B)/obj/*/*.d $(B)/obj/*/*/*.d)
 
 deps:
 	@scripts/deps.sh

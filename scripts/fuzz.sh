@@ -4,7 +4,7 @@
 # target, linked against all of lib/, so new targets are picked up without
 # editing this script. A target that needs more sources names them, relative
 # to the repository root, on a line of its own:
-#   // fuzz-sources: server/jwt.c
+#   // fuzz-sources: server/auth/jwt.c
 #
 #   scripts/fuzz.sh build            compile into build/fuzz/<name>
 #   scripts/fuzz.sh run [SECONDS]    fuzz each target (default $FUZZ_SECONDS

@@ -29,11 +29,11 @@
 #include "hf/conn.h"
 #include "hf/frame.h"
 #include "hf/loop.h"
-#include "api.h"
-#include "chan.h"
-#include "client.h"
-#include "hub.h"
-#include "jwt.h"
+#include "http/api.h"
+#include "channels/chan.h"
+#include "protocol/client.h"
+#include "channels/hub.h"
+#include "auth/jwt.h"
 #include "log.h"
 
 /* Per-connection application state lives in the udata pointer. It is

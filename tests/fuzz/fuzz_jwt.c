@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* libFuzzer target for JWT verification (server/jwt.c). One key set is
+/* libFuzzer target for JWT verification (server/auth/jwt.c). One key set is
  * built at first use: an HMAC secret and a JWKS holding a fixed Ed25519 key
  * (kid "fz-ed", private half known here) plus fixed public RSA-2048
  * ("fz-rsa") and P-256 ("fz-ec") keys. Every input is
@@ -16,7 +16,7 @@
  *      same parts with a junk signature of the length the alg calls for
  *      must give SIGNATURE for every configured algorithm and ALG for any
  *      other (ES384 has no key here). */
-// fuzz-sources: server/jwt.c
+// fuzz-sources: server/auth/jwt.c
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +25,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
-#include "../../server/jwt.h"
+#include "auth/jwt.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

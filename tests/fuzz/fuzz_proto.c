@@ -1,7 +1,7 @@
-// fuzz-sources: server/proto.c server/jsonw.c
+// fuzz-sources: server/protocol/proto.c server/protocol/jsonw.c
 /* SPDX-License-Identifier: MIT */
-/* libFuzzer target for the client command parser (server/proto.c) and the
- * JSON writer used for replies (server/jsonw.c). Each input is split into
+/* libFuzzer target for the client command parser (server/protocol/proto.c) and the
+ * JSON writer used for replies (server/protocol/jsonw.c). Each input is split into
  * lines like a WebSocket message of the protocol; every line goes through
  * proto_parse, whose result must be consistent (a request object iff a
  * request kind, id 0 only for pongs and send). Each line is also written as
@@ -12,8 +12,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "jsonw.h"
-#include "proto.h"
+#include "protocol/jsonw.h"
+#include "protocol/proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

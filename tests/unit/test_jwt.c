@@ -17,7 +17,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "jwt.h"
+#include "auth/jwt.h"
 #include "test.h"
 
 static EVP_PKEY *rsa_a, *rsa_b, *ec256, *ec384, *ed_a, *ed_b;

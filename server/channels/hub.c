@@ -2,16 +2,16 @@
 /* Channel tables and cross-worker fan-out (see hub.h). Only the owning
  * worker mutates its table, under its mutex so that the server API may read
  * counts from another thread; the owner itself reads without locking. */
-#include "hub.h"
+#include "channels/hub.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "client.h"
+#include "protocol/client.h"
 #include "hf/conn.h"
 #include "hf/frame.h"
 #include "hf/shared.h"
-#include "jsonw.h"
+#include "protocol/jsonw.h"
 
 struct hub_chan {
   hub_chan *next; /* bucket chain */

@@ -11,12 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "chan.h"
+#include "channels/chan.h"
 #include "hf/conn.h"
 #include "hf/shared.h"
-#include "hub.h"
-#include "jsonw.h"
-#include "jwt.h"
+#include "channels/hub.h"
+#include "protocol/jsonw.h"
+#include "auth/jwt.h"
 
 typedef struct cl_client cl_client;
 

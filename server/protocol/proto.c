@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Client command envelope parsing (see proto.h). */
-#include "proto.h"
+#include "protocol/proto.h"
 
 static const char *const keys[PROTO_KINDS] = {
     "connect", "ping",    "subscribe", "unsubscribe", "publish",     "presence",

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* JSON writer (see jsonw.h). */
-#include "jsonw.h"
+#include "protocol/jsonw.h"
 
 #include <stdio.h>
 #include <stdlib.h>

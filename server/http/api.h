@@ -10,9 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "chan.h"
-#include "hub.h"
-#include "jsonw.h"
+#include "channels/chan.h"
+#include "channels/hub.h"
+#include "protocol/jsonw.h"
 
 typedef struct {
   hub *h;

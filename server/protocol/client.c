@@ -4,7 +4,7 @@
  * one frame leave together in one message. Per-command problems are error
  * replies; protocol violations are close frames with the protocol's code
  * (3501 bad request, 3500 invalid token, ...) and a plain-text reason. */
-#include "client.h"
+#include "protocol/client.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,9 +15,9 @@
 #include <openssl/evp.h>
 
 #include "hf/frame.h"
-#include "jsonw.h"
+#include "protocol/jsonw.h"
 #include "log.h"
-#include "proto.h"
+#include "protocol/proto.h"
 
 typedef enum { CS_NEW, CS_CONNECTED, CS_FAILED, CS_CLOSED } cl_state;
 

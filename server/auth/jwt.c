@@ -8,7 +8,7 @@
  * JWKS documents (EVP_PKEY_fromdata), and the registered time, audience
  * and issuer claims. The signature is verified before the payload is even
  * parsed. */
-#include "jwt.h"
+#include "auth/jwt.h"
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>

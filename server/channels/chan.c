@@ -2,7 +2,7 @@
 /* Channel namespaces and permissions (see chan.h). The rules follow
  * Centrifugo's: `ns:rest` names namespace ns, `$` marks private channels,
  * `#` user-limited ones (`chat#42,43` may be joined by users 42 and 43). */
-#include "chan.h"
+#include "channels/chan.h"
 
 #include <stdlib.h>
 #include <string.h>

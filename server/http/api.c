@@ -3,7 +3,7 @@
  * unsubscribe, disconnect, refresh) are posted to every worker, which acts
  * on its own matching connections; the call answers once they are posted,
  * as Centrifugo answers once they are handed to its broker. */
-#include "api.h"
+#include "http/api.h"
 
 #include <fnmatch.h>
 #include <jansson.h>
@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "client.h"
+#include "protocol/client.h"
 
 enum {
   M_PUBLISH, M_BROADCAST, M_SUBSCRIBE, M_UNSUBSCRIBE, M_DISCONNECT,
