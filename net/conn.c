@@ -49,7 +49,9 @@ enum {
   F_FLUSH_Q = 1 << 9,    /* on the context's end-of-iteration flush list */
   F_KEEPALIVE = 1 << 10, /* answer this request and keep the connection */
   F_ANSWERED = 1 << 11,  /* hf_conn_respond ran for the current request */
-  F_PIPELINED = 1 << 12  /* c->in holds the next request, not yet parsed */
+  F_PIPELINED = 1 << 12, /* c->in holds the next request, not yet parsed */
+  F_IN_SLOW_CB = 1 << 13, /* inside the handler's on_slow */
+  F_OVER = 1 << 14        /* the queue is over max_queue since over_since */
 };
 
 struct hf_conn {
@@ -72,6 +74,7 @@ struct hf_conn {
   uint32_t body_need; /* ST_BODY: bytes of body expected */
   hf_conn *flush_next; /* end-of-iteration flush list */
   uint32_t ping_mark; /* low bits of bytes_in when the last ping left */
+  uint32_t over_since; /* F_OVER: low bits of the loop clock (ms) */
   uint64_t t_accept;
   uint64_t bytes_in, bytes_out, msgs_in, msgs_out;
   char *peer_reason; /* close reason received from the peer */
@@ -105,6 +108,8 @@ struct hf_conn_ctx {
   hf_conn *cork_owner;
   uint32_t cork_len;
   int draining; /* close_all ran: no more keep-alive */
+  uint32_t n_over;     /* connections with F_OVER */
+  hf_timer over_timer; /* re-checks them while any exist */
   uint64_t rng[4];
   uint8_t cork[CORK_CAP];
 };
@@ -155,6 +160,56 @@ static ssize_t send_iov(hf_conn *c, struct iovec *iov, int n) {
 
 static void slow_consumer(hf_conn *c);
 
+/* The slow-consumer rule judges draining, not size: a queue over max_queue
+ * may stay over it for slow_grace_ms while the peer reads (one large
+ * message to a fast reader is not slow); still over it after the grace, or
+ * over the hard limit at any time, the peer is slow. Returns 1 if the
+ * connection is (now) slow. */
+static void over_tick(hf_loop *loop, hf_timer *t);
+
+static void clear_over(hf_conn *c) {
+  if (c->flags & F_OVER) {
+    c->flags &= (uint16_t)~F_OVER;
+    c->ctx->n_over--;
+  }
+}
+
+static int queue_check(hf_conn *c) {
+  if (c->flags & F_SLOW)
+    return 1;
+  hf_conn_ctx *ctx = c->ctx;
+  const hf_conn_config *cfg = &ctx->cfg;
+  if (c->out_len <= cfg->max_queue) {
+    clear_over(c);
+    return 0;
+  }
+  uint32_t now = (uint32_t)hf_loop_now(ctx->loop);
+  if (!(c->flags & F_OVER)) {
+    c->flags |= F_OVER;
+    c->over_since = now;
+    /* a stuck queue gets no write events: a context timer re-checks it */
+    if (!ctx->n_over++ && !hf_timer_armed(&ctx->over_timer))
+      hf_timer_set(ctx->loop, &ctx->over_timer, 100);
+  }
+  if (c->out_len > cfg->max_queue_hard || now - c->over_since >= cfg->slow_grace_ms) {
+    slow_consumer(c);
+    return (c->flags & F_SLOW) != 0;
+  }
+  return 0;
+}
+
+/* Every 100 ms while some queue is over its limit: judge those queues. */
+static void over_tick(hf_loop *loop, hf_timer *t) {
+  hf_conn_ctx *ctx = (hf_conn_ctx *)((char *)t - offsetof(hf_conn_ctx, over_timer));
+  for (hf_conn *c = ctx->head, *next; c && ctx->n_over; c = next) {
+    next = c->next; /* a slow one is torn down (and leaves the list) */
+    if ((c->flags & F_OVER) && c->state != ST_DEAD)
+      queue_check(c);
+  }
+  if (ctx->n_over)
+    hf_timer_set(loop, t, 100);
+}
+
 static int seg_push(hf_conn *c, hf_shared *sh, uint32_t off, uint32_t len) {
   if (c->seg_head + c->seg_n == c->seg_cap) {
     if (c->seg_head) { /* slide down before growing */
@@ -182,6 +237,7 @@ static int outq_append(hf_conn *c, const uint8_t *p, size_t n) {
   if (c->seg_n) {
     struct outseg *t = &c->segs[c->seg_head + c->seg_n - 1];
     if (atomic_load_explicit(&t->sh->refs, memory_order_relaxed) == 1 &&
+        !(t->sh->flags & HF_SHARED_DROPPABLE) &&
         t->off + t->len == t->sh->len && t->sh->len + n <= t->sh->cap) {
       memcpy(t->sh->data + t->sh->len, p, n);
       t->sh->len += (uint32_t)n;
@@ -276,16 +332,7 @@ static int write_or_queue(hf_conn *c, struct iovec *iov, int n) {
     done = 0;
   }
   set_events(c);
-  if (c->out_len > c->ctx->cfg.max_queue && !(c->flags & F_SLOW)) {
-    slow_consumer(c);
-    return HF_ELIMIT;
-  }
-  return 0;
-}
-
-static void check_queue_limit(hf_conn *c) {
-  if (c->out_len > c->ctx->cfg.max_queue && !(c->flags & F_SLOW))
-    slow_consumer(c);
+  return queue_check(c) ? HF_ELIMIT : 0;
 }
 
 static int flush_cork(hf_conn_ctx *ctx) {
@@ -348,8 +395,6 @@ static void on_flushed(hf_conn *c) {
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
-static void check_queue_limit(hf_conn *c);
-
 /* End of a loop iteration: write the broadcast output queued this
  * iteration (everything due to one connection leaves in one sendmsg), then
  * free the connections torn down during it. The order matters: a
@@ -371,7 +416,7 @@ static void reap(hf_loop *loop, hf_deferred *d) {
     }
     if (c->out_len) {
       set_events(c);
-      check_queue_limit(c);
+      queue_check(c);
     } else {
       on_flushed(c);
     }
@@ -416,6 +461,7 @@ static void teardown(hf_conn *c) {
     info.reason = c->close_reason ? c->close_reason : "";
   }
   c->state = ST_DEAD;
+  clear_over(c);
   hf_timer_cancel(ctx->loop, &c->timer);
   hf_loop_del(ctx->loop, &c->io);
   close(c->io.fd);
@@ -448,6 +494,19 @@ static void abort_with(hf_conn *c, uint16_t code, const char *reason) {
 }
 
 static void slow_consumer(hf_conn *c) {
+  if (c->flags & F_IN_SLOW_CB)
+    return; /* the application is making room right now */
+  if (c->state == ST_OPEN && c->ctx->h.on_slow) {
+    c->flags |= F_IN_SLOW_CB;
+    int handled = c->ctx->h.on_slow(c, c->out_len);
+    c->flags &= (uint16_t)~F_IN_SLOW_CB;
+    if (c->state != ST_OPEN)
+      return; /* it closed the connection itself */
+    if (handled && c->out_len <= c->ctx->cfg.max_queue) {
+      clear_over(c);
+      return;
+    }
+  }
   c->flags |= F_SLOW | F_NO_READ;
   if (c->state == ST_OPEN) {
     c->close_code = HF_CLOSE_SLOW;
@@ -886,8 +945,11 @@ static void on_writable(hf_conn *c) {
     teardown(c);
     return;
   }
-  if (c->out_len)
+  if (c->out_len) {
+    queue_check(c); /* draining, but for how long over the limit? */
     return;
+  }
+  clear_over(c);
   set_events(c);
   on_flushed(c);
 }
@@ -969,6 +1031,7 @@ hf_conn_ctx *hf_conn_ctx_new(hf_loop *loop, const hf_conn_config *cfg,
   ctx->cfg = *cfg;
   ctx->h = *h;
   ctx->reaper.cb = reap;
+  ctx->over_timer.cb = over_tick;
   memset(ctx->cork, 0, sizeof ctx->cork); /* fault in at start-up */
   if (getrandom(ctx->rng, sizeof ctx->rng, 0) != (ssize_t)sizeof ctx->rng) {
     free(ctx);
@@ -990,6 +1053,7 @@ void hf_conn_ctx_free(hf_conn_ctx *ctx) {
     teardown(c); /* a started close handshake keeps its own code/reason */
   }
   reap(ctx->loop, &ctx->reaper);
+  hf_timer_cancel(ctx->loop, &ctx->over_timer);
   free(ctx);
 }
 
@@ -1143,10 +1207,8 @@ int hf_conn_send_shared(hf_conn *c, hf_shared *sh, size_t off, size_t len) {
     return r;
   }
   c->msgs_out++;
-  if (c->out_len > ctx->cfg.max_queue && !(c->flags & F_SLOW)) {
-    slow_consumer(c);
+  if (c->out_len > ctx->cfg.max_queue && queue_check(c))
     return HF_ELIMIT;
-  }
   if (!(c->flags & F_FLUSH_Q)) {
     c->flags |= F_FLUSH_Q;
     c->flush_next = ctx->flush;
@@ -1155,6 +1217,28 @@ int hf_conn_send_shared(hf_conn *c, hf_shared *sh, size_t off, size_t len) {
   }
   return 0;
 }
+
+size_t hf_conn_drop_queued(hf_conn *c) {
+  if (c->seg_n < 2)
+    return 0; /* the head segment may be half written: it stays */
+  size_t dropped = 0;
+  uint16_t keep = 1;
+  struct outseg *g = c->segs + c->seg_head;
+  for (uint16_t i = 1; i < c->seg_n; i++) {
+    if (g[i].sh->flags & HF_SHARED_DROPPABLE) {
+      dropped += g[i].len;
+      hf_shared_unref(g[i].sh);
+      c->msgs_out--;
+    } else {
+      g[keep++] = g[i];
+    }
+  }
+  c->seg_n = keep;
+  c->out_len -= (uint32_t)dropped;
+  return dropped;
+}
+
+size_t hf_conn_queued(const hf_conn *c) { return c->out_len; }
 
 int hf_conn_read_body(hf_conn *c, size_t len) {
   if (c->state != ST_HTTP || !c->ctx->h.on_body || len > UINT32_MAX - 1)

@@ -13,6 +13,7 @@ hf_shared *hf_shared_new(size_t cap) {
   atomic_init(&s->refs, 1);
   s->len = 0;
   s->cap = (uint32_t)cap;
+  s->flags = 0;
   return s;
 }
 

@@ -57,8 +57,18 @@ static const setting settings[] = {
      "most simultaneous connections from one IP address; over it: 503 (0 = none)"},
     {"client.queue_max_size", T_SIZE, O(queue_max_size), "1048576", 1024,
      1024 * MiB, NULL, CF,
-     "output queue limit per connection in bytes; a peer that does not read "
-     "until it is exceeded is closed with 3008"},
+     "output queue soft limit per connection in bytes: a queue may stay over "
+     "it for client.queue_grace while the peer reads; still over it after "
+     "that, the peer is closed with 3008 (or, when every subscription can "
+     "recover and its namespace says slow_consumer_policy \"recover\", its "
+     "queued publications are dropped and it recovers them)"},
+    {"client.queue_grace", T_DUR, O(queue_grace_ms), "5s", 0, 600000, NULL, HF,
+     "how long an output queue may stay over client.queue_max_size while "
+     "draining (one large message to a fast reader is not slow)"},
+    {"client.queue_hard_limit", T_SIZE, O(queue_hard_limit), "67108864", 1024,
+     4095 * MiB, NULL, HF,
+     "output queue hard limit per connection in bytes: over it the peer is "
+     "slow at once"},
     {"client.retry_after", T_UINT, O(retry_after), "5", 0, 3600, NULL, HF,
      "seconds sent in Retry-After with 503 answers"},
     {"websocket.message_size_limit", T_SIZE, O(message_size_limit), "1048576",
@@ -139,6 +149,25 @@ static const setting settings[] = {
      "options of channels without a namespace, e.g. {\"allow_subscribe_for_client\":true}"},
     {"channel.namespaces", T_JSON, O(channel_namespaces), "[]", 0, 0, NULL, CF,
      "namespaces: [{\"name\":\"chat\",\"allow_subscribe_for_client\":true,...}]"},
+    /* streams: history, recovery, idempotency */
+    {"client.recovery_max_publication_limit", T_UINT,
+     O(recovery_max_publication_limit), "300", 0, 1000000, NULL, CF,
+     "most missed publications a recovering subscribe returns; more means "
+     "\"not recovered\" (0 = no limit)"},
+    {"client.history_max_publication_limit", T_UINT,
+     O(history_max_publication_limit), "300", 1, 1000000, NULL, CF,
+     "most publications one history command returns (limit -1 or larger is capped)"},
+    {"channel.history_memory_limit", T_SIZE, O(history_memory_limit),
+     "268435456", 0, 1024 * 1024 * MiB, NULL, HF,
+     "memory for all channels' history together (split evenly over workers); "
+     "over it the oldest publications are evicted first (0 = no limit)"},
+    {"channel.idempotency_window", T_DUR, O(idempotency_window_ms), "5m", 1000,
+     86400000, NULL, HF,
+     "how long a publication's idempotency_key is remembered: a retry within "
+     "it returns the first result and is not delivered again"},
+    {"channel.idempotency_max_keys", T_UINT, O(idempotency_max_keys), "100000",
+     0, 100000000, NULL, HF,
+     "most idempotency keys remembered at once (the oldest are forgotten first)"},
     {"http_api.key", T_STR, O(api_key), "", 0, 0, NULL, CF,
      "server API key (X-API-Key or Authorization: apikey KEY); empty: every call gets 401"},
     {"http_api.insecure", T_BOOL, O(api_insecure), "false", 0, 0, NULL, CF,
@@ -199,7 +228,7 @@ static int list_push(srv_strlist *l, const char *s, size_t n) {
 }
 
 /* "25s", "500ms", "1m30s", "2h", "0" -> milliseconds. */
-static int parse_duration(const char *s, uint64_t *out) {
+int srv_config_parse_duration(const char *s, uint64_t *out) {
   uint64_t total = 0;
   if (strcmp(s, "0") == 0) {
     *out = 0;
@@ -381,7 +410,7 @@ static int apply_text(srv_config *cfg, const setting *st, const char *val,
   case T_DUR: {
     int r = st->type == T_UINT   ? parse_uint(val, &u)
             : st->type == T_SIZE ? parse_size(val, &u)
-                                 : parse_duration(val, &u);
+                                 : srv_config_parse_duration(val, &u);
     if (r < 0 || u < st->min || u > st->max)
       return bad(err, st, val, src, NULL);
     *(uint64_t *)p = u;
@@ -539,6 +568,14 @@ static void env_name(const char *key, char *out, size_t cap) {
 }
 
 static int validate(srv_config *cfg, FILE *err) {
+  if (cfg->queue_hard_limit < cfg->queue_max_size) {
+    fprintf(err,
+            "holdfast: invalid configuration: client.queue_hard_limit (%llu) "
+            "must be at least client.queue_max_size (%llu)\n",
+            (unsigned long long)cfg->queue_hard_limit,
+            (unsigned long long)cfg->queue_max_size);
+    return -1;
+  }
   if (cfg->ping_interval_ms && cfg->pong_timeout_ms >= cfg->ping_interval_ms) {
     fprintf(err,
             "holdfast: invalid configuration: websocket.pong_timeout (%llums) "

@@ -31,7 +31,9 @@ typedef struct {
   bool allow_missing_origin;
   uint64_t connection_limit;        /* 0 = unlimited */
   uint64_t connection_limit_per_ip; /* 0 = unlimited */
-  uint64_t queue_max_size;          /* output queue bytes per connection */
+  uint64_t queue_max_size;          /* output queue soft limit, bytes */
+  uint64_t queue_grace_ms;          /* time over the soft limit allowed */
+  uint64_t queue_hard_limit;        /* output queue hard limit, bytes */
   uint64_t retry_after;             /* seconds, in 503 answers */
   /* websocket */
   uint64_t message_size_limit;
@@ -70,6 +72,12 @@ typedef struct {
   uint64_t channel_max_length;
   json_t *channel_without_ns; /* raw JSON, validated by chan_config_load */
   json_t *channel_namespaces;
+  /* streams: history, recovery, idempotency */
+  uint64_t recovery_max_publication_limit;
+  uint64_t history_max_publication_limit;
+  uint64_t history_memory_limit;
+  uint64_t idempotency_window_ms;
+  uint64_t idempotency_max_keys;
   /* server HTTP API */
   char *api_key;
   bool api_insecure;
@@ -95,6 +103,9 @@ void srv_config_help(FILE *out);
 
 /* Print every setting as a Markdown table (for docs/configuration.md). */
 void srv_config_markdown(FILE *out);
+
+/* "25s", "500ms", "1m30s", "2h", "0" -> milliseconds. Returns 0 or -1. */
+int srv_config_parse_duration(const char *s, uint64_t *out);
 
 /* Record an "ignored key" warning (used by chan_config_load too). */
 void srv_config_warn_unsupported(const char *key);

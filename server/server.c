@@ -536,11 +536,20 @@ static void on_bad_request(hf_conn *c, int status, const char *reason,
   srv_log_end(&l);
 }
 
+/* A real-time client whose subscriptions can all recover may shed its
+ * queued publications instead of being closed (namespace
+ * slow_consumer_policy "recover"). */
+static int on_slow(hf_conn *c, size_t queued) {
+  cl_client *cl = conn_client(c);
+  return cl ? cl_on_slow(cl, queued) : 0;
+}
+
 static const hf_conn_handler handler = {
     .on_request = on_request,
     .on_message = on_message,
     .on_body = on_body,
     .on_bad_request = on_bad_request,
+    .on_slow = on_slow,
     .on_close = on_close,
 };
 
@@ -633,6 +642,7 @@ static void on_drain(hf_loop *loop, hf_msg *m) {
 static void *worker_main(void *arg) {
   worker *w = arg;
   hf_loop_run(w->loop);
+  hub_detach(w->hl);
   /* whatever did not finish the close handshake in time is dropped now */
   w->forced = hf_conn_ctx_count(w->ctx);
   hf_conn_ctx_free(w->ctx);
@@ -797,7 +807,10 @@ static int setup_realtime(server *s) {
       return -1;
     }
   }
-  s->hub = hub_new(s->nw);
+  hub_options ho = {{cfg->history_memory_limit, cfg->idempotency_window_ms,
+                     (uint32_t)cfg->idempotency_max_keys},
+                    1000, 1000};
+  s->hub = hub_new(s->nw, cl_hub_callbacks(), &ho);
   if (!s->hub)
     return -1;
   cl_config *cc = &s->clcfg;
@@ -814,6 +827,8 @@ static int setup_realtime(server *s) {
   cc->expired_sub_close_delay_ms = (uint32_t)cfg->expired_sub_close_delay_ms;
   cc->stale_close_delay_ms = (uint32_t)cfg->stale_close_delay_ms;
   cc->channel_limit = (uint32_t)cfg->channel_limit;
+  cc->recovery_max_publication_limit = (uint32_t)cfg->recovery_max_publication_limit;
+  cc->history_max_publication_limit = (uint32_t)cfg->history_max_publication_limit;
   cc->version = HOLDFAST_VERSION_STR;
   s->api.h = s->hub;
   s->api.chans = &s->chans;
@@ -893,6 +908,8 @@ int srv_run(const srv_config *cfg) {
       .max_head = (uint32_t)cfg->max_header_size,
       .max_headers = (uint32_t)cfg->max_headers,
       .max_queue = (uint32_t)cfg->queue_max_size,
+      .max_queue_hard = (uint32_t)cfg->queue_hard_limit,
+      .slow_grace_ms = (uint32_t)cfg->queue_grace_ms,
       .handshake_timeout_ms = (uint32_t)cfg->handshake_timeout_ms,
       .ping_interval_ms = (uint32_t)cfg->ping_interval_ms,
       .pong_timeout_ms = (uint32_t)cfg->pong_timeout_ms,

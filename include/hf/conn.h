@@ -31,7 +31,10 @@ typedef struct {
   uint64_t max_message;          /* largest incoming message, bytes */
   uint32_t max_head;             /* largest request head, bytes (431 over) */
   uint32_t max_headers;          /* most header fields (431 over) */
-  uint32_t max_queue;            /* output queue limit, bytes (3008 over) */
+  uint32_t max_queue;            /* output queue soft limit, bytes */
+  uint32_t max_queue_hard;       /* output queue hard limit: slow at once */
+  uint32_t slow_grace_ms;        /* how long the queue may stay over
+                                    max_queue while draining; then 3008 */
   uint32_t handshake_timeout_ms; /* accept -> complete request head */
   uint32_t ping_interval_ms;     /* 0 = no WebSocket pings */
   uint32_t pong_timeout_ms;      /* silence after a ping -> 3012 */
@@ -71,6 +74,13 @@ typedef struct {
    * sent by the engine. reason is a short snake_case id, detail English. */
   void (*on_bad_request)(hf_conn *c, int status, const char *reason,
                          const char *detail);
+  /* Optional: the peer is slow (the output queue stayed over max_queue
+   * for slow_grace_ms, or went over max_queue_hard). Return nonzero if the
+   * application made room itself (hf_conn_drop_queued); if the queue is
+   * still over the limit afterwards, or for 0, the connection is closed
+   * with 3008 as without this callback. Sends made from here are queued
+   * normally; the callback is not re-entered. */
+  int (*on_slow)(hf_conn *c, size_t queued);
   /* The connection is gone (always called once, last). */
   void (*on_close)(hf_conn *c, const hf_conn_close_info *info);
 } hf_conn_handler;
@@ -126,6 +136,13 @@ int hf_conn_read_body(hf_conn *c, size_t len);
 struct hf_shared;
 int hf_conn_send_shared(hf_conn *c, struct hf_shared *sh, size_t off,
                         size_t len);
+
+/* Drop every queued frame held in an HF_SHARED_DROPPABLE buffer that has
+ * not started to leave (the frame being written stays). Returns the bytes
+ * dropped. Loop thread only. */
+size_t hf_conn_drop_queued(hf_conn *c);
+/* Bytes waiting in the output queue. */
+size_t hf_conn_queued(const hf_conn *c);
 
 /* Queue one message (HF_OP_TEXT/BINARY/PING/PONG). Sends made while the
  * connection's input is being processed are corked and leave together.

@@ -16,10 +16,16 @@ extern "C" {
 
 typedef struct hf_shared {
   atomic_uint refs;
-  uint32_t len; /* bytes used in data[] */
-  uint32_t cap; /* bytes allocated in data[] */
+  uint32_t len;   /* bytes used in data[] */
+  uint32_t cap;   /* bytes allocated in data[] */
+  uint32_t flags; /* HF_SHARED_*; set before the buffer is shared */
   uint8_t data[];
 } hf_shared;
+
+/* The buffer holds whole frames that a connection may drop from its output
+ * queue without sending (publications the client can recover from a
+ * stream); see hf_conn_drop_queued(). */
+#define HF_SHARED_DROPPABLE 1u
 
 /* A buffer with room for cap bytes, len 0, one reference. NULL on OOM. */
 hf_shared *hf_shared_new(size_t cap);

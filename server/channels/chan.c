@@ -4,20 +4,132 @@
  * `#` user-limited ones (`chat#42,43` may be joined by users 42 and 43). */
 #include "channels/chan.h"
 
+#include "config.h"
+
 #include <stdlib.h>
 #include <string.h>
 
+typedef enum { OPT_BOOL, OPT_UINT, OPT_DUR, OPT_RECOVERY_MODE, OPT_DELTA_TYPES,
+               OPT_SLOW } opt_type;
+
 typedef struct {
   const char *key;
+  opt_type type;
   size_t off;
 } ns_opt;
 
-#define NO(f) {#f, offsetof(chan_ns, f)}
+#define NB(f) {#f, OPT_BOOL, offsetof(chan_ns, f)}
 static const ns_opt opts[] = {
-    NO(allow_subscribe_for_client),  NO(allow_subscribe_for_anonymous),
-    NO(allow_publish_for_client),    NO(allow_publish_for_subscriber),
-    NO(allow_publish_for_anonymous), NO(allow_user_limited_channels),
+    NB(allow_subscribe_for_client),  NB(allow_subscribe_for_anonymous),
+    NB(allow_publish_for_client),    NB(allow_publish_for_subscriber),
+    NB(allow_publish_for_anonymous), NB(allow_user_limited_channels),
+    {"history_size", OPT_UINT, offsetof(chan_ns, history_size)},
+    {"history_ttl", OPT_DUR, offsetof(chan_ns, history_ttl_ms)},
+    {"history_meta_ttl", OPT_DUR, offsetof(chan_ns, history_meta_ttl_ms)},
+    NB(force_positioning),           NB(allow_positioning),
+    NB(force_recovery),              NB(allow_recovery),
+    {"force_recovery_mode", OPT_RECOVERY_MODE, offsetof(chan_ns, recovery_mode)},
+    NB(allow_history_for_subscriber), NB(allow_history_for_client),
+    NB(allow_history_for_anonymous),
+    {"allowed_delta_types", OPT_DELTA_TYPES, offsetof(chan_ns, delta_fossil)},
+    NB(delta_publish),
+    NB(presence),                    NB(join_leave),
+    NB(force_push_join_leave),       NB(allow_presence_for_subscriber),
+    NB(allow_presence_for_client),   NB(allow_presence_for_anonymous),
+    {"slow_consumer_policy", OPT_SLOW, offsetof(chan_ns, slow_policy)},
 };
+
+static int opt_error(FILE *err, const char *full, const char *expected) {
+  fprintf(err, "holdfast: invalid configuration: %s: expected %s\n", full, expected);
+  return -1;
+}
+
+static int load_opt(chan_ns *ns, const ns_opt *o, json_t *v, const char *full,
+                    FILE *err) {
+  char *p = (char *)ns + o->off;
+  switch (o->type) {
+  case OPT_BOOL:
+    if (!json_is_boolean(v))
+      return opt_error(err, full, "true or false");
+    *(bool *)p = json_is_true(v);
+    return 0;
+  case OPT_UINT:
+    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+        json_integer_value(v) > 1000000)
+      return opt_error(err, full, "an integer from 0 to 1000000");
+    *(uint32_t *)p = (uint32_t)json_integer_value(v);
+    return 0;
+  case OPT_DUR: {
+    uint64_t ms;
+    if (json_is_integer(v) && json_integer_value(v) == 0)
+      ms = 0;
+    else if (!json_is_string(v) || srv_config_parse_duration(json_string_value(v), &ms) < 0)
+      return opt_error(err, full, "a duration like \"300s\", \"5m\" or \"720h\"");
+    *(uint64_t *)p = ms;
+    return 0;
+  }
+  case OPT_RECOVERY_MODE:
+    if (json_is_string(v) && (strcmp(json_string_value(v), "stream") == 0 ||
+                              !json_string_length(v)))
+      *(chan_recovery_mode *)p = CHAN_RECOVERY_STREAM;
+    else if (json_is_string(v) && strcmp(json_string_value(v), "cache") == 0)
+      *(chan_recovery_mode *)p = CHAN_RECOVERY_CACHE;
+    else
+      return opt_error(err, full, "\"stream\" or \"cache\"");
+    return 0;
+  case OPT_SLOW:
+    if (json_is_string(v) && strcmp(json_string_value(v), "disconnect") == 0)
+      *(chan_slow_policy *)p = CHAN_SLOW_DISCONNECT;
+    else if (json_is_string(v) && strcmp(json_string_value(v), "recover") == 0)
+      *(chan_slow_policy *)p = CHAN_SLOW_RECOVER;
+    else
+      return opt_error(err, full, "\"disconnect\" or \"recover\"");
+    return 0;
+  case OPT_DELTA_TYPES: {
+    if (!json_is_array(v))
+      return opt_error(err, full, "a list of delta types: [] or [\"fossil\"]");
+    bool fossil = false;
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e) {
+      if (!json_is_string(e) || strcmp(json_string_value(e), "fossil") != 0)
+        return opt_error(err, full, "a list of delta types: only \"fossil\" exists");
+      fossil = true;
+    }
+    *(bool *)p = fossil;
+    return 0;
+  }
+  }
+  return -1;
+}
+
+/* Options that only make sense with history, named so the fix is clear. */
+static int check_ns(const chan_ns *ns, const char *where, FILE *err) {
+  struct {
+    bool on;
+    const char *key;
+  } need[] = {{ns->force_recovery, "force_recovery"},
+              {ns->allow_recovery, "allow_recovery"},
+              {ns->force_positioning, "force_positioning"},
+              {ns->allow_positioning, "allow_positioning"},
+              {ns->delta_fossil, "allowed_delta_types"},
+              {ns->delta_publish, "delta_publish"},
+              {ns->slow_policy == CHAN_SLOW_RECOVER, "slow_consumer_policy \"recover\""}};
+  if ((ns->history_size != 0) != (ns->history_ttl_ms != 0)) {
+    fprintf(err, "holdfast: invalid configuration: %s: history_size and history_ttl "
+                 "must both be set (history is on) or both be 0\n", where);
+    return -1;
+  }
+  if (chan_has_history(ns))
+    return 0;
+  for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
+    if (need[i].on) {
+      fprintf(err, "holdfast: invalid configuration: %s.%s needs history: set "
+                   "history_size and history_ttl in that namespace\n", where, need[i].key);
+      return -1;
+    }
+  return 0;
+}
 
 static int load_ns(chan_ns *ns, const json_t *obj, const char *where,
                    void (*warn)(const char *), FILE *err) {
@@ -37,13 +149,10 @@ static int load_ns(chan_ns *ns, const json_t *obj, const char *where,
         warn(full);
       continue;
     }
-    if (!json_is_boolean(v)) {
-      fprintf(err, "holdfast: invalid configuration: %s: expected true or false\n", full);
+    if (load_opt(ns, &opts[i], v, full, err) < 0)
       return -1;
-    }
-    *(bool *)((char *)ns + opts[i].off) = json_is_true(v);
   }
-  return 0;
+  return check_ns(ns, where, err);
 }
 
 static int valid_ns_name(const char *s) {
@@ -188,4 +297,28 @@ int chan_can_publish(const chan_config *cc, const chan_ns *ns,
   if (ns->allow_publish_for_subscriber && subscribed)
     return CHAN_OK;
   return CHAN_E_PERMISSION;
+}
+
+/* Centrifugo's rule for history and presence access: the namespace option
+ * for any client or for subscribers; anonymous users additionally need the
+ * _for_anonymous option. */
+static int can_read(const chan_config *cc, bool for_client, bool for_sub,
+                    bool for_anon, const char *user, bool subscribed) {
+  if (cc->insecure)
+    return CHAN_OK;
+  if ((*user || for_anon) && (for_client || (for_sub && subscribed)))
+    return CHAN_OK;
+  return CHAN_E_PERMISSION;
+}
+
+int chan_can_history(const chan_config *cc, const chan_ns *ns,
+                     const char *user, bool subscribed) {
+  return can_read(cc, ns->allow_history_for_client, ns->allow_history_for_subscriber,
+                  ns->allow_history_for_anonymous, user, subscribed);
+}
+
+int chan_can_presence(const chan_config *cc, const chan_ns *ns,
+                      const char *user, bool subscribed) {
+  return can_read(cc, ns->allow_presence_for_client, ns->allow_presence_for_subscriber,
+                  ns->allow_presence_for_anonymous, user, subscribed);
 }

@@ -9,7 +9,11 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+
+typedef enum { CHAN_RECOVERY_STREAM, CHAN_RECOVERY_CACHE } chan_recovery_mode;
+typedef enum { CHAN_SLOW_DISCONNECT, CHAN_SLOW_RECOVER } chan_slow_policy;
 
 typedef struct {
   char *name; /* "" for channels without a namespace */
@@ -19,7 +23,30 @@ typedef struct {
   bool allow_publish_for_subscriber;
   bool allow_publish_for_anonymous;
   bool allow_user_limited_channels;
+  /* streams (Centrifugo v6 meanings) */
+  uint32_t history_size;      /* 0: no history */
+  uint64_t history_ttl_ms;    /* 0: no history */
+  uint64_t history_meta_ttl_ms; /* 0: the default (720h) */
+  bool force_positioning, allow_positioning;
+  bool force_recovery, allow_recovery;
+  chan_recovery_mode recovery_mode; /* force_recovery_mode */
+  bool allow_history_for_subscriber, allow_history_for_client;
+  bool allow_history_for_anonymous;
+  bool delta_fossil;  /* allowed_delta_types contains "fossil" */
+  bool delta_publish; /* every publication is delta-encoded */
+  /* presence */
+  bool presence, join_leave, force_push_join_leave;
+  bool allow_presence_for_subscriber, allow_presence_for_client;
+  bool allow_presence_for_anonymous;
+  /* holdfast: what to do with a slow consumer whose every subscription
+   * can recover (slow_consumer_policy: "disconnect" or "recover") */
+  chan_slow_policy slow_policy;
 } chan_ns;
+
+/* Does the namespace keep history (both history_size and history_ttl)? */
+static inline bool chan_has_history(const chan_ns *ns) {
+  return ns->history_size && ns->history_ttl_ms;
+}
 
 typedef struct {
   chan_ns without_ns;
@@ -60,5 +87,12 @@ int chan_can_subscribe(const chan_config *cc, const chan_ns *ns,
 /* May user publish into ch (subscribed: is the client subscribed)? */
 int chan_can_publish(const chan_config *cc, const chan_ns *ns,
                      const char *user, bool subscribed);
+
+/* May user read history / presence of a channel of ns? CHAN_OK or
+ * CHAN_E_PERMISSION (the caller checks the feature is on: 108). */
+int chan_can_history(const chan_config *cc, const chan_ns *ns,
+                     const char *user, bool subscribed);
+int chan_can_presence(const chan_config *cc, const chan_ns *ns,
+                      const char *user, bool subscribed);
 
 #endif

@@ -1,23 +1,24 @@
 /* SPDX-License-Identifier: MIT */
-/* Channel tables and cross-worker fan-out (see hub.h). Only the owning
- * worker mutates its table, under its mutex so that the server API may read
- * counts from another thread; the owner itself reads without locking. */
+/* Channel tables, ordered cross-worker fan-out and position checks (see
+ * hub.h). Only the owning worker mutates its table, under its mutex so
+ * that the server API may read counts and presence from another thread;
+ * the owner itself reads without locking. */
 #include "channels/hub.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "protocol/client.h"
 #include "hf/conn.h"
+#include "hf/fossil.h"
 #include "hf/frame.h"
-#include "hf/shared.h"
+#include "log.h"
 #include "protocol/jsonw.h"
 
 struct hub_chan {
   hub_chan *next; /* bucket chain */
   uint32_t hash;
   uint32_t n, cap;
-  struct cl_client **subs;
+  hub_sub **subs;
   size_t len;
   char name[];
 };
@@ -31,28 +32,54 @@ struct hub_local {
   hub_chan **buckets;
   size_t nbuckets, nchans, nsubs;
   uint64_t removals; /* bumped by every unsubscribe (see deliver_local) */
-  jw_buf scratch; /* owner-side encoding buffer */
+  jw_buf scratch;    /* owner-side encoding buffer */
+  hf_timer sweep;
+  uint64_t evicted_unlogged, evict_logged_ms; /* once per burst */
 };
 
 struct hub {
   size_t nw;
   hub_local *w;
+  hub_callbacks cb;
+  hub_options opt;
+  stream_set *streams;
 };
 
+enum { K_PUB, K_JOIN, K_LEAVE };
+
+/* The encoded frames of one push, shared by every recipient. */
+typedef struct {
+  hf_shared *plain; /* the push as every subscriber gets it */
+  hf_shared *str;   /* delta subscribers: data as a JSON string, or NULL */
+  hf_shared *patch; /* delta subscribers with a base: fossil delta, or NULL */
+  uint64_t offset, epoch;
+  uint8_t kind;
+} frames;
+
+/* owner -> every other worker */
 typedef struct {
   hf_msg m;
   hub_local *to;
-  hf_shared *frame;
+  frames f;
   uint32_t hash;
   size_t len;
   char name[];
 } deliver_msg;
 
+/* A publication (or join/leave) to encode: views of its parts. */
+typedef struct {
+  const char *name, *data, *info, *tags, *prev;
+  size_t len, data_len, info_len, tags_len, prev_len;
+  uint64_t offset, epoch;
+  uint8_t kind, delta, delta_allowed;
+} pub_view;
+
+/* any worker -> owner: a publication to encode and fan out */
 typedef struct {
   hf_msg m;
   hub_local *to;
-  size_t len, data_len, info_len;
-  char bytes[]; /* name, data, info */
+  pub_view v; /* pointing into bytes */
+  char bytes[];
 } pub_msg;
 
 typedef struct {
@@ -62,20 +89,27 @@ typedef struct {
   char arg[];
 } ctl_msg;
 
-static uint32_t name_hash(const char *s, size_t n) {
+uint32_t hub_hash(const char *s, size_t n) {
   uint32_t h = 2166136261u;
   for (size_t i = 0; i < n; i++)
     h = (h ^ (uint8_t)s[i]) * 16777619u;
   return h;
 }
 
-hub *hub_new(size_t nw) {
+static void sweep_tick(hf_loop *loop, hf_timer *t);
+
+hub *hub_new(size_t nw, const hub_callbacks *cb, const hub_options *opt) {
   hub *h = calloc(1, sizeof *h);
   if (!h)
     return NULL;
   h->nw = nw;
+  h->cb = *cb;
+  h->opt = *opt;
   h->w = calloc(nw, sizeof *h->w);
-  if (!h->w) {
+  h->streams = stream_set_new(nw, &opt->limits);
+  if (!h->w || !h->streams) {
+    free(h->w);
+    stream_set_free(h->streams);
     free(h);
     return NULL;
   }
@@ -84,6 +118,7 @@ hub *hub_new(size_t nw) {
     h->w[i].idx = i;
     pthread_mutex_init(&h->w[i].mu, NULL);
     jw_init(&h->w[i].scratch);
+    h->w[i].sweep.cb = sweep_tick;
   }
   return h;
 }
@@ -104,15 +139,23 @@ void hub_free(hub *h) {
     jw_free(&hl->scratch);
     pthread_mutex_destroy(&hl->mu);
   }
+  stream_set_free(h->streams);
   free(h->w);
   free(h);
 }
 
 hub_local *hub_attach(hub *h, size_t idx, hf_loop *loop) {
-  h->w[idx].loop = loop;
-  return &h->w[idx];
+  hub_local *hl = &h->w[idx];
+  hl->loop = loop;
+  if (h->opt.sweep_interval_ms)
+    hf_timer_set(loop, &hl->sweep, h->opt.sweep_interval_ms);
+  return hl;
 }
 
+void hub_detach(hub_local *hl) { hf_timer_cancel(hl->loop, &hl->sweep); }
+
+stream_set *hub_streams(hub *h) { return h->streams; }
+hub *hub_of(const hub_local *hl) { return hl->h; }
 hf_loop *hub_loop(const hub_local *hl) { return hl->loop; }
 void hub_set_data(hub_local *hl, void *data) { hl->data = data; }
 void *hub_data(const hub_local *hl) { return hl->data; }
@@ -121,6 +164,15 @@ const char *hub_chan_name(const hub_chan *c, size_t *len) {
   *len = c->len;
   return c->name;
 }
+
+static void sweep_tick(hf_loop *loop, hf_timer *t) {
+  hub_local *hl = (hub_local *)((char *)t - offsetof(hub_local, sweep));
+  hub *h = hl->h;
+  stream_sweep(h->streams, hl->idx, hf_loop_now(loop), h->opt.sweep_budget);
+  hf_timer_set(loop, t, h->opt.sweep_interval_ms);
+}
+
+/* ---- subscriptions -------------------------------------------------------- */
 
 static hub_chan *find(const hub_local *hl, const char *ch, size_t len,
                       uint32_t hash) {
@@ -150,9 +202,18 @@ static int grow_table(hub_local *hl) {
   return 0;
 }
 
-hub_chan *hub_subscribe(hub_local *hl, const char *ch, size_t len,
-                        struct cl_client *cl) {
-  uint32_t hash = name_hash(ch, len);
+static void drop_chan(hub_local *hl, hub_chan *c) {
+  hub_chan **pp = &hl->buckets[c->hash & (hl->nbuckets - 1)];
+  while (*pp != c)
+    pp = &(*pp)->next;
+  *pp = c->next;
+  hl->nchans--;
+  free(c->subs);
+  free(c);
+}
+
+int hub_subscribe(hub_local *hl, const char *ch, size_t len, hub_sub *s) {
+  uint32_t hash = hub_hash(ch, len);
   pthread_mutex_lock(&hl->mu);
   hub_chan *c = find(hl, ch, len, hash);
   if (!c) {
@@ -170,159 +231,431 @@ hub_chan *hub_subscribe(hub_local *hl, const char *ch, size_t len,
   }
   if (c->n == c->cap) {
     uint32_t cap = c->cap ? c->cap * 2 : 4;
-    struct cl_client **ns = realloc(c->subs, cap * sizeof *ns);
+    hub_sub **ns = realloc(c->subs, cap * sizeof *ns);
     if (!ns) {
-      if (!c->n) { /* just created: take it out again */
-        hub_chan **pp = &hl->buckets[hash & (hl->nbuckets - 1)];
-        while (*pp != c)
-          pp = &(*pp)->next;
-        *pp = c->next;
-        hl->nchans--;
-        free(c);
-      }
+      if (!c->n)
+        drop_chan(hl, c); /* just created: take it out again */
       goto oom;
     }
     c->subs = ns;
     c->cap = cap;
   }
-  c->subs[c->n++] = cl;
+  c->subs[c->n++] = s;
+  s->ch = c;
   hl->nsubs++;
   pthread_mutex_unlock(&hl->mu);
-  return c;
+  return 0;
 oom:
   pthread_mutex_unlock(&hl->mu);
-  return NULL;
+  return -1;
 }
 
-void hub_unsubscribe(hub_local *hl, hub_chan *c, struct cl_client *cl) {
+void hub_unsubscribe(hub_local *hl, hub_sub *s) {
+  hub_chan *c = s->ch;
+  if (!c)
+    return;
   pthread_mutex_lock(&hl->mu);
   hl->removals++;
   for (uint32_t i = 0; i < c->n; i++)
-    if (c->subs[i] == cl) {
+    if (c->subs[i] == s) {
       c->subs[i] = c->subs[--c->n]; /* order of subscribers is irrelevant */
       hl->nsubs--;
       break;
     }
-  if (!c->n) { /* the last subscriber left: free the channel state */
-    hub_chan **pp = &hl->buckets[c->hash & (hl->nbuckets - 1)];
-    while (*pp != c)
-      pp = &(*pp)->next;
-    *pp = c->next;
-    hl->nchans--;
-    free(c->subs);
-    free(c);
-  }
+  if (!c->n) /* the last subscriber left: free the channel state */
+    drop_chan(hl, c);
+  s->ch = NULL;
   pthread_mutex_unlock(&hl->mu);
+}
+
+void hub_sub_set_info(hub_local *hl, hub_sub *s, char *info) {
+  pthread_mutex_lock(&hl->mu);
+  char *old = s->info;
+  s->info = info;
+  pthread_mutex_unlock(&hl->mu);
+  free(old);
 }
 
 /* ---- fan-out ------------------------------------------------------------ */
 
-static void deliver_local(hub_local *hl, const char *ch, size_t len,
-                          uint32_t hash, hf_shared *frame) {
-  hub_chan *c = find(hl, ch, len, hash);
+/* The frame for one subscriber, after its position check; NULL: skip. */
+static hf_shared *frame_for(hub_sub *s, const frames *d, int *gap) {
+  uint32_t f = s->flags;
+  if (f & HUB_SUB_PAUSED)
+    return NULL;
+  if (d->kind != K_PUB)
+    return (f & HUB_SUB_JOIN_LEAVE) ? d->plain : NULL;
+  if ((f & HUB_SUB_POSITIONED) && d->offset) {
+    if (!s->epoch)
+      s->epoch = d->epoch;
+    if (s->epoch != d->epoch || d->offset > s->offset + 1) {
+      *gap = 1;
+      return NULL;
+    }
+    if (d->offset <= s->offset)
+      return NULL; /* already has it (delivered with its recovery) */
+    s->offset = d->offset;
+  }
+  if (!(f & HUB_SUB_DELTA))
+    return d->plain;
+  if (!d->str) { /* the namespace no longer allows delta: renegotiate */
+    *gap = 1;
+    return NULL;
+  }
+  if (d->patch && (f & HUB_SUB_DELTA_BASE) && d->offset)
+    return d->patch;
+  /* a full payload; it is the base of the next patch only if it is the
+   * stream's (a publication without offset is not) */
+  s->flags = d->offset ? f | HUB_SUB_DELTA_BASE : f & ~(uint32_t)HUB_SUB_DELTA_BASE;
+  return d->str;
+}
+
+static void deliver_local(hub_local *hl, const char *name, size_t len,
+                          uint32_t hash, const frames *d) {
+  hub_chan *c = find(hl, name, len, hash);
   if (!c)
     return;
-  /* A send may close a slow subscriber, whose teardown unsubscribes it
-   * from c (moving the last subscriber into its slot, or freeing c with
-   * the last one). Walk from the end, so a moved subscriber was already
-   * served, and look c up again only when something was removed. */
+  hub *h = hl->h;
+  /* A send may close a slow subscriber, and a gap unsubscribes one; either
+   * teardown removes it from c (moving the last subscriber into its slot,
+   * or freeing c with the last one). Walk from the end, so a moved
+   * subscriber was already served, and look c up again only when
+   * something was removed. */
   uint64_t seen = hl->removals;
   for (uint32_t i = c->n; i > 0; i--) {
     if (hl->removals != seen) {
       seen = hl->removals;
-      if (!(c = find(hl, ch, len, hash)))
+      if (!(c = find(hl, name, len, hash)))
         return; /* the channel went away with its last subscriber */
       if (i > c->n)
         i = c->n;
       if (!i)
         return;
     }
-    cl_send_shared(c->subs[i - 1], frame);
+    hub_sub *s = c->subs[i - 1];
+    int gap = 0;
+    hf_shared *f = frame_for(s, d, &gap);
+    if (gap)
+      h->cb.gap(s);
+    else if (f)
+      h->cb.deliver(s, f);
   }
+}
+
+static void unref_frames(frames *f) {
+  hf_shared_unref(f->plain);
+  hf_shared_unref(f->str);
+  hf_shared_unref(f->patch);
 }
 
 static void run_deliver(hf_loop *loop, hf_msg *m) {
   deliver_msg *d = (deliver_msg *)m;
-  deliver_local(d->to, d->name, d->len, d->hash, d->frame);
-  hf_shared_unref(d->frame);
+  deliver_local(d->to, d->name, d->len, d->hash, &d->f);
+  unref_frames(&d->f);
   free(d);
 }
 
-/* On the owner: encode once, deliver here, post to every other worker. */
-static int fan_out(hub_local *hl, const char *ch, size_t len, const char *data,
-                   size_t data_len, const char *info, size_t info_len) {
-  jw_buf *b = &hl->scratch;
-  jw_reset(b);
-  jw_lit(b, "{\"push\":{\"channel\":");
-  jw_str(b, ch, len);
-  jw_lit(b, ",\"pub\":{\"data\":");
-  jw_raw(b, data, data_len);
-  if (info_len) {
-    jw_lit(b, ",\"info\":");
-    jw_raw(b, info, info_len);
-  }
-  jw_lit(b, "}}}");
+/* Wrap the JSON text in b as one text frame in a new shared buffer. */
+static hf_shared *frame_of(jw_buf *b, uint32_t flags) {
   if (!jw_ok(b))
-    return -1;
+    return NULL;
   uint8_t hdr[HF_FRAME_MAX_HEADER];
   size_t hl_len = hf_frame_header(hdr, 1, HF_OP_TEXT, b->len, NULL);
   hf_shared *frame = hf_shared_new(hl_len + b->len);
   if (!frame)
-    return -1;
+    return NULL;
   memcpy(frame->data, hdr, hl_len);
   memcpy(frame->data + hl_len, b->p, b->len);
   frame->len = (uint32_t)(hl_len + b->len);
-  uint32_t hash = name_hash(ch, len);
+  frame->flags = flags;
+  return frame;
+}
+
+/* {"push":{"channel":CH,"pub":{"data":<data>,"info":..,"offset":..,"tags":..[,"delta":true]}}}
+ * with data spliced as JSON (mode 0), or as a JSON string of data (mode 1)
+ * or of patch (mode 2). */
+static void encode_pub(jw_buf *b, const pub_view *p, int mode,
+                       const uint8_t *patch, size_t patch_len) {
+  jw_reset(b);
+  jw_lit(b, "{\"push\":{\"channel\":");
+  jw_str(b, p->name, p->len);
+  jw_lit(b, ",\"pub\":{\"data\":");
+  if (mode == 0)
+    jw_raw(b, p->data, p->data_len);
+  else if (mode == 1)
+    jw_str(b, p->data, p->data_len);
+  else
+    jw_str(b, (const char *)patch, patch_len);
+  if (p->info_len) {
+    jw_lit(b, ",\"info\":");
+    jw_raw(b, p->info, p->info_len);
+  }
+  if (p->offset) {
+    jw_lit(b, ",\"offset\":");
+    jw_u64(b, p->offset);
+  }
+  if (p->tags_len) {
+    jw_lit(b, ",\"tags\":");
+    jw_raw(b, p->tags, p->tags_len);
+  }
+  if (mode == 2)
+    jw_lit(b, ",\"delta\":true");
+  jw_lit(b, "}}}");
+}
+
+void hub_encode_pub(jw_buf *b, const stream_pub *p, int data_as_string) {
+  jw_lit(b, "{\"data\":");
+  if (data_as_string)
+    jw_str(b, p->data, p->data_len);
+  else
+    jw_raw(b, p->data, p->data_len);
+  if (p->info_len) {
+    jw_lit(b, ",\"info\":");
+    jw_raw(b, p->info, p->info_len);
+  }
+  if (p->offset) {
+    jw_lit(b, ",\"offset\":");
+    jw_u64(b, p->offset);
+  }
+  if (p->tags_len) {
+    jw_lit(b, ",\"tags\":");
+    jw_raw(b, p->tags, p->tags_len);
+  }
+  jw_char(b, '}');
+}
+
+/* The fossil delta from the previous payload, if it is smaller than the
+ * payload itself (else delta subscribers get the full string form). */
+static hf_shared *patch_frame(hub_local *hl, const pub_view *p) {
+  const char *data = p->data, *prev = p->prev;
+  uint8_t *patch = malloc(hf_fossil_bound(p->data_len));
+  void *scratch = malloc(hf_fossil_scratch(p->prev_len));
+  hf_shared *f = NULL;
+  if (patch && scratch) {
+    size_t n = hf_fossil_encode((const uint8_t *)prev, p->prev_len,
+                                (const uint8_t *)data, p->data_len, patch, scratch);
+    if (n < p->data_len) {
+      encode_pub(&hl->scratch, p, 2, patch, n);
+      f = frame_of(&hl->scratch, HF_SHARED_DROPPABLE);
+    }
+  }
+  free(patch);
+  free(scratch);
+  return f;
+}
+
+/* On the owner: encode once, deliver here, post to every other worker. */
+static int fan_out(hub_local *hl, const pub_view *p) {
+  jw_buf *b = &hl->scratch;
+  frames f = {0};
+  if (p->kind == K_PUB) {
+    uint32_t fl = p->offset ? HF_SHARED_DROPPABLE : 0;
+    encode_pub(b, p, 0, NULL, 0);
+    f.plain = frame_of(b, fl);
+    if (p->delta_allowed) {
+      encode_pub(b, p, 1, NULL, 0);
+      f.str = frame_of(b, fl);
+      if (p->delta && p->prev_len && p->offset)
+        f.patch = patch_frame(hl, p);
+    }
+  } else {
+    jw_reset(b);
+    jw_lit(b, "{\"push\":{\"channel\":");
+    jw_str(b, p->name, p->len);
+    jw_lit(b, p->kind == K_JOIN ? ",\"join\":{\"info\":" : ",\"leave\":{\"info\":");
+    jw_raw(b, p->info, p->info_len);
+    jw_lit(b, "}}}");
+    f.plain = frame_of(b, 0);
+  }
+  if (!f.plain || (p->delta_allowed && p->kind == K_PUB && !f.str)) {
+    unref_frames(&f);
+    return -1; /* positioned subscribers will see the gap */
+  }
+  f.offset = p->offset;
+  f.epoch = p->epoch;
+  f.kind = p->kind;
+  uint32_t hash = hub_hash(p->name, p->len);
   hub *h = hl->h;
   for (size_t i = 0; i < h->nw; i++) {
     if (i == hl->idx)
       continue;
-    deliver_msg *d = malloc(sizeof *d + len);
+    deliver_msg *d = malloc(sizeof *d + p->len);
     if (!d)
-      continue; /* out of memory: that worker's subscribers miss it */
+      continue; /* out of memory: positioned subscribers there see a gap */
     d->m.run = run_deliver;
     d->to = &h->w[i];
-    d->frame = hf_shared_ref(frame);
+    d->f = f;
+    hf_shared_ref(f.plain);
+    if (f.str)
+      hf_shared_ref(f.str);
+    if (f.patch)
+      hf_shared_ref(f.patch);
     d->hash = hash;
-    d->len = len;
-    memcpy(d->name, ch, len);
+    d->len = p->len;
+    memcpy(d->name, p->name, p->len);
     hf_loop_post(h->w[i].loop, &d->m);
   }
-  deliver_local(hl, ch, len, hash, frame);
-  hf_shared_unref(frame);
+  deliver_local(hl, p->name, p->len, hash, &f);
+  unref_frames(&f);
   return 0;
 }
 
 static void run_pub(hf_loop *loop, hf_msg *m) {
   pub_msg *p = (pub_msg *)m;
-  fan_out(p->to, p->bytes, p->len, p->bytes + p->len, p->data_len,
-          p->bytes + p->len + p->data_len, p->info_len);
+  fan_out(p->to, &p->v);
   free(p);
 }
 
-int hub_publish(hub_local *from, const char *ch, size_t len, const char *data,
-                size_t data_len, const char *info, size_t info_len) {
-  hub *h = from->h;
-  size_t owner = name_hash(ch, len) % h->nw;
-  if (owner == from->idx)
-    return fan_out(from, ch, len, data, data_len, info, info_len);
-  pub_msg *p = malloc(sizeof *p + len + data_len + info_len);
+/* A copy of v that owns its bytes, to post to the owner. */
+static pub_msg *new_pub_msg(hub_local *to, const pub_view *v) {
+  pub_msg *p = malloc(sizeof *p + v->len + v->data_len + v->info_len +
+                      v->tags_len + v->prev_len);
   if (!p)
-    return -1;
+    return NULL;
   p->m.run = run_pub;
-  p->to = &h->w[owner];
-  p->len = len;
-  p->data_len = data_len;
-  p->info_len = info_len;
-  memcpy(p->bytes, ch, len);
-  memcpy(p->bytes + len, data, data_len);
-  if (info_len)
-    memcpy(p->bytes + len + data_len, info, info_len);
-  hf_loop_post(h->w[owner].loop, &p->m);
+  p->to = to;
+  p->v = *v;
+  char *o = p->bytes;
+  const char **dst[5] = {&p->v.name, &p->v.data, &p->v.info, &p->v.tags, &p->v.prev};
+  const char *src[5] = {v->name, v->data, v->info, v->tags, v->prev};
+  size_t lens[5] = {v->len, v->data_len, v->info_len, v->tags_len, v->prev_len};
+  for (int i = 0; i < 5; i++) {
+    if (lens[i])
+      memcpy(o, src[i], lens[i]);
+    *dst[i] = o;
+    o += lens[i];
+  }
+  return p;
+}
+
+/* Encode here if this worker owns the channel, else post it to the owner. */
+static int route(hub_local *from, hub_local *owner, const pub_view *v) {
+  if (owner == from)
+    return fan_out(from, v);
+  pub_msg *m = new_pub_msg(owner, v);
+  if (!m)
+    return -1;
+  hf_loop_post(owner->loop, &m->m);
   return 0;
 }
 
-/* ---- control and counts ------------------------------------------------- */
+static pub_view view_of(const hub_pub *p) {
+  pub_view v = {0};
+  v.name = p->ch;
+  v.len = p->len;
+  v.data = p->data;
+  v.data_len = p->data_len;
+  v.info = p->info;
+  v.info_len = p->info_len;
+  v.tags = p->tags;
+  v.tags_len = p->tags_len;
+  v.kind = K_PUB;
+  v.delta = (uint8_t)p->delta;
+  v.delta_allowed = (uint8_t)p->delta_allowed;
+  return v;
+}
+
+typedef struct {
+  hub_local *owner;
+  const hub_pub *pub;
+} accept_ctx;
+
+/* Under the stream's lock: post the publication to its owner, so that the
+ * owner's inbox receives a channel's publications in offset order. */
+static int accept_pub(void *arg, const stream_pos *pos, const stream_pub *prev) {
+  accept_ctx *a = arg;
+  pub_view v = view_of(a->pub);
+  if (v.delta && v.delta_allowed && prev) {
+    v.prev = prev->data;
+    v.prev_len = prev->data_len;
+  }
+  v.offset = pos->offset;
+  v.epoch = pos->epoch;
+  pub_msg *m = new_pub_msg(a->owner, &v);
+  if (!m)
+    return -1;
+  hf_loop_post(a->owner->loop, &m->m);
+  return 0;
+}
+
+static void log_evictions(hub_local *from, uint64_t evicted) {
+  from->evicted_unlogged += evicted;
+  uint64_t now = hf_loop_now(from->loop);
+  if (!from->evicted_unlogged || now - from->evict_logged_ms < 10000)
+    return;
+  stream_stats st;
+  stream_get_stats(from->h->streams, &st);
+  srv_logline l;
+  srv_log_begin(&l, LOG_WARN, "history_evicted");
+  srv_log_int(&l, "publications", (long long)from->evicted_unlogged);
+  srv_log_int(&l, "history_bytes", (long long)st.bytes);
+  srv_log_int(&l, "history_max_bytes", (long long)from->h->opt.limits.max_bytes);
+  srv_log_str(&l, "hint", "the history memory cap (channel.history_max_memory) is "
+                          "reached: the oldest publications were dropped");
+  srv_log_end(&l);
+  from->evicted_unlogged = 0;
+  from->evict_logged_ms = now;
+}
+
+hub_status hub_publish(hub_local *from, const hub_pub *p, stream_pos *pos) {
+  hub *h = from->h;
+  uint32_t hash = hub_hash(p->ch, p->len);
+  hub_local *owner = &h->w[hash % h->nw];
+  pos->offset = pos->epoch = 0;
+  if (!p->history && !p->idem_key) {
+    /* no stream position: the owner's processing order is the order */
+    pub_view v = view_of(p);
+    return route(from, owner, &v) < 0 ? HUB_ENOMEM : HUB_OK;
+  }
+  stream_pub sp = {0, p->data, p->info, p->tags, (uint32_t)p->data_len,
+                   (uint32_t)p->info_len, (uint32_t)p->tags_len};
+  stream_publish_req rq = {p->history, p->idem_key, p->idem_len,
+                           hf_loop_now(from->loop)};
+  accept_ctx a = {owner, p};
+  uint64_t evicted = 0;
+  stream_status st = stream_publish(h->streams, hash, p->ch, p->len, &sp, &rq,
+                                    pos, accept_pub, &a, &evicted);
+  if (evicted)
+    log_evictions(from, evicted);
+  return st == STREAM_OK ? HUB_OK : st == STREAM_DUPLICATE ? HUB_DUPLICATE : HUB_ENOMEM;
+}
+
+int hub_join_leave(hub_local *from, const char *ch, size_t len,
+                   const char *info, size_t info_len, int leave) {
+  hub *h = from->h;
+  hub_local *owner = &h->w[hub_hash(ch, len) % h->nw];
+  pub_view v = {0};
+  v.name = ch;
+  v.len = len;
+  v.info = info;
+  v.info_len = info_len;
+  v.kind = leave ? K_LEAVE : K_JOIN;
+  /* always through the inbox, even to this worker: a leave is emitted
+   * while a subscriber is removed, possibly from inside a delivery */
+  pub_msg *m = new_pub_msg(owner, &v);
+  if (!m)
+    return -1;
+  hf_loop_post(owner->loop, &m->m);
+  return 0;
+}
+
+/* ---- presence, control and counts ---------------------------------------- */
+
+void hub_presence(hub *h, const char *ch, size_t len, hub_presence_fn each,
+                  void *arg) {
+  uint32_t hash = hub_hash(ch, len);
+  for (size_t i = 0; i < h->nw; i++) {
+    hub_local *hl = &h->w[i];
+    pthread_mutex_lock(&hl->mu);
+    hub_chan *c = find(hl, ch, len, hash);
+    for (uint32_t k = 0; c && k < c->n; k++) {
+      hub_sub *s = c->subs[k];
+      if ((s->flags & HUB_SUB_PRESENCE) && s->info && s->client)
+        each(arg, s);
+    }
+    pthread_mutex_unlock(&hl->mu);
+  }
+}
 
 static void run_ctl(hf_loop *loop, hf_msg *m) {
   ctl_msg *c = (ctl_msg *)m;

@@ -1,11 +1,24 @@
 /* SPDX-License-Identifier: MIT */
-/* Channels and fan-out. Each worker has a hub_local: a table of the
- * channels its own connections subscribe to. A publication is routed to the
- * channel's owner worker (hash of the name), which gives every channel one
- * total order; the owner encodes the push once (JSON and WebSocket frame)
- * into a shared buffer and posts a reference to every worker's inbox; each
- * worker queues that same buffer on its subscribers. No copy per
- * recipient, no lock on the message path. */
+/* Channels and fan-out (the memory engine). Each worker has a hub_local: a
+ * table of the channels its own connections subscribe to, each with its
+ * subscribers (hub_sub, embedded in the protocol layer's subscription:
+ * the hub never sees a connection, only the two callbacks it was given).
+ *
+ * A publication is routed to the channel's owner worker (hash of the name),
+ * which gives every channel one total order; when the channel keeps
+ * history, its stream (channels/stream.h) assigns the offset under the
+ * stream's lock and the publication is posted to the owner in offset
+ * order. The owner encodes the push once (JSON and WebSocket frame, plus
+ * the string and fossil-delta forms when the namespace allows delta) into
+ * shared buffers and posts a reference to every worker; each worker queues
+ * those same buffers on its subscribers. No copy per recipient, no lock on
+ * the delivery path.
+ *
+ * Positioned subscribers carry their stream position (offset, epoch); the
+ * hub delivers a publication with offset o only if it is the next one
+ * (o == offset + 1), skips what the subscriber already has, and reports a
+ * gap or a new epoch through the gap callback (insufficient state) instead
+ * of delivering past it. */
 #ifndef SRV_HUB_H
 #define SRV_HUB_H
 
@@ -13,31 +26,107 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "channels/stream.h"
 #include "hf/loop.h"
+#include "hf/shared.h"
+#include "protocol/jsonw.h"
 
 typedef struct hub hub;
 typedef struct hub_local hub_local;
 typedef struct hub_chan hub_chan;
-struct cl_client;
+
+enum {
+  HUB_SUB_POSITIONED = 1,  /* check offsets and epochs */
+  HUB_SUB_JOIN_LEAVE = 2,  /* receives join and leave pushes */
+  HUB_SUB_PRESENCE = 4,    /* listed in presence */
+  HUB_SUB_DELTA = 8,       /* fossil delta negotiated */
+  HUB_SUB_DELTA_BASE = 16, /* has received a full payload to patch */
+  HUB_SUB_PAUSED = 32      /* receives nothing (being removed) */
+};
+
+/* A subscriber. The owner embeds it and keeps it at a stable address while
+ * subscribed. Fields are read by the hub on the subscriber's worker; info
+ * and user are read by other threads under the worker's lock (presence):
+ * change info only through hub_sub_set_info. */
+typedef struct hub_sub {
+  hub_chan *ch;      /* set by hub_subscribe */
+  uint64_t offset;   /* positioned: the last offset the client has */
+  uint64_t epoch;    /* positioned: the stream epoch (0: adopt the next) */
+  const char *user;   /* presence_stats; owned by the subscriber */
+  const char *client; /* connection id (presence key); owned likewise */
+  char *info;        /* ClientInfo JSON for presence, or NULL; owned */
+  uint32_t flags;    /* HUB_SUB_* */
+} hub_sub;
+
+typedef struct {
+  /* Queue a push frame on the subscriber's connection. */
+  void (*deliver)(hub_sub *s, hf_shared *frame);
+  /* The subscriber missed publications (or the stream was recreated):
+   * unsubscribe it with insufficient state. It may hub_unsubscribe. */
+  void (*gap)(hub_sub *s);
+} hub_callbacks;
+
+typedef struct {
+  stream_limits limits;     /* history memory cap, idempotency window */
+  size_t sweep_budget;      /* streams visited per sweep tick (per worker) */
+  uint32_t sweep_interval_ms;
+} hub_options;
 
 /* The process-wide hub over nw workers (loops filled in by hub_attach). */
-hub *hub_new(size_t nw);
+hub *hub_new(size_t nw, const hub_callbacks *cb, const hub_options *opt);
 void hub_free(hub *h);
-/* Worker idx's part, created for its loop (call from the worker's setup). */
+/* Worker idx's part, created for its loop (call from the worker's setup,
+ * before the loop runs; starts the stream sweeper on that loop). */
 hub_local *hub_attach(hub *h, size_t idx, hf_loop *loop);
+/* Stop the worker's timers (before its loop is freed). */
+void hub_detach(hub_local *hl);
+stream_set *hub_streams(hub *h);
+hub *hub_of(const hub_local *hl);
 
-/* Subscribe / unsubscribe a client on this worker. hub_subscribe returns
- * the channel (its state lives while it has subscribers) or NULL on OOM. */
-hub_chan *hub_subscribe(hub_local *hl, const char *ch, size_t len,
-                        struct cl_client *cl);
-void hub_unsubscribe(hub_local *hl, hub_chan *c, struct cl_client *cl);
+/* Subscribe s to channel ch on this worker (s->flags, and for positioned
+ * subscribers offset/epoch, set by the caller). Returns 0 or -1 (OOM). */
+int hub_subscribe(hub_local *hl, const char *ch, size_t len, hub_sub *s);
+void hub_unsubscribe(hub_local *hl, hub_sub *s);
 const char *hub_chan_name(const hub_chan *c, size_t *len);
+/* Replace s->info (under the worker's lock); the old one is freed. */
+void hub_sub_set_info(hub_local *hl, hub_sub *s, char *info);
 
-/* Publish: data is minified JSON text (no raw newlines), info the
- * publisher's ClientInfo JSON or NULL. Any worker's thread; the text is
- * copied. Returns 0 or -1 (OOM). */
-int hub_publish(hub_local *from, const char *ch, size_t len, const char *data,
-                size_t data_len, const char *info, size_t info_len);
+/* A publication. data: minified JSON (no raw newline); info: the
+ * publisher's ClientInfo JSON or NULL; tags: a JSON object or NULL. */
+typedef struct {
+  const char *ch;
+  size_t len;
+  const char *data, *info, *tags;
+  size_t data_len, info_len, tags_len;
+  const stream_opts *history; /* NULL: the channel keeps no history */
+  const char *idem_key;       /* NULL: none */
+  size_t idem_len;
+  int delta;         /* send a fossil delta to delta subscribers */
+  int delta_allowed; /* the namespace allows delta subscribers */
+} hub_pub;
+
+typedef enum {
+  HUB_OK = 0,
+  HUB_DUPLICATE = 1, /* idempotency key seen: *pos is the first result */
+  HUB_ENOMEM = -1
+} hub_status;
+
+/* Publish from worker `from` (any worker's thread). *pos gets the stream
+ * position ({0,0} without history). The bytes are copied. */
+hub_status hub_publish(hub_local *from, const hub_pub *p, stream_pos *pos);
+
+/* Join (leave = 0) or leave push with the subscriber's ClientInfo JSON,
+ * ordered with the channel's publications, for HUB_SUB_JOIN_LEAVE
+ * subscribers. Returns 0 or -1 (OOM). */
+int hub_join_leave(hub_local *from, const char *ch, size_t len,
+                   const char *info, size_t info_len, int leave);
+
+/* Presence over every worker (any thread; each worker's table is read
+ * under its lock): calls each(arg, s) for every HUB_SUB_PRESENCE
+ * subscriber of ch that has info; s is valid during the call only. */
+typedef void (*hub_presence_fn)(void *arg, const hub_sub *s);
+void hub_presence(hub *h, const char *ch, size_t len, hub_presence_fn each,
+                  void *arg);
 
 /* Counts for /api/info and /api/channels (any thread, under each worker's
  * lock; not on the message path). */
@@ -56,5 +145,13 @@ int hub_broadcast_ctl(hub *h, hub_ctl_fn fn, const void *arg, size_t len);
 hf_loop *hub_loop(const hub_local *hl);
 void hub_set_data(hub_local *hl, void *data);
 void *hub_data(const hub_local *hl);
+
+/* Write a stored publication as a Publication JSON object ({"data":..,
+ * "info":..,"offset":..,"tags":..}); data_as_string: data as a JSON
+ * string of its text (delta subscribers). */
+void hub_encode_pub(jw_buf *b, const stream_pub *p, int data_as_string);
+
+/* The hash that picks a channel's owner worker and stream shard. */
+uint32_t hub_hash(const char *ch, size_t len);
 
 #endif

@@ -12,16 +12,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "channels/query.h"
 #include "protocol/client.h"
 
 enum {
   M_PUBLISH, M_BROADCAST, M_SUBSCRIBE, M_UNSUBSCRIBE, M_DISCONNECT,
-  M_REFRESH, M_CHANNELS, M_INFO, M_BATCH, M_COUNT
+  M_REFRESH, M_CHANNELS, M_INFO, M_BATCH, M_HISTORY, M_HISTORY_REMOVE,
+  M_PRESENCE, M_PRESENCE_STATS, M_COUNT
 };
 
 static const char *const names[M_COUNT] = {
-    "publish", "broadcast", "subscribe", "unsubscribe", "disconnect",
-    "refresh", "channels",  "info",      "batch"};
+    "publish",  "broadcast", "subscribe", "unsubscribe",    "disconnect",
+    "refresh",  "channels",  "info",      "batch",          "history",
+    "history_remove", "presence", "presence_stats"};
 
 int api_method(const char *name, size_t len) {
   for (int i = 0; i < M_COUNT; i++)
@@ -32,7 +35,8 @@ int api_method(const char *name, size_t len) {
 
 const char *api_method_list(void) {
   return "publish, broadcast, subscribe, unsubscribe, disconnect, refresh, "
-         "channels, info, batch";
+         "channels, info, batch, history, history_remove, presence, "
+         "presence_stats";
 }
 
 /* ---- errors and small helpers ------------------------------------------- */
@@ -55,9 +59,73 @@ static const char *str_field(json_t *req, const char *k, size_t *len) {
   return json_string_value(v);
 }
 
-/* Publish data into one channel; writes a reply object (result or error). */
+/* The parts of a publish request shared by every channel of a broadcast,
+ * checked once. */
+typedef struct {
+  char *data; /* minified JSON */
+  char *tags; /* a JSON object of strings, or NULL */
+  const char *idem_key;
+  size_t idem_len;
+  int skip_history, delta;
+} pub_req;
+
+static void pub_req_free(pub_req *p) {
+  free(p->data);
+  free(p->tags);
+}
+
+/* Returns NULL, or the message of a 107 error. */
+static const char *pub_req_parse(json_t *req, pub_req *p) {
+  memset(p, 0, sizeof *p);
+  json_t *data = json_object_get(req, "data");
+  json_t *b64 = json_object_get(req, "b64data");
+  if (data)
+    p->data = jw_dump(data);
+  else if (json_is_string(b64) &&
+           !(p->data = jw_b64_json(json_string_value(b64), json_string_length(b64))))
+    return "bad request: b64data must be base64 of a JSON document (the JSON "
+           "protocol cannot carry binary data)";
+  if (!p->data)
+    return "bad request: data required";
+  json_t *tags = json_object_get(req, "tags");
+  if (tags) {
+    const char *k;
+    json_t *v;
+    if (!json_is_object(tags))
+      return "bad request: tags must be an object of strings";
+    json_object_foreach(tags, k, v) {
+      if (!json_is_string(v))
+        return "bad request: tags must be an object of strings";
+    }
+    if (json_object_size(tags))
+      p->tags = jw_dump(tags);
+  }
+  json_t *key = json_object_get(req, "idempotency_key");
+  if (key && (!json_is_string(key) || json_string_length(key) > 256))
+    return "bad request: idempotency_key must be a string of at most 256 bytes";
+  if (key && json_string_length(key)) {
+    p->idem_key = json_string_value(key);
+    p->idem_len = json_string_length(key);
+  }
+  json_t *sh = json_object_get(req, "skip_history");
+  json_t *dl = json_object_get(req, "delta");
+  if ((sh && !json_is_boolean(sh)) || (dl && !json_is_boolean(dl)))
+    return "bad request: skip_history and delta must be booleans";
+  if (json_object_get(req, "version") || json_object_get(req, "version_epoch"))
+    return "bad request: version and version_epoch are not supported";
+  p->skip_history = json_is_true(sh);
+  p->delta = json_is_true(dl);
+  return NULL;
+}
+
+static void write_channel_error(jw_buf *o, int r) {
+  api_error(o, (unsigned)r, r == CHAN_E_UNKNOWN ? "unknown channel"
+                                                : "bad request: invalid channel name");
+}
+
+/* Publish into one channel; writes a reply object (result or error). */
 static void publish_one(const api_ctx *ctx, hub_local *hl, const char *ch,
-                        size_t len, json_t *data, jw_buf *o) {
+                        size_t len, const pub_req *p, jw_buf *o) {
   if (!ch || !len) {
     api_error(o, 107, "bad request: channel required");
     return;
@@ -65,21 +133,132 @@ static void publish_one(const api_ctx *ctx, hub_local *hl, const char *ch,
   const chan_ns *ns;
   int r = chan_resolve(ctx->chans, ch, len, &ns);
   if (r != CHAN_OK) {
-    api_error(o, (unsigned)r, r == CHAN_E_UNKNOWN ? "unknown channel" : "bad request: invalid channel name");
+    write_channel_error(o, r);
     return;
   }
-  if (!data) {
-    api_error(o, 107, "bad request: data required");
-    return;
-  }
-  char *text = jw_dump(data);
-  if (!text || hub_publish(hl, ch, len, text, strlen(text), NULL, 0) < 0) {
-    free(text);
+  stream_opts so = query_stream_opts(ns);
+  hub_pub hp = {ch, len, p->data, NULL, p->tags, strlen(p->data), 0,
+                p->tags ? strlen(p->tags) : 0,
+                chan_has_history(ns) && !p->skip_history ? &so : NULL,
+                p->idem_key, p->idem_len, p->delta || ns->delta_publish,
+                ns->delta_fossil};
+  stream_pos pos;
+  if (hub_publish(hl, &hp, &pos) == HUB_ENOMEM) {
     api_error(o, 100, "internal server error");
     return;
   }
-  free(text);
+  jw_lit(o, "{\"result\":{");
+  if (pos.offset) {
+    char ep[STREAM_EPOCH_LEN + 1];
+    stream_epoch_text(pos.epoch, ep);
+    jw_lit(o, "\"offset\":");
+    jw_u64(o, pos.offset);
+    jw_lit(o, ",\"epoch\":");
+    jw_cstr(o, ep);
+  }
+  jw_lit(o, "}}");
+}
+
+static void publish(const api_ctx *ctx, hub_local *hl, json_t *req, int broadcast,
+                    jw_buf *o) {
+  pub_req p;
+  const char *bad = pub_req_parse(req, &p);
+  json_t *chs = json_object_get(req, "channels");
+  if (broadcast && !bad && (!json_is_array(chs) || !json_array_size(chs)))
+    bad = "bad request: channels required";
+  if (bad) {
+    api_error(o, 107, bad);
+  } else if (!broadcast) {
+    size_t n;
+    const char *ch = str_field(req, "channel", &n);
+    publish_one(ctx, hl, ch, n, &p, o);
+  } else {
+    jw_lit(o, "{\"result\":{\"responses\":[");
+    size_t i;
+    json_t *v;
+    json_array_foreach(chs, i, v) {
+      if (i)
+        jw_char(o, ',');
+      publish_one(ctx, hl, json_is_string(v) ? json_string_value(v) : NULL,
+                  json_is_string(v) ? json_string_length(v) : 0, &p, o);
+    }
+    jw_lit(o, "]}}");
+  }
+  pub_req_free(&p);
+}
+
+/* ---- history and presence ------------------------------------------------- */
+
+static uint64_t mono_ms(void);
+
+/* The channel of a read method, resolved and with its feature on; NULL
+ * after writing the error. */
+static const chan_ns *read_channel(const api_ctx *ctx, json_t *req, int presence,
+                                   const char **ch, size_t *len, jw_buf *o) {
+  *ch = str_field(req, "channel", len);
+  if (!*ch || !*len) {
+    api_error(o, 107, "bad request: channel required");
+    return NULL;
+  }
+  const chan_ns *ns;
+  int r = chan_resolve(ctx->chans, *ch, *len, &ns);
+  if (r != CHAN_OK) {
+    write_channel_error(o, r);
+    return NULL;
+  }
+  if (presence ? !ns->presence : !chan_has_history(ns)) {
+    api_error(o, 108, presence ? "not available: presence is off for this namespace"
+                               : "not available: history is off for this namespace");
+    return NULL;
+  }
+  return ns;
+}
+
+static void history(const api_ctx *ctx, json_t *req, jw_buf *o) {
+  const char *ch;
+  size_t len;
+  const chan_ns *ns = read_channel(ctx, req, 0, &ch, &len, o);
+  if (!ns)
+    return;
+  jw_buf f;
+  jw_init(&f);
+  /* no cap on the server API (limit -1 is everything kept) */
+  unsigned err = query_history(ctx->h, ch, len, ns, req, 0, mono_ms(), &f);
+  if (err)
+    api_error(o, err, err == 112 ? "unrecoverable position"
+                      : err == 107 ? "bad request: limit, since {offset, epoch} or reverse"
+                                   : "internal server error");
+  else {
+    jw_lit(o, "{\"result\":{");
+    jw_raw(o, f.p, f.len);
+    jw_lit(o, "}}");
+  }
+  jw_free(&f);
+}
+
+static void history_remove(const api_ctx *ctx, json_t *req, jw_buf *o) {
+  const char *ch;
+  size_t len;
+  if (!read_channel(ctx, req, 0, &ch, &len, o))
+    return;
+  stream_remove_history(hub_streams(ctx->h), hub_hash(ch, len), ch, len);
   jw_lit(o, "{\"result\":{}}");
+}
+
+static void presence(const api_ctx *ctx, json_t *req, int stats, jw_buf *o) {
+  const char *ch;
+  size_t len;
+  if (!read_channel(ctx, req, 1, &ch, &len, o))
+    return;
+  jw_lit(o, "{\"result\":{");
+  if (stats && query_presence_stats(ctx->h, ch, len, o)) {
+    jw_reset(o);
+    api_error(o, 100, "internal server error");
+    return;
+  }
+  if (!stats)
+    query_presence(ctx->h, ch, len, o);
+  jw_lit(o, "}}");
 }
 
 /* ---- targeted commands (run on every worker) ----------------------------- */
@@ -97,6 +276,8 @@ typedef struct {
   int expired;
   char whitelist[16][40];
   int nwhite;
+  size_t opts_len; /* subscribe: the request as JSON text in opts */
+  char opts[];
 } ctl_arg;
 
 static int matches(const ctl_arg *a, cl_client *cl) {
@@ -120,9 +301,13 @@ static void run_ctl(hub_local *hl, void *arg) {
     cl_client *next = cl_next(cl); /* a disconnect may free cl */
     if (matches(a, cl)) {
       switch (a->op) {
-      case CTL_SUBSCRIBE:
-        cl_server_subscribe(cl, a->channel, strlen(a->channel));
+      case CTL_SUBSCRIBE: {
+        json_error_t je;
+        json_t *opts = json_loadb(a->opts, a->opts_len, 0, &je);
+        cl_server_subscribe(cl, a->channel, strlen(a->channel), opts);
+        json_decref(opts);
         break;
+      }
       case CTL_UNSUBSCRIBE:
         cl_server_unsubscribe(cl, a->channel, strlen(a->channel));
         break;
@@ -155,35 +340,55 @@ static int copy_field(char *dst, size_t cap, json_t *req, const char *k) {
   return 0;
 }
 
+static void targeted_arg(const api_ctx *ctx, int op, json_t *req, ctl_arg *ap,
+                         jw_buf *o);
+
 static void targeted(const api_ctx *ctx, int op, json_t *req, jw_buf *o) {
-  ctl_arg a;
-  memset(&a, 0, sizeof a);
-  a.op = op;
-  if (copy_field(a.user, sizeof a.user, req, "user") < 0 ||
-      copy_field(a.client, sizeof a.client, req, "client") < 0 ||
-      copy_field(a.channel, sizeof a.channel, req, "channel") < 0) {
+  /* subscribe: the whole request travels to every worker as JSON text */
+  char *opts = op == CTL_SUBSCRIBE ? jw_dump(req) : NULL;
+  size_t opts_len = opts ? strlen(opts) : 0;
+  ctl_arg *ap = calloc(1, sizeof *ap + opts_len);
+  if (!ap || (op == CTL_SUBSCRIBE && !opts)) {
+    free(ap);
+    free(opts);
+    api_error(o, 100, "internal server error");
+    return;
+  }
+  memcpy(ap->opts, opts ? opts : "", opts_len);
+  ap->opts_len = opts_len;
+  free(opts);
+  targeted_arg(ctx, op, req, ap, o);
+  free(ap);
+}
+
+static void targeted_arg(const api_ctx *ctx, int op, json_t *req, ctl_arg *ap,
+                         jw_buf *o) {
+  ap->op = op;
+  if (copy_field(ap->user, sizeof ap->user, req, "user") < 0 ||
+      copy_field(ap->client, sizeof ap->client, req, "client") < 0 ||
+      copy_field(ap->channel, sizeof ap->channel, req, "channel") < 0) {
     api_error(o, 107, "bad request: user, client and channel must be short strings");
     return;
   }
-  if (!a.user[0] && !a.client[0]) {
+  if (!ap->user[0] && !ap->client[0]) {
     api_error(o, 107, "bad request: user or client required");
     return;
   }
   if (op == CTL_SUBSCRIBE || op == CTL_UNSUBSCRIBE) {
     const chan_ns *ns;
-    if (!a.channel[0]) {
+    if (!ap->channel[0]) {
       api_error(o, 107, "bad request: channel required");
       return;
     }
-    int r = chan_resolve(ctx->chans, a.channel, strlen(a.channel), &ns);
+    int r = chan_resolve(ctx->chans, ap->channel, strlen(ap->channel), &ns);
     if (r != CHAN_OK) {
       api_error(o, (unsigned)r, r == CHAN_E_UNKNOWN ? "unknown channel" : "bad request: invalid channel name");
       return;
     }
   }
   if (op == CTL_DISCONNECT) {
-    a.code = 3503;
-    snprintf(a.reason, sizeof a.reason, "force disconnect");
+    ap->code = 3503;
+    snprintf(ap->reason, sizeof ap->reason, "force disconnect");
     json_t *d = json_object_get(req, "disconnect");
     if (json_is_object(d)) {
       json_t *c = json_object_get(d, "code");
@@ -194,25 +399,30 @@ static void targeted(const api_ctx *ctx, int op, json_t *req, jw_buf *o) {
         return;
       }
       if (c)
-        a.code = (uint16_t)json_integer_value(c);
+        ap->code = (uint16_t)json_integer_value(c);
       if (json_is_string(r) && json_string_length(r))
-        snprintf(a.reason, sizeof a.reason, "%s", json_string_value(r));
+        snprintf(ap->reason, sizeof ap->reason, "%s", json_string_value(r));
     }
     json_t *wl = json_object_get(req, "whitelist");
     size_t i;
     json_t *v;
     json_array_foreach(wl, i, v) {
-      if (json_is_string(v) && a.nwhite < 16)
-        snprintf(a.whitelist[a.nwhite++], sizeof a.whitelist[0], "%s",
+      if (json_is_string(v) && ap->nwhite < 16)
+        snprintf(ap->whitelist[ap->nwhite++], sizeof ap->whitelist[0], "%s",
                  json_string_value(v));
     }
   }
   if (op == CTL_REFRESH) {
-    a.expired = json_is_true(json_object_get(req, "expired"));
+    ap->expired = json_is_true(json_object_get(req, "expired"));
     json_t *ea = json_object_get(req, "expire_at");
-    a.expire_at = json_is_integer(ea) ? json_integer_value(ea) : 0;
+    ap->expire_at = json_is_integer(ea) ? json_integer_value(ea) : 0;
   }
-  if (hub_broadcast_ctl(ctx->h, run_ctl, &a, sizeof a) < 0) {
+  json_t *since = json_object_get(req, "recover_since");
+  if (op == CTL_SUBSCRIBE && since && !json_is_object(since)) {
+    api_error(o, 107, "bad request: recover_since must be {\"offset\":N,\"epoch\":\"...\"}");
+    return;
+  }
+  if (hub_broadcast_ctl(ctx->h, run_ctl, ap, sizeof *ap + ap->opts_len) < 0) {
     api_error(o, 100, "internal server error");
     return;
   }
@@ -287,32 +497,21 @@ static void info(const api_ctx *ctx, jw_buf *o) {
 
 static void call(const api_ctx *ctx, hub_local *hl, int m, json_t *req,
                  jw_buf *o) {
-  size_t n;
-  const char *ch;
   switch (m) {
   case M_PUBLISH:
-    ch = str_field(req, "channel", &n);
-    publish_one(ctx, hl, ch, n, json_object_get(req, "data"), o);
+  case M_BROADCAST:
+    publish(ctx, hl, req, m == M_BROADCAST, o);
     return;
-  case M_BROADCAST: {
-    json_t *chs = json_object_get(req, "channels");
-    json_t *data = json_object_get(req, "data");
-    if (!json_is_array(chs) || !json_array_size(chs)) {
-      api_error(o, 107, "bad request: channels required");
-      return;
-    }
-    jw_lit(o, "{\"result\":{\"responses\":[");
-    size_t i;
-    json_t *v;
-    json_array_foreach(chs, i, v) {
-      if (i)
-        jw_char(o, ',');
-      publish_one(ctx, hl, json_is_string(v) ? json_string_value(v) : NULL,
-                  json_is_string(v) ? json_string_length(v) : 0, data, o);
-    }
-    jw_lit(o, "]}}");
+  case M_HISTORY:
+    history(ctx, req, o);
     return;
-  }
+  case M_HISTORY_REMOVE:
+    history_remove(ctx, req, o);
+    return;
+  case M_PRESENCE:
+  case M_PRESENCE_STATS:
+    presence(ctx, req, m == M_PRESENCE_STATS, o);
+    return;
   case M_SUBSCRIBE:
     targeted(ctx, CTL_SUBSCRIBE, req, o);
     return;

@@ -17,6 +17,7 @@
 #include "channels/hub.h"
 #include "protocol/jsonw.h"
 #include "auth/jwt.h"
+#include <jansson.h>
 
 typedef struct cl_client cl_client;
 
@@ -33,6 +34,8 @@ typedef struct {
   uint32_t expired_sub_close_delay_ms;
   uint32_t stale_close_delay_ms;
   uint32_t channel_limit;
+  uint32_t recovery_max_publication_limit; /* 0 = no limit */
+  uint32_t history_max_publication_limit;  /* history command cap */
   const char *version;
 } cl_config;
 
@@ -67,8 +70,17 @@ hf_conn *cl_conn(const cl_client *cl);
 cl_client *cl_next(const cl_client *cl);
 /* Leave channel ch (server API unsubscribe); sends an unsubscribe push. */
 void cl_server_unsubscribe(cl_client *cl, const char *ch, size_t len);
-/* Join channel ch (server API subscribe); sends a subscribe push. */
-void cl_server_subscribe(cl_client *cl, const char *ch, size_t len);
+/* Join channel ch (server API subscribe); sends a subscribe push. opts:
+ * the API request (info/b64info, data/b64data, expire_at, override,
+ * recover_since), or NULL. */
+void cl_server_subscribe(cl_client *cl, const char *ch, size_t len,
+                         json_t *opts);
+/* The hub's delivery callbacks for real-time clients. */
+const hub_callbacks *cl_hub_callbacks(void);
+/* The connection's output queue went over its limit: when every
+ * subscription can recover, drop the queued publications and make the
+ * client resubscribe and recover (returns 1); else 0 (close 3008). */
+int cl_on_slow(cl_client *cl, size_t queued);
 /* New connection expiry (server API refresh); 0 = never. */
 void cl_server_refresh(cl_client *cl, int64_t expire_at);
 

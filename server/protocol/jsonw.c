@@ -2,6 +2,7 @@
 /* JSON writer (see jsonw.h). */
 #include "protocol/jsonw.h"
 
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,4 +113,26 @@ void jw_json(jw_buf *b, const json_t *v) {
 
 char *jw_dump(const json_t *v) {
   return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+char *jw_b64_json(const char *b64, size_t n) {
+  if (!n || n >= (1u << 24) || n % 4)
+    return NULL;
+  unsigned char *raw = malloc(n);
+  if (!raw)
+    return NULL;
+  int len = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)n);
+  if (len < 0) {
+    free(raw);
+    return NULL;
+  }
+  len -= (b64[n - 1] == '=') + (b64[n - 2] == '=');
+  json_error_t je;
+  json_t *doc = json_loadb((const char *)raw, (size_t)len, JSON_DECODE_ANY, &je);
+  free(raw);
+  if (!doc)
+    return NULL;
+  char *text = jw_dump(doc);
+  json_decref(doc);
+  return text;
 }

@@ -37,4 +37,9 @@ void jw_json(jw_buf *b, const json_t *v);
 /* Minified JSON text of v (malloc'd, NUL-terminated), or NULL. */
 char *jw_dump(const json_t *v);
 
+/* Minified JSON text of the document base64 text b64[0..n) encodes
+ * (malloc'd), or NULL if it is not base64 of a JSON document: binary data
+ * cannot travel in the JSON protocol. */
+char *jw_b64_json(const char *b64, size_t n);
+
 #endif

@@ -464,3 +464,95 @@ def http_call(port, method, path, body=None, headers=None, timeout=5.0):
     finally:
         s.close()
     return status, hdrs, rbody
+
+
+class RT:
+    """A raw WebSocket real-time client that keeps command ids and the
+    objects (pushes) that arrived while it waited for a reply."""
+
+    def __init__(self, port, path="/connection/websocket", autopong=True):
+        self.ws = WS(port, path)
+        self.cid = self.ws.headers.get("x-holdfast-connection-id")
+        self.next_id = 1
+        self.pending = []
+        self.autopong = autopong
+        self.pings = 0
+
+    def _fill(self, timeout):
+        """Read what arrives within timeout into pending; application pings
+        ({}) are answered with a pong when autopong is set."""
+        try:
+            objs = rt_recv(self.ws, timeout)
+        except (TimeoutError, socket.timeout):
+            return
+        for o in objs:
+            if o == {} and self.autopong:
+                self.pings += 1
+                rt_send(self.ws, {})
+            else:
+                self.pending.append(o)
+
+    def send(self, *cmds):
+        rt_send(self.ws, *cmds)
+
+    def new_id(self):
+        i = self.next_id
+        self.next_id += 1
+        return i
+
+    def reply(self, cid, timeout=3.0):
+        deadline = time.time() + timeout
+        while True:
+            for i, o in enumerate(self.pending):
+                if o.get("id") == cid:
+                    return self.pending.pop(i)
+            left = deadline - time.time()
+            if left <= 0:
+                raise AssertionError("no reply with id %d; got %r" % (cid, self.pending[:5]))
+            self._fill(left)
+
+    def call(self, key, body, timeout=3.0):
+        i = self.new_id()
+        self.send({"id": i, key: body})
+        return self.reply(i, timeout)
+
+    def ok(self, key, body):
+        r = self.call(key, body)
+        assert key in r and "error" not in r, r
+        return r[key]
+
+    def connect(self, tok=None):
+        res = self.ok("connect", {"token": tok} if tok else {})
+        assert res["client"] == self.cid, (res, self.cid)
+        return res
+
+    def push(self, pred=lambda p: True, timeout=3.0):
+        """The next push satisfying pred (others stay pending)."""
+        deadline = time.time() + timeout
+        while True:
+            for i, o in enumerate(self.pending):
+                if "push" in o and pred(o["push"]):
+                    return self.pending.pop(i)["push"]
+            left = deadline - time.time()
+            if left <= 0:
+                raise AssertionError("no matching push within %.1fs; got %r" % (timeout, self.pending[:5]))
+            self._fill(left)
+
+    def pubs(self, channel, n, timeout=5.0):
+        return [self.push(lambda p: p.get("channel") == channel and "pub" in p, timeout)["pub"]
+                for _ in range(n)]
+
+    def silent(self, secs=0.3):
+        """Nothing (no push, no message) arrives within secs."""
+        assert not self.pending, self.pending
+        try:
+            op, data = self.ws.recv_message(secs)
+        except (TimeoutError, socket.timeout):
+            return
+        raise AssertionError("unexpected message %r" % data[:200])
+
+    def expect_close(self, code):
+        return self.ws.expect_close(code)
+
+    def close(self):
+        self.ws.close()

@@ -198,6 +198,39 @@ def test_slow_reader_closed_3008_other_client_unaffected():
         s.close()
 
 
+def test_large_message_to_a_fast_reader_is_not_slow():
+    """The slow-consumer rule judges draining, not size: the echo of an
+    8 MiB message (message_size_limit 16 MiB) goes over the 1 MiB queue
+    limit for an instant and must not be closed 3008; a reader that stops
+    is closed once the grace is over."""
+    with Server("--websocket.message_size_limit=16MiB", "--client.queue_grace=1s",
+                "--websocket.close_timeout=500ms") as srv:
+        ws = WS(srv.port)
+        big = bytes(range(256)) * (8 * 4096)
+        for _ in range(3):
+            ws.send(0x2, big)
+            op, data = ws.recv_message(20.0)
+            assert op == 0x2 and data == big
+        assert not [e for e in srv.events("closed") if e.get("code") == 3008]
+        # a reader that never reads: closed 3008 after the grace
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", srv.port))
+        req, _ = upgrade_request("/echo")
+        s.sendall(req)
+        status, hdrs, _, _ = read_http_response(s)
+        assert status == 101, status
+        stalled = hdrs["x-holdfast-connection-id"]
+        s.settimeout(10)
+        s.sendall(WS.frame(0x2, big))
+        ev = srv.wait_event("closed", lambda e: e["conn_id"] == stalled, timeout=10)
+        assert ev["code"] == 3008 and ev["duration_ms"] >= 1000, ev
+        ws.send(0x8, struct.pack("!H", 1000))
+        ws.expect_close(1000)
+        ws.close()
+        s.close()
+
+
 # ---- close handshakes ---------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 
-from harness import (WS, Server, http_call, jwt_hs, rt_recv, rt_send, run_module,
+from harness import (RT, WS, Server, http_call, jwt_hs, rt_recv, rt_send, run_module,
                      wait_until)
 
 SECRET = "rt-secret-0123456789"
@@ -47,82 +47,6 @@ def token(sub="42", secret=SECRET, alg="HS256", **claims):
     claims = dict(claims)
     claims["sub"] = sub
     return jwt_hs(claims, secret, alg=alg)
-
-
-class RT:
-    """A raw WebSocket real-time client that keeps command ids and the
-    objects (pushes) that arrived while it waited for a reply."""
-
-    def __init__(self, port, path=PATH):
-        self.ws = WS(port, path)
-        self.cid = self.ws.headers.get("x-holdfast-connection-id")
-        self.next_id = 1
-        self.pending = []
-
-    def send(self, *cmds):
-        rt_send(self.ws, *cmds)
-
-    def new_id(self):
-        i = self.next_id
-        self.next_id += 1
-        return i
-
-    def reply(self, cid, timeout=3.0):
-        deadline = time.time() + timeout
-        while True:
-            for i, o in enumerate(self.pending):
-                if o.get("id") == cid:
-                    return self.pending.pop(i)
-            left = deadline - time.time()
-            if left <= 0:
-                raise AssertionError("no reply with id %d; got %r" % (cid, self.pending[:5]))
-            self.pending.extend(rt_recv(self.ws, left))
-
-    def call(self, key, body, timeout=3.0):
-        i = self.new_id()
-        self.send({"id": i, key: body})
-        return self.reply(i, timeout)
-
-    def ok(self, key, body):
-        r = self.call(key, body)
-        assert key in r and "error" not in r, r
-        return r[key]
-
-    def connect(self, tok=None):
-        res = self.ok("connect", {"token": tok} if tok else {})
-        assert res["client"] == self.cid, (res, self.cid)
-        return res
-
-    def push(self, pred=lambda p: True, timeout=3.0):
-        """The next push satisfying pred (others stay pending)."""
-        deadline = time.time() + timeout
-        while True:
-            for i, o in enumerate(self.pending):
-                if "push" in o and pred(o["push"]):
-                    return self.pending.pop(i)["push"]
-            left = deadline - time.time()
-            if left <= 0:
-                raise AssertionError("no matching push within %.1fs; got %r" % (timeout, self.pending[:5]))
-            self.pending.extend(rt_recv(self.ws, left))
-
-    def pubs(self, channel, n, timeout=5.0):
-        return [self.push(lambda p: p.get("channel") == channel and "pub" in p, timeout)["pub"]
-                for _ in range(n)]
-
-    def silent(self, secs=0.3):
-        """Nothing (no push, no message) arrives within secs."""
-        assert not self.pending, self.pending
-        try:
-            op, data = self.ws.recv_message(secs)
-        except (TimeoutError, socket.timeout):
-            return
-        raise AssertionError("unexpected message %r" % data[:200])
-
-    def expect_close(self, code):
-        return self.ws.expect_close(code)
-
-    def close(self):
-        self.ws.close()
 
 
 def client(srv, user="42", subs=(), **claims):

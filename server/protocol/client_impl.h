@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/* Internals shared by the protocol state machine's files: client.c
+ * (lifecycle, dispatch, connect, refresh, pings, timers), subscribe.c
+ * (subscriptions, positions, recovery, join/leave, slow consumers) and
+ * commands.c (publish, history, presence). Not a public interface: only
+ * files of server/protocol/ include it. Names are cl__*. */
+#ifndef SRV_CLIENT_IMPL_H
+#define SRV_CLIENT_IMPL_H
+
+#include <jansson.h>
+
+#include "log.h"
+#include "protocol/client.h"
+#include "protocol/proto.h"
+
+typedef enum { CS_NEW, CS_CONNECTED, CS_FAILED, CS_CLOSED } cl_state;
+
+/* One subscription. Its hub_sub comes first and the whole struct stays at
+ * one address while subscribed (the hub holds a pointer to it). */
+typedef struct cl_sub {
+  hub_sub hs;
+  cl_client *cl;
+  uint8_t server_side;     /* from the token's channels/subs or the API */
+  uint8_t emit_join_leave; /* join/leave pushes are sent for this client */
+  uint8_t recoverable;     /* the client keeps a position to recover from */
+  char *chan_info;         /* the subscription token's info, or NULL */
+  int64_t expire_at;       /* subscription token expiry (Unix s); 0 = none */
+  uint64_t deadline;       /* mono ms: expire_at + expired_sub_close_delay */
+} cl_sub;
+
+struct cl_client {
+  hf_conn *conn;
+  hub_local *hl;
+  cl_list *list;
+  cl_client *next, *prev;
+  const cl_config *cfg;
+  uintptr_t tag; /* the server's per-connection bits */
+  hf_timer timer;
+  uint8_t state;
+  uint8_t await_pong;
+  uint8_t busy;   /* inside cl_on_message: a teardown must not free yet */
+  uint8_t zombie; /* cl_free was called while busy */
+  char id[37];       /* connection id (UUID text), the protocol's client */
+  char *user;        /* "" when anonymous */
+  char *conn_info;   /* minified JSON of the token's info claim, or NULL */
+  char *client_info; /* {"user":..,"client":..,"conn_info":..} for pubs */
+  int64_t expire_at; /* Unix seconds; 0 = never */
+  uint64_t next_ping, pong_deadline, expire_deadline, stale_deadline; /* mono ms */
+  cl_sub **subs;
+  uint32_t nsubs, capsubs;
+};
+
+/* ---- replies (client.c) ---------------------------------------------------- */
+
+/* The reply buffer of the frame being processed (replies leave together). */
+static inline jw_buf *cl__out(cl_client *cl) { return &cl->list->out; }
+void cl__flush_replies(cl_client *cl);
+void cl__error_reply(cl_client *cl, uint32_t id, unsigned code,
+                     const char *message, int temporary);
+/* {"id":N,"<key>":{ ... the caller writes fields, then cl__end_result(). */
+void cl__begin_result(cl_client *cl, uint32_t id, const char *key);
+void cl__end_result(cl_client *cl);
+void cl__log_begin(cl_client *cl, srv_log_level lvl, const char *event,
+                   srv_logline *l);
+void cl__log_denied(cl_client *cl, const char *action, const char *ch,
+                    size_t len, unsigned code);
+void cl__arm_timer(cl_client *cl);
+int64_t cl__wall_s(void);
+/* The request's channel; a missing or empty one closes 3501 (NULL). */
+const char *cl__require_channel(cl_client *cl, json_t *req, const char *cmd,
+                                size_t *len);
+/* Reply with the error of a chan_resolve / chan_can_* result code. */
+void cl__channel_error(cl_client *cl, uint32_t id, int code);
+/* Token helpers shared with subscriptions. */
+srv_jwt_status cl__verify(cl_client *cl, const char *token, json_t **claims);
+const char *cl__claim_user(const cl_client *cl, json_t *claims);
+int64_t cl__claim_expiry(json_t *claims);
+char *cl__claim_info(json_t *claims, const char *key, const char *b64key);
+
+/* ---- subscriptions (subscribe.c) ------------------------------------------- */
+
+cl_sub *cl__find_sub(cl_client *cl, const char *ch, size_t len);
+void cl__remove_sub(cl_client *cl, cl_sub *s);
+/* Leave s and tell the client with an unsubscribe push. */
+void cl__unsubscribe_push(cl_client *cl, cl_sub *s, unsigned code,
+                          const char *reason);
+void cl__cmd_subscribe(cl_client *cl, uint32_t id, json_t *req);
+void cl__cmd_unsubscribe(cl_client *cl, uint32_t id, json_t *req);
+void cl__cmd_sub_refresh(cl_client *cl, uint32_t id, json_t *req);
+/* Subscribe to the token's server-side channels at connect, recovering
+ * from the positions in the connect request's subs. Writes the entries of
+ * the connect result's "subs" into out. Returns 0 or a client error code. */
+unsigned cl__server_side_subs(cl_client *cl, json_t *claims, json_t *req_subs,
+                              jw_buf *out);
+/* After the connect reply left: join pushes of the server-side subs. */
+void cl__announce_joins(cl_client *cl);
+/* Subscription expiry check from the timer; returns 0, or -1 if the
+ * connection was closed. */
+int cl__check_sub_deadlines(cl_client *cl, uint64_t now);
+/* ClientInfo JSON of cl with s's chan_info (malloc'd), or NULL on OOM. */
+char *cl__sub_info(cl_client *cl, const cl_sub *s);
+/* conn_info changed: rebuild each subscription's presence info. */
+void cl__refresh_sub_infos(cl_client *cl);
+
+/* ---- publish, history, presence (commands.c) ---------------------------------- */
+
+void cl__cmd_publish(cl_client *cl, uint32_t id, json_t *req);
+void cl__cmd_history(cl_client *cl, uint32_t id, json_t *req);
+void cl__cmd_presence(cl_client *cl, uint32_t id, json_t *req, int stats);
+
+#endif

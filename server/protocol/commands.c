@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: MIT */
+/* Channel commands of a real-time client that are not subscriptions:
+ * publish (into the stream when the namespace keeps history), history,
+ * presence and presence_stats, with the namespace permissions and the
+ * protocol's errors (108 where the namespace disables the feature). */
+#include "protocol/client_impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "channels/query.h"
+
+/* Resolve ch or answer the error; NULL when answered. */
+static const chan_ns *resolve(cl_client *cl, uint32_t id, const char *ch,
+                              size_t len) {
+  const chan_ns *ns;
+  int r = chan_resolve(cl->cfg->chans, ch, len, &ns);
+  if (r != CHAN_OK) {
+    cl__channel_error(cl, id, r);
+    return NULL;
+  }
+  return ns;
+}
+
+void cl__cmd_publish(cl_client *cl, uint32_t id, json_t *req) {
+  size_t len;
+  const char *ch = cl__require_channel(cl, req, "publish", &len);
+  if (!ch)
+    return;
+  json_t *type = json_object_get(req, "type");
+  if (type && !(json_is_integer(type) && json_integer_value(type) == 0)) {
+    cl__error_reply(cl, id, 108, "not available: map publications are not supported", 0);
+    return;
+  }
+  if (json_is_true(json_object_get(req, "removed"))) {
+    cl__error_reply(cl, id, 107, "bad request: removed is for map publications", 0);
+    return;
+  }
+  const chan_ns *ns = resolve(cl, id, ch, len);
+  if (!ns)
+    return;
+  json_t *data = json_object_get(req, "data");
+  if (!data) {
+    cl__error_reply(cl, id, 107, "bad request", 0);
+    return;
+  }
+  cl_sub *own = cl__find_sub(cl, ch, len);
+  int r = chan_can_publish(cl->cfg->chans, ns, cl->user, own != NULL);
+  if (r != CHAN_OK) {
+    cl__log_denied(cl, "publish", ch, len, (unsigned)r);
+    cl__error_reply(cl, id, (unsigned)r, "permission denied", 0);
+    return;
+  }
+  /* A publication into a channel this worker owns may be delivered at
+   * once, possibly to this very client: the replies so far (e.g. its
+   * subscribe reply) must leave first, so no push precedes its subscribe
+   * reply. */
+  cl__flush_replies(cl);
+  char *text = jw_dump(data); /* minified: never a raw newline */
+  /* info: the publisher's ClientInfo, with chan_info of its own
+   * subscription to the channel if any */
+  char *info = own && own->chan_info ? cl__sub_info(cl, own) : NULL;
+  const char *pinfo = info ? info : cl->client_info;
+  stream_opts so = query_stream_opts(ns);
+  hub_pub p = {ch, len, text, pinfo, NULL, text ? strlen(text) : 0, strlen(pinfo), 0,
+               chan_has_history(ns) ? &so : NULL, NULL, 0, ns->delta_publish,
+               ns->delta_fossil};
+  stream_pos pos;
+  hub_status st = text ? hub_publish(cl->hl, &p, &pos) : HUB_ENOMEM;
+  free(text);
+  free(info);
+  if (st == HUB_ENOMEM) {
+    cl__error_reply(cl, id, 100, "internal server error", 1);
+    return;
+  }
+  cl__begin_result(cl, id, "publish");
+  cl__end_result(cl);
+}
+
+/* The checks history and presence share: channel, namespace, the feature
+ * being on (108) and the permission (103). NULL when answered. */
+static const chan_ns *read_access(cl_client *cl, uint32_t id, json_t *req,
+                                  const char *cmd, int presence, const char **ch,
+                                  size_t *len) {
+  if (!(*ch = cl__require_channel(cl, req, cmd, len)))
+    return NULL;
+  const chan_ns *ns = resolve(cl, id, *ch, *len);
+  if (!ns)
+    return NULL;
+  if (presence ? !ns->presence : !chan_has_history(ns)) {
+    cl__error_reply(cl, id, 108, "not available", 0);
+    return NULL;
+  }
+  bool subscribed = cl__find_sub(cl, *ch, *len) != NULL;
+  int r = presence ? chan_can_presence(cl->cfg->chans, ns, cl->user, subscribed)
+                   : chan_can_history(cl->cfg->chans, ns, cl->user, subscribed);
+  if (r != CHAN_OK) {
+    cl__log_denied(cl, cmd, *ch, *len, (unsigned)r);
+    cl__error_reply(cl, id, (unsigned)r, "permission denied", 0);
+    return NULL;
+  }
+  return ns;
+}
+
+void cl__cmd_history(cl_client *cl, uint32_t id, json_t *req) {
+  const char *ch;
+  size_t len;
+  const chan_ns *ns = read_access(cl, id, req, "history", 0, &ch, &len);
+  if (!ns)
+    return;
+  jw_buf fields;
+  jw_init(&fields);
+  unsigned err = query_history(hub_of(cl->hl), ch, len, ns, req,
+                               cl->cfg->history_max_publication_limit,
+                               hf_loop_now(hf_conn_loop(cl->conn)), &fields);
+  if (!err && !jw_ok(&fields))
+    err = 100;
+  if (err) {
+    cl__error_reply(cl, id, err,
+                    err == 112 ? "unrecoverable position"
+                    : err == 107 ? "bad request" : "internal server error",
+                    err == 100);
+  } else {
+    cl__begin_result(cl, id, "history");
+    jw_raw(cl__out(cl), fields.p, fields.len);
+    cl__end_result(cl);
+  }
+  jw_free(&fields);
+}
+
+void cl__cmd_presence(cl_client *cl, uint32_t id, json_t *req, int stats) {
+  const char *ch;
+  size_t len;
+  const char *cmd = stats ? "presence_stats" : "presence";
+  if (!read_access(cl, id, req, cmd, 1, &ch, &len))
+    return;
+  jw_buf fields;
+  jw_init(&fields);
+  unsigned err = 0;
+  if (stats)
+    err = query_presence_stats(hub_of(cl->hl), ch, len, &fields);
+  else
+    query_presence(hub_of(cl->hl), ch, len, &fields);
+  if (err || !jw_ok(&fields)) {
+    cl__error_reply(cl, id, 100, "internal server error", 1);
+  } else {
+    cl__begin_result(cl, id, cmd);
+    jw_raw(cl__out(cl), fields.p, fields.len);
+    cl__end_result(cl);
+  }
+  jw_free(&fields);
+}
