@@ -313,9 +313,12 @@ async function underFire(s, nsubs, publishers, workers) {
     for (const r of recoveries)
       assert(r.wasRecovering && r.recovered, `a resubscribe did not recover: ${JSON.stringify(r)}`);
   }
-  // the stalled one was told to recover (unsubscribe 2500) and did
+  // the stalled one was told to recover (unsubscribe 2500) and did; under
+  // load (ASan) a reader that merely falls behind may be told too: that is
+  // the policy, and it must not cost a publication either
   const told = subs.filter(({ sub }) => sub.ev.some((e) => e.n === 'subscribing' && e.ctx.code === 2500));
-  assert(told.length === 1, `subscribers told insufficient state: ${told.length}`);
+  const drops = events(s.log).slice(markLog).filter((e) => e.event === 'slow_consumer_recover').length;
+  assert(told.length >= 1 && told.length <= drops, `subscribers told insufficient state: ${told.length}, slow-consumer drops logged: ${drops}`);
   assert(px.cuts === 6, `cuts ${px.cuts}`);
 }
 
