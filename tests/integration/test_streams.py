@@ -45,6 +45,9 @@ def config(namespaces=(), client=None, channel=None, workers=None):
                          {"name": "p", "presence": True, "join_leave": True,
                           "allow_subscribe_for_client": True,
                           "allow_presence_for_subscriber": True},
+                         {"name": "d", "history_size": 10, "history_ttl": "300s",
+                          "allow_subscribe_for_client": True, "allowed_delta_types": ["fossil"],
+                          "delta_publish": True, "allow_history_for_client": True},
                          {"name": "race", "history_size": 100000, "history_ttl": "300s",
                           "allow_subscribe_for_client": True, "allow_recovery": True},
                          {"name": "slow", "history_size": 1000, "history_ttl": "300s",
@@ -283,6 +286,49 @@ def test_recovering_subscribes_race_live_publications_across_workers():
             for t in pubs:
                 t.join(10)
         assert checked >= 10 and sum(published) > 100, (checked, published)
+
+
+def test_delta_wire_format():
+    """Delta subscribers get data as a JSON string: the first publication
+    in full, then fossil deltas; full payloads after a recovery and to a
+    new subscriber; plain subscribers of the same channel get JSON."""
+    with Server(config=config()) as srv:
+        d = client(srv)
+        res = d.ok("subscribe", {"channel": "d:x", "delta": "fossil", "recoverable": True})
+        assert res["delta"] is True and res["positioned"] is True, res
+        plain = client(srv)
+        plain.ok("subscribe", {"channel": "d:x"})
+        doc = {"text": "a long enough document " * 20, "n": 0}
+        for n in range(1, 4):
+            doc["n"] = n
+            result(srv, "publish", {"channel": "d:x", "data": doc})
+        p1, p2, p3 = d.pubs("d:x", 3)
+        assert isinstance(p1["data"], str) and json.loads(p1["data"])["n"] == 1, p1
+        assert not p1.get("delta"), p1
+        assert p2.get("delta") is True and len(p2["data"]) < 100, p2
+        assert p3.get("delta") is True, p3
+        q = plain.pubs("d:x", 3)
+        assert [x["data"]["n"] for x in q] == [1, 2, 3] and not any("delta" in x for x in q), q
+        # recovery: full payloads (strings), then the next live one is a delta
+        d.ws.close()
+        result(srv, "publish", {"channel": "d:x", "data": dict(doc, n=4)})
+        d2 = client(srv)
+        res = d2.ok("subscribe", {"channel": "d:x", "delta": "fossil", "recoverable": True,
+                                  "recover": True,
+                                  "offset": 3, "epoch": res["epoch"]})
+        assert res["recovered"] is True, res
+        assert [json.loads(x["data"])["n"] for x in res["publications"]] == [4], res
+        result(srv, "publish", {"channel": "d:x", "data": dict(doc, n=5)})
+        assert d2.pubs("d:x", 1)[0].get("delta") is True
+        # a new subscriber: its first publication is full
+        d3 = client(srv)
+        d3.ok("subscribe", {"channel": "d:x", "delta": "fossil"})
+        result(srv, "publish", {"channel": "d:x", "data": dict(doc, n=6)})
+        f = d3.pubs("d:x", 1)[0]
+        assert not f.get("delta") and json.loads(f["data"])["n"] == 6, f
+        # history is plain JSON, whatever the subscription
+        h = d3.ok("history", {"channel": "d:x", "limit": 1, "reverse": True})
+        assert h["publications"][0]["data"]["n"] == 6, h
 
 
 # ---- history ------------------------------------------------------------------

@@ -96,6 +96,32 @@ window.hfDisconnect = function () {
   return waitFor(function () { return last('disconnected'); }, 5000)
     .then(function () { return { events: hf.events, state: hf.client.state }; });
 };
+// Presence in the browser: A subscribes with joinLeave, B joins; A sees
+// B's join, presence and stats, then B's leave when B disconnects.
+window.hfPresence = function (url, tokenA, tokenB, channel) {
+  var out = { joins: [], leaves: [] };
+  var a = new Centrifuge(url, { token: tokenA });
+  var b = new Centrifuge(url, { token: tokenB });
+  var sa = a.newSubscription(channel, { joinLeave: true });
+  var sb = b.newSubscription(channel);
+  sa.on('join', function (ctx) { out.joins.push(ctx.info); });
+  sa.on('leave', function (ctx) { out.leaves.push(ctx.info); });
+  var bid = null;
+  b.on('connected', function (ctx) { bid = ctx.client; });
+  sa.subscribe(); a.connect();
+  return waitFor(function () { return sa.state === 'subscribed'; }, 5000).then(function () {
+    sb.subscribe(); b.connect();
+    return waitFor(function () { return bid && out.joins.some(function (i) { return i.client === bid; }); }, 5000);
+  }).then(function () { return sa.presence(); })
+    .then(function (p) { out.presence = p.clients; return sa.presenceStats(); })
+    .then(function (st) {
+      out.stats = st;
+      out.bid = bid;
+      b.disconnect();
+      return waitFor(function () { return out.leaves.some(function (i) { return i.client === bid; }); }, 5000);
+    }).then(function () { a.disconnect(); return out; },
+      function (e) { out.error = String(e && e.message || JSON.stringify(e)); return out; });
+};
 // Try to connect for MS milliseconds, then stop the client.
 window.hfTry = function (url, token, ms) {
   hfStart(url, token, null);
@@ -128,7 +154,7 @@ async function main() {
   const runCase = caseRunner(SUITE, { clip: true });
   const state = {};
   const CASES = ['sdk_bundle_loaded', 'connect_subscribe', 'api_publish_received', 'page_publish_own_publication',
-    'disconnect_clean', 'rejected_origin_never_connected', 'rejected_origin_server_log'];
+    'disconnect_clean', 'presence_join_leave', 'rejected_origin_never_connected', 'rejected_origin_server_log'];
 
   const brief = (evs) => evs.map((e) => `${e.kind}${e.code !== undefined ? `(${e.code}${e.reason ? ` ${e.reason}` : ''})` : ''}${e.error ? `(${e.error.code} ${e.error.message})` : ''}`).join(', ');
 
@@ -210,6 +236,19 @@ async function main() {
       const errs = r.events.filter((e) => e.kind === 'error' || e.kind === 'sub.error');
       assert(errs.length === 0, `SDK errors: ${brief(errs)}`);
       assert(state.pageErrors.length === 0, `page errors: ${state.pageErrors.join('; ')}`);
+    });
+
+    await runCase('presence_join_leave', async () => {
+      const ta = hs256(SECRET, { sub: 'ann', exp: nowS() + 600 });
+      const tb = hs256(SECRET, { sub: 'ben', exp: nowS() + 600, info: { seat: 7 } });
+      const r = await page.evaluate(([u, a, b]) => window.hfPresence(u, a, b, 'pres:lobby'),
+        [`ws://127.0.0.1:${OK.port}${WS_PATH}`, ta, tb]);
+      assert(!r.error, `page: ${r.error}`);
+      const join = r.joins.find((i) => i.client === r.bid);
+      assert(join && join.user === 'ben' && isDeepStrictEqual(join.connInfo, { seat: 7 }), `joins ${JSON.stringify(r.joins)}`);
+      assert(Object.keys(r.presence).length === 2 && r.presence[r.bid].user === 'ben', `presence ${JSON.stringify(r.presence)}`);
+      assert(r.stats.numClients === 2 && r.stats.numUsers === 2, `stats ${JSON.stringify(r.stats)}`);
+      assert(r.leaves.some((i) => i.client === r.bid && i.user === 'ben'), `leaves ${JSON.stringify(r.leaves)}`);
     });
 
     await runCase('rejected_origin_never_connected', async () => {

@@ -17,7 +17,8 @@ hf_start_page_server PAGE tests/interop/centrifuge_chromium.mjs || hf_exit
 export HF_SECRET=holdfast-interop-secret-0123456789
 export HF_API_KEY=holdfast-interop-api-key
 common=(--client.token.hmac_secret_key="$HF_SECRET" --http_api.key="$HF_API_KEY"
-  --channel.without_namespace='{"allow_subscribe_for_client":true,"allow_publish_for_client":true}')
+  --channel.without_namespace='{"allow_subscribe_for_client":true,"allow_publish_for_client":true}'
+  --channel.namespaces='[{"name":"pres","presence":true,"join_leave":true,"allow_presence_for_subscriber":true,"allow_subscribe_for_client":true}]')
 hf_start OK "${common[@]}" --client.allowed_origins="http://127.0.0.1:$PAGE_PORT" || hf_exit
 hf_start NO "${common[@]}" --client.allowed_origins=https://app.example.com || hf_exit
 
