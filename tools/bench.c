@@ -1134,6 +1134,8 @@ static void usage(FILE *out) {
       "         server's RSS growth per connection (needs the server PID)\n"
       "  fanout, churn  the real-time endpoint and the server API: see\n"
       "         holdfast bench -m fanout --help\n"
+      "  recover  a reconnect storm with recovery (or --refetch through the\n"
+      "         server API): see holdfast bench -m recover --help\n"
       "\n"
       "options [default]:\n"
       "  -m MODE   echo, storm or idle                                 [echo]\n"
@@ -1278,6 +1280,8 @@ int bench_main(int argc, char **argv) {
   const char *mode = requested_mode(argc, argv);
   if (mode && (strcmp(mode, "fanout") == 0 || strcmp(mode, "churn") == 0))
     return bench_rt_main(argc, argv);
+  if (mode && strcmp(mode, "recover") == 0)
+    return bench_recover_main(argc, argv);
   memset(&B, 0, sizeof B);
   nR = 0;
   bench_cfg *cfg = &B.cfg;

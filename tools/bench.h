@@ -10,4 +10,8 @@ int bench_main(int argc, char **argv);
  * server API. Same argv convention. */
 int bench_rt_main(int argc, char **argv);
 
+/* -m recover (bench_recover.c): a reconnect storm with recovery, or with
+ * --refetch the same storm catching up through the server API. */
+int bench_recover_main(int argc, char **argv);
+
 #endif

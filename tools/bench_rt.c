@@ -203,45 +203,6 @@ __attribute__((format(printf, 1, 2))) static void note_failure(const char *fmt,
   R.fails[R.nfails++].n = 1;
 }
 
-static void b64url(const uint8_t *in, size_t n, char *out) {
-  static const char t[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  size_t i = 0, o = 0;
-  for (; i + 2 < n; i += 3) {
-    uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-    out[o++] = t[v >> 18];
-    out[o++] = t[(v >> 12) & 63];
-    out[o++] = t[(v >> 6) & 63];
-    out[o++] = t[v & 63];
-  }
-  if (i < n) {
-    uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
-    out[o++] = t[v >> 18];
-    out[o++] = t[(v >> 12) & 63];
-    if (i + 1 < n)
-      out[o++] = t[(v >> 6) & 63];
-  }
-  out[o] = '\0';
-}
-
-/* HS256 JWT for {"sub":"bench"} signed with secret. */
-static int make_token(const char *secret, char *out, size_t cap) {
-  static const char hdr[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
-  static const char pay[] = "{\"sub\":\"bench\"}";
-  char h64[64], p64[64], s64[64];
-  b64url((const uint8_t *)hdr, sizeof hdr - 1, h64);
-  b64url((const uint8_t *)pay, sizeof pay - 1, p64);
-  char signing[160];
-  int n = snprintf(signing, sizeof signing, "%s.%s", h64, p64);
-  uint8_t mac[EVP_MAX_MD_SIZE];
-  unsigned mac_len = 0;
-  if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), (const uint8_t *)signing,
-            (size_t)n, mac, &mac_len))
-    return -1;
-  b64url(mac, mac_len, s64);
-  return snprintf(out, cap, "%s.%s", signing, s64) < (int)cap ? 0 : -1;
-}
-
 /* Decimal number right after key in p[0..n); -1 if absent. */
 static int num_after(const uint8_t *p, size_t n, const char *key, size_t kl,
                      uint64_t *out) {
@@ -1781,7 +1742,7 @@ static int parse_args(int argc, char **argv) {
         return -1;
       }
   if (cfg.secret) {
-    if (!*cfg.secret || make_token(cfg.secret, cfg.token, sizeof cfg.token) < 0) {
+    if (!*cfg.secret || bu_hs256_token(cfg.secret, cfg.token, sizeof cfg.token) < 0) {
       fprintf(stderr, "holdfast bench: -t: cannot sign a token with that secret\n");
       return -1;
     }

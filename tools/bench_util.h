@@ -115,4 +115,8 @@ int bu_read_head(int fd, char *buf, uint32_t *len, uint32_t cap,
 const char *bu_check_101(const char *head, size_t head_len, const char *key,
                          int need_connection, char *why, size_t why_len);
 
+/* An HS256 JWT for {"sub":"bench"} signed with secret into out[0..cap).
+ * 0, or -1 if it does not fit. */
+int bu_hs256_token(const char *secret, char *out, size_t cap);
+
 #endif

@@ -33,7 +33,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ssize_t announced = hf_fossil_target_len(data, size);
   ssize_t n = hf_fossil_apply(source, sizeof source - 1, data, size, out, sizeof out);
   REQUIRE(n < 0 || (announced == n && (size_t)n <= sizeof out));
-  if (n >= 0)
 
   /* 2: encode (first byte picks the split) and apply back */
   if (size < 1 || size > 8192)
