@@ -371,21 +371,15 @@ static hf_shared *frame_of(jw_buf *b, uint32_t flags) {
   return frame;
 }
 
-/* {"push":{"channel":CH,"pub":{"data":<data>,"info":..,"offset":..,"tags":..[,"delta":true]}}}
- * with data spliced as JSON (mode 0), or as a JSON string of data (mode 1)
- * or of patch (mode 2). */
-static void encode_pub(jw_buf *b, const pub_view *p, int mode,
-                       const uint8_t *patch, size_t patch_len) {
-  jw_reset(b);
-  jw_lit(b, "{\"push\":{\"channel\":");
-  jw_str(b, p->name, p->len);
-  jw_lit(b, ",\"pub\":{\"data\":");
-  if (mode == 0)
-    jw_raw(b, p->data, p->data_len);
-  else if (mode == 1)
-    jw_str(b, p->data, p->data_len);
+/* {"data":<data>,"info":..,"offset":..,"tags":..[,"delta":true]} of p with
+ * data[0..len) spliced as JSON, or as a JSON string of it (as_string). */
+static void pub_object(jw_buf *b, const stream_pub *p, const char *data,
+                       size_t len, int as_string, int delta) {
+  jw_lit(b, "{\"data\":");
+  if (as_string)
+    jw_str(b, data, len);
   else
-    jw_str(b, (const char *)patch, patch_len);
+    jw_raw(b, data, len);
   if (p->info_len) {
     jw_lit(b, ",\"info\":");
     jw_raw(b, p->info, p->info_len);
@@ -398,30 +392,30 @@ static void encode_pub(jw_buf *b, const pub_view *p, int mode,
     jw_lit(b, ",\"tags\":");
     jw_raw(b, p->tags, p->tags_len);
   }
-  if (mode == 2)
+  if (delta)
     jw_lit(b, ",\"delta\":true");
-  jw_lit(b, "}}}");
+  jw_char(b, '}');
 }
 
 void hub_encode_pub(jw_buf *b, const stream_pub *p, int data_as_string) {
-  jw_lit(b, "{\"data\":");
-  if (data_as_string)
-    jw_str(b, p->data, p->data_len);
+  pub_object(b, p, p->data, p->data_len, data_as_string, 0);
+}
+
+/* {"push":{"channel":CH,"pub":{..}}} with data spliced as JSON (mode 0), or
+ * as a JSON string of data (mode 1) or of patch (mode 2, a delta). */
+static void encode_pub(jw_buf *b, const pub_view *p, int mode,
+                       const uint8_t *patch, size_t patch_len) {
+  stream_pub sp = {p->offset, p->data, p->info, p->tags, (uint32_t)p->data_len,
+                   (uint32_t)p->info_len, (uint32_t)p->tags_len};
+  jw_reset(b);
+  jw_lit(b, "{\"push\":{\"channel\":");
+  jw_str(b, p->name, p->len);
+  jw_lit(b, ",\"pub\":");
+  if (mode == 2)
+    pub_object(b, &sp, (const char *)patch, patch_len, 1, 1);
   else
-    jw_raw(b, p->data, p->data_len);
-  if (p->info_len) {
-    jw_lit(b, ",\"info\":");
-    jw_raw(b, p->info, p->info_len);
-  }
-  if (p->offset) {
-    jw_lit(b, ",\"offset\":");
-    jw_u64(b, p->offset);
-  }
-  if (p->tags_len) {
-    jw_lit(b, ",\"tags\":");
-    jw_raw(b, p->tags, p->tags_len);
-  }
-  jw_char(b, '}');
+    pub_object(b, &sp, p->data, p->data_len, mode == 1, 0);
+  jw_lit(b, "}}");
 }
 
 /* The fossil delta from the previous payload, if it is smaller than the

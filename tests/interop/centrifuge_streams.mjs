@@ -283,14 +283,16 @@ async function underFire(s, nsubs, publishers, workers) {
   assert(placed().size === workers, `subscribers on ${placed().size} of ${workers} workers`);
   const slowSeen = () => events(s.log).slice(markLog).some((e) => e.event === 'slow_consumer_recover');
   const actions = [];
-  // each cut breaks live connections: first wait until every subscriber
-  // is back (subscribed, through a proxied connection)
-  const live = () => until(() => subs.every(({ sub }) => sub.state === 'subscribed') &&
-    px.upstreamPorts().length >= subs.length, 10000, 'subscribers did not come back');
-  for (let k = 1; k <= 5; k++) actions.push({ at: k * 1500, run: async () => { await live(); px.cut(); } });
+  // each cut breaks live connections: before cut k every subscriber must
+  // have come back from the previous one (k subscribed events) and be
+  // connected through the proxy again
+  const back = (k) => until(() => subs.every(({ sub }) => subscribedEvents(sub).length >= k &&
+    sub.state === 'subscribed') && px.upstreamPorts().length >= subs.length, 10000,
+  () => `subscribers did not come back before cut ${k}: ${subs.map(({ sub }) => brief(sub.ev)).join(' | ')}`);
+  for (let k = 1; k <= 5; k++) actions.push({ at: k * 1500, run: async () => { await back(k); px.cut(); } });
   // a sixth cut, and the new connection stalls after its first
   // publication: 24 MB follow, far more than its small window holds
-  actions.push({ at: 8000, run: async () => { await live(); px.stallNext = true; px.cut(); } });
+  actions.push({ at: 8000, run: async () => { await back(6); px.stallNext = true; px.cut(); } });
   actions.push({
     at: 19000,
     run: async () => {
