@@ -51,7 +51,8 @@ enum {
   F_ANSWERED = 1 << 11,  /* hf_conn_respond ran for the current request */
   F_PIPELINED = 1 << 12, /* c->in holds the next request, not yet parsed */
   F_IN_SLOW_CB = 1 << 13, /* inside the handler's on_slow */
-  F_OVER = 1 << 14        /* the queue is over max_queue since over_since */
+  F_OVER = 1 << 14,       /* the queue is over max_queue since over_since */
+  F_DEFERRED = 1 << 15    /* the application answers the request later */
 };
 
 struct hf_conn {
@@ -109,12 +110,16 @@ struct hf_conn_ctx {
   uint32_t cork_len;
   int draining; /* close_all ran: no more keep-alive */
   uint32_t n_over;     /* connections with F_OVER */
+  hf_conn *resume;     /* answered deferred requests with pipelined ones
+                          behind them (linked through flush_next) */
+  hf_deferred resumer; /* end of iteration: parse those */
   hf_timer over_timer; /* re-checks them while any exist */
   uint64_t rng[4];
   uint8_t cork[CORK_CAP];
 };
 
 static void teardown(hf_conn *c);
+static void resume_pipelined(hf_loop *loop, hf_deferred *d);
 static void conn_io(hf_loop *loop, hf_io *io, uint32_t ev);
 static void conn_timer(hf_loop *loop, hf_timer *t);
 
@@ -462,6 +467,12 @@ static void teardown(hf_conn *c) {
   }
   c->state = ST_DEAD;
   clear_over(c);
+  for (hf_conn **pp = &ctx->resume; *pp; pp = &(*pp)->flush_next)
+    if (*pp == c) { /* its pipelined requests die with it */
+      *pp = c->flush_next;
+      c->flush_next = NULL;
+      break;
+    }
   hf_timer_cancel(ctx->loop, &c->timer);
   hf_loop_del(ctx->loop, &c->io);
   close(c->io.fd);
@@ -808,7 +819,7 @@ static void process_http(hf_conn *c, uint8_t *buf, size_t len, size_t last) {
       size_t used = head + c->body_need;
       c->state = ST_HTTP;         /* the handler answers from here */
       ctx->h.on_body(c, body, c->body_need);
-      if (c->state == ST_HTTP && !(c->flags & F_ANSWERED))
+      if (c->state == ST_HTTP && !(c->flags & (F_ANSWERED | F_DEFERRED)))
         respond_error(c, 500, "Internal error: the request was not answered.");
       if (c->state == ST_HTTP) /* kept alive */
         keep_pipelined(c, buf, len, used);
@@ -844,7 +855,7 @@ static void process_body(hf_conn *c) {
     return;
   c->state = ST_HTTP;
   c->ctx->h.on_body(c, c->in, c->body_need);
-  if (c->state == ST_HTTP && !(c->flags & F_ANSWERED))
+  if (c->state == ST_HTTP && !(c->flags & (F_ANSWERED | F_DEFERRED)))
     respond_error(c, 500, "Internal error: the request was not answered.");
   if (c->state != ST_DEAD) { /* the body buffer held exactly the body */
     free(c->in);
@@ -930,7 +941,8 @@ static void on_readable(hf_conn *c) {
   if (c->state == ST_HTTP) {
     process_http(c, buf, len, last);
     /* keep-alive: further requests that arrived in the same read */
-    while (c->state == ST_HTTP && (c->flags & F_PIPELINED)) {
+    while (c->state == ST_HTTP && (c->flags & F_PIPELINED) &&
+           !(c->flags & F_DEFERRED)) {
       c->flags &= (uint16_t)~F_PIPELINED;
       process_http(c, c->in, c->in_len, 0);
     }
@@ -978,6 +990,12 @@ static void conn_timer(hf_loop *loop, hf_timer *t) {
   switch (c->state) {
   case ST_HTTP:
   case ST_BODY:
+    if (c->flags & F_DEFERRED) { /* the application never answered */
+      c->who = HF_WHO_SERVER;
+      c->close_reason = "response timeout";
+      teardown(c);
+      return;
+    }
     if (c->state == ST_HTTP && (c->flags & F_ANSWERED) && !c->in_len) {
       teardown(c); /* an idle kept-alive connection: a normal end */
       return;
@@ -1032,6 +1050,7 @@ hf_conn_ctx *hf_conn_ctx_new(hf_loop *loop, const hf_conn_config *cfg,
   ctx->h = *h;
   ctx->reaper.cb = reap;
   ctx->over_timer.cb = over_tick;
+  ctx->resumer.cb = resume_pipelined;
   memset(ctx->cork, 0, sizeof ctx->cork); /* fault in at start-up */
   if (getrandom(ctx->rng, sizeof ctx->rng, 0) != (ssize_t)sizeof ctx->rng) {
     free(ctx);
@@ -1150,11 +1169,21 @@ void hf_conn_keep_alive(hf_conn *c) {
     c->flags |= F_KEEPALIVE;
 }
 
+static void resume_later(hf_conn *c);
+
 void hf_conn_respond(hf_conn *c, int status, const char *extra_headers,
                      const char *content_type, const char *body,
                      size_t body_len) {
   if (c->state != ST_HTTP || (c->flags & F_ANSWERED))
     return;
+  if (c->flags & F_DEFERRED) { /* reading resumes after this answer */
+    c->flags &= (uint16_t)~(F_DEFERRED | F_NO_READ);
+    set_events(c);
+    if (c->state == ST_DEAD)
+      return;
+    if (c->flags & F_PIPELINED)
+      resume_later(c);
+  }
   int ka = (c->flags & F_KEEPALIVE) && !(c->ctx->draining);
   char stack[4096], *head = stack;
   int n = hf_http_write_response_ka(head, sizeof stack, status, ka,
@@ -1216,6 +1245,43 @@ int hf_conn_send_shared(hf_conn *c, hf_shared *sh, size_t off, size_t len) {
     hf_loop_defer(ctx->loop, &ctx->reaper);
   }
   return 0;
+}
+
+/* End of iteration: parse the requests pipelined behind deferred answers
+ * (not from inside the application's completion callback: no re-entry). */
+static void resume_pipelined(hf_loop *loop, hf_deferred *d) {
+  hf_conn_ctx *ctx = (hf_conn_ctx *)((char *)d - offsetof(hf_conn_ctx, resumer));
+  while (ctx->resume) {
+    hf_conn *c = ctx->resume;
+    ctx->resume = c->flush_next;
+    c->flush_next = NULL;
+    while (c->state == ST_HTTP && (c->flags & F_PIPELINED) &&
+           !(c->flags & F_DEFERRED)) {
+      c->flags &= (uint16_t)~F_PIPELINED;
+      process_http(c, c->in, c->in_len, 0);
+    }
+  }
+}
+
+static void resume_later(hf_conn *c) {
+  hf_conn_ctx *ctx = c->ctx;
+  for (hf_conn *x = ctx->resume; x; x = x->flush_next)
+    if (x == c)
+      return;
+  c->flush_next = ctx->resume; /* free in the HTTP phase: see F_FLUSH_Q */
+  ctx->resume = c;
+  hf_loop_defer(ctx->loop, &ctx->resumer);
+}
+
+void hf_conn_defer(hf_conn *c) {
+  if (c->state != ST_HTTP || (c->flags & F_ANSWERED))
+    return;
+  c->flags |= F_DEFERRED | F_NO_READ; /* one request at a time */
+  set_events(c);
+  if (c->state != ST_DEAD)
+    hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.response_timeout_ms
+                                              ? c->ctx->cfg.response_timeout_ms
+                                              : 30000);
 }
 
 size_t hf_conn_drop_queued(hf_conn *c) {

@@ -33,6 +33,7 @@
 #include "channels/chan.h"
 #include "protocol/client.h"
 #include "channels/hub.h"
+#include "engine/engine.h"
 #include "auth/jwt.h"
 #include "log.h"
 
@@ -47,7 +48,8 @@ enum {
   U_OVER = 8,     /* over a limit: answer 503 */
   U_INTERNAL = 16, /* accepted on the internal (API) listener */
   U_ECHO = 32,    /* upgraded on the echo endpoint */
-  U_API = 64      /* a server API call; the method id is in bits 8-15 */
+  U_API = 64,     /* a server API call; the method id is in bits 8-15 */
+  U_WAIT = 128    /* a server API call waits for the engine (api_wait) */
 };
 
 #define HOLDFAST_VERSION_STR "holdfast 0.1.0"
@@ -63,6 +65,16 @@ typedef struct ip_entry {
 
 typedef struct server server;
 
+/* A server API call whose answer comes later (the engine answers
+ * asynchronously): found by on_close if the connection goes first. */
+typedef struct api_wait {
+  struct api_wait *next;
+  void *w;      /* the worker */
+  hf_conn *c;   /* NULL once the connection is gone */
+  int in_call;  /* api_call has not returned yet */
+  int done;
+} api_wait;
+
 typedef struct {
   int idx;
   server *srv;
@@ -73,7 +85,7 @@ typedef struct {
   size_t nlis;
   hub_local *hl;
   cl_list clients; /* real-time clients on this worker */
-  jw_buf api_out;
+  struct api_wait *waits; /* server API calls waiting for the engine */
   hf_msg drain_msg;
   hf_timer drain_timer;
   uint64_t drain_deadline;
@@ -90,6 +102,7 @@ struct server {
   hf_handshake_policy echo_pol;
   hf_handshake_policy ws_pol;
   hub *hub;
+  eng *eng;
   chan_config chans;
   srv_jwt_keys *keys;
   cl_config clcfg;
@@ -402,18 +415,54 @@ static void route_api(worker *w, hf_conn *c, const hf_http_request *req,
   hf_conn_read_body(c, (size_t)len);
 }
 
+static void unlink_wait(worker *w, api_wait *aw) {
+  for (api_wait **pp = &w->waits; *pp; pp = &(*pp)->next)
+    if (*pp == aw) {
+      *pp = aw->next;
+      return;
+    }
+}
+
+static void api_answered(void *arg, int status, const jw_buf *body) {
+  api_wait *aw = arg;
+  if (aw->c) {
+    hf_conn *c = aw->c;
+    hf_conn_set_udata(c, (void *)((uintptr_t)hf_conn_udata(c) & ~(uintptr_t)U_WAIT));
+    if (status == 500 || !jw_ok(body))
+      respond_text(c, 500, NULL, "Internal Server Error\n");
+    else
+      hf_conn_respond(c, status, NULL, status == 200 ? "application/json" : NULL, body->p,
+                      body->len);
+  }
+  aw->done = 1;
+  if (!aw->in_call) { /* answered later: on_body is long gone */
+    unlink_wait(aw->w, aw);
+    free(aw);
+  }
+}
+
 static void on_body(hf_conn *c, uint8_t *body, size_t len) {
   worker *w = hf_loop_data(hf_conn_loop(c));
   uintptr_t u = (uintptr_t)hf_conn_udata(c);
-  jw_reset(&w->api_out);
-  int st = api_call(&w->srv->api, w->hl, (int)((u >> 8) & 0xff), body, len,
-                    &w->api_out);
-  if (!jw_ok(&w->api_out)) {
+  api_wait *aw = calloc(1, sizeof *aw);
+  if (!aw) {
     respond_text(c, 500, NULL, "Internal Server Error\n");
     return;
   }
-  hf_conn_respond(c, st, NULL, st == 200 ? "application/json" : NULL,
-                  w->api_out.p, w->api_out.len);
+  aw->w = w;
+  aw->c = c;
+  aw->in_call = 1;
+  aw->next = w->waits;
+  w->waits = aw;
+  hf_conn_set_udata(c, (void *)(u | U_WAIT));
+  api_call(&w->srv->api, w->hl, (int)((u >> 8) & 0xff), body, len, api_answered, aw);
+  aw->in_call = 0;
+  if (aw->done) { /* answered already (the memory engine) */
+    unlink_wait(w, aw);
+    free(aw);
+  } else {
+    hf_conn_defer(c);
+  }
 }
 
 static void on_request(hf_conn *c, const hf_http_request *req) {
@@ -476,6 +525,10 @@ static void on_close(hf_conn *c, const hf_conn_close_info *ci) {
   worker *w = hf_loop_data(hf_conn_loop(c));
   server *s = w->srv;
   uintptr_t u = conn_bits(c);
+  if (u & U_WAIT) /* its API answer will find nobody to give it to */
+    for (api_wait *aw = w->waits; aw; aw = aw->next)
+      if (aw->c == c)
+        aw->c = NULL;
   cl_client *cl = conn_client(c);
   if (cl) {
     cl_free(cl);
@@ -811,9 +864,10 @@ static int setup_realtime(server *s) {
                      (uint32_t)cfg->idempotency_max_keys},
                     1000, 1000};
   s->hub = hub_new(s->nw, cl_hub_callbacks(), &ho);
-  if (!s->hub)
+  if (!s->hub || !(s->eng = eng_memory_new(s->hub)))
     return -1;
   cl_config *cc = &s->clcfg;
+  cc->eng = s->eng;
   cc->chans = &s->chans;
   cc->keys = s->keys;
   cc->audience = cfg->token_audience;
@@ -831,6 +885,7 @@ static int setup_realtime(server *s) {
   cc->history_max_publication_limit = (uint32_t)cfg->history_max_publication_limit;
   cc->version = HOLDFAST_VERSION_STR;
   s->api.h = s->hub;
+  s->api.eng = s->eng;
   s->api.chans = &s->chans;
   s->api.version = HOLDFAST_VERSION_STR;
   s->api.t_start_ms = s->t_start;
@@ -931,7 +986,6 @@ int srv_run(const srv_config *cfg) {
     w->hl = hub_attach(s->hub, i, w->loop);
     hub_set_data(w->hl, &w->clients);
     jw_init(&w->clients.out);
-    jw_init(&w->api_out);
     w->drain_msg.run = on_drain;
     w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     w->nlis = s->naddr;
@@ -966,7 +1020,11 @@ int srv_run(const srv_config *cfg) {
   srv_log_end(&l);
   for (size_t i = 0; i < s->nw; i++) {
     jw_free(&s->w[i].clients.out);
-    jw_free(&s->w[i].api_out);
+    while (s->w[i].waits) { /* calls the engine never answered */
+      api_wait *aw = s->w[i].waits;
+      s->w[i].waits = aw->next;
+      free(aw);
+    }
     hf_loop_free(s->w[i].loop);
     free(s->w[i].lis);
     if (s->w[i].reserve_fd >= 0)
@@ -980,6 +1038,7 @@ int srv_run(const srv_config *cfg) {
     }
   free(s->lfds);
   free(s->w);
+  eng_free(s->eng);
   hub_free(s->hub);
   chan_config_free(&s->chans);
   srv_jwt_keys_free(s->keys);

@@ -39,6 +39,8 @@ typedef struct {
   uint32_t ping_interval_ms;     /* 0 = no WebSocket pings */
   uint32_t pong_timeout_ms;      /* silence after a ping -> 3012 */
   uint32_t close_timeout_ms;     /* wait for the peer's close frame */
+  uint32_t response_timeout_ms;  /* a deferred answer (0: 30 s); then the
+                                    connection is dropped */
 } hf_conn_config;
 
 /* Who ended a connection, as logged. */
@@ -116,8 +118,17 @@ hf_hs_code hf_conn_upgrade(hf_conn *c, const hf_http_request *req,
  * handshake_timeout each. Ignored while draining. */
 void hf_conn_keep_alive(hf_conn *c);
 
+/* From on_request or on_body: the answer comes later (the application
+ * waits for something asynchronous). Reading stops until hf_conn_respond;
+ * requests pipelined behind this one wait, then are handled in order. If
+ * the peer goes away meanwhile, on_close is called as usual (the
+ * application must then forget the connection); if no answer comes within
+ * response_timeout_ms the connection is dropped the same way. */
+void hf_conn_defer(hf_conn *c);
+
 /* Send a plain HTTP response; then close the connection, unless
- * hf_conn_keep_alive was called for this request. */
+ * hf_conn_keep_alive was called for this request. May be called later for
+ * a deferred request (any callback on the connection's loop). */
 void hf_conn_respond(hf_conn *c, int status, const char *extra_headers,
                      const char *content_type, const char *body,
                      size_t body_len);

@@ -45,16 +45,9 @@ struct hub {
   stream_set *streams;
 };
 
-enum { K_PUB, K_JOIN, K_LEAVE };
+enum { K_PUB = HUB_PUSH_PUB, K_JOIN = HUB_PUSH_JOIN, K_LEAVE = HUB_PUSH_LEAVE };
 
-/* The encoded frames of one push, shared by every recipient. */
-typedef struct {
-  hf_shared *plain; /* the push as every subscriber gets it */
-  hf_shared *str;   /* delta subscribers: data as a JSON string, or NULL */
-  hf_shared *patch; /* delta subscribers with a base: fossil delta, or NULL */
-  uint64_t offset, epoch;
-  uint8_t kind;
-} frames;
+typedef hub_frames frames;
 
 /* owner -> every other worker */
 typedef struct {
@@ -278,8 +271,7 @@ void hub_sub_set_info(hub_local *hl, hub_sub *s, char *info) {
 
 /* ---- fan-out ------------------------------------------------------------ */
 
-/* The frame for one subscriber, after its position check; NULL: skip. */
-static hf_shared *frame_for(hub_sub *s, const frames *d, int *gap) {
+hf_shared *hub_frame_for(hub_sub *s, const frames *d, int *gap) {
   uint32_t f = s->flags;
   if (f & HUB_SUB_PAUSED)
     return NULL;
@@ -333,8 +325,12 @@ static void deliver_local(hub_local *hl, const char *name, size_t len,
         return;
     }
     hub_sub *s = c->subs[i - 1];
+    if (s->flags & HUB_SUB_PENDING) {
+      h->cb.pending(s, d);
+      continue;
+    }
     int gap = 0;
-    hf_shared *f = frame_for(s, d, &gap);
+    hf_shared *f = hub_frame_for(s, d, &gap);
     if (gap)
       h->cb.gap(s);
     else if (f)
@@ -342,7 +338,15 @@ static void deliver_local(hub_local *hl, const char *name, size_t len,
   }
 }
 
-static void unref_frames(frames *f) {
+void hub_frames_ref(const hub_frames *f) {
+  hf_shared_ref(f->plain);
+  if (f->str)
+    hf_shared_ref(f->str);
+  if (f->patch)
+    hf_shared_ref(f->patch);
+}
+
+void hub_frames_unref(const hub_frames *f) {
   hf_shared_unref(f->plain);
   hf_shared_unref(f->str);
   hf_shared_unref(f->patch);
@@ -351,7 +355,7 @@ static void unref_frames(frames *f) {
 static void run_deliver(hf_loop *loop, hf_msg *m) {
   deliver_msg *d = (deliver_msg *)m;
   deliver_local(d->to, d->name, d->len, d->hash, &d->f);
-  unref_frames(&d->f);
+  hub_frames_unref(&d->f);
   free(d);
 }
 
@@ -462,7 +466,7 @@ static int fan_out(hub_local *hl, const pub_view *p) {
     f.plain = frame_of(b, 0);
   }
   if (!f.plain || (p->delta_allowed && p->kind == K_PUB && !f.str)) {
-    unref_frames(&f);
+    hub_frames_unref(&f);
     return -1; /* positioned subscribers will see the gap */
   }
   f.offset = p->offset;
@@ -479,18 +483,14 @@ static int fan_out(hub_local *hl, const pub_view *p) {
     d->m.run = run_deliver;
     d->to = &h->w[i];
     d->f = f;
-    hf_shared_ref(f.plain);
-    if (f.str)
-      hf_shared_ref(f.str);
-    if (f.patch)
-      hf_shared_ref(f.patch);
+    hub_frames_ref(&f);
     d->hash = hash;
     d->len = p->len;
     memcpy(d->name, p->name, p->len);
     hf_loop_post(h->w[i].loop, &d->m);
   }
   deliver_local(hl, p->name, p->len, hash, &f);
-  unref_frames(&f);
+  hub_frames_unref(&f);
   return 0;
 }
 

@@ -41,8 +41,21 @@ enum {
   HUB_SUB_PRESENCE = 4,    /* listed in presence */
   HUB_SUB_DELTA = 8,       /* fossil delta negotiated */
   HUB_SUB_DELTA_BASE = 16, /* has received a full payload to patch */
-  HUB_SUB_PAUSED = 32      /* receives nothing (being removed) */
+  HUB_SUB_PAUSED = 32,     /* receives nothing (being removed) */
+  HUB_SUB_PENDING = 64     /* its position is being established: pushes go
+                              to the pending callback, in order */
 };
+
+/* The encoded frames of one push, shared by every recipient. */
+typedef struct {
+  hf_shared *plain; /* the push as every subscriber gets it */
+  hf_shared *str;   /* delta subscribers: data as a JSON string, or NULL */
+  hf_shared *patch; /* delta subscribers with a base: fossil delta, or NULL */
+  uint64_t offset, epoch;
+  uint8_t kind;     /* HUB_PUSH_* */
+} hub_frames;
+
+enum { HUB_PUSH_PUB, HUB_PUSH_JOIN, HUB_PUSH_LEAVE };
 
 /* A subscriber. The owner embeds it and keeps it at a stable address while
  * subscribed. Fields are read by the hub on the subscriber's worker; info
@@ -64,7 +77,17 @@ typedef struct {
   /* The subscriber missed publications (or the stream was recreated):
    * unsubscribe it with insufficient state. It may hub_unsubscribe. */
   void (*gap)(hub_sub *s);
+  /* A push for a HUB_SUB_PENDING subscriber: keep it (take references)
+   * until the position is known, then pass it to hub_frame_for. */
+  void (*pending)(hub_sub *s, const hub_frames *f);
 } hub_callbacks;
+
+/* The frame subscriber s gets for push f after its position check (and
+ * delta choice), advancing its position; NULL: nothing for it (*gap set:
+ * it missed publications and must be told). */
+hf_shared *hub_frame_for(hub_sub *s, const hub_frames *f, int *gap);
+void hub_frames_ref(const hub_frames *f);
+void hub_frames_unref(const hub_frames *f);
 
 typedef struct {
   stream_limits limits;     /* history memory cap, idempotency window */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* History and presence queries (see query.h). */
+/* Presence queries and stream limits (see query.h). */
 #include "channels/query.h"
 
 #include <string.h>
@@ -9,80 +9,6 @@ stream_opts query_stream_opts(const chan_ns *ns) {
                    ns->history_meta_ttl_ms ? ns->history_meta_ttl_ms
                                            : QUERY_DEFAULT_META_TTL_MS};
   return o;
-}
-
-typedef struct {
-  jw_buf *b;
-  int n;
-} hist_acc;
-
-static int add_pub(void *arg, const stream_pub *p) {
-  hist_acc *a = arg;
-  if (a->n++)
-    jw_char(a->b, ',');
-  hub_encode_pub(a->b, p, 0);
-  return 0;
-}
-
-unsigned query_history(hub *h, const char *ch, size_t len, const chan_ns *ns,
-                       json_t *req, uint32_t max_limit, uint64_t now_ms,
-                       jw_buf *out) {
-  json_t *jl = json_object_get(req, "limit");
-  json_t *since = json_object_get(req, "since");
-  json_t *jr = json_object_get(req, "reverse");
-  if ((jl && !json_is_integer(jl)) || (since && !json_is_object(since) && !json_is_null(since)) ||
-      (jr && !json_is_boolean(jr)))
-    return 107;
-  long long limit = jl ? json_integer_value(jl) : 0;
-  if (limit < -1)
-    return 107;
-  size_t lim = limit == -1 ? (max_limit ? max_limit : SIZE_MAX) : (size_t)limit;
-  if (max_limit && lim > max_limit)
-    lim = max_limit;
-  int reverse = json_is_true(jr);
-  stream_read_req rq = {reverse, 0, 0, lim, now_ms};
-  const char *epoch = NULL;
-  size_t epoch_len = 0;
-  if (json_is_object(since)) {
-    json_t *so = json_object_get(since, "offset");
-    json_t *se = json_object_get(since, "epoch");
-    if ((so && (!json_is_integer(so) || json_integer_value(so) < 0)) ||
-        (se && !json_is_string(se)))
-      return 107;
-    rq.has_bound = 1;
-    rq.bound = so ? (uint64_t)json_integer_value(so) : 0;
-    if (reverse && !rq.bound)
-      return 107; /* "before offset 0" names nothing */
-    if (se) {
-      epoch = json_string_value(se);
-      epoch_len = json_string_length(se);
-    }
-  }
-  stream_opts so = query_stream_opts(ns);
-  jw_buf pubs;
-  jw_init(&pubs);
-  hist_acc acc = {&pubs, 0};
-  stream_pos top;
-  uint64_t first;
-  if (stream_read(hub_streams(h), hub_hash(ch, len), ch, len, &so, &rq, &top, &first,
-                  add_pub, &acc) < 0 || !jw_ok(&pubs)) {
-    jw_free(&pubs);
-    return 100;
-  }
-  if (epoch_len && stream_epoch_parse(epoch, epoch_len) != top.epoch) {
-    jw_free(&pubs);
-    return 112;
-  }
-  char ep[STREAM_EPOCH_LEN + 1];
-  stream_epoch_text(top.epoch, ep);
-  jw_lit(out, "\"publications\":[");
-  jw_raw(out, pubs.p, pubs.len);
-  jw_lit(out, "],\"epoch\":");
-  jw_cstr(out, ep);
-  jw_lit(out, ",\"offset\":");
-  jw_u64(out, top.offset);
-  jw_free(&pubs);
-  return 0;
 }
 
 typedef struct {

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Read-only channel queries shared by the client protocol and the server
- * API: history (reference 3.7 / 8.3) and presence, presence_stats (3.5,
- * 3.6). They write the result object's fields (no braces) and return a
- * protocol error code when there is none to write. Any worker thread. */
+/* Read-only channel queries of the memory engine: presence and
+ * presence_stats (reference 3.5, 3.6) read from the subscriber tables of
+ * every worker, and the stream limits of a namespace. They write the result
+ * object's fields (no braces). Any worker thread. */
 #ifndef SRV_QUERY_H
 #define SRV_QUERY_H
 
@@ -22,17 +22,6 @@
 
 /* The stream limits of a namespace with history. */
 stream_opts query_stream_opts(const chan_ns *ns);
-
-/* History of ch from a HistoryRequest-shaped object (limit, since
- * {offset, epoch}, reverse). max_limit caps limit (0: no cap; the client
- * protocol uses client.history_max_publication_limit, the server API none).
- * Writes "publications":[..],"epoch":"..","offset":N. Returns 0, 107 (bad
- * fields: reverse with since.offset 0, wrong types), 112 (since.epoch is
- * not the stream's) or 100. The namespace must keep history (108 is the
- * caller's check). */
-unsigned query_history(hub *h, const char *ch, size_t len, const chan_ns *ns,
-                       json_t *req, uint32_t max_limit, uint64_t now_ms,
-                       jw_buf *out);
 
 /* "presence":{"<client>":{ClientInfo},..} over every worker. */
 void query_presence(hub *h, const char *ch, size_t len, jw_buf *out);

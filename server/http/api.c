@@ -1,18 +1,24 @@
 /* SPDX-License-Identifier: MIT */
-/* Server HTTP API methods (see api.h). Targeted commands (subscribe,
- * unsubscribe, disconnect, refresh) are posted to every worker, which acts
- * on its own matching connections; the call answers once they are posted,
- * as Centrifugo answers once they are handed to its broker. */
+/* Server HTTP API methods (see api.h). A call is a list of items (one for
+ * a plain method, one per channel of a broadcast, one per command of a
+ * batch); each is answered by the engine at once (memory) or later (Redis),
+ * and the body is assembled in order when the last one is in. Targeted
+ * commands (subscribe, unsubscribe, disconnect, refresh) go to every worker
+ * of every node through the engine, which acts on its own matching
+ * connections; the call answers once they are handed over, as Centrifugo
+ * answers once they are handed to its broker. */
 #include "http/api.h"
 
 #include <fnmatch.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "channels/query.h"
+#include "engine/engine.h"
 #include "protocol/client.h"
 
 enum {
@@ -123,17 +129,77 @@ static void write_channel_error(jw_buf *o, int r) {
                                                 : "bad request: invalid channel name");
 }
 
-/* Publish into one channel; writes a reply object (result or error). */
-static void publish_one(const api_ctx *ctx, hub_local *hl, const char *ch,
-                        size_t len, const pub_req *p, jw_buf *o) {
+
+/* ---- the asynchronous request --------------------------------------------- */
+
+typedef struct api_req api_req;
+
+typedef struct {
+  api_req *r;
+  int method;     /* batch: the item's method (its reply is named after it) */
+  size_t epoch_len;
+  char epoch[32]; /* history: since.epoch */
+  jw_buf out;     /* {"result":..} or {"error":..} */
+} api_item;
+
+struct api_req {
+  const api_ctx *ctx;
+  hub_local *hl;
+  api_done_fn done;
+  void *arg;
+  int method;
+  int starting; /* items are still being started: do not finish yet */
+  size_t n, pending;
+  api_item *it;
+};
+
+static void finish(api_req *r);
+
+static void item_done(api_item *it) {
+  api_req *r = it->r;
+  if (!--r->pending && !r->starting)
+    finish(r);
+}
+
+static void item_error(api_item *it, unsigned code, const char *msg) {
+  api_error(&it->out, code, msg);
+  item_done(it);
+}
+
+/* ---- publish and broadcast ---------------------------------------------------- */
+
+static void on_published(void *arg, int status, const stream_pos *pos) {
+  api_item *it = arg;
+  if (status != ENG_OK && status != ENG_DUPLICATE) {
+    item_error(it, 100, status == ENG_ETEMP
+                            ? "internal server error: the broker is unavailable, retry"
+                            : "internal server error");
+    return;
+  }
+  jw_lit(&it->out, "{\"result\":{");
+  if (pos->offset) {
+    char ep[STREAM_EPOCH_LEN + 1];
+    stream_epoch_text(pos->epoch, ep);
+    jw_lit(&it->out, "\"offset\":");
+    jw_u64(&it->out, pos->offset);
+    jw_lit(&it->out, ",\"epoch\":");
+    jw_cstr(&it->out, ep);
+  }
+  jw_lit(&it->out, "}}");
+  item_done(it);
+}
+
+static void publish_one(api_item *it, const char *ch, size_t len, const pub_req *p) {
+  const api_ctx *ctx = it->r->ctx;
   if (!ch || !len) {
-    api_error(o, 107, "bad request: channel required");
+    item_error(it, 107, "bad request: channel required");
     return;
   }
   const chan_ns *ns;
-  int r = chan_resolve(ctx->chans, ch, len, &ns);
-  if (r != CHAN_OK) {
-    write_channel_error(o, r);
+  int rr = chan_resolve(ctx->chans, ch, len, &ns);
+  if (rr != CHAN_OK) {
+    write_channel_error(&it->out, rr);
+    item_done(it);
     return;
   }
   stream_opts so = query_stream_opts(ns);
@@ -142,54 +208,11 @@ static void publish_one(const api_ctx *ctx, hub_local *hl, const char *ch,
                 chan_has_history(ns) && !p->skip_history ? &so : NULL,
                 p->idem_key, p->idem_len, p->delta || ns->delta_publish,
                 ns->delta_fossil};
-  stream_pos pos;
-  if (hub_publish(hl, &hp, &pos) == HUB_ENOMEM) {
-    api_error(o, 100, "internal server error");
-    return;
-  }
-  jw_lit(o, "{\"result\":{");
-  if (pos.offset) {
-    char ep[STREAM_EPOCH_LEN + 1];
-    stream_epoch_text(pos.epoch, ep);
-    jw_lit(o, "\"offset\":");
-    jw_u64(o, pos.offset);
-    jw_lit(o, ",\"epoch\":");
-    jw_cstr(o, ep);
-  }
-  jw_lit(o, "}}");
+  if (eng_publish(ctx->eng, it->r->hl, &hp, on_published, it) < 0)
+    item_error(it, 100, "internal server error");
 }
 
-static void publish(const api_ctx *ctx, hub_local *hl, json_t *req, int broadcast,
-                    jw_buf *o) {
-  pub_req p;
-  const char *bad = pub_req_parse(req, &p);
-  json_t *chs = json_object_get(req, "channels");
-  if (broadcast && !bad && (!json_is_array(chs) || !json_array_size(chs)))
-    bad = "bad request: channels required";
-  if (bad) {
-    api_error(o, 107, bad);
-  } else if (!broadcast) {
-    size_t n;
-    const char *ch = str_field(req, "channel", &n);
-    publish_one(ctx, hl, ch, n, &p, o);
-  } else {
-    jw_lit(o, "{\"result\":{\"responses\":[");
-    size_t i;
-    json_t *v;
-    json_array_foreach(chs, i, v) {
-      if (i)
-        jw_char(o, ',');
-      publish_one(ctx, hl, json_is_string(v) ? json_string_value(v) : NULL,
-                  json_is_string(v) ? json_string_length(v) : 0, &p, o);
-    }
-    jw_lit(o, "]}}");
-  }
-  pub_req_free(&p);
-}
-
-/* ---- history and presence ------------------------------------------------- */
-
-static uint64_t mono_ms(void);
+/* ---- history and presence -------------------------------------------------------- */
 
 /* The channel of a read method, resolved and with its feature on; NULL
  * after writing the error. */
@@ -214,51 +237,92 @@ static const chan_ns *read_channel(const api_ctx *ctx, json_t *req, int presence
   return ns;
 }
 
-static void history(const api_ctx *ctx, json_t *req, jw_buf *o) {
-  const char *ch;
-  size_t len;
-  const chan_ns *ns = read_channel(ctx, req, 0, &ch, &len, o);
-  if (!ns)
-    return;
+
+static void on_history(void *arg, int status, const eng_read_result *res) {
+  api_item *it = arg;
   jw_buf f;
   jw_init(&f);
-  /* no cap on the server API (limit -1 is everything kept) */
-  unsigned err = query_history(ctx->h, ch, len, ns, req, 0, mono_ms(), &f);
-  if (err)
-    api_error(o, err, err == 112 ? "unrecoverable position"
-                      : err == 107 ? "bad request: limit, since {offset, epoch} or reverse"
-                                   : "internal server error");
-  else {
-    jw_lit(o, "{\"result\":{");
-    jw_raw(o, f.p, f.len);
-    jw_lit(o, "}}");
+  unsigned err = status != ENG_OK ? 100 : eng_history_result(res, it->epoch, it->epoch_len, &f);
+  if (err) {
+    api_error(&it->out, err, err == 112 ? "unrecoverable position" : "internal server error");
+  } else {
+    jw_lit(&it->out, "{\"result\":{");
+    jw_raw(&it->out, f.p, f.len);
+    jw_lit(&it->out, "}}");
   }
   jw_free(&f);
+  item_done(it);
 }
 
-static void history_remove(const api_ctx *ctx, json_t *req, jw_buf *o) {
+static void history(api_item *it, json_t *req) {
   const char *ch;
   size_t len;
-  if (!read_channel(ctx, req, 0, &ch, &len, o))
-    return;
-  stream_remove_history(hub_streams(ctx->h), hub_hash(ch, len), ch, len);
-  jw_lit(o, "{\"result\":{}}");
-}
-
-static void presence(const api_ctx *ctx, json_t *req, int stats, jw_buf *o) {
-  const char *ch;
-  size_t len;
-  if (!read_channel(ctx, req, 1, &ch, &len, o))
-    return;
-  jw_lit(o, "{\"result\":{");
-  if (stats && query_presence_stats(ctx->h, ch, len, o)) {
-    jw_reset(o);
-    api_error(o, 100, "internal server error");
+  const chan_ns *ns = read_channel(it->r->ctx, req, 0, &ch, &len, &it->out);
+  if (!ns) {
+    item_done(it);
     return;
   }
-  if (!stats)
-    query_presence(ctx->h, ch, len, o);
-  jw_lit(o, "}}");
+  eng_read_req rq;
+  const char *epoch;
+  size_t epoch_len;
+  /* no cap on the server API (limit -1 is everything kept) */
+  if (eng_history_request(req, 0, &rq, &epoch, &epoch_len)) {
+    item_error(it, 107, "bad request: limit, since {offset, epoch} or reverse");
+    return;
+  }
+  if (epoch_len < sizeof it->epoch) {
+    it->epoch_len = epoch_len;
+    memcpy(it->epoch, epoch ? epoch : "", epoch_len);
+  } else {
+    it->epoch_len = 1;
+    it->epoch[0] = '?'; /* too long to be an epoch of ours: never matches */
+  }
+  stream_opts so = query_stream_opts(ns);
+  if (eng_read(it->r->ctx->eng, it->r->hl, ch, len, &so, &rq, on_history, it) < 0)
+    item_error(it, 100, "internal server error");
+}
+
+static void on_removed(void *arg, int status) {
+  api_item *it = arg;
+  if (status != ENG_OK)
+    api_error(&it->out, 100, "internal server error");
+  else
+    jw_lit(&it->out, "{\"result\":{}}");
+  item_done(it);
+}
+
+static void history_remove(api_item *it, json_t *req) {
+  const char *ch;
+  size_t len;
+  if (!read_channel(it->r->ctx, req, 0, &ch, &len, &it->out)) {
+    item_done(it);
+    return;
+  }
+  if (eng_remove_history(it->r->ctx->eng, it->r->hl, ch, len, on_removed, it) < 0)
+    item_error(it, 100, "internal server error");
+}
+
+static void on_presence(void *arg, int status, const jw_buf *fields) {
+  api_item *it = arg;
+  if (status != ENG_OK) {
+    api_error(&it->out, 100, "internal server error");
+  } else {
+    jw_lit(&it->out, "{\"result\":{");
+    jw_raw(&it->out, fields->p, fields->len);
+    jw_lit(&it->out, "}}");
+  }
+  item_done(it);
+}
+
+static void presence(api_item *it, json_t *req, int stats) {
+  const char *ch;
+  size_t len;
+  if (!read_channel(it->r->ctx, req, 1, &ch, &len, &it->out)) {
+    item_done(it);
+    return;
+  }
+  if (eng_presence(it->r->ctx->eng, it->r->hl, ch, len, stats, on_presence, it) < 0)
+    item_error(it, 100, "internal server error");
 }
 
 /* ---- targeted commands (run on every worker) ----------------------------- */
@@ -422,7 +486,7 @@ static void targeted_arg(const api_ctx *ctx, int op, json_t *req, ctl_arg *ap,
     api_error(o, 107, "bad request: recover_since must be {\"offset\":N,\"epoch\":\"...\"}");
     return;
   }
-  if (hub_broadcast_ctl(ctx->h, run_ctl, ap, sizeof *ap + ap->opts_len) < 0) {
+  if (eng_broadcast_ctl(ctx->eng, run_ctl, ap, sizeof *ap + ap->opts_len) < 0) {
     api_error(o, 100, "internal server error");
     return;
   }
@@ -495,101 +559,222 @@ static void info(const api_ctx *ctx, jw_buf *o) {
 
 /* ---- dispatch ---------------------------------------------------------------- */
 
-static void call(const api_ctx *ctx, hub_local *hl, int m, json_t *req,
-                 jw_buf *o) {
+/* Start item it: method m with params req. Every path ends in item_done. */
+static void start_item(api_item *it, int m, json_t *req) {
+  const api_ctx *ctx = it->r->ctx;
   switch (m) {
-  case M_PUBLISH:
-  case M_BROADCAST:
-    publish(ctx, hl, req, m == M_BROADCAST, o);
+  case M_PUBLISH: {
+    pub_req p;
+    const char *bad = pub_req_parse(req, &p);
+    size_t n;
+    const char *ch = str_field(req, "channel", &n);
+    if (bad)
+      item_error(it, 107, bad);
+    else
+      publish_one(it, ch, n, &p); /* the engine copies what it keeps */
+    pub_req_free(&p);
     return;
+  }
   case M_HISTORY:
-    history(ctx, req, o);
+    history(it, req);
     return;
   case M_HISTORY_REMOVE:
-    history_remove(ctx, req, o);
+    history_remove(it, req);
     return;
   case M_PRESENCE:
   case M_PRESENCE_STATS:
-    presence(ctx, req, m == M_PRESENCE_STATS, o);
+    presence(it, req, m == M_PRESENCE_STATS);
     return;
   case M_SUBSCRIBE:
-    targeted(ctx, CTL_SUBSCRIBE, req, o);
-    return;
+    targeted(ctx, CTL_SUBSCRIBE, req, &it->out);
+    break;
   case M_UNSUBSCRIBE:
-    targeted(ctx, CTL_UNSUBSCRIBE, req, o);
-    return;
+    targeted(ctx, CTL_UNSUBSCRIBE, req, &it->out);
+    break;
   case M_DISCONNECT:
-    targeted(ctx, CTL_DISCONNECT, req, o);
-    return;
+    targeted(ctx, CTL_DISCONNECT, req, &it->out);
+    break;
   case M_REFRESH:
-    targeted(ctx, CTL_REFRESH, req, o);
-    return;
+    targeted(ctx, CTL_REFRESH, req, &it->out);
+    break;
   case M_CHANNELS:
-    channels(ctx, req, o);
-    return;
+    channels(ctx, req, &it->out);
+    break;
   case M_INFO:
-    info(ctx, o);
-    return;
+    info(ctx, &it->out);
+    break;
   default:
-    api_error(o, 107, "bad request");
+    api_error(&it->out, 107, "bad request");
   }
+  item_done(it);
 }
 
-/* {"publish":{...}} -> {"publish":{...result...}} or {"error":{...}} */
-static void batch(const api_ctx *ctx, hub_local *hl, json_t *req, jw_buf *o) {
-  json_t *cmds = json_object_get(req, "commands");
-  if (!json_is_array(cmds)) {
-    api_error(o, 107, "bad request: commands required");
+static api_req *new_req(const api_ctx *ctx, hub_local *hl, int method, size_t n,
+                        api_done_fn done, void *arg) {
+  api_req *r = calloc(1, sizeof *r);
+  if (!r || !(r->it = calloc(n ? n : 1, sizeof *r->it))) {
+    free(r);
+    return NULL;
+  }
+  r->ctx = ctx;
+  r->hl = hl;
+  r->method = method;
+  r->done = done;
+  r->arg = arg;
+  r->n = n;
+  r->pending = n;
+  r->starting = 1;
+  for (size_t i = 0; i < n; i++) {
+    r->it[i].r = r;
+    jw_init(&r->it[i].out);
+  }
+  return r;
+}
+
+/* The body: the single item (plain methods, and a broadcast or batch whose
+ * request was refused as a whole), {"result":{"responses":[..]}}
+ * (broadcast) or {"replies":[..]} (batch, not wrapped in result, each
+ * reply named after its method: {"publish":{..}} or {"error":{..}}). */
+static void finish(api_req *r) {
+  jw_buf body;
+  jw_init(&body);
+  if (r->method == M_BROADCAST || r->method == M_BATCH) {
+    jw_lit(&body, r->method == M_BATCH ? "{\"replies\":[" : "{\"result\":{\"responses\":[");
+    for (size_t i = 0; i < r->n; i++) {
+      jw_buf *o = &r->it[i].out;
+      if (i)
+        jw_char(&body, ',');
+      if (r->method == M_BATCH && jw_ok(o) && o->len > 11 &&
+          memcmp(o->p, "{\"result\":", 10) == 0) {
+        jw_lit(&body, "{\"");
+        jw_lit(&body, names[r->it[i].method]);
+        jw_lit(&body, "\":");
+        jw_raw(&body, o->p + 10, o->len - 10);
+      } else {
+        jw_raw(&body, o->p, o->len);
+      }
+    }
+    jw_lit(&body, r->method == M_BATCH ? "]}" : "]}}");
+  } else {
+    jw_raw(&body, r->it[0].out.p, r->it[0].out.len);
+  }
+  for (size_t i = 0; i < r->n; i++)
+    if (!jw_ok(&r->it[i].out))
+      body.oom = 1;
+  r->done(r->arg, jw_ok(&body) ? 200 : 500, &body);
+  jw_free(&body);
+  for (size_t i = 0; i < r->n; i++)
+    jw_free(&r->it[i].out);
+  free(r->it);
+  free(r);
+}
+
+/* A whole-request answer (bad params of a broadcast or batch). */
+static void answer_now(const api_ctx *ctx, hub_local *hl, unsigned code, const char *msg,
+                       api_done_fn done, void *arg) {
+  api_req *r = new_req(ctx, hl, M_PUBLISH, 1, done, arg);
+  if (!r) {
+    jw_buf none = {0};
+    done(arg, 500, &none);
     return;
   }
-  jw_lit(o, "{\"replies\":[");
-  size_t i;
-  json_t *c;
-  json_array_foreach(cmds, i, c) {
-    if (i)
-      jw_char(o, ',');
-    const char *k = NULL;
-    json_t *body = NULL;
-    if (json_is_object(c) && json_object_size(c) == 1) {
-      void *it = json_object_iter(c);
-      k = json_object_iter_key(it);
-      body = json_object_iter_value(it);
-    }
-    int m = k ? api_method(k, strlen(k)) : -1;
-    if (m < 0 || m == M_BATCH || !json_is_object(body)) {
-      api_error(o, 107, "bad request: each command is {\"method\":{params}}");
-      continue;
-    }
-    jw_buf one;
-    jw_init(&one);
-    call(ctx, hl, m, body, &one);
-    /* turn {"result":X} into {"<method>":X}; errors stay as they are */
-    if (jw_ok(&one) && one.len > 11 && memcmp(one.p, "{\"result\":", 10) == 0) {
-      jw_lit(o, "{\"");
-      jw_lit(o, names[m]);
-      jw_lit(o, "\":");
-      jw_raw(o, one.p + 10, one.len - 10);
-    } else {
-      jw_raw(o, one.p, one.len);
-    }
-    jw_free(&one);
-  }
-  jw_lit(o, "]}");
+  r->starting = 0;
+  item_error(&r->it[0], code, msg);
 }
 
-int api_call(const api_ctx *ctx, hub_local *hl, int method,
-             const uint8_t *body, size_t len, jw_buf *out) {
+/* broadcast: its own request of one publish per channel; done(arg, ..) gets
+ * {"result":{"responses":[..]}} or the error of the whole request. */
+static void broadcast(const api_ctx *ctx, hub_local *hl, json_t *req, api_done_fn done,
+                      void *arg) {
+  pub_req p;
+  const char *bad = pub_req_parse(req, &p);
+  json_t *chs = json_object_get(req, "channels");
+  if (!bad && (!json_is_array(chs) || !json_array_size(chs)))
+    bad = "bad request: channels required";
+  api_req *r = NULL;
+  if (bad) {
+    answer_now(ctx, hl, 107, bad, done, arg);
+  } else if ((r = new_req(ctx, hl, M_BROADCAST, json_array_size(chs), done, arg))) {
+    size_t i;
+    json_t *v;
+    json_array_foreach(chs, i, v) {
+      publish_one(&r->it[i], json_is_string(v) ? json_string_value(v) : NULL,
+                  json_is_string(v) ? json_string_length(v) : 0, &p);
+    }
+    r->starting = 0;
+    if (!r->pending)
+      finish(r);
+  } else {
+    jw_buf none = {0};
+    done(arg, 500, &none);
+  }
+  pub_req_free(&p);
+}
+
+/* A broadcast inside a batch answers into its batch item. */
+static void nested_done(void *arg, int status, const jw_buf *body) {
+  api_item *it = arg;
+  if (status != 200)
+    api_error(&it->out, 100, "internal server error");
+  else
+    jw_raw(&it->out, body->p, body->len);
+  item_done(it);
+}
+
+void api_call(const api_ctx *ctx, hub_local *hl, int method, const uint8_t *body,
+              size_t len, api_done_fn done, void *arg) {
   json_error_t je;
   json_t *req = json_loadb((const char *)body, len, 0, &je);
   if (!req || !json_is_object(req)) {
     json_decref(req);
-    jw_lit(out, "Bad Request: the body must be a JSON object");
-    return 400;
+    jw_buf b;
+    jw_init(&b);
+    jw_lit(&b, "Bad Request: the body must be a JSON object");
+    done(arg, 400, &b);
+    jw_free(&b);
+    return;
   }
-  if (method == M_BATCH)
-    batch(ctx, hl, req, out);
-  else
-    call(ctx, hl, method, req, out);
+  api_req *r = NULL;
+  int answered = 0; /* the request was refused as a whole */
+  if (method == M_BATCH) {
+    json_t *cmds = json_object_get(req, "commands");
+    if (!json_is_array(cmds)) {
+      answer_now(ctx, hl, 107, "bad request: commands required", done, arg);
+      answered = 1;
+    } else if ((r = new_req(ctx, hl, M_BATCH, json_array_size(cmds), done, arg))) {
+      size_t i;
+      json_t *c;
+      json_array_foreach(cmds, i, c) {
+        const char *k = NULL;
+        json_t *params = NULL;
+        if (json_is_object(c) && json_object_size(c) == 1) {
+          void *iter = json_object_iter(c);
+          k = json_object_iter_key(iter);
+          params = json_object_iter_value(iter);
+        }
+        int m = k ? api_method(k, strlen(k)) : -1;
+        r->it[i].method = m;
+        if (m < 0 || m == M_BATCH || !json_is_object(params))
+          item_error(&r->it[i], 107, "bad request: each command is {\"method\":{params}}");
+        else if (m == M_BROADCAST)
+          broadcast(ctx, hl, params, nested_done, &r->it[i]);
+        else
+          start_item(&r->it[i], m, params);
+      }
+    }
+  } else if (method == M_BROADCAST) {
+    broadcast(ctx, hl, req, done, arg);
+    answered = 1;
+  } else if ((r = new_req(ctx, hl, method, 1, done, arg))) {
+    start_item(&r->it[0], method, req);
+  }
   json_decref(req);
-  return 200;
+  if (r) {
+    r->starting = 0;
+    if (!r->pending)
+      finish(r);
+  } else if (!answered) { /* out of memory */
+    jw_buf none = {0};
+    done(arg, 500, &none);
+  }
 }

@@ -14,8 +14,11 @@
 #include "channels/hub.h"
 #include "protocol/jsonw.h"
 
+struct eng;
+
 typedef struct {
   hub *h;
+  struct eng *eng;
   const chan_config *chans;
   const char *version;
   uint64_t t_start_ms; /* CLOCK_MONOTONIC ms at start-up */
@@ -28,10 +31,15 @@ int api_method(const char *name, size_t len);
 /* The names, comma-separated, for error messages. */
 const char *api_method_list(void);
 
-/* Run one call on the calling worker. Writes the response body to out and
- * returns the HTTP status (200; 400 with "Bad Request" for a body that is
- * not a JSON object, as Centrifugo). */
-int api_call(const api_ctx *ctx, hub_local *hl, int method,
-             const uint8_t *body, size_t len, jw_buf *out);
+/* The answer of a call: HTTP status (200; 400 with "Bad Request" for a
+ * body that is not a JSON object, as Centrifugo; 500 out of memory) and the
+ * body, valid during the callback. */
+typedef void (*api_done_fn)(void *arg, int status, const jw_buf *body);
+
+/* Run one call on the calling worker. done(arg, ...) is called exactly
+ * once: before api_call returns (the memory engine) or later, from the
+ * worker's loop (an engine that answers asynchronously). */
+void api_call(const api_ctx *ctx, hub_local *hl, int method,
+              const uint8_t *body, size_t len, api_done_fn done, void *arg);
 
 #endif

@@ -297,58 +297,89 @@ static void cmd_connect(cl_client *cl, uint32_t id, json_t *req) {
     cl_disconnect(cl, 3004, "internal server error");
     return;
   }
-  jw_buf subs;
-  jw_init(&subs);
-  unsigned err = claims ? cl__server_side_subs(cl, claims, json_object_get(req, "subs"), &subs)
-                        : 0;
+  /* the result waits for the server-side subscriptions (the engine may
+   * answer later); commands after connect wait for it */
+  cl_connect_op *c = (cl_connect_op *)cl__op_new(cl, sizeof *c, id);
+  if (!c) {
+    json_decref(claims);
+    cl_disconnect(cl, 3004, "internal server error");
+    return;
+  }
+  c->exp = exp;
+  c->first = 1;
+  jw_init(&c->subs);
+  c->pending = 1; /* held until every subscription has started */
+  unsigned err = claims ? cl__server_side_subs(cl, c, claims, json_object_get(req, "subs")) : 0;
   json_decref(claims);
-  if (cl->state == CS_CLOSED) {
-    jw_free(&subs);
-    return;
-  }
-  if (err) {
-    jw_free(&subs);
-    while (cl->nsubs)
-      cl__remove_sub(cl, cl->subs[cl->nsubs - 1]);
-    cl__error_reply(cl, id, err,
-                    err == 102 ? "unknown channel" : err == 100 ? "internal server error"
-                                                                 : "bad request",
-                    err == 100);
-    cl->state = CS_FAILED;
-    return;
-  }
-  cl->state = CS_CONNECTED;
-  set_expiry(cl, exp);
-  jw_buf *o = cl__out(cl);
-  begin_identity_result(cl, id, "connect");
-  if (cl->cfg->ping_interval_ms) {
-    jw_lit(o, ",\"ping\":");
-    jw_u64(o, (cl->cfg->ping_interval_ms + 999) / 1000);
-    if (cl->cfg->pong_timeout_ms)
-      jw_lit(o, ",\"pong\":true");
-  }
-  if (subs.len) {
-    jw_lit(o, ",\"subs\":{");
-    jw_raw(o, subs.p, subs.len);
+  if (err && !c->err)
+    c->err = err;
+  cl__connect_sub_done(cl, c, 0, NULL, 0, NULL); /* releases the hold */
+}
+
+void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
+                          const char *ch, size_t len, const jw_buf *fields) {
+  if (err && !c->err)
+    c->err = err;
+  if (!err && fields && !c->err) {
+    jw_buf *o = &c->subs;
+    if (!c->first)
+      jw_char(o, ',');
+    c->first = 0;
+    jw_str(o, ch, len);
+    jw_char(o, ':');
+    jw_char(o, '{');
+    jw_raw(o, fields->p, fields->len);
     jw_char(o, '}');
   }
-  jw_free(&subs);
-  cl__end_result(cl);
-  /* first ping at a random moment in [interval/2, interval]: spreads load */
-  if (cl->cfg->ping_interval_ms) {
-    uint32_t r = 0;
-    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != sizeof r)
-      r = (uint32_t)(uintptr_t)cl;
-    uint32_t half = cl->cfg->ping_interval_ms / 2;
-    cl->next_ping = hf_loop_now(hf_conn_loop(cl->conn)) + half + r % (half + 1);
+  if (--c->pending)
+    return;
+  uint32_t id = c->op.id;
+  if (cl->state == CS_CLOSED) {
+    /* closed meanwhile */
+  } else if (c->err || !jw_ok(&c->subs)) {
+    unsigned e = c->err ? c->err : 100;
+    while (cl->nsubs)
+      cl__remove_sub(cl, cl->subs[cl->nsubs - 1]);
+    cl__error_reply(cl, id, e,
+                    e == 102 ? "unknown channel" : e == 100 ? "internal server error"
+                                                             : "bad request",
+                    e == 100);
+    cl->state = CS_FAILED;
+  } else {
+    cl->state = CS_CONNECTED;
+    set_expiry(cl, c->exp);
+    jw_buf *o = cl__out(cl);
+    begin_identity_result(cl, id, "connect");
+    if (cl->cfg->ping_interval_ms) {
+      jw_lit(o, ",\"ping\":");
+      jw_u64(o, (cl->cfg->ping_interval_ms + 999) / 1000);
+      if (cl->cfg->pong_timeout_ms)
+        jw_lit(o, ",\"pong\":true");
+    }
+    if (c->subs.len) {
+      jw_lit(o, ",\"subs\":{");
+      jw_raw(o, c->subs.p, c->subs.len);
+      jw_char(o, '}');
+    }
+    cl__end_result(cl);
+    /* first ping at a random moment in [interval/2, interval]: spreads load */
+    if (cl->cfg->ping_interval_ms) {
+      uint32_t r = 0;
+      if (getrandom(&r, sizeof r, GRND_NONBLOCK) != sizeof r)
+        r = (uint32_t)(uintptr_t)cl;
+      uint32_t half = cl->cfg->ping_interval_ms / 2;
+      cl->next_ping = hf_loop_now(hf_conn_loop(cl->conn)) + half + r % (half + 1);
+    }
+    cl__arm_timer(cl);
+    srv_logline l;
+    cl__log_begin(cl, LOG_INFO, "client_connected", &l);
+    srv_log_int(&l, "expire_at", cl->expire_at);
+    srv_log_int(&l, "server_side_subs", cl->nsubs);
+    srv_log_end(&l);
+    cl__announce_joins(cl);
   }
-  cl__arm_timer(cl);
-  srv_logline l;
-  cl__log_begin(cl, LOG_INFO, "client_connected", &l);
-  srv_log_int(&l, "expire_at", cl->expire_at);
-  srv_log_int(&l, "server_side_subs", cl->nsubs);
-  srv_log_end(&l);
-  cl__announce_joins(cl);
+  jw_free(&c->subs);
+  cl__op_done(&c->op);
 }
 
 static void cmd_refresh(cl_client *cl, uint32_t id, json_t *req) {
@@ -385,6 +416,98 @@ static void cmd_refresh(cl_client *cl, uint32_t id, json_t *req) {
   cl__arm_timer(cl);
   begin_identity_result(cl, id, "refresh");
   cl__end_result(cl);
+}
+
+/* ---- asynchronous operations ------------------------------------------------ */
+
+cl_op *cl__op_new(cl_client *cl, size_t size, uint32_t id) {
+  cl_op *op = calloc(1, size);
+  if (!op)
+    return NULL;
+  op->cl = cl;
+  op->id = id;
+  op->next = cl->ops;
+  if (cl->ops)
+    cl->ops->prev = op;
+  cl->ops = op;
+  cl->inflight++;
+  return op;
+}
+
+void cl__op_adopt(cl_op *parent, cl_op *child) {
+  child->parent = parent;
+  parent->children++;
+}
+
+static void detach(cl_op *op) {
+  cl_client *cl = op->cl;
+  if (!cl)
+    return;
+  if (op->prev)
+    op->prev->next = op->next;
+  else
+    cl->ops = op->next;
+  if (op->next)
+    op->next->prev = op->prev;
+  cl->inflight--;
+  op->cl = NULL;
+}
+
+/* Free op when it is over and no child holds it; then its parent may go. */
+static void release_op(cl_op *op) {
+  while (op && op->done && !op->children) {
+    cl_op *parent = op->parent;
+    free(op);
+    if (parent) {
+      parent->children--;
+      if (!parent->cl) /* its client is gone: nobody completes it */
+        parent->done = 1;
+    }
+    op = parent;
+  }
+}
+
+void cl__op_done(cl_op *op) {
+  detach(op);
+  op->done = 1;
+  release_op(op);
+}
+
+cl_client *cl__op_enter(cl_op *op, int *token) {
+  cl_client *cl = op->cl;
+  *token = 0;
+  if (!cl) { /* the client went away: nothing to answer */
+    op->done = 1;
+    release_op(op);
+    return NULL;
+  }
+  if (!cl->busy) {
+    cl->busy = 1;
+    *token = 1;
+  }
+  return cl;
+}
+
+static void process_lines(cl_client *cl, uint8_t *data, size_t len, int *commands);
+static void release(cl_client *cl);
+
+void cl__op_exit(cl_client *cl, int token) {
+  if (!token)
+    return; /* inside a frame (or an outer completion): it flushes */
+  /* the commands that waited for this one, in order */
+  while (!cl->inflight && cl->queued.len && cl->state != CS_CLOSED && !cl->zombie) {
+    jw_buf q = cl->queued;
+    jw_init(&cl->queued);
+    int commands = 0;
+    process_lines(cl, (uint8_t *)q.p, q.len, &commands);
+    jw_free(&q);
+  }
+  if (cl->state != CS_CLOSED)
+    cl__flush_replies(cl);
+  jw_reset(cl__out(cl));
+  cl->busy = 0;
+  if (cl->zombie)
+    release(cl);
 }
 
 /* ---- dispatch --------------------------------------------------------------- */
@@ -449,7 +572,6 @@ static void handle_command(cl_client *cl, const proto_cmd *cmd) {
 }
 
 static void process(cl_client *cl, int opcode, uint8_t *data, size_t len);
-static void release(cl_client *cl);
 
 /* A send inside command handling can fail and tear the connection down,
  * whose on_close frees the client: keep it alive until we are done. */
@@ -463,16 +585,24 @@ void cl_on_message(cl_client *cl, int opcode, uint8_t *data, size_t len) {
     release(cl);
 }
 
-static void process(cl_client *cl, int opcode, uint8_t *data, size_t len) {
-  if (cl->state == CS_CLOSED)
-    return;
-  if (opcode != HF_OP_TEXT) {
-    cl_disconnect(cl, 3506, "inappropriate protocol: binary frame on a JSON connection");
-    return;
-  }
+/* Most bytes of commands that may wait behind an unfinished one. */
+#define QUEUE_MAX (1u << 20)
+
+/* Handle the commands of data[0..len), one per line, strictly in order:
+ * while an earlier one is still in flight, the rest waits in cl->queued. */
+static void process_lines(cl_client *cl, uint8_t *data, size_t len, int *commands) {
   size_t off = 0;
-  int commands = 0;
   while (off < len && cl->state != CS_CLOSED) {
+    if (cl->inflight) {
+      if (cl->queued.len + 1 + (len - off) > QUEUE_MAX) {
+        cl_disconnect(cl, 3013, "too many requests: commands queued behind a slow one");
+        return;
+      }
+      if (cl->queued.len)
+        jw_char(&cl->queued, '\n');
+      jw_raw(&cl->queued, (const char *)data + off, len - off);
+      return;
+    }
     uint8_t *nl = memchr(data + off, '\n', len - off);
     size_t end = nl ? (size_t)(nl - data) : len;
     size_t n = end - off;
@@ -483,15 +613,27 @@ static void process(cl_client *cl, int opcode, uint8_t *data, size_t len) {
         cl_disconnect(cl, 3501, why);
         return;
       }
-      commands++;
+      (*commands)++;
       handle_command(cl, &cmd);
       proto_cmd_free(&cmd);
     }
     off = end + 1;
   }
+}
+
+static void process(cl_client *cl, int opcode, uint8_t *data, size_t len) {
   if (cl->state == CS_CLOSED)
     return;
-  if (!commands) {
+  if (opcode != HF_OP_TEXT) {
+    cl_disconnect(cl, 3506, "inappropriate protocol: binary frame on a JSON connection");
+    return;
+  }
+  int commands = 0;
+  int queued_before = cl->queued.len != 0 || cl->inflight;
+  process_lines(cl, data, len, &commands);
+  if (cl->state == CS_CLOSED)
+    return;
+  if (!commands && !queued_before && !cl->inflight) {
     cl_disconnect(cl, 3501, "bad request: empty frame");
     return;
   }
@@ -560,6 +702,8 @@ void cl_free(cl_client *cl) {
   if (!cl)
     return;
   hf_timer_cancel(hf_conn_loop(cl->conn), &cl->timer);
+  while (cl->ops) /* their completions will find the client gone */
+    detach(cl->ops);
   while (cl->nsubs)
     cl__remove_sub(cl, cl->subs[cl->nsubs - 1]);
   cl->state = CS_CLOSED;
@@ -580,6 +724,7 @@ static void release(cl_client *cl) {
     cl->next->prev = cl->prev;
   cl->list->count--;
   free(cl->subs);
+  jw_free(&cl->queued);
   free(cl->user);
   free(cl->conn_info);
   free(cl->client_info);

@@ -21,7 +21,10 @@
 
 typedef struct cl_client cl_client;
 
+struct eng;
+
 typedef struct {
+  struct eng *eng;           /* memory or Redis (engine/engine.h) */
   const chan_config *chans;
   const srv_jwt_keys *keys; /* NULL: no token can be verified */
   const char *audience, *issuer;

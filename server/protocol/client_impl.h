@@ -15,11 +15,19 @@
 
 typedef enum { CS_NEW, CS_CONNECTED, CS_FAILED, CS_CLOSED } cl_state;
 
+/* A push that arrived while a subscription's position was being set. */
+typedef struct {
+  hub_frames f;
+} cl_pending;
+
 /* One subscription. Its hub_sub comes first and the whole struct stays at
  * one address while subscribed (the hub holds a pointer to it). */
 typedef struct cl_sub {
   hub_sub hs;
   cl_client *cl;
+  struct cl_op *op;        /* the subscribe being established, or NULL */
+  cl_pending *pend;        /* pushes held while HUB_SUB_PENDING */
+  uint32_t npend, cappend;
   uint8_t server_side;     /* from the token's channels/subs or the API */
   uint8_t emit_join_leave; /* join/leave pushes are sent for this client */
   uint8_t recoverable;     /* the client keeps a position to recover from */
@@ -48,7 +56,54 @@ struct cl_client {
   uint64_t next_ping, pong_deadline, expire_deadline, stale_deadline; /* mono ms */
   cl_sub **subs;
   uint32_t nsubs, capsubs;
+  /* asynchronous commands (engines that answer later): while any is in
+   * flight, later commands wait in `queued` (in order, bounded) */
+  struct cl_op *ops;
+  uint32_t inflight;
+  jw_buf queued;
 };
+
+/* An asynchronous operation of a client (a command waiting for the
+ * engine). Embed it first in the operation's own struct. */
+typedef struct cl_op {
+  struct cl_op *next, *prev;
+  cl_client *cl; /* NULL once the client is gone: the completion only frees */
+  uint32_t id;   /* the command to answer (0: none, e.g. a server API push) */
+  struct cl_op *parent; /* an operation waiting for this one, or NULL */
+  uint32_t children;    /* operations waiting to report to this one */
+  uint8_t done;         /* cl__op_done ran (children may still hold it) */
+} cl_op;
+
+/* Start an operation of size bytes (a struct beginning with cl_op);
+ * counts as a command in flight. NULL on OOM. */
+cl_op *cl__op_new(cl_client *cl, size_t size, uint32_t id);
+/* A child operation reports to parent (the parent is kept until then). */
+void cl__op_adopt(cl_op *parent, cl_op *child);
+/* At the start of a completion: the client if it is still there (replies
+ * may be written with cl__out), else NULL (the operation is freed and the
+ * completion must return). *token is passed to cl__op_exit. */
+cl_client *cl__op_enter(cl_op *op, int *token);
+/* The operation is over: it stops counting as in flight and is freed
+ * (once no child holds it). Inside an enter/exit bracket. */
+void cl__op_done(cl_op *op);
+/* At the end of a completion: send the replies written and go on with
+ * the commands that waited. */
+void cl__op_exit(cl_client *cl, int token);
+
+/* connect with server-side subscriptions: the result waits for them. */
+typedef struct {
+  cl_op op;
+  int64_t exp;
+  uint32_t pending; /* server-side subscriptions not settled yet (+1 held
+                       while they are being started) */
+  unsigned err;  /* the first error of a server-side subscription */
+  int first;
+  jw_buf subs;   /* entries of the result's "subs" */
+} cl_connect_op;
+/* A server-side subscription of connect op c settled (err 0: its result
+ * fields). The last one finishes the connect. */
+void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
+                          const char *ch, size_t len, const jw_buf *fields);
 
 /* ---- replies (client.c) ---------------------------------------------------- */
 
@@ -90,8 +145,11 @@ void cl__cmd_sub_refresh(cl_client *cl, uint32_t id, json_t *req);
 /* Subscribe to the token's server-side channels at connect, recovering
  * from the positions in the connect request's subs. Writes the entries of
  * the connect result's "subs" into out. Returns 0 or a client error code. */
-unsigned cl__server_side_subs(cl_client *cl, json_t *claims, json_t *req_subs,
-                              jw_buf *out);
+/* Start the token's server-side subscriptions for connect op c (each
+ * reports with cl__connect_sub_done). Returns 0 or a client error code
+ * (102 unknown channel) with nothing started. */
+unsigned cl__server_side_subs(cl_client *cl, cl_connect_op *c, json_t *claims,
+                              json_t *req_subs);
 /* After the connect reply left: join pushes of the server-side subs. */
 void cl__announce_joins(cl_client *cl);
 /* Subscription expiry check from the timer; returns 0, or -1 if the

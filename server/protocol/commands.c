@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "channels/query.h"
+#include "engine/engine.h"
 
 /* Resolve ch or answer the error; NULL when answered. */
 static const chan_ns *resolve(cl_client *cl, uint32_t id, const char *ch,
@@ -20,6 +21,22 @@ static const chan_ns *resolve(cl_client *cl, uint32_t id, const char *ch,
     return NULL;
   }
   return ns;
+}
+
+static void on_published(void *arg, int status, const stream_pos *pos) {
+  cl_op *op = arg;
+  int token;
+  cl_client *cl = cl__op_enter(op, &token);
+  if (!cl)
+    return;
+  if (status == ENG_OK || status == ENG_DUPLICATE) {
+    cl__begin_result(cl, op->id, "publish");
+    cl__end_result(cl);
+  } else {
+    cl__error_reply(cl, op->id, 100, "internal server error", 1);
+  }
+  cl__op_done(op);
+  cl__op_exit(cl, token);
 }
 
 void cl__cmd_publish(cl_client *cl, uint32_t id, json_t *req) {
@@ -65,16 +82,14 @@ void cl__cmd_publish(cl_client *cl, uint32_t id, json_t *req) {
   hub_pub p = {ch, len, text, pinfo, NULL, text ? strlen(text) : 0, strlen(pinfo), 0,
                chan_has_history(ns) ? &so : NULL, NULL, 0, ns->delta_publish,
                ns->delta_fossil};
-  stream_pos pos;
-  hub_status st = text ? hub_publish(cl->hl, &p, &pos) : HUB_ENOMEM;
+  cl_op *op = text ? cl__op_new(cl, sizeof *op, id) : NULL;
+  if (!op || eng_publish(cl->cfg->eng, cl->hl, &p, on_published, op) < 0) {
+    if (op)
+      cl__op_done(op);
+    cl__error_reply(cl, id, 100, "internal server error", 1);
+  }
   free(text);
   free(info);
-  if (st == HUB_ENOMEM) {
-    cl__error_reply(cl, id, 100, "internal server error", 1);
-    return;
-  }
-  cl__begin_result(cl, id, "publish");
-  cl__end_result(cl);
 }
 
 /* The checks history and presence share: channel, namespace, the feature
@@ -102,30 +117,90 @@ static const chan_ns *read_access(cl_client *cl, uint32_t id, json_t *req,
   return ns;
 }
 
+typedef struct {
+  cl_op op;
+  size_t epoch_len;
+  char epoch[32]; /* since.epoch (never longer than ours if it can match) */
+} history_op;
+
+static void on_history(void *arg, int status, const eng_read_result *r) {
+  history_op *h = arg;
+  int token;
+  cl_client *cl = cl__op_enter(&h->op, &token);
+  if (!cl)
+    return;
+  jw_buf fields;
+  jw_init(&fields);
+  unsigned err = status != ENG_OK ? 100 : eng_history_result(r, h->epoch, h->epoch_len, &fields);
+  if (!err && !jw_ok(&fields))
+    err = 100;
+  if (err) {
+    cl__error_reply(cl, h->op.id, err, err == 112 ? "unrecoverable position" : "internal server error",
+                    err == 100);
+  } else {
+    cl__begin_result(cl, h->op.id, "history");
+    jw_raw(cl__out(cl), fields.p, fields.len);
+    cl__end_result(cl);
+  }
+  jw_free(&fields);
+  cl__op_done(&h->op);
+  cl__op_exit(cl, token);
+}
+
 void cl__cmd_history(cl_client *cl, uint32_t id, json_t *req) {
   const char *ch;
   size_t len;
   const chan_ns *ns = read_access(cl, id, req, "history", 0, &ch, &len);
   if (!ns)
     return;
-  jw_buf fields;
-  jw_init(&fields);
-  unsigned err = query_history(hub_of(cl->hl), ch, len, ns, req,
-                               cl->cfg->history_max_publication_limit,
-                               hf_loop_now(hf_conn_loop(cl->conn)), &fields);
-  if (!err && !jw_ok(&fields))
-    err = 100;
+  eng_read_req rq;
+  const char *epoch;
+  size_t epoch_len;
+  unsigned err = eng_history_request(req, cl->cfg->history_max_publication_limit, &rq,
+                                     &epoch, &epoch_len);
   if (err) {
-    cl__error_reply(cl, id, err,
-                    err == 112 ? "unrecoverable position"
-                    : err == 107 ? "bad request" : "internal server error",
-                    err == 100);
+    cl__error_reply(cl, id, err, "bad request", 0);
+    return;
+  }
+  history_op *h = (history_op *)cl__op_new(cl, sizeof *h, id);
+  if (!h) {
+    cl__error_reply(cl, id, 100, "internal server error", 1);
+    return;
+  }
+  if (epoch_len < sizeof h->epoch) {
+    h->epoch_len = epoch_len;
+    memcpy(h->epoch, epoch ? epoch : "", epoch_len);
+  } else { /* too long to be an epoch of ours: never matches (112) */
+    h->epoch_len = 1;
+    h->epoch[0] = '?';
+  }
+  stream_opts so = query_stream_opts(ns);
+  if (eng_read(cl->cfg->eng, cl->hl, ch, len, &so, &rq, on_history, h) < 0) {
+    cl__op_done(&h->op);
+    cl__error_reply(cl, id, 100, "internal server error", 1);
+  }
+}
+
+typedef struct {
+  cl_op op;
+  const char *cmd;
+} presence_op;
+
+static void on_presence(void *arg, int status, const jw_buf *fields) {
+  presence_op *p = arg;
+  int token;
+  cl_client *cl = cl__op_enter(&p->op, &token);
+  if (!cl)
+    return;
+  if (status != ENG_OK) {
+    cl__error_reply(cl, p->op.id, 100, "internal server error", 1);
   } else {
-    cl__begin_result(cl, id, "history");
-    jw_raw(cl__out(cl), fields.p, fields.len);
+    cl__begin_result(cl, p->op.id, p->cmd);
+    jw_raw(cl__out(cl), fields->p, fields->len);
     cl__end_result(cl);
   }
-  jw_free(&fields);
+  cl__op_done(&p->op);
+  cl__op_exit(cl, token);
 }
 
 void cl__cmd_presence(cl_client *cl, uint32_t id, json_t *req, int stats) {
@@ -134,19 +209,14 @@ void cl__cmd_presence(cl_client *cl, uint32_t id, json_t *req, int stats) {
   const char *cmd = stats ? "presence_stats" : "presence";
   if (!read_access(cl, id, req, cmd, 1, &ch, &len))
     return;
-  jw_buf fields;
-  jw_init(&fields);
-  unsigned err = 0;
-  if (stats)
-    err = query_presence_stats(hub_of(cl->hl), ch, len, &fields);
-  else
-    query_presence(hub_of(cl->hl), ch, len, &fields);
-  if (err || !jw_ok(&fields)) {
+  presence_op *p = (presence_op *)cl__op_new(cl, sizeof *p, id);
+  if (!p) {
     cl__error_reply(cl, id, 100, "internal server error", 1);
-  } else {
-    cl__begin_result(cl, id, cmd);
-    jw_raw(cl__out(cl), fields.p, fields.len);
-    cl__end_result(cl);
+    return;
   }
-  jw_free(&fields);
+  p->cmd = cmd;
+  if (eng_presence(cl->cfg->eng, cl->hl, ch, len, stats, on_presence, p) < 0) {
+    cl__op_done(&p->op);
+    cl__error_reply(cl, id, 100, "internal server error", 1);
+  }
 }

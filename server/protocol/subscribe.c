@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "channels/query.h"
+#include "engine/engine.h"
 #include "hf/conn.h"
 #include "hf/frame.h"
 
@@ -25,9 +26,8 @@ typedef struct {
   json_t *req;      /* SubscribeRequest (or connect.subs entry); may be NULL */
   json_t *override; /* token override object or NULL */
   char *chan_info;  /* owned until moved into the subscription */
-  const char *data; /* result data (JSON text) or NULL */
+  char *data;       /* result data (JSON text) or NULL; the caller's */
   int64_t expire_at;
-  int server_side;
 } sub_spec;
 
 /* ---- the subscription list --------------------------------------------- */
@@ -70,19 +70,26 @@ void cl__refresh_sub_infos(cl_client *cl) {
   }
 }
 
+static void free_pending(cl_sub *s);
+static void forget_op(cl_sub *s);
+
 static void free_sub(cl_sub *s) {
+  free_pending(s);
   free(s->hs.info);
   free(s->chan_info);
   free(s);
 }
 
 void cl__remove_sub(cl_client *cl, cl_sub *s) {
-  if (s->emit_join_leave && s->hs.info) {
-    /* posted, so it is delivered after the removal below */
-    size_t len;
-    const char *ch = hub_chan_name(s->hs.ch, &len);
-    hub_join_leave(cl->hl, ch, len, s->hs.info, strlen(s->hs.info), 1);
-  }
+  size_t len;
+  const char *ch = hub_chan_name(s->hs.ch, &len);
+  eng *e = cl->cfg->eng;
+  forget_op(s); /* a subscribe still being established learns it is gone */
+  if (s->emit_join_leave && s->hs.info && !(s->hs.flags & HUB_SUB_PENDING))
+    eng_join_leave(e, cl->hl, ch, len, s->hs.info, strlen(s->hs.info), 1); /* posted */
+  if (s->hs.flags & HUB_SUB_PRESENCE)
+    eng_presence_update(e, cl->hl, ch, len, &s->hs, 0);
+  eng_node_unsubscribe(e, cl->hl, ch, len);
   hub_unsubscribe(cl->hl, &s->hs);
   for (uint32_t i = 0; i < cl->nsubs; i++)
     if (cl->subs[i] == s) {
@@ -151,7 +158,318 @@ int cl__check_sub_deadlines(cl_client *cl, uint64_t now) {
   return 0;
 }
 
-/* ---- options -------------------------------------------------------------- */
+/* ---- establishing a subscription ----------------------------------------------
+ *
+ * establish() registers the subscription at once (HUB_SUB_PENDING: pushes
+ * that arrive meanwhile are held, in order), asks the engine to route the
+ * channel's publications to this worker (eng_node_subscribe) and, for a
+ * positioned subscription, reads the stream; finish() writes the result,
+ * sets the position and replays the held pushes through the position
+ * check, so live delivery continues right after the recovered
+ * publications. With the memory engine all of it happens before
+ * establish() returns; with Redis it completes later. */
+
+enum { SO_CLIENT, SO_SERVER_SIDE, SO_API };
+
+typedef struct {
+  cl_op op;
+  cl_sub *s; /* NULL if the subscription went away meanwhile */
+  uint8_t kind, positioning, recovery, recover, delta, cache, reject;
+  uint64_t req_offset;
+  char req_epoch[STREAM_EPOCH_LEN + 8];
+  size_t req_epoch_len;
+  char *data; /* the result's data (JSON text) or NULL */
+  stream_opts so;
+  size_t len;
+  char ch[];
+} sub_op;
+
+static void free_pending(cl_sub *s) {
+  for (uint32_t i = 0; i < s->npend; i++)
+    hub_frames_unref(&s->pend[i].f);
+  free(s->pend);
+  s->pend = NULL;
+  s->npend = s->cappend = 0;
+}
+
+/* The hub's pending callback: hold the push until the position is known.
+ * Bounded: over 4,096 held pushes the subscription stops receiving, and
+ * the replay reports the gap (insufficient state) instead. */
+static void hub_pending(hub_sub *hs, const hub_frames *f) {
+  cl_sub *s = (cl_sub *)hs;
+  if (s->npend == s->cappend) {
+    uint32_t cap = s->cappend ? s->cappend * 2 : 8;
+    cl_pending *np = cap <= 4096 ? realloc(s->pend, cap * sizeof *np) : NULL;
+    if (!np) {
+      s->hs.flags |= HUB_SUB_PAUSED;
+      return;
+    }
+    s->pend = np;
+    s->cappend = cap;
+  }
+  s->pend[s->npend++].f = *f;
+  hub_frames_ref(f);
+}
+
+/* Emit the join of s (after its subscribe reply left: it is posted). */
+static void announce_join(cl_client *cl, cl_sub *s) {
+  if (!s->emit_join_leave || !s->hs.info)
+    return;
+  size_t len;
+  const char *ch = hub_chan_name(s->hs.ch, &len);
+  eng_join_leave(cl->cfg->eng, cl->hl, ch, len, s->hs.info, strlen(s->hs.info), 0);
+}
+
+void cl__announce_joins(cl_client *cl) {
+  for (uint32_t i = 0; i < cl->nsubs; i++)
+    announce_join(cl, cl->subs[i]);
+}
+
+static void log_recovery(cl_client *cl, const sub_op *so, const char *reason,
+                         uint64_t top) {
+  srv_logline l;
+  cl__log_begin(cl, LOG_INFO, "recovery_failed", &l);
+  srv_log_strn(&l, "channel", so->ch, so->len);
+  srv_log_str(&l, "reason", reason);
+  srv_log_int(&l, "offset", (long long)so->req_offset);
+  srv_log_int(&l, "top", (long long)top);
+  srv_log_end(&l);
+}
+
+/* Deliver the pushes held while the position was being set, through the
+ * same position check as live ones. */
+static void replay_pending(cl_client *cl, cl_sub *s) {
+  s->hs.flags &= ~(uint32_t)HUB_SUB_PENDING;
+  int lost = (s->hs.flags & HUB_SUB_PAUSED) != 0;
+  s->hs.flags &= ~(uint32_t)HUB_SUB_PAUSED;
+  cl_pending *p = s->pend;
+  uint32_t n = s->npend;
+  s->pend = NULL;
+  s->npend = s->cappend = 0;
+  int gap = lost;
+  for (uint32_t i = 0; i < n; i++) {
+    if (!gap && cl->state == CS_CONNECTED) {
+      hf_shared *f = hub_frame_for(&s->hs, &p[i].f, &gap);
+      if (f)
+        cl_send_shared(cl, f);
+    }
+    hub_frames_unref(&p[i].f);
+  }
+  free(p);
+  if (gap && cl->state == CS_CONNECTED)
+    cl_hub_callbacks()->gap(&s->hs);
+}
+
+/* The end of an establishment, for whoever asked: a reply (client), an
+ * entry of the connect result (server-side) or a subscribe push (API). On
+ * an error the subscription is gone by now. */
+static void settle(cl_client *cl, sub_op *so, unsigned err, const jw_buf *fields,
+                   const jw_buf *pushes) {
+  cl_sub *s = so->s;
+  if (so->kind == SO_CLIENT) {
+    if (err)
+      cl__error_reply(cl, so->op.id, err,
+                      err == 112 ? "unrecoverable position" : "internal server error",
+                      err == 100);
+    else {
+      cl__begin_result(cl, so->op.id, "subscribe");
+      jw_raw(cl__out(cl), fields->p, fields->len);
+      cl__end_result(cl);
+    }
+  } else if (so->kind == SO_SERVER_SIDE) {
+    cl__connect_sub_done(cl, (cl_connect_op *)so->op.parent, err, so->ch, so->len, fields);
+  } else if (!err) { /* the server API: a subscribe push, then the recovered */
+    jw_buf b;
+    jw_init(&b);
+    jw_lit(&b, "{\"push\":{\"channel\":");
+    jw_str(&b, so->ch, so->len);
+    jw_lit(&b, ",\"subscribe\":{");
+    jw_raw(&b, fields->p, fields->len);
+    jw_lit(&b, "}}}");
+    if (pushes)
+      jw_raw(&b, pushes->p, pushes->len);
+    if (jw_ok(&b) && cl->state == CS_CONNECTED)
+      hf_conn_send(cl->conn, HF_OP_TEXT, (const uint8_t *)b.p, b.len);
+    jw_free(&b);
+  }
+  if (s) {
+    s->op = NULL;
+    if (!err) {
+      replay_pending(cl, s); /* after the reply: no push before it */
+      cl__arm_timer(cl);
+      if (so->kind != SO_SERVER_SIDE) /* connect announces after its reply */
+        announce_join(cl, s);
+    }
+  }
+  free(so->data);
+  cl__op_done(&so->op);
+}
+
+/* An error before the result: take the subscription out, then settle. */
+static void fail_establish(cl_client *cl, sub_op *so, unsigned err) {
+  if (so->s) {
+    so->s->op = NULL;
+    cl__remove_sub(cl, so->s);
+    so->s = NULL;
+  }
+  settle(cl, so, err, NULL, NULL);
+}
+
+/* The SubscribeResult fields, with the stream read r (NULL: not
+ * positioned). Sets the subscriber's position. Returns 0, or 112 when the
+ * request rejects an unrecovered position. */
+static unsigned finish(cl_client *cl, sub_op *so, const eng_read_result *r,
+                       jw_buf *out, jw_buf *pushes) {
+  cl_sub *s = so->s;
+  int recovered = 0;
+  if (r && so->recovery && so->recover) {
+    int epoch_ok = !so->req_epoch_len ||
+                   stream_epoch_parse(so->req_epoch, so->req_epoch_len) == r->top.epoch;
+    uint32_t max = cl->cfg->recovery_max_publication_limit;
+    if (so->cache) { /* recovered means "has the latest publication" */
+      char cur[STREAM_EPOCH_LEN + 1];
+      stream_epoch_text(r->top.epoch, cur);
+      int same = so->req_offset && so->req_offset == r->top.offset && so->req_epoch_len &&
+                 strcmp(so->req_epoch, cur) == 0;
+      recovered = !r->count ? same : same ? 2 /* has it: nothing to send */ : 1;
+    } else if (!epoch_ok) {
+      log_recovery(cl, so, "epoch changed (the stream was lost or recreated)", r->top.offset);
+    } else if (so->req_offset > r->top.offset) {
+      log_recovery(cl, so, "offset ahead of the stream", r->top.offset);
+    } else if (max && r->count > (long)max) {
+      log_recovery(cl, so, "more missed publications than client.recovery_max_publication_limit",
+                   r->top.offset);
+    } else if (!r->count) {
+      recovered = r->top.offset == so->req_offset;
+      if (!recovered)
+        log_recovery(cl, so, "missed publications expired or were trimmed", r->top.offset);
+    } else if (r->first_offset != so->req_offset + 1 || r->last_offset != r->top.offset) {
+      log_recovery(cl, so, "missed publications expired or were trimmed", r->top.offset);
+    } else {
+      recovered = 1;
+    }
+    if (!recovered && so->reject)
+      return 112;
+  }
+  int with_pubs = recovered == 1 && r->count;
+  if (r) {
+    s->hs.offset = r->top.offset;
+    s->hs.epoch = r->top.epoch;
+    if (so->delta && with_pubs && r->last_offset == r->top.offset)
+      s->hs.flags |= HUB_SUB_DELTA_BASE;
+  }
+  int first = 1;
+  if (s->expire_at) {
+    int64_t ttl = s->expire_at - cl__wall_s();
+    jw_key(out, &first, "expires");
+    jw_lit(out, "true");
+    jw_key(out, &first, "ttl");
+    jw_u64(out, (uint64_t)(ttl > 0 ? ttl : 0));
+  }
+  if (r) {
+    char ep[STREAM_EPOCH_LEN + 1];
+    stream_epoch_text(r->top.epoch, ep);
+    if (so->recovery) {
+      jw_key(out, &first, "recoverable");
+      jw_lit(out, "true");
+    }
+    jw_key(out, &first, "positioned");
+    jw_lit(out, "true");
+    jw_key(out, &first, "epoch");
+    jw_cstr(out, ep);
+    jw_key(out, &first, "offset");
+    jw_u64(out, recovered ? so->req_offset : r->top.offset);
+    if (with_pubs) {
+      if (pushes) {
+        jw_raw(pushes, r->pubs->p, r->pubs->len);
+      } else {
+        jw_key(out, &first, "publications");
+        jw_char(out, '[');
+        jw_raw(out, r->pubs->p, r->pubs->len);
+        jw_char(out, ']');
+      }
+    }
+    if (recovered) {
+      jw_key(out, &first, "recovered");
+      jw_lit(out, "true");
+    }
+  }
+  if (so->recover) {
+    jw_key(out, &first, "was_recovering");
+    jw_lit(out, "true");
+  }
+  if (so->data) {
+    jw_key(out, &first, "data");
+    jw_lit(out, so->data);
+  }
+  if (so->delta) {
+    jw_key(out, &first, "delta");
+    jw_lit(out, "true");
+  }
+  return 0;
+}
+
+static void complete(cl_client *cl, sub_op *so, const eng_read_result *r) {
+  jw_buf fields, pushes;
+  jw_init(&fields);
+  jw_init(&pushes);
+  unsigned err = finish(cl, so, r, &fields, so->kind == SO_API ? &pushes : NULL);
+  if (!err && (!jw_ok(&fields) || !jw_ok(&pushes)))
+    err = 100;
+  if (err)
+    fail_establish(cl, so, err);
+  else
+    settle(cl, so, 0, &fields, &pushes);
+  jw_free(&fields);
+  jw_free(&pushes);
+}
+
+static void on_read(void *arg, int status, const eng_read_result *r) {
+  sub_op *so = arg;
+  int token;
+  cl_client *cl = cl__op_enter(&so->op, &token);
+  if (!cl)
+    return;
+  if (!so->s)
+    fail_establish(cl, so, 100);
+  else if (status != ENG_OK)
+    fail_establish(cl, so, 100);
+  else
+    complete(cl, so, r);
+  cl__op_exit(cl, token);
+}
+
+static void on_node_ready(void *arg, int status) {
+  sub_op *so = arg;
+  int token;
+  cl_client *cl = cl__op_enter(&so->op, &token);
+  if (!cl)
+    return;
+  if (!so->s || status != ENG_OK) {
+    fail_establish(cl, so, 100);
+  } else if (!so->positioning) {
+    complete(cl, so, NULL);
+  } else {
+    eng_read_req rq = {0, 1, so->req_offset, 0,
+                       so->kind == SO_API ? ENG_PUBS_PUSHES
+                       : so->delta        ? ENG_PUBS_STRINGS
+                                          : ENG_PUBS_ARRAY};
+    if (so->recovery && so->recover) {
+      if (so->cache) { /* the latest publication only */
+        rq.reverse = 1;
+        rq.has_bound = 0;
+        rq.limit = 1;
+      } else {
+        uint32_t max = cl->cfg->recovery_max_publication_limit;
+        rq.limit = max ? (size_t)max + 1 : SIZE_MAX;
+      }
+    }
+    /* may complete (and free so) before it returns */
+    if (eng_read(cl->cfg->eng, cl->hl, so->ch, so->len, &so->so, &rq, on_read, so) < 0)
+      fail_establish(cl, so, 100);
+  }
+  cl__op_exit(cl, token);
+}
 
 /* override.<key>.value from a token, else the namespace's value. */
 static bool overridden(json_t *override, const char *key, bool ns_value) {
@@ -163,53 +481,13 @@ static bool req_bool(json_t *req, const char *key) {
   return json_is_true(json_object_get(req, key));
 }
 
-/* ---- establishing a subscription -------------------------------------------- */
-
-typedef struct {
-  jw_buf *b;
-  int n, as_string;
-  uint64_t first, last;
-  const char *push_ch; /* set: write pub pushes, one per line */
-  size_t push_len;
-} pubs_acc;
-
-static int add_pub(void *arg, const stream_pub *p) {
-  pubs_acc *a = arg;
-  if (!a->n++)
-    a->first = p->offset;
-  a->last = p->offset;
-  if (a->push_ch) {
-    jw_lit(a->b, "\n{\"push\":{\"channel\":");
-    jw_str(a->b, a->push_ch, a->push_len);
-    jw_lit(a->b, ",\"pub\":");
-  } else if (a->n > 1) {
-    jw_char(a->b, ',');
-  }
-  hub_encode_pub(a->b, p, a->as_string);
-  if (a->push_ch)
-    jw_lit(a->b, "}}");
-  return 0;
-}
-
-static void log_recovery(cl_client *cl, const sub_spec *sp, const char *reason,
-                         uint64_t from, uint64_t top) {
-  srv_logline l;
-  cl__log_begin(cl, LOG_INFO, "recovery_failed", &l);
-  srv_log_strn(&l, "channel", sp->ch, sp->len);
-  srv_log_str(&l, "reason", reason);
-  srv_log_int(&l, "offset", (long long)from);
-  srv_log_int(&l, "top", (long long)top);
-  srv_log_end(&l);
-}
-
-/* Register the subscription, read the stream when positioned, and write
- * the SubscribeResult fields (no braces) into out. With recovered_pubs,
- * the recovered publications go there as pub pushes, each after a newline
- * (server API subscribes: a subscribe push carries none). Returns 0 with *res set, or a
- * client error code (112 unrecoverable, 100 internal) with nothing left
- * registered. */
-static unsigned establish(cl_client *cl, sub_spec *sp, jw_buf *out, cl_sub **res,
-                          jw_buf *recovered_pubs) {
+/* Start establishing a subscription (see above). Takes sp->chan_info. The
+ * outcome reaches the caller through settle(): a reply (kind SO_CLIENT, for
+ * command id), an entry of the connect op `parent` (SO_SERVER_SIDE) or a
+ * push (SO_API). Returns 0, or a client error code with nothing started
+ * (100: out of memory). */
+static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
+                          cl_op *parent) {
   const chan_ns *ns = sp->ns;
   json_t *req = sp->req, *ov = sp->override;
   bool history = chan_has_history(ns);
@@ -230,180 +508,72 @@ static unsigned establish(cl_client *cl, sub_spec *sp, jw_buf *out, cl_sub **res
                                  overridden(ov, "force_positioning", ns->force_positioning) ||
                                  (req_bool(req, "positioned") &&
                                   (ns->allow_positioning || hist_access)));
+  sub_op *so = (sub_op *)cl__op_new(cl, sizeof *so + sp->len + 1, id);
   cl_sub *s = calloc(1, sizeof *s);
-  if (!s)
+  if (!so || !s) {
+    free(s);
+    if (so)
+      cl__op_done(&so->op);
     return 100;
+  }
+  so->kind = (uint8_t)kind;
+  so->positioning = positioning;
+  so->recovery = recovery;
+  so->recover = req_bool(req, "recover");
+  so->delta = delta;
+  so->cache = ns->recovery_mode == CHAN_RECOVERY_CACHE;
+  json_t *flag = json_object_get(req, "flag");
+  so->reject = json_is_integer(flag) && (json_integer_value(flag) & 2);
+  json_t *jo = json_object_get(req, "offset");
+  so->req_offset = json_is_integer(jo) && json_integer_value(jo) > 0
+                       ? (uint64_t)json_integer_value(jo) : 0;
+  json_t *je = json_object_get(req, "epoch");
+  if (json_is_string(je) && json_string_length(je) < sizeof so->req_epoch) {
+    so->req_epoch_len = json_string_length(je);
+    memcpy(so->req_epoch, json_string_value(je), so->req_epoch_len + 1);
+  } else if (json_is_string(je)) {
+    memcpy(so->req_epoch, "?", 2); /* too long to be ours: never matches */
+    so->req_epoch_len = 1;
+  }
+  so->data = sp->data ? strdup(sp->data) : NULL;
+  so->so = query_stream_opts(ns);
+  so->len = sp->len;
+  memcpy(so->ch, sp->ch, sp->len);
+  so->ch[sp->len] = 0;
+  if (parent)
+    cl__op_adopt(parent, &so->op);
   s->cl = cl;
-  s->server_side = (uint8_t)sp->server_side;
+  s->server_side = (uint8_t)(kind != SO_CLIENT);
   s->emit_join_leave = emit_jl;
   s->recoverable = recovery;
   s->chan_info = sp->chan_info;
   sp->chan_info = NULL;
   s->hs.user = cl->user;
   s->hs.client = cl->id;
-  s->hs.flags = (positioning ? HUB_SUB_POSITIONED : 0) | (push_jl ? HUB_SUB_JOIN_LEAVE : 0) |
-                (presence ? HUB_SUB_PRESENCE : 0) | (delta ? HUB_SUB_DELTA : 0);
-  if ((presence || emit_jl) && !(s->hs.info = cl__sub_info(cl, s))) {
+  s->hs.flags = HUB_SUB_PENDING | (positioning ? HUB_SUB_POSITIONED : 0) |
+                (push_jl ? HUB_SUB_JOIN_LEAVE : 0) | (presence ? HUB_SUB_PRESENCE : 0) |
+                (delta ? HUB_SUB_DELTA : 0);
+  if (((presence || emit_jl) && !(s->hs.info = cl__sub_info(cl, s))) ||
+      add_to_list(cl, s) < 0) {
     free_sub(s);
-    return 100;
-  }
-  if (add_to_list(cl, s) < 0) {
-    free_sub(s);
-    return 100;
+    settle(cl, so, 100, NULL, NULL); /* also tells a parent */
+    return 0;
   }
   if (hub_subscribe(cl->hl, sp->ch, sp->len, &s->hs) < 0) {
     cl->nsubs--;
     free_sub(s);
-    return 100;
+    settle(cl, so, 100, NULL, NULL);
+    return 0;
   }
+  s->op = &so->op;
+  so->s = s;
   set_sub_expiry(cl, s, sp->expire_at);
-  bool recover = req_bool(req, "recover");
-  bool recovered = false;
-  stream_pos top = {0, 0};
-  uint64_t req_offset = 0;
-  jw_buf pubs;
-  jw_init(&pubs);
-  pubs_acc acc = {&pubs, 0, delta, 0, 0, recovered_pubs ? sp->ch : NULL, sp->len};
-  if (positioning) {
-    json_t *jo = json_object_get(req, "offset");
-    req_offset = json_is_integer(jo) && json_integer_value(jo) > 0
-                     ? (uint64_t)json_integer_value(jo) : 0;
-    json_t *je = json_object_get(req, "epoch");
-    const char *req_epoch = json_is_string(je) ? json_string_value(je) : "";
-    size_t req_epoch_len = json_is_string(je) ? json_string_length(je) : 0;
-    stream_opts so = query_stream_opts(ns);
-    int cache = ns->recovery_mode == CHAN_RECOVERY_CACHE;
-    uint32_t max = cl->cfg->recovery_max_publication_limit;
-    stream_read_req rq = {0, 1, req_offset, 0, hf_loop_now(hf_conn_loop(cl->conn))};
-    if (recovery && recover) {
-      if (cache) { /* the latest publication only */
-        rq.reverse = 1;
-        rq.has_bound = 0;
-        rq.limit = 1;
-      } else {
-        rq.limit = max ? (size_t)max + 1 : SIZE_MAX;
-      }
-    }
-    uint64_t first;
-    /* The read and the position below happen before this worker handles
-     * anything else: publications already posted to it carry offsets the
-     * read covers (skipped by the position check), later ones follow on. */
-    if (stream_read(hub_streams(hub_of(cl->hl)), hub_hash(sp->ch, sp->len), sp->ch,
-                    sp->len, &so, &rq, &top, &first, add_pub, &acc) < 0) {
-      jw_free(&pubs);
-      cl__remove_sub(cl, s);
-      return 100;
-    }
-    if (recovery && recover) {
-      int epoch_ok = !req_epoch_len ||
-                     stream_epoch_parse(req_epoch, req_epoch_len) == top.epoch;
-      if (cache) {
-        char cur[STREAM_EPOCH_LEN + 1];
-        stream_epoch_text(top.epoch, cur);
-        int same = req_offset && req_offset == top.offset && req_epoch_len &&
-                   strcmp(req_epoch, cur) == 0;
-        if (acc.n && same) { /* the client has it already */
-          jw_reset(&pubs);
-          acc.n = 0;
-        }
-        recovered = acc.n ? acc.last == top.offset : same;
-      } else if (!epoch_ok) {
-        log_recovery(cl, sp, "epoch changed (the stream was lost or recreated)",
-                     req_offset, top.offset);
-      } else if (req_offset > top.offset) {
-        log_recovery(cl, sp, "offset ahead of the stream", req_offset, top.offset);
-      } else if (max && acc.n > (int)max) {
-        log_recovery(cl, sp, "more missed publications than client.recovery_max_publication_limit",
-                     req_offset, top.offset);
-      } else if (!acc.n) {
-        recovered = top.offset == req_offset;
-        if (!recovered)
-          log_recovery(cl, sp, "missed publications expired or were trimmed", req_offset,
-                       top.offset);
-      } else if (acc.first != req_offset + 1 || acc.last != top.offset) {
-        log_recovery(cl, sp, "missed publications expired or were trimmed", req_offset,
-                     top.offset);
-      } else {
-        recovered = true;
-      }
-      json_t *flag = json_object_get(req, "flag");
-      if (!recovered && json_is_integer(flag) && (json_integer_value(flag) & 2)) {
-        jw_free(&pubs);
-        cl__remove_sub(cl, s); /* rejectUnrecovered: 112, no subscription */
-        return 112;
-      }
-    }
-    s->hs.offset = top.offset;
-    s->hs.epoch = top.epoch;
-    if (delta && recovered && acc.n && acc.last == top.offset)
-      s->hs.flags |= HUB_SUB_DELTA_BASE;
-  }
-  /* the SubscribeResult fields */
-  int first_field = 1;
-  if (s->expire_at) {
-    int64_t ttl = s->expire_at - cl__wall_s();
-    jw_key(out, &first_field, "expires");
-    jw_lit(out, "true");
-    jw_key(out, &first_field, "ttl");
-    jw_u64(out, (uint64_t)(ttl > 0 ? ttl : 0));
-  }
-  if (positioning) {
-    char ep[STREAM_EPOCH_LEN + 1];
-    stream_epoch_text(top.epoch, ep);
-    if (recovery) {
-      jw_key(out, &first_field, "recoverable");
-      jw_lit(out, "true");
-    }
-    jw_key(out, &first_field, "positioned");
-    jw_lit(out, "true");
-    jw_key(out, &first_field, "epoch");
-    jw_cstr(out, ep);
-    jw_key(out, &first_field, "offset");
-    jw_u64(out, recovered ? req_offset : top.offset);
-    if (recovered && acc.n) {
-      if (recovered_pubs) {
-        jw_raw(recovered_pubs, pubs.p, pubs.len);
-      } else {
-        jw_key(out, &first_field, "publications");
-        jw_char(out, '[');
-        jw_raw(out, pubs.p, pubs.len);
-        jw_char(out, ']');
-      }
-    }
-    if (recovered) {
-      jw_key(out, &first_field, "recovered");
-      jw_lit(out, "true");
-    }
-  }
-  jw_free(&pubs);
-  if (recover) {
-    jw_key(out, &first_field, "was_recovering");
-    jw_lit(out, "true");
-  }
-  if (sp->data) {
-    jw_key(out, &first_field, "data");
-    jw_lit(out, sp->data);
-  }
-  if (delta) {
-    jw_key(out, &first_field, "delta");
-    jw_lit(out, "true");
-  }
-  *res = s;
+  if (presence)
+    eng_presence_update(cl->cfg->eng, cl->hl, sp->ch, sp->len, &s->hs, 1);
+  /* may complete (and free so) before it returns */
+  if (eng_node_subscribe(cl->cfg->eng, cl->hl, sp->ch, sp->len, on_node_ready, so) < 0)
+    fail_establish(cl, so, 100);
   return 0;
-}
-
-/* Emit the join of s (after its subscribe reply left). */
-static void announce_join(cl_client *cl, cl_sub *s) {
-  if (!s->emit_join_leave || !s->hs.info)
-    return;
-  size_t len;
-  const char *ch = hub_chan_name(s->hs.ch, &len);
-  hub_join_leave(cl->hl, ch, len, s->hs.info, strlen(s->hs.info), 0);
-}
-
-void cl__announce_joins(cl_client *cl) {
-  for (uint32_t i = 0; i < cl->nsubs; i++)
-    announce_join(cl, cl->subs[i]);
 }
 
 /* ---- client commands -------------------------------------------------------- */
@@ -479,7 +649,7 @@ void cl__cmd_subscribe(cl_client *cl, uint32_t id, json_t *req) {
     cl__channel_error(cl, id, r);
     return;
   }
-  sub_spec sp = {ch, len, ns, req, NULL, NULL, NULL, 0, 0};
+  sub_spec sp = {ch, len, ns, req, NULL, NULL, NULL, 0};
   json_t *tok = json_object_get(req, "token");
   json_t *claims = NULL;
   if (json_is_string(tok) && json_string_length(tok)) {
@@ -501,25 +671,12 @@ void cl__cmd_subscribe(cl_client *cl, uint32_t id, json_t *req) {
     cl__error_reply(cl, id, (unsigned)r, "permission denied", 0);
     return;
   }
-  jw_buf fields;
-  jw_init(&fields);
-  cl_sub *s = NULL;
-  unsigned err = establish(cl, &sp, &fields, &s, NULL);
+  unsigned err = establish(cl, &sp, SO_CLIENT, id, NULL);
   free(sp.chan_info);
-  free((char *)sp.data);
+  free(sp.data);
   json_decref(claims);
-  if (err) {
-    jw_free(&fields);
-    cl__error_reply(cl, id, err, err == 112 ? "unrecoverable position" : "internal server error",
-                    err == 100);
-    return;
-  }
-  cl__begin_result(cl, id, "subscribe");
-  jw_raw(cl__out(cl), fields.p, fields.len);
-  cl__end_result(cl);
-  jw_free(&fields);
-  cl__arm_timer(cl);
-  announce_join(cl, s); /* posted: it follows the reply flushed below */
+  if (err)
+    cl__error_reply(cl, id, err, "internal server error", 1);
 }
 
 void cl__cmd_sub_refresh(cl_client *cl, uint32_t id, json_t *req) {
@@ -570,8 +727,8 @@ void cl__cmd_unsubscribe(cl_client *cl, uint32_t id, json_t *req) {
 
 /* ---- server-side subscriptions ------------------------------------------------ */
 
-unsigned cl__server_side_subs(cl_client *cl, json_t *claims, json_t *req_subs,
-                              jw_buf *out) {
+unsigned cl__server_side_subs(cl_client *cl, cl_connect_op *c, json_t *claims,
+                              json_t *req_subs) {
   json_t *list = json_object_get(claims, "subs");
   json_t *chans = json_object_get(claims, "channels");
   json_t *names = json_array();
@@ -589,50 +746,40 @@ unsigned cl__server_side_subs(cl_client *cl, json_t *claims, json_t *req_subs,
         json_array_append(names, v);
     }
   }
-  unsigned err = 0;
-  int first = 1;
   size_t i;
   json_t *nv;
+  json_array_foreach(names, i, nv) { /* every channel is known, or nothing starts */
+    const chan_ns *ns;
+    int r = chan_resolve(cl->cfg->chans, json_string_value(nv), json_string_length(nv), &ns);
+    if (r != CHAN_OK) {
+      json_decref(names);
+      return (unsigned)r;
+    }
+  }
   json_array_foreach(names, i, nv) {
     const char *name = json_string_value(nv);
     size_t len = json_string_length(nv);
     const chan_ns *ns;
-    int r = chan_resolve(cl->cfg->chans, name, len, &ns);
-    if (r != CHAN_OK) {
-      err = (unsigned)r;
-      break;
-    }
+    chan_resolve(cl->cfg->chans, name, len, &ns);
     if (cl__find_sub(cl, name, len))
       continue;
     json_t *opts = json_object_get(list, name); /* {info, data, override} */
     sub_spec sp = {name, len, ns, json_object_get(req_subs, name),
                    json_object_get(opts, "override"),
                    cl__claim_info(opts, "info", "b64info"),
-                   cl__claim_info(opts, "data", "b64data"), 0, 1};
-    jw_buf fields;
-    jw_init(&fields);
-    cl_sub *s;
-    unsigned e = establish(cl, &sp, &fields, &s, NULL);
+                   cl__claim_info(opts, "data", "b64data"), 0};
+    c->pending++; /* before: it may settle before establish returns */
+    unsigned e = establish(cl, &sp, SO_SERVER_SIDE, 0, &c->op);
     free(sp.chan_info);
-    free((char *)sp.data);
-    if (e == 112) { /* a server-side channel the client cannot recover: a
-                       fresh position, as if it had not asked */
-      sp.req = NULL;
-      e = establish(cl, &sp, &fields, &s, NULL);
+    free(sp.data);
+    if (e) { /* nothing started: it will not report */
+      c->pending--;
+      if (!c->err)
+        c->err = e;
     }
-    if (e) {
-      jw_free(&fields);
-      err = e;
-      break;
-    }
-    jw_key(out, &first, name);
-    jw_char(out, '{');
-    jw_raw(out, fields.p, fields.len);
-    jw_char(out, '}');
-    jw_free(&fields);
   }
   json_decref(names);
-  return err;
+  return 0;
 }
 
 void cl_server_unsubscribe(cl_client *cl, const char *ch, size_t len) {
@@ -664,35 +811,21 @@ void cl_server_subscribe(cl_client *cl, const char *ch, size_t len,
   sub_spec sp = {ch, len, ns, req, json_object_get(opts, "override"),
                  cl__claim_info(opts, "info", "b64info"),
                  cl__claim_info(opts, "data", "b64data"),
-                 json_is_integer(ea) ? json_integer_value(ea) : 0, 1};
-  jw_buf fields, pubs;
-  jw_init(&fields);
-  jw_init(&pubs);
-  cl_sub *s;
-  unsigned e = establish(cl, &sp, &fields, &s, &pubs);
+                 json_is_integer(ea) ? json_integer_value(ea) : 0};
+  establish(cl, &sp, SO_API, 0, NULL);
   free(sp.chan_info);
-  free((char *)sp.data);
+  free(sp.data);
   json_decref(req);
-  if (!e) {
-    jw_buf b;
-    jw_init(&b);
-    jw_lit(&b, "{\"push\":{\"channel\":");
-    jw_str(&b, ch, len);
-    jw_lit(&b, ",\"subscribe\":{");
-    jw_raw(&b, fields.p, fields.len);
-    jw_lit(&b, "}}}");
-    jw_raw(&b, pubs.p, pubs.len); /* then the recovered publications */
-    if (jw_ok(&b))
-      hf_conn_send(cl->conn, HF_OP_TEXT, (const uint8_t *)b.p, b.len);
-    jw_free(&b);
-    cl__arm_timer(cl);
-    announce_join(cl, s);
-  }
-  jw_free(&fields);
-  jw_free(&pubs);
 }
 
 /* ---- delivery callbacks of the hub -------------------------------------------- */
+
+static void forget_op(cl_sub *s) {
+  if (s->op) {
+    ((sub_op *)s->op)->s = NULL;
+    s->op = NULL;
+  }
+}
 
 static void hub_deliver(hub_sub *hs, hf_shared *frame) {
   cl_sub *s = (cl_sub *)hs;
@@ -720,7 +853,7 @@ static void hub_gap(hub_sub *hs) {
 }
 
 const hub_callbacks *cl_hub_callbacks(void) {
-  static const hub_callbacks cb = {hub_deliver, hub_gap};
+  static const hub_callbacks cb = {hub_deliver, hub_gap, hub_pending};
   return &cb;
 }
 
