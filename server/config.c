@@ -168,6 +168,37 @@ static const setting settings[] = {
     {"channel.idempotency_max_keys", T_UINT, O(idempotency_max_keys), "100000",
      0, 100000000, NULL, HF,
      "most idempotency keys remembered at once (the oldest are forgotten first)"},
+    /* engine: memory (embedded) or Redis (several nodes) */
+    {"engine.type", T_ENUM, O(engine_type), "memory", 0, 0, "memory|redis", CF,
+     "memory: everything in this process; redis: several holdfast nodes share "
+     "streams, presence, publications and control commands through Redis"},
+    {"engine.redis.address", T_LIST, O(redis_address), "127.0.0.1:6379", 0, 0, NULL, CF,
+     "Redis shards (host:port or redis://host:port); channels are spread over "
+     "them by consistent hashing"},
+    {"engine.redis.user", T_STR, O(redis_user), "", 0, 0, NULL, CF, "Redis ACL user"},
+    {"engine.redis.password", T_STR, O(redis_password), "", 0, 0, NULL, CF,
+     "Redis password (never logged)"},
+    {"engine.redis.db", T_UINT, O(redis_db), "0", 0, 15, NULL, CF,
+     "Redis database number (PUB/SUB ignores it: use distinct prefixes)"},
+    {"engine.redis.client_name", T_STR, O(redis_client_name), "holdfast", 0, 0, NULL, CF,
+     "client name holdfast's connections present to Redis (CLIENT SETNAME)"},
+    {"engine.redis.prefix", T_STR, O(redis_prefix), "holdfast", 0, 0, NULL, CF,
+     "prefix of every Redis key and channel holdfast uses"},
+    {"engine.redis.connect_timeout", T_DUR, O(redis_connect_timeout_ms), "1s", 10, 60000,
+     NULL, CF, "timeout for connecting to Redis"},
+    {"engine.redis.io_timeout", T_DUR, O(redis_io_timeout_ms), "4s", 10, 600000, NULL, CF,
+     "how long a request to Redis may take; then the connection is reset and "
+     "its requests fail (temporary errors to clients)"},
+    {"engine.redis.presence_ttl", T_DUR, O(redis_presence_ttl_ms), "60s", 3000,
+     3600000, NULL, CF,
+     "how long a presence entry lives unless its node refreshes it (every third of this)"},
+    {"engine.redis.tls.enabled", T_BOOL, O(redis_tls), "false", 0, 0, NULL, CF,
+     "TLS to Redis: not supported by this version (Debian's hiredis 0.14 has no "
+     "TLS; start-up refuses it rather than connect in the clear)"},
+    {"engine.redis.cluster_address", T_LIST, O(redis_cluster_address), "", 0, 0, NULL, CF,
+     "Redis Cluster addresses: not supported by this version (start-up refuses them)"},
+    {"engine.redis.sentinel_address", T_LIST, O(redis_sentinel_address), "", 0, 0, NULL, CF,
+     "Redis Sentinel addresses: not supported by this version (start-up refuses them)"},
     {"http_api.key", T_STR, O(api_key), "", 0, 0, NULL, CF,
      "server API key (X-API-Key or Authorization: apikey KEY); empty: every call gets 401"},
     {"http_api.insecure", T_BOOL, O(api_insecure), "false", 0, 0, NULL, CF,
@@ -568,6 +599,25 @@ static void env_name(const char *key, char *out, size_t cap) {
 }
 
 static int validate(srv_config *cfg, FILE *err) {
+  if (cfg->redis_cluster_address.n || cfg->redis_sentinel_address.n) {
+    fprintf(err, "holdfast: invalid configuration: engine.redis.%s: Redis %s is not "
+                 "supported by this holdfast version; use engine.redis.address (one or "
+                 "more standalone Redis shards)\n",
+            cfg->redis_cluster_address.n ? "cluster_address" : "sentinel_address",
+            cfg->redis_cluster_address.n ? "Cluster" : "Sentinel");
+    return -1;
+  }
+  if (cfg->redis_tls) {
+    fprintf(err, "holdfast: invalid configuration: engine.redis.tls.enabled: TLS to "
+                 "Redis is not supported by this holdfast version (Debian's hiredis 0.14 "
+                 "has no TLS); put Redis on a private network or a local TLS tunnel\n");
+    return -1;
+  }
+  if (strcmp(cfg->engine_type, "redis") == 0 && !cfg->redis_address.n) {
+    fprintf(err, "holdfast: invalid configuration: engine.type is redis but "
+                 "engine.redis.address is empty\n");
+    return -1;
+  }
   if (cfg->queue_hard_limit < cfg->queue_max_size) {
     fprintf(err,
             "holdfast: invalid configuration: client.queue_hard_limit (%llu) "

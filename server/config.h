@@ -78,6 +78,14 @@ typedef struct {
   uint64_t history_memory_limit;
   uint64_t idempotency_window_ms;
   uint64_t idempotency_max_keys;
+  /* engine */
+  char *engine_type;           /* "memory" | "redis" */
+  srv_strlist redis_address;
+  char *redis_user, *redis_password, *redis_client_name, *redis_prefix;
+  uint64_t redis_db;
+  uint64_t redis_connect_timeout_ms, redis_io_timeout_ms, redis_presence_ttl_ms;
+  srv_strlist redis_cluster_address, redis_sentinel_address;
+  bool redis_tls;
   /* server HTTP API */
   char *api_key;
   bool api_insecure;

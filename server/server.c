@@ -34,6 +34,7 @@
 #include "protocol/client.h"
 #include "channels/hub.h"
 #include "engine/engine.h"
+#include "engine/redis.h"
 #include "auth/jwt.h"
 #include "log.h"
 
@@ -210,13 +211,22 @@ static void route_health(worker *w, hf_conn *c, const hf_http_request *req) {
     return;
   }
   int draining = atomic_load(&s->draining);
-  char body[256];
+  char why[256], body[512];
+  int healthy = eng_healthy(s->eng, why, sizeof why);
+  /* an engine that cannot reach its broker degrades the node but does not
+   * take it out of a load balancer: every node would go at once */
+  jw_buf reason;
+  jw_init(&reason);
+  jw_cstr(&reason, why);
+  jw_char(&reason, 0);
   int n = snprintf(body, sizeof body,
                    "{\"status\":\"%s\",\"uptime_s\":%llu,\"connections\":%llu,"
-                   "\"workers\":%zu}\n",
-                   draining ? "draining" : "ok",
+                   "\"workers\":%zu,\"engine\":\"%s\"%s%s}\n",
+                   draining ? "draining" : healthy ? "ok" : "degraded",
                    (unsigned long long)((mono_ms() - s->t_start) / 1000),
-                   (unsigned long long)atomic_load(&s->ws_conns), s->nw);
+                   (unsigned long long)atomic_load(&s->ws_conns), s->nw, eng_name(s->eng),
+                   healthy ? "" : ",\"reason\":", healthy || !jw_ok(&reason) ? "" : reason.p);
+  jw_free(&reason);
   hf_conn_respond(c, draining ? 503 : 200, "Cache-Control: no-store\r\n",
                   "application/json", body, (size_t)n);
 }
@@ -696,6 +706,8 @@ static void *worker_main(void *arg) {
   worker *w = arg;
   hf_loop_run(w->loop);
   hub_detach(w->hl);
+  if (strcmp(w->srv->cfg->engine_type, "redis") == 0)
+    eng_redis_detach(w->srv->eng, (size_t)w->idx);
   /* whatever did not finish the close handshake in time is dropped now */
   w->forced = hf_conn_ctx_count(w->ctx);
   hf_conn_ctx_free(w->ctx);
@@ -864,8 +876,24 @@ static int setup_realtime(server *s) {
                      (uint32_t)cfg->idempotency_max_keys},
                     1000, 1000};
   s->hub = hub_new(s->nw, cl_hub_callbacks(), &ho);
-  if (!s->hub || !(s->eng = eng_memory_new(s->hub)))
+  if (!s->hub)
     return -1;
+  if (strcmp(cfg->engine_type, "redis") == 0) {
+    eng_redis_config rc = {(const char *const *)cfg->redis_address.v, cfg->redis_address.n,
+                           cfg->redis_user, cfg->redis_password, cfg->redis_client_name,
+                           (int)cfg->redis_db, cfg->redis_prefix,
+                           (uint32_t)cfg->redis_connect_timeout_ms,
+                           (uint32_t)cfg->redis_io_timeout_ms, cfg->redis_presence_ttl_ms,
+                           720ull * 3600 * 1000, cfg->idempotency_window_ms};
+    char err[300] = "";
+    s->eng = eng_redis_new(&rc, s->hub, s->nw, api_run_ctl, err, sizeof err);
+    if (!s->eng) {
+      fprintf(stderr, "holdfast: invalid configuration: %s\n", err);
+      return -1;
+    }
+  } else if (!(s->eng = eng_memory_new(s->hub))) {
+    return -1;
+  }
   cl_config *cc = &s->clcfg;
   cc->eng = s->eng;
   cc->chans = &s->chans;
@@ -984,6 +1012,10 @@ int srv_run(const srv_config *cfg) {
     }
     hf_loop_set_data(w->loop, w);
     w->hl = hub_attach(s->hub, i, w->loop);
+    if (strcmp(cfg->engine_type, "redis") == 0 && eng_redis_attach(s->eng, i, w->loop, w->hl) < 0) {
+      fprintf(stderr, "holdfast: cannot set up the Redis engine: out of memory\n");
+      return 1;
+    }
     hub_set_data(w->hl, &w->clients);
     jw_init(&w->clients.out);
     w->drain_msg.run = on_drain;
@@ -1018,6 +1050,10 @@ int srv_run(const srv_config *cfg) {
   srv_log_int(&l, "forced_closed", (long long)forced);
   srv_log_int(&l, "uptime_s", (long long)((mono_ms() - s->t_start) / 1000));
   srv_log_end(&l);
+  /* the engine first: freeing its connections fails what is still in
+   * flight (nobody is left to answer) and takes them off the loops */
+  eng_free(s->eng);
+  s->eng = NULL;
   for (size_t i = 0; i < s->nw; i++) {
     jw_free(&s->w[i].clients.out);
     while (s->w[i].waits) { /* calls the engine never answered */
@@ -1038,7 +1074,6 @@ int srv_run(const srv_config *cfg) {
     }
   free(s->lfds);
   free(s->w);
-  eng_free(s->eng);
   hub_free(s->hub);
   chan_config_free(&s->chans);
   srv_jwt_keys_free(s->keys);

@@ -442,8 +442,8 @@ static hf_shared *patch_frame(hub_local *hl, const pub_view *p) {
   return f;
 }
 
-/* On the owner: encode once, deliver here, post to every other worker. */
-static int fan_out(hub_local *hl, const pub_view *p) {
+/* The frames of push p, encoded once (with hl's scratch buffer). */
+static int encode_frames(hub_local *hl, const pub_view *p, frames *out) {
   jw_buf *b = &hl->scratch;
   frames f = {0};
   if (p->kind == K_PUB) {
@@ -467,11 +467,20 @@ static int fan_out(hub_local *hl, const pub_view *p) {
   }
   if (!f.plain || (p->delta_allowed && p->kind == K_PUB && !f.str)) {
     hub_frames_unref(&f);
-    return -1; /* positioned subscribers will see the gap */
+    return -1;
   }
   f.offset = p->offset;
   f.epoch = p->epoch;
   f.kind = p->kind;
+  *out = f;
+  return 0;
+}
+
+/* On the owner: encode once, deliver here, post to every other worker. */
+static int fan_out(hub_local *hl, const pub_view *p) {
+  frames f;
+  if (encode_frames(hl, p, &f) < 0)
+    return -1; /* positioned subscribers will see the gap */
   uint32_t hash = hub_hash(p->name, p->len);
   hub *h = hl->h;
   for (size_t i = 0; i < h->nw; i++) {
@@ -631,6 +640,62 @@ int hub_join_leave(hub_local *from, const char *ch, size_t len,
     return -1;
   hf_loop_post(owner->loop, &m->m);
   return 0;
+}
+
+void hub_deliver_remote(hub_local *hl, const hub_remote *r) {
+  pub_view v = {0};
+  v.name = r->ch;
+  v.len = r->len;
+  v.data = r->data;
+  v.data_len = r->data_len;
+  v.info = r->info;
+  v.info_len = r->info_len;
+  v.tags = r->tags;
+  v.tags_len = r->tags_len;
+  v.prev = r->prev;
+  v.prev_len = r->prev_len;
+  v.offset = r->offset;
+  v.epoch = r->epoch;
+  v.kind = (uint8_t)r->kind;
+  v.delta = (uint8_t)r->delta;
+  v.delta_allowed = (uint8_t)r->delta_allowed;
+  frames f = {0};
+  if (encode_frames(hl, &v, &f) < 0)
+    return; /* positioned subscribers will see the gap */
+  deliver_local(hl, r->ch, r->len, hub_hash(r->ch, r->len), &f);
+  hub_frames_unref(&f);
+}
+
+void hub_check_positions(hub_local *hl, const char *ch, size_t len, uint64_t top,
+                         uint64_t epoch) {
+  uint32_t hash = hub_hash(ch, len);
+  hub_chan *c = find(hl, ch, len, hash);
+  uint64_t seen = hl->removals;
+  for (uint32_t i = c ? c->n : 0; i > 0; i--) {
+    if (hl->removals != seen) { /* a gap unsubscribed someone: look again */
+      seen = hl->removals;
+      if (!(c = find(hl, ch, len, hash)))
+        return;
+      if (i > c->n)
+        i = c->n;
+      if (!i)
+        return;
+    }
+    hub_sub *s = c->subs[i - 1];
+    if ((s->flags & HUB_SUB_POSITIONED) && !(s->flags & HUB_SUB_PENDING) &&
+        (s->epoch != epoch || s->offset < top))
+      hl->h->cb.gap(s);
+  }
+}
+
+size_t hub_index(const hub_local *hl) { return hl->idx; }
+
+void hub_each_local_sub(hub_local *hl, uint32_t flags, hub_sub_fn fn, void *arg) {
+  for (size_t b = 0; b < hl->nbuckets; b++)
+    for (hub_chan *c = hl->buckets[b]; c; c = c->next)
+      for (uint32_t i = 0; i < c->n; i++)
+        if (c->subs[i]->flags & flags)
+          fn(arg, c->name, c->len, c->subs[i]);
 }
 
 /* ---- presence, control and counts ---------------------------------------- */

@@ -144,6 +144,34 @@ hub_status hub_publish(hub_local *from, const hub_pub *p, stream_pos *pos);
 int hub_join_leave(hub_local *from, const char *ch, size_t len,
                    const char *info, size_t info_len, int leave);
 
+/* A push that came from a broker (the Redis engine) to this worker: it is
+ * encoded here and delivered to this worker's subscribers (the broker gives
+ * every worker the channel's order itself: no owner hop). prev is the
+ * previous publication's data for a fossil delta, or NULL. */
+typedef struct {
+  int kind; /* HUB_PUSH_* */
+  const char *ch;
+  size_t len;
+  const char *data, *info, *tags, *prev;
+  size_t data_len, info_len, tags_len, prev_len;
+  uint64_t offset, epoch;
+  int delta, delta_allowed;
+} hub_remote;
+void hub_deliver_remote(hub_local *hl, const hub_remote *p);
+
+/* After a broker outage: every positioned subscriber of ch on this worker
+ * whose position is behind top or in another epoch missed publications
+ * and is told (the gap callback). */
+void hub_check_positions(hub_local *hl, const char *ch, size_t len, uint64_t top,
+                         uint64_t epoch);
+/* The worker's index. */
+size_t hub_index(const hub_local *hl);
+
+/* Every subscriber of this worker with any of the flags, with its channel
+ * (the Redis engine refreshes presence with it). Loop thread only. */
+typedef void (*hub_sub_fn)(void *arg, const char *ch, size_t len, hub_sub *s);
+void hub_each_local_sub(hub_local *hl, uint32_t flags, hub_sub_fn fn, void *arg);
+
 /* Presence over every worker (any thread; each worker's table is read
  * under its lock): calls each(arg, s) for every HUB_SUB_PRESENCE
  * subscriber of ch that has info; s is valid during the call only. */

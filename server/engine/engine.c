@@ -47,8 +47,9 @@ void eng_node_unsubscribe(eng *e, hub_local *from, const char *ch, size_t len) {
     e->ops->node_unsubscribe(e, from, ch, len);
 }
 
-int eng_broadcast_ctl(eng *e, hub_ctl_fn fn, const void *arg, size_t len) {
-  return e->ops->broadcast_ctl(e, fn, arg, len);
+int eng_broadcast_ctl(eng *e, hub_local *from, hub_ctl_fn fn, const void *arg,
+                      size_t len) {
+  return e->ops->broadcast_ctl(e, from, fn, arg, len);
 }
 
 int eng_healthy(eng *e, char *why, size_t cap) { return e->ops->healthy(e, why, cap); }

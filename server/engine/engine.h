@@ -119,7 +119,8 @@ void eng_node_unsubscribe(eng *e, hub_local *from, const char *ch, size_t len);
 
 /* Run fn(worker_hub, arg) on every worker of every node (server API
  * disconnect, unsubscribe, subscribe, refresh). arg is copied. */
-int eng_broadcast_ctl(eng *e, hub_ctl_fn fn, const void *arg, size_t len);
+int eng_broadcast_ctl(eng *e, hub_local *from, hub_ctl_fn fn, const void *arg,
+                      size_t len);
 
 /* ---- health ------------------------------------------------------------------------ */
 

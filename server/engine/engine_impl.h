@@ -23,7 +23,8 @@ typedef struct {
   int (*node_subscribe)(eng *e, hub_local *from, const char *ch, size_t len,
                         eng_done_cb ready, void *arg);
   void (*node_unsubscribe)(eng *e, hub_local *from, const char *ch, size_t len);
-  int (*broadcast_ctl)(eng *e, hub_ctl_fn fn, const void *arg, size_t len);
+  int (*broadcast_ctl)(eng *e, hub_local *from, hub_ctl_fn fn, const void *arg,
+                       size_t len);
   int (*healthy)(eng *e, char *why, size_t cap);
   void (*free)(eng *e);
 } eng_ops;

@@ -87,7 +87,8 @@ static int mem_node_subscribe(eng *e, hub_local *from, const char *ch, size_t le
   return 0;
 }
 
-static int mem_broadcast_ctl(eng *e, hub_ctl_fn fn, const void *arg, size_t len) {
+static int mem_broadcast_ctl(eng *e, hub_local *from, hub_ctl_fn fn, const void *arg,
+                             size_t len) {
   return hub_broadcast_ctl(e->h, fn, arg, len);
 }
 

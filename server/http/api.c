@@ -357,7 +357,7 @@ static int matches(const ctl_arg *a, cl_client *cl) {
   return 1;
 }
 
-static void run_ctl(hub_local *hl, void *arg) {
+void api_run_ctl(hub_local *hl, void *arg) {
   const ctl_arg *a = arg;
   cl_list *list = hub_data(hl);
   cl_client *cl = list->head;
@@ -404,10 +404,10 @@ static int copy_field(char *dst, size_t cap, json_t *req, const char *k) {
   return 0;
 }
 
-static void targeted_arg(const api_ctx *ctx, int op, json_t *req, ctl_arg *ap,
+static void targeted_arg(const api_ctx *ctx, hub_local *hl, int op, json_t *req, ctl_arg *ap,
                          jw_buf *o);
 
-static void targeted(const api_ctx *ctx, int op, json_t *req, jw_buf *o) {
+static void targeted(const api_ctx *ctx, hub_local *hl, int op, json_t *req, jw_buf *o) {
   /* subscribe: the whole request travels to every worker as JSON text */
   char *opts = op == CTL_SUBSCRIBE ? jw_dump(req) : NULL;
   size_t opts_len = opts ? strlen(opts) : 0;
@@ -421,11 +421,11 @@ static void targeted(const api_ctx *ctx, int op, json_t *req, jw_buf *o) {
   memcpy(ap->opts, opts ? opts : "", opts_len);
   ap->opts_len = opts_len;
   free(opts);
-  targeted_arg(ctx, op, req, ap, o);
+  targeted_arg(ctx, hl, op, req, ap, o);
   free(ap);
 }
 
-static void targeted_arg(const api_ctx *ctx, int op, json_t *req, ctl_arg *ap,
+static void targeted_arg(const api_ctx *ctx, hub_local *hl, int op, json_t *req, ctl_arg *ap,
                          jw_buf *o) {
   ap->op = op;
   if (copy_field(ap->user, sizeof ap->user, req, "user") < 0 ||
@@ -486,7 +486,7 @@ static void targeted_arg(const api_ctx *ctx, int op, json_t *req, ctl_arg *ap,
     api_error(o, 107, "bad request: recover_since must be {\"offset\":N,\"epoch\":\"...\"}");
     return;
   }
-  if (eng_broadcast_ctl(ctx->eng, run_ctl, ap, sizeof *ap + ap->opts_len) < 0) {
+  if (eng_broadcast_ctl(ctx->eng, hl, api_run_ctl, ap, sizeof *ap + ap->opts_len) < 0) {
     api_error(o, 100, "internal server error");
     return;
   }
@@ -586,16 +586,16 @@ static void start_item(api_item *it, int m, json_t *req) {
     presence(it, req, m == M_PRESENCE_STATS);
     return;
   case M_SUBSCRIBE:
-    targeted(ctx, CTL_SUBSCRIBE, req, &it->out);
+    targeted(ctx, it->r->hl, CTL_SUBSCRIBE, req, &it->out);
     break;
   case M_UNSUBSCRIBE:
-    targeted(ctx, CTL_UNSUBSCRIBE, req, &it->out);
+    targeted(ctx, it->r->hl, CTL_UNSUBSCRIBE, req, &it->out);
     break;
   case M_DISCONNECT:
-    targeted(ctx, CTL_DISCONNECT, req, &it->out);
+    targeted(ctx, it->r->hl, CTL_DISCONNECT, req, &it->out);
     break;
   case M_REFRESH:
-    targeted(ctx, CTL_REFRESH, req, &it->out);
+    targeted(ctx, it->r->hl, CTL_REFRESH, req, &it->out);
     break;
   case M_CHANNELS:
     channels(ctx, req, &it->out);

@@ -42,4 +42,9 @@ typedef void (*api_done_fn)(void *arg, int status, const jw_buf *body);
 void api_call(const api_ctx *ctx, hub_local *hl, int method,
               const uint8_t *body, size_t len, api_done_fn done, void *arg);
 
+/* The control handler the server API's targeted commands run on every
+ * worker (subscribe, unsubscribe, disconnect, refresh); engines that span
+ * nodes run it there too. */
+void api_run_ctl(hub_local *hl, void *arg);
+
 #endif
