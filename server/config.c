@@ -169,6 +169,8 @@ static const setting settings[] = {
      0, 100000000, NULL, HF,
      "most idempotency keys remembered at once (the oldest are forgotten first)"},
     /* engine: memory (embedded) or Redis (several nodes) */
+    {"node.name", T_STR, O(node_name), "", 0, 0, NULL, HF,
+     "this node's name in the info API and the node registry (default: the host name)"},
     {"engine.type", T_ENUM, O(engine_type), "memory", 0, 0, "memory|redis", CF,
      "memory: everything in this process; redis: several holdfast nodes share "
      "streams, presence, publications and control commands through Redis"},
@@ -198,7 +200,14 @@ static const setting settings[] = {
     {"engine.redis.cluster_address", T_LIST, O(redis_cluster_address), "", 0, 0, NULL, CF,
      "Redis Cluster addresses: not supported by this version (start-up refuses them)"},
     {"engine.redis.sentinel_address", T_LIST, O(redis_sentinel_address), "", 0, 0, NULL, CF,
-     "Redis Sentinel addresses: not supported by this version (start-up refuses them)"},
+     "Sentinel addresses (host:port): the master of engine.redis.sentinel_master_name is "
+     "asked from them and followed through failovers (instead of engine.redis.address)"},
+    {"engine.redis.sentinel_master_name", T_STR, O(redis_sentinel_master), "", 0, 0, NULL, CF,
+     "the master name the sentinels monitor (required with sentinel_address)"},
+    {"engine.redis.sentinel_user", T_STR, O(redis_sentinel_user), "", 0, 0, NULL, CF,
+     "ACL user for the sentinels"},
+    {"engine.redis.sentinel_password", T_STR, O(redis_sentinel_password), "", 0, 0, NULL, CF,
+     "password for the sentinels (never logged)"},
     {"http_api.key", T_STR, O(api_key), "", 0, 0, NULL, CF,
      "server API key (X-API-Key or Authorization: apikey KEY); empty: every call gets 401"},
     {"http_api.insecure", T_BOOL, O(api_insecure), "false", 0, 0, NULL, CF,
@@ -599,12 +608,15 @@ static void env_name(const char *key, char *out, size_t cap) {
 }
 
 static int validate(srv_config *cfg, FILE *err) {
-  if (cfg->redis_cluster_address.n || cfg->redis_sentinel_address.n) {
-    fprintf(err, "holdfast: invalid configuration: engine.redis.%s: Redis %s is not "
-                 "supported by this holdfast version; use engine.redis.address (one or "
-                 "more standalone Redis shards)\n",
-            cfg->redis_cluster_address.n ? "cluster_address" : "sentinel_address",
-            cfg->redis_cluster_address.n ? "Cluster" : "Sentinel");
+  if (cfg->redis_cluster_address.n) {
+    fprintf(err, "holdfast: invalid configuration: engine.redis.cluster_address: Redis "
+                 "Cluster is not supported by this holdfast version; use "
+                 "engine.redis.address (standalone shards) or engine.redis.sentinel_address\n");
+    return -1;
+  }
+  if (cfg->redis_sentinel_address.n && !*cfg->redis_sentinel_master) {
+    fprintf(err, "holdfast: invalid configuration: engine.redis.sentinel_address is set "
+                 "but engine.redis.sentinel_master_name is empty\n");
     return -1;
   }
   if (cfg->redis_tls) {
@@ -613,7 +625,8 @@ static int validate(srv_config *cfg, FILE *err) {
                  "has no TLS); put Redis on a private network or a local TLS tunnel\n");
     return -1;
   }
-  if (strcmp(cfg->engine_type, "redis") == 0 && !cfg->redis_address.n) {
+  if (strcmp(cfg->engine_type, "redis") == 0 && !cfg->redis_address.n &&
+      !cfg->redis_sentinel_address.n) {
     fprintf(err, "holdfast: invalid configuration: engine.type is redis but "
                  "engine.redis.address is empty\n");
     return -1;

@@ -79,12 +79,14 @@ typedef struct {
   uint64_t idempotency_window_ms;
   uint64_t idempotency_max_keys;
   /* engine */
+  char *node_name;             /* "" = host name */
   char *engine_type;           /* "memory" | "redis" */
   srv_strlist redis_address;
   char *redis_user, *redis_password, *redis_client_name, *redis_prefix;
   uint64_t redis_db;
   uint64_t redis_connect_timeout_ms, redis_io_timeout_ms, redis_presence_ttl_ms;
   srv_strlist redis_cluster_address, redis_sentinel_address;
+  char *redis_sentinel_master, *redis_sentinel_user, *redis_sentinel_password;
   bool redis_tls;
   /* server HTTP API */
   char *api_key;

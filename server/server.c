@@ -108,6 +108,7 @@ struct server {
   srv_jwt_keys *keys;
   cl_config clcfg;
   api_ctx api;
+  char node_name[256];
   atomic_ullong rt_clients; /* real-time clients (info) */
   int has_internal;         /* an internal listener serves the API */
   atomic_ullong conns;    /* TCP connections (limits) */
@@ -884,7 +885,10 @@ static int setup_realtime(server *s) {
                            (int)cfg->redis_db, cfg->redis_prefix,
                            (uint32_t)cfg->redis_connect_timeout_ms,
                            (uint32_t)cfg->redis_io_timeout_ms, cfg->redis_presence_ttl_ms,
-                           720ull * 3600 * 1000, cfg->idempotency_window_ms};
+                           720ull * 3600 * 1000, cfg->idempotency_window_ms,
+                           (const char *const *)cfg->redis_sentinel_address.v,
+                           cfg->redis_sentinel_address.n, cfg->redis_sentinel_master,
+                           cfg->redis_sentinel_user, cfg->redis_sentinel_password};
     char err[300] = "";
     s->eng = eng_redis_new(&rc, s->hub, s->nw, api_run_ctl, err, sizeof err);
     if (!s->eng) {
@@ -916,9 +920,18 @@ static int setup_realtime(server *s) {
   s->api.eng = s->eng;
   s->api.chans = &s->chans;
   s->api.version = HOLDFAST_VERSION_STR;
+  s->api.node_uid = eng_node_id(s->eng);
+  if (cfg->node_name && *cfg->node_name) {
+    snprintf(s->node_name, sizeof s->node_name, "%s", cfg->node_name);
+  } else if (gethostname(s->node_name, sizeof s->node_name - 1) < 0 || !s->node_name[0]) {
+    snprintf(s->node_name, sizeof s->node_name, "holdfast");
+  }
+  s->api.node_name = s->node_name;
   s->api.t_start_ms = s->t_start;
   s->api.num_clients = count_clients;
   s->api.arg = s;
+  eng_local loc = {api_node_info, api_local_channels, &s->api};
+  eng_set_local(s->eng, &loc);
   return 0;
 }
 

@@ -667,7 +667,7 @@ void hub_deliver_remote(hub_local *hl, const hub_remote *r) {
 }
 
 void hub_check_positions(hub_local *hl, const char *ch, size_t len, uint64_t top,
-                         uint64_t epoch) {
+                         uint64_t epoch, int ahead_too) {
   uint32_t hash = hub_hash(ch, len);
   hub_chan *c = find(hl, ch, len, hash);
   uint64_t seen = hl->removals;
@@ -683,7 +683,7 @@ void hub_check_positions(hub_local *hl, const char *ch, size_t len, uint64_t top
     }
     hub_sub *s = c->subs[i - 1];
     if ((s->flags & HUB_SUB_POSITIONED) && !(s->flags & HUB_SUB_PENDING) &&
-        (s->epoch != epoch || s->offset < top))
+        (s->epoch != epoch || s->offset < top || (ahead_too && s->offset > top)))
       hl->h->cb.gap(s);
   }
 }

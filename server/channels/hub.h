@@ -161,9 +161,10 @@ void hub_deliver_remote(hub_local *hl, const hub_remote *p);
 
 /* After a broker outage: every positioned subscriber of ch on this worker
  * whose position is behind top or in another epoch missed publications
- * and is told (the gap callback). */
+ * and is told (the gap callback). ahead_too: also one ahead of top (after
+ * a failover to a replica that had not received everything). */
 void hub_check_positions(hub_local *hl, const char *ch, size_t len, uint64_t top,
-                         uint64_t epoch);
+                         uint64_t epoch, int ahead_too);
 /* The worker's index. */
 size_t hub_index(const hub_local *hl);
 

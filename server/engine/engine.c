@@ -3,7 +3,11 @@
 #include "engine/engine_impl.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 int eng_publish(eng *e, hub_local *from, const hub_pub *p, eng_publish_cb cb,
                 void *arg) {
@@ -53,6 +57,54 @@ int eng_broadcast_ctl(eng *e, hub_local *from, hub_ctl_fn fn, const void *arg,
 }
 
 int eng_healthy(eng *e, char *why, size_t cap) { return e->ops->healthy(e, why, cap); }
+
+void eng__init(eng *e, const eng_ops *ops, hub *h) {
+  e->ops = ops;
+  e->h = h;
+  uint8_t id[16];
+  if (getrandom(id, sizeof id, 0) != sizeof id) { /* no entropy yet: still unique enough */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t v[2] = {(uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 32), (uint64_t)ts.tv_nsec};
+    memcpy(id, v, sizeof id);
+  }
+  for (int i = 0; i < 16; i++)
+    snprintf(e->node + 2 * i, 3, "%02x", id[i]);
+}
+
+const char *eng_node_id(const eng *e) { return e->node; }
+
+void eng_set_local(eng *e, const eng_local *l) { e->local = *l; }
+
+int eng_nodes(eng *e, hub_local *from, eng_json_cb cb, void *arg) {
+  return e->ops->nodes(e, from, cb, arg);
+}
+
+int eng_channels(eng *e, hub_local *from, const char *pattern, eng_json_cb cb, void *arg) {
+  return e->ops->channels(e, from, pattern, cb, arg);
+}
+
+json_t *eng__local_nodes(eng *e) {
+  json_t *arr = json_array();
+  if (!arr || !e->local.node)
+    return arr;
+  jw_buf b;
+  jw_init(&b);
+  e->local.node(e->local.arg, &b);
+  json_error_t je;
+  json_t *one = jw_ok(&b) ? json_loadb(b.p, b.len, 0, &je) : NULL;
+  jw_free(&b);
+  if (one)
+    json_array_append_new(arr, one);
+  return arr;
+}
+
+json_t *eng__local_channels(eng *e, const char *pattern) {
+  json_t *map = json_object();
+  if (map && e->local.channels)
+    e->local.channels(e->local.arg, pattern ? pattern : "", map);
+  return map;
+}
 
 const char *eng_name(const eng *e) { return e->ops->name; }
 

@@ -110,7 +110,11 @@ void eng_presence_update(eng *e, hub_local *from, const char *ch, size_t len,
 
 /* This worker now has (or no longer has) subscribers of ch: engines with a
  * broker subscribe this worker to the channel there. ready(arg, status)
- * runs once publications of ch reach this worker (at once for memory). */
+ * runs once publications of ch reach this worker (at once for memory), or
+ * with ENG_ETEMP when the broker is away. -1: out of memory, ready is not
+ * called and nothing is to be released; otherwise, whatever ready reports,
+ * the call is paired with one eng_node_unsubscribe (the engine counts
+ * subscribers per channel and worker). */
 int eng_node_subscribe(eng *e, hub_local *from, const char *ch, size_t len,
                        eng_done_cb ready, void *arg);
 void eng_node_unsubscribe(eng *e, hub_local *from, const char *ch, size_t len);
@@ -121,6 +125,27 @@ void eng_node_unsubscribe(eng *e, hub_local *from, const char *ch, size_t len);
  * disconnect, unsubscribe, subscribe, refresh). arg is copied. */
 int eng_broadcast_ctl(eng *e, hub_local *from, hub_ctl_fn fn, const void *arg,
                       size_t len);
+
+/* ---- cluster view (server API info and channels) -------------------------------- */
+
+/* What this node contributes, set once by the server: node(arg, out)
+ * writes this node's info object; channels(arg, pattern, map) adds this
+ * node's channels matching the glob pattern ("" = all) to map as
+ * {"ch":{"num_clients":n}}, summing with what is there. Any worker. */
+typedef struct {
+  void (*node)(void *arg, jw_buf *out);
+  void (*channels)(void *arg, const char *pattern, json_t *map);
+  void *arg;
+} eng_local;
+void eng_set_local(eng *e, const eng_local *l);
+/* This process's node id (32 hex digits, fresh at every start). */
+const char *eng_node_id(const eng *e);
+
+/* v: the array of every node's info object (nodes), or the object of
+ * every node's channels (channels, merged); owned by the engine. */
+typedef void (*eng_json_cb)(void *arg, int status, json_t *v);
+int eng_nodes(eng *e, hub_local *from, eng_json_cb cb, void *arg);
+int eng_channels(eng *e, hub_local *from, const char *pattern, eng_json_cb cb, void *arg);
 
 /* ---- health ------------------------------------------------------------------------ */
 

@@ -25,6 +25,8 @@ typedef struct {
   void (*node_unsubscribe)(eng *e, hub_local *from, const char *ch, size_t len);
   int (*broadcast_ctl)(eng *e, hub_local *from, hub_ctl_fn fn, const void *arg,
                        size_t len);
+  int (*nodes)(eng *e, hub_local *from, eng_json_cb cb, void *arg);
+  int (*channels)(eng *e, hub_local *from, const char *pattern, eng_json_cb cb, void *arg);
   int (*healthy)(eng *e, char *why, size_t cap);
   void (*free)(eng *e);
 } eng_ops;
@@ -32,7 +34,16 @@ typedef struct {
 struct eng {
   const eng_ops *ops;
   hub *h;
+  eng_local local;
+  char node[33]; /* random per process: this node's id */
 };
+
+/* Fill the common part (ops, hub, a fresh node id). */
+void eng__init(eng *e, const eng_ops *ops, hub *h);
+
+/* This node's contribution alone (the memory engine's whole answer). */
+json_t *eng__local_nodes(eng *e);
+json_t *eng__local_channels(eng *e, const char *pattern);
 
 /* Encode one stored publication in the requested form (shared by the
  * engines' read results). */

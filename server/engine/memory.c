@@ -92,6 +92,21 @@ static int mem_broadcast_ctl(eng *e, hub_local *from, hub_ctl_fn fn, const void 
   return hub_broadcast_ctl(e->h, fn, arg, len);
 }
 
+static int mem_nodes(eng *e, hub_local *from, eng_json_cb cb, void *arg) {
+  json_t *v = eng__local_nodes(e);
+  cb(arg, v ? ENG_OK : ENG_ENOMEM, v);
+  json_decref(v);
+  return 0;
+}
+
+static int mem_channels(eng *e, hub_local *from, const char *pattern, eng_json_cb cb,
+                        void *arg) {
+  json_t *v = eng__local_channels(e, pattern);
+  cb(arg, v ? ENG_OK : ENG_ENOMEM, v);
+  json_decref(v);
+  return 0;
+}
+
 static int mem_healthy(eng *e, char *why, size_t cap) {
   if (cap)
     why[0] = 0;
@@ -101,16 +116,24 @@ static int mem_healthy(eng *e, char *why, size_t cap) {
 static void mem_free(eng *e) { free(e); }
 
 static const eng_ops memory_ops = {
-    "memory",        mem_publish,        mem_join_leave, mem_read,
-    mem_remove_history, mem_presence,    NULL,           mem_node_subscribe,
-    NULL,            mem_broadcast_ctl,  mem_healthy,    mem_free,
+    .name = "memory",
+    .publish = mem_publish,
+    .join_leave = mem_join_leave,
+    .read = mem_read,
+    .remove_history = mem_remove_history,
+    .presence = mem_presence,
+    .node_subscribe = mem_node_subscribe,
+    .broadcast_ctl = mem_broadcast_ctl,
+    .nodes = mem_nodes,
+    .channels = mem_channels,
+    .healthy = mem_healthy,
+    .free = mem_free,
 };
 
 eng *eng_memory_new(hub *h) {
   eng *e = calloc(1, sizeof *e);
   if (!e)
     return NULL;
-  e->ops = &memory_ops;
-  e->h = h;
+  eng__init(e, &memory_ops, h);
   return e;
 }

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include <openssl/sha.h>
 
@@ -32,6 +33,33 @@
 #define TICK_MS 500
 #define PING_EVERY_MS 1000
 #define PING_DEAD_MS 4000
+#define NODE_EVERY_MS 2000
+#define NODE_DEAD_MS 7000
+#define SURVEY_MS 1000
+#define SENTINEL_EVERY_MS 1000
+
+/* KEYS: 1 node info hash, 2 node last-seen zset. ARGV: 1 cutoff ms.
+ * Forgets nodes not seen since the cutoff; returns the others' info. */
+#define NODES_SCRIPT                                                           \
+  "local old = redis.call('zrangebyscore', KEYS[2], '-inf', '(' .. ARGV[1])\n" \
+  "for _, id in ipairs(old) do redis.call('hdel', KEYS[1], id) end\n"          \
+  "redis.call('zremrangebyscore', KEYS[2], '-inf', '(' .. ARGV[1])\n"          \
+  "local ids = redis.call('zrangebyscore', KEYS[2], ARGV[1], '+inf')\n"        \
+  "if #ids == 0 then return {} end\n"                                          \
+  "return redis.call('hmget', KEYS[1], unpack(ids))\n"
+
+/* A channels request to every node, answered on this worker's reply
+ * channel ("<id> <json>"), finished when every live node answered or after
+ * SURVEY_MS. */
+typedef struct rsurvey {
+  struct rsurvey *next;
+  uint64_t id, deadline;
+  int expect, got;
+  json_t *map;
+  eng_json_cb cb;
+  void *arg;
+  char pattern[256];
+} rsurvey;
 
 typedef struct waiter {
   struct waiter *next;
@@ -45,7 +73,8 @@ typedef struct rchan {
   uint32_t hash, refs;
   int sent;   /* SUBSCRIBE went out on the current PUB/SUB connection */
   int active; /* the subscription is confirmed */
-  int check;  /* confirmed again after an outage: check positions */
+  int check;  /* confirmed again after an outage: check positions (2: a
+                 failover, subscribers ahead of the stream are told too) */
   waiter *waiters;
   size_t len;
   char name[];
@@ -71,8 +100,17 @@ struct rworker {
   rchan **buckets;
   size_t nbuckets, nchans;
   hf_timer tick;
-  uint64_t presence_ms;
-  char ping_chan[160];
+  uint64_t presence_ms, node_ms;
+  char ping_chan[160], reply_chan[160];
+  rsurvey *surveys;
+  uint64_t survey_seq;
+  int recheck; /* some channel's position check is still to be made */
+  /* Sentinel mode: the connection to one sentinel (the next one is tried
+   * when it fails), and when the master was last asked for */
+  rconn *sentinel;
+  size_t sentinel_idx;
+  uint64_t sentinel_ms;
+  int asking;
 };
 
 typedef struct reng {
@@ -81,9 +119,10 @@ typedef struct reng {
   size_t nshards;
   char **hosts;
   int *ports;
+  char **s_hosts; /* sentinels */
+  int *s_ports;
   size_t nw;
   rworker *w;
-  char node[40];
   char sha_pub[41], sha_read[41], sha_pres[41];
   hub_ctl_fn ctl;
   atomic_int down; /* connections not up, over every worker */
@@ -196,9 +235,26 @@ static void drop_chan(rworker *w, rchan *c) {
   free(c);
 }
 
-static void wake(rchan *c, int status) {
+/* A channel's waiters are taken off it first and run afterwards, once
+ * nothing points at the channel any more: a waiter's callback may end its
+ * subscription, and so drop the channel (or others of its bucket). */
+static waiter *take_waiters(rchan *c) {
   waiter *q = c->waiters;
   c->waiters = NULL;
+  return q;
+}
+
+static waiter *join_waiters(waiter *a, waiter *b) {
+  if (!a)
+    return b;
+  waiter *t = a;
+  while (t->next)
+    t = t->next;
+  t->next = b;
+  return a;
+}
+
+static void run_waiters(waiter *q, int status) {
   while (q) {
     waiter *n = q->next;
     q->fn(q->arg, status);
@@ -270,7 +326,81 @@ static void on_pub(rworker *w, const char *ch, size_t len, const char *m, size_t
   hub_deliver_remote(w->hl, &r);
 }
 
+static void survey_finish(rworker *w, rsurvey *q) {
+  for (rsurvey **pp = &w->surveys; *pp; pp = &(*pp)->next)
+    if (*pp == q) {
+      *pp = q->next;
+      break;
+    }
+  q->cb(q->arg, ENG_OK, q->map);
+  json_decref(q->map);
+  free(q);
+}
+
+/* "<id> <json>": one node's channels for survey id. */
+static void survey_reply(rworker *w, const char *m, size_t n) {
+  char *end;
+  uint64_t id = strtoull(m, &end, 10);
+  if (end == m || (size_t)(end - m) >= n)
+    return;
+  for (rsurvey *q = w->surveys; q; q = q->next) {
+    if (q->id != id)
+      continue;
+    json_error_t je;
+    json_t *v = json_loadb(end + 1, n - (size_t)(end + 1 - m), 0, &je);
+    const char *k;
+    json_t *e;
+    json_object_foreach(v, k, e) {
+      json_t *cur = json_object_get(q->map, k);
+      json_int_t prev = cur ? json_integer_value(json_object_get(cur, "num_clients")) : 0;
+      json_int_t add = json_integer_value(json_object_get(e, "num_clients"));
+      json_object_set_new(q->map, k, json_pack("{s:I}", "num_clients", prev + add));
+    }
+    json_decref(v);
+    if (++q->got >= q->expect)
+      survey_finish(w, q);
+    return;
+  }
+}
+
+/* "Q <node> <worker> <id> <pattern>": answer with this node's channels. */
+static void answer_survey(reng *e, const char *m, size_t n) {
+  char node[64], pattern[256] = "";
+  unsigned worker;
+  unsigned long long id;
+  char buf[512];
+  if (n >= sizeof buf)
+    return;
+  memcpy(buf, m, n);
+  buf[n] = 0;
+  if (sscanf(buf, "Q %63s %u %llu %255[^\n]", node, &worker, &id, pattern) < 3)
+    return;
+  json_t *map = eng__local_channels(&e->base, pattern);
+  char *text = map ? json_dumps(map, JSON_COMPACT) : NULL;
+  json_decref(map);
+  if (!text)
+    return;
+  char ch[200], head[32];
+  snprintf(ch, sizeof ch, "%s.reply.%s.%u", e->cfg.prefix, node, worker);
+  int hl = snprintf(head, sizeof head, "%llu ", id);
+  size_t tl = strlen(text);
+  char *msg = malloc((size_t)hl + tl);
+  if (msg) {
+    memcpy(msg, head, (size_t)hl);
+    memcpy(msg + hl, text, tl);
+    const char *argv[3] = {"PUBLISH", ch, msg};
+    size_t lens[3] = {7, strlen(ch), (size_t)hl + tl};
+    rconn_command(e->w[0].sh[0].cmd, NULL, NULL, 3, argv, lens);
+  }
+  free(msg);
+  free(text);
+}
+
 static void ctl_message(reng *e, const char *m, size_t n) {
+  if (n > 2 && m[0] == 'Q') {
+    answer_survey(e, m, n);
+    return;
+  }
   /* "C <node> <bytes>": run the control command on every worker here */
   const char *sp = n > 2 ? memchr(m + 2, ' ', n - 2) : NULL;
   if (n < 2 || m[0] != 'C' || !sp || !e->ctl)
@@ -281,11 +411,52 @@ static void ctl_message(reng *e, const char *m, size_t n) {
 
 typedef struct {
   rworker *w;
+  int ahead_too;
   size_t len;
   char name[];
 } check_ctx;
 
 static void on_read_positions(void *arg, redisReply *r);
+static int script_missing(rworker *w, const redisReply *r);
+static int master_moved(rworker *w, const redisReply *r);
+static void ask_master(rworker *w);
+
+/* Compare the positioned subscribers of rc with its stream in Redis (after
+ * an outage of its PUB/SUB connection). If the request cannot go out or
+ * fails, rc->check stays set and the worker's tick tries again. */
+static void send_check(rworker *w, rchan *rc) {
+  reng *e = w->e;
+  char k1[1400], k2[1400];
+  if (key(k1, sizeof k1, e, "stream", rc->name, rc->len) < 0 ||
+      key(k2, sizeof k2, e, "meta", rc->name, rc->len) < 0) {
+    rc->check = 0; /* a name too long for a key has no stream */
+    return;
+  }
+  /* a stream Redis lost gets a new epoch here: its subscribers see it differ */
+  char ep[STREAM_EPOCH_LEN + 1], mt[24];
+  stream_epoch_text(new_epoch(e), ep);
+  snprintf(mt, sizeof mt, "%llu", (unsigned long long)e->cfg.meta_ttl_ms);
+  const char *argv[11] = {"EVALSHA", e->sha_read, "2", k1, k2, ep, mt, "0", "0", "0", "0"};
+  size_t lens[11];
+  for (int i = 0; i < 11; i++)
+    lens[i] = strlen(argv[i]);
+  check_ctx *ctx = malloc(sizeof *ctx + rc->len);
+  if (!ctx) {
+    w->recheck = 1;
+    return;
+  }
+  ctx->w = w;
+  ctx->ahead_too = rc->check == 2;
+  ctx->len = rc->len;
+  memcpy(ctx->name, rc->name, rc->len);
+  if (rconn_command(w->sh[shard_of(e, rc->name, rc->len)].cmd, on_read_positions, ctx, 11,
+                    argv, lens) < 0) {
+    free(ctx);
+    w->recheck = 1;
+    return;
+  }
+  rc->check = 0;
+}
 
 static void on_message(void *arg, rconn *c, redisReply *r) {
   rshard *s = arg;
@@ -304,6 +475,8 @@ static void on_message(void *arg, rconn *c, redisReply *r) {
              (size_t)third->len);
     else if (strcmp(name->str, w->ping_chan) == 0)
       s->ping_seen_ms = hf_loop_now(w->loop);
+    else if (strcmp(name->str, w->reply_chan) == 0)
+      survey_reply(w, third->str, (size_t)third->len);
     else if ((size_t)name->len == plen + 8 && memcmp(name->str + plen, ".control", 8) == 0)
       ctl_message(e, third->str, (size_t)third->len);
     return;
@@ -316,35 +489,10 @@ static void on_message(void *arg, rconn *c, redisReply *r) {
     if (!rc || rc->active)
       return;
     rc->active = 1;
-    wake(rc, ENG_OK);
-    if (rc->check) { /* back after an outage: did anyone miss something? */
-      rc->check = 0;
-      char k1[1400], k2[1400];
-      if (key(k1, sizeof k1, e, "stream", ch, len) < 0 || key(k2, sizeof k2, e, "meta", ch, len) < 0)
-        return;
-      const char *argv[11] = {"EVALSHA", e->sha_read, "2", k1, k2, "AAAAAAAA", "1", "0", "0", "0", "0"};
-      size_t lens[11];
-      for (int i = 0; i < 11; i++)
-        lens[i] = strlen(argv[i]);
-      /* a stream that does not exist yet gets no new epoch from a check */
-      char ep[STREAM_EPOCH_LEN + 1];
-      stream_epoch_text(new_epoch(e), ep);
-      argv[5] = ep;
-      lens[5] = strlen(ep);
-      char mt[24];
-      snprintf(mt, sizeof mt, "%llu", (unsigned long long)e->cfg.meta_ttl_ms);
-      argv[6] = mt;
-      lens[6] = strlen(mt);
-      check_ctx *ctx = malloc(sizeof *ctx + len);
-      if (!ctx)
-        return;
-      ctx->w = w;
-      ctx->len = len;
-      memcpy(ctx->name, ch, len);
-      if (rconn_command(w->sh[shard_of(e, ch, len)].cmd, on_read_positions, ctx, 11, argv,
-                        lens) < 0)
-        free(ctx);
-    }
+    waiter *q = take_waiters(rc);
+    if (rc->check) /* back after an outage: did anyone miss something? */
+      send_check(w, rc);
+    run_waiters(q, ENG_OK);
   }
 }
 
@@ -354,7 +502,14 @@ static void on_read_positions(void *arg, redisReply *r) {
       r->element[0]->type == REDIS_REPLY_INTEGER && r->element[1]->type == REDIS_REPLY_STRING) {
     uint64_t top = (uint64_t)r->element[0]->integer;
     uint64_t epoch = stream_epoch_parse(r->element[1]->str, (size_t)r->element[1]->len);
-    hub_check_positions(x->w->hl, x->name, x->len, top, epoch);
+    hub_check_positions(x->w->hl, x->name, x->len, top, epoch, x->ahead_too);
+  } else { /* not checked: again from the tick */
+    script_missing(x->w, r);
+    rchan *rc = find_chan(x->w, x->name, x->len, hub_hash(x->name, x->len));
+    if (rc) {
+      rc->check = x->ahead_too ? 2 : 1;
+      x->w->recheck = 1;
+    }
   }
   free(x);
 }
@@ -370,6 +525,20 @@ static void load_scripts(rworker *w, rconn *c) {
   }
 }
 
+/* A Redis that lost its scripts (SCRIPT FLUSH, a restarted or promoted
+ * replica behind the same address): this request fails as temporary and
+ * the worker loads them again on every shard. 1 if r was that error. */
+static int script_missing(rworker *w, const redisReply *r) {
+  if (master_moved(w, r))
+    return 1;
+  if (!r || r->type != REDIS_REPLY_ERROR || strncmp(r->str, "NOSCRIPT", 8) != 0)
+    return 0;
+  for (size_t i = 0; i < w->e->nshards; i++)
+    if (rconn_up(w->sh[i].cmd))
+      load_scripts(w, w->sh[i].cmd);
+  return 1;
+}
+
 /* Subscribe the worker's PUB/SUB connection of shard s to everything it
  * needs: its channels of that shard, its ping channel, the control channel. */
 static void resubscribe(rshard *s) {
@@ -379,6 +548,11 @@ static void resubscribe(rshard *s) {
   size_t lens[2] = {9, strlen(w->ping_chan)};
   rconn_command(s->sub, NULL, NULL, 2, argv, lens);
   s->ping_seen_ms = hf_loop_now(w->loop);
+  if (s->idx == 0) {
+    argv[1] = w->reply_chan;
+    lens[1] = strlen(w->reply_chan);
+    rconn_command(s->sub, NULL, NULL, 2, argv, lens);
+  }
   if (s->idx == 0 && w->idx == 0) {
     char ctl[200];
     snprintf(ctl, sizeof ctl, "%s.control", e->cfg.prefix);
@@ -401,6 +575,7 @@ static void on_state(void *arg, rconn *c, int up, const char *why) {
   } else {
     atomic_fetch_add(&e->down, 1);
     set_why(e, why);
+    ask_master(w);
     srv_logline l;
     srv_log_begin(&l, LOG_WARN, "engine_redis_down");
     srv_log_str(&l, "connection", c == s->sub ? "pubsub" : "command");
@@ -425,16 +600,125 @@ static void on_state(void *arg, rconn *c, int up, const char *why) {
   }
   /* publications of this shard's channels may be lost from now on: when
    * back, check every positioned subscriber against the streams */
+  waiter *failed = NULL;
   for (size_t b = 0; b < w->nbuckets; b++)
     for (rchan *rc = w->buckets[b]; rc; rc = rc->next)
       if (shard_of(e, rc->name, rc->len) == s->idx) {
         rc->active = rc->sent = 0;
-        rc->check = 1;
-        wake(rc, ENG_ETEMP);
+        if (!rc->check)
+          rc->check = 1;
+        failed = join_waiters(take_waiters(rc), failed);
       }
+  run_waiters(failed, ENG_ETEMP);
 }
 
 static void refresh_presence_one(void *arg, const char *ch, size_t len, hub_sub *s);
+
+/* This node's entry in the registry (info across nodes). */
+static void register_node(rworker *w, uint64_t now) {
+  reng *e = w->e;
+  if (!e->base.local.node)
+    return;
+  jw_buf b;
+  jw_init(&b);
+  e->base.local.node(e->base.local.arg, &b);
+  if (jw_ok(&b)) {
+    char k1[200], k2[200], ms[24];
+    snprintf(k1, sizeof k1, "%s.nodes", e->cfg.prefix);
+    snprintf(k2, sizeof k2, "%s.nodes.seen", e->cfg.prefix);
+    snprintf(ms, sizeof ms, "%llu", (unsigned long long)time(NULL) * 1000);
+    const char *a1[4] = {"HSET", k1, e->base.node, b.p};
+    size_t l1[4] = {4, strlen(k1), strlen(e->base.node), b.len};
+    const char *a2[4] = {"ZADD", k2, ms, e->base.node};
+    size_t l2[4] = {4, strlen(k2), strlen(ms), strlen(e->base.node)};
+    rconn_command(w->sh[0].cmd, NULL, NULL, 4, a1, l1);
+    rconn_command(w->sh[0].cmd, NULL, NULL, 4, a2, l2);
+    w->node_ms = now;
+  }
+  jw_free(&b);
+}
+
+/* ---- Sentinel ------------------------------------------------------------------------ */
+
+static void log_master(rworker *w, const char *host, int port) {
+  srv_logline l;
+  srv_log_begin(&l, LOG_INFO, "engine_redis_master");
+  srv_log_str(&l, "master", w->e->cfg.sentinel_master);
+  char addr[300];
+  snprintf(addr, sizeof addr, "%s:%d", host, port);
+  srv_log_str(&l, "address", addr);
+  srv_log_int(&l, "worker", (long long)w->idx);
+  srv_log_end(&l);
+}
+
+/* SENTINEL get-master-addr-by-name: {ip, port}, or nil for an unknown name. */
+static void on_master_addr(void *arg, redisReply *r) {
+  rworker *w = arg;
+  w->asking = 0;
+  if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+      r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING) {
+    if (r && r->type == REDIS_REPLY_NIL)
+      set_why(w->e, "the sentinels do not know engine.redis.sentinel_master_name");
+    return;
+  }
+  const char *host = r->element[0]->str;
+  int port = atoi(r->element[1]->str);
+  if (port <= 0 || port > 65535)
+    return;
+  int first = !*rconn_host(w->sh[0].cmd);
+  int changed = rconn_set_address(w->sh[0].cmd, host, port);
+  if (rconn_set_address(w->sh[0].sub, host, port) > 0 || changed > 0) {
+    log_master(w, host, port);
+    /* a failover: the new master may lack what the old one acknowledged
+     * last; subscribers already past its streams' tops are told too */
+    for (size_t b = 0; !first && b < w->nbuckets; b++)
+      for (rchan *rc = w->buckets[b]; rc; rc = rc->next)
+        rc->check = 2; /* the PUB/SUB connection was just reset: confirmed again soon */
+  }
+}
+
+static void ask_master(rworker *w) {
+  if (!w->sentinel || w->asking || !rconn_up(w->sentinel))
+    return;
+  const char *m = w->e->cfg.sentinel_master;
+  const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", m};
+  size_t lens[3] = {8, 23, strlen(m)};
+  if (rconn_command(w->sentinel, on_master_addr, w, 3, argv, lens) == 0) {
+    w->asking = 1;
+    w->sentinel_ms = hf_loop_now(w->loop);
+  }
+}
+
+static void on_sentinel_state(void *arg, rconn *c, int up, const char *why) {
+  rworker *w = arg;
+  reng *e = w->e;
+  if (up) {
+    ask_master(w);
+    return;
+  }
+  w->asking = 0;
+  srv_logline l;
+  srv_log_begin(&l, LOG_WARN, "engine_redis_sentinel_down");
+  srv_log_str(&l, "reason", why);
+  srv_log_int(&l, "worker", (long long)w->idx);
+  srv_log_end(&l);
+  if (e->cfg.nsentinels > 1) { /* the next one */
+    w->sentinel_idx = (w->sentinel_idx + 1) % e->cfg.nsentinels;
+    rconn_set_address(c, e->s_hosts[w->sentinel_idx], e->s_ports[w->sentinel_idx]);
+  }
+}
+
+/* A reply that says the master moved: READONLY (it was demoted) makes the
+ * worker drop its command connections and ask the sentinels again. */
+static int master_moved(rworker *w, const redisReply *r) {
+  if (!r || r->type != REDIS_REPLY_ERROR || strncmp(r->str, "READONLY", 8) != 0)
+    return 0;
+  for (size_t i = 0; i < w->e->nshards; i++)
+    if (rconn_up(w->sh[i].cmd))
+      rconn_reset(w->sh[i].cmd, "READONLY: the master became a replica");
+  ask_master(w);
+  return 1;
+}
 
 static void tick(hf_loop *loop, hf_timer *t) {
   rworker *w = (rworker *)((char *)t - offsetof(rworker, tick));
@@ -457,6 +741,26 @@ static void tick(hf_loop *loop, hf_timer *t) {
         s->ping_sent_ms = now;
     }
   }
+  for (rsurvey *q = w->surveys, *next; q; q = next) {
+    next = q->next;
+    if (now >= q->deadline) /* some node did not answer: what we have */
+      survey_finish(w, q);
+  }
+  /* position checks that could not be made yet (or failed) */
+  if (w->recheck) {
+    w->recheck = 0;
+    for (size_t b = 0; b < w->nbuckets; b++)
+      for (rchan *rc = w->buckets[b]; rc; rc = rc->next)
+        if (rc->check && rc->active && rconn_up(w->sh[shard_of(e, rc->name, rc->len)].cmd))
+          send_check(w, rc);
+  }
+  if (w->idx == 0 && now - w->node_ms >= NODE_EVERY_MS && rconn_up(w->sh[0].cmd))
+    register_node(w, now);
+  /* Sentinel: ask again now and then (a failover that left the old master
+   * alive), and at once while the master cannot be reached */
+  if (w->sentinel && (now - w->sentinel_ms >= SENTINEL_EVERY_MS ||
+                      !rconn_up(w->sh[0].cmd) || !rconn_up(w->sh[0].sub)))
+    ask_master(w);
   if (now - w->presence_ms >= e->cfg.presence_ttl_ms / 3) {
     w->presence_ms = now;
     hub_each_local_sub(w->hl, HUB_SUB_PRESENCE, refresh_presence_one, w);
@@ -467,6 +771,7 @@ static void tick(hf_loop *loop, hf_timer *t) {
 /* ---- operations ---------------------------------------------------------------------- */
 
 typedef struct {
+  rworker *w;
   eng_publish_cb cb;
   void *arg;
 } pub_ctx;
@@ -485,7 +790,7 @@ static void on_published(void *arg, redisReply *r) {
     st = r->element[0]->str[0] == 'D' ? ENG_DUPLICATE : ENG_OK;
   } else if (r && r->type == REDIS_REPLY_INTEGER) { /* a plain PUBLISH */
     st = ENG_OK;
-  } else if (r && r->type == REDIS_REPLY_ERROR) {
+  } else if (r && r->type == REDIS_REPLY_ERROR && !script_missing(x->w, r)) {
     srv_logline l;
     srv_log_begin(&l, LOG_ERROR, "engine_redis_error");
     srv_log_str(&l, "operation", "publish");
@@ -501,6 +806,8 @@ static int r_publish(eng *eg, hub_local *from, const hub_pub *p, eng_publish_cb 
   rworker *w = worker_of(e, from);
   rconn *c = w->sh[shard_of(e, p->ch, p->len)].cmd;
   pub_ctx *x = malloc(sizeof *x);
+  if (x)
+    x->w = w;
   char k1[1400], k2[1400], k3[1700], k4[1400];
   stream_pos none = {0, 0};
   if (!x || key(k1, sizeof k1, e, "stream", p->ch, p->len) < 0 ||
@@ -591,6 +898,7 @@ static int r_join_leave(eng *eg, hub_local *from, const char *ch, size_t len,
 }
 
 typedef struct {
+  rworker *w;
   eng_read_cb cb;
   void *arg;
   eng_pubs_form form;
@@ -652,6 +960,8 @@ static void on_read(void *arg, redisReply *r) {
     }
     if (!jw_ok(&pubs))
       st = ENG_ENOMEM;
+  } else {
+    script_missing(x->w, r);
   }
   x->cb(x->arg, st, &res);
   jw_free(&pubs);
@@ -669,6 +979,7 @@ static int r_read(eng *eg, hub_local *from, const char *ch, size_t len,
     free(x);
     return -1;
   }
+  x->w = w;
   x->cb = cb;
   x->arg = arg;
   x->form = rq->form;
@@ -730,6 +1041,7 @@ static int r_remove_history(eng *eg, hub_local *from, const char *ch, size_t len
 }
 
 typedef struct {
+  rworker *w;
   eng_fields_cb cb;
   void *arg;
   int stats;
@@ -743,17 +1055,24 @@ static void on_presence(void *arg, redisReply *r) {
   if (r && r->type == REDIS_REPLY_ARRAY) {
     st = ENG_OK;
     if (x->stats) {
-      long long clients = r->elements == 2 ? r->element[0]->integer : 0;
-      long long users = r->elements == 2 ? r->element[1]->integer : 0;
+      int ok = r->elements == 2 && r->element[0]->type == REDIS_REPLY_INTEGER &&
+               r->element[1]->type == REDIS_REPLY_INTEGER;
+      long long clients = ok ? r->element[0]->integer : 0;
+      long long users = ok ? r->element[1]->integer : 0;
       jw_lit(&out, "\"num_clients\":");
       jw_u64(&out, (uint64_t)clients);
       jw_lit(&out, ",\"num_users\":");
       jw_u64(&out, (uint64_t)users);
     } else {
       jw_lit(&out, "\"presence\":{");
+      int first = 1;
       for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        if (i)
+        if (r->element[i]->type != REDIS_REPLY_STRING ||
+            r->element[i + 1]->type != REDIS_REPLY_STRING)
+          continue;
+        if (!first)
           jw_char(&out, ',');
+        first = 0;
         jw_str(&out, r->element[i]->str, (size_t)r->element[i]->len);
         jw_char(&out, ':');
         jw_raw(&out, r->element[i + 1]->str, (size_t)r->element[i + 1]->len);
@@ -762,6 +1081,8 @@ static void on_presence(void *arg, redisReply *r) {
     }
     if (!jw_ok(&out))
       st = ENG_ENOMEM;
+  } else {
+    script_missing(x->w, r);
   }
   x->cb(x->arg, st, &out);
   jw_free(&out);
@@ -783,6 +1104,7 @@ static int r_presence(eng *eg, hub_local *from, const char *ch, size_t len, int 
     free(x);
     return -1;
   }
+  x->w = w;
   x->cb = cb;
   x->arg = arg;
   x->stats = stats;
@@ -863,11 +1185,13 @@ static int r_node_subscribe(eng *eg, hub_local *from, const char *ch, size_t len
     return 0;
   }
   waiter *q = malloc(sizeof *q);
-  if (!q) {
+  if (!q) { /* -1: the caller releases nothing */
     if (!--c->refs)
       drop_chan(w, c);
     return -1;
   }
+  /* from here on the reference stays until the caller's node_unsubscribe,
+   * whatever ready reports */
   q->fn = ready;
   q->arg = arg;
   q->next = c->waiters;
@@ -876,8 +1200,6 @@ static int r_node_subscribe(eng *eg, hub_local *from, const char *ch, size_t len
     if (pubsub_cmd(w, "SUBSCRIBE", ch, len) < 0) { /* Redis away: fail fast */
       c->waiters = q->next;
       free(q);
-      if (!--c->refs)
-        drop_chan(w, c);
       ready(arg, ENG_ETEMP);
       return 0;
     }
@@ -894,8 +1216,9 @@ static void r_node_unsubscribe(eng *eg, hub_local *from, const char *ch, size_t 
     return;
   if (c->sent)
     pubsub_cmd(w, "UNSUBSCRIBE", ch, len);
-  wake(c, ENG_ETEMP);
+  waiter *q = take_waiters(c);
   drop_chan(w, c);
+  run_waiters(q, ENG_ETEMP);
 }
 
 static int r_broadcast_ctl(eng *eg, hub_local *from, hub_ctl_fn fn, const void *arg,
@@ -906,17 +1229,124 @@ static int r_broadcast_ctl(eng *eg, hub_local *from, hub_ctl_fn fn, const void *
   rworker *w = worker_of(e, from);
   char ch[200];
   snprintf(ch, sizeof ch, "%s.control", e->cfg.prefix);
-  size_t n = 2 + strlen(e->node) + 1 + len;
+  size_t n = 2 + strlen(e->base.node) + 1 + len;
   char *msg = malloc(n);
   if (!msg)
     return -1;
-  int hl = snprintf(msg, n, "C %s ", e->node);
+  int hl = snprintf(msg, n, "C %s ", e->base.node);
   memcpy(msg + hl, arg, len);
   const char *argv[3] = {"PUBLISH", ch, msg};
   size_t lens[3] = {7, strlen(ch), (size_t)hl + len};
   int rc = rconn_command(w->sh[0].cmd, NULL, NULL, 3, argv, lens);
   free(msg);
   return rc;
+}
+
+typedef struct {
+  rworker *w;
+  eng_json_cb cb;
+  void *arg;
+  int survey; /* channels: the node list is only the first step */
+  char pattern[256];
+} nodes_ctx;
+
+static int send_nodes(rworker *w, rconn_reply_fn fn, void *arg) {
+  reng *e = w->e;
+  char k1[200], k2[200], cut[24];
+  snprintf(k1, sizeof k1, "%s.nodes", e->cfg.prefix);
+  snprintf(k2, sizeof k2, "%s.nodes.seen", e->cfg.prefix);
+  snprintf(cut, sizeof cut, "%llu", (unsigned long long)time(NULL) * 1000 - NODE_DEAD_MS);
+  const char *argv[6] = {"EVAL", NODES_SCRIPT, "2", k1, k2, cut};
+  size_t lens[6];
+  for (int i = 0; i < 6; i++)
+    lens[i] = strlen(argv[i]);
+  return rconn_command(w->sh[0].cmd, fn, arg, 6, argv, lens);
+}
+
+static void on_nodes(void *arg, redisReply *r) {
+  nodes_ctx *x = arg;
+  rworker *w = x->w;
+  reng *e = w->e;
+  if (!r || r->type != REDIS_REPLY_ARRAY) {
+    x->cb(x->arg, ENG_ETEMP, NULL);
+    free(x);
+    return;
+  }
+  json_t *arr = json_array();
+  for (size_t i = 0; arr && i < r->elements; i++)
+    if (r->element[i]->type == REDIS_REPLY_STRING) {
+      json_error_t je;
+      json_t *n = json_loadb(r->element[i]->str, (size_t)r->element[i]->len, 0, &je);
+      if (n)
+        json_array_append_new(arr, n);
+    }
+  if (!x->survey) {
+    if (arr && !json_array_size(arr)) { /* not registered yet: at least this node */
+      json_decref(arr);
+      arr = eng__local_nodes(&e->base);
+    }
+    x->cb(x->arg, arr ? ENG_OK : ENG_ENOMEM, arr);
+    json_decref(arr);
+    free(x);
+    return;
+  }
+  /* channels: ask every live node, wait for as many answers */
+  int expect = arr && json_array_size(arr) ? (int)json_array_size(arr) : 1;
+  json_decref(arr);
+  rsurvey *q = calloc(1, sizeof *q);
+  if (!q || !(q->map = json_object())) {
+    free(q);
+    x->cb(x->arg, ENG_ENOMEM, NULL);
+    free(x);
+    return;
+  }
+  q->id = ++w->survey_seq;
+  q->expect = expect;
+  q->cb = x->cb;
+  q->arg = x->arg;
+  q->deadline = hf_loop_now(w->loop) + SURVEY_MS;
+  snprintf(q->pattern, sizeof q->pattern, "%s", x->pattern);
+  free(x);
+  char ch[200], msg[512];
+  snprintf(ch, sizeof ch, "%s.control", e->cfg.prefix);
+  int n = snprintf(msg, sizeof msg, "Q %s %zu %llu %s", e->base.node, w->idx,
+                   (unsigned long long)q->id, q->pattern);
+  const char *argv[3] = {"PUBLISH", ch, msg};
+  size_t lens[3] = {7, strlen(ch), (size_t)n};
+  q->next = w->surveys;
+  w->surveys = q;
+  if (rconn_command(w->sh[0].cmd, NULL, NULL, 3, argv, lens) < 0) {
+    w->surveys = q->next;
+    q->cb(q->arg, ENG_ETEMP, NULL);
+    json_decref(q->map);
+    free(q);
+  }
+}
+
+static int r_nodes_or_channels(eng *eg, hub_local *from, const char *pattern, eng_json_cb cb,
+                               void *arg, int survey) {
+  reng *e = R(eg);
+  nodes_ctx *x = calloc(1, sizeof *x);
+  if (!x)
+    return -1;
+  x->w = worker_of(e, from);
+  x->cb = cb;
+  x->arg = arg;
+  x->survey = survey;
+  snprintf(x->pattern, sizeof x->pattern, "%s", pattern ? pattern : "");
+  if (send_nodes(x->w, on_nodes, x) < 0) {
+    free(x);
+    cb(arg, ENG_ETEMP, NULL);
+  }
+  return 0;
+}
+
+static int r_nodes(eng *eg, hub_local *from, eng_json_cb cb, void *arg) {
+  return r_nodes_or_channels(eg, from, NULL, cb, arg, 0);
+}
+
+static int r_channels(eng *eg, hub_local *from, const char *pattern, eng_json_cb cb, void *arg) {
+  return r_nodes_or_channels(eg, from, pattern, cb, arg, 1);
 }
 
 static int r_healthy(eng *eg, char *why, size_t cap) {
@@ -938,38 +1368,62 @@ static void r_free(eng *eg) {
   reng *e = R(eg);
   for (size_t i = 0; i < e->nw; i++) {
     rworker *w = &e->w[i];
+    rconn_free(w->sentinel);
     for (size_t s = 0; w->sh && s < e->nshards; s++) {
       rconn_free(w->sh[s].cmd);
       rconn_free(w->sh[s].sub);
     }
     free(w->sh);
+    while (w->surveys) {
+      rsurvey *q = w->surveys;
+      w->surveys = q->next;
+      q->cb(q->arg, ENG_ETEMP, NULL);
+      json_decref(q->map);
+      free(q);
+    }
     for (size_t b = 0; b < w->nbuckets; b++)
       while (w->buckets[b]) {
         rchan *c = w->buckets[b];
         w->buckets[b] = c->next;
-        wake(c, ENG_ETEMP);
+        waiter *q = take_waiters(c);
         free(c);
+        run_waiters(q, ENG_ETEMP);
       }
     free(w->buckets);
   }
-  for (size_t s = 0; s < e->nshards; s++)
+  for (size_t s = 0; e->hosts && s < e->nshards; s++)
     free(e->hosts[s]);
   free(e->hosts);
   free(e->ports);
+  for (size_t s = 0; e->s_hosts && s < e->cfg.nsentinels; s++)
+    free(e->s_hosts[s]);
+  free(e->s_hosts);
+  free(e->s_ports);
   free(e->w);
   pthread_mutex_destroy(&e->why_mu);
   free(e);
 }
 
 static const eng_ops redis_ops = {
-    "redis",           r_publish,          r_join_leave,     r_read,
-    r_remove_history,  r_presence,         r_presence_update, r_node_subscribe,
-    r_node_unsubscribe, r_broadcast_ctl,   r_healthy,        r_free,
+    .name = "redis",
+    .publish = r_publish,
+    .join_leave = r_join_leave,
+    .read = r_read,
+    .remove_history = r_remove_history,
+    .presence = r_presence,
+    .presence_update = r_presence_update,
+    .node_subscribe = r_node_subscribe,
+    .node_unsubscribe = r_node_unsubscribe,
+    .broadcast_ctl = r_broadcast_ctl,
+    .nodes = r_nodes,
+    .channels = r_channels,
+    .healthy = r_healthy,
+    .free = r_free,
 };
 
 /* ---- creation ----------------------------------------------------------------------- */
 
-static int parse_address(const char *a, char **host, int *port) {
+static int parse_address(const char *a, char **host, int *port, int default_port) {
   if (strncmp(a, "redis://", 8) == 0)
     a += 8;
   const char *end = a + strlen(a);
@@ -989,7 +1443,7 @@ static int parse_address(const char *a, char **host, int *port) {
   } else {
     *host = strndup(a, (size_t)((colon ? colon : end) - a));
   }
-  *port = colon ? atoi(colon + 1) : 6379;
+  *port = colon ? atoi(colon + 1) : default_port;
   if (!*host || !**host || *port <= 0 || *port > 65535) {
     free(*host);
     *host = NULL;
@@ -1003,12 +1457,11 @@ eng *eng_redis_new(const eng_redis_config *cfg, hub *h, size_t nworkers, hub_ctl
   reng *e = calloc(1, sizeof *e);
   if (!e)
     return NULL;
-  e->base.ops = &redis_ops;
-  e->base.h = h;
+  eng__init(&e->base, &redis_ops, h);
   e->cfg = *cfg;
   e->ctl = ctl;
   e->nw = nworkers;
-  e->nshards = cfg->naddresses;
+  e->nshards = cfg->nsentinels ? 1 : cfg->naddresses; /* Sentinel: one master */
   pthread_mutex_init(&e->why_mu, NULL);
   e->hosts = calloc(e->nshards ? e->nshards : 1, sizeof *e->hosts);
   e->ports = calloc(e->nshards ? e->nshards : 1, sizeof *e->ports);
@@ -1018,28 +1471,37 @@ eng *eng_redis_new(const eng_redis_config *cfg, hub *h, size_t nworkers, hub_ctl
     snprintf(err, errcap, "out of memory");
     return NULL;
   }
-  for (size_t i = 0; i < e->nshards; i++)
-    if (parse_address(cfg->addresses[i], &e->hosts[i], &e->ports[i]) < 0) {
+  for (size_t i = 0; !cfg->nsentinels && i < e->nshards; i++)
+    if (parse_address(cfg->addresses[i], &e->hosts[i], &e->ports[i], 6379) < 0) {
       snprintf(err, errcap, "engine.redis.address \"%s\": expected host:port or redis://host:port",
                cfg->addresses[i]);
       r_free(&e->base);
       return NULL;
     }
+  if (cfg->nsentinels) {
+    e->s_hosts = calloc(cfg->nsentinels, sizeof *e->s_hosts);
+    e->s_ports = calloc(cfg->nsentinels, sizeof *e->s_ports);
+    if (!e->s_hosts || !e->s_ports) {
+      r_free(&e->base);
+      snprintf(err, errcap, "out of memory");
+      return NULL;
+    }
+    for (size_t i = 0; i < cfg->nsentinels; i++)
+      if (parse_address(cfg->sentinels[i], &e->s_hosts[i], &e->s_ports[i], 26379) < 0) {
+        snprintf(err, errcap, "engine.redis.sentinel_address \"%s\": expected host:port",
+                 cfg->sentinels[i]);
+        r_free(&e->base);
+        return NULL;
+      }
+  }
   sha1_hex(REDIS_SCRIPT_PUBLISH, e->sha_pub);
   sha1_hex(REDIS_SCRIPT_READ, e->sha_read);
   sha1_hex(REDIS_SCRIPT_PRESENCE, e->sha_pres);
-  uint8_t id[16];
-  if (getrandom(id, sizeof id, 0) != sizeof id)
-    memset(id, 7, sizeof id);
-  for (int i = 0; i < 16; i++)
-    snprintf(e->node + 2 * i, 3, "%02x", id[i]);
   /* every connection starts down until it is up */
   atomic_init(&e->down, (int)(nworkers * e->nshards * 2));
-  set_why(e, "connecting to Redis");
+  set_why(e, cfg->nsentinels ? "asking the sentinels for the master" : "connecting to Redis");
   return &e->base;
 }
-
-const char *eng_redis_node(const eng *eg) { return ((const reng *)eg)->node; }
 
 int eng_redis_attach(eng *eg, size_t idx, hf_loop *loop, hub_local *hl) {
   reng *e = R(eg);
@@ -1048,21 +1510,48 @@ int eng_redis_attach(eng *eg, size_t idx, hf_loop *loop, hub_local *hl) {
   w->idx = idx;
   w->loop = loop;
   w->hl = hl;
-  snprintf(w->ping_chan, sizeof w->ping_chan, "%s.ping.%s.%zu", e->cfg.prefix, e->node, idx);
+  snprintf(w->ping_chan, sizeof w->ping_chan, "%s.ping.%s.%zu", e->cfg.prefix, e->base.node, idx);
+  snprintf(w->reply_chan, sizeof w->reply_chan, "%s.reply.%s.%zu", e->cfg.prefix, e->base.node, idx);
   w->sh = calloc(e->nshards, sizeof *w->sh);
   if (!w->sh)
     return -1;
+  int sentinel = e->cfg.nsentinels > 0;
   for (size_t i = 0; i < e->nshards; i++) {
     rshard *s = &w->sh[i];
     s->w = w;
     s->idx = i;
-    rconn_config rc = {loop, e->hosts[i], e->ports[i], e->cfg.user, e->cfg.password,
-                       e->cfg.db, e->cfg.client_name, e->cfg.connect_timeout_ms,
-                       e->cfg.io_timeout_ms, 0, on_state, on_message, s};
+    rconn_config rc = {.loop = loop,
+                       .host = sentinel ? "" : e->hosts[i], /* "": Sentinel tells */
+                       .port = sentinel ? 0 : e->ports[i],
+                       .user = e->cfg.user,
+                       .password = e->cfg.password,
+                       .db = e->cfg.db,
+                       .client_name = e->cfg.client_name,
+                       .connect_timeout_ms = e->cfg.connect_timeout_ms,
+                       .io_timeout_ms = e->cfg.io_timeout_ms,
+                       .require_master = sentinel,
+                       .on_state = on_state,
+                       .on_message = on_message,
+                       .arg = s};
     s->cmd = rconn_new(&rc);
     rc.pubsub = 1;
     s->sub = rconn_new(&rc);
     if (!s->cmd || !s->sub)
+      return -1;
+  }
+  if (sentinel) {
+    w->sentinel_idx = idx % e->cfg.nsentinels; /* spread the workers */
+    rconn_config rc = {.loop = loop,
+                       .host = e->s_hosts[w->sentinel_idx],
+                       .port = e->s_ports[w->sentinel_idx],
+                       .user = e->cfg.sentinel_user,
+                       .password = e->cfg.sentinel_password,
+                       .client_name = e->cfg.client_name,
+                       .connect_timeout_ms = e->cfg.connect_timeout_ms,
+                       .io_timeout_ms = e->cfg.io_timeout_ms,
+                       .on_state = on_sentinel_state,
+                       .arg = w};
+    if (!(w->sentinel = rconn_new(&rc)))
       return -1;
   }
   w->tick.cb = tick;

@@ -18,6 +18,11 @@ typedef struct {
   uint64_t presence_ttl_ms;       /* presence entries live this long unrefreshed */
   uint64_t meta_ttl_ms;           /* stream positions when a namespace sets none */
   uint64_t idem_window_ms;        /* idempotency keys */
+  /* Sentinel (instead of addresses): the master of sentinel_master is
+   * asked from these and followed through failovers */
+  const char *const *sentinels;
+  size_t nsentinels;
+  const char *sentinel_master, *sentinel_user, *sentinel_password;
 } eng_redis_config;
 
 /* The engine over nworkers workers; ctl is the control handler the server
@@ -29,7 +34,5 @@ eng *eng_redis_new(const eng_redis_config *cfg, hub *h, size_t nworkers, hub_ctl
 int eng_redis_attach(eng *e, size_t idx, hf_loop *loop, hub_local *hl);
 /* Stop worker idx's timers (after its loop stopped, before eng_free). */
 void eng_redis_detach(eng *e, size_t idx);
-/* This node's id (random per process). */
-const char *eng_redis_node(const eng *e);
 
 #endif

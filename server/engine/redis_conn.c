@@ -167,6 +167,22 @@ static void on_setup_reply(void *arg, redisReply *r) {
     became_up(c);
 }
 
+/* ROLE during set-up: a connection meant for a master refuses a replica. */
+static void on_role_reply(void *arg, redisReply *r) {
+  rconn *c = arg;
+  if (c->state != RC_SETUP)
+    return;
+  if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+      r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") != 0) {
+    char why[160];
+    snprintf(why, sizeof why, "not a master (role %s): a failover is under way",
+             r->element[0]->str);
+    rconn_reset(c, why);
+    return;
+  }
+  on_setup_reply(arg, r);
+}
+
 static int send_req(rconn *c, rconn_reply_fn fn, void *arg, int argc, const char **argv,
                     const size_t *lens) {
   rreq *q = malloc(sizeof *q);
@@ -221,6 +237,12 @@ static void on_connect(const redisAsyncContext *ac, int status) {
     ok = ok && send_req(c, on_setup_reply, c, 2, argv, lens) == 0;
     c->setup_pending++;
   }
+  if (c->cfg.require_master) {
+    argv[0] = "ROLE";
+    lens[0] = 4;
+    ok = ok && send_req(c, on_role_reply, c, 1, argv, lens) == 0;
+    c->setup_pending++;
+  }
   if (*c->client_name) {
     argv[0] = "CLIENT";
     argv[1] = "SETNAME";
@@ -248,6 +270,10 @@ static void on_pushed(redisAsyncContext *ac, void *reply, void *priv) {
 }
 
 static void start_connect(rconn *c) {
+  if (!*c->host) { /* waiting for rconn_set_address */
+    c->state = RC_DOWN;
+    return;
+  }
   c->state = RC_CONNECTING;
   redisAsyncContext *ac = redisAsyncConnect(c->host, c->cfg.port);
   if (!ac) {
@@ -323,6 +349,30 @@ void rconn_reset(rconn *c, const char *why) {
 
 /* ---- public -------------------------------------------------------------------- */
 
+static void set_name(rconn *c) {
+  snprintf(c->name, sizeof c->name, strchr(c->host, ':') ? "[%s]:%d" : "%s:%d", c->host,
+           c->cfg.port);
+}
+
+int rconn_set_address(rconn *c, const char *host, int port) {
+  if (strcmp(host, c->host) == 0 && port == c->cfg.port)
+    return 0;
+  char *h = strdup(host);
+  if (!h)
+    return -1;
+  free(c->host);
+  c->host = h;
+  c->cfg.host = NULL;
+  c->cfg.port = port;
+  set_name(c);
+  if (c->state != RC_DOWN)
+    rconn_reset(c, "address changed");
+  /* try the new address now, not after the backoff */
+  c->backoff_ms = 0;
+  hf_timer_set(c->cfg.loop, &c->timer, 0);
+  return 1;
+}
+
 rconn *rconn_new(const rconn_config *cfg) {
   rconn *c = calloc(1, sizeof *c);
   if (!c)
@@ -340,12 +390,15 @@ rconn *rconn_new(const rconn_config *cfg) {
     free(c);
     return NULL;
   }
-  snprintf(c->name, sizeof c->name, strchr(cfg->host, ':') ? "[%s]:%d" : "%s:%d",
-           cfg->host, cfg->port);
+  c->cfg.host = NULL; /* c->host is the copy */
+  set_name(c);
   c->io.cb = on_io;
   c->io.fd = -1;
   c->timer.cb = on_timer;
-  start_connect(c);
+  if (*c->host)
+    start_connect(c);
+  else
+    snprintf(c->why, sizeof c->why, "no address yet");
   return c;
 }
 
@@ -368,6 +421,7 @@ void rconn_free(rconn *c) {
 int rconn_up(const rconn *c) { return c->state == RC_UP; }
 const char *rconn_why(const rconn *c) { return c->why; }
 const char *rconn_name(const rconn *c) { return c->name; }
+const char *rconn_host(const rconn *c) { return c->host; }
 
 int rconn_command(rconn *c, rconn_reply_fn fn, void *arg, int argc,
                   const char **argv, const size_t *lens) {

@@ -35,13 +35,16 @@ typedef struct {
   uint32_t io_timeout_ms;
   int pubsub; /* a subscriber connection: on_message gets every pushed
                  message (and subscribe confirmations) */
+  int require_master; /* set-up asks ROLE and refuses a replica (a master
+                         found through Sentinel that was since demoted) */
   /* The connection became usable (up = 1) or was lost (0, why). */
   void (*on_state)(void *arg, rconn *c, int up, const char *why);
   void (*on_message)(void *arg, rconn *c, redisReply *r);
   void *arg;
 } rconn_config;
 
-/* Create and start connecting. NULL on OOM. The strings are copied. */
+/* Create and start connecting (host "": wait for rconn_set_address).
+ * NULL on OOM. The strings are copied. */
 rconn *rconn_new(const rconn_config *cfg);
 /* Close; pending requests fail (their callbacks run with NULL first). */
 void rconn_free(rconn *c);
@@ -52,6 +55,8 @@ int rconn_up(const rconn *c);
 const char *rconn_why(const rconn *c);
 /* host:port. */
 const char *rconn_name(const rconn *c);
+/* The host ("" while waiting for rconn_set_address). */
+const char *rconn_host(const rconn *c);
 
 /* Send a request; fn(arg, reply) runs once. Returns 0, or -1 without
  * calling fn when the connection is not up (fail fast: nothing queues
@@ -63,5 +68,11 @@ int rconn_command(rconn *c, rconn_reply_fn fn, void *arg, int argc,
 /* Drop the connection now (for example a pubsub connection that stopped
  * delivering) and reconnect after the backoff. */
 void rconn_reset(rconn *c, const char *why);
+
+/* Use another address from now on (Sentinel named a new master, or the
+ * next sentinel is tried). A connection to the old one is dropped and the
+ * new one is tried at once. 1 if the address changed, 0 if it was the
+ * same, -1 on OOM. */
+int rconn_set_address(rconn *c, const char *host, int port);
 
 #endif

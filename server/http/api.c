@@ -514,14 +514,10 @@ static void add_chan(void *arg, const char *ch, size_t len, uint32_t n) {
   json_object_set_new(acc->map, name, json_pack("{s:I}", "num_clients", prev + n));
 }
 
-static void channels(const api_ctx *ctx, json_t *req, jw_buf *o) {
-  size_t n;
-  chan_acc acc = {json_object(), str_field(req, "pattern", &n)};
+void api_local_channels(void *arg, const char *pattern, json_t *map) {
+  const api_ctx *ctx = arg;
+  chan_acc acc = {map, pattern};
   hub_each_channel(ctx->h, add_chan, &acc);
-  jw_lit(o, "{\"result\":{\"channels\":");
-  jw_json(o, acc.map);
-  jw_lit(o, "}}");
-  json_decref(acc.map);
 }
 
 static uint64_t mono_ms(void) {
@@ -530,7 +526,8 @@ static uint64_t mono_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void info(const api_ctx *ctx, jw_buf *o) {
+void api_node_info(void *arg, jw_buf *o) {
+  const api_ctx *ctx = arg;
   uint64_t nch, nsubs;
   hub_totals(ctx->h, &nch, &nsubs);
   /* a channel with subscribers on several workers is one channel */
@@ -538,12 +535,10 @@ static void info(const api_ctx *ctx, jw_buf *o) {
   hub_each_channel(ctx->h, add_chan, &acc);
   nch = json_object_size(acc.map);
   json_decref(acc.map);
-  char host[256] = "holdfast";
-  gethostname(host, sizeof host - 1);
-  jw_lit(o, "{\"result\":{\"nodes\":[{\"uid\":");
-  jw_cstr(o, host);
+  jw_lit(o, "{\"uid\":");
+  jw_cstr(o, ctx->node_uid);
   jw_lit(o, ",\"name\":");
-  jw_cstr(o, host);
+  jw_cstr(o, ctx->node_name);
   jw_lit(o, ",\"version\":");
   jw_cstr(o, ctx->version);
   jw_lit(o, ",\"num_clients\":");
@@ -554,7 +549,43 @@ static void info(const api_ctx *ctx, jw_buf *o) {
   jw_u64(o, nsubs);
   jw_lit(o, ",\"uptime\":");
   jw_u64(o, (mono_ms() - ctx->t_start_ms) / 1000);
-  jw_lit(o, "}]}}");
+  jw_lit(o, "}");
+}
+
+/* nodes: an array of node objects; channels: the merged channel map */
+static void on_cluster(void *arg, int status, json_t *v, const char *key) {
+  api_item *it = arg;
+  if (status != ENG_OK || !v) {
+    api_error(&it->out, 100, "internal server error");
+  } else {
+    jw_lit(&it->out, "{\"result\":{\"");
+    jw_raw(&it->out, key, strlen(key));
+    jw_lit(&it->out, "\":");
+    jw_json(&it->out, v);
+    jw_lit(&it->out, "}}");
+  }
+  item_done(it);
+}
+
+static void on_nodes(void *arg, int status, json_t *v) { on_cluster(arg, status, v, "nodes"); }
+static void on_channels(void *arg, int status, json_t *v) {
+  on_cluster(arg, status, v, "channels");
+}
+
+static void channels(api_item *it, json_t *req) {
+  size_t n;
+  const char *pattern = str_field(req, "pattern", &n);
+  if (pattern && n >= 256) {
+    item_error(it, 107, "bad request: pattern longer than 255 bytes");
+    return;
+  }
+  if (eng_channels(it->r->ctx->eng, it->r->hl, pattern, on_channels, it) < 0)
+    item_error(it, 100, "internal server error");
+}
+
+static void info(api_item *it) {
+  if (eng_nodes(it->r->ctx->eng, it->r->hl, on_nodes, it) < 0)
+    item_error(it, 100, "internal server error");
 }
 
 /* ---- dispatch ---------------------------------------------------------------- */
@@ -598,11 +629,11 @@ static void start_item(api_item *it, int m, json_t *req) {
     targeted(ctx, it->r->hl, CTL_REFRESH, req, &it->out);
     break;
   case M_CHANNELS:
-    channels(ctx, req, &it->out);
-    break;
+    channels(it, req);
+    return;
   case M_INFO:
-    info(ctx, &it->out);
-    break;
+    info(it);
+    return;
   default:
     api_error(&it->out, 107, "bad request");
   }

@@ -21,10 +21,17 @@ typedef struct {
   struct eng *eng;
   const chan_config *chans;
   const char *version;
+  const char *node_uid;  /* unique per process (the engine's node id) */
+  const char *node_name; /* node.name or the host name */
   uint64_t t_start_ms; /* CLOCK_MONOTONIC ms at start-up */
   uint64_t (*num_clients)(void *arg);
   void *arg;
 } api_ctx;
+
+/* This node's info object and its channels matching a glob pattern ("" =
+ * all), summed into map: the engine's eng_local callbacks (arg: api_ctx). */
+void api_node_info(void *arg, jw_buf *out);
+void api_local_channels(void *arg, const char *pattern, json_t *map);
 
 /* Method id for a route name ("publish" ...), or -1 if unknown. */
 int api_method(const char *name, size_t len);

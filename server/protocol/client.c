@@ -376,7 +376,18 @@ void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
     srv_log_int(&l, "expire_at", cl->expire_at);
     srv_log_int(&l, "server_side_subs", cl->nsubs);
     srv_log_end(&l);
-    cl__announce_joins(cl);
+    /* the reply first, then what the server-side subscriptions held (a gap
+     * among it ends the connection: nsubs drops to 0) */
+    int held = 0;
+    for (uint32_t i = 0; i < cl->nsubs; i++)
+      held |= cl->subs[i]->npend > 0;
+    if (held)
+      cl__flush_replies(cl);
+    for (uint32_t i = 0; i < cl->nsubs; i++)
+      if (cl->subs[i]->hs.flags & HUB_SUB_PENDING)
+        cl__replay_pending(cl, cl->subs[i]);
+    if (cl->state == CS_CONNECTED)
+      cl__announce_joins(cl);
   }
   jw_free(&c->subs);
   cl__op_done(&c->op);

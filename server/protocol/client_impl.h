@@ -31,6 +31,7 @@ typedef struct cl_sub {
   uint8_t server_side;     /* from the token's channels/subs or the API */
   uint8_t emit_join_leave; /* join/leave pushes are sent for this client */
   uint8_t recoverable;     /* the client keeps a position to recover from */
+  uint8_t node_ref;        /* holds an eng_node_subscribe reference */
   char *chan_info;         /* the subscription token's info, or NULL */
   int64_t expire_at;       /* subscription token expiry (Unix s); 0 = none */
   uint64_t deadline;       /* mono ms: expire_at + expired_sub_close_delay */
@@ -110,6 +111,10 @@ void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
 /* The reply buffer of the frame being processed (replies leave together). */
 static inline jw_buf *cl__out(cl_client *cl) { return &cl->list->out; }
 void cl__flush_replies(cl_client *cl);
+/* Deliver what s held while its subscription was being established (after
+ * the reply that establishes it left). May end the subscription or, for a
+ * server-side one, the connection (insufficient state). */
+void cl__replay_pending(cl_client *cl, cl_sub *s);
 void cl__error_reply(cl_client *cl, uint32_t id, unsigned code,
                      const char *message, int temporary);
 /* {"id":N,"<key>":{ ... the caller writes fields, then cl__end_result(). */

@@ -89,7 +89,8 @@ void cl__remove_sub(cl_client *cl, cl_sub *s) {
     eng_join_leave(e, cl->hl, ch, len, s->hs.info, strlen(s->hs.info), 1); /* posted */
   if (s->hs.flags & HUB_SUB_PRESENCE)
     eng_presence_update(e, cl->hl, ch, len, &s->hs, 0);
-  eng_node_unsubscribe(e, cl->hl, ch, len);
+  if (s->node_ref)
+    eng_node_unsubscribe(e, cl->hl, ch, len);
   hub_unsubscribe(cl->hl, &s->hs);
   for (uint32_t i = 0; i < cl->nsubs; i++)
     if (cl->subs[i] == s) {
@@ -238,7 +239,7 @@ static void log_recovery(cl_client *cl, const sub_op *so, const char *reason,
 
 /* Deliver the pushes held while the position was being set, through the
  * same position check as live ones. */
-static void replay_pending(cl_client *cl, cl_sub *s) {
+void cl__replay_pending(cl_client *cl, cl_sub *s) {
   s->hs.flags &= ~(uint32_t)HUB_SUB_PENDING;
   int lost = (s->hs.flags & HUB_SUB_PAUSED) != 0;
   s->hs.flags &= ~(uint32_t)HUB_SUB_PAUSED;
@@ -266,6 +267,8 @@ static void replay_pending(cl_client *cl, cl_sub *s) {
 static void settle(cl_client *cl, sub_op *so, unsigned err, const jw_buf *fields,
                    const jw_buf *pushes) {
   cl_sub *s = so->s;
+  if (s)
+    s->op = NULL;
   if (so->kind == SO_CLIENT) {
     if (err)
       cl__error_reply(cl, so->op.id, err,
@@ -275,9 +278,16 @@ static void settle(cl_client *cl, sub_op *so, unsigned err, const jw_buf *fields
       cl__begin_result(cl, so->op.id, "subscribe");
       jw_raw(cl__out(cl), fields->p, fields->len);
       cl__end_result(cl);
+      /* held pushes go after the reply (an SDK drops publications that
+       * arrive before its subscribe reply): then it leaves now */
+      if (s && s->npend)
+        cl__flush_replies(cl);
     }
   } else if (so->kind == SO_SERVER_SIDE) {
+    /* the connect reply replays every server-side subscription's held
+     * pushes after it leaves (cl__connect_sub_done); s may be gone after */
     cl__connect_sub_done(cl, (cl_connect_op *)so->op.parent, err, so->ch, so->len, fields);
+    s = NULL;
   } else if (!err) { /* the server API: a subscribe push, then the recovered */
     jw_buf b;
     jw_init(&b);
@@ -292,14 +302,10 @@ static void settle(cl_client *cl, sub_op *so, unsigned err, const jw_buf *fields
       hf_conn_send(cl->conn, HF_OP_TEXT, (const uint8_t *)b.p, b.len);
     jw_free(&b);
   }
-  if (s) {
-    s->op = NULL;
-    if (!err) {
-      replay_pending(cl, s); /* after the reply: no push before it */
-      cl__arm_timer(cl);
-      if (so->kind != SO_SERVER_SIDE) /* connect announces after its reply */
-        announce_join(cl, s);
-    }
+  if (s && !err) {
+    cl__replay_pending(cl, s); /* after the reply: no push before it */
+    cl__arm_timer(cl);
+    announce_join(cl, s);
   }
   free(so->data);
   cl__op_done(&so->op);
@@ -570,9 +576,13 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
   set_sub_expiry(cl, s, sp->expire_at);
   if (presence)
     eng_presence_update(cl->cfg->eng, cl->hl, sp->ch, sp->len, &s->hs, 1);
-  /* may complete (and free so) before it returns */
-  if (eng_node_subscribe(cl->cfg->eng, cl->hl, sp->ch, sp->len, on_node_ready, so) < 0)
+  /* may complete (and free so) before it returns; on -1 it did neither,
+   * and took no reference to release */
+  s->node_ref = 1;
+  if (eng_node_subscribe(cl->cfg->eng, cl->hl, sp->ch, sp->len, on_node_ready, so) < 0) {
+    s->node_ref = 0;
     fail_establish(cl, so, 100);
+  }
   return 0;
 }
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Streams with the official `centrifuge` SDK in Node (npm `ws`):
 //  - recovery under fire: 20,000 numbered publications through the server
-//    API while a small TCP proxy (in this file) resets the subscriber's
+//    API while a small TCP proxy (sdkkit.mjs) resets the subscriber's
 //    connection five times without a close frame and once stalls it until
 //    the server's slow-consumer policy ("recover") drops its queue; the
 //    subscriber must end with every number exactly once and in order, and
@@ -14,13 +14,13 @@
 //    and multi-byte text), each reconstructed by the SDK exactly.
 // Started by test_centrifuge_streams.sh, which runs ONE (1 worker) and TWO
 // (2 workers) and passes their PORT/LOG/PID plus HF_SECRET and HF_API_KEY.
-import net from 'node:net';
-import http from 'node:http';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
-import { Centrifuge } from 'centrifuge';
-import WebSocket from 'ws';
 import { sleep, events, waitEvent, assert, hs256, nowS, caseRunner } from './serverlog.mjs';
+import {
+  configure, until, agent, api, proxy, cleanups, client, subscription, subscribedEvents, brief,
+  subscribed, cleanupAll, publishNumbered, checkExactlyOnce,
+} from './sdkkit.mjs';
 
 const SUITE = 'interop/centrifuge_streams';
 const env = process.env;
@@ -30,177 +30,9 @@ const TWO = srv('TWO');
 const SECRET = env.HF_SECRET;
 const API_KEY = env.HF_API_KEY;
 const token = (sub) => hs256(SECRET, { sub, exp: nowS() + 600 });
+configure({ token, apiKey: API_KEY });
 
-async function until(fn, ms, what) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`${typeof what === 'function' ? what() : what} (waited ${ms} ms)`);
-    await sleep(10);
-  }
-}
-
-// ---- the server API over kept-alive connections --------------------------------
-
-const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
-function api(s, method, body) {
-  return new Promise((resolve, reject) => {
-    const data = Buffer.from(JSON.stringify(body));
-    const req = http.request({
-      host: '127.0.0.1', port: s.port, method: 'POST', path: `/api/${method}`, agent,
-      headers: { 'Content-Type': 'application/json', 'Content-Length': data.length, 'X-API-Key': API_KEY },
-      timeout: 10000,
-    }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => { text += d; });
-      res.on('end', () => {
-        try {
-          const j = JSON.parse(text);
-          if (res.statusCode !== 200 || j.error) reject(new Error(`/api/${method}: ${res.statusCode} ${text.slice(0, 200)}`));
-          else resolve(j);
-        } catch (e) { reject(new Error(`/api/${method}: ${res.statusCode} ${text.slice(0, 200)}`)); }
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error(`/api/${method}: timeout`)));
-    req.on('error', reject);
-    req.end(data);
-  });
-}
-
-// ---- a TCP proxy that fails on purpose ---------------------------------------------
-
-// Forwards 127.0.0.1:<its port> to upstream; cut() resets every connection
-// (RST, no close frame), stall()/unstall() stop/restart reading from the
-// server (the client looks like a reader that stopped), refuse for a while.
-async function proxy(upPort) {
-  const pairs = new Set();
-  const p = { stalled: false, refuseUntil: 0, cuts: 0 };
-  const server = net.createServer((down) => {
-    if (Date.now() < p.refuseUntil) { down.resetAndDestroy(); return; }
-    const up = net.connect(upPort, '127.0.0.1');
-    const pair = { down, up };
-    pairs.add(pair);
-    down.pipe(up);
-    if (p.stallNext) {
-      // forward until the first publication push, then stop reading: a
-      // fresh connection whose receive window never grew
-      p.stallNext = false;
-      const watch = (chunk) => {
-        down.write(chunk);
-        if (chunk.includes('"pub":')) {
-          up.removeListener('data', watch);
-          up.pause();
-          pair.stalled = true;
-        }
-      };
-      up.on('data', watch);
-      pair.watch = watch;
-    } else if (!p.stalled) {
-      up.pipe(down);
-    } else {
-      up.pause();
-      pair.stalled = true;
-    }
-    const end = () => {
-      pairs.delete(pair);
-      up.destroy();
-      down.destroy();
-    };
-    up.on('error', end);
-    down.on('error', end);
-    up.on('close', end);
-    down.on('close', end);
-  });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  p.port = server.address().port;
-  p.cut = () => {
-    p.cuts++;
-    for (const { down, up } of [...pairs]) {
-      down.resetAndDestroy();
-      up.destroy();
-    }
-  };
-  p.stall = () => {
-    p.stalled = true;
-    for (const pair of pairs) {
-      pair.up.unpipe(pair.down);
-      pair.up.pause();
-      pair.stalled = true;
-    }
-  };
-  p.unstall = () => {
-    p.stalled = false;
-    for (const pair of pairs) {
-      if (!pair.stalled) continue; /* piped already: piping twice doubles data */
-      pair.stalled = false;
-      pair.up.pipe(pair.down);
-      pair.up.resume();
-    }
-  };
-  p.close = () => { p.cut(); server.close(); };
-  p.upstreamPorts = () => [...pairs].map(({ up }) => up.localPort);
-  return p;
-}
-
-// ---- SDK clients -----------------------------------------------------------------
-
-const clients = new Set();
-const cleanups = [];
-
-function tapClass(tap) {
-  return class TapWebSocket extends WebSocket {
-    constructor(...args) {
-      super(...args);
-      this.addEventListener('message', (e) => tap.in.push(String(e.data)));
-    }
-  };
-}
-
-function client(port, user, opts = {}) {
-  const tap = { in: [] };
-  const c = new Centrifuge(`ws://127.0.0.1:${port}/connection/websocket`, {
-    websocket: tapClass(tap), token: token(user),
-    minReconnectDelay: 50, maxReconnectDelay: 300, timeout: 5000, ...opts,
-  });
-  c.tap = tap;
-  c.ev = [];
-  for (const n of ['connecting', 'connected', 'disconnected', 'error'])
-    c.on(n, (ctx) => c.ev.push({ n, ctx }));
-  clients.add(c);
-  return c;
-}
-
-function subscription(c, ch, opts = {}) {
-  const s = c.newSubscription(ch, opts);
-  s.ev = [];
-  s.data = [];
-  s.offsets = [];
-  for (const n of ['subscribing', 'subscribed', 'unsubscribed', 'error', 'join', 'leave'])
-    s.on(n, (ctx) => s.ev.push({ n, ctx }));
-  s.on('publication', (ctx) => { s.data.push(ctx.data); s.offsets.push(ctx.offset); });
-  return s;
-}
-
-const subscribedEvents = (s) => s.ev.filter((e) => e.n === 'subscribed').map((e) => e.ctx);
-const brief = (evs) => evs.map((e) => `${e.n}${e.ctx && e.ctx.code !== undefined ? `(${e.ctx.code})` : ''}`).join(', ');
-
-async function subscribed(c, s) {
-  c.connect();
-  s.subscribe();
-  await until(() => subscribedEvents(s).length, 5000, () => `not subscribed: ${brief(s.ev)} / ${brief(c.ev)}`);
-}
-
-const runCase = caseRunner(SUITE, {
-  ms: 60000,
-  after: async () => {
-    for (const c of clients) { try { c.disconnect(); } catch { /* gone */ } }
-    clients.clear();
-    for (const f of cleanups.splice(0)) { try { f(); } catch { /* best effort */ } }
-    await sleep(50);
-  },
-});
+const runCase = caseRunner(SUITE, { ms: 60000, after: cleanupAll });
 
 // Which worker (epoll instance) serves the server end of a client's TCP
 // connection whose local port is clientPort (see centrifuge_node.mjs).
@@ -229,41 +61,6 @@ function workerOf(pid, port, clientPort) {
 }
 
 // ---- recovery under fire -------------------------------------------------------------
-
-// Publish TOTAL numbered publications into ch through the API in batches,
-// from `publishers` concurrent publishers (data {p, n}); at the marks in
-// `actions` (publication counts) run the action before continuing.
-async function publishNumbered(s, ch, total, publishers, actions) {
-  const pad = 'x'.repeat(2000);
-  let next = 0;
-  const todo = [...actions].sort((a, b) => a.at - b.at);
-  async function one(p) {
-    let n = 0;
-    while (next < total) {
-      while (todo.length && next >= todo[0].at) await todo.shift().run();
-      const batch = [];
-      for (let k = 0; k < 20 && next < total; k++, next++) batch.push({ publish: { channel: ch, data: { p, n: n++, pad } } });
-      await api(s, 'batch', { commands: batch });
-    }
-    return n;
-  }
-  return Promise.all(Array.from({ length: publishers }, (_, p) => one(p)));
-}
-
-// Every publisher's numbers exactly once and in order.
-function checkExactlyOnce(data, counts, offsets = []) {
-  const seen = counts.map(() => []);
-  const offs = counts.map(() => []);
-  data.forEach((d, i) => { seen[d.p].push(d.n); offs[d.p].push(offsets[i]); });
-  counts.forEach((count, p) => {
-    const got = seen[p];
-    const dup = got.length - new Set(got).size;
-    let firstBad = -1;
-    for (let i = 0; i < got.length; i++) if (got[i] !== i) { firstBad = i; break; }
-    assert(got.length === count && dup === 0 && firstBad === -1,
-      `publisher ${p}: got ${got.length} of ${count}, ${dup} duplicates, first out of place at index ${firstBad} (${got.slice(Math.max(0, firstBad - 2), firstBad + 3)}; offsets ${offs[p].slice(Math.max(0, firstBad - 2), firstBad + 3)})`);
-  });
-}
 
 async function underFire(s, nsubs, publishers, workers) {
   const ch = 'rec:fire';
