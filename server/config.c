@@ -198,7 +198,8 @@ static const setting settings[] = {
      "TLS to Redis: not supported by this version (Debian's hiredis 0.14 has no "
      "TLS; start-up refuses it rather than connect in the clear)"},
     {"engine.redis.cluster_address", T_LIST, O(redis_cluster_address), "", 0, 0, NULL, CF,
-     "Redis Cluster addresses: not supported by this version (start-up refuses them)"},
+     "Redis Cluster seed nodes (host:port): the masters and their hash slots are asked from "
+     "them and followed through failovers and resharding (instead of engine.redis.address)"},
     {"engine.redis.sentinel_address", T_LIST, O(redis_sentinel_address), "", 0, 0, NULL, CF,
      "Sentinel addresses (host:port): the master of engine.redis.sentinel_master_name is "
      "asked from them and followed through failovers (instead of engine.redis.address)"},
@@ -608,10 +609,10 @@ static void env_name(const char *key, char *out, size_t cap) {
 }
 
 static int validate(srv_config *cfg, FILE *err) {
-  if (cfg->redis_cluster_address.n) {
-    fprintf(err, "holdfast: invalid configuration: engine.redis.cluster_address: Redis "
-                 "Cluster is not supported by this holdfast version; use "
-                 "engine.redis.address (standalone shards) or engine.redis.sentinel_address\n");
+  if (cfg->redis_cluster_address.n && cfg->redis_sentinel_address.n) {
+    fprintf(err, "holdfast: invalid configuration: engine.redis.cluster_address and "
+                 "engine.redis.sentinel_address exclude each other (a cluster fails over "
+                 "by itself)\n");
     return -1;
   }
   if (cfg->redis_sentinel_address.n && !*cfg->redis_sentinel_master) {
@@ -626,7 +627,7 @@ static int validate(srv_config *cfg, FILE *err) {
     return -1;
   }
   if (strcmp(cfg->engine_type, "redis") == 0 && !cfg->redis_address.n &&
-      !cfg->redis_sentinel_address.n) {
+      !cfg->redis_sentinel_address.n && !cfg->redis_cluster_address.n) {
     fprintf(err, "holdfast: invalid configuration: engine.type is redis but "
                  "engine.redis.address is empty\n");
     return -1;

@@ -888,7 +888,9 @@ static int setup_realtime(server *s) {
                            720ull * 3600 * 1000, cfg->idempotency_window_ms,
                            (const char *const *)cfg->redis_sentinel_address.v,
                            cfg->redis_sentinel_address.n, cfg->redis_sentinel_master,
-                           cfg->redis_sentinel_user, cfg->redis_sentinel_password};
+                           cfg->redis_sentinel_user, cfg->redis_sentinel_password,
+                           (const char *const *)cfg->redis_cluster_address.v,
+                           cfg->redis_cluster_address.n};
     char err[300] = "";
     s->eng = eng_redis_new(&rc, s->hub, s->nw, api_run_ctl, err, sizeof err);
     if (!s->eng) {

@@ -7,8 +7,11 @@
  * publications in the order Redis published them (the order the stream's
  * Lua script assigned offsets in), with no hop through another worker.
  *
- * Channels are spread over shards by jump consistent hashing of the
- * channel name. A worker whose PUB/SUB connection was lost resubscribes
+ * Channels are spread over standalone shards by jump consistent hashing
+ * of the channel name's hash; with Sentinel the one shard is the master the
+ * sentinels name (followed through failovers); with Redis Cluster the
+ * shards are the masters of CLUSTER SLOTS and a channel goes to its hash
+ * tag's slot (the layout is followed through failovers and resharding). A worker whose PUB/SUB connection was lost resubscribes
  * when it is back and checks its positioned subscribers against each
  * stream's top: whoever missed a publication is told (insufficient state)
  * and recovers from the stream. An end-to-end ping through PUBLISH catches
@@ -37,6 +40,7 @@
 #define NODE_DEAD_MS 7000
 #define SURVEY_MS 1000
 #define SENTINEL_EVERY_MS 1000
+#define TOPO_EVERY_MS 5000
 
 /* KEYS: 1 node info hash, 2 node last-seen zset. ARGV: 1 cutoff ms.
  * Forgets nodes not seen since the cutoff; returns the others' info. */
@@ -75,6 +79,7 @@ typedef struct rchan {
   int active; /* the subscription is confirmed */
   int check;  /* confirmed again after an outage: check positions (2: a
                  failover, subscribers ahead of the stream are told too) */
+  struct rshard *sh; /* the shard its SUBSCRIBE went to (sent) */
   waiter *waiters;
   size_t len;
   char name[];
@@ -82,13 +87,16 @@ typedef struct rchan {
 
 typedef struct rworker rworker;
 
-typedef struct {
+typedef struct rshard {
   rworker *w;
-  size_t idx;
+  size_t id;  /* unique in its worker: names its ping channel */
+  char *host; /* its address (a cluster shard is known by it) */
+  int port;
   rconn *cmd, *sub;
   uint64_t ping_seen_ms; /* the last end-to-end ping that came back */
   uint64_t ping_sent_ms;
   uint64_t seq;
+  char ping_chan[200];
 } rshard;
 
 struct rworker {
@@ -96,12 +104,22 @@ struct rworker {
   size_t idx;
   hub_local *hl;
   hf_loop *loop;
-  rshard *sh;
+  rshard **sh;  /* the shards (standalone: as configured; cluster: the masters) */
+  size_t nsh;
+  size_t shard_ids;
+  rshard *bus;  /* whose PUB/SUB connection carries the control and reply channels */
+  /* Cluster: the shard (index into sh) of every hash slot (0xFFFF: none), the
+   * connection that asks for the slots, and when it last did */
+  uint16_t *slot_shard;
+  rconn *topo;
+  size_t topo_idx;
+  uint64_t topo_ms;
+  int topo_asking, topo_want;
   rchan **buckets;
   size_t nbuckets, nchans;
   hf_timer tick;
   uint64_t presence_ms, node_ms;
-  char ping_chan[160], reply_chan[160];
+  char reply_chan[160];
   rsurvey *surveys;
   uint64_t survey_seq;
   int recheck; /* some channel's position check is still to be made */
@@ -116,11 +134,13 @@ struct rworker {
 typedef struct reng {
   struct eng base;
   eng_redis_config cfg;
-  size_t nshards;
+  int cluster;      /* Redis Cluster: shards and slots come from CLUSTER SLOTS */
+  size_t nshards;   /* standalone: the configured shards */
   char **hosts;
   int *ports;
-  char **s_hosts; /* sentinels */
+  char **s_hosts; /* sentinels, or the cluster's seed nodes */
   int *s_ports;
+  size_t nseeds;
   size_t nw;
   rworker *w;
   char sha_pub[41], sha_read[41], sha_pres[41];
@@ -142,20 +162,55 @@ static void sha1_hex(const char *s, char out[41]) {
     snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
-/* Jump consistent hash (Lamping & Veach): the shard of a channel. */
-static size_t shard_of(const reng *e, const char *ch, size_t len) {
-  if (e->nshards == 1)
-    return 0;
-  uint64_t key = 14695981039346656037ull;
+/* 64-bit FNV-1a of a channel name: its keys' hash tag (hex) and the seed
+ * of its standalone shard. */
+static uint64_t chan_hash(const char *ch, size_t len) {
+  uint64_t h = 14695981039346656037ull;
   for (size_t i = 0; i < len; i++)
-    key = (key ^ (uint8_t)ch[i]) * 1099511628211ull;
+    h = (h ^ (uint8_t)ch[i]) * 1099511628211ull;
+  return h;
+}
+
+/* Jump consistent hash (Lamping & Veach): the standalone shard of a channel. */
+static size_t jump(uint64_t key, size_t n) {
   int64_t b = -1, j = 0;
-  while (j < (int64_t)e->nshards) {
+  while (j < (int64_t)n) {
     b = j;
     key = key * 2862933555777941757ull + 1;
     j = (int64_t)((double)(b + 1) * ((double)(1ll << 31) / (double)((key >> 33) + 1)));
   }
   return (size_t)b;
+}
+
+/* Redis Cluster's key hash (CRC16-CCITT, XMODEM) of a hash tag, mod 16384. */
+static uint16_t slot_of(const char *tag, size_t len) {
+  uint16_t crc = 0;
+  for (size_t i = 0; i < len; i++) {
+    crc ^= (uint16_t)((uint8_t)tag[i] << 8);
+    for (int k = 0; k < 8; k++)
+      crc = crc & 0x8000 ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+  }
+  return crc & 16383;
+}
+
+static void hex16(uint64_t h, char out[16]) {
+  static const char d[] = "0123456789abcdef";
+  for (int i = 15; i >= 0; i--, h >>= 4)
+    out[i] = d[h & 15];
+}
+
+/* The shard of a channel hash: its slot's master (cluster) or its jump
+ * hash (standalone); NULL while the cluster's layout is not known. */
+static rshard *shard_by_hash(rworker *w, uint64_t h) {
+  if (w->e->cluster) {
+    if (!w->slot_shard)
+      return NULL;
+    char tag[16];
+    hex16(h, tag);
+    uint16_t i = w->slot_shard[slot_of(tag, 16)];
+    return i < w->nsh ? w->sh[i] : NULL;
+  }
+  return w->nsh ? w->sh[w->nsh == 1 ? 0 : jump(h, w->nsh)] : NULL;
 }
 
 static uint64_t new_epoch(reng *e) {
@@ -171,11 +226,25 @@ static uint64_t new_epoch(reng *e) {
   return x;
 }
 
-/* "<prefix>.<what>.{<ch>}": the keys of one channel share a hash tag. */
+/* "<prefix>.<what>.{<16 hex digits>}<ch>": the keys (and the PUB/SUB
+ * channel) of one channel share a hash tag made of its hash, so they sit in
+ * one cluster slot whatever characters the name holds. */
 static int key(char *out, size_t cap, const reng *e, const char *what, const char *ch,
                size_t len) {
-  int n = snprintf(out, cap, "%s.%s.{%.*s}", e->cfg.prefix, what, (int)len, ch);
+  int n = snprintf(out, cap, "%s.%s.{%016llx}%.*s", e->cfg.prefix, what,
+                   (unsigned long long)chan_hash(ch, len), (int)len, ch);
   return n > 0 && (size_t)n < cap ? n : -1;
+}
+
+#define TAG_LEN 18 /* "{" 16 hex digits "}" */
+
+static struct rshard *shard_for(rworker *w, const char *ch, size_t len) {
+  return shard_by_hash(w, chan_hash(ch, len));
+}
+
+static rconn *cmd_for(rworker *w, const char *ch, size_t len) {
+  struct rshard *s = shard_for(w, ch, len);
+  return s ? s->cmd : NULL;
 }
 
 static rworker *worker_of(reng *e, hub_local *hl) { return &e->w[hub_index(hl)]; }
@@ -263,16 +332,33 @@ static void run_waiters(waiter *q, int status) {
   }
 }
 
-/* SUBSCRIBE / UNSUBSCRIBE "<prefix>.pub.<ch>" on the channel's shard. */
-static int pubsub_cmd(rworker *w, const char *verb, const char *ch, size_t len) {
-  reng *e = w->e;
+/* SUBSCRIBE (1) or UNSUBSCRIBE (0) "<prefix>.pub.{tag}<ch>" on shard s's
+ * PUB/SUB connection. In a cluster this is classic PUB/SUB too (a message
+ * reaches every node over the cluster bus; the channel's slot master is
+ * where we listen): sharded PUB/SUB (SSUBSCRIBE) pushes replies that
+ * Debian's hiredis 0.14 cannot route. */
+static int pubsub_cmd(rshard *s, int subscribe, const char *ch, size_t len) {
+  reng *e = s->w->e;
   char name[1400];
-  int n = snprintf(name, sizeof name, "%s.pub.%.*s", e->cfg.prefix, (int)len, ch);
-  if (n < 0 || (size_t)n >= sizeof name)
+  int n = key(name, sizeof name, e, "pub", ch, len);
+  if (n < 0)
     return -1;
+  const char *verb = subscribe ? "SUBSCRIBE" : "UNSUBSCRIBE";
   const char *argv[2] = {verb, name};
   size_t lens[2] = {strlen(verb), (size_t)n};
-  return rconn_command(w->sh[shard_of(e, ch, len)].sub, NULL, NULL, 2, argv, lens);
+  return rconn_command(s->sub, NULL, NULL, 2, argv, lens);
+}
+
+/* Send rc's SUBSCRIBE to its shard if it is not out yet (and the shard's
+ * PUB/SUB connection is up). */
+static void subscribe_chan(rworker *w, rchan *rc) {
+  if (rc->sent)
+    return;
+  rshard *s = shard_for(w, rc->name, rc->len);
+  if (s && pubsub_cmd(s, 1, rc->name, rc->len) == 0) {
+    rc->sent = 1;
+    rc->sh = s;
+  }
 }
 
 /* ---- messages from Redis ------------------------------------------------------------ */
@@ -390,7 +476,7 @@ static void answer_survey(reng *e, const char *m, size_t n) {
     memcpy(msg + hl, text, tl);
     const char *argv[3] = {"PUBLISH", ch, msg};
     size_t lens[3] = {7, strlen(ch), (size_t)hl + tl};
-    rconn_command(e->w[0].sh[0].cmd, NULL, NULL, 3, argv, lens);
+    rconn_command(e->w[0].bus ? e->w[0].bus->cmd : NULL, NULL, NULL, 3, argv, lens);
   }
   free(msg);
   free(text);
@@ -419,7 +505,11 @@ typedef struct {
 static void on_read_positions(void *arg, redisReply *r);
 static int script_missing(rworker *w, const redisReply *r);
 static int master_moved(rworker *w, const redisReply *r);
+static int cluster_moved(rworker *w, const redisReply *r);
 static void ask_master(rworker *w);
+static void ask_slots(rworker *w);
+static void on_slots(void *arg, redisReply *r);
+static void subscribe_bus(struct rshard *s);
 
 /* Compare the positioned subscribers of rc with its stream in Redis (after
  * an outage of its PUB/SUB connection). If the request cannot go out or
@@ -449,8 +539,8 @@ static void send_check(rworker *w, rchan *rc) {
   ctx->ahead_too = rc->check == 2;
   ctx->len = rc->len;
   memcpy(ctx->name, rc->name, rc->len);
-  if (rconn_command(w->sh[shard_of(e, rc->name, rc->len)].cmd, on_read_positions, ctx, 11,
-                    argv, lens) < 0) {
+  if (rconn_command(cmd_for(w, rc->name, rc->len), on_read_positions, ctx, 11, argv,
+                    lens) < 0) {
     free(ctx);
     w->recheck = 1;
     return;
@@ -468,12 +558,18 @@ static void on_message(void *arg, rconn *c, redisReply *r) {
   if (kind->type != REDIS_REPLY_STRING || name->type != REDIS_REPLY_STRING)
     return;
   size_t plen = strlen(e->cfg.prefix);
+  /* "<prefix>.pub.{tag}<ch>": a channel's publications */
+  const char *ch = NULL;
+  size_t len = 0;
+  if ((size_t)name->len > plen + 5 + TAG_LEN && memcmp(name->str, e->cfg.prefix, plen) == 0 &&
+      memcmp(name->str + plen, ".pub.{", 6) == 0) {
+    ch = name->str + plen + 5 + TAG_LEN;
+    len = (size_t)name->len - plen - 5 - TAG_LEN;
+  }
   if (strcmp(kind->str, "message") == 0 && third->type == REDIS_REPLY_STRING) {
-    if ((size_t)name->len > plen + 5 && memcmp(name->str, e->cfg.prefix, plen) == 0 &&
-        memcmp(name->str + plen, ".pub.", 5) == 0)
-      on_pub(w, name->str + plen + 5, (size_t)name->len - plen - 5, third->str,
-             (size_t)third->len);
-    else if (strcmp(name->str, w->ping_chan) == 0)
+    if (ch)
+      on_pub(w, ch, len, third->str, (size_t)third->len);
+    else if (strcmp(name->str, s->ping_chan) == 0)
       s->ping_seen_ms = hf_loop_now(w->loop);
     else if (strcmp(name->str, w->reply_chan) == 0)
       survey_reply(w, third->str, (size_t)third->len);
@@ -481,12 +577,9 @@ static void on_message(void *arg, rconn *c, redisReply *r) {
       ctl_message(e, third->str, (size_t)third->len);
     return;
   }
-  if (strcmp(kind->str, "subscribe") == 0 && (size_t)name->len > plen + 5 &&
-      memcmp(name->str + plen, ".pub.", 5) == 0) {
-    const char *ch = name->str + plen + 5;
-    size_t len = (size_t)name->len - plen - 5;
+  if (ch && strcmp(kind->str, "subscribe") == 0) {
     rchan *rc = find_chan(w, ch, len, hub_hash(ch, len));
-    if (!rc || rc->active)
+    if (!rc || rc->active || rc->sh != s)
       return;
     rc->active = 1;
     waiter *q = take_waiters(rc);
@@ -529,41 +622,48 @@ static void load_scripts(rworker *w, rconn *c) {
  * replica behind the same address): this request fails as temporary and
  * the worker loads them again on every shard. 1 if r was that error. */
 static int script_missing(rworker *w, const redisReply *r) {
-  if (master_moved(w, r))
+  if (master_moved(w, r) || cluster_moved(w, r))
     return 1;
   if (!r || r->type != REDIS_REPLY_ERROR || strncmp(r->str, "NOSCRIPT", 8) != 0)
     return 0;
-  for (size_t i = 0; i < w->e->nshards; i++)
-    if (rconn_up(w->sh[i].cmd))
-      load_scripts(w, w->sh[i].cmd);
+  for (size_t i = 0; i < w->nsh; i++)
+    if (rconn_up(w->sh[i]->cmd))
+      load_scripts(w, w->sh[i]->cmd);
   return 1;
 }
 
-/* Subscribe the worker's PUB/SUB connection of shard s to everything it
- * needs: its channels of that shard, its ping channel, the control channel. */
-static void resubscribe(rshard *s) {
+/* The control channel (worker 0 of each node) and the worker's reply
+ * channel, on the bus shard's PUB/SUB connection. Classic PUB/SUB: in a
+ * cluster it reaches every node whichever master it is published on. */
+static void subscribe_bus(rshard *s) {
   rworker *w = s->w;
-  reng *e = w->e;
-  const char *argv[2] = {"SUBSCRIBE", w->ping_chan};
-  size_t lens[2] = {9, strlen(w->ping_chan)};
+  const char *argv[2] = {"SUBSCRIBE", w->reply_chan};
+  size_t lens[2] = {9, strlen(w->reply_chan)};
   rconn_command(s->sub, NULL, NULL, 2, argv, lens);
-  s->ping_seen_ms = hf_loop_now(w->loop);
-  if (s->idx == 0) {
-    argv[1] = w->reply_chan;
-    lens[1] = strlen(w->reply_chan);
-    rconn_command(s->sub, NULL, NULL, 2, argv, lens);
-  }
-  if (s->idx == 0 && w->idx == 0) {
+  if (w->idx == 0) {
     char ctl[200];
-    snprintf(ctl, sizeof ctl, "%s.control", e->cfg.prefix);
+    snprintf(ctl, sizeof ctl, "%s.control", w->e->cfg.prefix);
     argv[1] = ctl;
     lens[1] = strlen(ctl);
     rconn_command(s->sub, NULL, NULL, 2, argv, lens);
   }
+}
+
+/* Subscribe the PUB/SUB connection of shard s to everything it needs: the
+ * worker's channels of that shard, its ping channel, and (the bus shard)
+ * the control and reply channels. */
+static void resubscribe(rshard *s) {
+  rworker *w = s->w;
+  const char *argv[2] = {"SUBSCRIBE", s->ping_chan};
+  size_t lens[2] = {9, strlen(s->ping_chan)};
+  rconn_command(s->sub, NULL, NULL, 2, argv, lens);
+  s->ping_seen_ms = hf_loop_now(w->loop);
+  if (s == w->bus)
+    subscribe_bus(s);
   for (size_t b = 0; b < w->nbuckets; b++)
     for (rchan *c = w->buckets[b]; c; c = c->next)
-      if (shard_of(e, c->name, c->len) == s->idx && !c->sent)
-        c->sent = pubsub_cmd(w, "SUBSCRIBE", c->name, c->len) == 0;
+      if (!c->sent && shard_for(w, c->name, c->len) == s)
+        subscribe_chan(w, c);
 }
 
 static void on_state(void *arg, rconn *c, int up, const char *why) {
@@ -576,6 +676,7 @@ static void on_state(void *arg, rconn *c, int up, const char *why) {
     atomic_fetch_add(&e->down, 1);
     set_why(e, why);
     ask_master(w);
+    w->topo_want = 1; /* a cluster master that failed over */
     srv_logline l;
     srv_log_begin(&l, LOG_WARN, "engine_redis_down");
     srv_log_str(&l, "connection", c == s->sub ? "pubsub" : "command");
@@ -603,8 +704,9 @@ static void on_state(void *arg, rconn *c, int up, const char *why) {
   waiter *failed = NULL;
   for (size_t b = 0; b < w->nbuckets; b++)
     for (rchan *rc = w->buckets[b]; rc; rc = rc->next)
-      if (shard_of(e, rc->name, rc->len) == s->idx) {
+      if (rc->sh == s || (!rc->sent && shard_for(w, rc->name, rc->len) == s)) {
         rc->active = rc->sent = 0;
+        rc->sh = NULL;
         if (!rc->check)
           rc->check = 1;
         failed = join_waiters(take_waiters(rc), failed);
@@ -613,6 +715,17 @@ static void on_state(void *arg, rconn *c, int up, const char *why) {
 }
 
 static void refresh_presence_one(void *arg, const char *ch, size_t len, hub_sub *s);
+
+/* The command connection of the shard holding the node registry (keys
+ * tagged {nodes}). */
+static rconn *nodes_conn(rworker *w) {
+  if (!w->e->cluster)
+    return w->nsh ? w->sh[0]->cmd : NULL;
+  if (!w->slot_shard)
+    return NULL;
+  uint16_t i = w->slot_shard[slot_of("nodes", 5)];
+  return i < w->nsh ? w->sh[i]->cmd : NULL;
+}
 
 /* This node's entry in the registry (info across nodes). */
 static void register_node(rworker *w, uint64_t now) {
@@ -624,15 +737,16 @@ static void register_node(rworker *w, uint64_t now) {
   e->base.local.node(e->base.local.arg, &b);
   if (jw_ok(&b)) {
     char k1[200], k2[200], ms[24];
-    snprintf(k1, sizeof k1, "%s.nodes", e->cfg.prefix);
-    snprintf(k2, sizeof k2, "%s.nodes.seen", e->cfg.prefix);
+    snprintf(k1, sizeof k1, "%s.{nodes}", e->cfg.prefix);
+    snprintf(k2, sizeof k2, "%s.{nodes}.seen", e->cfg.prefix);
     snprintf(ms, sizeof ms, "%llu", (unsigned long long)time(NULL) * 1000);
     const char *a1[4] = {"HSET", k1, e->base.node, b.p};
     size_t l1[4] = {4, strlen(k1), strlen(e->base.node), b.len};
     const char *a2[4] = {"ZADD", k2, ms, e->base.node};
     size_t l2[4] = {4, strlen(k2), strlen(ms), strlen(e->base.node)};
-    rconn_command(w->sh[0].cmd, NULL, NULL, 4, a1, l1);
-    rconn_command(w->sh[0].cmd, NULL, NULL, 4, a2, l2);
+    rconn *c = nodes_conn(w);
+    rconn_command(c, NULL, NULL, 4, a1, l1);
+    rconn_command(c, NULL, NULL, 4, a2, l2);
     w->node_ms = now;
   }
   jw_free(&b);
@@ -665,9 +779,9 @@ static void on_master_addr(void *arg, redisReply *r) {
   int port = atoi(r->element[1]->str);
   if (port <= 0 || port > 65535)
     return;
-  int first = !*rconn_host(w->sh[0].cmd);
-  int changed = rconn_set_address(w->sh[0].cmd, host, port);
-  if (rconn_set_address(w->sh[0].sub, host, port) > 0 || changed > 0) {
+  int first = !*rconn_host(w->sh[0]->cmd);
+  int changed = rconn_set_address(w->sh[0]->cmd, host, port);
+  if (rconn_set_address(w->sh[0]->sub, host, port) > 0 || changed > 0) {
     log_master(w, host, port);
     /* a failover: the new master may lack what the old one acknowledged
      * last; subscribers already past its streams' tops are told too */
@@ -702,8 +816,8 @@ static void on_sentinel_state(void *arg, rconn *c, int up, const char *why) {
   srv_log_str(&l, "reason", why);
   srv_log_int(&l, "worker", (long long)w->idx);
   srv_log_end(&l);
-  if (e->cfg.nsentinels > 1) { /* the next one */
-    w->sentinel_idx = (w->sentinel_idx + 1) % e->cfg.nsentinels;
+  if (e->nseeds > 1) { /* the next one */
+    w->sentinel_idx = (w->sentinel_idx + 1) % e->nseeds;
     rconn_set_address(c, e->s_hosts[w->sentinel_idx], e->s_ports[w->sentinel_idx]);
   }
 }
@@ -713,10 +827,231 @@ static void on_sentinel_state(void *arg, rconn *c, int up, const char *why) {
 static int master_moved(rworker *w, const redisReply *r) {
   if (!r || r->type != REDIS_REPLY_ERROR || strncmp(r->str, "READONLY", 8) != 0)
     return 0;
-  for (size_t i = 0; i < w->e->nshards; i++)
-    if (rconn_up(w->sh[i].cmd))
-      rconn_reset(w->sh[i].cmd, "READONLY: the master became a replica");
+  for (size_t i = 0; i < w->nsh; i++)
+    if (rconn_up(w->sh[i]->cmd))
+      rconn_reset(w->sh[i]->cmd, "READONLY: the master became a replica");
   ask_master(w);
+  return 1;
+}
+
+/* ---- shards ---------------------------------------------------------------------- */
+
+/* A shard's two connections; host "" waits for Sentinel to name the master.
+ * Both start down (counted in e->down until they come up). */
+static rshard *new_shard(rworker *w, const char *host, int port) {
+  reng *e = w->e;
+  rshard *s = calloc(1, sizeof *s);
+  if (!s)
+    return NULL;
+  s->w = w;
+  s->id = w->shard_ids++;
+  s->host = strdup(host);
+  s->port = port;
+  snprintf(s->ping_chan, sizeof s->ping_chan, "%s.ping.%s.%zu.%zu", e->cfg.prefix, e->base.node,
+           w->idx, s->id);
+  rconn_config rc = {.loop = w->loop,
+                     .host = host,
+                     .port = port,
+                     .user = e->cfg.user,
+                     .password = e->cfg.password,
+                     .db = e->cfg.db,
+                     .client_name = e->cfg.client_name,
+                     .connect_timeout_ms = e->cfg.connect_timeout_ms,
+                     .io_timeout_ms = e->cfg.io_timeout_ms,
+                     .require_master = e->cfg.nsentinels > 0,
+                     .on_state = on_state,
+                     .on_message = on_message,
+                     .arg = s};
+  atomic_fetch_add(&e->down, 2);
+  if (s->host)
+    s->cmd = rconn_new(&rc);
+  rc.pubsub = 1;
+  if (s->cmd)
+    s->sub = rconn_new(&rc);
+  return s;
+}
+
+static int shard_ok(const rshard *s) { return s->host && s->cmd && s->sub; }
+
+/* Close a shard's connections (their pending requests fail) and free it. */
+static void free_shard(rworker *w, rshard *s) {
+  int down = (!s->cmd || !rconn_up(s->cmd)) + (!s->sub || !rconn_up(s->sub));
+  atomic_fetch_sub(&w->e->down, down);
+  rconn_free(s->cmd);
+  rconn_free(s->sub);
+  free(s->host);
+  free(s);
+}
+
+/* ---- Redis Cluster: the layout ------------------------------------------------------ */
+
+static void ask_slots(rworker *w) {
+  if (!w->topo || w->topo_asking || !rconn_up(w->topo))
+    return;
+  const char *argv[2] = {"CLUSTER", "SLOTS"};
+  size_t lens[2] = {7, 5};
+  if (rconn_command(w->topo, on_slots, w, 2, argv, lens) == 0) {
+    w->topo_asking = 1;
+    w->topo_want = 0;
+    w->topo_ms = hf_loop_now(w->loop);
+  }
+}
+
+static void log_layout(rworker *w) {
+  srv_logline l;
+  srv_log_begin(&l, LOG_INFO, "engine_redis_cluster_layout");
+  char masters[512] = "";
+  size_t n = 0;
+  for (size_t i = 0; i < w->nsh && n < sizeof masters; i++)
+    n += (size_t)snprintf(masters + n, sizeof masters - n, "%s%s:%d", i ? "," : "",
+                          w->sh[i]->host, w->sh[i]->port);
+  srv_log_str(&l, "masters", masters);
+  srv_log_int(&l, "worker", (long long)w->idx);
+  srv_log_end(&l);
+}
+
+/* CLUSTER SLOTS: {{start, end, {host, port, id}, replicas...}, ...}. The
+ * masters become the shards (connections to masters that stay are kept),
+ * every slot maps to its master's shard, and every channel whose master
+ * changed is subscribed again there and its subscribers' positions are
+ * checked (publications may have been lost in the move). */
+static void on_slots(void *arg, redisReply *r) {
+  rworker *w = arg;
+  reng *e = w->e;
+  w->topo_asking = 0;
+  if (!r || r->type != REDIS_REPLY_ARRAY || !r->elements) {
+    if (r && r->type == REDIS_REPLY_ERROR)
+      set_why(e, r->str);
+    return; /* asked again by the tick */
+  }
+  uint16_t *slots = malloc(16384 * sizeof *slots);
+  rshard **nsh = calloc(r->elements + w->nsh, sizeof *nsh);
+  char *reused = calloc(w->nsh + 1, 1);
+  if (!slots || !nsh || !reused) {
+    free(slots);
+    free(nsh);
+    free(reused);
+    return;
+  }
+  memset(slots, 0xFF, 16384 * sizeof *slots);
+  size_t n = 0;
+  for (size_t i = 0; i < r->elements; i++) {
+    redisReply *g = r->element[i];
+    if (g->type != REDIS_REPLY_ARRAY || g->elements < 3 ||
+        g->element[0]->type != REDIS_REPLY_INTEGER || g->element[1]->type != REDIS_REPLY_INTEGER ||
+        g->element[2]->type != REDIS_REPLY_ARRAY || g->element[2]->elements < 2 ||
+        g->element[2]->element[0]->type != REDIS_REPLY_STRING ||
+        g->element[2]->element[1]->type != REDIS_REPLY_INTEGER)
+      continue;
+    long long lo = g->element[0]->integer, hi = g->element[1]->integer;
+    const char *host = g->element[2]->element[0]->str;
+    int port = (int)g->element[2]->element[1]->integer;
+    if (!*host || strcmp(host, "?") == 0) /* unknown endpoint: the one we asked */
+      host = rconn_host(w->topo);
+    if (lo < 0 || hi > 16383 || lo > hi || port <= 0 || port > 65535)
+      continue;
+    size_t k = 0;
+    while (k < n && !(nsh[k]->port == port && strcmp(nsh[k]->host, host) == 0))
+      k++;
+    if (k == n) {
+      rshard *old = NULL;
+      for (size_t j = 0; j < w->nsh && !old; j++)
+        if (!reused[j] && w->sh[j]->port == port && strcmp(w->sh[j]->host, host) == 0) {
+          old = w->sh[j];
+          reused[j] = 1;
+        }
+      rshard *ns = old ? old : new_shard(w, host, port);
+      if (!ns)
+        continue;
+      if (!shard_ok(ns)) {
+        free_shard(w, ns);
+        continue;
+      }
+      nsh[n++] = ns;
+    }
+    for (long long sl = lo; sl <= hi; sl++)
+      slots[sl] = (uint16_t)k;
+  }
+  int same = n == w->nsh && w->slot_shard && memcmp(slots, w->slot_shard, 16384 * 2) == 0;
+  for (size_t k = 0; same && k < n; k++)
+    same = nsh[k] == w->sh[k];
+  if (same) {
+    free(slots);
+    free(nsh);
+    free(reused);
+    return;
+  }
+  int first = !w->slot_shard;
+  rshard **old = w->sh;
+  size_t nold = w->nsh;
+  free(w->slot_shard);
+  w->slot_shard = slots;
+  w->sh = nsh;
+  w->nsh = n;
+  /* the bus stays where it is if its master stays */
+  rshard *bus = NULL;
+  for (size_t k = 0; k < n && !bus; k++)
+    if (nsh[k] == w->bus)
+      bus = w->bus;
+  if (!bus) {
+    w->bus = n ? nsh[0] : NULL;
+    if (w->bus && rconn_up(w->bus->sub))
+      subscribe_bus(w->bus);
+  }
+  /* channels whose master changed: to the new one, positions checked */
+  for (size_t b = 0; b < w->nbuckets; b++)
+    for (rchan *rc = w->buckets[b]; rc; rc = rc->next) {
+      rshard *to = shard_for(w, rc->name, rc->len);
+      if (rc->sent && rc->sh == to)
+        continue;
+      if (rc->sent && rc->sh) {
+        int alive = 0;
+        for (size_t k = 0; k < n; k++)
+          alive |= nsh[k] == rc->sh;
+        if (alive)
+          pubsub_cmd(rc->sh, 0, rc->name, rc->len);
+      }
+      rc->sent = rc->active = 0;
+      rc->sh = NULL;
+      if (!rc->check && !first)
+        rc->check = 1;
+      subscribe_chan(w, rc);
+    }
+  /* masters that are gone: their pending requests fail now */
+  for (size_t j = 0; j < nold; j++)
+    if (!reused[j])
+      free_shard(w, old[j]);
+  free(old);
+  free(reused);
+  if (first)
+    atomic_fetch_sub(&e->down, 1); /* the layout is known */
+  log_layout(w);
+}
+
+static void on_topo_state(void *arg, rconn *c, int up, const char *why) {
+  rworker *w = arg;
+  reng *e = w->e;
+  if (up) {
+    ask_slots(w);
+    return;
+  }
+  w->topo_asking = 0;
+  if (e->nseeds > 1) { /* the next seed */
+    w->topo_idx = (w->topo_idx + 1) % e->nseeds;
+    rconn_set_address(c, e->s_hosts[w->topo_idx], e->s_ports[w->topo_idx]);
+  }
+}
+
+/* A reply that says the slot lives elsewhere (MOVED, ASK) or the cluster is
+ * not serving it right now: the request fails as temporary and the layout
+ * is asked for again. */
+static int cluster_moved(rworker *w, const redisReply *r) {
+  if (!w->e->cluster || !r || r->type != REDIS_REPLY_ERROR)
+    return 0;
+  if (strncmp(r->str, "MOVED", 5) && strncmp(r->str, "ASK", 3) &&
+      strncmp(r->str, "CLUSTERDOWN", 11) && strncmp(r->str, "TRYAGAIN", 8))
+    return 0;
+  w->topo_want = 1;
   return 1;
 }
 
@@ -724,8 +1059,8 @@ static void tick(hf_loop *loop, hf_timer *t) {
   rworker *w = (rworker *)((char *)t - offsetof(rworker, tick));
   reng *e = w->e;
   uint64_t now = hf_loop_now(loop);
-  for (size_t i = 0; i < e->nshards; i++) {
-    rshard *s = &w->sh[i];
+  for (size_t i = 0; i < w->nsh; i++) {
+    rshard *s = w->sh[i];
     if (!rconn_up(s->sub) || !rconn_up(s->cmd))
       continue;
     if (now - s->ping_seen_ms > PING_DEAD_MS) { /* up, yet nothing comes back */
@@ -735,8 +1070,8 @@ static void tick(hf_loop *loop, hf_timer *t) {
     if (now - s->ping_sent_ms >= PING_EVERY_MS) {
       char seq[24];
       snprintf(seq, sizeof seq, "%llu", (unsigned long long)++s->seq);
-      const char *argv[3] = {"PUBLISH", w->ping_chan, seq};
-      size_t lens[3] = {7, strlen(w->ping_chan), strlen(seq)};
+      const char *argv[3] = {"PUBLISH", s->ping_chan, seq};
+      size_t lens[3] = {7, strlen(s->ping_chan), strlen(seq)};
       if (rconn_command(s->cmd, NULL, NULL, 3, argv, lens) == 0)
         s->ping_sent_ms = now;
     }
@@ -751,15 +1086,19 @@ static void tick(hf_loop *loop, hf_timer *t) {
     w->recheck = 0;
     for (size_t b = 0; b < w->nbuckets; b++)
       for (rchan *rc = w->buckets[b]; rc; rc = rc->next)
-        if (rc->check && rc->active && rconn_up(w->sh[shard_of(e, rc->name, rc->len)].cmd))
+        if (rc->check && rc->active && rconn_up(cmd_for(w, rc->name, rc->len)))
           send_check(w, rc);
   }
-  if (w->idx == 0 && now - w->node_ms >= NODE_EVERY_MS && rconn_up(w->sh[0].cmd))
+  if (w->idx == 0 && now - w->node_ms >= NODE_EVERY_MS && rconn_up(nodes_conn(w)))
     register_node(w, now);
+  /* Cluster: the slots again now and then, and at once after a redirection
+   * or a lost connection */
+  if (w->topo && (w->topo_want || now - w->topo_ms >= TOPO_EVERY_MS))
+    ask_slots(w);
   /* Sentinel: ask again now and then (a failover that left the old master
    * alive), and at once while the master cannot be reached */
   if (w->sentinel && (now - w->sentinel_ms >= SENTINEL_EVERY_MS ||
-                      !rconn_up(w->sh[0].cmd) || !rconn_up(w->sh[0].sub)))
+                      !rconn_up(w->sh[0]->cmd) || !rconn_up(w->sh[0]->sub)))
     ask_master(w);
   if (now - w->presence_ms >= e->cfg.presence_ttl_ms / 3) {
     w->presence_ms = now;
@@ -804,7 +1143,7 @@ static void on_published(void *arg, redisReply *r) {
 static int r_publish(eng *eg, hub_local *from, const hub_pub *p, eng_publish_cb cb, void *arg) {
   reng *e = R(eg);
   rworker *w = worker_of(e, from);
-  rconn *c = w->sh[shard_of(e, p->ch, p->len)].cmd;
+  rconn *c = cmd_for(w, p->ch, p->len);
   pub_ctx *x = malloc(sizeof *x);
   if (x)
     x->w = w;
@@ -812,7 +1151,7 @@ static int r_publish(eng *eg, hub_local *from, const hub_pub *p, eng_publish_cb 
   stream_pos none = {0, 0};
   if (!x || key(k1, sizeof k1, e, "stream", p->ch, p->len) < 0 ||
       key(k2, sizeof k2, e, "meta", p->ch, p->len) < 0 ||
-      snprintf(k4, sizeof k4, "%s.pub.%.*s", e->cfg.prefix, (int)p->len, p->ch) >= (int)sizeof k4) {
+      key(k4, sizeof k4, e, "pub", p->ch, p->len) < 0) {
     free(x);
     cb(arg, ENG_ENOMEM, &none);
     return 0;
@@ -844,10 +1183,12 @@ static int r_publish(eng *eg, hub_local *from, const hub_pub *p, eng_publish_cb 
     free(msg);
   } else {
     if (p->idem_key)
-      snprintf(k3, sizeof k3, "%s.idem.{%.*s}.%.*s", e->cfg.prefix, (int)p->len, p->ch,
+      snprintf(k3, sizeof k3, "%s.idem.{%016llx}%.*s.%.*s", e->cfg.prefix,
+               (unsigned long long)chan_hash(p->ch, p->len), (int)p->len, p->ch,
                (int)p->idem_len, p->idem_key);
-    else
-      k3[0] = 0;
+    else /* a key of the same slot, never written */
+      snprintf(k3, sizeof k3, "%s.idem.{%016llx}", e->cfg.prefix,
+               (unsigned long long)chan_hash(p->ch, p->len));
     char size[24], ttl[24], mttl[24], iw[24], fl[8], ep[STREAM_EPOCH_LEN + 1];
     snprintf(size, sizeof size, "%u", p->history ? p->history->size : 0);
     snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)(p->history ? p->history->ttl_ms : 0));
@@ -856,18 +1197,18 @@ static int r_publish(eng *eg, hub_local *from, const hub_pub *p, eng_publish_cb 
     snprintf(iw, sizeof iw, "%llu", (unsigned long long)e->cfg.idem_window_ms);
     snprintf(fl, sizeof fl, "%u", flags);
     stream_epoch_text(new_epoch(e), ep);
-    const char *argv[18] = {"EVALSHA", e->sha_pub, "4", k1, k2, k3, k4,
+    const char *argv[19] = {"EVALSHA", e->sha_pub, "4", k1, k2, k3, k4,
                             p->data, p->info ? p->info : "", p->tags ? p->tags : "",
                             size, ttl, mttl, ep, iw,
                             p->delta && p->delta_allowed ? "1" : "0",
-                            p->history ? "1" : "0", fl};
-    size_t lens[18];
-    for (int i = 0; i < 18; i++)
+                            p->history ? "1" : "0", fl, p->idem_key ? "1" : "0"};
+    size_t lens[19];
+    for (int i = 0; i < 19; i++)
       lens[i] = strlen(argv[i]);
     lens[7] = p->data_len;
     lens[8] = p->info_len;
     lens[9] = p->tags_len;
-    rc = rconn_command(c, on_published, x, 18, argv, lens);
+    rc = rconn_command(c, on_published, x, 19, argv, lens);
   }
   if (rc < 0) { /* Redis is away: fail now, never queue */
     free(x);
@@ -881,9 +1222,9 @@ static int r_join_leave(eng *eg, hub_local *from, const char *ch, size_t len,
   reng *e = R(eg);
   rworker *w = worker_of(e, from);
   char name[1400];
-  int n = snprintf(name, sizeof name, "%s.pub.%.*s", e->cfg.prefix, (int)len, ch);
+  int n = key(name, sizeof name, e, "pub", ch, len);
   char *msg = malloc(info_len + 2);
-  if (!msg || n < 0 || (size_t)n >= sizeof name) {
+  if (!msg || n < 0) {
     free(msg);
     return -1;
   }
@@ -892,7 +1233,7 @@ static int r_join_leave(eng *eg, hub_local *from, const char *ch, size_t len,
   memcpy(msg + 2, info, info_len);
   const char *argv[3] = {"PUBLISH", name, msg};
   size_t lens[3] = {7, (size_t)n, info_len + 2};
-  int rc = rconn_command(w->sh[shard_of(e, ch, len)].cmd, NULL, NULL, 3, argv, lens);
+  int rc = rconn_command(cmd_for(w, ch, len), NULL, NULL, 3, argv, lens);
   free(msg);
   return rc;
 }
@@ -997,7 +1338,7 @@ static int r_read(eng *eg, hub_local *from, const char *ch, size_t len,
   size_t lens[11];
   for (int i = 0; i < 11; i++)
     lens[i] = strlen(argv[i]);
-  if (rconn_command(w->sh[shard_of(e, ch, len)].cmd, on_read, x, 11, argv, lens) < 0) {
+  if (rconn_command(cmd_for(w, ch, len), on_read, x, 11, argv, lens) < 0) {
     eng_read_result res;
     memset(&res, 0, sizeof res);
     jw_buf none = {0};
@@ -1033,7 +1374,7 @@ static int r_remove_history(eng *eg, hub_local *from, const char *ch, size_t len
   x->arg = arg;
   const char *argv[2] = {"DEL", k1};
   size_t lens[2] = {3, strlen(k1)};
-  if (rconn_command(w->sh[shard_of(e, ch, len)].cmd, on_done, x, 2, argv, lens) < 0) {
+  if (rconn_command(cmd_for(w, ch, len), on_done, x, 2, argv, lens) < 0) {
     free(x);
     cb(arg, ENG_ETEMP);
   }
@@ -1112,7 +1453,7 @@ static int r_presence(eng *eg, hub_local *from, const char *ch, size_t len, int 
   size_t lens[6];
   for (int i = 0; i < 6; i++)
     lens[i] = strlen(argv[i]);
-  if (rconn_command(w->sh[shard_of(e, ch, len)].cmd, on_presence, x, 6, argv, lens) < 0) {
+  if (rconn_command(cmd_for(w, ch, len), on_presence, x, 6, argv, lens) < 0) {
     jw_buf none = {0};
     free(x);
     cb(arg, ENG_ETEMP, &none);
@@ -1126,7 +1467,7 @@ static void presence_write(rworker *w, const char *ch, size_t len, const hub_sub
   char k1[1400], k2[1400];
   if (!s->client || presence_keys(e, ch, len, k1, k2) < 0 || (add && !s->info))
     return;
-  rconn *c = w->sh[shard_of(e, ch, len)].cmd;
+  rconn *c = cmd_for(w, ch, len);
   if (add) {
     char exp[24], ttl[24];
     snprintf(exp, sizeof exp, "%llu",
@@ -1197,13 +1538,13 @@ static int r_node_subscribe(eng *eg, hub_local *from, const char *ch, size_t len
   q->next = c->waiters;
   c->waiters = q;
   if (!c->sent) {
-    if (pubsub_cmd(w, "SUBSCRIBE", ch, len) < 0) { /* Redis away: fail fast */
+    subscribe_chan(w, c);
+    if (!c->sent) { /* Redis away: fail fast */
       c->waiters = q->next;
       free(q);
       ready(arg, ENG_ETEMP);
       return 0;
     }
-    c->sent = 1;
   }
   return 0;
 }
@@ -1214,8 +1555,8 @@ static void r_node_unsubscribe(eng *eg, hub_local *from, const char *ch, size_t 
   rchan *c = find_chan(w, ch, len, hub_hash(ch, len));
   if (!c || --c->refs)
     return;
-  if (c->sent)
-    pubsub_cmd(w, "UNSUBSCRIBE", ch, len);
+  if (c->sent && c->sh)
+    pubsub_cmd(c->sh, 0, ch, len);
   waiter *q = take_waiters(c);
   drop_chan(w, c);
   run_waiters(q, ENG_ETEMP);
@@ -1237,7 +1578,7 @@ static int r_broadcast_ctl(eng *eg, hub_local *from, hub_ctl_fn fn, const void *
   memcpy(msg + hl, arg, len);
   const char *argv[3] = {"PUBLISH", ch, msg};
   size_t lens[3] = {7, strlen(ch), (size_t)hl + len};
-  int rc = rconn_command(w->sh[0].cmd, NULL, NULL, 3, argv, lens);
+  int rc = rconn_command(w->bus ? w->bus->cmd : NULL, NULL, NULL, 3, argv, lens);
   free(msg);
   return rc;
 }
@@ -1253,14 +1594,14 @@ typedef struct {
 static int send_nodes(rworker *w, rconn_reply_fn fn, void *arg) {
   reng *e = w->e;
   char k1[200], k2[200], cut[24];
-  snprintf(k1, sizeof k1, "%s.nodes", e->cfg.prefix);
-  snprintf(k2, sizeof k2, "%s.nodes.seen", e->cfg.prefix);
+  snprintf(k1, sizeof k1, "%s.{nodes}", e->cfg.prefix);
+  snprintf(k2, sizeof k2, "%s.{nodes}.seen", e->cfg.prefix);
   snprintf(cut, sizeof cut, "%llu", (unsigned long long)time(NULL) * 1000 - NODE_DEAD_MS);
   const char *argv[6] = {"EVAL", NODES_SCRIPT, "2", k1, k2, cut};
   size_t lens[6];
   for (int i = 0; i < 6; i++)
     lens[i] = strlen(argv[i]);
-  return rconn_command(w->sh[0].cmd, fn, arg, 6, argv, lens);
+  return rconn_command(nodes_conn(w), fn, arg, 6, argv, lens);
 }
 
 static void on_nodes(void *arg, redisReply *r) {
@@ -1315,7 +1656,7 @@ static void on_nodes(void *arg, redisReply *r) {
   size_t lens[3] = {7, strlen(ch), (size_t)n};
   q->next = w->surveys;
   w->surveys = q;
-  if (rconn_command(w->sh[0].cmd, NULL, NULL, 3, argv, lens) < 0) {
+  if (rconn_command(w->bus ? w->bus->cmd : NULL, NULL, NULL, 3, argv, lens) < 0) {
     w->surveys = q->next;
     q->cb(q->arg, ENG_ETEMP, NULL);
     json_decref(q->map);
@@ -1369,11 +1710,11 @@ static void r_free(eng *eg) {
   for (size_t i = 0; i < e->nw; i++) {
     rworker *w = &e->w[i];
     rconn_free(w->sentinel);
-    for (size_t s = 0; w->sh && s < e->nshards; s++) {
-      rconn_free(w->sh[s].cmd);
-      rconn_free(w->sh[s].sub);
-    }
+    rconn_free(w->topo);
+    for (size_t s = 0; s < w->nsh; s++)
+      free_shard(w, w->sh[s]);
     free(w->sh);
+    free(w->slot_shard);
     while (w->surveys) {
       rsurvey *q = w->surveys;
       w->surveys = q->next;
@@ -1395,7 +1736,7 @@ static void r_free(eng *eg) {
     free(e->hosts[s]);
   free(e->hosts);
   free(e->ports);
-  for (size_t s = 0; e->s_hosts && s < e->cfg.nsentinels; s++)
+  for (size_t s = 0; e->s_hosts && s < e->nseeds; s++)
     free(e->s_hosts[s]);
   free(e->s_hosts);
   free(e->s_ports);
@@ -1461,7 +1802,9 @@ eng *eng_redis_new(const eng_redis_config *cfg, hub *h, size_t nworkers, hub_ctl
   e->cfg = *cfg;
   e->ctl = ctl;
   e->nw = nworkers;
-  e->nshards = cfg->nsentinels ? 1 : cfg->naddresses; /* Sentinel: one master */
+  e->cluster = cfg->nclusters > 0;
+  /* Sentinel: one master; cluster: the masters it names */
+  e->nshards = cfg->nsentinels ? 1 : e->cluster ? 0 : cfg->naddresses;
   pthread_mutex_init(&e->why_mu, NULL);
   e->hosts = calloc(e->nshards ? e->nshards : 1, sizeof *e->hosts);
   e->ports = calloc(e->nshards ? e->nshards : 1, sizeof *e->ports);
@@ -1471,25 +1814,28 @@ eng *eng_redis_new(const eng_redis_config *cfg, hub *h, size_t nworkers, hub_ctl
     snprintf(err, errcap, "out of memory");
     return NULL;
   }
-  for (size_t i = 0; !cfg->nsentinels && i < e->nshards; i++)
+  for (size_t i = 0; !cfg->nsentinels && !e->cluster && i < e->nshards; i++)
     if (parse_address(cfg->addresses[i], &e->hosts[i], &e->ports[i], 6379) < 0) {
       snprintf(err, errcap, "engine.redis.address \"%s\": expected host:port or redis://host:port",
                cfg->addresses[i]);
       r_free(&e->base);
       return NULL;
     }
-  if (cfg->nsentinels) {
-    e->s_hosts = calloc(cfg->nsentinels, sizeof *e->s_hosts);
-    e->s_ports = calloc(cfg->nsentinels, sizeof *e->s_ports);
+  if (cfg->nsentinels || e->cluster) { /* where to ask for the data's address */
+    size_t n = cfg->nsentinels ? cfg->nsentinels : cfg->nclusters;
+    const char *const *a = cfg->nsentinels ? cfg->sentinels : cfg->clusters;
+    e->s_hosts = calloc(n, sizeof *e->s_hosts);
+    e->s_ports = calloc(n, sizeof *e->s_ports);
     if (!e->s_hosts || !e->s_ports) {
       r_free(&e->base);
       snprintf(err, errcap, "out of memory");
       return NULL;
     }
-    for (size_t i = 0; i < cfg->nsentinels; i++)
-      if (parse_address(cfg->sentinels[i], &e->s_hosts[i], &e->s_ports[i], 26379) < 0) {
-        snprintf(err, errcap, "engine.redis.sentinel_address \"%s\": expected host:port",
-                 cfg->sentinels[i]);
+    for (; e->nseeds < n; e->nseeds++)
+      if (parse_address(a[e->nseeds], &e->s_hosts[e->nseeds], &e->s_ports[e->nseeds],
+                        cfg->nsentinels ? 26379 : 6379) < 0) {
+        snprintf(err, errcap, "engine.redis.%s \"%s\": expected host:port",
+                 cfg->nsentinels ? "sentinel_address" : "cluster_address", a[e->nseeds]);
         r_free(&e->base);
         return NULL;
       }
@@ -1497,9 +1843,12 @@ eng *eng_redis_new(const eng_redis_config *cfg, hub *h, size_t nworkers, hub_ctl
   sha1_hex(REDIS_SCRIPT_PUBLISH, e->sha_pub);
   sha1_hex(REDIS_SCRIPT_READ, e->sha_read);
   sha1_hex(REDIS_SCRIPT_PRESENCE, e->sha_pres);
-  /* every connection starts down until it is up */
-  atomic_init(&e->down, (int)(nworkers * e->nshards * 2));
-  set_why(e, cfg->nsentinels ? "asking the sentinels for the master" : "connecting to Redis");
+  /* every connection counts as down until it is up (new_shard adds them);
+   * in a cluster, each worker's unknown layout counts too */
+  atomic_init(&e->down, e->cluster ? (int)nworkers : 0);
+  set_why(e, cfg->nsentinels ? "asking the sentinels for the master"
+             : e->cluster    ? "asking the cluster for its slots"
+                             : "connecting to Redis");
   return &e->base;
 }
 
@@ -1510,49 +1859,44 @@ int eng_redis_attach(eng *eg, size_t idx, hf_loop *loop, hub_local *hl) {
   w->idx = idx;
   w->loop = loop;
   w->hl = hl;
-  snprintf(w->ping_chan, sizeof w->ping_chan, "%s.ping.%s.%zu", e->cfg.prefix, e->base.node, idx);
   snprintf(w->reply_chan, sizeof w->reply_chan, "%s.reply.%s.%zu", e->cfg.prefix, e->base.node, idx);
-  w->sh = calloc(e->nshards, sizeof *w->sh);
-  if (!w->sh)
-    return -1;
   int sentinel = e->cfg.nsentinels > 0;
-  for (size_t i = 0; i < e->nshards; i++) {
-    rshard *s = &w->sh[i];
-    s->w = w;
-    s->idx = i;
-    rconn_config rc = {.loop = loop,
-                       .host = sentinel ? "" : e->hosts[i], /* "": Sentinel tells */
-                       .port = sentinel ? 0 : e->ports[i],
-                       .user = e->cfg.user,
-                       .password = e->cfg.password,
-                       .db = e->cfg.db,
-                       .client_name = e->cfg.client_name,
-                       .connect_timeout_ms = e->cfg.connect_timeout_ms,
-                       .io_timeout_ms = e->cfg.io_timeout_ms,
-                       .require_master = sentinel,
-                       .on_state = on_state,
-                       .on_message = on_message,
-                       .arg = s};
-    s->cmd = rconn_new(&rc);
-    rc.pubsub = 1;
-    s->sub = rconn_new(&rc);
-    if (!s->cmd || !s->sub)
+  if (!e->cluster) {
+    w->sh = calloc(e->nshards, sizeof *w->sh);
+    if (!w->sh)
       return -1;
+    for (size_t i = 0; i < e->nshards; i++) {
+      rshard *s = new_shard(w, sentinel ? "" : e->hosts[i], /* "": Sentinel tells */
+                            sentinel ? 0 : e->ports[i]);
+      if (s)
+        w->sh[w->nsh++] = s;
+      if (!s || !shard_ok(s))
+        return -1;
+    }
+    w->bus = w->sh[0];
   }
-  if (sentinel) {
-    w->sentinel_idx = idx % e->cfg.nsentinels; /* spread the workers */
+  if (sentinel || e->cluster) { /* a connection that asks where the data is */
+    size_t i = idx % e->nseeds; /* spread the workers */
     rconn_config rc = {.loop = loop,
-                       .host = e->s_hosts[w->sentinel_idx],
-                       .port = e->s_ports[w->sentinel_idx],
-                       .user = e->cfg.sentinel_user,
-                       .password = e->cfg.sentinel_password,
+                       .host = e->s_hosts[i],
+                       .port = e->s_ports[i],
+                       .user = sentinel ? e->cfg.sentinel_user : e->cfg.user,
+                       .password = sentinel ? e->cfg.sentinel_password : e->cfg.password,
                        .client_name = e->cfg.client_name,
                        .connect_timeout_ms = e->cfg.connect_timeout_ms,
                        .io_timeout_ms = e->cfg.io_timeout_ms,
-                       .on_state = on_sentinel_state,
+                       .on_state = sentinel ? on_sentinel_state : on_topo_state,
                        .arg = w};
-    if (!(w->sentinel = rconn_new(&rc)))
+    rconn *c = rconn_new(&rc);
+    if (!c)
       return -1;
+    if (sentinel) {
+      w->sentinel = c;
+      w->sentinel_idx = i;
+    } else {
+      w->topo = c;
+      w->topo_idx = i;
+    }
   }
   w->tick.cb = tick;
   hf_timer_set(loop, &w->tick, TICK_MS);

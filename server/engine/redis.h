@@ -23,6 +23,10 @@ typedef struct {
   const char *const *sentinels;
   size_t nsentinels;
   const char *sentinel_master, *sentinel_user, *sentinel_password;
+  /* Redis Cluster (instead of addresses): seed nodes; the masters and
+   * their slots are asked from them */
+  const char *const *clusters;
+  size_t nclusters;
 } eng_redis_config;
 
 /* The engine over nworkers workers; ctl is the control handler the server

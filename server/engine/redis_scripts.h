@@ -8,15 +8,17 @@
 #ifndef SRV_REDIS_SCRIPTS_H
 #define SRV_REDIS_SCRIPTS_H
 
-/* KEYS: 1 stream, 2 meta, 3 idempotency key ("" = none), 4 PUB/SUB channel.
+/* KEYS: 1 stream, 2 meta, 3 idempotency key (used when ARGV[12] is "1"; all
+ * four share the channel's hash tag, as a cluster requires), 4 PUB/SUB channel.
  * ARGV: 1 data, 2 info, 3 tags, 4 history_size, 5 history_ttl ms,
  * 6 meta ttl ms, 7 a new epoch (used if the stream is created), 8 the
  * idempotency window ms, 9 "1": send the previous payload (delta),
- * 10 "1": keep history, 11 flags (delta bits, passed on to the nodes).
+ * 10 "1": keep history, 11 flags (delta bits, passed on to the nodes),
+ * 12 "1": an idempotency key is given.
  * Returns {"P", "<offset> <epoch>"} or, for a key seen before,
  * {"D", "<offset> <epoch>"} (nothing published). */
 #define REDIS_SCRIPT_PUBLISH                                                    \
-  "if KEYS[3] ~= '' then\n"                                                    \
+  "if ARGV[12] == '1' then\n"                                                  \
   "  local v = redis.call('get', KEYS[3])\n"                                   \
   "  if v then return {'D', v} end\n"                                          \
   "end\n"                                                                      \
@@ -47,7 +49,7 @@
   " .. ARGV[1] .. ARGV[2] .. ARGV[3] .. prev\n"                                \
   "redis.call('publish', KEYS[4], msg)\n"                                      \
   "local res = off .. ' ' .. epoch\n"                                          \
-  "if KEYS[3] ~= '' then redis.call('set', KEYS[3], res, 'PX', ARGV[8]) end\n" \
+  "if ARGV[12] == '1' then redis.call('set', KEYS[3], res, 'PX', ARGV[8]) end\n" \
   "return {'P', res}\n"
 
 /* KEYS: 1 stream, 2 meta. ARGV: 1 a new epoch (if the stream is created),

@@ -724,3 +724,94 @@ class RedisSentinelSet:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def free_cluster_port():
+    """A free port P below 55536 whose cluster bus port P + 10000 is free too."""
+    import random
+    for _ in range(200):
+        p = random.randint(20000, 45000)
+        socks = []
+        try:
+            for q in (p, p + 10000):
+                so = socket.socket()
+                socks.append(so)
+                so.bind(("127.0.0.1", q))
+            return p
+        except OSError:
+            continue
+        finally:
+            for so in socks:
+                so.close()
+    raise AssertionError("no free port pair for a cluster node")
+
+
+class RedisCluster:
+    """A Redis Cluster on loopback: `masters` masters, each with `replicas`
+    replicas (cluster-node-timeout 1 s, so a dead master's replica takes
+    over in about two seconds), created with redis-cli --cluster create."""
+
+    def __init__(self, masters=3, replicas=0):
+        self.dir = tempfile.mkdtemp(prefix="hf-cluster-")
+        self.nodes = []
+        for i in range(masters * (1 + replicas)):
+            port = free_cluster_port()
+            self.nodes.append(RedisServer(port=port, args=[
+                "--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
+                "--repl-diskless-sync-delay", "0",
+                "--cluster-config-file", os.path.join(self.dir, "nodes-%d.conf" % port),
+                "--dir", self.dir]))
+        r = subprocess.run(["/usr/bin/redis-cli", "--cluster", "create"] +
+                           [n.address for n in self.nodes] +
+                           ["--cluster-replicas", str(replicas), "--cluster-yes"],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            self.close()
+            raise AssertionError("redis-cli --cluster create failed: " + r.stdout[-2000:] + r.stderr)
+        wait_until(lambda: all("cluster_state:ok" in (n.cmd("CLUSTER", "INFO") or "")
+                               for n in self.nodes), 20, "cluster state ok")
+        # a replica can take over only once it has synced
+        wait_until(lambda: all("role:master" in info or "master_link_status:up" in info
+                               for info in (n.cmd("INFO", "replication") for n in self.nodes)),
+                   20, "replicas in sync")
+
+    @property
+    def seeds(self):
+        return [n.address for n in self.nodes]
+
+    def masters(self):
+        """The nodes that are masters now (by asking a live one)."""
+        for n in self.nodes:
+            try:
+                slots = n.cmd("CLUSTER", "SLOTS")
+            except (OSError, AssertionError):
+                continue
+            ports = {int(g[2][1]) for g in slots}
+            return [m for m in self.nodes if m.port in ports]
+        return []
+
+    def node_of(self, key):
+        """The master serving key's slot."""
+        slot = self.nodes[0].cmd("CLUSTER", "KEYSLOT", key)
+        for n in self.nodes:
+            try:
+                for g in n.cmd("CLUSTER", "SLOTS"):
+                    if int(g[0]) <= slot <= int(g[1]):
+                        port = int(g[2][1])
+                        return next(m for m in self.nodes if m.port == port)
+            except (OSError, AssertionError):
+                continue
+        raise AssertionError("no master for " + key)
+
+    def close(self):
+        for n in self.nodes:
+            n.close()
+        if not os.environ.get("HF_KEEP_LOGS"):
+            subprocess.run(["rm", "-rf", self.dir])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
