@@ -209,6 +209,11 @@ static const setting settings[] = {
      "ACL user for the sentinels"},
     {"engine.redis.sentinel_password", T_STR, O(redis_sentinel_password), "", 0, 0, NULL, CF,
      "password for the sentinels (never logged)"},
+    {"prometheus.enabled", T_BOOL, O(prometheus_enabled), "true", 0, 0, NULL, CF,
+     "serve Prometheus metrics (on the internal listener when http_server.internal_port "
+     "is set, else on the main one)"},
+    {"prometheus.handler_prefix", T_STR, O(prometheus_path), "/metrics", 0, 0, NULL, HF,
+     "path of the metrics endpoint"},
     {"http_api.key", T_STR, O(api_key), "", 0, 0, NULL, CF,
      "server API key (X-API-Key or Authorization: apikey KEY); empty: every call gets 401"},
     {"http_api.insecure", T_BOOL, O(api_insecure), "false", 0, 0, NULL, CF,

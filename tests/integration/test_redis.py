@@ -389,6 +389,12 @@ def test_redis_stopped_fails_fast_and_reports_then_recovers():
         assert st == 200 and h["status"] == "degraded" and h["engine"] == "redis", h
         assert h.get("reason"), h
         a.wait_event("engine_redis_down")
+        # and the metrics say so
+        _, _, text = http_call(a.port, "GET", "/metrics")
+        text = text.decode()
+        assert "\nholdfast_engine_up 0\n" in text, text[:300]
+        n = [l for l in text.splitlines() if l.startswith("holdfast_engine_disconnects_total ")]
+        assert n and float(n[0].split()[1]) >= 2, n
         # publishing fails fast with a temporary error, it does not hang
         t0 = time.time()
         r = api(a, "publish", {"channel": "h:f", "data": 2})
