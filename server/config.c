@@ -38,7 +38,7 @@ static const setting settings[] = {
      "listen addresses HOST:PORT (IPv6 as [::1]:PORT); overrides http_server.*"},
     {"workers", T_UINT, O(workers), "0", 0, 256, NULL, HF,
      "event-loop threads, one per core; 0 = number of online cores"},
-    {"log.level", T_ENUM, O(log_level), "info", 0, 0, "debug|info|warn|error",
+    {"log.level", T_ENUM, O(log_level), "info", 0, 0, "trace|debug|info|warn|error|none",
      CF, "lowest level logged"},
     {"log.format", T_ENUM, O(log_format), "json", 0, 0, "json|pretty", HF,
      "json: one JSON object per line; pretty: aligned text for terminals"},
@@ -569,7 +569,7 @@ static int walk_json(srv_config *cfg, json_t *obj, const char *prefix,
     if (st) {
       if (apply_json(cfg, st, v, src, err) < 0)
         return -1;
-    } else if (json_is_object(v)) {
+    } else if (json_is_object(v) && is_section(key)) {
       if (walk_json(cfg, v, key, src, err) < 0)
         return -1;
     } else if (is_section(key)) {

@@ -629,13 +629,23 @@ static void on_request(hf_conn *c, const hf_http_request *req) {
     route_upgrade(w, c, req, path, pl, 0);
     return;
   }
-  char body[512];
-  snprintf(body, sizeof body,
-           "No endpoint at %.*s. This server's WebSocket endpoint%s: %s%s.\n",
-           (int)(pl > 200 ? 200 : pl), path,
-           cfg->echo_enabled ? "" : "s are disabled",
-           cfg->echo_enabled ? cfg->echo_path : "",
-           cfg->health_enabled ? " (health check: GET /health)" : "");
+  /* say what is served here, so a wrong path is fixed at once */
+  char list[600] = "";
+  size_t ln = 0;
+#define ADD_EP(cond, ...)                                                              \
+  if ((cond) && ln < sizeof list)                                                      \
+    ln += (size_t)snprintf(list + ln, sizeof list - ln, __VA_ARGS__);
+  ADD_EP(cfg->ws_enabled, "\n  %s  real-time WebSocket (Centrifugo client protocol)",
+         cfg->ws_path)
+  ADD_EP(cfg->echo_enabled, "\n  %s  WebSocket echo", cfg->echo_path)
+  ADD_EP(cfg->health_enabled, "\n  GET %s  health check", cfg->health_path)
+  ADD_EP(!w->srv->has_internal, "\n  POST %s/<method>  server API", cfg->api_path)
+  ADD_EP(cfg->prometheus_enabled && !w->srv->has_internal, "\n  GET %s  Prometheus metrics",
+         cfg->prometheus_path)
+#undef ADD_EP
+  char body[900];
+  snprintf(body, sizeof body, "No endpoint at %.*s. This server serves:%s\n",
+           (int)(pl > 200 ? 200 : pl), path, ln ? list : " nothing on this listener");
   srv_logline l;
   const hf_http_header *up = hdr(req, "Upgrade");
   met_reject_inc(MET_REJ_NOT_FOUND);
@@ -1106,6 +1116,19 @@ int srv_run(const srv_config *cfg) {
     return 1;
   s->cfg = cfg;
   s->t_start = mono_ms();
+  /* as many descriptors as the hard limit allows: one per connection */
+  struct rlimit nofile;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    rlim_t was = nofile.rlim_cur;
+    nofile.rlim_cur = nofile.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+      srv_logline l;
+      srv_log_begin(&l, LOG_INFO, "fd_limit_raised");
+      srv_log_int(&l, "from", (long long)was);
+      srv_log_int(&l, "to", (long long)nofile.rlim_max);
+      srv_log_end(&l);
+    }
+  }
   {
     struct timespec rt;
     clock_gettime(CLOCK_REALTIME, &rt);

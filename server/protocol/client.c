@@ -100,6 +100,14 @@ void cl__error_reply(cl_client *cl, uint32_t id, unsigned code,
   met_cmd_error_inc(code);
   if (code == 109)
     MET_INC(MET_TOKEN_EXPIRED);
+  if (srv_log_enabled(LOG_DEBUG)) {
+    srv_logline l;
+    cl__log_begin(cl, LOG_DEBUG, "command_error", &l);
+    srv_log_int(&l, "id", (long long)id);
+    srv_log_int(&l, "code", code);
+    srv_log_str(&l, "message", message);
+    srv_log_end(&l);
+  }
   jw_buf *o = cl__out(cl);
   begin_reply(cl);
   jw_lit(o, "{\"id\":");
@@ -544,6 +552,19 @@ static void handle_command(cl_client *cl, const proto_cmd *cmd) {
   uint32_t id = cmd->id;
   json_t *req = cmd->req;
   met_command_inc(cmd->kind);
+  if (cmd->kind >= 0 && srv_log_enabled(LOG_DEBUG)) {
+    static const char *const names[PROTO_KINDS] = {
+        "connect", "ping", "subscribe", "unsubscribe", "publish", "presence",
+        "presence_stats", "history", "rpc", "send", "refresh", "sub_refresh"};
+    srv_logline l;
+    cl__log_begin(cl, LOG_DEBUG, "command", &l);
+    srv_log_str(&l, "method", names[cmd->kind]);
+    srv_log_int(&l, "id", (long long)id);
+    json_t *ch = req ? json_object_get(req, "channel") : NULL;
+    if (json_is_string(ch)) /* never tokens or data */
+      srv_log_strn(&l, "channel", json_string_value(ch), json_string_length(ch));
+    srv_log_end(&l);
+  }
   switch (cmd->kind) {
   case PROTO_PONG:
     if (cl->await_pong) {
