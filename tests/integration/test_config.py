@@ -177,7 +177,12 @@ def test_every_centrifugo_log_level_is_accepted():
         p = subprocess.Popen([BIN, "serve", "--listen", "127.0.0.1:%d" % port, "--log.level", level],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            wait_until(lambda: http_call(port, "GET", "/health")[0] == 200, 5, "serving")
+            def up():
+                try:
+                    return http_call(port, "GET", "/health")[0] == 200
+                except OSError:
+                    return False
+            wait_until(up, 5, "serving")
             assert http_call(port, "GET", "/nope")[0] == 404
         finally:
             p.send_signal(signal.SIGTERM)
