@@ -8,6 +8,7 @@
 #include "log.h"
 #include "server.h"
 #include "../tools/bench.h"
+#include "../tools/tokens.h"
 
 #define HOLDFAST_VERSION "0.1.0"
 
@@ -17,6 +18,9 @@ static void usage(FILE *out) {
           "usage:\n"
           "  holdfast serve [options]   run the server (holdfast serve --help)\n"
           "  holdfast bench [options]   load generator (holdfast bench --help)\n"
+          "  holdfast genconfig [-o F]  a starter configuration with fresh secrets\n"
+          "  holdfast gentoken ...      a connection token (holdfast gentoken --help)\n"
+          "  holdfast checktoken TOKEN  why the server would accept or refuse a token\n"
           "  holdfast config-doc        print the settings table (Markdown)\n"
           "  holdfast version           print the version\n",
           HOLDFAST_VERSION);
@@ -53,6 +57,12 @@ int main(int argc, char **argv) {
     return serve(argc - 2, argv + 2);
   if (strcmp(cmd, "bench") == 0)
     return bench_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "genconfig") == 0)
+    return tok_genconfig_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "gentoken") == 0)
+    return tok_gentoken_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "checktoken") == 0)
+    return tok_checktoken_main(argc - 2, argv + 2);
   if (strcmp(cmd, "config-doc") == 0) {
     srv_config_markdown(stdout);
     return 0;
