@@ -36,7 +36,7 @@ typedef struct {
   bool proxy_protocol;          /* the main listeners expect PROXY */
   bool allow_same_origin;
   /* logging */
-  char *log_format;         /* "json" | "pretty" */
+  char *log_format;         /* "auto" | "json" | "pretty" */
   char *log_level;          /* "debug" | "info" | "warn" | "error" */
   /* client */
   srv_strlist allowed_origins;

@@ -3,6 +3,7 @@
  * the load generator, `holdfast version` prints the version. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
@@ -34,8 +35,11 @@ static int serve(int argc, char **argv) {
     srv_config_free(&cfg);
     return r > 0 ? 0 : 2;
   }
-  srv_log_setup(strcmp(cfg.log_format, "pretty") == 0,
-                srv_log_parse_level(cfg.log_level), 2);
+  /* Logs go to stderr: pretty for a person at a terminal, JSON lines for
+   * anything that collects them, unless the config says which. */
+  int pretty = strcmp(cfg.log_format, "pretty") == 0 ||
+               (strcmp(cfg.log_format, "auto") == 0 && isatty(2));
+  srv_log_setup(pretty, srv_log_parse_level(cfg.log_level), 2);
   for (const char *const *w = srv_config_warnings(); *w; w++) {
     srv_logline l;
     srv_log_begin(&l, LOG_WARN, "config_warning");
