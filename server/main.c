@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The holdfast command: `holdfast serve` runs the server, `holdfast bench`
- * the load generator, `holdfast version` prints the version. */
+ * the load generator, `holdfast connect` the terminal client, `holdfast
+ * version` prints the version. */
 #include <stdio.h>
 #include <string.h>
 
@@ -8,6 +9,7 @@
 #include "log.h"
 #include "server.h"
 #include "../tools/bench.h"
+#include "../tools/connect.h"
 
 #define HOLDFAST_VERSION "0.1.0"
 
@@ -17,6 +19,7 @@ static void usage(FILE *out) {
           "usage:\n"
           "  holdfast serve [options]   run the server (holdfast serve --help)\n"
           "  holdfast bench [options]   load generator (holdfast bench --help)\n"
+          "  holdfast connect URL       terminal WebSocket client (--help)\n"
           "  holdfast config-doc        print the settings table (Markdown)\n"
           "  holdfast version           print the version\n",
           HOLDFAST_VERSION);
@@ -53,6 +56,8 @@ int main(int argc, char **argv) {
     return serve(argc - 2, argv + 2);
   if (strcmp(cmd, "bench") == 0)
     return bench_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "connect") == 0)
+    return connect_main(argc - 2, argv + 2);
   if (strcmp(cmd, "config-doc") == 0) {
     srv_config_markdown(stdout);
     return 0;
