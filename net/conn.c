@@ -115,8 +115,15 @@ struct hf_conn_ctx {
   hf_deferred resumer; /* end of iteration: parse those */
   hf_timer over_timer; /* re-checks them while any exist */
   uint64_t rng[4];
+  hf_conn_stats stats;
   uint8_t cork[CORK_CAP];
 };
+
+/* Count into ctx's totals: this loop thread is their only writer. */
+static inline void st_add(_Atomic uint64_t *p, uint64_t n) {
+  atomic_store_explicit(p, atomic_load_explicit(p, memory_order_relaxed) + n,
+                        memory_order_relaxed);
+}
 
 static void teardown(hf_conn *c);
 static void resume_pipelined(hf_loop *loop, hf_deferred *d);
@@ -160,6 +167,8 @@ static ssize_t send_iov(hf_conn *c, struct iovec *iov, int n) {
   if (w < 0)
     return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
   c->bytes_out += (uint64_t)w;
+  if (c->upgraded)
+    st_add(&c->ctx->stats.bytes_out, (uint64_t)w);
   return w;
 }
 
@@ -600,6 +609,7 @@ static void on_ws_event(hf_conn *c, hf_ws_event *ev) {
       return; /* after our close frame: discard */
     if (ev->first && ev->fin) {
       c->msgs_in++;
+      st_add(&ctx->stats.msgs_in, 1);
       ctx->h.on_message(c, ev->opcode, ev->data, ev->len);
       return;
     }
@@ -609,6 +619,7 @@ static void on_ws_event(hf_conn *c, hf_ws_event *ev) {
     }
     if (ev->fin) {
       c->msgs_in++;
+      st_add(&ctx->stats.msgs_in, 1);
       uint8_t *m = c->msg;
       size_t ml = c->msg_len;
       c->msg = NULL;
@@ -798,6 +809,7 @@ static void process_http(hf_conn *c, uint8_t *buf, size_t len, size_t last) {
   ctx->h.on_request(c, &req);
   if (c->state == ST_OPEN) {
     c->bytes_in = len - head; /* count WebSocket bytes only */
+    st_add(&ctx->stats.bytes_in, len - head);
     if (len > head) {
       /* frames pipelined behind the head: move them out of the way first
        * if they live in c->in (process_ws keeps leftovers there) */
@@ -887,8 +899,10 @@ static void on_readable(hf_conn *c) {
     size_t rc;
     uint8_t *rb = hf_loop_rbuf(ctx->loop, &rc);
     ssize_t n = recv(c->io.fd, rb, rc, 0);
-    if (n > 0 && c->upgraded)
+    if (n > 0 && c->upgraded) {
       c->bytes_in += (uint64_t)n; /* dropped, but received: count it */
+      st_add(&ctx->stats.bytes_in, (uint64_t)n);
+    }
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
       teardown(c);
     return;
@@ -948,6 +962,7 @@ static void on_readable(hf_conn *c) {
     }
   } else {
     c->bytes_in += (uint64_t)n;
+    st_add(&ctx->stats.bytes_in, (uint64_t)n);
     process_ws(c, buf, len);
   }
 }
@@ -1015,6 +1030,7 @@ static void conn_timer(hf_loop *loop, hf_timer *t) {
         /* silent since the ping: half-open or dead peer */
         c->close_code = HF_CLOSE_NO_PONG;
         c->close_reason = "no pong: heartbeat timeout";
+        st_add(&ctx->stats.pong_timeouts, 1);
         c->who = HF_WHO_SERVER;
         send_close_frame(c, HF_CLOSE_NO_PONG, c->close_reason);
         teardown(c);
@@ -1077,6 +1093,13 @@ void hf_conn_ctx_free(hf_conn_ctx *ctx) {
 }
 
 size_t hf_conn_ctx_count(const hf_conn_ctx *ctx) { return ctx->count; }
+
+const hf_conn_stats *hf_conn_ctx_stats(const hf_conn_ctx *ctx) { return &ctx->stats; }
+
+void hf_conn_ctx_each(hf_conn_ctx *ctx, void (*fn)(void *arg, hf_conn *c), void *arg) {
+  for (hf_conn *c = ctx->head; c; c = c->next)
+    fn(arg, c);
+}
 
 void hf_conn_ctx_close_all(hf_conn_ctx *ctx, uint16_t code, const char *reason) {
   ctx->draining = 1;
@@ -1236,6 +1259,7 @@ int hf_conn_send_shared(hf_conn *c, hf_shared *sh, size_t off, size_t len) {
     return r;
   }
   c->msgs_out++;
+  st_add(&ctx->stats.msgs_out, 1);
   if (c->out_len > ctx->cfg.max_queue && queue_check(c))
     return HF_ELIMIT;
   if (!(c->flags & F_FLUSH_Q)) {
@@ -1317,8 +1341,10 @@ int hf_conn_read_body(hf_conn *c, size_t len) {
 int hf_conn_send(hf_conn *c, int opcode, const uint8_t *data, size_t len) {
   if (c->state != ST_OPEN)
     return HF_ECLOSED;
-  if (opcode == HF_OP_TEXT || opcode == HF_OP_BINARY)
+  if (opcode == HF_OP_TEXT || opcode == HF_OP_BINARY) {
     c->msgs_out++;
+    st_add(&c->ctx->stats.msgs_out, 1);
+  }
   return send_frame(c, opcode, data, len);
 }
 

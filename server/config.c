@@ -38,7 +38,7 @@ static const setting settings[] = {
      "listen addresses HOST:PORT (IPv6 as [::1]:PORT); overrides http_server.*"},
     {"workers", T_UINT, O(workers), "0", 0, 256, NULL, HF,
      "event-loop threads, one per core; 0 = number of online cores"},
-    {"log.level", T_ENUM, O(log_level), "info", 0, 0, "debug|info|warn|error",
+    {"log.level", T_ENUM, O(log_level), "info", 0, 0, "trace|debug|info|warn|error|none",
      CF, "lowest level logged"},
     {"log.format", T_ENUM, O(log_format), "json", 0, 0, "json|pretty", HF,
      "json: one JSON object per line; pretty: aligned text for terminals"},
@@ -209,6 +209,11 @@ static const setting settings[] = {
      "ACL user for the sentinels"},
     {"engine.redis.sentinel_password", T_STR, O(redis_sentinel_password), "", 0, 0, NULL, CF,
      "password for the sentinels (never logged)"},
+    {"prometheus.enabled", T_BOOL, O(prometheus_enabled), "true", 0, 0, NULL, CF,
+     "serve Prometheus metrics (on the internal listener when http_server.internal_port "
+     "is set, else on the main one)"},
+    {"prometheus.handler_prefix", T_STR, O(prometheus_path), "/metrics", 0, 0, NULL, HF,
+     "path of the metrics endpoint"},
     {"http_api.key", T_STR, O(api_key), "", 0, 0, NULL, CF,
      "server API key (X-API-Key or Authorization: apikey KEY); empty: every call gets 401"},
     {"http_api.insecure", T_BOOL, O(api_insecure), "false", 0, 0, NULL, CF,
@@ -564,7 +569,7 @@ static int walk_json(srv_config *cfg, json_t *obj, const char *prefix,
     if (st) {
       if (apply_json(cfg, st, v, src, err) < 0)
         return -1;
-    } else if (json_is_object(v)) {
+    } else if (json_is_object(v) && is_section(key)) {
       if (walk_json(cfg, v, key, src, err) < 0)
         return -1;
     } else if (is_section(key)) {

@@ -79,6 +79,8 @@ typedef struct {
   uint64_t idempotency_window_ms;
   uint64_t idempotency_max_keys;
   /* engine */
+  bool prometheus_enabled;
+  char *prometheus_path;
   char *node_name;             /* "" = host name */
   char *engine_type;           /* "memory" | "redis" */
   srv_strlist redis_address;

@@ -22,8 +22,10 @@ void srv_log_setup(int pretty, srv_log_level min_level, int fd) {
 int srv_log_enabled(srv_log_level lvl) { return lvl >= g_min; }
 
 srv_log_level srv_log_parse_level(const char *s) {
-  if (strcmp(s, "debug") == 0)
+  if (strcmp(s, "debug") == 0 || strcmp(s, "trace") == 0)
     return LOG_DEBUG;
+  if (strcmp(s, "none") == 0)
+    return LOG_OFF;
   if (strcmp(s, "warn") == 0)
     return LOG_WARN;
   if (strcmp(s, "error") == 0)

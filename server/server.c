@@ -7,6 +7,7 @@
 #include "server.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,6 +39,7 @@
 #include "engine/redis.h"
 #include "auth/jwt.h"
 #include "log.h"
+#include "metrics/metrics.h"
 
 /* Per-connection application state lives in the udata pointer. It is
  * either a tagged integer (bit 0 set) carrying the bits below, so echo,
@@ -94,6 +97,9 @@ typedef struct {
   int reserve_fd; /* closed to accept-and-drop under EMFILE */
   size_t forced;  /* connections still open at the drain deadline */
   uint64_t emfile_logged;
+  hf_timer met_timer; /* event-loop lag every 250 ms, queue sizes every 1 s */
+  uint64_t met_due_us, lag_window_us;
+  unsigned met_ticks;
 } worker;
 
 struct server {
@@ -117,6 +123,7 @@ struct server {
   pthread_mutex_t ip_mu;
   ip_entry *ip_tab[IP_BUCKETS];
   uint64_t t_start;
+  double start_unix;
   int *lfds; /* nw * naddr listening sockets */
   size_t naddr;
 };
@@ -232,6 +239,106 @@ static void route_health(worker *w, hf_conn *c, const hf_http_request *req) {
                   "application/json", body, (size_t)n);
 }
 
+/* ---- /metrics ---------------------------------------------------------------- */
+
+/* process_* metrics of this process from /proc (the Prometheus client
+ * libraries' standard names). */
+static void process_metrics(jw_buf *o) {
+  char buf[1024];
+  long tck = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+  FILE *f = fopen("/proc/self/stat", "r");
+  unsigned long long ut = 0, st = 0, start = 0;
+  if (f) {
+    if (fgets(buf, sizeof buf, f)) {
+      const char *p = strrchr(buf, ')'); /* the name may hold spaces */
+      if (p)
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d "
+                      "%*d %*d %llu", &ut, &st, &start);
+    }
+    fclose(f);
+  }
+  unsigned long long rss = 0, vsz = 0;
+  if ((f = fopen("/proc/self/statm", "r"))) {
+    if (fscanf(f, "%llu %llu", &vsz, &rss) != 2)
+      rss = vsz = 0;
+    fclose(f);
+  }
+  unsigned long long fds = 0;
+  DIR *d = opendir("/proc/self/fd");
+  if (d) {
+    for (struct dirent *e; (e = readdir(d));)
+      fds += e->d_name[0] != '.';
+    closedir(d);
+    fds = fds ? fds - 1 : 0; /* the directory's own descriptor */
+  }
+  struct rlimit rl = {0, 0};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  char out[1400];
+  int n = snprintf(out, sizeof out,
+                   "# HELP process_cpu_seconds_total User and system CPU time spent.\n"
+                   "# TYPE process_cpu_seconds_total counter\n"
+                   "process_cpu_seconds_total %.2f\n"
+                   "# HELP process_resident_memory_bytes Resident memory size.\n"
+                   "# TYPE process_resident_memory_bytes gauge\n"
+                   "process_resident_memory_bytes %llu\n"
+                   "# HELP process_virtual_memory_bytes Virtual memory size.\n"
+                   "# TYPE process_virtual_memory_bytes gauge\n"
+                   "process_virtual_memory_bytes %llu\n"
+                   "# HELP process_open_fds Open file descriptors.\n"
+                   "# TYPE process_open_fds gauge\n"
+                   "process_open_fds %llu\n"
+                   "# HELP process_max_fds The file descriptor limit.\n"
+                   "# TYPE process_max_fds gauge\n"
+                   "process_max_fds %llu\n",
+                   tck > 0 ? (double)(ut + st) / (double)tck : 0.0,
+                   rss * (unsigned long long)page, vsz * (unsigned long long)page, fds,
+                   (unsigned long long)rl.rlim_cur);
+  if (n > 0)
+    jw_raw(o, out, (size_t)n < sizeof out ? (size_t)n : sizeof out - 1);
+}
+
+static void route_metrics(worker *w, hf_conn *c, const hf_http_request *req) {
+  server *s = w->srv;
+  if (!(req->method_len == 3 && memcmp(req->method, "GET", 3) == 0) &&
+      !(req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0)) {
+    respond_text(c, 405, "Allow: GET, HEAD\r\n", "The metrics endpoint answers GET only.\n");
+    return;
+  }
+  met_snapshot snap = {0};
+  snap.connections_ws = atomic_load(&s->ws_conns);
+  snap.connections_tcp = atomic_load(&s->conns);
+  snap.clients = atomic_load(&s->rt_clients);
+  hub_totals(s->hub, &snap.channels, &snap.subscriptions);
+  for (size_t i = 0; i < s->nw; i++) {
+    const hf_conn_ctx *ctx = s->w[i].ctx;
+    if (!ctx)
+      continue;
+    const hf_conn_stats *st = hf_conn_ctx_stats(ctx);
+    snap.bytes_in += atomic_load_explicit(&st->bytes_in, memory_order_relaxed);
+    snap.bytes_out += atomic_load_explicit(&st->bytes_out, memory_order_relaxed);
+    snap.msgs_in += atomic_load_explicit(&st->msgs_in, memory_order_relaxed);
+    snap.msgs_out += atomic_load_explicit(&st->msgs_out, memory_order_relaxed);
+    snap.pong_timeouts += atomic_load_explicit(&st->pong_timeouts, memory_order_relaxed);
+  }
+  char why[64];
+  snap.engine_up = eng_healthy(s->eng, why, sizeof why);
+  snap.engine = eng_name(s->eng);
+  snap.version = HOLDFAST_VERSION_STR;
+  snap.start_time_s = s->start_unix;
+  jw_buf b;
+  jw_init(&b);
+  met_render(&b, &snap);
+  process_metrics(&b);
+  if (!jw_ok(&b)) {
+    jw_free(&b);
+    respond_text(c, 500, NULL, "out of memory\n");
+    return;
+  }
+  hf_conn_respond(c, 200, "Cache-Control: no-store\r\n", "text/plain; version=0.0.4; charset=utf-8",
+                  b.p, b.len);
+  jw_free(&b);
+}
+
 /* Answer with an explained error and one warn line (event: what was
  * refused, e.g. upgrade_rejected or api_rejected). */
 static void reject_as(const char *event, hf_conn *c, const hf_http_request *req,
@@ -243,6 +350,10 @@ static void reject_as(const char *event, hf_conn *c, const hf_http_request *req,
   srv_log_int(&l, "status", status);
   log_conn_fields(&l, c, req, path, path_len);
   srv_log_end(&l);
+  if (strcmp(event, "api_rejected") == 0)
+    met_reject_inc(status == 401 ? MET_REJ_API_AUTH : MET_REJ_API_OTHER);
+  else
+    met_reject_inc(met_reject_of(reason));
   respond_text(c, status, extra, body);
 }
 
@@ -290,12 +401,17 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
       hf_conn_set_udata(c, (void *)(u | U_ECHO));
     }
     atomic_fetch_add(&s->ws_conns, 1);
+    MET_INC(rt ? MET_UPGRADES_REALTIME : MET_UPGRADES_ECHO);
     srv_log_begin(&l, LOG_INFO, "upgrade_accepted");
     log_conn_fields(&l, c, req, path, path_len);
     srv_log_strn(&l, "subprotocol", res.subprotocol, res.subprotocol_len);
     srv_log_end(&l);
     return;
   }
+  met_reject_inc(code == HF_HS_ORIGIN_REJECTED || code == HF_HS_NULL_ORIGIN ||
+                         code == HF_HS_MISSING_ORIGIN
+                     ? MET_REJ_ORIGIN
+                     : met_reject_of(res.reason));
   srv_log_begin(&l, LOG_WARN, "upgrade_rejected");
   srv_log_str(&l, "reason", res.reason);
   srv_log_int(&l, "status", res.status);
@@ -488,8 +604,14 @@ static void on_request(hf_conn *c, const hf_http_request *req) {
     route_api(w, c, req, path + apl + 1, pl - apl - 1);
     return;
   }
-  if (u & U_INTERNAL) { /* the internal listener serves the API only */
-    respond_text(c, 404, NULL, "The internal listener serves the server API only.\n");
+  if (cfg->prometheus_enabled && pl == strlen(cfg->prometheus_path) &&
+      memcmp(path, cfg->prometheus_path, pl) == 0 && (!w->srv->has_internal || (u & U_INTERNAL))) {
+    route_metrics(w, c, req);
+    return;
+  }
+  if (u & U_INTERNAL) { /* the internal listener serves the API and metrics only */
+    respond_text(c, 404, NULL,
+                 "The internal listener serves the server API and /metrics only.\n");
     return;
   }
   if (cfg->ws_enabled && pl == strlen(cfg->ws_path) &&
@@ -507,15 +629,26 @@ static void on_request(hf_conn *c, const hf_http_request *req) {
     route_upgrade(w, c, req, path, pl, 0);
     return;
   }
-  char body[512];
-  snprintf(body, sizeof body,
-           "No endpoint at %.*s. This server's WebSocket endpoint%s: %s%s.\n",
-           (int)(pl > 200 ? 200 : pl), path,
-           cfg->echo_enabled ? "" : "s are disabled",
-           cfg->echo_enabled ? cfg->echo_path : "",
-           cfg->health_enabled ? " (health check: GET /health)" : "");
+  /* say what is served here, so a wrong path is fixed at once */
+  char list[600] = "";
+  size_t ln = 0;
+#define ADD_EP(cond, ...)                                                              \
+  if ((cond) && ln < sizeof list)                                                      \
+    ln += (size_t)snprintf(list + ln, sizeof list - ln, __VA_ARGS__);
+  ADD_EP(cfg->ws_enabled, "\n  %s  real-time WebSocket (Centrifugo client protocol)",
+         cfg->ws_path)
+  ADD_EP(cfg->echo_enabled, "\n  %s  WebSocket echo", cfg->echo_path)
+  ADD_EP(cfg->health_enabled, "\n  GET %s  health check", cfg->health_path)
+  ADD_EP(!w->srv->has_internal, "\n  POST %s/<method>  server API", cfg->api_path)
+  ADD_EP(cfg->prometheus_enabled && !w->srv->has_internal, "\n  GET %s  Prometheus metrics",
+         cfg->prometheus_path)
+#undef ADD_EP
+  char body[900];
+  snprintf(body, sizeof body, "No endpoint at %.*s. This server serves:%s\n",
+           (int)(pl > 200 ? 200 : pl), path, ln ? list : " nothing on this listener");
   srv_logline l;
   const hf_http_header *up = hdr(req, "Upgrade");
+  met_reject_inc(MET_REJ_NOT_FOUND);
   srv_log_begin(&l, up ? LOG_WARN : LOG_INFO, up ? "upgrade_rejected" : "http_not_found");
   srv_log_str(&l, "reason", "not_found");
   srv_log_int(&l, "status", 404);
@@ -560,6 +693,7 @@ static void on_close(hf_conn *c, const hf_conn_close_info *ci) {
   hf_conn_id(c, id);
   srv_logline l;
   if (ci->handshake_timeout) {
+    MET_INC(MET_HANDSHAKE_TIMEOUTS);
     hf_conn_peer(c, peer, sizeof peer);
     srv_log_begin(&l, LOG_WARN, "handshake_timeout");
     srv_log_str(&l, "conn_id", id);
@@ -571,6 +705,11 @@ static void on_close(hf_conn *c, const hf_conn_close_info *ci) {
   }
   if (!ci->upgraded)
     return; /* the response line said everything */
+  met_close_inc(ci->code, ci->who == HF_WHO_ABNORMAL ? MET_SIDE_ABNORMAL
+                          : ci->who == HF_WHO_CLIENT  ? MET_SIDE_CLIENT
+                                                      : MET_SIDE_SERVER);
+  if (ci->code == 3008)
+    MET_INC(MET_SLOW_DISCONNECT);
   static const char *who[] = {"server", "client", "abnormal"};
   srv_log_begin(&l, ci->who == HF_WHO_ABNORMAL ? LOG_WARN : LOG_INFO, "closed");
   srv_log_str(&l, "conn_id", id);
@@ -590,6 +729,7 @@ static void on_bad_request(hf_conn *c, int status, const char *reason,
   char id[37], peer[64];
   hf_conn_id(c, id);
   hf_conn_peer(c, peer, sizeof peer);
+  met_reject_inc(status == 431 ? MET_REJ_HEAD_TOO_LARGE : met_reject_of(reason));
   srv_logline l;
   srv_log_begin(&l, LOG_WARN, "upgrade_rejected");
   srv_log_str(&l, "reason", reason);
@@ -703,8 +843,39 @@ static void on_drain(hf_loop *loop, hf_msg *m) {
   hf_timer_set(loop, &w->drain_timer, 0);
 }
 
+static uint64_t mono_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void sample_queue(void *arg, hf_conn *c) { met_observe_queue(hf_conn_queued(c)); }
+
+/* Every 250 ms: how late this timer fired (the loop was busy that long);
+ * every second: the largest of those, and every connection's queue. */
+static void met_tick(hf_loop *loop, hf_timer *t) {
+  worker *w = (worker *)((char *)t - offsetof(worker, met_timer));
+  uint64_t now = mono_us();
+  uint64_t lag = now > w->met_due_us ? now - w->met_due_us : 0;
+  met_observe_lag(lag);
+  if (lag > w->lag_window_us)
+    w->lag_window_us = lag;
+  if (++w->met_ticks % 4 == 0) {
+    atomic_store_explicit(&met_self->lag_max_us, w->lag_window_us, memory_order_relaxed);
+    w->lag_window_us = 0;
+    if (w->ctx)
+      hf_conn_ctx_each(w->ctx, sample_queue, NULL);
+  }
+  w->met_due_us = now + 250000;
+  hf_timer_set(loop, t, 250);
+}
+
 static void *worker_main(void *arg) {
   worker *w = arg;
+  met_register(w->idx);
+  w->met_timer.cb = met_tick;
+  w->met_due_us = mono_us() + 250000;
+  hf_timer_set(w->loop, &w->met_timer, 250);
   hf_loop_run(w->loop);
   hub_detach(w->hl);
   if (strcmp(w->srv->cfg->engine_type, "redis") == 0)
@@ -945,6 +1116,24 @@ int srv_run(const srv_config *cfg) {
     return 1;
   s->cfg = cfg;
   s->t_start = mono_ms();
+  /* as many descriptors as the hard limit allows: one per connection */
+  struct rlimit nofile;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    rlim_t was = nofile.rlim_cur;
+    nofile.rlim_cur = nofile.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+      srv_logline l;
+      srv_log_begin(&l, LOG_INFO, "fd_limit_raised");
+      srv_log_int(&l, "from", (long long)was);
+      srv_log_int(&l, "to", (long long)nofile.rlim_max);
+      srv_log_end(&l);
+    }
+  }
+  {
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    s->start_unix = (double)rt.tv_sec + (double)rt.tv_nsec / 1e9;
+  }
   pthread_mutex_init(&s->ip_mu, NULL);
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   s->nw = cfg->workers ? cfg->workers : (size_t)(cores > 0 ? cores : 1);

@@ -512,9 +512,18 @@ int bench_recover_main(int argc, char **argv) {
                                         {"refetch", no_argument, 0, 2},
                                         {"help", no_argument, 0, 'h'},
                                         {0, 0, 0, 0}};
-  int o;
-  optind = 1;
-  while ((o = getopt_long(argc, argv, "m:u:A:K:t:c:p:C:P:R:T:jh", lopts, NULL)) != -1) {
+  /* argv holds the options only (after "holdfast bench"): getopt wants a
+   * program name first */
+  char **av = calloc((size_t)argc + 2, sizeof *av);
+  if (!av)
+    return 1;
+  static char prog[] = "holdfast bench";
+  av[0] = prog;
+  for (int i = 0; i < argc; i++)
+    av[i + 1] = argv[i];
+  int ac = argc + 1, o;
+  optind = 0; /* full re-initialisation (glibc) */
+  while ((o = getopt_long(ac, av, "m:u:A:K:t:c:p:C:P:R:T:jh", lopts, NULL)) != -1) {
     switch (o) {
     case 'm': break;
     case 'u': url = optarg; break;
@@ -524,16 +533,22 @@ int bench_recover_main(int argc, char **argv) {
     case 1: B.channel = optarg; break;
     case 2: B.refetch = 1; break;
     case 'j': B.json = 1; break;
-    case 'c': if (bu_parse_long(optarg, 'c', 1, MAX_SUBS, &B.subs) < 0) return 2; break;
-    case 'p': if (bu_parse_long(optarg, 'p', 1, MAX_MISSED, &B.missed) < 0) return 2; break;
-    case 'C': if (bu_parse_long(optarg, 'C', 1, 100000, &B.pending) < 0) return 2; break;
-    case 'P': if (bu_parse_long(optarg, 'P', 1, HTTP_POOL_MAX, &B.pool) < 0) return 2; break;
-    case 'R': if (bu_parse_long(optarg, 'R', 1, 1 << 22, &pid) < 0) return 2; break;
-    case 'T': if (bu_parse_secs(optarg, 'T', 1, 3600, 0, &B.deadline) < 0) return 2; break;
-    case 'h': usage(stdout); return 0;
-    default: usage(stderr); return 2;
+    case 'c': if (bu_parse_long(optarg, 'c', 1, MAX_SUBS, &B.subs) < 0) { free(av); return 2; } break;
+    case 'p': if (bu_parse_long(optarg, 'p', 1, MAX_MISSED, &B.missed) < 0) { free(av); return 2; } break;
+    case 'C': if (bu_parse_long(optarg, 'C', 1, 100000, &B.pending) < 0) { free(av); return 2; } break;
+    case 'P': if (bu_parse_long(optarg, 'P', 1, HTTP_POOL_MAX, &B.pool) < 0) { free(av); return 2; } break;
+    case 'R': if (bu_parse_long(optarg, 'R', 1, 1 << 22, &pid) < 0) { free(av); return 2; } break;
+    case 'T': if (bu_parse_secs(optarg, 'T', 1, 3600, 0, &B.deadline) < 0) { free(av); return 2; } break;
+    case 'h': usage(stdout); free(av); return 0;
+    default: usage(stderr); free(av); return 2;
     }
   }
+  if (optind < ac) {
+    fprintf(stderr, "holdfast bench: unexpected argument \"%s\"\n", av[optind]);
+    free(av);
+    return 2;
+  }
+  free(av);
   if (bu_parse_url(&B.ws, url, "ws") < 0 || bu_parse_url(&B.api, api, "http") < 0)
     return 2;
   if (strchr(B.channel, '"') || strchr(B.channel, '\\')) {

@@ -13,6 +13,7 @@
 
 #include <netinet/in.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -94,6 +95,18 @@ hf_conn_ctx *hf_conn_ctx_new(hf_loop *loop, const hf_conn_config *cfg,
 void hf_conn_ctx_free(hf_conn_ctx *ctx);
 /* Number of live connections in ctx. */
 size_t hf_conn_ctx_count(const hf_conn_ctx *ctx);
+
+/* Totals of one ctx since it was created, written by its loop thread only
+ * (relaxed stores) and readable from any thread (relaxed loads). Messages
+ * sent counts messages queued to send; bytes sent counts bytes written. */
+typedef struct {
+  _Atomic uint64_t bytes_in, bytes_out, msgs_in, msgs_out, pong_timeouts;
+} hf_conn_stats;
+const hf_conn_stats *hf_conn_ctx_stats(const hf_conn_ctx *ctx);
+
+/* Call fn for every live connection of ctx (loop thread only; fn must not
+ * close or free connections). */
+void hf_conn_ctx_each(hf_conn_ctx *ctx, void (*fn)(void *arg, hf_conn *c), void *arg);
 /* Start a graceful close of every connection: upgraded ones get a close
  * frame (code, reason); answered HTTP ones are dropped; ones still reading
  * their request head are left to be answered or to time out. */

@@ -4,8 +4,10 @@
  * that the server API may read counts and presence from another thread;
  * the owner itself reads without locking. */
 #include "channels/hub.h"
+#include "metrics/metrics.h"
 
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "hf/conn.h"
@@ -64,8 +66,15 @@ typedef struct {
   const char *name, *data, *info, *tags, *prev;
   size_t len, data_len, info_len, tags_len, prev_len;
   uint64_t offset, epoch;
+  uint64_t t_us; /* accepted at (CLOCK_MONOTONIC us; 0: now) */
   uint8_t kind, delta, delta_allowed;
 } pub_view;
+
+static uint64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 /* any worker -> owner: a publication to encode and fan out */
 typedef struct {
@@ -336,6 +345,10 @@ static void deliver_local(hub_local *hl, const char *name, size_t len,
     else if (f)
       h->cb.deliver(s, f);
   }
+  if (d->kind == K_PUB) { /* queued on every subscriber of this worker */
+    uint64_t now = now_us();
+    met_observe_fanout(now > d->t_us ? now - d->t_us : 0);
+  }
 }
 
 void hub_frames_ref(const hub_frames *f) {
@@ -471,6 +484,7 @@ static int encode_frames(hub_local *hl, const pub_view *p, frames *out) {
   }
   f.offset = p->offset;
   f.epoch = p->epoch;
+  f.t_us = p->t_us ? p->t_us : now_us();
   f.kind = p->kind;
   *out = f;
   return 0;
@@ -555,6 +569,7 @@ static pub_view view_of(const hub_pub *p) {
   v.kind = K_PUB;
   v.delta = (uint8_t)p->delta;
   v.delta_allowed = (uint8_t)p->delta_allowed;
+  v.t_us = now_us();
   return v;
 }
 
@@ -582,6 +597,7 @@ static int accept_pub(void *arg, const stream_pos *pos, const stream_pub *prev) 
 }
 
 static void log_evictions(hub_local *from, uint64_t evicted) {
+  MET_ADD(MET_HISTORY_EVICTIONS, evicted);
   from->evicted_unlogged += evicted;
   uint64_t now = hf_loop_now(from->loop);
   if (!from->evicted_unlogged || now - from->evict_logged_ms < 10000)

@@ -52,6 +52,7 @@ typedef struct {
   hf_shared *str;   /* delta subscribers: data as a JSON string, or NULL */
   hf_shared *patch; /* delta subscribers with a base: fossil delta, or NULL */
   uint64_t offset, epoch;
+  uint64_t t_us;    /* CLOCK_MONOTONIC microseconds when it was accepted */
   uint8_t kind;     /* HUB_PUSH_* */
 } hub_frames;
 

@@ -28,6 +28,7 @@
 #include <openssl/sha.h>
 
 #include "engine/engine_impl.h"
+#include "metrics/metrics.h"
 #include "engine/redis.h"
 #include "engine/redis_conn.h"
 #include "engine/redis_scripts.h"
@@ -674,6 +675,7 @@ static void on_state(void *arg, rconn *c, int up, const char *why) {
     atomic_fetch_sub(&e->down, 1);
   } else {
     atomic_fetch_add(&e->down, 1);
+    MET_INC(MET_ENGINE_DISCONNECTS);
     set_why(e, why);
     ask_master(w);
     w->topo_want = 1; /* a cluster master that failed over */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 
 enum { RC_DOWN, RC_CONNECTING, RC_SETUP, RC_UP };
@@ -83,10 +84,26 @@ static void ev_cleanup(void *p) { /* the context is being freed */
   c->ac = NULL;
 }
 
+/* Most bytes one readiness event reads (hiredis reads 16 KiB at a time). */
+#define READ_BUDGET (1024 * 1024)
+
 static void on_io(hf_loop *loop, hf_io *io, uint32_t ev) {
   rconn *c = (rconn *)((char *)io - offsetof(rconn, io));
-  if (c->ac && (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-    redisAsyncHandleRead(c->ac);
+  if (c->ac && (ev & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+    /* Keep reading while the socket holds more (up to a budget): replies
+     * and PUB/SUB messages must not fall behind what this loop publishes,
+     * or Redis's output buffer for us grows until Redis drops us. */
+    size_t budget = READ_BUDGET;
+    for (;;) {
+      redisAsyncHandleRead(c->ac);
+      int avail = 0;
+      if (!c->ac || c->ac->c.fd < 0 || ioctl(c->ac->c.fd, FIONREAD, &avail) < 0 || avail <= 0)
+        break;
+      if ((size_t)avail >= budget)
+        break;
+      budget -= (size_t)avail;
+    }
+  }
   if (c->ac && (ev & EPOLLOUT))
     redisAsyncHandleWrite(c->ac); /* also completes a pending connect */
 }

@@ -8,6 +8,7 @@
  * connections; the call answers once they are handed over, as Centrifugo
  * answers once they are handed to its broker. */
 #include "http/api.h"
+#include "metrics/metrics.h"
 
 #include <fnmatch.h>
 #include <jansson.h>
@@ -48,6 +49,7 @@ const char *api_method_list(void) {
 /* ---- errors and small helpers ------------------------------------------- */
 
 static void api_error(jw_buf *o, unsigned code, const char *msg) {
+  met_api_error_inc(code);
   jw_lit(o, "{\"error\":{\"code\":");
   jw_u64(o, code);
   jw_lit(o, ",\"message\":");
@@ -176,6 +178,8 @@ static void on_published(void *arg, int status, const stream_pos *pos) {
                             : "internal server error");
     return;
   }
+  if (status == ENG_OK)
+    MET_INC(MET_PUBLICATIONS_API);
   jw_lit(&it->out, "{\"result\":{");
   if (pos->offset) {
     char ep[STREAM_EPOCH_LEN + 1];
@@ -754,6 +758,7 @@ static void nested_done(void *arg, int status, const jw_buf *body) {
 
 void api_call(const api_ctx *ctx, hub_local *hl, int method, const uint8_t *body,
               size_t len, api_done_fn done, void *arg) {
+  MET_INC(MET_API_REQUESTS);
   json_error_t je;
   json_t *req = json_loadb((const char *)body, len, 0, &je);
   if (!req || !json_is_object(req)) {

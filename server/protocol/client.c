@@ -8,6 +8,7 @@
  * subscriptions live in subscribe.c, publish/history/presence in
  * commands.c. */
 #include "protocol/client_impl.h"
+#include "metrics/metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,12 @@ void cl__arm_timer(cl_client *cl) {
   hf_timer_set(loop, &cl->timer, due > now ? due - now : 0);
 }
 
+uint64_t cl__now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 /* Send the replies gathered so far as one message. */
 void cl__flush_replies(cl_client *cl) {
   jw_buf *o = cl__out(cl);
@@ -72,6 +79,12 @@ static void begin_reply(cl_client *cl) {
 void cl_disconnect(cl_client *cl, uint16_t code, const char *reason) {
   if (cl->state == CS_CLOSED)
     return;
+  if (code == 3005 || code == 3006)
+    MET_INC(MET_TOKEN_EXPIRED);
+  else if (code == 3500)
+    MET_INC(MET_TOKEN_REJECTED);
+  else if (code == 3012)
+    MET_INC(MET_HEARTBEAT_TIMEOUTS_PROTO);
   cl__flush_replies(cl); /* replies before the close frame, in order */
   cl->state = CS_CLOSED;
   hf_timer_cancel(hf_conn_loop(cl->conn), &cl->timer);
@@ -84,6 +97,17 @@ void cl_disconnect(cl_client *cl, uint16_t code, const char *reason) {
 
 void cl__error_reply(cl_client *cl, uint32_t id, unsigned code,
                      const char *message, int temporary) {
+  met_cmd_error_inc(code);
+  if (code == 109)
+    MET_INC(MET_TOKEN_EXPIRED);
+  if (srv_log_enabled(LOG_DEBUG)) {
+    srv_logline l;
+    cl__log_begin(cl, LOG_DEBUG, "command_error", &l);
+    srv_log_int(&l, "id", (long long)id);
+    srv_log_int(&l, "code", code);
+    srv_log_str(&l, "message", message);
+    srv_log_end(&l);
+  }
   jw_buf *o = cl__out(cl);
   begin_reply(cl);
   jw_lit(o, "{\"id\":");
@@ -425,6 +449,7 @@ static void cmd_refresh(cl_client *cl, uint32_t id, json_t *req) {
   set_expiry(cl, cl__claim_expiry(claims));
   json_decref(claims);
   cl__arm_timer(cl);
+  MET_INC(MET_TOKEN_REFRESHED);
   begin_identity_result(cl, id, "refresh");
   cl__end_result(cl);
 }
@@ -526,10 +551,26 @@ void cl__op_exit(cl_client *cl, int token) {
 static void handle_command(cl_client *cl, const proto_cmd *cmd) {
   uint32_t id = cmd->id;
   json_t *req = cmd->req;
+  met_command_inc(cmd->kind);
+  if (cmd->kind >= 0 && srv_log_enabled(LOG_DEBUG)) {
+    static const char *const names[PROTO_KINDS] = {
+        "connect", "ping", "subscribe", "unsubscribe", "publish", "presence",
+        "presence_stats", "history", "rpc", "send", "refresh", "sub_refresh"};
+    srv_logline l;
+    cl__log_begin(cl, LOG_DEBUG, "command", &l);
+    srv_log_str(&l, "method", names[cmd->kind]);
+    srv_log_int(&l, "id", (long long)id);
+    json_t *ch = req ? json_object_get(req, "channel") : NULL;
+    if (json_is_string(ch)) /* never tokens or data */
+      srv_log_strn(&l, "channel", json_string_value(ch), json_string_length(ch));
+    srv_log_end(&l);
+  }
   switch (cmd->kind) {
   case PROTO_PONG:
     if (cl->await_pong) {
       cl->await_pong = 0;
+      uint64_t now = cl__now_us();
+      met_observe_ping_rtt(now > cl->ping_sent_us ? now - cl->ping_sent_us : 0);
       cl__arm_timer(cl);
     }
     return;
@@ -677,6 +718,7 @@ static void on_timer(hf_loop *loop, hf_timer *t) {
     return;
   if (!cl->await_pong && cl->next_ping && now >= cl->next_ping) {
     hf_conn_send(cl->conn, HF_OP_TEXT, (const uint8_t *)"{}", 2);
+    cl->ping_sent_us = cl__now_us();
     cl->next_ping = now + cl->cfg->ping_interval_ms;
     if (cl->cfg->pong_timeout_ms) {
       cl->await_pong = 1;
@@ -754,6 +796,7 @@ cl_client *cl_next(const cl_client *cl) { return cl->next; }
 void cl_server_refresh(cl_client *cl, int64_t expire_at) {
   if (cl->state != CS_CONNECTED)
     return;
+  MET_INC(MET_TOKEN_REFRESHED);
   set_expiry(cl, expire_at);
   cl__arm_timer(cl);
 }

@@ -47,6 +47,7 @@ struct cl_client {
   hf_timer timer;
   uint8_t state;
   uint8_t await_pong;
+  uint64_t ping_sent_us; /* when the awaited ping left (CLOCK_MONOTONIC us) */
   uint8_t busy;   /* inside cl_on_message: a teardown must not free yet */
   uint8_t zombie; /* cl_free was called while busy */
   char id[37];       /* connection id (UUID text), the protocol's client */
@@ -111,6 +112,8 @@ void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
 /* The reply buffer of the frame being processed (replies leave together). */
 static inline jw_buf *cl__out(cl_client *cl) { return &cl->list->out; }
 void cl__flush_replies(cl_client *cl);
+/* CLOCK_MONOTONIC in microseconds. */
+uint64_t cl__now_us(void);
 /* Deliver what s held while its subscription was being established (after
  * the reply that establishes it left). May end the subscription or, for a
  * server-side one, the connection (insufficient state). */

@@ -4,6 +4,7 @@
  * presence and presence_stats, with the namespace permissions and the
  * protocol's errors (108 where the namespace disables the feature). */
 #include "protocol/client_impl.h"
+#include "metrics/metrics.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,8 @@ static void on_published(void *arg, int status, const stream_pos *pos) {
   if (!cl)
     return;
   if (status == ENG_OK || status == ENG_DUPLICATE) {
+    if (status == ENG_OK)
+      MET_INC(MET_PUBLICATIONS_CLIENT);
     cl__begin_result(cl, op->id, "publish");
     cl__end_result(cl);
   } else {

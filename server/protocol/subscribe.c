@@ -7,6 +7,7 @@
  * presence, subscription expiry, insufficient state, and the slow-consumer
  * policy that drops queued publications and lets the client recover. */
 #include "protocol/client_impl.h"
+#include "metrics/metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +153,7 @@ int cl__check_sub_deadlines(cl_client *cl, uint64_t now) {
       cl_disconnect(cl, 3006, "subscription expired");
       return -1;
     }
+    MET_INC(MET_TOKEN_EXPIRED);
     cl__unsubscribe_push(cl, s, 2501, "subscription expired");
     if (cl->state != CS_CONNECTED)
       return -1;
@@ -251,8 +253,10 @@ void cl__replay_pending(cl_client *cl, cl_sub *s) {
   for (uint32_t i = 0; i < n; i++) {
     if (!gap && cl->state == CS_CONNECTED) {
       hf_shared *f = hub_frame_for(&s->hs, &p[i].f, &gap);
-      if (f)
+      if (f) {
+        MET_INC(MET_DELIVERIES);
         cl_send_shared(cl, f);
+      }
     }
     hub_frames_unref(&p[i].f);
   }
@@ -354,6 +358,7 @@ static unsigned finish(cl_client *cl, sub_op *so, const eng_read_result *r,
     } else {
       recovered = 1;
     }
+    MET_INC(recovered ? MET_RECOVERIES_OK : MET_RECOVERIES_FAILED);
     if (!recovered && so->reject)
       return 112;
   }
@@ -713,6 +718,7 @@ void cl__cmd_sub_refresh(cl_client *cl, uint32_t id, json_t *req) {
   if (st == SRV_JWT_OK)
     set_sub_expiry(cl, s, cl__claim_expiry(claims));
   json_decref(claims);
+  MET_INC(MET_TOKEN_REFRESHED);
   cl__begin_result(cl, id, "sub_refresh");
   if (s->expire_at) {
     int64_t ttl = s->expire_at - cl__wall_s();
@@ -839,6 +845,7 @@ static void forget_op(cl_sub *s) {
 
 static void hub_deliver(hub_sub *hs, hf_shared *frame) {
   cl_sub *s = (cl_sub *)hs;
+  MET_INC(MET_DELIVERIES);
   cl_send_shared(s->cl, frame);
 }
 
@@ -848,6 +855,7 @@ static void hub_gap(hub_sub *hs) {
   cl_client *cl = s->cl;
   if (cl->state != CS_CONNECTED)
     return;
+  MET_INC(MET_INSUFFICIENT_STATE);
   size_t len;
   const char *ch = hub_chan_name(hs->ch, &len);
   srv_logline l;
@@ -885,6 +893,7 @@ int cl_on_slow(cl_client *cl, size_t queued) {
   }
   size_t dropped = hf_conn_drop_queued(cl->conn);
   srv_logline l;
+  MET_INC(MET_SLOW_RECOVER);
   cl__log_begin(cl, LOG_WARN, "slow_consumer_recover", &l);
   srv_log_int(&l, "queued_bytes", (long long)queued);
   srv_log_int(&l, "dropped_bytes", (long long)dropped);

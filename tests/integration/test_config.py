@@ -16,8 +16,9 @@ import sys
 import tempfile
 import time
 
-from harness import (BIN, SAN_PATTERNS, WS, Server, connect, read_http_response,
-                     run_module, upgrade_request)
+from harness import (BIN, RT, SAN_PATTERNS, WS, Server, connect, free_port,
+                     http_call, read_http_response, run_module,
+                     upgrade_request, wait_until)
 
 
 def run_bin(args, env=None, timeout=10):
@@ -140,10 +141,13 @@ def test_precedence_env_over_file():
 
 def test_centrifugo_style_file_with_unknown_keys():
     cfg = {"client": {"allowed_origins": ["https://x.example.com"]},
-           "http_server": {"port": 0}, "unknown_thing": {"a": 1}}
+           "http_server": {"port": 0}, "unknown_thing": {"a": 1}, "map_broker": {},
+           "log": {"level": "trace"}}
     with Server(config=cfg) as srv:
-        ev = srv.wait_event("config_warning")
-        assert "unknown_thing.a" in ev.get("message", ""), ev
+        ev = srv.wait_event("config_warning", lambda e: "unknown_thing" in e.get("message", ""))
+        assert "unknown_thing is not supported" in ev["message"], ev
+        # an unknown section is warned about even when empty
+        srv.wait_event("config_warning", lambda e: "map_broker" in e.get("message", ""))
         ws = WS(srv.port, headers={"Origin": "https://x.example.com"})
         ws.close()
         s = connect(srv.port)
@@ -151,6 +155,43 @@ def test_centrifugo_style_file_with_unknown_keys():
         status, _, _, _ = read_http_response(s)
         s.close()
         assert status == 403, status
+
+
+def test_every_centrifugo_log_level_is_accepted():
+    """trace/debug log each command (method, id, channel; never tokens or
+    data) and error replies; none logs nothing at all."""
+    for level in ("trace", "debug"):
+        with Server("--log.level=" + level, config={"client": {"insecure": True}}) as srv:
+            c = RT(srv.port)
+            c.connect()
+            r = c.call("subscribe", {"channel": "nosuchns:x", "data": "payload-never-logged"})
+            assert r["error"]["code"] == 102, r
+            ev = srv.wait_event("command", lambda e: e.get("method") == "subscribe")
+            assert ev["channel"] == "nosuchns:x" and ev["conn_id"] == c.cid, ev
+            err = srv.wait_event("command_error")
+            assert err["code"] == 102 and err["message"] == "unknown channel", err
+            assert "never-logged" not in srv.log()
+            c.close()
+    for level in ("warn", "error", "none"):
+        port = free_port()
+        p = subprocess.Popen([BIN, "serve", "--listen", "127.0.0.1:%d" % port, "--log.level", level],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            def up():
+                try:
+                    return http_call(port, "GET", "/health")[0] == 200
+                except OSError:
+                    return False
+            wait_until(up, 5, "serving")
+            assert http_call(port, "GET", "/nope")[0] == 404
+        finally:
+            p.send_signal(signal.SIGTERM)
+            out, err = p.communicate(timeout=15)
+        assert p.returncode == 0, (level, p.returncode, err)
+        if level == "none":
+            assert err == b"", err[:300]
+        else:
+            assert b'"level":"info"' not in err, err[:300]
 
 
 # ---- commands ---------------------------------------------------------------

@@ -389,6 +389,12 @@ def test_redis_stopped_fails_fast_and_reports_then_recovers():
         assert st == 200 and h["status"] == "degraded" and h["engine"] == "redis", h
         assert h.get("reason"), h
         a.wait_event("engine_redis_down")
+        # and the metrics say so
+        _, _, text = http_call(a.port, "GET", "/metrics")
+        text = text.decode()
+        assert "\nholdfast_engine_up 0\n" in text, text[:300]
+        n = [l for l in text.splitlines() if l.startswith("holdfast_engine_disconnects_total ")]
+        assert n and float(n[0].split()[1]) >= 2, n
         # publishing fails fast with a temporary error, it does not hang
         t0 = time.time()
         r = api(a, "publish", {"channel": "h:f", "data": 2})
@@ -793,6 +799,57 @@ def test_cluster_resharding_moves_a_channel():
             assert got == list(range(1, 16)), got
             print("  publish errors while moving: %d" % errors)
             c.close()
+        finally:
+            a.stop()
+
+
+def test_node_keeps_up_with_its_own_publishing():
+    """A publisher on a node that publishes as fast as the node accepts must
+    not outrun the node's own PUB/SUB reading: Redis would drop the PUB/SUB
+    connection once its output buffer for it is full (here 256 KiB), losing
+    publications of channels without history. The node reads its PUB/SUB
+    connection as it publishes, so nothing is dropped and nothing lost."""
+    with RedisServer(args=["--client-output-buffer-limit", "pubsub 256kb 128kb 5"]) as rd:
+        a = nodes(1, rd, workers=1)[0]
+        try:
+            subs = [client(a, "s%d" % i) for i in range(4)]
+            for i, c in enumerate(subs):
+                c.ok("subscribe", {"channel": "fast%d" % i})
+            got = [0] * len(subs)
+            stop = threading.Event()
+
+            def reader(i):
+                c = subs[i]
+                while not stop.is_set() or c.pending:
+                    try:
+                        p = c.push(lambda p: "pub" in p, timeout=0.5)
+                    except AssertionError:
+                        if stop.is_set():
+                            return
+                        continue
+                    assert p["pub"]["data"] == got[i] + 1, (i, p, got[i])
+                    got[i] += 1
+            threads = [threading.Thread(target=reader, args=(i,), daemon=True) for i in range(len(subs))]
+            for t in threads:
+                t.start()
+            sent = [0] * len(subs)
+            t0 = time.time()
+            while time.time() - t0 < 3:
+                cmds = []
+                for k in range(400):
+                    i = k % len(subs)
+                    sent[i] += 1
+                    cmds.append({"publish": {"channel": "fast%d" % i, "data": sent[i]}})
+                r = api(a, "batch", {"commands": cmds})
+                assert all("error" not in x for x in r["replies"]), r["replies"][:3]
+            wait_until(lambda: got == sent, 15, "every publication delivered")
+            stop.set()
+            for t in threads:
+                t.join(5)
+            assert not a.events("engine_redis_down"), a.events("engine_redis_down")
+            print("  %d publications in 3 s, all delivered" % sum(sent))
+            for c in subs:
+                c.close()
         finally:
             a.stop()
 

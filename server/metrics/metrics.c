@@ -1,0 +1,353 @@
+/* SPDX-License-Identifier: MIT */
+/* Prometheus metrics: per-thread counters, summed on scrape (metrics.h). */
+#include "metrics/metrics.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol/proto.h"
+
+static met_worker fallback = {.idx = -1}; /* threads that are not workers */
+_Thread_local met_worker *met_self = &fallback;
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static met_worker *_Atomic all = &fallback;
+
+met_worker *met_register(int worker_idx) {
+  met_worker *m = calloc(1, sizeof *m);
+  if (!m)
+    return NULL;
+  m->idx = worker_idx;
+  pthread_mutex_lock(&reg_mu);
+  m->next = atomic_load(&all);
+  atomic_store(&all, m); /* published whole: readers follow next pointers */
+  pthread_mutex_unlock(&reg_mu);
+  met_self = m;
+  return m;
+}
+
+/* ---- label tables (bounded) ------------------------------------------------- */
+
+static const unsigned close_codes[] = {
+    1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013,
+    1014, 1015, 3000, 3001, 3002, 3003, 3004, 3005, 3006, 3007, 3008, 3009, 3010,
+    3011, 3012, 3013, 3500, 3501, 3502, 3503, 3504, 3505, 3506, 3507, 3508};
+#define NCLOSE (sizeof close_codes / sizeof close_codes[0])
+enum { CODE_APP = NCLOSE, CODE_OTHER = NCLOSE + 1 };
+_Static_assert(NCLOSE + 2 <= MET_CODES, "close code table");
+
+static int code_index(unsigned code) {
+  for (size_t i = 0; i < NCLOSE; i++)
+    if (close_codes[i] == code)
+      return (int)i;
+  return code >= 4000 && code <= 4999 ? CODE_APP : CODE_OTHER;
+}
+
+static const unsigned err_codes[] = {100, 101, 102, 103, 104, 105, 106,
+                                     107, 108, 109, 110, 111, 112};
+#define NERR (sizeof err_codes / sizeof err_codes[0])
+_Static_assert(NERR + 1 <= MET_ERRS, "error code table");
+
+static int err_index(unsigned code) {
+  for (size_t i = 0; i < NERR; i++)
+    if (err_codes[i] == code)
+      return (int)i;
+  return NERR; /* other */
+}
+
+static const char *const reject_names[MET_REJ_N] = {
+    "bad_request", "missing_upgrade", "origin_rejected", "connection_limit", "draining",
+    "not_found",   "api_auth",        "api_other",       "head_too_large",   "other"};
+
+static const char *const method_names[MET_METHODS] = {
+    "connect", "ping", "subscribe", "unsubscribe", "publish", "presence", "presence_stats",
+    "history", "rpc",  "send",      "refresh",     "sub_refresh"};
+_Static_assert(PROTO_KINDS == MET_METHODS, "one label per command kind");
+
+met_reject met_reject_of(const char *r) {
+  if (!r)
+    return MET_REJ_OTHER;
+  if (strstr(r, "origin"))
+    return MET_REJ_ORIGIN;
+  if (strcmp(r, "missing_upgrade") == 0)
+    return MET_REJ_MISSING_UPGRADE;
+  if (strstr(r, "limit"))
+    return MET_REJ_LIMIT;
+  if (strstr(r, "drain") || strstr(r, "shutting"))
+    return MET_REJ_DRAINING;
+  if (strcmp(r, "not_found") == 0)
+    return MET_REJ_NOT_FOUND;
+  if (strstr(r, "too_large") || strstr(r, "header"))
+    return MET_REJ_HEAD_TOO_LARGE;
+  if (strstr(r, "key") || strstr(r, "auth"))
+    return MET_REJ_API_AUTH;
+  return MET_REJ_BAD_REQUEST;
+}
+
+void met_reject_inc(met_reject r) { met_add_(&met_self->rejects[r < MET_REJ_N ? r : MET_REJ_OTHER], 1); }
+
+void met_close_inc(unsigned code, int side) {
+  if (side < 0 || side >= MET_SIDES)
+    side = MET_SIDE_ABNORMAL;
+  met_add_(&met_self->closes[code_index(code)][side], 1);
+}
+
+void met_command_inc(int kind) {
+  if (kind >= 0 && kind < MET_METHODS)
+    met_add_(&met_self->commands[kind], 1);
+}
+
+void met_cmd_error_inc(unsigned code) { met_add_(&met_self->cmd_errors[err_index(code)], 1); }
+void met_api_error_inc(unsigned code) { met_add_(&met_self->api_errors[err_index(code)], 1); }
+
+/* ---- histograms ------------------------------------------------------------------ */
+
+typedef struct {
+  const char *name, *help;
+  double bound[MET_BUCKETS]; /* upper bounds, in the exported unit */
+  int nb;
+  double scale; /* observed value -> exported unit */
+  size_t off;   /* offsetof(met_worker, hist) */
+} hist_def;
+
+static const hist_def H_PING = {
+    "holdfast_ping_rtt_seconds",
+    "Round trip of the real-time protocol's ping ({} sent, pong received).",
+    {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+    14, 1e-6, offsetof(met_worker, ping_rtt)};
+static const hist_def H_FANOUT = {
+    "holdfast_fanout_latency_seconds",
+    "From a publication's acceptance to the end of its delivery sweep on a worker.",
+    {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+     2.5, 5},
+    15, 1e-6, offsetof(met_worker, fanout)};
+static const hist_def H_QUEUE = {
+    "holdfast_send_queue_bytes",
+    "Bytes waiting in WebSocket connections' output queues, sampled every second.",
+    {0, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864},
+    10, 1, offsetof(met_worker, queue)};
+static const hist_def H_LAG = {
+    "holdfast_event_loop_lag_seconds",
+    "How late a worker's 250 ms timer fired: time the loop spent busy.",
+    {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5},
+    12, 1e-6, offsetof(met_worker, lag)};
+
+static void observe(const hist_def *d, uint64_t v) {
+  met_hist *h = (met_hist *)((char *)met_self + d->off);
+  double x = (double)v * d->scale;
+  int i = 0;
+  while (i < d->nb && x > d->bound[i])
+    i++;
+  met_add_(&h->b[i], 1);
+  met_add_(&h->sum_us, v);
+}
+
+void met_observe_ping_rtt(uint64_t us) { observe(&H_PING, us); }
+void met_observe_fanout(uint64_t us) { observe(&H_FANOUT, us); }
+void met_observe_queue(uint64_t bytes) { observe(&H_QUEUE, bytes); }
+void met_observe_lag(uint64_t us) {
+  observe(&H_LAG, us);
+  if (us > atomic_load_explicit(&met_self->lag_max_us, memory_order_relaxed))
+    atomic_store_explicit(&met_self->lag_max_us, us, memory_order_relaxed);
+}
+
+/* ---- rendering ---------------------------------------------------------------------- */
+
+static uint64_t ld(const _Atomic uint64_t *p) {
+  return atomic_load_explicit(p, memory_order_relaxed);
+}
+
+static void emit(jw_buf *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void emit(jw_buf *o, const char *fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (n > 0)
+    jw_raw(o, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+static void head(jw_buf *o, const char *name, const char *type, const char *help) {
+  emit(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+#define SUM(expr)                                                              \
+  ({                                                                           \
+    uint64_t s_ = 0;                                                           \
+    for (met_worker *w_ = atomic_load(&all); w_; w_ = w_->next)                \
+      s_ += ld(&w_->expr);                                                     \
+    s_;                                                                        \
+  })
+
+static void counter(jw_buf *o, const char *name, const char *help, met_counter id) {
+  head(o, name, "counter", help);
+  emit(o, "%s %llu\n", name, (unsigned long long)SUM(n[id]));
+}
+
+static void render_hist(jw_buf *o, const hist_def *d) {
+  head(o, d->name, "histogram", d->help);
+  uint64_t cum = 0, sum = 0;
+  for (int i = 0; i <= d->nb; i++) {
+    uint64_t c = 0;
+    for (met_worker *w = atomic_load(&all); w; w = w->next) {
+      met_hist *h = (met_hist *)((char *)w + d->off);
+      c += ld(&h->b[i]);
+      if (i == 0)
+        sum += ld(&h->sum_us);
+    }
+    cum += c;
+    if (i < d->nb)
+      emit(o, "%s_bucket{le=\"%g\"} %llu\n", d->name, d->bound[i], (unsigned long long)cum);
+    else
+      emit(o, "%s_bucket{le=\"+Inf\"} %llu\n", d->name, (unsigned long long)cum);
+  }
+  emit(o, "%s_sum %.6f\n%s_count %llu\n", d->name, (double)sum * d->scale, d->name,
+       (unsigned long long)cum);
+}
+
+void met_render(jw_buf *o, const met_snapshot *s) {
+  head(o, "holdfast_build_info", "gauge", "Build information (always 1).");
+  emit(o, "holdfast_build_info{version=\"%s\",engine=\"%s\"} 1\n", s->version, s->engine);
+  head(o, "holdfast_connections", "gauge", "Open WebSocket connections, by transport.");
+  emit(o, "holdfast_connections{transport=\"websocket\"} %llu\n",
+       (unsigned long long)s->connections_ws);
+  head(o, "holdfast_tcp_connections", "gauge",
+       "Open TCP connections (HTTP, WebSocket and server API).");
+  emit(o, "holdfast_tcp_connections %llu\n", (unsigned long long)s->connections_tcp);
+  head(o, "holdfast_clients", "gauge", "Connected real-time protocol clients.");
+  emit(o, "holdfast_clients %llu\n", (unsigned long long)s->clients);
+  head(o, "holdfast_channels", "gauge", "Channels with subscribers on this node.");
+  emit(o, "holdfast_channels %llu\n", (unsigned long long)s->channels);
+  head(o, "holdfast_subscriptions", "gauge", "Subscriptions on this node.");
+  emit(o, "holdfast_subscriptions %llu\n", (unsigned long long)s->subscriptions);
+  head(o, "holdfast_engine_up", "gauge",
+       "1 when the engine works (memory: always; Redis: every connection up).");
+  emit(o, "holdfast_engine_up %d\n", s->engine_up);
+
+  head(o, "holdfast_upgrades_total", "counter", "Accepted WebSocket upgrades, by endpoint.");
+  emit(o, "holdfast_upgrades_total{endpoint=\"realtime\"} %llu\n",
+       (unsigned long long)SUM(n[MET_UPGRADES_REALTIME]));
+  emit(o, "holdfast_upgrades_total{endpoint=\"echo\"} %llu\n",
+       (unsigned long long)SUM(n[MET_UPGRADES_ECHO]));
+  head(o, "holdfast_rejections_total", "counter",
+       "Refused handshakes and HTTP requests, by reason.");
+  for (int r = 0; r < MET_REJ_N; r++)
+    emit(o, "holdfast_rejections_total{reason=\"%s\"} %llu\n", reject_names[r],
+         (unsigned long long)SUM(rejects[r]));
+  counter(o, "holdfast_handshake_timeouts_total",
+          "Connections closed before their HTTP request head was complete in time.",
+          MET_HANDSHAKE_TIMEOUTS);
+
+  head(o, "holdfast_closes_total", "counter",
+       "Closed WebSocket connections, by close code and by who ended them "
+       "(abnormal: TCP ended without a close frame).");
+  static const char *const sides[MET_SIDES] = {"server", "client", "abnormal"};
+  for (int c = 0; c < (int)NCLOSE + 2; c++)
+    for (int sd = 0; sd < MET_SIDES; sd++) {
+      uint64_t v = SUM(closes[c][sd]);
+      if (!v)
+        continue; /* most (code, side) pairs never happen */
+      if (c < (int)NCLOSE)
+        emit(o, "holdfast_closes_total{code=\"%u\",side=\"%s\"} %llu\n", close_codes[c],
+             sides[sd], (unsigned long long)v);
+      else
+        emit(o, "holdfast_closes_total{code=\"%s\",side=\"%s\"} %llu\n",
+             c == CODE_APP ? "4xxx" : "other", sides[sd], (unsigned long long)v);
+    }
+  head(o, "holdfast_heartbeat_timeouts_total", "counter",
+       "Connections closed because the peer stopped answering, by level.");
+  emit(o, "holdfast_heartbeat_timeouts_total{level=\"websocket\"} %llu\n",
+       (unsigned long long)s->pong_timeouts);
+  emit(o, "holdfast_heartbeat_timeouts_total{level=\"protocol\"} %llu\n",
+       (unsigned long long)SUM(n[MET_HEARTBEAT_TIMEOUTS_PROTO]));
+  render_hist(o, &H_PING);
+
+  head(o, "holdfast_messages_received_total", "counter", "WebSocket messages received.");
+  emit(o, "holdfast_messages_received_total %llu\n", (unsigned long long)s->msgs_in);
+  head(o, "holdfast_messages_sent_total", "counter", "WebSocket messages sent.");
+  emit(o, "holdfast_messages_sent_total %llu\n", (unsigned long long)s->msgs_out);
+  head(o, "holdfast_received_bytes_total", "counter", "WebSocket bytes received.");
+  emit(o, "holdfast_received_bytes_total %llu\n", (unsigned long long)s->bytes_in);
+  head(o, "holdfast_sent_bytes_total", "counter", "WebSocket bytes sent.");
+  emit(o, "holdfast_sent_bytes_total %llu\n", (unsigned long long)s->bytes_out);
+
+  head(o, "holdfast_commands_total", "counter", "Real-time protocol commands, by method.");
+  for (int m = 0; m < MET_METHODS; m++)
+    emit(o, "holdfast_commands_total{method=\"%s\"} %llu\n", method_names[m],
+         (unsigned long long)SUM(commands[m]));
+  head(o, "holdfast_command_errors_total", "counter",
+       "Error replies to real-time protocol commands, by error code.");
+  for (int e = 0; e <= (int)NERR; e++) {
+    uint64_t v = SUM(cmd_errors[e]);
+    if (e < (int)NERR)
+      emit(o, "holdfast_command_errors_total{code=\"%u\"} %llu\n", err_codes[e],
+           (unsigned long long)v);
+    else
+      emit(o, "holdfast_command_errors_total{code=\"other\"} %llu\n", (unsigned long long)v);
+  }
+  counter(o, "holdfast_api_requests_total", "Server API calls (a batch counts once).",
+          MET_API_REQUESTS);
+  head(o, "holdfast_api_errors_total", "counter", "Server API error replies, by error code.");
+  for (int e = 0; e <= (int)NERR; e++) {
+    uint64_t v = SUM(api_errors[e]);
+    if (e < (int)NERR)
+      emit(o, "holdfast_api_errors_total{code=\"%u\"} %llu\n", err_codes[e],
+           (unsigned long long)v);
+    else
+      emit(o, "holdfast_api_errors_total{code=\"other\"} %llu\n", (unsigned long long)v);
+  }
+
+  head(o, "holdfast_publications_total", "counter", "Accepted publications, by source.");
+  emit(o, "holdfast_publications_total{source=\"api\"} %llu\n",
+       (unsigned long long)SUM(n[MET_PUBLICATIONS_API]));
+  emit(o, "holdfast_publications_total{source=\"client\"} %llu\n",
+       (unsigned long long)SUM(n[MET_PUBLICATIONS_CLIENT]));
+  counter(o, "holdfast_deliveries_total",
+          "Publication pushes queued to subscribers' connections.", MET_DELIVERIES);
+  render_hist(o, &H_FANOUT);
+  render_hist(o, &H_QUEUE);
+  head(o, "holdfast_slow_consumers_total", "counter",
+       "Connections whose output queue stayed over its limit, by action taken.");
+  emit(o, "holdfast_slow_consumers_total{action=\"disconnect\"} %llu\n",
+       (unsigned long long)SUM(n[MET_SLOW_DISCONNECT]));
+  emit(o, "holdfast_slow_consumers_total{action=\"recover\"} %llu\n",
+       (unsigned long long)SUM(n[MET_SLOW_RECOVER]));
+
+  head(o, "holdfast_tokens_total", "counter",
+       "Connection and subscription token events: expired (a connection or "
+       "subscription ended for it), refreshed, rejected.");
+  emit(o, "holdfast_tokens_total{event=\"expired\"} %llu\n",
+       (unsigned long long)SUM(n[MET_TOKEN_EXPIRED]));
+  emit(o, "holdfast_tokens_total{event=\"refreshed\"} %llu\n",
+       (unsigned long long)SUM(n[MET_TOKEN_REFRESHED]));
+  emit(o, "holdfast_tokens_total{event=\"rejected\"} %llu\n",
+       (unsigned long long)SUM(n[MET_TOKEN_REJECTED]));
+  head(o, "holdfast_recoveries_total", "counter",
+       "Subscribes that asked to recover missed publications, by result.");
+  emit(o, "holdfast_recoveries_total{result=\"recovered\"} %llu\n",
+       (unsigned long long)SUM(n[MET_RECOVERIES_OK]));
+  emit(o, "holdfast_recoveries_total{result=\"failed\"} %llu\n",
+       (unsigned long long)SUM(n[MET_RECOVERIES_FAILED]));
+  counter(o, "holdfast_insufficient_state_total",
+          "Subscribers told they missed publications (unsubscribe 2500 or close 3010).",
+          MET_INSUFFICIENT_STATE);
+  counter(o, "holdfast_history_evictions_total",
+          "Publications evicted from history to stay under channel.history_memory_limit.",
+          MET_HISTORY_EVICTIONS);
+  counter(o, "holdfast_engine_disconnects_total",
+          "Connections to the engine's broker (Redis) that were lost.", MET_ENGINE_DISCONNECTS);
+
+  render_hist(o, &H_LAG);
+  head(o, "holdfast_event_loop_lag_max_seconds", "gauge",
+       "The largest event-loop lag of each worker over the last second.");
+  for (met_worker *w = atomic_load(&all); w; w = w->next)
+    if (w->idx >= 0)
+      emit(o, "holdfast_event_loop_lag_max_seconds{worker=\"%d\"} %.6f\n", w->idx,
+           (double)ld(&w->lag_max_us) / 1e6);
+  head(o, "holdfast_start_time_seconds", "gauge", "Start time of the process, Unix seconds.");
+  emit(o, "holdfast_start_time_seconds %.3f\n", s->start_time_s);
+}

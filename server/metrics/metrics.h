@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+/* Prometheus metrics (prefix met_). Every worker thread counts into its own
+ * met_worker, reached through a thread-local pointer: a count is a relaxed
+ * load and store by the one thread that owns it (no lock, no atomic
+ * read-modify-write on the message path). A scrape, on any thread, sums
+ * the workers with relaxed loads. Label sets are bounded: a label never
+ * carries a user, channel, connection or address. */
+#ifndef SRV_METRICS_H
+#define SRV_METRICS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "protocol/jsonw.h"
+
+/* Plain counters. */
+typedef enum {
+  MET_UPGRADES_REALTIME,
+  MET_UPGRADES_ECHO,
+  MET_HANDSHAKE_TIMEOUTS,
+  MET_HEARTBEAT_TIMEOUTS_PROTO, /* no pong after a protocol ping ({}) */
+  MET_PUBLICATIONS_API,
+  MET_PUBLICATIONS_CLIENT,
+  MET_DELIVERIES,
+  MET_SLOW_DISCONNECT,
+  MET_SLOW_RECOVER,
+  MET_TOKEN_EXPIRED,
+  MET_TOKEN_REFRESHED,
+  MET_TOKEN_REJECTED,
+  MET_RECOVERIES_OK,
+  MET_RECOVERIES_FAILED,
+  MET_INSUFFICIENT_STATE,
+  MET_HISTORY_EVICTIONS,
+  MET_ENGINE_DISCONNECTS,
+  MET_API_REQUESTS,
+  MET_N
+} met_counter;
+
+/* Why a handshake or HTTP request was refused (holdfast_rejections_total). */
+typedef enum {
+  MET_REJ_BAD_REQUEST, /* malformed head, bad upgrade headers */
+  MET_REJ_MISSING_UPGRADE,
+  MET_REJ_ORIGIN,
+  MET_REJ_LIMIT, /* connection limits */
+  MET_REJ_DRAINING,
+  MET_REJ_NOT_FOUND,
+  MET_REJ_API_AUTH,
+  MET_REJ_API_OTHER,
+  MET_REJ_HEAD_TOO_LARGE,
+  MET_REJ_OTHER,
+  MET_REJ_N
+} met_reject;
+
+enum { MET_SIDE_SERVER, MET_SIDE_CLIENT, MET_SIDE_ABNORMAL, MET_SIDES };
+#define MET_CODES 48 /* see met_code_index */
+#define MET_METHODS 12 /* the protocol's command kinds */
+#define MET_ERRS 16    /* see met_err_index */
+#define MET_BUCKETS 16
+
+typedef struct {
+  _Atomic uint64_t b[MET_BUCKETS + 1]; /* the last one: +Inf */
+  _Atomic uint64_t sum_us;
+} met_hist;
+
+typedef struct met_worker {
+  _Atomic uint64_t n[MET_N];
+  _Atomic uint64_t rejects[MET_REJ_N];
+  _Atomic uint64_t closes[MET_CODES][MET_SIDES];
+  _Atomic uint64_t commands[MET_METHODS];
+  _Atomic uint64_t cmd_errors[MET_ERRS];
+  _Atomic uint64_t api_errors[MET_ERRS];
+  met_hist ping_rtt, fanout, queue, lag;
+  _Atomic uint64_t lag_max_us; /* over the last second (a gauge) */
+  struct met_worker *next;
+  int idx; /* worker index, -1: not a worker */
+} met_worker;
+
+extern _Thread_local met_worker *met_self;
+
+static inline void met_add_(_Atomic uint64_t *c, uint64_t n) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                        memory_order_relaxed);
+}
+#define MET_INC(id) met_add_(&met_self->n[id], 1)
+#define MET_ADD(id, k) met_add_(&met_self->n[id], (k))
+
+/* The calling thread's counters from now on (a worker, at its start). The
+ * block lives until exit: a scrape may read it at any time. */
+met_worker *met_register(int worker_idx);
+
+void met_reject_inc(met_reject r);
+/* The rejection of a handshake reason string ("origin_rejected", ...). */
+met_reject met_reject_of(const char *reason);
+void met_close_inc(unsigned code, int side);
+void met_command_inc(int kind);
+void met_cmd_error_inc(unsigned code);
+void met_api_error_inc(unsigned code);
+/* Histograms, in microseconds (queue: bytes). */
+void met_observe_ping_rtt(uint64_t us);
+void met_observe_fanout(uint64_t us);
+void met_observe_queue(uint64_t bytes);
+void met_observe_lag(uint64_t us);
+
+/* Gauges and totals the scrape asks the server for. */
+typedef struct {
+  uint64_t connections_ws, connections_tcp, clients;
+  uint64_t channels, subscriptions;
+  uint64_t bytes_in, bytes_out, msgs_in, msgs_out; /* summed over workers */
+  uint64_t pong_timeouts; /* WebSocket-level heartbeat timeouts */
+  int engine_up;
+  const char *engine, *version;
+  double start_time_s; /* Unix */
+} met_snapshot;
+
+/* The Prometheus text exposition (format 0.0.4) of everything. */
+void met_render(jw_buf *out, const met_snapshot *s);
+
+#endif
