@@ -40,8 +40,9 @@ static const setting settings[] = {
      "event-loop threads, one per core; 0 = number of online cores"},
     {"log.level", T_ENUM, O(log_level), "info", 0, 0, "trace|debug|info|warn|error|none",
      CF, "lowest level logged"},
-    {"log.format", T_ENUM, O(log_format), "json", 0, 0, "json|pretty", HF,
-     "json: one JSON object per line; pretty: aligned text for terminals"},
+    {"log.format", T_ENUM, O(log_format), "auto", 0, 0, "auto|json|pretty", HF,
+     "json: one JSON object per line; pretty: aligned text for terminals; "
+     "auto: pretty when the log goes to a terminal, json otherwise"},
     {"client.allowed_origins", T_LIST, O(allowed_origins), "", 0, 0, NULL, CF,
      "browser origins allowed to upgrade: exact origins, \"*\", or patterns "
      "like https://*.example.com; empty = no browser origin is allowed"},
@@ -795,7 +796,7 @@ static const char *type_name(stype t) {
 void srv_config_help(FILE *out) {
   fprintf(out,
           "usage: holdfast serve [--config FILE] [--listen HOST:PORT]... "
-          "[--workers N] [--log-format json|pretty] [--KEY VALUE]...\n\n"
+          "[--workers N] [--log-format auto|json|pretty] [--KEY VALUE]...\n\n"
           "Runs the holdfast WebSocket server. Settings come from defaults, then\n"
           "the JSON config file (Centrifugo v6 layout, nested objects), then\n"
           "HOLDFAST_* environment variables, then flags. Every key below can be\n"

@@ -23,7 +23,7 @@ typedef struct {
   srv_strlist listen;       /* HOST:PORT entries; overrides the two above */
   uint64_t workers;         /* 0 = number of cores */
   /* logging */
-  char *log_format;         /* "json" | "pretty" */
+  char *log_format;         /* "auto" | "json" | "pretty" */
   char *log_level;          /* "debug" | "info" | "warn" | "error" */
   /* client */
   srv_strlist allowed_origins;

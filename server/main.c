@@ -4,12 +4,14 @@
  * version` prints the version. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
 #include "server.h"
 #include "../tools/bench.h"
 #include "../tools/connect.h"
+#include "../tools/tokens.h"
 
 #define HOLDFAST_VERSION "0.1.0"
 
@@ -20,6 +22,9 @@ static void usage(FILE *out) {
           "  holdfast serve [options]   run the server (holdfast serve --help)\n"
           "  holdfast bench [options]   load generator (holdfast bench --help)\n"
           "  holdfast connect URL       terminal WebSocket client (--help)\n"
+          "  holdfast genconfig [-o F]  a starter configuration with fresh secrets\n"
+          "  holdfast gentoken ...      a connection token (holdfast gentoken --help)\n"
+          "  holdfast checktoken TOKEN  why the server would accept or refuse a token\n"
           "  holdfast config-doc        print the settings table (Markdown)\n"
           "  holdfast version           print the version\n",
           HOLDFAST_VERSION);
@@ -33,8 +38,11 @@ static int serve(int argc, char **argv) {
     srv_config_free(&cfg);
     return r > 0 ? 0 : 2;
   }
-  srv_log_setup(strcmp(cfg.log_format, "pretty") == 0,
-                srv_log_parse_level(cfg.log_level), 2);
+  /* Logs go to stderr: pretty for a person at a terminal, JSON lines for
+   * anything that collects them, unless the config says which. */
+  int pretty = strcmp(cfg.log_format, "pretty") == 0 ||
+               (strcmp(cfg.log_format, "auto") == 0 && isatty(2));
+  srv_log_setup(pretty, srv_log_parse_level(cfg.log_level), 2);
   for (const char *const *w = srv_config_warnings(); *w; w++) {
     srv_logline l;
     srv_log_begin(&l, LOG_WARN, "config_warning");
@@ -58,6 +66,12 @@ int main(int argc, char **argv) {
     return bench_main(argc - 2, argv + 2);
   if (strcmp(cmd, "connect") == 0)
     return connect_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "genconfig") == 0)
+    return tok_genconfig_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "gentoken") == 0)
+    return tok_gentoken_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "checktoken") == 0)
+    return tok_checktoken_main(argc - 2, argv + 2);
   if (strcmp(cmd, "config-doc") == 0) {
     srv_config_markdown(stdout);
     return 0;

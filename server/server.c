@@ -38,6 +38,7 @@
 #include "engine/engine.h"
 #include "engine/redis.h"
 #include "auth/jwt.h"
+#include "auth/tokenkeys.h"
 #include "log.h"
 #include "metrics/metrics.h"
 
@@ -1003,18 +1004,6 @@ static void warn_key(const char *key) {
   srv_log_end(&l);
 }
 
-static char *read_file(const char *path, size_t max) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return NULL;
-  char *buf = malloc(max + 1);
-  size_t n = buf ? fread(buf, 1, max, f) : 0;
-  fclose(f);
-  if (buf)
-    buf[n] = 0;
-  return buf;
-}
-
 static uint64_t count_clients(void *arg) {
   server *s = arg;
   return atomic_load(&s->rt_clients);
@@ -1026,23 +1015,11 @@ static int setup_realtime(server *s) {
                        cfg->channel_namespaces, cfg->channel_max_length,
                        cfg->insecure, warn_key, stderr) < 0)
     return -1;
-  if (*cfg->token_hmac_secret || *cfg->token_rsa_pem || *cfg->token_ecdsa_pem ||
-      *cfg->token_jwks_file) {
-    char *jwks = NULL;
-    if (*cfg->token_jwks_file && !(jwks = read_file(cfg->token_jwks_file, 1 << 20))) {
-      fprintf(stderr, "holdfast: invalid configuration: client.token.jwks_file = "
-                      "\"%s\": cannot read it: %s\n",
-              cfg->token_jwks_file, strerror(errno));
-      return -1;
-    }
-    char err[256] = "";
-    s->keys = srv_jwt_keys_new(cfg->token_hmac_secret, cfg->token_rsa_pem,
-                               cfg->token_ecdsa_pem, jwks, err, sizeof err);
-    free(jwks);
-    if (!s->keys) {
-      fprintf(stderr, "holdfast: invalid configuration: client.token: %s\n", err);
-      return -1;
-    }
+  char kerr[300];
+  s->keys = tk_keys(cfg, kerr, sizeof kerr);
+  if (!s->keys && *kerr) {
+    fprintf(stderr, "holdfast: invalid configuration: %s\n", kerr);
+    return -1;
   }
   hub_options ho = {{cfg->history_memory_limit, cfg->idempotency_window_ms,
                      (uint32_t)cfg->idempotency_max_keys},

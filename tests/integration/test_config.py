@@ -288,6 +288,61 @@ def test_log_format_pretty():
             p.wait()
 
 
+def _first_listening_line(argv, use_pty):
+    """Start serve with stderr on a pipe or a pseudo-terminal; return its
+    'listening' log line and stop the server."""
+    import pty
+    e = dict(os.environ)
+    e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+    if use_pty:
+        master, slave = pty.openpty()
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=slave, env=e)
+        os.close(slave)
+        rfd = master
+    else:
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=e)
+        rfd = p.stderr.fileno()
+    buf = b""
+    try:
+        deadline = time.time() + 10
+        while b"listening" not in buf and time.time() < deadline:
+            r, _, _ = select.select([rfd], [], [], 0.2)
+            if r:
+                try:
+                    chunk = os.read(rfd, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                buf += chunk
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        if use_pty:
+            os.close(master)
+    text = buf.decode(errors="replace").replace("\r", "")
+    line = next((ln for ln in text.splitlines() if "listening" in ln), None)
+    assert line is not None, "no listening line: %r" % buf
+    return line
+
+
+def test_log_format_auto_follows_the_terminal():
+    """The default format is auto: pretty when stderr is a terminal, JSON
+    lines when it is a pipe (a log collector); an explicit format wins."""
+    argv = [BIN, "serve", "--listen", "127.0.0.1:0", "--workers", "1"]
+    tty_line = _first_listening_line(argv, use_pty=True)
+    assert not tty_line.lstrip().startswith("{"), tty_line
+    assert re.search(r"port=\d+", tty_line), tty_line
+    pipe_line = _first_listening_line(argv, use_pty=False)
+    assert json.loads(pipe_line)["event"] == "listening", pipe_line
+    forced = _first_listening_line(argv + ["--log-format", "json"], use_pty=True)
+    assert json.loads(forced.strip())["event"] == "listening", forced
+
+
 def test_section_given_a_scalar_is_an_error():
     import json as _json, os as _os, subprocess as _sp, tempfile as _tf
     from harness import BIN
