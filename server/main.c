@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The holdfast command: `holdfast serve` runs the server, `holdfast bench`
  * the load generator, `holdfast connect` the terminal client, `holdfast
- * version` prints the version. */
+ * probe` the connection diagnosis, `holdfast version` prints the version. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -11,6 +11,7 @@
 #include "server.h"
 #include "../tools/bench.h"
 #include "../tools/connect.h"
+#include "../tools/probe.h"
 #include "../tools/tokens.h"
 
 #define HOLDFAST_VERSION "0.1.0"
@@ -22,6 +23,7 @@ static void usage(FILE *out) {
           "  holdfast serve [options]   run the server (holdfast serve --help)\n"
           "  holdfast bench [options]   load generator (holdfast bench --help)\n"
           "  holdfast connect URL       terminal WebSocket client (--help)\n"
+          "  holdfast probe URL         diagnose a WebSocket endpoint layer by layer (--help)\n"
           "  holdfast genconfig [-o F]  a starter configuration with fresh secrets\n"
           "  holdfast gentoken ...      a connection token (holdfast gentoken --help)\n"
           "  holdfast checktoken TOKEN  why the server would accept or refuse a token\n"
@@ -66,6 +68,8 @@ int main(int argc, char **argv) {
     return bench_main(argc - 2, argv + 2);
   if (strcmp(cmd, "connect") == 0)
     return connect_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "probe") == 0)
+    return probe_main(argc - 2, argv + 2);
   if (strcmp(cmd, "genconfig") == 0)
     return tok_genconfig_main(argc - 2, argv + 2);
   if (strcmp(cmd, "gentoken") == 0)

@@ -315,3 +315,74 @@ def python_websockets_echo():
 def node_ws_echo():
     return PeerProcess(["/usr/bin/node", "-e", NODE_WS],
                        cwd=os.path.join(ROOT, "tests", "interop"), what="node ws")
+
+
+# ---- a proxy that cuts idle connections ---------------------------------------------
+
+class CuttingProxy:
+    """TCP proxy on 127.0.0.1:0 to upstream_port. Each connection is passed
+    through for `after` seconds; then, with mode "close", both sides are
+    closed (a load balancer's idle timeout); with mode "blackhole", nothing
+    is forwarded any more but the sockets stay open (a NAT that forgot the
+    flow)."""
+
+    def __init__(self, upstream_port, after, mode="close"):
+        self.up, self.after, self.mode = upstream_port, after, mode
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(8)
+        self.port = self.lsock.getsockname()[1]
+        self.socks = []
+        self.stopping = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            u = socket.create_connection(("127.0.0.1", self.up), 5)
+            self.socks += [c, u]
+            threading.Thread(target=self._pump, args=(c, u), daemon=True).start()
+
+    def _pump(self, c, u):
+        import select
+        end = time.time() + self.after
+        try:
+            while not self.stopping:
+                left = end - time.time()
+                if left <= 0:
+                    break
+                r, _, _ = select.select([c, u], [], [], min(left, 0.2))
+                for s in r:
+                    d = s.recv(65536)
+                    if not d:
+                        return
+                    (u if s is c else c).sendall(d)
+            if self.mode == "close":
+                return
+            while not self.stopping:  # black hole: read and drop
+                r, _, _ = select.select([c, u], [], [], 0.2)
+                for s in r:
+                    if not s.recv(65536):
+                        return
+        except OSError:
+            pass
+        finally:
+            if self.mode == "close" or self.stopping:
+                for s in (c, u):
+                    try:
+                        s.close()
+                    except OSError:
+                        pass
+
+    def close(self):
+        self.stopping = True
+        self.lsock.close()
+        for s in self.socks:
+            try:
+                s.close()
+            except OSError:
+                pass
