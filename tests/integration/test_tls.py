@@ -397,5 +397,39 @@ def test_sighup_reload_keeps_connections():
             assert srv.events("reload_requested")[0].get("signal") == "SIGHUP"
 
 
+# ---- the load generator over TLS ---------------------------------------------------------------
+
+def bench_result(args):
+    r = subprocess.run([BIN, "bench"] + list(args), capture_output=True, text=True, timeout=120)
+    line = [l for l in r.stdout.splitlines() if l.startswith("RESULT ")]
+    assert r.returncode == 0 and line, (r.returncode, r.stdout[-1500:], r.stderr[-800:])
+    return dict(kv.split("=", 1) for kv in line[-1].split()[1:])
+
+
+def test_bench_wss_modes():
+    """holdfast bench speaks wss:// in every basic mode: verified echoes
+    (small pipelined and 64 KiB), a handshake storm, idle memory."""
+    with CA() as ca:
+        cert, key = ca.issue("localhost")
+        with Server(*tls_args(cert, key)) as srv:
+            url = "wss://127.0.0.1:%d/echo" % srv.port
+            r = bench_result(["-u", url, "-c", "20", "-k", "4", "-s", "32", "-w", "0.2",
+                              "-d", "1", "-V", "-R", str(srv.proc.pid)])
+            assert r["status"] == "ok" and r["failed"] == "0" and r["bad"] == "0", r
+            assert int(r["msgs"]) > 0, r
+            r = bench_result(["-u", url, "-c", "2", "-k", "1", "-s", "65536", "-b", "-w", "0.2",
+                              "-d", "1", "-V", "-R", str(srv.proc.pid)])
+            assert r["status"] == "ok" and r["bad"] == "0" and int(r["msgs"]) > 0, r
+            r = bench_result(["-m", "storm", "-u", url, "-c", "100", "-C", "16",
+                              "-R", str(srv.proc.pid)])
+            assert r["status"] == "ok" and r["open"] == "100" and r["failed"] == "0", r
+            r = bench_result(["-m", "idle", "-u", url, "-c", "100", "-H", "0.5",
+                              "-R", str(srv.proc.pid)])
+            assert r["status"] == "ok" and r["alive"] == "100", r
+            assert int(r["rss_per_conn_bytes"]) > 0, r
+            ev = srv.wait_event("upgrade_accepted")
+            assert ev.get("tls") in ("TLSv1.3", "TLSv1.2"), ev
+
+
 if __name__ == "__main__":
     sys.exit(run_module("tls", dict(globals()), os.environ.get("ONLY")))
