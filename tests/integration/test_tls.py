@@ -255,6 +255,43 @@ def test_client_hello_on_plain_port():
         assert not [e for e in srv.events("upgrade_rejected") if e.get("remote") == remote]
 
 
+def test_transport_error_metrics_and_expiry_gauge():
+    with CA() as ca, CA("another CA") as other:
+        cert, key = ca.issue("localhost", days=20)
+        with Server("--http_server.tls.listen=127.0.0.1:0", "--http_server.tls.cert_pem_file=" + cert,
+                    "--http_server.tls.key_pem_file=" + key) as srv:
+            tls_port = srv.port_of(tls=True)
+            s = connect(tls_port)  # plain HTTP on the TLS port
+            s.sendall(upgrade_request()[0])
+            assert read_http_response(s)[0] == 400
+            s.close()
+            s = connect(srv.port)  # a ClientHello on the plain port
+            try:
+                ca.client_context(verify=False).wrap_socket(s, server_hostname="localhost")
+            except (ssl.SSLError, OSError):
+                pass
+            s.close()
+            for _ in range(2):  # a client that does not trust us
+                try:
+                    connect(tls_port, tls=other.client_context()).close()
+                except (ssl.SSLError, OSError):
+                    pass
+            wait_until(lambda: len(srv.events("tls_handshake_failed")) == 2, what="two failures")
+            status, _, body = http_call(srv.port, "GET", "/metrics")
+            assert status == 200, status
+            text = body.decode()
+            want = {"tls_handshake_failed": 2, "plain_http_on_tls_port": 1, "tls_on_plain_port": 1,
+                    "bad_proxy_header": 0, "proxy_peer_untrusted": 0}
+            for reason, n in want.items():
+                line = 'holdfast_transport_errors_total{reason="%s"} %d' % (reason, n)
+                assert line in text, (line, [l for l in text.splitlines() if "transport" in l])
+            m = [l for l in text.splitlines()
+                 if l.startswith("holdfast_tls_certificate_expiry_timestamp_seconds ")]
+            assert m, "no expiry gauge"
+            left = int(m[0].split()[1]) - time.time()
+            assert 19 * 86400 < left < 21 * 86400, left
+
+
 # ---- handshake failures ---------------------------------------------------------------
 
 def test_handshake_failure_client_does_not_trust():
