@@ -363,6 +363,9 @@ static void route_metrics(worker *w, hf_conn *c, const hf_http_request *req) {
   snap.engine = eng_name(s->eng);
   snap.version = HOLDFAST_VERSION_STR;
   snap.start_time_s = s->start_unix;
+  int64_t tls_days;
+  if (srv_tls_days_left(s->tls, &tls_days, &snap.tls_not_after) < 0)
+    snap.tls_not_after = 0;
   jw_buf b;
   jw_init(&b);
   met_render(&b, &snap);
@@ -835,6 +838,10 @@ static void on_transport_error(hf_conn *c, const char *reason, const char *detai
   }
   if (strcmp(reason, "plain_http_on_tls_port") == 0)
     srv_log_int(&l, "status", 400);
+  MET_INC(strcmp(reason, "tls_handshake_failed") == 0     ? MET_TX_TLS_HANDSHAKE
+          : strcmp(reason, "plain_http_on_tls_port") == 0 ? MET_TX_PLAIN_ON_TLS
+          : strcmp(reason, "tls_on_plain_port") == 0      ? MET_TX_TLS_ON_PLAIN
+                                                          : MET_TX_BAD_PROXY);
   srv_log_end(&l);
 }
 
@@ -874,6 +881,7 @@ static size_t sockaddr_ip(const struct sockaddr *sa, uint8_t out[16]) {
  * closed at once (its header would let it claim any address); logged at
  * most once a second per worker. */
 static void refuse_untrusted_proxy(worker *w, const struct sockaddr *sa, socklen_t sl) {
+  MET_INC(MET_TX_PROXY_UNTRUSTED);
   uint64_t now = hf_loop_now(w->loop);
   if (w->untrusted_logged && now - w->untrusted_logged < 1000)
     return;

@@ -8,6 +8,11 @@
  *   idle   N open connections held H seconds: server RSS per connection.
  * The method is the team's reference one (../shared/bench/README.md).
  *
+ * wss:// URLs run the same modes over TLS (hf_tls client role, without
+ * certificate verification: a loopback load generator); the handshake
+ * figures then include the TLS handshake and idle mode measures the
+ * server's memory per idle TLS connection.
+ *
  * Output is generated lazily: a connection stores only how many messages it
  * still owes, the unsent tail of a partly sent frame (its timestamp, mask
  * and offset, from which the bytes are regenerated) and a few control
@@ -39,6 +44,7 @@
 #include "hf/frame.h"
 #include "hf/handshake.h"
 #include "hf/http.h"
+#include "hf/tls.h"
 
 #include "bench.h"
 #include "bench_util.h"
@@ -89,6 +95,7 @@ typedef struct {
 enum {
   C_NEW = 0,
   C_CONNECTING, /* connect() in progress */
+  C_TLS,        /* wss://: TLS handshake in progress */
   C_HANDSHAKE,  /* request sent (or being sent), reading the 101 */
   C_OPEN,
   C_CLOSING, /* our close frame queued at the end of the run */
@@ -98,6 +105,10 @@ enum {
 
 typedef struct {
   int fd;
+  hf_tls *tls;   /* wss:// only */
+  uint8_t *tls_pend; /* wss://: bytes handed to TLS that it has not taken
+                        yet; offered again, unchanged, before anything new */
+  uint32_t tls_pend_len, tls_pend_off;
   uint8_t state;
   uint8_t ev_out;  /* EPOLLOUT registered */
   uint8_t msg_bad; /* the message being received is already known bad */
@@ -134,6 +145,7 @@ static struct {
   bench_cfg cfg;
   conn *conns;
   int ep;
+  hf_tls_client *tlsc; /* wss:// */
   uint8_t *rbuf, *wbuf, *tmpl;
   size_t wcap, hdr_len, frame_len;
   uint8_t opcode;
@@ -235,6 +247,11 @@ static void set_out(conn *c, int want) {
 }
 
 static void conn_release(conn *c) {
+  hf_tls_free(c->tls);
+  c->tls = NULL;
+  free(c->tls_pend);
+  c->tls_pend = NULL;
+  c->tls_pend_len = c->tls_pend_off = 0;
   if (c->fd >= 0)
     close(c->fd);
   c->fd = -1;
@@ -306,11 +323,68 @@ static void fifo_push(conn *c, uint64_t ts) {
   c->fifo_n++;
 }
 
+/* wss://: write the bytes TLS has not taken yet. 1 when none are left, 0
+ * when TLS waits for the socket (EPOLLOUT armed), -1 on a failure. */
+static int tls_drain(conn *c) {
+  while (c->tls_pend_off < c->tls_pend_len) {
+    struct iovec iov = {c->tls_pend + c->tls_pend_off,
+                        c->tls_pend_len - c->tls_pend_off};
+    ssize_t w = hf_tls_writev(c->tls, &iov, 1);
+    if (w == HF_EAGAIN) {
+      set_out(c, 1);
+      return 0;
+    }
+    if (w < 0)
+      return -1;
+    c->tls_pend_off += (uint32_t)w;
+  }
+  free(c->tls_pend);
+  c->tls_pend = NULL;
+  c->tls_pend_len = c->tls_pend_off = 0;
+  return 1;
+}
+
+/* wss:// in place of send(): OpenSSL must be offered the same bytes again
+ * after a short write, but the output here is generated afresh each time
+ * (new timestamps and masks), so what TLS does not take now is kept and
+ * drained first next time. Returns len (all bytes are committed: sent or
+ * kept), 0 when earlier bytes still wait, or -1 on a failure. */
+static ssize_t tls_send(conn *c, const uint8_t *p, size_t len) {
+  int d = tls_drain(c);
+  if (d <= 0)
+    return d;
+  struct iovec iov = {(void *)p, len};
+  ssize_t w = hf_tls_writev(c->tls, &iov, 1);
+  if (w == HF_EAGAIN)
+    w = 0;
+  if (w < 0)
+    return -1;
+  if ((size_t)w < len) {
+    c->tls_pend = malloc(len - (size_t)w);
+    if (!c->tls_pend)
+      return -1;
+    memcpy(c->tls_pend, p + w, len - (size_t)w);
+    c->tls_pend_len = (uint32_t)(len - (size_t)w);
+    c->tls_pend_off = 0;
+    set_out(c, 1);
+  }
+  return (ssize_t)len;
+}
+
 /* Send what the connection owes, one send() per batch: the tail of a partly
  * sent frame, control bytes, then fresh frames (stamped now). Returns 0, or
  * -1 if the connection failed. */
 static int conn_flush(conn *c) {
   const size_t F = B.frame_len;
+  if (c->tls && c->tls_pend) {
+    int d = tls_drain(c);
+    if (d < 0) {
+      conn_fail(c, "TLS write: %s", hf_tls_error(c->tls));
+      return -1;
+    }
+    if (d == 0)
+      return 0;
+  }
   for (;;) {
     size_t len = 0, tail_n = 0, ctrl_n = 0;
     uint32_t k = 0;
@@ -343,7 +417,12 @@ static int conn_flush(conn *c) {
       set_out(c, 0);
       return 0;
     }
-    ssize_t w = send(c->fd, B.wbuf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t w = c->tls ? tls_send(c, B.wbuf, len)
+                       : send(c->fd, B.wbuf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0 && c->tls) {
+      conn_fail(c, "TLS write: %s", hf_tls_error(c->tls));
+      return -1;
+    }
     if (w < 0) {
       if (errno == EINTR)
         continue;
@@ -586,7 +665,21 @@ static void conn_read(conn *c) {
     buf = c->in;
     cap = c->in_cap;
   }
-  ssize_t r = recv(c->fd, buf + have, cap - have, 0);
+  ssize_t r;
+  if (c->tls) {
+    r = hf_tls_read(c->tls, buf + have, cap - have);
+    if (r == HF_EAGAIN) {
+      if (hf_tls_want(c->tls) == HF_TLS_WANT_WRITE)
+        set_out(c, 1);
+      return;
+    }
+    if (r < 0) {
+      conn_fail(c, "TLS read: %s", hf_tls_error(c->tls));
+      return;
+    }
+  } else {
+    r = recv(c->fd, buf + have, cap - have, 0);
+  }
   if (r == 0) {
     if (c->state == C_CLOSING) {
       conn_fail(c, "closed"); /* finishes a closing connection */
@@ -631,8 +724,19 @@ static void conn_read(conn *c) {
 static void read_handshake(conn *c) {
   size_t head_len;
   char why[128];
-  int st = bu_read_head(c->fd, c->hs, &c->hs_len, HS_MAX, &head_len, why,
-                        sizeof why);
+  int st;
+  if (c->tls) {
+    ssize_t r = hf_tls_read(c->tls, c->hs + c->hs_len, HS_MAX - c->hs_len);
+    if (r == HF_EAGAIN)
+      return;
+    if (r < 0) {
+      conn_fail(c, "handshake: TLS read: %s", hf_tls_error(c->tls));
+      return;
+    }
+    st = bu_head_feed(c->hs, &c->hs_len, HS_MAX, r, &head_len, why, sizeof why);
+  } else {
+    st = bu_read_head(c->fd, c->hs, &c->hs_len, HS_MAX, &head_len, why, sizeof why);
+  }
   if (st != BU_HEAD_DONE) {
     if (st == BU_HEAD_ERROR)
       conn_fail(c, "%s", why);
@@ -684,12 +788,42 @@ static void start_connect(long i) {
   c->ev_out = 1;
 }
 
+static void send_upgrade(conn *c);
+
+/* wss://: advance the TLS handshake; send the upgrade request when done. */
+static void tls_step(conn *c) {
+  int r = hf_tls_handshake(c->tls);
+  if (r < 0) {
+    conn_fail(c, "TLS handshake: %s", hf_tls_error(c->tls));
+    return;
+  }
+  if (r == 0) {
+    set_out(c, hf_tls_want(c->tls) == HF_TLS_WANT_WRITE);
+    return;
+  }
+  send_upgrade(c);
+}
+
 static void on_connected(conn *c) {
   int err = bu_socket_error(c->fd);
   if (err) {
     conn_fail(c, "connect: %s", strerror(err));
     return;
   }
+  if (B.tlsc) {
+    c->tls = hf_tls_connect(B.tlsc, c->fd, B.cfg.tg.host);
+    if (!c->tls) {
+      conn_fail(c, "TLS: out of memory");
+      return;
+    }
+    c->state = C_TLS;
+    tls_step(c);
+    return;
+  }
+  send_upgrade(c);
+}
+
+static void send_upgrade(conn *c) {
   bu_ws_key(c->key, rnd32);
   char req[CTRL_CAP];
   int n = bu_upgrade_request(req, sizeof req, &B.cfg.tg, c->key);
@@ -717,11 +851,11 @@ static void connect_more(void) {
  * order with one timeout, so the scan stops at the first young one. */
 static void check_timeouts(uint64_t now) {
   while (B.scan_lo < B.next && B.conns[B.scan_lo].state != C_CONNECTING &&
-         B.conns[B.scan_lo].state != C_HANDSHAKE)
+         B.conns[B.scan_lo].state != C_TLS && B.conns[B.scan_lo].state != C_HANDSHAKE)
     B.scan_lo++;
   for (long i = B.scan_lo; i < B.next; i++) {
     conn *c = &B.conns[i];
-    if (c->state != C_CONNECTING && c->state != C_HANDSHAKE)
+    if (c->state != C_CONNECTING && c->state != C_TLS && c->state != C_HANDSHAKE)
       continue;
     if (now < c->t_start + HS_TIMEOUT_NS)
       break;
@@ -739,6 +873,9 @@ static void dispatch(struct epoll_event *evs, int n) {
       if (e & (EPOLLOUT | EPOLLERR | EPOLLHUP))
         on_connected(c);
       break;
+    case C_TLS:
+      tls_step(c);
+      break;
     case C_HANDSHAKE:
     case C_OPEN:
     case C_CLOSING:
@@ -750,6 +887,15 @@ static void dispatch(struct epoll_event *evs, int n) {
         read_handshake(c);
       else
         conn_read(c);
+      /* TLS may hold decrypted bytes the socket no longer signals */
+      for (int k = 0; k < 64 && c->tls && hf_tls_pending(c->tls) &&
+                      (c->state == C_HANDSHAKE || c->state == C_OPEN ||
+                       c->state == C_CLOSING); k++) {
+        if (c->state == C_HANDSHAKE)
+          read_handshake(c);
+        else
+          conn_read(c);
+      }
       break;
     default: /* closed earlier in this batch */
       break;
@@ -1143,7 +1289,8 @@ static void usage(FILE *out) {
       "\n"
       "options [default]:\n"
       "  -m MODE   echo, storm or idle                                 [echo]\n"
-      "  -u URL    ws://HOST[:PORT]/PATH; HOST is 127.0.0.0/8, [::1] or localhost\n"
+      "  -u URL    ws://HOST[:PORT]/PATH or wss:// (TLS, certificate not verified);\n"
+      "            HOST is 127.0.0.0/8, [::1] or localhost\n"
       "                                               [ws://127.0.0.1:8000/echo]\n"
       "  -c N      connections, 1..100000                              [100]\n"
       "  -k K      echo: messages in flight per connection, 1..4096    [16]\n"
@@ -1293,6 +1440,7 @@ int bench_main(int argc, char **argv) {
   bench_cfg *cfg = &B.cfg;
   cfg->mode = MODE_ECHO;
   cfg->url = "ws://127.0.0.1:8000/echo";
+  cfg->tg.allow_tls = 1;
   cfg->conns = 100;
   cfg->inflight = 16;
   cfg->size = 32;
@@ -1354,6 +1502,16 @@ int bench_main(int argc, char **argv) {
     perror("holdfast bench: epoll_create1");
     goto out;
   }
+  if (cfg->tg.tls) {
+    /* no verification: a loopback load generator measuring the server */
+    hf_tls_client_config tc = {.insecure = 1, .alpn_http11 = 1};
+    char why[256];
+    B.tlsc = hf_tls_client_new(&tc, why, sizeof why);
+    if (!B.tlsc) {
+      fprintf(stderr, "holdfast bench: TLS: %s\n", why);
+      goto out;
+    }
+  }
   struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, &old_int);
@@ -1372,5 +1530,7 @@ out:
   free(B.rbuf);
   free(B.wbuf);
   free(B.tmpl);
+  hf_tls_client_free(B.tlsc);
+  B.tlsc = NULL;
   return rc;
 }

@@ -218,7 +218,12 @@ static int is_loopback4(const struct in_addr *a) {
 
 int bu_parse_url(bu_target *t, const char *url, const char *scheme) {
   size_t sl = strlen(scheme);
-  if (strcasecmp(scheme, "ws") == 0 && strncasecmp(url, "wss://", 6) == 0) {
+  t->tls = 0;
+  if (t->allow_tls && strcasecmp(scheme, "ws") == 0 && strncasecmp(url, "wss://", 6) == 0) {
+    t->tls = 1;
+    scheme = "wss";
+    sl = 3;
+  } else if (strcasecmp(scheme, "ws") == 0 && strncasecmp(url, "wss://", 6) == 0) {
     fprintf(stderr, "holdfast bench: %s: wss:// (TLS) is not supported; use ws://\n",
             url);
     return -1;
@@ -271,7 +276,8 @@ int bu_parse_url(bu_target *t, const char *url, const char *scheme) {
     snprintf(host, sizeof host, "%.*s", (int)hl, t->authority);
     port_s = colon ? colon + 1 : NULL;
   }
-  long port = 80;
+  snprintf(t->host, sizeof t->host, "%s", host);
+  long port = t->tls ? 443 : 80;
   if (port_s) {
     char *end;
     errno = 0;
@@ -485,6 +491,11 @@ size_t bu_client_frame(uint8_t *dst, int opcode, const void *p, size_t n,
 int bu_read_head(int fd, char *buf, uint32_t *len, uint32_t cap,
                  size_t *head_len, char *why, size_t why_len) {
   ssize_t r = recv(fd, buf + *len, cap - *len, 0);
+  return bu_head_feed(buf, len, cap, r, head_len, why, why_len);
+}
+
+int bu_head_feed(char *buf, uint32_t *len, uint32_t cap, ssize_t r,
+                 size_t *head_len, char *why, size_t why_len) {
   if (r == 0) {
     snprintf(why, why_len, "handshake: server closed the connection");
     return BU_HEAD_ERROR;

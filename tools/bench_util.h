@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <time.h>
 
 #define BU_NS_PER_S 1000000000ull
@@ -50,6 +51,9 @@ long bu_find_listener(int family, int port, char *why, size_t why_len);
 /* ---- targets ---------------------------------------------------------------- */
 
 typedef struct {
+  int allow_tls;      /* set by the caller before bu_parse_url: wss:// allowed */
+  int tls;            /* the URL was wss:// (default port 443) */
+  char host[64];      /* HOST without brackets or port (TLS server name) */
   char authority[80]; /* HOST[:PORT] as written, for the Host header */
   char path[1024];
   int port;
@@ -59,7 +63,9 @@ typedef struct {
 
 /* Parse SCHEME://HOST[:PORT][/PATH] where scheme is "ws" or "http" (given
  * without "://"); HOST must be loopback (127.0.0.0/8, ::1, localhost). The
- * default port is 80. Prints the problem on stderr and returns -1 if bad. */
+ * default port is 80. With scheme "ws" and t->allow_tls set, "wss://" is
+ * accepted too (t->tls = 1, default port 443). Prints the problem on stderr
+ * and returns -1 if bad. */
 int bu_parse_url(bu_target *t, const char *url, const char *scheme);
 
 /* ---- process limits ------------------------------------------------------------ */
@@ -108,6 +114,11 @@ enum { BU_HEAD_MORE = 0, BU_HEAD_DONE = 1, BU_HEAD_ERROR = -1 };
  * wait for more; BU_HEAD_ERROR with the reason in why (server closed, recv
  * failed, head over cap bytes). */
 int bu_read_head(int fd, char *buf, uint32_t *len, uint32_t cap,
+                 size_t *head_len, char *why, size_t why_len);
+/* The same after the caller read r bytes into buf[*len..) itself (e.g.
+ * from TLS): r > 0 bytes, 0 end of stream, < 0 a failure with errno set
+ * (EAGAIN: BU_HEAD_MORE). */
+int bu_head_feed(char *buf, uint32_t *len, uint32_t cap, ssize_t r,
                  size_t *head_len, char *why, size_t why_len);
 /* Check the 101 response head[0..head_len) for the request with
  * Sec-WebSocket-Key key: HTTP/1.1 101, the right Sec-WebSocket-Accept,

@@ -241,6 +241,25 @@ void met_render(jw_buf *o, const met_snapshot *s) {
   counter(o, "holdfast_handshake_timeouts_total",
           "Connections closed before their HTTP request head was complete in time.",
           MET_HANDSHAKE_TIMEOUTS);
+  head(o, "holdfast_transport_errors_total", "counter",
+       "Connections refused below HTTP (TLS, PROXY protocol), by reason.");
+  static const struct {
+    const char *name;
+    met_counter id;
+  } tx[] = {{"tls_handshake_failed", MET_TX_TLS_HANDSHAKE},
+            {"plain_http_on_tls_port", MET_TX_PLAIN_ON_TLS},
+            {"tls_on_plain_port", MET_TX_TLS_ON_PLAIN},
+            {"bad_proxy_header", MET_TX_BAD_PROXY},
+            {"proxy_peer_untrusted", MET_TX_PROXY_UNTRUSTED}};
+  for (size_t i = 0; i < sizeof tx / sizeof tx[0]; i++)
+    emit(o, "holdfast_transport_errors_total{reason=\"%s\"} %llu\n", tx[i].name,
+         (unsigned long long)SUM(n[tx[i].id]));
+  if (s->tls_not_after) {
+    head(o, "holdfast_tls_certificate_expiry_timestamp_seconds", "gauge",
+         "When the first of the served TLS certificates expires (Unix time).");
+    emit(o, "holdfast_tls_certificate_expiry_timestamp_seconds %lld\n",
+         (long long)s->tls_not_after);
+  }
 
   head(o, "holdfast_closes_total", "counter",
        "Closed WebSocket connections, by close code and by who ended them "

@@ -34,6 +34,12 @@ typedef enum {
   MET_HISTORY_EVICTIONS,
   MET_ENGINE_DISCONNECTS,
   MET_API_REQUESTS,
+  /* below HTTP: TLS and PROXY-protocol failures (holdfast_transport_errors_total) */
+  MET_TX_TLS_HANDSHAKE,
+  MET_TX_PLAIN_ON_TLS,
+  MET_TX_TLS_ON_PLAIN,
+  MET_TX_BAD_PROXY,
+  MET_TX_PROXY_UNTRUSTED,
   MET_N
 } met_counter;
 
@@ -111,6 +117,7 @@ typedef struct {
   int engine_up;
   const char *engine, *version;
   double start_time_s; /* Unix */
+  int64_t tls_not_after; /* Unix; 0: no TLS listener */
 } met_snapshot;
 
 /* The Prometheus text exposition (format 0.0.4) of everything. */

@@ -255,6 +255,43 @@ def test_client_hello_on_plain_port():
         assert not [e for e in srv.events("upgrade_rejected") if e.get("remote") == remote]
 
 
+def test_transport_error_metrics_and_expiry_gauge():
+    with CA() as ca, CA("another CA") as other:
+        cert, key = ca.issue("localhost", days=20)
+        with Server("--http_server.tls.listen=127.0.0.1:0", "--http_server.tls.cert_pem_file=" + cert,
+                    "--http_server.tls.key_pem_file=" + key) as srv:
+            tls_port = srv.port_of(tls=True)
+            s = connect(tls_port)  # plain HTTP on the TLS port
+            s.sendall(upgrade_request()[0])
+            assert read_http_response(s)[0] == 400
+            s.close()
+            s = connect(srv.port)  # a ClientHello on the plain port
+            try:
+                ca.client_context(verify=False).wrap_socket(s, server_hostname="localhost")
+            except (ssl.SSLError, OSError):
+                pass
+            s.close()
+            for _ in range(2):  # a client that does not trust us
+                try:
+                    connect(tls_port, tls=other.client_context()).close()
+                except (ssl.SSLError, OSError):
+                    pass
+            wait_until(lambda: len(srv.events("tls_handshake_failed")) == 2, what="two failures")
+            status, _, body = http_call(srv.port, "GET", "/metrics")
+            assert status == 200, status
+            text = body.decode()
+            want = {"tls_handshake_failed": 2, "plain_http_on_tls_port": 1, "tls_on_plain_port": 1,
+                    "bad_proxy_header": 0, "proxy_peer_untrusted": 0}
+            for reason, n in want.items():
+                line = 'holdfast_transport_errors_total{reason="%s"} %d' % (reason, n)
+                assert line in text, (line, [l for l in text.splitlines() if "transport" in l])
+            m = [l for l in text.splitlines()
+                 if l.startswith("holdfast_tls_certificate_expiry_timestamp_seconds ")]
+            assert m, "no expiry gauge"
+            left = int(m[0].split()[1]) - time.time()
+            assert 19 * 86400 < left < 21 * 86400, left
+
+
 # ---- handshake failures ---------------------------------------------------------------
 
 def test_handshake_failure_client_does_not_trust():
@@ -395,6 +432,40 @@ def test_sighup_reload_keeps_connections():
             ev = srv.events("tls_reload_failed")[-1]
             assert "does not match" in ev["reason"], ev
             assert srv.events("reload_requested")[0].get("signal") == "SIGHUP"
+
+
+# ---- the load generator over TLS ---------------------------------------------------------------
+
+def bench_result(args):
+    r = subprocess.run([BIN, "bench"] + list(args), capture_output=True, text=True, timeout=120)
+    line = [l for l in r.stdout.splitlines() if l.startswith("RESULT ")]
+    assert r.returncode == 0 and line, (r.returncode, r.stdout[-1500:], r.stderr[-800:])
+    return dict(kv.split("=", 1) for kv in line[-1].split()[1:])
+
+
+def test_bench_wss_modes():
+    """holdfast bench speaks wss:// in every basic mode: verified echoes
+    (small pipelined and 64 KiB), a handshake storm, idle memory."""
+    with CA() as ca:
+        cert, key = ca.issue("localhost")
+        with Server(*tls_args(cert, key)) as srv:
+            url = "wss://127.0.0.1:%d/echo" % srv.port
+            r = bench_result(["-u", url, "-c", "20", "-k", "4", "-s", "32", "-w", "0.2",
+                              "-d", "1", "-V", "-R", str(srv.proc.pid)])
+            assert r["status"] == "ok" and r["failed"] == "0" and r["bad"] == "0", r
+            assert int(r["msgs"]) > 0, r
+            r = bench_result(["-u", url, "-c", "2", "-k", "1", "-s", "65536", "-b", "-w", "0.2",
+                              "-d", "1", "-V", "-R", str(srv.proc.pid)])
+            assert r["status"] == "ok" and r["bad"] == "0" and int(r["msgs"]) > 0, r
+            r = bench_result(["-m", "storm", "-u", url, "-c", "100", "-C", "16",
+                              "-R", str(srv.proc.pid)])
+            assert r["status"] == "ok" and r["open"] == "100" and r["failed"] == "0", r
+            r = bench_result(["-m", "idle", "-u", url, "-c", "100", "-H", "0.5",
+                              "-R", str(srv.proc.pid)])
+            assert r["status"] == "ok" and r["alive"] == "100", r
+            assert int(r["rss_per_conn_bytes"]) > 0, r
+            ev = srv.wait_event("upgrade_accepted")
+            assert ev.get("tls") in ("TLSv1.3", "TLSv1.2"), ev
 
 
 if __name__ == "__main__":
