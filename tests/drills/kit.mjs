@@ -228,14 +228,15 @@ export async function connIdViaChaos(srv, chaos, n, ms = 5000) {
 // Publish numbered messages into ch at a steady rate until stop() is called;
 // the subscribers given record when each arrived, so delivery and latency
 // of the bystanders can be checked afterwards.
-export function steadyPublisher(srv, ch, perSecond) {
+export function steadyPublisher(srv, ch, perSecond, padBytes = 0) {
   const p = { sent: [], stopped: false, errors: 0 };
+  const pad = padBytes ? 'x'.repeat(padBytes) : undefined;
   const loop = (async () => {
     let n = 0;
     while (!p.stopped) {
       const t = Date.now();
       try {
-        await sdk.api(srv, 'publish', { channel: ch, data: { n, t } });
+        await sdk.api(srv, 'publish', { channel: ch, data: pad ? { n, t, pad } : { n, t } });
         p.sent.push(n);
       } catch { p.errors++; }
       n++;
