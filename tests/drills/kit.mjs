@@ -144,6 +144,23 @@ export async function startChaos(d, upstreamPort, args = []) {
   return p;
 }
 
+// Run `holdfast ARGS...` (bench, for instance) to its end, at most ms;
+// resolves with { code, out } (stdout and stderr together).
+export function runBin(args, ms) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (b) => { out += b; });
+    p.stderr.on('data', (b) => { out += b; });
+    const timer = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`holdfast ${args.join(' ')}: no exit within ${ms} ms`)); }, ms);
+    p.on('exit', (code) => { clearTimeout(timer); resolve({ code, out }); });
+  });
+}
+
+// The KEY=VALUE fields of a bench's RESULT line (values may hold spaces).
+export const resultOf = (out) => Object.fromEntries(((out.split('\n').find((l) => l.startsWith('RESULT ')) || '').slice(7)
+  .match(/(\w+)=(.*?)(?= \w+=|$)/g) || []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+
 // ---- HTTP, metrics -------------------------------------------------------------------
 
 export function httpJson(port, method, pth, body, ms = 5000) {
