@@ -40,7 +40,7 @@ NET_OBJ := $(NET_SRC:%.c=$(B)/obj/%.o)
 SRV_OBJ := $(SRV_SRC:%.c=$(B)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all run test deps fuzz fuzz-build clean bench
+.PHONY: all run test deps fuzz fuzz-build clean bench drills
 all: $(B)/holdfast $(UNIT_BIN)
 
 $(B)/libhf.a: $(LIB_OBJ)
@@ -84,6 +84,10 @@ fuzz: fuzz-build
 
 bench: $(B)/holdfast
 	@scripts/bench.sh
+
+# the failure drills (docs/failure-drills.md); DRILLS=long for all of them
+drills: $(B)/holdfast
+	@scripts/drills.sh
 
 clean:
 	rm -rf build

@@ -8,6 +8,7 @@ import { tsOf, untilMetric, startServer, startChaos, sdkSubscriber, connIdViaCha
 
 export default {
   name: 'half_open',
+  long: true,
   what: 'a blackholed path (bytes dropped, nothing closed) between one SDK client and the server',
   ms: 40000,
   async run(d) {

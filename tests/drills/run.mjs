@@ -37,8 +37,8 @@ for (const f of files) {
     clearTimeout(timer);
   }
   const errs = await d.finish();
-  for (const [k, v] of d.lines) console.log(`  ${k.padEnd(12)} ${v}`);
-  for (const c of d.checks) console.log(`  ${c.ok ? 'ok  ' : 'FAIL'} ${c.kind.padEnd(9)} ${c.detail}`);
+  for (const [k, v] of d.lines) console.log(`| ${k.padEnd(12)} ${v}`);
+  for (const c of d.checks) console.log(`| ${c.ok ? 'ok  ' : 'FAIL'} ${c.kind.padEnd(9)} ${c.detail}`);
   const v = d.verdict();
   const why = [];
   if (err) why.push(`stopped: ${String(err.message || err).split('\n')[0]}`);
@@ -52,6 +52,7 @@ for (const f of files) {
   } else {
     failed++;
     console.log(`FAIL drills/${mod.name}: ${why.join('; ')}`);
+    for (const c of v.failed) console.log(`  ${c.kind}: ${c.detail}`);
     if (err && err.stack) for (const l of String(err.stack).split('\n').slice(1, 12)) console.log(`  ${l}`);
     for (const e of errs) for (const l of e.split('\n').slice(1, 20)) console.log(`  ${l}`);
   }
