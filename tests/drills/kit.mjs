@@ -163,11 +163,11 @@ export const resultOf = (out) => Object.fromEntries(((out.split('\n').find((l) =
 
 // ---- HTTP, metrics -------------------------------------------------------------------
 
-export function httpJson(port, method, pth, body, ms = 5000) {
+export function httpJson(port, method, pth, body, ms = 5000, headers = {}) {
   return new Promise((resolve, reject) => {
     const data = body === undefined ? null : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
     const req = http.request({ host: '127.0.0.1', port, method, path: pth, timeout: ms, agent: false,
-      headers: data ? { 'Content-Type': 'application/json', 'Content-Length': data.length } : {} }, (res) => {
+      headers: data ? { 'Content-Type': 'application/json', 'Content-Length': data.length, ...headers } : headers }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (c) => { text += c; });
@@ -182,6 +182,10 @@ export function httpJson(port, method, pth, body, ms = 5000) {
     req.end(data);
   });
 }
+
+// POST /api/METHOD with the kit's API key: { status, body, json }, errors
+// included (sdk.api rejects on them).
+export const apiCall = (port, method, body, ms = 5000) => httpJson(port, 'POST', `/api/${method}`, body, ms, { 'X-API-Key': API_KEY });
 
 // GET /metrics: a function (name, labels) -> the sum of the samples of that
 // name whose labels include the given ones.
