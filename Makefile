@@ -45,7 +45,7 @@ EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(B)/examples/%)
 SRV_OBJ := $(SRV_SRC:%.c=$(B)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all run test deps fuzz fuzz-build clean bench
+.PHONY: all run test deps fuzz fuzz-build clean bench drills
 all: $(B)/holdfast $(UNIT_BIN) $(EXAMPLE_BIN)
 
 $(B)/libhf.a: $(LIB_OBJ)
@@ -100,6 +100,10 @@ fuzz: fuzz-build
 
 bench: $(B)/holdfast
 	@scripts/bench.sh
+
+# the failure drills (docs/failure-drills.md); DRILLS=long for all of them
+drills: $(B)/holdfast
+	@scripts/drills.sh
 
 clean:
 	rm -rf build

@@ -5,14 +5,14 @@
 # write) and conformance tests against both, replays and briefly runs the
 # fuzzers, and ends with the line "N passed, N failed".
 #   tests/run.sh                 everything
-#   TESTS=unit,integration tests/run.sh   a subset (unit integration interop fuzz)
+#   TESTS=unit,integration tests/run.sh   a subset (unit integration interop drills fuzz)
 #   VARIANTS=release tests/run.sh         one build only
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=build/test-output
 mkdir -p "$OUT"
-TESTS=${TESTS:-unit,integration,interop,fuzz}
+TESTS=${TESTS:-unit,integration,interop,drills,fuzz}
 VARIANTS=${VARIANTS:-release,asan}
 PY=/usr/bin/python3
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -80,6 +80,9 @@ for v in ${VARIANTS//,/ }; do
       [ -f "$t" ] || continue
       run "interop-$(basename "$t" .sh)" "$v" timeout 600 bash "$t"
     done
+  fi
+  if [[ $TESTS == *drills* ]]; then # the short ones; DRILLS=long for all
+    run drills "$v" scripts/drills.sh
   fi
 done
 
