@@ -10,7 +10,7 @@
 #   make fuzz       libFuzzer targets (clang), short runs over the corpus
 
 CC ?= cc
-PKGS := jansson libcrypto hiredis libcares
+PKGS := jansson libssl libcrypto hiredis libcares
 
 ifeq ($(SAN),1)
   B := build/asan
