@@ -23,6 +23,7 @@
 #include "hf/close.h"
 #include "hf/err.h"
 #include "hf/frame.h"
+#include "hf/tls.h"
 #include "hf/url.h"
 #include "hf/utf8.h"
 
@@ -68,6 +69,7 @@ struct hf_client {
   int cred_pending;
 
   hf__dns *dns;
+  hf_tls_client *tlsc; /* wss: the client-role TLS configuration */
   int fd;
   hf__tp *tp;
   uint32_t ep_events;
@@ -339,7 +341,7 @@ static int flush(hf_client *c) {
                           c->phase == PH_CLOSING
                       ? EPOLLIN
                       : 0;
-    if (has_output(c))
+    if (has_output(c) || c->tp->ops->want(c->tp) == HF__WANT_WRITE)
       ev |= EPOLLOUT;
     set_interest(c, ev);
   }
@@ -489,6 +491,7 @@ static void fail_io(hf_client *c, const char *what) {
 
 static void tcp_begin(hf_client *c, size_t idx);
 static void hs_begin(hf_client *c);
+static void tls_step(hf_client *c);
 
 static const char *dns_diagnosis(int status) {
   return hf__dns_notfound(status)
@@ -643,12 +646,64 @@ static void tcp_ready(hf_client *c) {
   c->rep.connected = (int)c->tcp_idx;
   c->rep.tcp_errno[c->tcp_idx] = 0;
   c->rep.reached = HF_LAYER_TCP;
-  c->tp = hf__tp_plain(c->fd);
+  if (c->url.secure) {
+    hf_tls *t = hf_tls_connect(c->tlsc, c->fd, c->host);
+    c->tp = t ? hf__tp_tls(c->fd, t) : NULL;
+  } else {
+    c->tp = hf__tp_plain(c->fd);
+  }
   if (!c->tp) {
     failf(c, HF_CAUSE_TCP, 0, HF_LAYER_TCP, HF_BY_CLIENT, NULL, "out of memory");
     return;
   }
-  hs_begin(c);
+  if (!c->url.secure) {
+    hs_begin(c);
+    return;
+  }
+  c->phase = PH_TLS;
+  c->phase_t0 = now_us();
+  c->deadline = now_ms() + c->cfg.tls_timeout_ms;
+  c->rep.tls_insecure = c->cfg.insecure;
+  tls_step(c);
+}
+
+/* What the TLS session says about itself, into the report. */
+static void tls_report(hf_client *c) {
+  hf_tls *t = c->tp->tls;
+  snprintf(c->rep.tls_version, sizeof c->rep.tls_version, "%s", hf_tls_version(t));
+  snprintf(c->rep.tls_cipher, sizeof c->rep.tls_cipher, "%s", hf_tls_cipher(t));
+  snprintf(c->rep.tls_alpn, sizeof c->rep.tls_alpn, "%s", hf_tls_alpn(t));
+  c->rep.tls_verify = hf_tls_verify_result(t);
+  snprintf(c->rep.tls_verify_text, sizeof c->rep.tls_verify_text, "%s",
+           hf_tls_verify_text(t));
+  size_t n = hf_tls_peer_chain_len(t);
+  if (n > sizeof c->rep.tls_chain / sizeof c->rep.tls_chain[0])
+    n = sizeof c->rep.tls_chain / sizeof c->rep.tls_chain[0];
+  c->rep.tls_chain_len = 0;
+  for (size_t i = 0; i < n; i++)
+    if (hf_tls_peer_cert(t, i, &c->rep.tls_chain[c->rep.tls_chain_len]) == 0)
+      c->rep.tls_chain_len++;
+}
+
+static void tls_step(hf_client *c) {
+  int rc = c->tp->ops->handshake(c->tp);
+  if (rc == 1) {
+    c->rep.tls_us = (int64_t)(now_us() - c->phase_t0);
+    c->rep.reached = HF_LAYER_TLS;
+    tls_report(c);
+    hs_begin(c);
+    return;
+  }
+  if (rc == 0) {
+    set_interest(c, c->tp->ops->want(c->tp) == HF__WANT_WRITE ? EPOLLOUT : EPOLLIN);
+    return;
+  }
+  c->rep.tls_us = (int64_t)(now_us() - c->phase_t0);
+  tls_report(c);
+  char reason[sizeof c->rep.error], diag[768];
+  int cert = hf__tls_diagnose(c->tp->tls, c->host, reason, sizeof reason, diag, sizeof diag);
+  failf(c, cert ? HF_CAUSE_TLS_CERT : HF_CAUSE_TLS, 0, HF_LAYER_TLS, HF_BY_CLIENT, diag,
+        "%s", reason);
 }
 
 static void hs_begin(hf_client *c) {
@@ -1130,6 +1185,10 @@ static void sock_event(hf_client *c, uint32_t events) {
     tcp_ready(c);
     return;
   }
+  if (c->phase == PH_TLS) {
+    tls_step(c);
+    return;
+  }
   if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
     read_ready(c);
   if (c->gen == g && c->tp && (events & EPOLLOUT))
@@ -1260,9 +1319,11 @@ static int set_url(hf_client *c, const char *url, char *err, size_t errcap) {
     snprintf(err, errcap, "%s: %s", url, why);
     return HF_EINVAL;
   }
-  if (u.secure) {
-    snprintf(err, errcap, "%s: wss:// is not supported by this build yet", url);
-    return HF_EINVAL;
+  if (u.secure && !c->tlsc) {
+    hf_tls_client_config tc = {c->cfg.ca_file, c->cfg.insecure, 0, 1};
+    c->tlsc = hf_tls_client_new(&tc, err, errcap);
+    if (!c->tlsc)
+      return HF_EINVAL;
   }
   char *s = strdup(url);
   if (!s) {
@@ -1383,6 +1444,7 @@ void hf_client_free(hf_client *c) {
     hf_timer_cancel(c->loop, &c->ltimer);
   }
   hf__dns_free(c->dns);
+  hf_tls_client_free(c->tlsc);
   if (c->epfd >= 0)
     close(c->epfd);
   hf__rand_free(&c->rnd);
@@ -1587,6 +1649,8 @@ int hf_client_timeout_ms(const hf_client *c) {
     if (!due || hb < due)
       due = hb;
   }
+  if (c->tp && c->tp->ops->pending(c->tp) && c->phase != PH_TLS)
+    return 0; /* decrypted bytes wait inside the TLS session */
   int t = -1;
   if (due)
     t = due <= now ? 0 : (due - now > 0x7fffffff ? 0x7fffffff : (int)(due - now));
@@ -1612,6 +1676,8 @@ hf_client_state hf_client_process(hf_client *c) {
       sock_event(c, evs[i].events);
     }
   }
+  if (c->tp && c->phase != PH_TLS && c->tp->ops->pending(c->tp))
+    read_ready(c);
   check_timers(c);
   rearm(c);
   return public_state(c->phase);

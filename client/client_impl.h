@@ -95,9 +95,22 @@ struct hf__tp {
   int fd;     /* borrowed: the client closes it */
   int errno_; /* the last system error */
   int want;
+  struct hf_tls *tls; /* TLS transport: the session (owned); else NULL */
 };
 
 /* Plain TCP on a connected non-blocking socket. NULL on out-of-memory. */
 hf__tp *hf__tp_plain(int fd);
+
+/* TLS (hf/tls.h, client role) on a connected non-blocking socket; the
+ * transport owns the session. NULL on out-of-memory (tls is freed). */
+hf__tp *hf__tp_tls(int fd, struct hf_tls *tls);
+
+/* After a failed TLS handshake on t: the reason and, for a certificate the
+ * client does not accept, the diagnosis with the fix (expired, not yet
+ * valid, self-signed, unknown issuer, wrong host with the names the
+ * certificate has). Returns 1 for a certificate failure, 0 for another
+ * TLS failure. */
+int hf__tls_diagnose(struct hf_tls *tls, const char *host, char *reason,
+                     size_t rcap, char *diag, size_t dcap);
 
 #endif

@@ -145,6 +145,12 @@ static void fail(probe *p, int lay, int status, const char *cause, const char *f
   p->exit_status = status;
   snprintf(p->cause, sizeof p->cause, "%s", cause ? cause : "");
   snprintf(p->fix, sizeof p->fix, "%s", fix ? fix : "");
+  char *f = strstr(p->cause, "; fix: "); /* the library's "cause; fix: ..." */
+  if (f) {
+    if (!*p->fix)
+      snprintf(p->fix, sizeof p->fix, "%s", f + 7);
+    *f = '\0';
+  }
 }
 
 /* ---- the client's callbacks -------------------------------------------------- */
@@ -341,6 +347,63 @@ static void report_http(probe *p, const hf_client_report *r) {
   lset(l, ST_OK, us_ms(r->http_us), "101 Switching Protocols, accept key valid%s%s",
        *hf_client_subprotocol(p->c) ? ", sub-protocol " : "",
        hf_client_subprotocol(p->c));
+}
+
+static void cert_json_lines(layer *l, json_t *arr, const hf_tls_cert_info *ci, size_t depth) {
+  char nb[32], na[32];
+  hf_tls_format_time(ci->not_before, nb);
+  hf_tls_format_time(ci->not_after, na);
+  json_array_append_new(
+      arr, json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:b}", "depth", (int)depth, "subject",
+                     ci->subject, "issuer", ci->issuer, "sans", ci->sans, "not_before",
+                     nb, "not_after", na, "self_signed", ci->self_signed));
+  int64_t left = (ci->not_after - (int64_t)time(NULL)) / 86400;
+  lline(l, "certificate %zu: %s", depth, ci->subject);
+  if (*ci->sans)
+    lline(l, "  names: %s", ci->sans);
+  lline(l, "  issuer: %s%s", ci->issuer, ci->self_signed ? " (self-signed)" : "");
+  if (ci->not_after < (int64_t)time(NULL))
+    lline(l, "  valid: %s .. %s (EXPIRED)", nb, na);
+  else if (ci->not_before > (int64_t)time(NULL))
+    lline(l, "  valid: %s .. %s (NOT YET VALID)", nb, na);
+  else
+    lline(l, "  valid: %s .. %s (%lld days left)", nb, na, (long long)left);
+}
+
+static void report_tls(probe *p, const hf_client_report *r) {
+  layer *l = &p->L[L_TLS];
+  if (!r->tls) {
+    lset(l, ST_SKIP, -1, "not used (ws://)");
+    return;
+  }
+  if (r->reached < HF_LAYER_TCP)
+    return;
+  json_t *chain = json_array();
+  for (size_t i = 0; i < r->tls_chain_len; i++)
+    cert_json_lines(l, chain, &r->tls_chain[i], i);
+  json_object_set_new(l->obj, "certificates", chain);
+  json_object_set_new(l->obj, "verify", json_string(r->tls_verify_text));
+  json_object_set_new(l->obj, "verified", json_boolean(r->tls_verify == 0));
+  if (r->failed == HF_LAYER_TLS) {
+    lset(l, ST_FAIL, us_ms(r->tls_us), "%s", r->error);
+    return;
+  }
+  if (r->reached < HF_LAYER_TLS)
+    return;
+  json_object_set_new(l->obj, "version", json_string(r->tls_version));
+  json_object_set_new(l->obj, "cipher", json_string(r->tls_cipher));
+  json_object_set_new(l->obj, "alpn", json_string(r->tls_alpn));
+  lline(l, "chain: %s", r->tls_verify == 0 ? "verified (trusted CA, host name matches)"
+                        : r->tls_insecure ? "NOT verified (--insecure)"
+                                          : r->tls_verify_text);
+  if (r->tls_verify != 0) {
+    lline(l, "verification would fail: %s", r->tls_verify_text);
+    lset(l, ST_WARN, us_ms(r->tls_us), "%s, %s, ALPN %s; certificate NOT verified (--insecure)",
+         r->tls_version, r->tls_cipher, *r->tls_alpn ? r->tls_alpn : "none");
+    return;
+  }
+  lset(l, ST_OK, us_ms(r->tls_us), "%s, %s, ALPN %s", r->tls_version, r->tls_cipher,
+       *r->tls_alpn ? r->tls_alpn : "none");
 }
 
 /* The connect phase failed: say where, why and what to do. */
@@ -837,8 +900,7 @@ int probe_main(int argc, char **argv) {
   const hf_client_report *rep = hf_client_get_report(p->c);
   report_dns(p, rep);
   report_tcp(p, rep);
-  if (!rep->tls)
-    lset(&p->L[L_TLS], ST_SKIP, -1, "not used (ws://)");
+  report_tls(p, rep);
   report_http(p, rep);
   if (r <= 0) {
     if (r == 0 && !p->ended)

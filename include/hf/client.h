@@ -26,6 +26,7 @@
 #include "hf/http.h"
 #include "hf/loop.h"
 #include "hf/reconnect.h"
+#include "hf/tls.h"
 #include "hf/upgrade.h"
 
 #ifdef __cplusplus
@@ -154,6 +155,14 @@ typedef struct {
   /* TLS (wss://) */
   int tls;                     /* 1 when the URL is wss:// */
   int64_t tls_us;
+  char tls_version[16];        /* "TLSv1.3"; "" before the handshake */
+  char tls_cipher[64];
+  char tls_alpn[32];
+  long tls_verify;             /* X509_V_OK (0) or an X509_V_ERR_* code */
+  char tls_verify_text[128];   /* "ok", "certificate has expired", ... */
+  int tls_insecure;            /* verification was switched off */
+  hf_tls_cert_info tls_chain[4]; /* the server's certificates, leaf first */
+  size_t tls_chain_len;
   /* HTTP upgrade */
   int64_t http_us;             /* request written to response head read */
   const char *request;         /* the request head as sent */
@@ -166,8 +175,8 @@ typedef struct {
 } hf_client_report;
 
 /* Make a client from cfg (everything is copied). Returns NULL with a reason
- * in err[0..errcap) for an invalid URL, header or sub-protocol, or when out
- * of memory. The client is STOPPED: call hf_client_start. */
+ * in err[0..errcap) for an invalid URL, header or sub-protocol, an
+ * unreadable CA file (wss://), or when out of memory. The client is STOPPED: call hf_client_start. */
 hf_client *hf_client_new(const hf_client_config *cfg, char *err, size_t errcap);
 
 /* Free the client: closes the connection at once (no close handshake; use

@@ -341,6 +341,41 @@ def test_example_reconnects():
         srv.wait(10)
 
 
+def test_wss():
+    """wss:// with a CA file, the system CAs (unknown issuer: exit 5),
+    --insecure, and a host name through the resolver."""
+    from tlsutil import CA, tls_args
+    with CA() as ca:
+        cert, key = ca.issue("localhost")
+        srv = Server(*tls_args(cert, key))
+        try:
+            url = "wss://127.0.0.1:%d/echo" % srv.port
+            big = b"t" * 300000
+            rc, out, err, _ = connect(url, "--ca", ca.cert, "-w", "1s",
+                                      stdin=b"over tls\n" + big + b"\n")
+            assert rc == 0 and out.splitlines() == ["over tls", big.decode()], (rc, err)
+            rc, out, err, _ = connect("wss://localhost:%d/echo" % srv.port, "--ca", ca.cert,
+                                      "-w", "500ms", stdin=b"by name\n")
+            assert rc == 0 and out.strip() == "by name", (rc, err)
+            rc, out, err, _ = connect(url)
+            assert rc == 5 and "unknown issuer" in err and "--ca" in err, (rc, err)
+            rc, out, err, _ = connect(url, "--insecure", "-w", "500ms", stdin=b"k\n")
+            assert rc == 0 and out.strip() == "k", (rc, err)
+            rc, out, err, _ = connect(url, "--ca", "/nonexistent/ca.pem")
+            assert rc == 2 and "/nonexistent/ca.pem" in err, (rc, err)
+        finally:
+            srv.stop()
+        # the reconnect table: a certificate failure is not retried
+        cert, key = ca.issue("other.example", sans=("DNS:other.example",))
+        srv = Server(*tls_args(cert, key))
+        try:
+            rc, out, err, _ = connect("wss://127.0.0.1:%d/echo" % srv.port, "--ca", ca.cert,
+                                      "--reconnect")
+            assert rc == 5 and "not for 127.0.0.1" in err and "reconnecting in" not in err, err
+        finally:
+            srv.stop()
+
+
 def test_docs_example_is_the_file():
     with open(os.path.join(ROOT, "docs", "client.md")) as f:
         doc = f.read()

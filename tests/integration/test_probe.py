@@ -17,6 +17,8 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import BIN, Server, free_port, run_module, wait_until  # noqa: E402
 from clientkit import CuttingProxy, DnsServer, PeerProcess, run_tool  # noqa: E402
+from tlsutil import CA, OPENSSL, tls_args  # noqa: E402
+import datetime  # noqa: E402
 
 import socket  # noqa: E402
 
@@ -237,6 +239,93 @@ def test_idle_cut():
         assert rc == 0 and layer(doc, "idle")["cut"] is False, doc
     finally:
         srv.stop()
+
+
+def test_tls_verified_and_insecure():
+    with CA() as ca:
+        cert, key = ca.issue("localhost")
+        srv = Server(*tls_args(cert, key))
+        try:
+            url = "wss://127.0.0.1:%d/echo" % srv.port
+            rc, doc, err, _ = probe_json(url, "--ca", ca.cert)
+            assert rc == 0, doc
+            tls = layer(doc, "tls")
+            assert tls["status"] == "ok" and tls["version"].startswith("TLSv1."), tls
+            assert tls["cipher"] and tls["alpn"] == "http/1.1" and tls["verified"] is True, tls
+            leaf = tls["certificates"][0]
+            assert leaf["subject"] == "CN=localhost" and "127.0.0.1" in leaf["sans"], leaf
+            assert "holdfast test CA" in leaf["issuer"] and leaf["not_after"].endswith("UTC"), leaf
+            assert layer(doc, "websocket")["echo"] is True, doc
+            rc, out, err, _ = probe(url, "--ca", ca.cert)
+            assert rc == 0 and "chain: verified" in out and "days left" in out, out
+            # unknown issuer: the system CAs do not know the test CA
+            rc, doc, err, _ = probe_json(url)
+            assert rc == 5 and doc["failed_layer"] == "tls", doc
+            assert "unknown issuer (CN=holdfast test CA)" in layer(doc, "tls")["summary"], doc
+            assert "--ca" in doc["fix"], doc["fix"]
+            # --insecure: passes, and says the certificate was not verified
+            rc, doc, err, _ = probe_json(url, "--insecure")
+            assert rc == 0 and layer(doc, "tls")["status"] == "warn", doc
+            assert layer(doc, "tls")["verified"] is False, doc
+            # a ws:// client on the TLS port, and wss:// on a plain port
+            rc, doc, err, _ = probe_json(url.replace("wss:", "ws:"))
+            assert rc in (6, 4), doc
+        finally:
+            srv.stop()
+        plain = Server()
+        try:
+            rc, doc, err, _ = probe_json("wss://127.0.0.1:%d/echo" % plain.port, "--timeout", "3s")
+            assert rc == 5 and doc["failed_layer"] == "tls", doc
+        finally:
+            plain.stop()
+
+
+def test_tls_certificate_faults():
+    with CA() as ca:
+        # wrong host: the certificate names other.example only
+        cert, key = ca.issue("other.example", sans=("DNS:other.example",))
+        srv = Server(*tls_args(cert, key))
+        try:
+            rc, doc, err, _ = probe_json("wss://127.0.0.1:%d/echo" % srv.port, "--ca", ca.cert)
+            assert rc == 5, doc
+            summary = layer(doc, "tls")["summary"]
+            assert "not for 127.0.0.1" in summary and "other.example" in summary, summary
+            assert "other.example" in doc["fix"], doc["fix"]
+        finally:
+            srv.stop()
+        # self-signed
+        cert, key = ca.self_signed("localhost")
+        srv = Server(*tls_args(cert, key))
+        try:
+            rc, doc, err, _ = probe_json("wss://127.0.0.1:%d/echo" % srv.port)
+            assert rc == 5 and "self-signed" in layer(doc, "tls")["summary"], doc
+            assert layer(doc, "tls")["certificates"][0]["self_signed"] is True, doc
+            rc, doc, err, _ = probe_json("wss://127.0.0.1:%d/echo" % srv.port, "--ca", cert)
+            assert rc == 0, doc
+        finally:
+            srv.stop()
+        # expired and not yet valid: holdfast refuses to start with those,
+        # so openssl s_server presents them
+        now = datetime.datetime.utcnow()
+        for what, start, end, text in (
+                ("expired", now - datetime.timedelta(days=10), now - datetime.timedelta(days=1),
+                 "expired on"),
+                ("future", now + datetime.timedelta(days=1), now + datetime.timedelta(days=10),
+                 "not valid before")):
+            cert, key = ca.issue("localhost", start=start, end=end)
+            port = free_port()
+            p = subprocess.Popen([OPENSSL, "s_server", "-accept", "127.0.0.1:%d" % port,
+                                  "-cert", cert, "-key", key, "-quiet"],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+            try:
+                wait_until(lambda: _can_connect(port), 10, "openssl s_server")
+                rc, out, err, _ = probe("wss://127.0.0.1:%d/" % port, "--ca", ca.cert)
+                assert rc == 5 and "TLS        FAIL" in out and text in out, (what, out)
+                assert "\ncause: " in out and "\nfix: " in out, out
+            finally:
+                p.terminate()
+                p.wait(5)
 
 
 def _can_connect(port):
