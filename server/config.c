@@ -72,6 +72,44 @@ static const setting settings[] = {
      "slow at once"},
     {"client.retry_after", T_UINT, O(retry_after), "5", 0, 3600, NULL, HF,
      "seconds sent in Retry-After with 503 answers"},
+    /* containment: rate limits and per-user connections (server/limits/) */
+    {"client.user_connection_limit", T_UINT, O(user_connection_limit), "0", 0,
+     100000000, NULL, CF,
+     "most simultaneous connections of one user (anonymous ones not counted) "
+     "across the process; over it: disconnect 3504 (0 = none)"},
+    {"client.rate_limit.command_rate", T_UINT, O(rl_command_rate), "0", 0,
+     10000000, NULL, HF,
+     "commands a second per connection (token bucket; 0 = no limit); over it "
+     "a command gets error 111 \"too many requests\""},
+    {"client.rate_limit.command_burst", T_UINT, O(rl_command_burst), "0", 0,
+     10000000, NULL, HF,
+     "commands a connection may save up (0 = one second's worth)"},
+    {"client.rate_limit.bytes_rate", T_SIZE, O(rl_bytes_rate), "0", 0,
+     10000000, NULL, HF,
+     "command bytes a second per connection (0 = no limit); over it: 111"},
+    {"client.rate_limit.bytes_burst", T_SIZE, O(rl_bytes_burst), "0", 0,
+     10000000, NULL, HF,
+     "command bytes a connection may save up (0 = one second's worth); a "
+     "larger command waits for a full bucket"},
+    {"client.rate_limit.publish_rate", T_UINT, O(rl_publish_rate), "0", 0,
+     10000000, NULL, HF,
+     "publish commands a second per connection (0 = no limit); over it: 111"},
+    {"client.rate_limit.subscribe_rate", T_UINT, O(rl_subscribe_rate), "0", 0,
+     10000000, NULL, HF,
+     "subscribe commands a second per connection (0 = no limit); over it: 111"},
+    {"client.rate_limit.user_command_rate", T_UINT, O(rl_user_command_rate), "0",
+     0, 10000000, NULL, HF,
+     "commands a second of all of one user's connections together (0 = no "
+     "limit; anonymous connections are not counted); over it: 111"},
+    {"client.rate_limit.channel_publish_rate", T_UINT,
+     O(rl_channel_publish_rate), "0", 0, 10000000, NULL, HF,
+     "client publications a second into one channel, all clients together "
+     "(0 = no limit); over it: 111"},
+    {"client.rate_limit.disconnect_after", T_UINT, O(rl_disconnect_after), "100",
+     0, 10000000, NULL, HF,
+     "commands refused in one burst of abuse (no second without a refusal) "
+     "before the connection is closed with 3013 \"too many requests\" "
+     "(0 = never close)"},
     {"websocket.message_size_limit", T_SIZE, O(message_size_limit), "1048576",
      125, 1024 * MiB, NULL, CF,
      "largest incoming message in bytes (all fragments); over it: close 1009"},

@@ -114,6 +114,7 @@ struct server {
   chan_config chans;
   srv_jwt_keys *keys;
   cl_config clcfg;
+  rl_rate rl_user_rate, rl_chan_rate; /* the shared table reads these */
   api_ctx api;
   char node_name[256];
   atomic_ullong rt_clients; /* real-time clients (info) */
@@ -1066,6 +1067,16 @@ static int setup_realtime(server *s) {
   cc->recovery_max_publication_limit = (uint32_t)cfg->recovery_max_publication_limit;
   cc->history_max_publication_limit = (uint32_t)cfg->history_max_publication_limit;
   cc->version = HOLDFAST_VERSION_STR;
+  cc->rl_command = (rl_rate){cfg->rl_command_rate, cfg->rl_command_burst};
+  cc->rl_bytes = (rl_rate){cfg->rl_bytes_rate, cfg->rl_bytes_burst};
+  cc->rl_publish = (rl_rate){cfg->rl_publish_rate, 0};
+  cc->rl_subscribe = (rl_rate){cfg->rl_subscribe_rate, 0};
+  s->rl_user_rate = (rl_rate){cfg->rl_user_command_rate, 0};
+  s->rl_chan_rate = (rl_rate){cfg->rl_channel_publish_rate, 0};
+  cc->user_connection_limit = cfg->user_connection_limit;
+  cc->rl_disconnect_after = (uint32_t)cfg->rl_disconnect_after;
+  if (!(cc->rl = rl_shared_new(&s->rl_user_rate, &s->rl_chan_rate)))
+    return -1;
   s->api.h = s->hub;
   s->api.eng = s->eng;
   s->api.chans = &s->chans;
@@ -1257,6 +1268,7 @@ int srv_run(const srv_config *cfg) {
   free(s->w);
   hub_free(s->hub);
   chan_config_free(&s->chans);
+  rl_shared_free(s->clcfg.rl);
   srv_jwt_keys_free(s->keys);
   pthread_mutex_destroy(&s->ip_mu);
   free(s);
