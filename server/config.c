@@ -55,7 +55,8 @@ static const setting settings[] = {
      "most simultaneous connections per process; over it: 503 (0 = none)"},
     {"client.connection_limit_per_ip", T_UINT, O(connection_limit_per_ip), "0",
      0, 100000000, NULL, HF,
-     "most simultaneous connections from one IP address; over it: 503 (0 = none)"},
+     "most simultaneous connections from one IP address (IPv6: one /64 "
+     "network); over it: 503 (0 = none)"},
     {"client.queue_max_size", T_SIZE, O(queue_max_size), "1048576", 1024,
      1024 * MiB, NULL, CF,
      "output queue soft limit per connection in bytes: a queue may stay over "
@@ -77,6 +78,20 @@ static const setting settings[] = {
      100000000, NULL, CF,
      "most simultaneous connections of one user (anonymous ones not counted) "
      "across the process; over it: disconnect 3504 (0 = none)"},
+    {"client.accept_rate", T_UINT, O(accept_rate), "0", 0, 10000000, NULL, HF,
+     "new WebSocket upgrades a second, all addresses together (token bucket; "
+     "0 = no limit); over it: 503 with a jittered Retry-After (between "
+     "client.retry_after and twice that)"},
+    {"client.accept_burst", T_UINT, O(accept_burst), "0", 0, 10000000, NULL, HF,
+     "upgrades that may arrive at once before client.accept_rate applies (0 = "
+     "one second's worth)"},
+    {"client.accept_rate_per_ip", T_UINT, O(accept_rate_per_ip), "0", 0,
+     10000000, NULL, HF,
+     "new WebSocket upgrades a second from one address (IPv6: one /64); 0 = "
+     "no limit; over it: 503 with a jittered Retry-After"},
+    {"client.accept_burst_per_ip", T_UINT, O(accept_burst_per_ip), "0", 0,
+     10000000, NULL, HF,
+     "upgrades one address may make at once (0 = one second's worth)"},
     {"client.rate_limit.command_rate", T_UINT, O(rl_command_rate), "0", 0,
      10000000, NULL, HF,
      "commands a second per connection (token bucket; 0 = no limit); over it "

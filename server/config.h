@@ -37,6 +37,8 @@ typedef struct {
   uint64_t retry_after;             /* seconds, in 503 answers */
   /* containment: rate limits and per-user connections (server/limits/) */
   uint64_t user_connection_limit;   /* 0 = unlimited */
+  uint64_t accept_rate, accept_burst;               /* upgrades/s, all */
+  uint64_t accept_rate_per_ip, accept_burst_per_ip; /* upgrades/s, one address */
   uint64_t rl_command_rate, rl_command_burst; /* per connection, per second */
   uint64_t rl_bytes_rate, rl_bytes_burst;
   uint64_t rl_publish_rate, rl_subscribe_rate;

@@ -73,8 +73,10 @@ typedef struct {
 } shard;
 
 struct rl_shared {
-  const rl_rate *user_rate, *chan_rate;
-  shard users[SHARDS], chans[SHARDS];
+  const rl_rate *user_rate, *chan_rate, *ip_rate, *accept_rate;
+  shard users[SHARDS], chans[SHARDS], ips[SHARDS];
+  pthread_mutex_t accept_mu;
+  rl_bucket accept;
 };
 
 static uint32_t fnv(const char *s, size_t n) {
@@ -84,16 +86,21 @@ static uint32_t fnv(const char *s, size_t n) {
   return h;
 }
 
-rl_shared *rl_shared_new(const rl_rate *user_rate, const rl_rate *channel_rate) {
+rl_shared *rl_shared_new(const rl_rate *user_rate, const rl_rate *channel_rate,
+                         const rl_rate *ip_rate, const rl_rate *accept_rate) {
   rl_shared *t = calloc(1, sizeof *t);
   if (!t)
     return NULL;
   t->user_rate = user_rate;
   t->chan_rate = channel_rate;
+  t->ip_rate = ip_rate;
+  t->accept_rate = accept_rate;
+  pthread_mutex_init(&t->accept_mu, NULL);
   for (int i = 0; i < SHARDS; i++) {
     pthread_mutex_init(&t->users[i].mu, NULL);
     pthread_mutex_init(&t->chans[i].mu, NULL);
-    t->chans[i].sweep_at = 64;
+    pthread_mutex_init(&t->ips[i].mu, NULL);
+    t->chans[i].sweep_at = t->ips[i].sweep_at = 64;
   }
   return t;
 }
@@ -114,7 +121,9 @@ void rl_shared_free(rl_shared *t) {
   for (int i = 0; i < SHARDS; i++) {
     shard_free(&t->users[i]);
     shard_free(&t->chans[i]);
+    shard_free(&t->ips[i]);
   }
+  pthread_mutex_destroy(&t->accept_mu);
   free(t);
 }
 
@@ -194,13 +203,13 @@ size_t rl_user_count(rl_shared *t, const char *user) {
   return n;
 }
 
-/* Drop the shard's channels whose buckets are full again; the next sweep
+/* Drop the shard's entries whose buckets are full again; the next sweep
  * waits until the shard has doubled what is left (amortised O(1)). */
-static void sweep(rl_shared *t, shard *s, uint64_t now_ms) {
+static void sweep(const rl_rate *r, shard *s, uint64_t now_ms) {
   for (int j = 0; j < SLOTS; j++)
     for (rl_entry **pp = &s->slot[j]; *pp;) {
       rl_entry *e = *pp;
-      if (idle(&e->b, t->chan_rate, now_ms)) {
+      if (idle(&e->b, r, now_ms)) {
         *pp = e->next;
         free(e);
         s->n--;
@@ -211,22 +220,60 @@ static void sweep(rl_shared *t, shard *s, uint64_t now_ms) {
   s->sweep_at = s->n * 2 > 64 ? s->n * 2 : 64;
 }
 
-int rl_channel_take(rl_shared *t, const char *ch, size_t len, uint64_t now_ms) {
-  if (!t->chan_rate->per_s)
+/* One token from key's bucket in a swept table (1 as well on OOM). */
+static int keyed_take(shard *tab, const rl_rate *r, const char *key, size_t len,
+                      uint64_t now_ms) {
+  if (!r->per_s)
     return 1;
-  uint32_t h = fnv(ch, len);
-  shard *s = &t->chans[h % SHARDS];
+  uint32_t h = fnv(key, len);
+  shard *s = &tab[h % SHARDS];
   pthread_mutex_lock(&s->mu);
-  rl_entry **pp = find(s, h, ch, len);
+  rl_entry **pp = find(s, h, key, len);
   if (!*pp) {
     if (s->n >= s->sweep_at) {
-      sweep(t, s, now_ms);
-      pp = find(s, h, ch, len);
+      sweep(r, s, now_ms);
+      pp = find(s, h, key, len);
     }
-    if ((*pp = entry_new(h, ch, len)))
+    if ((*pp = entry_new(h, key, len)))
       s->n++;
   }
-  int ok = *pp ? rl_take(&(*pp)->b, t->chan_rate, now_ms, 1) : 1;
+  int ok = *pp ? rl_take(&(*pp)->b, r, now_ms, 1) : 1;
   pthread_mutex_unlock(&s->mu);
   return ok;
+}
+
+int rl_channel_take(rl_shared *t, const char *ch, size_t len, uint64_t now_ms) {
+  return keyed_take(t->chans, t->chan_rate, ch, len, now_ms);
+}
+
+int rl_accept_take(rl_shared *t, const uint8_t *key, size_t len, uint64_t now_ms,
+                   int *which) {
+  if (t->accept_rate->per_s) {
+    pthread_mutex_lock(&t->accept_mu);
+    int ok = rl_take(&t->accept, t->accept_rate, now_ms, 1);
+    pthread_mutex_unlock(&t->accept_mu);
+    if (!ok) {
+      *which = 0;
+      return 0;
+    }
+  }
+  if (!keyed_take(t->ips, t->ip_rate, (const char *)key, len, now_ms)) {
+    *which = 1;
+    return 0;
+  }
+  return 1;
+}
+
+size_t rl_ip_key(const uint8_t *ip, size_t n, uint8_t out[16]) {
+  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (n == 16 && !memcmp(ip, mapped, 12)) {
+    memcpy(out, ip + 12, 4);
+    return 4;
+  }
+  if (n == 16) {
+    memcpy(out, ip, 8);
+    return 8;
+  }
+  memcpy(out, ip, n);
+  return n;
 }

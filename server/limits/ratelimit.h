@@ -35,10 +35,11 @@ int rl_take(rl_bucket *b, const rl_rate *r, uint64_t now_ms, uint64_t cost);
 typedef struct rl_shared rl_shared;
 typedef struct rl_user rl_user;
 
-/* A table whose buckets follow *user_rate and *channel_rate (read at each
- * take; the caller keeps them alive and may change them only while no
- * worker runs commands). NULL on OOM. */
-rl_shared *rl_shared_new(const rl_rate *user_rate, const rl_rate *channel_rate);
+/* A table whose buckets follow *user_rate, *channel_rate, *ip_rate (new
+ * upgrades per client address) and *accept_rate (new upgrades, all
+ * addresses): read at each take; the caller keeps them alive. NULL on OOM. */
+rl_shared *rl_shared_new(const rl_rate *user_rate, const rl_rate *channel_rate,
+                         const rl_rate *ip_rate, const rl_rate *accept_rate);
 /* Free the table (every rl_user must have been released). */
 void rl_shared_free(rl_shared *t);
 
@@ -58,6 +59,15 @@ int rl_user_take(rl_shared *t, rl_user *u, uint64_t now_ms);
  * table holds only channels published to within about a burst's refill
  * time. Thread-safe. */
 int rl_channel_take(rl_shared *t, const char *ch, size_t len, uint64_t now_ms);
+/* Take one upgrade from the process-wide accept bucket and then from the
+ * bucket of address key[0..len) (see rl_ip_key); 1 ok, 0 over a rate
+ * (*which: 0 = the global one, 1 = the address's). Thread-safe. */
+int rl_accept_take(rl_shared *t, const uint8_t *key, size_t len, uint64_t now_ms,
+                   int *which);
+/* The limit key of a peer address ip[0..n) (4 or 16 bytes): IPv4 as is
+ * (also when IPv4-mapped), IPv6 aggregated by its /64 prefix (one host
+ * usually owns a whole /64). Writes out and returns its length. */
+size_t rl_ip_key(const uint8_t *ip, size_t n, uint8_t out[16]);
 /* Connections of users currently held (for tests and gauges). */
 size_t rl_user_count(rl_shared *t, const char *user);
 

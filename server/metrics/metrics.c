@@ -319,10 +319,12 @@ void met_render(jw_buf *o, const met_snapshot *s) {
        (unsigned long long)SUM(n[MET_SLOW_RECOVER]));
   head(o, "holdfast_rate_limited_total", "counter",
        "Client commands refused with error 111 (too many requests), by the "
-       "limit that refused them.");
+       "limit that refused them; accept: upgrades refused with 503 by "
+       "client.accept_rate or client.accept_rate_per_ip.");
   {
     static const char *const rl_names[MET_RL_N] = {"command", "bytes", "publish",
-                                                   "subscribe", "user", "channel"};
+                                                   "subscribe", "user", "channel",
+                                                   "accept"};
     for (int i = 0; i < MET_RL_N; i++)
       emit(o, "holdfast_rate_limited_total{limit=\"%s\"} %llu\n", rl_names[i],
            (unsigned long long)SUM(rate_limited[i]));

@@ -60,6 +60,7 @@ typedef enum {
   MET_RL_SUBSCRIBE,
   MET_RL_USER,
   MET_RL_CHANNEL,
+  MET_RL_ACCEPT, /* upgrades over client.accept_rate(_per_ip) */
   MET_RL_N
 } met_ratelimit;
 

@@ -599,8 +599,8 @@ static int rate_check(cl_client *cl, const proto_cmd *cmd, size_t bytes) {
       return 1;
     which = MET_RL_CHANNEL;
   }
-  static const char *const names[MET_RL_N] = {"command", "bytes", "publish",
-                                              "subscribe", "user", "channel"};
+  static const char *const names[MET_RL_N] = {"command", "bytes",   "publish", "subscribe",
+                                              "user",    "channel", "accept"};
   met_ratelimit_inc(which);
   if (!cl->rl_strikes || now - cl->rl_last_refusal > RL_BURST_GAP_MS) {
     cl->rl_strikes = 0; /* a new burst: say so once */

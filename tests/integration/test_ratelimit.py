@@ -8,12 +8,14 @@ shared by its connections across workers; one channel's publish bucket
 shared by every publisher; client.user_connection_limit closes the extra
 connection with 3504 and frees the slot when one ends. Every refusal is
 counted in holdfast_rate_limited_total{limit=...}."""
-import json
 import os
+import resource
+import socket
 import sys
 import time
 
-from harness import RT, Server, http_call, jwt_hs, run_module, wait_until
+from harness import (RT, Server, connect, http_call, jwt_hs, read_http_response, read_to_eof,
+                     run_module, upgrade_request, wait_until)
 
 SECRET = "rl-secret-0123456789"
 
@@ -194,6 +196,85 @@ def test_user_connection_limit_closes_3504_and_frees_the_slot():
         wait_until(reconnects, 5.0, "a free slot after a connection of the user ended")
         for c in (c2, other, anon, reconnects.c):
             c.close()
+
+
+def upgrade_from(ip, port):
+    """One upgrade to the real-time endpoint from source address ip:
+    (status, headers, socket)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.bind((ip, 0))
+    s.connect(("127.0.0.1", port))
+    data, _ = upgrade_request("/connection/websocket")
+    s.sendall(data)
+    status, hdrs, _, _ = read_http_response(s)
+    if status != 101:
+        read_to_eof(s)
+        s.close()
+        return status, hdrs, None
+    return status, hdrs, s
+
+
+def test_accept_rate_per_ip_answers_503_with_a_jittered_retry_after():
+    cfg = config()
+    cfg["client"].update({"accept_rate_per_ip": 1, "accept_burst_per_ip": 3, "retry_after": 5})
+    with Server(config=cfg) as srv:
+        results = [upgrade_from("127.0.0.1", srv.port) for _ in range(12)]
+        assert [r[0] for r in results[:3]] == [101] * 3, [r[0] for r in results]
+        refused = [r for r in results if r[0] == 503]
+        assert len(refused) >= 6, [r[0] for r in results]  # 12 upgrades take far less than 6 s
+        waits = [int(r[1]["retry-after"]) for r in refused]
+        assert all(5 <= w <= 10 for w in waits), waits
+        assert len(set(waits)) > 1, "Retry-After must be jittered: %r" % waits
+        ev = srv.wait_event("upgrade_rejected")
+        assert ev.get("reason") == "accept_rate_limit_per_ip" and ev.get("status") == 503, ev
+        # another address has its own bucket
+        st, _, s2 = upgrade_from("127.0.0.2", srv.port)
+        assert st == 101
+        assert metric(srv, "accept") == len(refused)
+        for r in results:
+            if r[2]:
+                r[2].close()
+        s2.close()
+
+
+def test_global_accept_rate_smooths_a_storm_from_every_address():
+    cfg = config()
+    cfg["client"].update({"accept_rate": 1, "accept_burst": 4})
+    with Server(config=cfg, workers=2) as srv:
+        results = [upgrade_from("127.0.0.%d" % (1 + i % 5), srv.port) for i in range(12)]
+        codes = [r[0] for r in results]
+        assert codes[:4] == [101] * 4 and codes.count(503) >= 5, codes
+        evs = srv.events("upgrade_rejected")
+        assert evs and all(e.get("reason") == "accept_rate_limit" for e in evs), evs
+        for r in results:
+            if r[2]:
+                r[2].close()
+
+
+def test_near_the_fd_limit_upgrades_get_a_clean_503():
+    def low_nofile():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+    # 128 descriptors: new connections past 128 - 32 (headroom) - a few in use get 503
+    with Server(config=config(), preexec_fn=low_nofile) as srv:
+        held, refused = [], 0
+        for _ in range(110):
+            st, hdrs, s = upgrade_from("127.0.0.1", srv.port)
+            if s:
+                held.append(s)
+            else:
+                assert st == 503 and hdrs.get("retry-after"), (st, hdrs)
+                refused += 1
+        assert refused and 60 <= len(held) <= 96, (len(held), refused)
+        ev = srv.wait_event("upgrade_rejected", lambda e: e.get("reason") == "fd_limit")
+        assert ev.get("status") == 503, ev
+        assert not srv.events("accept_failed"), "never out of descriptors"
+        for s in held[:20]:
+            s.close()
+        wait_until(lambda: upgrade_from("127.0.0.1", srv.port)[2] is not None, 5.0,
+                   "an upgrade after connections were closed")
+        for s in held:
+            s.close()
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
  * elapsed time, costs over the burst, lowered rates, the per-user
  * connection count and the per-channel table sweeping idle entries. */
 #include <stdio.h>
+#include <string.h>
 
 #include "limits/ratelimit.h"
 #include "test.h"
@@ -51,7 +52,7 @@ static void bucket_lowered_rate_caps_the_level(void) {
 
 static void users_count_connections_and_share_a_bucket(void) {
   rl_rate ur = {2, 0}, cr = {0, 0};
-  rl_shared *t = rl_shared_new(&ur, &cr);
+  rl_shared *t = rl_shared_new(&ur, &cr, &cr, &cr);
   CHECK(t != NULL);
   rl_user *a = NULL, *b = NULL, *c = NULL;
   CHECK_INT(rl_user_acquire(t, "alice", 2, &a), 0);
@@ -73,7 +74,9 @@ static void users_count_connections_and_share_a_bucket(void) {
 
 static void channels_share_a_bucket_and_idle_ones_are_swept(void) {
   rl_rate ur = {0, 0}, cr = {1, 0};
-  rl_shared *t = rl_shared_new(&ur, &cr);
+  rl_shared *t = rl_shared_new(&ur, &ur, &ur, &ur);
+  rl_shared_free(t);
+  t = rl_shared_new(&ur, &cr, &ur, &ur);
   CHECK(t != NULL);
   CHECK(rl_channel_take(t, "room", 4, 0));
   CHECK(!rl_channel_take(t, "room", 4, 10));
@@ -89,6 +92,40 @@ static void channels_share_a_bucket_and_idle_ones_are_swept(void) {
   rl_shared_free(t);
 }
 
+static void ip_keys_aggregate_ipv6_by_64(void) {
+  uint8_t out[16];
+  const uint8_t v4[4] = {10, 1, 2, 3};
+  CHECK_INT((int)rl_ip_key(v4, 4, out), 4);
+  CHECK(!memcmp(out, v4, 4));
+  const uint8_t mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 2, 3};
+  CHECK_INT((int)rl_ip_key(mapped, 16, out), 4);
+  CHECK(!memcmp(out, v4, 4));
+  uint8_t a[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2, 1, 2, 3, 4, 5, 6, 7, 8};
+  uint8_t b[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2, 9, 9, 9, 9, 9, 9, 9, 9};
+  uint8_t ka[16], kb[16];
+  CHECK_INT((int)rl_ip_key(a, 16, ka), 8);
+  CHECK_INT((int)rl_ip_key(b, 16, kb), 8);
+  CHECK(!memcmp(ka, kb, 8)); /* same /64 */
+  b[7] = 3;
+  rl_ip_key(b, 16, kb);
+  CHECK(memcmp(ka, kb, 8) != 0); /* another /64 */
+}
+
+static void accept_rates_global_then_per_address(void) {
+  rl_rate off = {0, 0}, ip = {2, 0}, all = {3, 0};
+  rl_shared *t = rl_shared_new(&off, &off, &ip, &all);
+  const uint8_t a[4] = {10, 0, 0, 1}, b[4] = {10, 0, 0, 2};
+  int which = -1;
+  CHECK(rl_accept_take(t, a, 4, 0, &which));
+  CHECK(rl_accept_take(t, a, 4, 0, &which));
+  CHECK(!rl_accept_take(t, a, 4, 0, &which));
+  CHECK_INT(which, 1); /* a's own bucket (the global one had a token) */
+  CHECK(!rl_accept_take(t, b, 4, 0, &which));
+  CHECK_INT(which, 0); /* three taken from the global one: empty */
+  CHECK(rl_accept_take(t, b, 4, 1000, &which));
+  rl_shared_free(t);
+}
+
 int main(void) {
   hf_t_suite = "ratelimit";
   RUN_TEST(bucket_burst_then_refill);
@@ -97,5 +134,7 @@ int main(void) {
   RUN_TEST(bucket_lowered_rate_caps_the_level);
   RUN_TEST(users_count_connections_and_share_a_bucket);
   RUN_TEST(channels_share_a_bucket_and_idle_ones_are_swept);
+  RUN_TEST(ip_keys_aggregate_ipv6_by_64);
+  RUN_TEST(accept_rates_global_then_per_address);
   TEST_MAIN_END();
 }
