@@ -60,8 +60,9 @@ enum {
   U_WAIT = 128,   /* a server API call waits for the engine (api_wait) */
   /* bits 8-15: the API method id */
   U_RESOLVED = 1 << 16, /* the client address is final (first request seen) */
-  U_DEFER_IP = 1 << 17  /* per-IP accounting waits for the client address
+  U_DEFER_IP = 1 << 17, /* per-IP accounting waits for the client address
                            (the peer is a proxy) */
+  U_FDS = 1 << 18       /* accepted near the descriptor limit: answer 503 */
 };
 
 /* What a listener speaks (server.lkind). */
@@ -111,6 +112,7 @@ typedef struct {
   uint64_t untrusted_logged;
   hf_tls_server *tls; /* a reference to the TLS material of generation */
   unsigned tls_gen;   /* tls_gen; refreshed at accept after a reload */
+  uint64_t jitter; /* LCG state for Retry-After jitter (this worker only) */
   hf_timer met_timer; /* event-loop lag every 250 ms, queue sizes every 1 s */
   uint64_t met_due_us, lag_window_us;
   unsigned met_ticks;
@@ -127,6 +129,8 @@ struct server {
   chan_config chans;
   srv_jwt_keys *keys;
   cl_config clcfg;
+  rl_rate rl_user_rate, rl_chan_rate, rl_ip_rate, rl_accept_rate; /* read by clcfg.rl */
+  uint64_t fd_max, fd_headroom; /* RLIMIT_NOFILE after raising; margin kept */
   api_ctx api;
   char node_name[256];
   atomic_ullong rt_clients; /* real-time clients (info) */
@@ -404,6 +408,39 @@ static void reject_logged(hf_conn *c, const hf_http_request *req,
   reject_as("upgrade_rejected", c, req, path, path_len, status, reason, extra, body);
 }
 
+/* Upgrades near the descriptor limit or over the accept rate (global or
+ * per address, IPv6 by /64) get 503 with a jittered Retry-After (between
+ * client.retry_after and twice that), so a storm of reconnects spreads out
+ * instead of coming back in the same second. Returns 1 if it answered. */
+static int containment_refuses(worker *w, hf_conn *c, const hf_http_request *req,
+                               const char *path, size_t path_len, uintptr_t u) {
+  server *s = w->srv;
+  const char *reason, *body;
+  if (u & U_FDS) {
+    reason = "fd_limit";
+    body = "The server is near its open file limit. Retry later, with backoff.\n";
+  } else {
+    uint8_t ip[16], key[16];
+    size_t n = rl_ip_key(ip, hf_conn_client_ip(c, ip), key);
+    int which = 0;
+    if (rl_accept_take(s->clcfg.rl, key, n, hf_loop_now(w->loop), &which))
+      return 0;
+    met_ratelimit_inc(MET_RL_ACCEPT);
+    reason = which ? "accept_rate_limit_per_ip" : "accept_rate_limit";
+    body = which ? "Too many new connections from this address "
+                   "(client.accept_rate_per_ip). Retry later, with backoff.\n"
+                 : "Too many new connections (client.accept_rate). Retry "
+                   "later, with backoff.\n";
+  }
+  uint64_t base = s->cfg->retry_after ? s->cfg->retry_after : 1;
+  w->jitter = w->jitter * 6364136223846793005ull + 1442695040888963407ull;
+  char extra[64];
+  snprintf(extra, sizeof extra, "Retry-After: %llu\r\n",
+           (unsigned long long)(base + (w->jitter >> 33) % (base + 1)));
+  reject_logged(c, req, path, path_len, 503, reason, extra, body);
+  return 1;
+}
+
 /* Upgrade on the echo (rt = 0) or the real-time endpoint (rt = 1). */
 static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
                           const char *path, size_t path_len, int rt,
@@ -425,6 +462,8 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
                   "The server is shutting down. Reconnect with backoff.\n");
     return;
   }
+  if (containment_refuses(w, c, req, path, path_len, u))
+    return;
   hf_handshake_result res;
   hf_handshake_policy pol = rt ? s->ws_pol : s->echo_pol;
   if (fw->host) { /* same-origin against the host the client asked the proxy for */
@@ -660,10 +699,10 @@ static uintptr_t resolve_client(worker *w, hf_conn *c, const hf_http_request *re
   srv_proxies_apply(s->proxies, c, req, fw);
   u |= U_RESOLVED;
   if ((u & U_DEFER_IP) && s->cfg->connection_limit_per_ip) {
-    uint8_t ip[16];
-    size_t n = hf_conn_client_ip(c, ip);
+    uint8_t ip[16], key[16]; /* IPv6 counts by /64 */
+    size_t n = rl_ip_key(ip, hf_conn_client_ip(c, ip), key);
     u |= U_IP;
-    if (ip_add(s, ip, n, 1) > s->cfg->connection_limit_per_ip)
+    if (ip_add(s, key, n, 1) > s->cfg->connection_limit_per_ip)
       u |= U_OVER;
   }
   hf_conn_set_udata(c, (void *)u);
@@ -764,9 +803,9 @@ static void on_close(hf_conn *c, const hf_conn_close_info *ci) {
   if (u & U_ECHO)
     atomic_fetch_sub(&s->ws_conns, 1);
   if (u & U_IP) {
-    uint8_t ip[16];
-    size_t n = hf_conn_client_ip(c, ip); /* the address it was counted under */
-    ip_add(s, ip, n, -1);
+    uint8_t ip[16], key[16]; /* the key it was counted under (IPv6 by /64) */
+    size_t n = rl_ip_key(ip, hf_conn_client_ip(c, ip), key);
+    ip_add(s, key, n, -1);
   }
   char id[37];
   hf_conn_id(c, id);
@@ -962,13 +1001,15 @@ static void on_accept(hf_loop *loop, hf_io *io, uint32_t revents) {
       u |= U_OVER;
     if ((kind & LK_PROXY) || trusted) /* the client is known later */
       u |= U_DEFER_IP;
-    else if (s->cfg->connection_limit_per_ip) {
-      uint8_t ip[16];
-      size_t n = hf_conn_peer_ip(c, ip);
+    else if (s->cfg->connection_limit_per_ip) { /* IPv6 counts by /64 */
+      uint8_t ip[16], key[16];
+      size_t n = rl_ip_key(ip, hf_conn_peer_ip(c, ip), key);
       u |= U_IP;
-      if (ip_add(s, ip, n, 1) > s->cfg->connection_limit_per_ip)
+      if (ip_add(s, key, n, 1) > s->cfg->connection_limit_per_ip)
         u |= U_OVER;
     }
+    if (s->fd_max && total + s->fd_headroom > s->fd_max)
+      u |= U_FDS; /* answered 503 while descriptors are left to answer */
     hf_conn_set_udata(c, (void *)u);
   }
 }
@@ -1231,6 +1272,19 @@ static int setup_realtime(server *s) {
   cc->recovery_max_publication_limit = (uint32_t)cfg->recovery_max_publication_limit;
   cc->history_max_publication_limit = (uint32_t)cfg->history_max_publication_limit;
   cc->version = HOLDFAST_VERSION_STR;
+  cc->rl_command = (rl_rate){cfg->rl_command_rate, cfg->rl_command_burst};
+  cc->rl_bytes = (rl_rate){cfg->rl_bytes_rate, cfg->rl_bytes_burst};
+  cc->rl_publish = (rl_rate){cfg->rl_publish_rate, 0};
+  cc->rl_subscribe = (rl_rate){cfg->rl_subscribe_rate, 0};
+  s->rl_user_rate = (rl_rate){cfg->rl_user_command_rate, 0};
+  s->rl_chan_rate = (rl_rate){cfg->rl_channel_publish_rate, 0};
+  cc->user_connection_limit = cfg->user_connection_limit;
+  cc->rl_disconnect_after = (uint32_t)cfg->rl_disconnect_after;
+  s->rl_ip_rate = (rl_rate){cfg->accept_rate_per_ip, cfg->accept_burst_per_ip};
+  s->rl_accept_rate = (rl_rate){cfg->accept_rate, cfg->accept_burst};
+  if (!(cc->rl = rl_shared_new(&s->rl_user_rate, &s->rl_chan_rate, &s->rl_ip_rate,
+                               &s->rl_accept_rate)))
+    return -1;
   s->api.h = s->hub;
   s->api.eng = s->eng;
   s->api.chans = &s->chans;
@@ -1293,6 +1347,11 @@ int srv_run(const srv_config *cfg) {
       srv_log_int(&l, "to", (long long)nofile.rlim_max);
       srv_log_end(&l);
     }
+  }
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {
+    s->fd_max = (uint64_t)nofile.rlim_cur;
+    /* listeners, epoll, eventfds, engine connections, logs: kept free */
+    s->fd_headroom = s->fd_max / 50 > 32 ? s->fd_max / 50 : 32;
   }
   {
     struct timespec rt;
@@ -1405,6 +1464,7 @@ int srv_run(const srv_config *cfg) {
     jw_init(&w->clients.out);
     w->drain_msg.run = on_drain;
     w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    w->jitter = mono_us() ^ ((uint64_t)(i + 1) << 40);
     w->nlis = s->naddr;
     for (size_t a = 0; a < s->naddr; a++) {
       w->lis[a].fd = s->lfds[a * s->nw + i];
@@ -1479,6 +1539,7 @@ int srv_run(const srv_config *cfg) {
   free(s->w);
   hub_free(s->hub);
   chan_config_free(&s->chans);
+  rl_shared_free(s->clcfg.rl);
   srv_jwt_keys_free(s->keys);
   srv_tls_free(s->tls);
   srv_proxies_free(s->proxies);

@@ -58,6 +58,18 @@ typedef enum {
   MET_REJ_N
 } met_reject;
 
+/* Which limit refused a command (holdfast_rate_limited_total). */
+typedef enum {
+  MET_RL_COMMAND,
+  MET_RL_BYTES,
+  MET_RL_PUBLISH,
+  MET_RL_SUBSCRIBE,
+  MET_RL_USER,
+  MET_RL_CHANNEL,
+  MET_RL_ACCEPT, /* upgrades over client.accept_rate(_per_ip) */
+  MET_RL_N
+} met_ratelimit;
+
 enum { MET_SIDE_SERVER, MET_SIDE_CLIENT, MET_SIDE_ABNORMAL, MET_SIDES };
 #define MET_CODES 48 /* see met_code_index */
 #define MET_METHODS 12 /* the protocol's command kinds */
@@ -76,6 +88,7 @@ typedef struct met_worker {
   _Atomic uint64_t commands[MET_METHODS];
   _Atomic uint64_t cmd_errors[MET_ERRS];
   _Atomic uint64_t api_errors[MET_ERRS];
+  _Atomic uint64_t rate_limited[MET_RL_N];
   met_hist ping_rtt, fanout, queue, lag;
   _Atomic uint64_t lag_max_us; /* over the last second (a gauge) */
   struct met_worker *next;
@@ -102,6 +115,8 @@ void met_close_inc(unsigned code, int side);
 void met_command_inc(int kind);
 void met_cmd_error_inc(unsigned code);
 void met_api_error_inc(unsigned code);
+/* A command refused by rate limit r. */
+void met_ratelimit_inc(met_ratelimit r);
 /* Histograms, in microseconds (queue: bytes). */
 void met_observe_ping_rtt(uint64_t us);
 void met_observe_fanout(uint64_t us);

@@ -17,6 +17,7 @@
 #include "channels/hub.h"
 #include "protocol/jsonw.h"
 #include "auth/jwt.h"
+#include "limits/ratelimit.h"
 #include <jansson.h>
 
 typedef struct cl_client cl_client;
@@ -40,6 +41,12 @@ typedef struct {
   uint32_t recovery_max_publication_limit; /* 0 = no limit */
   uint32_t history_max_publication_limit;  /* history command cap */
   const char *version;
+  /* containment (server/limits/): per connection rates, the shared
+   * per-user / per-channel table (NULL: no user or channel limits) */
+  rl_rate rl_command, rl_bytes, rl_publish, rl_subscribe;
+  struct rl_shared *rl;
+  uint64_t user_connection_limit; /* 0 = none; close 3504 over it */
+  uint32_t rl_disconnect_after;   /* refusals in one burst before 3013 */
 } cl_config;
 
 /* All clients of one worker (for the server API's targeted commands). */
