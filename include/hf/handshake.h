@@ -71,7 +71,7 @@ typedef struct {
    * the parameters, and the Sec-WebSocket-Extensions value the 101 sends */
   int deflate;
   hf_deflate_params deflate_params;
-  char extensions[128];
+  char extensions[160]; /* the longest response is 128 characters */
 } hf_handshake_result;
 
 /* Validate req as a WebSocket upgrade under pol. Checks, in order: method

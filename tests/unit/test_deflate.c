@@ -74,6 +74,11 @@ static void negotiate_window_bits(void) {
   CHECK_INT(p.server_max_window_bits, 11); /* we use less; no need to say */
   CHECK_STR(resp(&small, "permessage-deflate"),
             "permessage-deflate; server_no_context_takeover");
+  /* every parameter at once: the longest response (128 characters) */
+  hf_deflate_config all = {0, 12, 10};
+  CHECK_STR(resp(&all, "permessage-deflate; server_max_window_bits=13; client_max_window_bits"),
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+            "server_max_window_bits=12; client_max_window_bits=10");
   CHECK_STR(resp(&small, "permessage-deflate; server_max_window_bits=15"),
             "permessage-deflate; server_no_context_takeover; server_max_window_bits=11");
   /* client_max_window_bits=8 is fine: we inflate with any window */
