@@ -430,6 +430,8 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
     srv_log_begin(&l, LOG_INFO, "upgrade_accepted");
     log_conn_fields(&l, c, req, path, path_len);
     srv_log_strn(&l, "subprotocol", res.subprotocol, res.subprotocol_len);
+    if (res.deflate) /* the negotiated permessage-deflate response */
+      srv_log_str(&l, "extensions", res.extensions);
     srv_log_end(&l);
     return;
   }
