@@ -13,7 +13,7 @@
 size_t hf_frame_header(uint8_t out[HF_FRAME_MAX_HEADER], int fin, int opcode,
                        uint64_t len, const uint8_t *mask) {
   size_t n;
-  out[0] = (uint8_t)((fin ? 0x80 : 0) | (opcode & 0x0f));
+  out[0] = (uint8_t)((fin ? 0x80 : 0) | (opcode & (0x0f | HF_FRAME_RSV1)));
   uint8_t mbit = mask ? 0x80 : 0;
   if (len < 126) {
     out[1] = (uint8_t)(mbit | len);
@@ -126,10 +126,19 @@ static ssize_t parse_header(hf_ws_parser *p, const uint8_t *buf, size_t len) {
   if (len < 2)
     return 0;
   uint8_t b0 = buf[0], b1 = buf[1];
-  if (b0 & 0x70)
+  uint8_t op = b0 & 0x0f, fin = b0 >> 7;
+  if (b0 & 0x30)
     return fail(p, HF_EPROTO, HF_CLOSE_PROTOCOL_ERROR,
                 "reserved bits set without a negotiated extension");
-  uint8_t op = b0 & 0x0f, fin = b0 >> 7;
+  if (b0 & 0x40) {
+    if (!p->allow_rsv1)
+      return fail(p, HF_EPROTO, HF_CLOSE_PROTOCOL_ERROR,
+                  "reserved bits set without a negotiated extension");
+    if (op != HF_OP_TEXT && op != HF_OP_BINARY)
+      return fail(p, HF_EPROTO, HF_CLOSE_PROTOCOL_ERROR,
+                  op == HF_OP_CONT ? "RSV1 set on a continuation frame"
+                                   : "RSV1 set on a control frame");
+  }
   int masked = b1 >> 7;
   if (masked != p->expect_mask)
     return fail(p, HF_EPROTO, HF_CLOSE_PROTOCOL_ERROR,
@@ -187,6 +196,7 @@ static ssize_t parse_header(hf_ws_parser *p, const uint8_t *buf, size_t len) {
   p->_hdr_len = (uint8_t)need;
   if (op == HF_OP_TEXT || op == HF_OP_BINARY) {
     p->_msg_opcode = op;
+    p->_msg_rsv1 = (b0 & 0x40) != 0;
     p->_msg_len = 0;
     p->_utf8 = HF_UTF8_ACCEPT;
   }
@@ -201,7 +211,7 @@ static int advance_payload(hf_ws_parser *p, uint8_t *pay, uint64_t upto) {
   size_t n = (size_t)(upto - from);
   if (p->expect_mask)
     hf_frame_mask(pay + from, n, p->_key, (size_t)from);
-  if (p->_opcode < HF_OP_CLOSE && p->_msg_opcode == HF_OP_TEXT) {
+  if (p->_opcode < HF_OP_CLOSE && p->_msg_opcode == HF_OP_TEXT && !p->_msg_rsv1) {
     p->_utf8 = hf_utf8_feed(p->_utf8, pay + from, n, NULL);
     if (p->_utf8 == HF_UTF8_REJECT)
       return (int)fail(p, HF_EUTF8, HF_CLOSE_INVALID_PAYLOAD,
@@ -268,9 +278,11 @@ ssize_t hf_ws_parse(hf_ws_parser *p, uint8_t *buf, size_t len, hf_ws_event *ev,
     ev->opcode = p->_msg_opcode;
     ev->first = p->_opcode != HF_OP_CONT;
     ev->fin = p->_fin;
+    ev->compressed = p->_msg_rsv1;
     p->_msg_len += p->_plen;
     if (p->_fin) {
-      if (p->_msg_opcode == HF_OP_TEXT && p->_utf8 != HF_UTF8_ACCEPT)
+      if (p->_msg_opcode == HF_OP_TEXT && !p->_msg_rsv1 &&
+          p->_utf8 != HF_UTF8_ACCEPT)
         return fail(p, HF_EUTF8, HF_CLOSE_INVALID_PAYLOAD,
                     "text message ends inside a UTF-8 sequence");
       p->_in_msg = 0;

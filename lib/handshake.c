@@ -387,6 +387,11 @@ hf_hs_code hf_handshake_check(const hf_http_request *req,
       break;
     }
   }
+  if (pol && pol->deflate &&
+      hf_deflate_negotiate(pol->deflate, req, &out->deflate_params) &&
+      hf_deflate_response(&out->deflate_params, out->extensions,
+                          sizeof out->extensions) > 0)
+    out->deflate = 1;
   out->code = HF_HS_OK;
   out->status = 101;
   out->reason = "ok";
@@ -464,6 +469,11 @@ int hf_handshake_write_101(char *buf, size_t cap, const hf_handshake_result *res
   if (res->subprotocol) {
     put_str(&b, "Sec-WebSocket-Protocol: ");
     put(&b, res->subprotocol, res->subprotocol_len);
+    put_str(&b, "\r\n");
+  }
+  if (res->deflate) {
+    put_str(&b, "Sec-WebSocket-Extensions: ");
+    put_str(&b, res->extensions);
     put_str(&b, "\r\n");
   }
   if (res->origin) {

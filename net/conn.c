@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "hf/close.h"
+#include "hf/deflate.h"
 #include "hf/err.h"
 #include "hf/frame.h"
 #include "hf/proxy.h"
@@ -87,6 +88,14 @@ struct hf_conn {
   uint32_t in_len, in_cap, need;
   uint8_t *msg; /* fragment assembly; NULL unless a fragmented message */
   uint32_t msg_len, msg_cap;
+  /* permessage-deflate: an inflater of our own only while a fragmented
+   * compressed message is in progress, or for good when the client keeps
+   * its context (client_no_context_takeover not negotiated) */
+  hf_inflate *inf;
+  uint8_t dfl;          /* negotiated */
+  uint8_t dfl_sbits;    /* our compression window */
+  uint8_t dfl_cbits;    /* the client's window */
+  uint8_t dfl_ctake;    /* the client keeps its context between messages */
   /* Output the kernel did not take yet: segments of shared buffers, in
    * order (owned bytes live in buffers with one reference). NULL when
    * nothing is queued, so idle connections hold no output memory. */
@@ -137,6 +146,8 @@ struct hf_conn_ctx {
   hf_timer over_timer; /* re-checks them while any exist */
   uint64_t rng[4];
   hf_conn_stats stats;
+  uint8_t *zbuf; /* inflated single-frame messages (kept, <= max_message+1) */
+  size_t zbuf_cap;
   uint8_t cork[CORK_CAP];
 };
 
@@ -478,6 +489,7 @@ static void reap(hf_loop *loop, hf_deferred *d) {
     ctx->grave = c->next;
     free(c->in);
     free(c->msg);
+    hf_inflate_free(c->inf);
     outq_free(c);
     free(c->peer_reason);
     free(c->own_reason);
@@ -516,6 +528,8 @@ static void teardown(hf_conn *c) {
     info.reason = c->close_reason ? c->close_reason : "";
   }
   c->state = ST_DEAD;
+  if (c->dfl)
+    hf_shared_deflate_users(-1);
   clear_over(c);
   for (hf_conn **pp = &ctx->resume; *pp; pp = &(*pp)->flush_next)
     if (*pp == c) { /* its pipelined requests die with it */
@@ -644,12 +658,87 @@ static int assemble(hf_conn *c, const uint8_t *p, size_t n) {
   return 0;
 }
 
+/* Inflate a compressed frame: whole messages with the thread's inflater
+ * into the context's buffer (no allocation once warm), fragmented ones or
+ * context takeover with the connection's own. Delivers the message at fin. */
+static void on_compressed(hf_conn *c, hf_ws_event *ev) {
+  hf_conn_ctx *ctx = c->ctx;
+  size_t limit = ctx->cfg.max_message ? (size_t)ctx->cfg.max_message : SIZE_MAX - 1;
+  int whole = ev->first && ev->fin && !c->dfl_ctake;
+  hf_inflate *z;
+  uint8_t **buf;
+  size_t len, cap;
+  if (whole) {
+    z = hf_inflate_thread();
+    if (z)
+      hf_inflate_reset(z);
+    buf = &ctx->zbuf;
+    len = 0;
+    cap = ctx->zbuf_cap;
+  } else {
+    if (!c->inf)
+      c->inf = hf_inflate_new(c->dfl_ctake ? c->dfl_cbits : 15);
+    z = c->inf;
+    if (z && ev->first && !c->dfl_ctake)
+      hf_inflate_reset(z);
+    buf = &c->msg;
+    len = c->msg_len;
+    cap = c->msg_cap;
+  }
+  int r = z ? hf_inflate_feed(z, ev->data, ev->len, ev->fin, buf, &len, &cap, limit)
+            : HF_ENOMEM;
+  if (whole)
+    ctx->zbuf_cap = cap;
+  else {
+    c->msg_len = (uint32_t)len;
+    c->msg_cap = (uint32_t)cap;
+  }
+  if (r < 0) {
+    if (z && z != c->inf)
+      hf_inflate_reset(z);
+    if (r == HF_ETOOBIG)
+      protocol_fail(c, HF_CLOSE_TOO_BIG, "message too big (after inflating)");
+    else if (r == HF_EPROTO)
+      protocol_fail(c, HF_CLOSE_INVALID_PAYLOAD, "invalid compressed data");
+    else
+      protocol_fail(c, HF_CLOSE_INTERNAL, "out of memory");
+    return;
+  }
+  if (!ev->fin)
+    return;
+  uint8_t *m = *buf;
+  if (!whole) { /* the message is ours now; no inflater kept without need */
+    c->msg = NULL;
+    c->msg_len = c->msg_cap = 0;
+    if (!c->dfl_ctake) {
+      hf_inflate_free(c->inf);
+      c->inf = NULL;
+    }
+  }
+  if (ev->opcode == HF_OP_TEXT && !hf_utf8_valid(m, len)) {
+    if (!whole)
+      free(m);
+    protocol_fail(c, HF_CLOSE_INVALID_PAYLOAD, "invalid UTF-8 in text message");
+    return;
+  }
+  c->msgs_in++;
+  st_add(&ctx->stats.msgs_in, 1);
+  st_add(&ctx->stats.msgs_inflated, 1);
+  ctx->h.on_message(c, ev->opcode, m, len);
+  if (!whole)
+    free(m);
+}
+
 static void on_ws_event(hf_conn *c, hf_ws_event *ev) {
   hf_conn_ctx *ctx = c->ctx;
   switch (ev->type) {
   case HF_WS_EV_DATA:
     if (c->state != ST_OPEN)
       return; /* after our close frame: discard */
+    if (ev->compressed) {
+      on_compressed(c, ev);
+      return;
+    }
     if (ev->first && ev->fin) {
       c->msgs_in++;
       st_add(&ctx->stats.msgs_in, 1);
@@ -1305,6 +1394,7 @@ void hf_conn_ctx_free(hf_conn_ctx *ctx) {
   }
   reap(ctx->loop, &ctx->reaper);
   hf_timer_cancel(ctx->loop, &ctx->over_timer);
+  free(ctx->zbuf);
   free(ctx);
 }
 
@@ -1410,6 +1500,14 @@ hf_hs_code hf_conn_upgrade(hf_conn *c, const hf_http_request *req,
   }
   c->state = ST_OPEN;
   c->upgraded = 1;
+  if (res->deflate) {
+    c->dfl = 1;
+    c->dfl_sbits = res->deflate_params.server_max_window_bits;
+    c->dfl_cbits = res->deflate_params.client_max_window_bits;
+    c->dfl_ctake = !res->deflate_params.client_no_context_takeover;
+    c->ws.allow_rsv1 = 1;
+    hf_shared_deflate_users(1);
+  }
   hf_timer_cancel(c->ctx->loop, &c->timer);
   struct iovec iov = {head, (size_t)n};
   if (write_or_queue(c, &iov, 1) < 0)
@@ -1480,6 +1578,11 @@ int hf_conn_send_shared(hf_conn *c, hf_shared *sh, size_t off, size_t len) {
   if (c->state != ST_OPEN)
     return HF_ECLOSED;
   hf_conn_ctx *ctx = c->ctx;
+  if (c->dfl && sh->alt && off == 0 && len == sh->len &&
+      c->dfl_sbits >= hf_shared_deflate_bits()) {
+    sh = sh->alt; /* compressed once for every deflate recipient */
+    len = sh->len;
+  }
   if (ctx->cork_owner == c) {
     int r = flush_cork(ctx); /* keep the order of everything sent */
     if (r < 0)
@@ -1581,9 +1684,25 @@ int hf_conn_send(hf_conn *c, int opcode, const uint8_t *data, size_t len) {
   if (opcode == HF_OP_TEXT || opcode == HF_OP_BINARY) {
     c->msgs_out++;
     st_add(&c->ctx->stats.msgs_out, 1);
+    const hf_conn_config *cfg = &c->ctx->cfg;
+    if (c->dfl && len >= cfg->deflate_min_size) {
+      /* the thread's compressor, reset per message (we never keep context:
+       * shared frames are compressed without it) */
+      hf_deflate_enc *e = hf_deflate_thread_enc(cfg->deflate_level,
+                                                cfg->deflate_mem_level, c->dfl_sbits);
+      size_t bound = hf_deflate_bound(len);
+      uint8_t *out = e ? hf_deflate_thread_buf(bound) : NULL;
+      long n = out ? hf_deflate_compress(e, 1, data, len, out, bound) : -1;
+      if (n >= 0 && (size_t)n < len) {
+        st_add(&c->ctx->stats.msgs_deflated, 1);
+        return send_frame(c, opcode | HF_FRAME_RSV1, out, (size_t)n);
+      }
+    }
   }
   return send_frame(c, opcode, data, len);
 }
+
+int hf_conn_deflate(const hf_conn *c) { return c->dfl; }
 
 void hf_conn_id(const hf_conn *c, char out[37]) {
   static const char hx[] = "0123456789abcdef";

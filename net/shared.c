@@ -1,8 +1,14 @@
 /* SPDX-License-Identifier: MIT */
-/* Reference-counted byte buffers (see hf/shared.h). */
+/* Reference-counted byte buffers (see hf/shared.h), and the compress-once
+ * variant of a shared frame for permessage-deflate recipients. */
 #include "hf/shared.h"
 
 #include <stdlib.h>
+#include <string.h>
+
+#include "hf/deflate.h"
+#include "hf/err.h"
+#include "hf/frame.h"
 
 hf_shared *hf_shared_new(size_t cap) {
   if (cap > UINT32_MAX)
@@ -14,6 +20,7 @@ hf_shared *hf_shared_new(size_t cap) {
   s->len = 0;
   s->cap = (uint32_t)cap;
   s->flags = 0;
+  s->alt = NULL;
   return s;
 }
 
@@ -21,6 +28,59 @@ void hf_shared_unref(hf_shared *s) {
   if (!s)
     return;
   /* release our writes; the last owner acquires everyone's before free */
-  if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
+  if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
+    hf_shared_unref(s->alt);
     free(s);
+  }
+}
+
+static hf_shared_deflate_cfg dcfg; /* written once before threads start */
+static _Atomic uint64_t n_compressed;
+static atomic_long n_users;
+
+void hf_shared_deflate_setup(const hf_shared_deflate_cfg *cfg) { dcfg = *cfg; }
+
+int hf_shared_deflate_bits(void) { return dcfg.window_bits; }
+
+uint64_t hf_shared_deflate_count(void) {
+  return atomic_load_explicit(&n_compressed, memory_order_relaxed);
+}
+
+void hf_shared_deflate_users(int delta) {
+  atomic_fetch_add_explicit(&n_users, delta, memory_order_relaxed);
+}
+
+int hf_shared_deflate(hf_shared *frame, size_t hdr_len) {
+  if (!dcfg.enabled || !frame || frame->alt || hdr_len > frame->len ||
+      atomic_load_explicit(&n_users, memory_order_relaxed) <= 0)
+    return 0;
+  size_t plen = frame->len - hdr_len;
+  if (plen < dcfg.min_size)
+    return 0;
+  int opcode = frame->data[0] & 0x0f;
+  if (opcode != HF_OP_TEXT && opcode != HF_OP_BINARY)
+    return 0; /* control frames are never compressed */
+  hf_deflate_enc *e =
+      hf_deflate_thread_enc(dcfg.level, dcfg.mem_level, dcfg.window_bits);
+  size_t bound = hf_deflate_bound(plen);
+  hf_shared *alt = e ? hf_shared_new(HF_FRAME_MAX_HEADER + bound) : NULL;
+  if (!alt)
+    return HF_ENOMEM;
+  /* compress behind the longest header, then slide it down behind the
+   * real one: one buffer, one copy-free compression */
+  long n = hf_deflate_compress(e, 1, frame->data + hdr_len, plen,
+                               alt->data + HF_FRAME_MAX_HEADER, bound);
+  atomic_fetch_add_explicit(&n_compressed, 1, memory_order_relaxed);
+  if (n < 0 || (size_t)n >= plen) {
+    hf_shared_unref(alt);
+    return n < 0 ? HF_ENOMEM : 0;
+  }
+  uint8_t hdr[HF_FRAME_MAX_HEADER];
+  size_t hl = hf_frame_header(hdr, 1, opcode | HF_FRAME_RSV1, (uint64_t)n, NULL);
+  memmove(alt->data + hl, alt->data + HF_FRAME_MAX_HEADER, (size_t)n);
+  memcpy(alt->data, hdr, hl);
+  alt->len = (uint32_t)(hl + (size_t)n);
+  alt->flags = frame->flags;
+  frame->alt = alt;
+  return 1;
 }

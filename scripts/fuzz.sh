@@ -38,7 +38,7 @@ targets() {
 }
 
 pkg_flags() {
-  pkg-config --cflags --libs libcrypto jansson 2>/dev/null
+  pkg-config --cflags --libs libcrypto jansson zlib 2>/dev/null
 }
 
 # The extra sources a target names on its "// fuzz-sources:" lines.

@@ -183,6 +183,31 @@ static const setting settings[] = {
     {"websocket.close_timeout", T_DUR, O(close_timeout_ms), "5s", 100, 600000,
      NULL, HF,
      "how long to wait for the peer's close frame (or a lingering HTTP reader)"},
+    /* permessage-deflate (RFC 7692; branch deflateb) */
+    {"websocket.compression", T_BOOL, O(compression), "false", 0, 0, NULL, CF,
+     "offer permessage-deflate on the real-time endpoint (clients that offer "
+     "it get compressed messages; others are unaffected)"},
+    {"websocket.compression_level", T_UINT, O(compression_level), "1", 0, 9,
+     NULL, CF, "zlib compression level of outgoing messages (0 = stored, 1 = "
+     "fastest, 9 = smallest)"},
+    {"websocket.compression_min_size", T_SIZE, O(compression_min_size), "0", 0,
+     1024 * MiB, NULL, CF,
+     "outgoing messages shorter than this many bytes are sent uncompressed"},
+    {"websocket.compression_context_takeover", T_BOOL,
+     O(compression_context_takeover), "false", 0, 0, NULL, HF,
+     "let clients keep their compression context between messages (better "
+     "ratio for small messages, but one inflater per connection: about 7 KiB "
+     "+ 2^window_bits bytes each); false answers client_no_context_takeover"},
+    {"websocket.compression_memory_level", T_UINT, O(compression_mem_level),
+     "8", 1, 9, NULL, HF,
+     "zlib memLevel of the compressors (one per worker thread and window "
+     "size; 2^(memory_level+9) bytes each, plus the window)"},
+    {"websocket.compression_window_bits", T_UINT, O(compression_window_bits),
+     "15", 9, 15, NULL, HF,
+     "LZ77 window of the server's compressor and the largest window asked of "
+     "clients that let the server choose (2^bits bytes)"},
+    {"echo.compression", T_BOOL, O(echo_compression), "false", 0, 0, NULL, HF,
+     "offer permessage-deflate on the echo endpoint too"},
     {"echo.enabled", T_BOOL, O(echo_enabled), "true", 0, 0, NULL, HF,
      "serve the raw RFC 6455 echo endpoint"},
     {"echo.handler_prefix", T_STR, O(echo_path), "/echo", 0, 0, NULL, HF,

@@ -65,6 +65,14 @@ typedef struct {
   uint64_t ping_interval_ms;
   uint64_t pong_timeout_ms;
   uint64_t close_timeout_ms;
+  /* permessage-deflate (branch deflateb) */
+  bool compression;                 /* real-time endpoint */
+  uint64_t compression_level;       /* zlib 0..9 */
+  uint64_t compression_min_size;    /* bytes */
+  bool compression_context_takeover;
+  uint64_t compression_mem_level;   /* zlib 1..9 */
+  uint64_t compression_window_bits; /* 9..15 */
+  bool echo_compression;            /* echo endpoint */
   /* endpoints */
   bool echo_enabled;
   char *echo_path;

@@ -30,6 +30,7 @@
 #include "hf/close.h"
 #include "hf/conn.h"
 #include "hf/frame.h"
+#include "hf/shared.h"
 #include "hf/loop.h"
 #include "http/api.h"
 #include "channels/chan.h"
@@ -124,6 +125,7 @@ struct server {
   size_t nw;
   hf_handshake_policy echo_pol;
   hf_handshake_policy ws_pol;
+  hf_deflate_config deflate; /* permessage-deflate offers we accept */
   hub *hub;
   eng *eng;
   chan_config chans;
@@ -361,7 +363,10 @@ static void route_metrics(worker *w, hf_conn *c, const hf_http_request *req) {
     snap.msgs_in += atomic_load_explicit(&st->msgs_in, memory_order_relaxed);
     snap.msgs_out += atomic_load_explicit(&st->msgs_out, memory_order_relaxed);
     snap.pong_timeouts += atomic_load_explicit(&st->pong_timeouts, memory_order_relaxed);
+    snap.deflate_in += atomic_load_explicit(&st->msgs_inflated, memory_order_relaxed);
+    snap.deflate_out += atomic_load_explicit(&st->msgs_deflated, memory_order_relaxed);
   }
+  snap.deflate_shared = hf_shared_deflate_count();
   char why[64];
   snap.engine_up = eng_healthy(s->eng, why, sizeof why);
   snap.engine = eng_name(s->eng);
@@ -441,6 +446,25 @@ static int containment_refuses(worker *w, hf_conn *c, const hf_http_request *req
   return 1;
 }
 
+/* permessage-deflate: which endpoints offer it, what we accept, and the
+ * settings of the compress-once shared frames. */
+static void setup_deflate(server *s) {
+  const srv_config *cfg = s->cfg;
+  s->deflate.allow_client_takeover = cfg->compression_context_takeover;
+  s->deflate.server_max_window_bits = (uint8_t)cfg->compression_window_bits;
+  s->deflate.client_max_window_bits = (uint8_t)cfg->compression_window_bits;
+  s->echo_pol.deflate = cfg->echo_compression ? &s->deflate : NULL;
+  s->ws_pol.deflate = cfg->compression ? &s->deflate : NULL;
+  hf_shared_deflate_cfg sd = {
+      .enabled = cfg->compression,
+      .level = (int)cfg->compression_level,
+      .mem_level = (int)cfg->compression_mem_level,
+      .window_bits = (int)cfg->compression_window_bits,
+      .min_size = cfg->compression_min_size,
+  };
+  hf_shared_deflate_setup(&sd);
+}
+
 /* Upgrade on the echo (rt = 0) or the real-time endpoint (rt = 1). */
 static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
                           const char *path, size_t path_len, int rt,
@@ -498,6 +522,8 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
     }
     if (fw->proto)
       srv_log_strn(&l, "forwarded_proto", fw->proto, fw->proto_len);
+    if (res.deflate) /* the negotiated permessage-deflate response */
+      srv_log_str(&l, "extensions", res.extensions);
     srv_log_end(&l);
     return;
   }
@@ -1373,6 +1399,7 @@ int srv_run(const srv_config *cfg) {
   s->ws_pol = s->echo_pol;
   s->ws_pol.subprotocols = rt_protocols;
   s->ws_pol.n_subprotocols = 1;
+  setup_deflate(s);
   if (setup_realtime(s) < 0)
     return 2;
 
@@ -1441,6 +1468,9 @@ int srv_run(const srv_config *cfg) {
       .ping_interval_ms = (uint32_t)cfg->ping_interval_ms,
       .pong_timeout_ms = (uint32_t)cfg->pong_timeout_ms,
       .close_timeout_ms = (uint32_t)cfg->close_timeout_ms,
+      .deflate_level = (int)cfg->compression_level,
+      .deflate_mem_level = (int)cfg->compression_mem_level,
+      .deflate_min_size = (uint32_t)cfg->compression_min_size,
   };
   for (size_t i = 0; i < s->nw; i++) {
     worker *w = &s->w[i];

@@ -42,6 +42,11 @@ typedef struct {
   uint32_t close_timeout_ms;     /* wait for the peer's close frame */
   uint32_t response_timeout_ms;  /* a deferred answer (0: 30 s); then the
                                     connection is dropped */
+  /* permessage-deflate on connections that negotiated it (the handshake
+   * policy decides who does): zlib level and memory level of outgoing
+   * messages, and the smallest message compressed. */
+  int deflate_level, deflate_mem_level;
+  uint32_t deflate_min_size;
 } hf_conn_config;
 
 /* Who ended a connection, as logged. */
@@ -122,6 +127,9 @@ size_t hf_conn_ctx_count(const hf_conn_ctx *ctx);
  * sent counts messages queued to send; bytes sent counts bytes written. */
 typedef struct {
   _Atomic uint64_t bytes_in, bytes_out, msgs_in, msgs_out, pong_timeouts;
+  /* permessage-deflate: messages inflated, messages compressed for one
+   * connection (shared frames are counted by hf_shared_deflate_count) */
+  _Atomic uint64_t msgs_inflated, msgs_deflated;
 } hf_conn_stats;
 const hf_conn_stats *hf_conn_ctx_stats(const hf_conn_ctx *ctx);
 
@@ -144,7 +152,11 @@ hf_conn *hf_conn_accept_ex(hf_conn_ctx *ctx, int fd, const struct sockaddr *sa,
                            socklen_t salen, const hf_conn_accept_opts *o);
 
 /* Answer the request with the upgrade if it passes hf_handshake_check under
- * pol, else with the explained rejection. extra_headers are added to the
+ * pol, else with the explained rejection. When pol->deflate is set and an
+ * offer is accepted, the connection speaks permessage-deflate: incoming
+ * compressed messages are inflated (bounded by max_message, UTF-8 checked
+ * after inflation), outgoing ones at least deflate_min_size bytes are
+ * compressed, and shared frames with an alt use it. extra_headers are added to the
  * 101 (each "Name: value\r\n"). The connection id header is always added.
  * Fills *res (views valid for the callback) and returns res->code. */
 hf_hs_code hf_conn_upgrade(hf_conn *c, const hf_http_request *req,
@@ -179,7 +191,8 @@ void hf_conn_respond(hf_conn *c, int status, const char *extra_headers,
 int hf_conn_read_body(hf_conn *c, size_t len);
 
 /* Queue a prepared frame (sh->data[off..off+len), header included) by
- * reference: no copy. Everything queued for one connection during a loop
+ * reference: no copy. A whole frame (off 0, len sh->len) with a compressed
+ * alt goes out as the alt to connections that negotiated deflate. Everything queued for one connection during a loop
  * iteration leaves in one sendmsg at the end of the iteration. The queue
  * limit applies (3008). Same return values as hf_conn_send. Loop thread
  * only; sh may be shared with connections on other loops. */
@@ -204,6 +217,9 @@ int hf_conn_send(hf_conn *c, int opcode, const uint8_t *data, size_t len);
  * 123 bytes). Data received afterwards is discarded; TCP is closed when the
  * peer answers or after close_timeout. No-op if already closing. */
 void hf_conn_close(hf_conn *c, uint16_t code, const char *reason);
+
+/* 1 if the connection negotiated permessage-deflate. */
+int hf_conn_deflate(const hf_conn *c);
 
 /* Connection id: 16 random bytes formatted as a UUID (36 chars + NUL). */
 void hf_conn_id(const hf_conn *c, char out[37]);

@@ -30,8 +30,13 @@ enum {
 /* Largest control-frame payload, and so the longest close reason (123). */
 #define HF_FRAME_MAX_CONTROL 125
 
+/* RSV1: or-ed into the opcode given to hf_frame_header, it marks the first
+ * frame of a compressed message (permessage-deflate, RFC 7692). */
+#define HF_FRAME_RSV1 0x40
+
 /* Write a frame header for a payload of len bytes into out. If mask is not
  * NULL the MASK bit is set and the 4 key bytes follow (client frames).
+ * opcode may carry HF_FRAME_RSV1.
  * Returns the header length (2 to 14). */
 size_t hf_frame_header(uint8_t out[HF_FRAME_MAX_HEADER], int fin, int opcode,
                        uint64_t len, const uint8_t *mask);
@@ -75,6 +80,8 @@ typedef struct {
   uint8_t opcode; /* DATA: HF_OP_TEXT or HF_OP_BINARY (of the whole message) */
   uint8_t first;  /* DATA: this is the first fragment of the message */
   uint8_t fin;    /* DATA: this is the last fragment of the message */
+  uint8_t compressed; /* DATA: the message had RSV1 (permessage-deflate):
+                         data is DEFLATE bytes, not yet UTF-8 checked */
   uint8_t *data;  /* unmasked payload, a view into the caller's buffer */
   size_t len;
   uint16_t close_code; /* CLOSE: received code, 1005 if the payload was empty */
@@ -88,6 +95,8 @@ typedef struct {
   uint64_t max_message; /* largest message (sum of fragments); 0 = no limit */
   uint8_t expect_mask;  /* 1: peer frames must be masked (server side);
                            0: peer frames must not be masked (client side) */
+  uint8_t allow_rsv1;   /* permessage-deflate was negotiated: RSV1 is
+                           allowed on the first frame of a data message */
   /* state: the current frame (when its header has been seen) */
   uint8_t _hdr_len;     /* 0 until a frame header is decoded */
   uint8_t _opcode, _fin;
@@ -97,6 +106,7 @@ typedef struct {
   /* state: the message in progress */
   uint8_t _in_msg;      /* a fragmented message has started and not ended */
   uint8_t _msg_opcode;
+  uint8_t _msg_rsv1;    /* the message in progress is compressed */
   hf_utf8_state _utf8;
   uint64_t _msg_len;
   /* error detail after a negative return */
@@ -121,7 +131,9 @@ typedef struct {
  *   HF_ETOOBIG message longer than max_message (checked from the header,
  *              before any payload is buffered): err_code 1009.
  * After an error the parser must not be used again. Text is validated as
- * bytes arrive, so an invalid byte fails before the frame is complete. */
+ * bytes arrive, so an invalid byte fails before the frame is complete;
+ * compressed text (ev->compressed) is left to the caller to validate once
+ * inflated, and max_message then bounds the compressed size. */
 ssize_t hf_ws_parse(hf_ws_parser *p, uint8_t *buf, size_t len, hf_ws_event *ev,
                     size_t *need);
 

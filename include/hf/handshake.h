@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "hf/deflate.h"
 #include "hf/http.h"
 
 #ifdef __cplusplus
@@ -38,6 +39,8 @@ typedef struct {
    * Sec-WebSocket-Protocol (RFC 6455 4.2.2); the client decides. */
   const char *const *subprotocols;
   size_t n_subprotocols;
+  /* permessage-deflate: NULL = not offered to clients (the default) */
+  const hf_deflate_config *deflate;
 } hf_handshake_policy;
 
 /* Which check failed; stable identifiers used in logs and tests. */
@@ -72,12 +75,18 @@ typedef struct {
   size_t origin_len;
   const char *subprotocol; /* selected sub-protocol, NULL if none */
   size_t subprotocol_len;
+  /* permessage-deflate accepted (pol->deflate set and an offer honoured):
+   * the parameters, and the Sec-WebSocket-Extensions value the 101 sends */
+  int deflate;
+  hf_deflate_params deflate_params;
+  char extensions[160]; /* the longest response is 128 characters */
 } hf_handshake_result;
 
 /* Validate req as a WebSocket upgrade under pol. Checks, in order: method
  * GET, version >= 1.1, Host, Upgrade: websocket, Connection: upgrade,
  * Sec-WebSocket-Version: 13, Sec-WebSocket-Key (base64 of exactly 16 bytes),
- * no request body, then Origin, then selects a sub-protocol. Fills *out and returns out->code
+ * no request body, then Origin, then selects a sub-protocol and negotiates
+ * permessage-deflate (pol->deflate). Fills *out and returns out->code
  * (HF_HS_OK on success). Never fails otherwise. */
 hf_hs_code hf_handshake_check(const hf_http_request *req,
                               const hf_handshake_policy *pol,

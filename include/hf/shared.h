@@ -19,6 +19,9 @@ typedef struct hf_shared {
   uint32_t len;   /* bytes used in data[] */
   uint32_t cap;   /* bytes allocated in data[] */
   uint32_t flags; /* HF_SHARED_*; set before the buffer is shared */
+  /* The same frame compressed (permessage-deflate, no context takeover),
+   * owned by this buffer; NULL when not built. Set before sharing. */
+  struct hf_shared *alt;
   uint8_t data[];
 } hf_shared;
 
@@ -35,8 +38,35 @@ static inline hf_shared *hf_shared_ref(hf_shared *s) {
   return s;
 }
 
-/* Drop a reference; the last one frees the buffer. Any thread. */
+/* Drop a reference; the last one frees the buffer (and its alt). Any
+ * thread. */
 void hf_shared_unref(hf_shared *s);
+
+/* Shared-frame compression settings, set once before worker threads start
+ * (zlib level 0..9, mem_level 1..9, window_bits 9..15; frames with a payload
+ * under min_size are not compressed). enabled 0 turns it off. */
+typedef struct {
+  int enabled, level, mem_level, window_bits;
+  size_t min_size;
+} hf_shared_deflate_cfg;
+void hf_shared_deflate_setup(const hf_shared_deflate_cfg *cfg);
+/* The window bits shared frames are compressed with (a recipient that
+ * negotiated a smaller server window gets the plain frame). */
+int hf_shared_deflate_bits(void);
+
+/* Attach frame->alt: the single frame in frame->data (header of hdr_len
+ * bytes, then the payload) compressed once with this thread's compressor
+ * and RSV1 set, for every permessage-deflate recipient. Does nothing
+ * (returns 0) when compression is off, the payload is under min_size, no
+ * connection has deflate right now, or compressing does not make it
+ * smaller. Returns 1 when attached, HF_ENOMEM on failure (the frame stays
+ * usable, uncompressed). Call before the frame is shared. */
+int hf_shared_deflate(hf_shared *frame, size_t hdr_len);
+
+/* Number of shared-frame compressions since start (any thread). */
+uint64_t hf_shared_deflate_count(void);
+/* Live connections with permessage-deflate (maintained by hf_conn). */
+void hf_shared_deflate_users(int delta);
 
 #ifdef __cplusplus
 }

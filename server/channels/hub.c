@@ -385,6 +385,7 @@ static hf_shared *frame_of(jw_buf *b, uint32_t flags) {
   memcpy(frame->data + hl_len, b->p, b->len);
   frame->len = (uint32_t)(hl_len + b->len);
   frame->flags = flags;
+  hf_shared_deflate(frame, hl_len); /* once, for every deflate recipient */
   return frame;
 }
 

@@ -295,6 +295,16 @@ void met_render(jw_buf *o, const met_snapshot *s) {
   head(o, "holdfast_sent_bytes_total", "counter", "WebSocket bytes sent.");
   emit(o, "holdfast_sent_bytes_total %llu\n", (unsigned long long)s->bytes_out);
 
+  head(o, "holdfast_compressed_messages_total", "counter",
+       "permessage-deflate messages: inflated (in), compressed for one connection "
+       "(out), compressed once per shared frame for every recipient (shared).");
+  emit(o, "holdfast_compressed_messages_total{kind=\"in\"} %llu\n",
+       (unsigned long long)s->deflate_in);
+  emit(o, "holdfast_compressed_messages_total{kind=\"out\"} %llu\n",
+       (unsigned long long)s->deflate_out);
+  emit(o, "holdfast_compressed_messages_total{kind=\"shared\"} %llu\n",
+       (unsigned long long)s->deflate_shared);
+
   head(o, "holdfast_commands_total", "counter", "Real-time protocol commands, by method.");
   for (int m = 0; m < MET_METHODS; m++)
     emit(o, "holdfast_commands_total{method=\"%s\"} %llu\n", method_names[m],

@@ -129,6 +129,9 @@ typedef struct {
   uint64_t channels, subscriptions;
   uint64_t bytes_in, bytes_out, msgs_in, msgs_out; /* summed over workers */
   uint64_t pong_timeouts; /* WebSocket-level heartbeat timeouts */
+  /* permessage-deflate: messages inflated, messages compressed for one
+   * connection, shared frames compressed once for all recipients */
+  uint64_t deflate_in, deflate_out, deflate_shared;
   int engine_up;
   const char *engine, *version;
   double start_time_s; /* Unix */
