@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 PKGS=(make gcc pkg-config libjansson-dev libssl-dev libhiredis-dev redis-server prometheus
       clang libclang-rt-14-dev llvm
-      python3 python3-websockets curl procps iproute2 chromium)
+      python3 python3-websockets curl procps iproute2 chromium nginx)
 
 missing=()
 for p in "${PKGS[@]}"; do

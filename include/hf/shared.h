@@ -19,6 +19,11 @@ typedef struct hf_shared {
   uint32_t len;   /* bytes used in data[] */
   uint32_t cap;   /* bytes allocated in data[] */
   uint32_t flags; /* HF_SHARED_*; set before the buffer is shared */
+  uint32_t vkind; /* as a variant: its kind (hf_shared_variant) */
+  /* Re-encodings of these bytes built on first use (another transport's
+   * framing of the same message), owned by this buffer; NULL if none. */
+  struct hf_shared *_Atomic variants;
+  struct hf_shared *vnext; /* as a variant: the next of its parent's */
   uint8_t data[];
 } hf_shared;
 
@@ -37,6 +42,16 @@ static inline hf_shared *hf_shared_ref(hf_shared *s) {
 
 /* Drop a reference; the last one frees the buffer. Any thread. */
 void hf_shared_unref(hf_shared *s);
+
+/* The variant of s of kind (nonzero, the caller's numbering): the same
+ * message framed another way, built by build(s, arg) the first time any
+ * thread asks and kept with s (freed with it), so that a broadcast costs
+ * one encoding per framing, not one per recipient. Threads racing to build
+ * it agree on one copy. The result is borrowed: take a reference to keep
+ * it beyond s. NULL if build failed (out of memory). Any thread. */
+hf_shared *hf_shared_variant(hf_shared *s, uint32_t kind,
+                             hf_shared *(*build)(const hf_shared *s, void *arg),
+                             void *arg);
 
 #ifdef __cplusplus
 }

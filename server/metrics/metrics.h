@@ -34,6 +34,13 @@ typedef enum {
   MET_HISTORY_EVICTIONS,
   MET_ENGINE_DISCONNECTS,
   MET_API_REQUESTS,
+  /* real-time sessions opened and closed, by transport (tr_kind order) */
+  MET_TR_OPEN_WS,
+  MET_TR_OPEN_HTTP_STREAM,
+  MET_TR_OPEN_SSE,
+  MET_TR_CLOSE_WS,
+  MET_TR_CLOSE_HTTP_STREAM,
+  MET_TR_CLOSE_SSE,
   MET_N
 } met_counter;
 
@@ -89,6 +96,10 @@ static inline void met_add_(_Atomic uint64_t *c, uint64_t n) {
  * block lives until exit: a scrape may read it at any time. */
 met_worker *met_register(int worker_idx);
 
+/* A real-time session of transport k (tr_kind: 0 websocket, 1
+ * http_stream, 2 sse) opened / closed (the same worker does both). */
+void met_transport_open(int k);
+void met_transport_close(int k);
 void met_reject_inc(met_reject r);
 /* The rejection of a handshake reason string ("origin_rejected", ...). */
 met_reject met_reject_of(const char *reason);
