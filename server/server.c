@@ -56,7 +56,8 @@ enum {
   U_ECHO = 32,    /* upgraded on the echo endpoint */
   U_API = 64,     /* a server API call; the method id is in bits 8-15 */
   U_WAIT = 128,   /* a server API call waits for the engine (api_wait) */
-  U_BODY = 1 << 16 /* a transport request waits for its body (tr_pending) */
+  U_BODY = 1 << 16, /* a transport request waits for its body (tr_pending) */
+  U_UNI_SEEN = 1 << 17 /* uni_websocket: the connect request arrived */
 };
 
 #define HOLDFAST_VERSION_STR "holdfast 0.1.0"
@@ -368,7 +369,8 @@ static void reject_logged(hf_conn *c, const hf_http_request *req,
   reject_as("upgrade_rejected", c, req, path, path_len, status, reason, extra, body);
 }
 
-/* Upgrade on the echo (rt = 0) or the real-time endpoint (rt = 1). */
+/* Upgrade on the echo (rt = 0), the real-time (rt = 1) or the
+ * unidirectional WebSocket endpoint (rt = 2). */
 static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
                           const char *path, size_t path_len, int rt) {
   server *s = w->srv;
@@ -402,13 +404,15 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
       cl_set_tag(cl, u);
       hf_conn_set_udata(c, cl);
       atomic_fetch_add(&s->rt_clients, 1);
+      if (rt == 2)
+        cl_set_transport(cl, TR_UNI_WEBSOCKET, NULL, NULL);
     } else {
       hf_conn_set_udata(c, (void *)(u | U_ECHO));
     }
     atomic_fetch_add(&s->ws_conns, 1);
     MET_INC(rt ? MET_UPGRADES_REALTIME : MET_UPGRADES_ECHO);
     if (rt)
-      met_transport_open(TR_WEBSOCKET);
+      met_transport_open(rt == 2 ? TR_UNI_WEBSOCKET : TR_WEBSOCKET);
     srv_log_begin(&l, LOG_INFO, "upgrade_accepted");
     log_conn_fields(&l, c, req, path, path_len);
     srv_log_strn(&l, "subprotocol", res.subprotocol, res.subprotocol_len);
@@ -615,6 +619,31 @@ static int is_method(const hf_http_request *req, const char *m) {
 
 /* A streaming session: the response starts, the client is created and
  * bound to a session of this worker, and the connect command runs. */
+/* A unidirectional client's connect request (a ConnectRequest object) as
+ * the connect command {"connect":<req>,"id":1}: re-serialized compactly, so
+ * that nothing in it can start another command line. A request that is not
+ * one JSON object closes the connection (3501). */
+static void uni_connect(cl_client *cl, const uint8_t *req, size_t len) {
+  json_error_t jerr;
+  json_t *j = json_loadb((const char *)req, len, 0, &jerr);
+  char *text = json_is_object(j) ? json_dumps(j, JSON_COMPACT) : NULL;
+  json_decref(j);
+  if (!text) {
+    cl_disconnect(cl, 3501, "bad request: the connect request must be a JSON object");
+    return;
+  }
+  size_t tl = strlen(text);
+  char *cmd = malloc(tl + 32);
+  if (cmd) {
+    int n = snprintf(cmd, tl + 32, "{\"connect\":%s,\"id\":1}", text);
+    cl_on_message(cl, HF_OP_TEXT, (uint8_t *)cmd, (size_t)n);
+  } else {
+    cl_disconnect(cl, 3004, "internal server error");
+  }
+  free(cmd);
+  free(text);
+}
+
 static void tr_start(worker *w, hf_conn *c, tr_kind k, const char *extra,
                      uint8_t *cmd, size_t len) {
   server *s = w->srv;
@@ -624,27 +653,29 @@ static void tr_start(worker *w, hf_conn *c, tr_kind k, const char *extra,
       hf_conn_stream_start(c, hdrs) < 0)
     return;
   cl_client *cl = cl_new(c, w->hl, &w->clients, &s->clcfg);
-  tr_session *ss = cl ? tr_session_add(w->sessions, (unsigned)w->idx, cl) : NULL;
-  if (!ss) {
+  tr_session *ss = cl && !tr_is_uni(k) ? tr_session_add(w->sessions, (unsigned)w->idx, cl)
+                                       : NULL;
+  if (!cl || (!ss && !tr_is_uni(k))) {
     if (cl)
       cl_free(cl);
     hf_conn_set_udata(c, (void *)u);
     hf_conn_close(c, 3004, "internal server error");
     return;
   }
-  cl_set_transport(cl, k, tr_session_id(ss), s->api.node_uid);
+  cl_set_transport(cl, k, ss ? tr_session_id(ss) : NULL, ss ? s->api.node_uid : NULL);
   cl_set_tag(cl, u);
   hf_conn_set_udata(c, cl);
   atomic_fetch_add(&s->rt_clients, 1);
   atomic_fetch_add(&s->ws_conns, 1);
   met_transport_open(k);
-  if (k == TR_SSE) { /* the SSE preamble, flushed at once */
+  if (tr_is_sse(k)) { /* the SSE preamble, flushed at once */
     struct iovec nl = {(void *)"\r\n", 2};
     hf_conn_send_chunk(c, &nl, 1);
   }
-  /* the first stream write on a fresh connection goes out at once: the
-   * client's time to the connect reply shows a buffering proxy */
-  cl_on_message(cl, HF_OP_TEXT, cmd, len);
+  if (tr_is_uni(k))
+    uni_connect(cl, cmd, len);
+  else
+    cl_on_message(cl, HF_OP_TEXT, cmd, len);
 }
 
 /* The connection of client cl is gone: forget its session. Returns the
@@ -653,7 +684,7 @@ static uint32_t tr_close_client(worker *w, cl_client *cl) {
   int k = cl_transport(cl);
   met_transport_close(k);
   const char *id = cl_session(cl);
-  return k != TR_WEBSOCKET && id ? tr_session_remove_id(w->sessions, id) : 0;
+  return id ? tr_session_remove_id(w->sessions, id) : 0;
 }
 
 /* One emulation request, carried to the worker that owns the session. */
@@ -706,6 +737,14 @@ static int tr_route(worker *w, hf_conn *c, const hf_http_request *req,
              memcmp(path, cfg->sse_path, pl) == 0) {
     what = TB_SSE;
     max = cfg->sse_max_body;
+  } else if (cfg->uni_http_stream_enabled && pl == strlen(cfg->uni_http_stream_path) &&
+             memcmp(path, cfg->uni_http_stream_path, pl) == 0) {
+    what = TR_UNI_HTTP_STREAM;
+    max = cfg->uni_http_stream_max_body;
+  } else if (cfg->uni_sse_enabled && pl == strlen(cfg->uni_sse_path) &&
+             memcmp(path, cfg->uni_sse_path, pl) == 0) {
+    what = TR_UNI_SSE;
+    max = cfg->uni_sse_max_body;
   } else if ((cfg->http_stream_enabled || cfg->sse_enabled) &&
              pl == strlen(cfg->emulation_path) &&
              memcmp(path, cfg->emulation_path, pl) == 0) {
@@ -727,14 +766,14 @@ static int tr_route(worker *w, hf_conn *c, const hf_http_request *req,
     char h[1400];
     snprintf(h, sizeof h, "%sAccess-Control-Max-Age: 300\r\n"
                           "Access-Control-Allow-Methods: %s\r\n",
-             cors, what == TB_SSE ? "GET, POST, OPTIONS" : "POST, OPTIONS");
+             cors, tr_is_sse(what) ? "GET, POST, OPTIONS" : "POST, OPTIONS");
     hf_conn_respond(c, 204, h, NULL, "", 0);
     return 1;
   }
-  int get_ok = what == TB_SSE && is_method(req, "GET");
+  int get_ok = tr_is_sse(what) && is_method(req, "GET");
   if (!get_ok && !is_method(req, "POST")) {
     tr_reject(c, req, path, pl, 405, "bad_method",
-              what == TB_SSE ? "Allow: GET, POST, OPTIONS\r\n" : "Allow: POST, OPTIONS\r\n",
+              tr_is_sse(what) ? "Allow: GET, POST, OPTIONS\r\n" : "Allow: POST, OPTIONS\r\n",
               "Method Not Allowed.\n");
     return 1;
   }
@@ -765,7 +804,7 @@ static int tr_route(worker *w, hf_conn *c, const hf_http_request *req,
                          "(sse.max_request_body_size).\n");
       return 1;
     }
-    tr_start(w, c, TR_SSE, cors, cmd, len);
+    tr_start(w, c, (tr_kind)what, cors, cmd, len);
     free(cmd);
     return 1;
   }
@@ -779,6 +818,9 @@ static int tr_route(worker *w, hf_conn *c, const hf_http_request *req,
     tr_reject(c, req, path, pl, 413, "body_too_large", NULL,
               what == TB_EMULATION ? "Payload Too Large: see emulation.max_request_body_size.\n"
               : what == TB_SSE     ? "Payload Too Large: see sse.max_request_body_size.\n"
+              : what == TR_UNI_SSE ? "Payload Too Large: see uni_sse.max_request_body_size.\n"
+              : what == TR_UNI_HTTP_STREAM
+                  ? "Payload Too Large: see uni_http_stream.max_request_body_size.\n"
                                    : "Payload Too Large: see http_stream.max_request_body_size.\n");
     return 1;
   }
@@ -906,6 +948,11 @@ static void on_request(hf_conn *c, const hf_http_request *req) {
     route_upgrade(w, c, req, path, pl, 1);
     return;
   }
+  if (cfg->uni_ws_enabled && pl == strlen(cfg->uni_ws_path) &&
+      memcmp(path, cfg->uni_ws_path, pl) == 0) {
+    route_upgrade(w, c, req, path, pl, 2);
+    return;
+  }
   if (tr_route(w, c, req, path, pl))
     return;
   if (cfg->health_enabled && pl == strlen(cfg->health_path) &&
@@ -930,6 +977,10 @@ static void on_request(hf_conn *c, const hf_http_request *req) {
   ADD_EP(cfg->sse_enabled, "\n  GET %s  Server-Sent Events", cfg->sse_path)
   ADD_EP(cfg->http_stream_enabled || cfg->sse_enabled, "\n  POST %s  emulation",
          cfg->emulation_path)
+  ADD_EP(cfg->uni_ws_enabled, "\n  %s  unidirectional WebSocket", cfg->uni_ws_path)
+  ADD_EP(cfg->uni_http_stream_enabled, "\n  POST %s  unidirectional HTTP streaming",
+         cfg->uni_http_stream_path)
+  ADD_EP(cfg->uni_sse_enabled, "\n  GET %s  unidirectional SSE", cfg->uni_sse_path)
   ADD_EP(cfg->echo_enabled, "\n  %s  WebSocket echo", cfg->echo_path)
   ADD_EP(cfg->health_enabled, "\n  GET %s  health check", cfg->health_path)
   ADD_EP(!w->srv->has_internal, "\n  POST %s/<method>  server API", cfg->api_path)
@@ -952,7 +1003,13 @@ static void on_request(hf_conn *c, const hf_http_request *req) {
 
 static void on_message(hf_conn *c, int opcode, uint8_t *data, size_t len) {
   cl_client *cl = conn_client(c);
-  if (cl)
+  if (cl && cl_transport(cl) == TR_UNI_WEBSOCKET) {
+    /* the first message is the connect request; later ones are ignored */
+    if (!(cl_tag(cl) & U_UNI_SEEN)) {
+      cl_set_tag(cl, cl_tag(cl) | U_UNI_SEEN);
+      uni_connect(cl, data, len);
+    }
+  } else if (cl)
     cl_on_message(cl, opcode, data, len);
   else
     hf_conn_send(c, opcode, data, len); /* /echo: straight back */
@@ -970,7 +1027,7 @@ static void on_close(hf_conn *c, const hf_conn_close_info *ci) {
     free(tr_pending_take(&w->bodies, c));
   cl_client *cl = conn_client(c);
   const char *transport = cl ? tr_name((tr_kind)cl_transport(cl)) : NULL;
-  int stream = cl && cl_transport(cl) != TR_WEBSOCKET;
+  int stream = cl && cl_session(cl) != NULL; /* an emulation session */
   uint32_t emu_requests = cl ? tr_close_client(w, cl) : 0;
   if (cl) {
     cl_free(cl);

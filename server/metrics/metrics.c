@@ -88,12 +88,12 @@ met_reject met_reject_of(const char *r) {
 }
 
 void met_transport_open(int k) {
-  if (k >= 0 && k < 3)
+  if (k >= 0 && k < 6)
     MET_INC(MET_TR_OPEN_WS + k);
 }
 
 void met_transport_close(int k) {
-  if (k >= 0 && k < 3)
+  if (k >= 0 && k < 6)
     MET_INC(MET_TR_CLOSE_WS + k);
 }
 
@@ -222,9 +222,10 @@ static void render_hist(jw_buf *o, const hist_def *d) {
 void met_render(jw_buf *o, const met_snapshot *s) {
   head(o, "holdfast_build_info", "gauge", "Build information (always 1).");
   emit(o, "holdfast_build_info{version=\"%s\",engine=\"%s\"} 1\n", s->version, s->engine);
-  static const char *const trn[3] = {"websocket", "http_stream", "sse"};
-  uint64_t streams[3] = {0, 0, 0}, all_streams = 0;
-  for (int k = 1; k < 3; k++) {
+  static const char *const trn[6] = {"websocket",     "http_stream",     "sse",
+                                     "uni_websocket", "uni_http_stream", "uni_sse"};
+  uint64_t streams[6] = {0}, all_streams = 0;
+  for (int k = 1; k < 6; k++) {
     uint64_t op = SUM(n[MET_TR_OPEN_WS + k]), cl = SUM(n[MET_TR_CLOSE_WS + k]);
     streams[k] = op > cl ? op - cl : 0;
     all_streams += streams[k];
@@ -233,7 +234,7 @@ void met_render(jw_buf *o, const met_snapshot *s) {
        "Open long-lived connections (WebSocket, HTTP streaming, SSE), by transport.");
   emit(o, "holdfast_connections{transport=\"websocket\"} %llu\n",
        (unsigned long long)(s->connections_ws > all_streams ? s->connections_ws - all_streams : 0));
-  for (int k = 1; k < 3; k++)
+  for (int k = 1; k < 6; k++)
     emit(o, "holdfast_connections{transport=\"%s\"} %llu\n", trn[k],
          (unsigned long long)streams[k]);
   head(o, "holdfast_tcp_connections", "gauge",
@@ -257,7 +258,7 @@ void met_render(jw_buf *o, const met_snapshot *s) {
   head(o, "holdfast_transport_sessions_total", "counter",
        "Real-time sessions opened, by transport (a rising http_stream/sse share: "
        "WebSocket is blocked somewhere).");
-  for (int k = 0; k < 3; k++)
+  for (int k = 0; k < 6; k++)
     emit(o, "holdfast_transport_sessions_total{transport=\"%s\"} %llu\n", trn[k],
          (unsigned long long)SUM(n[MET_TR_OPEN_WS + k]));
   head(o, "holdfast_rejections_total", "counter",

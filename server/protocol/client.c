@@ -383,7 +383,7 @@ void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
     if (cl->cfg->ping_interval_ms) {
       jw_lit(o, ",\"ping\":");
       jw_u64(o, (cl->cfg->ping_interval_ms + 999) / 1000);
-      if (cl->cfg->pong_timeout_ms)
+      if (cl->cfg->pong_timeout_ms && !tr_is_uni(cl->transport))
         jw_lit(o, ",\"pong\":true");
     }
     if (c->subs.len) {
@@ -727,7 +727,7 @@ static void on_timer(hf_loop *loop, hf_timer *t) {
     tr_send(cl->conn, cl->transport, (const uint8_t *)"{}", 2);
     cl->ping_sent_us = cl__now_us();
     cl->next_ping = now + cl->cfg->ping_interval_ms;
-    if (cl->cfg->pong_timeout_ms) {
+    if (cl->cfg->pong_timeout_ms && !tr_is_uni(cl->transport)) { /* uni: no pongs */
       cl->await_pong = 1;
       cl->pong_deadline = now + cl->cfg->pong_timeout_ms;
     }

@@ -20,16 +20,31 @@ typedef enum {
   TR_WEBSOCKET = 0, /* RFC 6455 text frames */
   TR_HTTP_STREAM,   /* chunked POST response, one JSON per line */
   TR_SSE,           /* text/event-stream, one "data: JSON" event each */
+  /* unidirectional (reference 7.6): bare Push objects, no replies, no
+   * commands after the connect request, no pong asked */
+  TR_UNI_WEBSOCKET, /* text frames; the connect request is the first message */
+  TR_UNI_HTTP_STREAM, /* POST body = connect request; JSON lines */
+  TR_UNI_SSE,       /* cf_connect query (or POST body); SSE events */
   TR_KINDS
 } tr_kind;
 
+/* 1 for the unidirectional kinds. */
+static inline int tr_is_uni(int k) { return k >= TR_UNI_WEBSOCKET && k < TR_KINDS; }
+/* 1 when k is framed as SSE events / as a chunked stream. */
+static inline int tr_is_sse(int k) { return k == TR_SSE || k == TR_UNI_SSE; }
+static inline int tr_is_stream(int k) { return k != TR_WEBSOCKET && k != TR_UNI_WEBSOCKET; }
+
 /* The transport's name as logged and counted ("websocket", "http_stream",
- * "sse"). */
+ * "sse", "uni_websocket", "uni_http_stream", "uni_sse"). */
 const char *tr_name(tr_kind k);
 
 /* Send one protocol message: replies and pushes joined by '\n', framed
  * for k (a WebSocket text frame; one chunk of "JSON\n" lines; one SSE event
- * per line). Returns the hf_conn_send / hf_conn_send_chunk result. */
+ * per line). Unidirectional kinds get bare pushes: {"push":P} becomes P, the
+ * connect reply becomes {"connect":{..}}, a connect error ends the
+ * connection with a disconnect (3500 invalid token, 3005 expired, else
+ * 3501), other replies are dropped. Returns the hf_conn_send /
+ * hf_conn_send_chunk result. */
 int tr_send(hf_conn *c, tr_kind k, const uint8_t *json, size_t len);
 
 /* Queue a prepared WebSocket push frame of the hub's fan-out framed for k:

@@ -15,7 +15,8 @@ import sys
 import time
 import urllib.parse
 
-from harness import RT, Server, connect, http_call, read_http_response, run_module, wait_until
+from harness import (RT, WS, Server, connect, http_call, jwt_hs, read_http_response, rt_recv,
+                     run_module, wait_until)
 
 API_KEY = "tr-api-key"
 ORIGIN = "https://app.example.com"
@@ -37,17 +38,19 @@ class Stream:
     """One open http_stream (POST) or SSE (GET) response, decoded: .msgs()
     yields the JSON messages in order (lines or SSE events)."""
 
-    def __init__(self, port, kind="http_stream", connect_cmd=None, headers=None, timeout=5.0):
+    def __init__(self, port, kind="http_stream", connect_cmd=None, headers=None, timeout=5.0,
+                 path=None):
         self.kind = kind
-        cmd = json.dumps(connect_cmd or {"connect": {"name": "py"}, "id": 1}, separators=(",", ":"))
+        cmd = connect_cmd if isinstance(connect_cmd, str) else \
+            json.dumps(connect_cmd or {"connect": {"name": "py"}, "id": 1}, separators=(",", ":"))
         h = {"Host": "127.0.0.1"}
         h.update(headers or {})
         if kind == "http_stream":
             h.update({"Content-Type": "application/json", "Content-Length": str(len(cmd))})
-            req = "POST /connection/http_stream HTTP/1.1\r\n"
+            req = "POST %s HTTP/1.1\r\n" % (path or "/connection/http_stream")
             body = cmd.encode()
         else:
-            req = "GET /connection/sse?cf_connect=%s HTTP/1.1\r\n" % urllib.parse.quote(cmd)
+            req = "GET %s?cf_connect=%s HTTP/1.1\r\n" % (path or "/connection/sse", urllib.parse.quote(cmd))
             body = b""
         self.s = connect(port, timeout)
         self.s.sendall((req + "".join("%s: %s\r\n" % kv for kv in h.items()) + "\r\n").encode() + body)
@@ -335,6 +338,94 @@ def test_ping_pong_through_emulation_and_disconnect_push():
         assert m["push"]["disconnect"]["code"] == 4000, m
         assert st.msg() is None
         st.close()
+
+
+SECRET = "uni-secret-0123456789"
+
+
+def uni_config(**extra):
+    c = config(**extra)
+    c["client"] = {"token": {"hmac_secret_key": SECRET}, "allowed_origins": [ORIGIN],
+                   "ping_interval": "1s", "pong_timeout": "500ms"}
+    for k in ("uni_websocket", "uni_http_stream", "uni_sse"):
+        c[k] = {"enabled": True}
+    return c
+
+
+def uni_token(ch, sub="uni-user", exp_in=600):
+    return jwt_hs({"sub": sub, "exp": int(time.time()) + exp_in, "channels": [ch]}, SECRET)
+
+
+def api_publish(srv, ch, data):
+    status, _, body = http_call(srv.port, "POST", "/api/publish", {"channel": ch, "data": data},
+                                headers={"X-API-Key": API_KEY})
+    assert status == 200, body
+
+
+def test_unidirectional_streams_bare_pushes_and_server_side_subscriptions():
+    with Server(config=uni_config()) as srv:
+        for kind, path in (("http_stream", "/connection/uni_http_stream"), ("sse", "/connection/uni_sse")):
+            ch = "uni-" + kind
+            st = Stream(srv.port, kind, json.dumps({"token": uni_token(ch), "name": "py"}), path=path)
+            assert st.status == 200 and st.headers.get("x-accel-buffering") == "no", st.status
+            m = st.msg()
+            assert set(m) == {"connect"} and ch in m["connect"]["subs"], m
+            assert "pong" not in m["connect"] and "session" not in m["connect"], m
+            api_publish(srv, ch, {"k": kind})
+            m = st.until(lambda m: m != {})
+            assert m["channel"] == ch and m["pub"]["data"] == {"k": kind}, m
+            # pings keep coming and no pong is asked: still open after 2.5 s
+            deadline = time.time() + 2.5
+            pings = 0
+            while time.time() < deadline:
+                if st.msg(5.0) == {}:
+                    pings += 1
+            assert pings >= 2 and not st.ended, pings
+            ev = srv.wait_event("client_connected", lambda e: e.get("transport") == "uni_" + kind)
+            assert ev["user"] == "uni-user"
+            st.close()
+        # a request that is not a JSON object, and a bad token: disconnect pushes
+        st = Stream(srv.port, "http_stream", "[1,2]", path="/connection/uni_http_stream")
+        m = st.msg()
+        assert m["disconnect"]["code"] == 3501, m
+        assert st.msg() is None
+        st.close()
+        st = Stream(srv.port, "sse", json.dumps({"token": "x.y.z"}), path="/connection/uni_sse")
+        m = st.msg()
+        assert m == {"disconnect": {"code": 3500, "reason": "invalid token"}}, m
+        assert st.msg() is None
+        st.close()
+        status, _, body = http_call(srv.port, "GET", "/metrics")
+        assert 'holdfast_transport_sessions_total{transport="uni_sse"} 2' in body.decode()
+
+
+def test_unidirectional_websocket():
+    with Server(config=uni_config(), workers=2) as srv:
+        ws = WS(srv.port, "/connection/uni_websocket")
+        ws.send(0x1, json.dumps({"token": uni_token("uws")}).encode())
+        m = rt_recv(ws)[0]
+        assert set(m) == {"connect"} and "uws" in m["connect"]["subs"], m
+        # later messages are ignored (a unidirectional client sends nothing)
+        ws.send(0x1, b'{"subscribe":{"channel":"other"},"id":2}')
+        for i in range(3):
+            api_publish(srv, "uws", {"i": i})
+        got = []
+        while len(got) < 3:
+            m = rt_recv(ws)[0]
+            if m != {}:
+                assert m["channel"] == "uws", m
+                got.append(m["pub"]["data"]["i"])
+        assert got == [0, 1, 2], got
+        n = 0
+        while n < 2:  # pings, no pong asked: the connection stays
+            assert rt_recv(ws, timeout=3.0) == [{}]
+            n += 1
+        ws.send(0x8, (1000).to_bytes(2, "big"))
+        ws.expect_close(1000)
+        ws.close()
+        ev = srv.wait_event("closed", lambda e: e.get("transport") == "uni_websocket")
+        assert "emulation_requests" not in ev, ev
+        assert ev["who"] == "client", ev
 
 
 def test_disabled_by_default():
