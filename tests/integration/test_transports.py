@@ -39,7 +39,7 @@ class Stream:
     yields the JSON messages in order (lines or SSE events)."""
 
     def __init__(self, port, kind="http_stream", connect_cmd=None, headers=None, timeout=5.0,
-                 path=None):
+                 path=None, rcvbuf=None):
         self.kind = kind
         cmd = connect_cmd if isinstance(connect_cmd, str) else \
             json.dumps(connect_cmd or {"connect": {"name": "py"}, "id": 1}, separators=(",", ":"))
@@ -52,7 +52,13 @@ class Stream:
         else:
             req = "GET %s?cf_connect=%s HTTP/1.1\r\n" % (path or "/connection/sse", urllib.parse.quote(cmd))
             body = b""
-        self.s = connect(port, timeout)
+        if rcvbuf:  # a small receive window, set before the handshake
+            self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.s.settimeout(timeout)
+            self.s.connect(("127.0.0.1", port))
+        else:
+            self.s = connect(port, timeout)
         self.s.sendall((req + "".join("%s: %s\r\n" % kv for kv in h.items()) + "\r\n").encode() + body)
         self.status, self.headers, _, self.raw = read_http_response(self.s, timeout)
         self.body = b""   # de-chunked bytes not yet split into messages
@@ -338,6 +344,44 @@ def test_ping_pong_through_emulation_and_disconnect_push():
         assert m["push"]["disconnect"]["code"] == 4000, m
         assert st.msg() is None
         st.close()
+
+
+def test_slow_stream_reader_is_ended_with_3008():
+    with Server(config=config(client={"queue_max_size": 65536, "queue_grace": "200ms"},
+                              websocket={"close_timeout": "1s"})) as srv:
+        st, res = opened(srv.port, rcvbuf=4096)
+        emulate(srv.port, res["session"], res["node"], {"subscribe": {"channel": "slow"}, "id": 2})
+        st.until(lambda m: m.get("id") == 2)
+        other, ores = opened(srv.port, "sse")  # a reader that keeps up
+        emulate(srv.port, ores["session"], ores["node"], {"subscribe": {"channel": "slow"}, "id": 2})
+        other.until(lambda m: m.get("id") == 2)
+        pad = "x" * 60000
+        for i in range(150):  # 9 MB: far more than the socket buffers hold
+            http_call(srv.port, "POST", "/api/publish", {"channel": "slow", "data": {"i": i, "pad": pad}},
+                      headers={"X-API-Key": API_KEY})
+            other.until(lambda m: "push" in m)  # the other reader keeps up
+        ev = srv.wait_event("closed", timeout=15)
+        assert ev["code"] == 3008 and ev["transport"] == "http_stream", ev
+        assert ev["who"] == "server", ev
+        api_publish(srv, "slow", {"after": 1})
+        assert other.until(lambda m: "push" in m and m["push"]["pub"]["data"] == {"after": 1})
+        st.close()
+        other.close()
+
+
+def test_sigterm_ends_streams_with_a_disconnect_push():
+    srv = Server(config=config())
+    try:
+        streams = [opened(srv.port, kind)[0] for kind in ("http_stream", "sse")]
+        srv.proc.send_signal(15)
+        for st in streams:
+            m = st.until(lambda m: m != {})
+            assert m == {"push": {"disconnect": {"code": 3001, "reason": "shutdown"}}}, m
+            assert st.msg() is None and st.ended
+            st.close()
+        srv.stop()
+    finally:
+        srv.kill()
 
 
 SECRET = "uni-secret-0123456789"
