@@ -118,6 +118,7 @@ struct hf_conn {
   uint8_t xport, xflags;
   uint16_t flags;
   uint8_t state, who, upgraded;
+  uint8_t stream; /* a streaming (chunked) HTTP response, not WebSocket */
   uint16_t close_code;
   const char *close_reason; /* static text of our close */
 };
@@ -570,6 +571,8 @@ static void abort_with(hf_conn *c, uint16_t code, const char *reason) {
   teardown(c);
 }
 
+static void stream_end(hf_conn *c, uint16_t code, const char *reason);
+
 static void slow_consumer(hf_conn *c) {
   if (c->flags & F_IN_SLOW_CB)
     return; /* the application is making room right now */
@@ -585,6 +588,10 @@ static void slow_consumer(hf_conn *c) {
     }
   }
   c->flags |= F_SLOW | F_NO_READ;
+  if (c->state == ST_OPEN && c->stream) {
+    stream_end(c, HF_CLOSE_SLOW, "slow consumer: output queue limit exceeded");
+    return;
+  }
   if (c->state == ST_OPEN) {
     c->close_code = HF_CLOSE_SLOW;
     c->close_reason = "slow consumer: output queue limit exceeded";
@@ -598,18 +605,12 @@ static void slow_consumer(hf_conn *c) {
   set_events(c);
 }
 
-void hf_conn_close(hf_conn *c, uint16_t code, const char *reason) {
-  if (c->state == ST_HTTP) {
-    abort_with(c, code, reason);
-    return;
-  }
-  if (c->state != ST_OPEN)
-    return;
-  c->state = ST_CLOSING;
+/* Record our close code and a private copy of reason (it is logged at
+ * close, and the caller's text may not live that long). */
+static void set_own_reason(hf_conn *c, uint16_t code, const char *reason) {
   c->close_code = code;
   c->close_reason = hf_close_reason(code);
   if (reason && *reason) {
-    /* the caller's text may not outlive this call (it is logged at close) */
     char buf[HF_FRAME_MAX_CONTROL - 1];
     snprintf(buf, sizeof buf, "%s", reason);
     free(c->own_reason);
@@ -617,6 +618,39 @@ void hf_conn_close(hf_conn *c, uint16_t code, const char *reason) {
     c->close_reason = c->own_reason ? c->own_reason : reason;
   }
   c->who = HF_WHO_SERVER;
+}
+
+/* End a streaming response: the application's last words (on_stream_end),
+ * the terminating chunk, then the write side is shut once it is flushed. */
+static void stream_end(hf_conn *c, uint16_t code, const char *reason) {
+  if (c->state != ST_OPEN)
+    return;
+  set_own_reason(c, code, reason);
+  if (c->ctx->h.on_stream_end)
+    c->ctx->h.on_stream_end(c, code, c->close_reason);
+  if (c->state != ST_OPEN)
+    return;
+  c->state = ST_RESPONDED;
+  hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.close_timeout_ms);
+  struct iovec iov = {(void *)"0\r\n\r\n", 5};
+  if (write_or_queue(c, &iov, 1) < 0)
+    return;
+  on_flushed(c);
+}
+
+void hf_conn_close(hf_conn *c, uint16_t code, const char *reason) {
+  if (c->state == ST_HTTP) {
+    abort_with(c, code, reason);
+    return;
+  }
+  if (c->state != ST_OPEN)
+    return;
+  if (c->stream) {
+    stream_end(c, code, reason);
+    return;
+  }
+  c->state = ST_CLOSING;
+  set_own_reason(c, code, reason);
   send_close_frame(c, code, c->close_reason);
   if (c->state == ST_DEAD)
     return;
@@ -947,7 +981,11 @@ static void process_http(hf_conn *c, uint8_t *buf, size_t len, size_t last) {
   if (req.method_len == 4 && memcmp(req.method, "HEAD", 4) == 0)
     c->flags |= F_HEAD_REQ;
   ctx->h.on_request(c, &req);
-  if (c->state == ST_OPEN) {
+  if (c->state == ST_OPEN && c->stream) {
+    free(c->in); /* a streaming response reads nothing more */
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
+  } else if (c->state == ST_OPEN) {
     c->bytes_in = len - head; /* count WebSocket bytes only */
     st_add(&ctx->stats.bytes_in, len - head);
     if (len > head) {
@@ -1182,8 +1220,9 @@ static void on_readable(hf_conn *c) {
   uint8_t *buf;
   size_t cap, len;
   int into_in = c->in_len > 0;
-  if (c->state == ST_RESPONDED || (c->flags & F_DISCARD)) {
-    /* discard what the client still sends until EOF (lingering close) */
+  if (c->state == ST_RESPONDED || (c->flags & F_DISCARD) || c->stream) {
+    /* discard what the client still sends until EOF (lingering close);
+     * a streaming response's client ends it by closing the connection */
     size_t rc;
     uint8_t *rb = hf_loop_rbuf(ctx->loop, &rc);
     ssize_t n = conn_recv(c, rb, rc);
@@ -1191,8 +1230,14 @@ static void on_readable(hf_conn *c) {
       c->bytes_in += (uint64_t)n; /* dropped, but received: count it */
       st_add(&ctx->stats.bytes_in, (uint64_t)n);
     }
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+      if (c->state == ST_OPEN) { /* the normal end of a stream */
+        c->close_code = HF_CLOSE_GOING_AWAY;
+        c->close_reason = "client closed the stream";
+        c->who = HF_WHO_CLIENT;
+      }
       teardown(c);
+    }
     return;
   }
   if (c->state == ST_BODY) {
@@ -1678,9 +1723,69 @@ int hf_conn_read_body(hf_conn *c, size_t len) {
   return 0;
 }
 
+int hf_conn_stream_start(hf_conn *c, const char *extra_headers) {
+  if (c->state != ST_HTTP || (c->flags & F_ANSWERED))
+    return HF_EINVAL;
+  char id[37], head[2048];
+  hf_conn_id(c, id);
+  int n = snprintf(head, sizeof head,
+                   "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                   "X-Holdfast-Connection-Id: %s\r\n%s\r\n",
+                   id, extra_headers ? extra_headers : "");
+  if (n < 0 || (size_t)n >= sizeof head)
+    return HF_EINVAL;
+  if (c->flags & F_DEFERRED) {
+    c->flags &= (uint16_t)~(F_DEFERRED | F_NO_READ);
+    set_events(c);
+    if (c->state == ST_DEAD)
+      return HF_ECLOSED;
+  }
+  c->flags |= F_ANSWERED;
+  c->flags &= (uint16_t)~(F_KEEPALIVE | F_PIPELINED);
+  c->state = ST_OPEN;
+  c->upgraded = 1;
+  c->stream = 1;
+  hf_timer_cancel(c->ctx->loop, &c->timer);
+  struct iovec iov = {head, (size_t)n};
+  int r = write_or_queue(c, &iov, 1);
+  if (r < 0)
+    return r;
+  c->bytes_out = 0; /* count the body only, as for WebSocket */
+  return 0;
+}
+
+int hf_conn_send_chunk(hf_conn *c, const struct iovec *parts, int n) {
+  if (c->state != ST_OPEN || !c->stream)
+    return HF_ECLOSED;
+  if (n < 1 || n > 6)
+    return HF_EINVAL;
+  size_t total = 0;
+  for (int i = 0; i < n; i++)
+    total += parts[i].iov_len;
+  if (!total)
+    return 0; /* an empty chunk would end the response */
+  char hdr[20];
+  int hl = snprintf(hdr, sizeof hdr, "%zx\r\n", total);
+  struct iovec iov[8];
+  iov[0] = (struct iovec){hdr, (size_t)hl};
+  for (int i = 0; i < n; i++)
+    iov[1 + i] = parts[i];
+  iov[1 + n] = (struct iovec){(void *)"\r\n", 2};
+  c->msgs_out++;
+  st_add(&c->ctx->stats.msgs_out, 1);
+  if (c->ctx->cork_owner == c) {
+    int r = flush_cork(c->ctx);
+    if (r < 0)
+      return r;
+  }
+  return write_or_queue(c, iov, n + 2);
+}
+
 int hf_conn_send(hf_conn *c, int opcode, const uint8_t *data, size_t len) {
   if (c->state != ST_OPEN)
     return HF_ECLOSED;
+  if (c->stream)
+    return HF_EINVAL; /* streams take chunks (hf_conn_send_chunk) */
   if (opcode == HF_OP_TEXT || opcode == HF_OP_BINARY) {
     c->msgs_out++;
     st_add(&c->ctx->stats.msgs_out, 1);

@@ -84,6 +84,23 @@ typedef struct {
   /* real-time protocol endpoint */
   bool ws_enabled;
   char *ws_path;
+  /* transports: HTTP streaming, SSE, the emulation endpoint */
+  bool http_stream_enabled;
+  char *http_stream_path;
+  uint64_t http_stream_max_body;
+  bool sse_enabled;
+  char *sse_path;
+  uint64_t sse_max_body;
+  char *emulation_path;
+  uint64_t emulation_max_body;
+  bool uni_ws_enabled;
+  char *uni_ws_path;
+  bool uni_http_stream_enabled;
+  char *uni_http_stream_path;
+  uint64_t uni_http_stream_max_body;
+  bool uni_sse_enabled;
+  char *uni_sse_path;
+  uint64_t uni_sse_max_body;
   char *token_hmac_secret; /* secrets: never logged */
   char *token_rsa_pem;
   char *token_ecdsa_pem;

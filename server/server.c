@@ -45,6 +45,7 @@
 #include "proxies.h"
 #include "tlsconf.h"
 #include "metrics/metrics.h"
+#include "transport/transport.h"
 
 /* Per-connection application state lives in the udata pointer. It is
  * either a tagged integer (bit 0 set) carrying the bits below, so echo,
@@ -63,7 +64,9 @@ enum {
   U_RESOLVED = 1 << 16, /* the client address is final (first request seen) */
   U_DEFER_IP = 1 << 17, /* per-IP accounting waits for the client address
                            (the peer is a proxy) */
-  U_FDS = 1 << 18       /* accepted near the descriptor limit: answer 503 */
+  U_FDS = 1 << 18,      /* accepted near the descriptor limit: answer 503 */
+  U_BODY = 1 << 19, /* a transport request waits for its body (tr_pending) */
+  U_UNI_SEEN = 1 << 20 /* uni_websocket: the connect request arrived */
 };
 
 /* What a listener speaks (server.lkind). */
@@ -103,6 +106,8 @@ typedef struct {
   hub_local *hl;
   cl_list clients; /* real-time clients on this worker */
   struct api_wait *waits; /* server API calls waiting for the engine */
+  tr_sessions *sessions;  /* emulation sessions of this worker's clients */
+  tr_pending *bodies;     /* transport requests waiting for their body */
   hf_msg drain_msg;
   hf_timer drain_timer;
   uint64_t drain_deadline;
@@ -465,7 +470,8 @@ static void setup_deflate(server *s) {
   hf_shared_deflate_setup(&sd);
 }
 
-/* Upgrade on the echo (rt = 0) or the real-time endpoint (rt = 1). */
+/* Upgrade on the echo (rt = 0), the real-time (rt = 1) or the
+ * unidirectional WebSocket endpoint (rt = 2). */
 static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
                           const char *path, size_t path_len, int rt,
                           const srv_forwarded *fw) {
@@ -506,11 +512,15 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
       cl_set_tag(cl, u);
       hf_conn_set_udata(c, cl);
       atomic_fetch_add(&s->rt_clients, 1);
+      if (rt == 2)
+        cl_set_transport(cl, TR_UNI_WEBSOCKET, NULL, NULL);
     } else {
       hf_conn_set_udata(c, (void *)(u | U_ECHO));
     }
     atomic_fetch_add(&s->ws_conns, 1);
     MET_INC(rt ? MET_UPGRADES_REALTIME : MET_UPGRADES_ECHO);
+    if (rt)
+      met_transport_open(rt == 2 ? TR_UNI_WEBSOCKET : TR_WEBSOCKET);
     srv_log_begin(&l, LOG_INFO, "upgrade_accepted");
     log_conn_fields(&l, c, req, path, path_len);
     srv_log_strn(&l, "subprotocol", res.subprotocol, res.subprotocol_len);
@@ -689,9 +699,15 @@ static void api_answered(void *arg, int status, const jw_buf *body) {
   }
 }
 
+static void tr_on_body(worker *w, hf_conn *c, uint8_t *body, size_t len);
+
 static void on_body(hf_conn *c, uint8_t *body, size_t len) {
   worker *w = hf_loop_data(hf_conn_loop(c));
   uintptr_t u = (uintptr_t)hf_conn_udata(c);
+  if (u & U_BODY) {
+    tr_on_body(w, c, body, len);
+    return;
+  }
   api_wait *aw = calloc(1, sizeof *aw);
   if (!aw) {
     respond_text(c, 500, NULL, "Internal Server Error\n");
@@ -735,6 +751,318 @@ static uintptr_t resolve_client(worker *w, hf_conn *c, const hf_http_request *re
   return u;
 }
 
+/* ---- HTTP streaming, SSE and the emulation endpoint (transport/) ---------- */
+
+enum { TB_HTTP_STREAM = TR_HTTP_STREAM, TB_SSE = TR_SSE, TB_EMULATION = 8 };
+
+static int is_method(const hf_http_request *req, const char *m) {
+  return req->method_len == strlen(m) && memcmp(req->method, m, req->method_len) == 0;
+}
+
+/* A streaming session: the response starts, the client is created and
+ * bound to a session of this worker, and the connect command runs. */
+/* A unidirectional client's connect request (a ConnectRequest object) as
+ * the connect command {"connect":<req>,"id":1}: re-serialized compactly, so
+ * that nothing in it can start another command line. A request that is not
+ * one JSON object closes the connection (3501). */
+static void uni_connect(cl_client *cl, const uint8_t *req, size_t len) {
+  json_error_t jerr;
+  json_t *j = json_loadb((const char *)req, len, 0, &jerr);
+  char *text = json_is_object(j) ? json_dumps(j, JSON_COMPACT) : NULL;
+  json_decref(j);
+  if (!text) {
+    cl_disconnect(cl, 3501, "bad request: the connect request must be a JSON object");
+    return;
+  }
+  size_t tl = strlen(text);
+  char *cmd = malloc(tl + 32);
+  if (cmd) {
+    int n = snprintf(cmd, tl + 32, "{\"connect\":%s,\"id\":1}", text);
+    cl_on_message(cl, HF_OP_TEXT, (uint8_t *)cmd, (size_t)n);
+  } else {
+    cl_disconnect(cl, 3004, "internal server error");
+  }
+  free(cmd);
+  free(text);
+}
+
+static void tr_start(worker *w, hf_conn *c, tr_kind k, const char *extra,
+                     uint8_t *cmd, size_t len) {
+  server *s = w->srv;
+  uintptr_t u = (uintptr_t)hf_conn_udata(c) & ~(uintptr_t)U_BODY;
+  char hdrs[2048];
+  if (tr_stream_headers(k, extra, hdrs, sizeof hdrs) < 0 ||
+      hf_conn_stream_start(c, hdrs) < 0)
+    return;
+  cl_client *cl = cl_new(c, w->hl, &w->clients, &s->clcfg);
+  tr_session *ss = cl && !tr_is_uni(k) ? tr_session_add(w->sessions, (unsigned)w->idx, cl)
+                                       : NULL;
+  if (!cl || (!ss && !tr_is_uni(k))) {
+    if (cl)
+      cl_free(cl);
+    hf_conn_set_udata(c, (void *)u);
+    hf_conn_close(c, 3004, "internal server error");
+    return;
+  }
+  cl_set_transport(cl, k, ss ? tr_session_id(ss) : NULL, ss ? s->api.node_uid : NULL);
+  cl_set_tag(cl, u);
+  hf_conn_set_udata(c, cl);
+  atomic_fetch_add(&s->rt_clients, 1);
+  atomic_fetch_add(&s->ws_conns, 1);
+  met_transport_open(k);
+  if (tr_is_sse(k)) { /* the SSE preamble, flushed at once */
+    struct iovec nl = {(void *)"\r\n", 2};
+    hf_conn_send_chunk(c, &nl, 1);
+  }
+  if (tr_is_uni(k))
+    uni_connect(cl, cmd, len);
+  else
+    cl_on_message(cl, HF_OP_TEXT, cmd, len);
+}
+
+/* The connection of client cl is gone: forget its session. Returns the
+ * emulation requests the session had. */
+static uint32_t tr_close_client(worker *w, cl_client *cl) {
+  int k = cl_transport(cl);
+  met_transport_close(k);
+  const char *id = cl_session(cl);
+  return id ? tr_session_remove_id(w->sessions, id) : 0;
+}
+
+/* One emulation request, carried to the worker that owns the session. */
+typedef struct {
+  hf_msg m;
+  size_t slen, dlen;
+  char buf[]; /* session, then data */
+} emu_msg;
+
+static void emu_run(hf_loop *loop, hf_msg *m) {
+  worker *w = hf_loop_data(loop);
+  emu_msg *e = (emu_msg *)m;
+  cl_client *cl = tr_session_deliver(w->sessions, e->buf, e->slen);
+  if (cl) /* in arrival order: the inbox is FIFO and this loop serial */
+    cl_on_message(cl, HF_OP_TEXT, (uint8_t *)e->buf + e->slen, e->dlen);
+  free(e);
+}
+
+static void tr_reject(hf_conn *c, const hf_http_request *req, const char *path,
+                      size_t pl, int status, const char *reason,
+                      const char *extra, const char *body) {
+  reject_as("transport_rejected", c, req, path, pl, status, reason, extra, body);
+}
+
+/* The request's Content-Length (0 if absent or malformed). */
+static unsigned long long content_length(const hf_http_request *req) {
+  const hf_http_header *h = hf_http_find(req, "Content-Length");
+  if (!h || !h->value_len || h->value_len > 20)
+    return 0;
+  char num[24];
+  memcpy(num, h->value, h->value_len);
+  num[h->value_len] = 0;
+  char *end;
+  unsigned long long v = strtoull(num, &end, 10);
+  return *end ? 0 : v;
+}
+
+/* Serve http_stream, SSE and emulation requests; 0 if path is none of them. */
+static int tr_route(worker *w, hf_conn *c, const hf_http_request *req,
+                    const char *path, size_t pl) {
+  server *s = w->srv;
+  const srv_config *cfg = s->cfg;
+  int what;
+  uint64_t max;
+  if (cfg->http_stream_enabled && pl == strlen(cfg->http_stream_path) &&
+      memcmp(path, cfg->http_stream_path, pl) == 0) {
+    what = TB_HTTP_STREAM;
+    max = cfg->http_stream_max_body;
+  } else if (cfg->sse_enabled && pl == strlen(cfg->sse_path) &&
+             memcmp(path, cfg->sse_path, pl) == 0) {
+    what = TB_SSE;
+    max = cfg->sse_max_body;
+  } else if (cfg->uni_http_stream_enabled && pl == strlen(cfg->uni_http_stream_path) &&
+             memcmp(path, cfg->uni_http_stream_path, pl) == 0) {
+    what = TR_UNI_HTTP_STREAM;
+    max = cfg->uni_http_stream_max_body;
+  } else if (cfg->uni_sse_enabled && pl == strlen(cfg->uni_sse_path) &&
+             memcmp(path, cfg->uni_sse_path, pl) == 0) {
+    what = TR_UNI_SSE;
+    max = cfg->uni_sse_max_body;
+  } else if ((cfg->http_stream_enabled || cfg->sse_enabled) &&
+             pl == strlen(cfg->emulation_path) &&
+             memcmp(path, cfg->emulation_path, pl) == 0) {
+    what = TB_EMULATION;
+    max = cfg->emulation_max_body;
+  } else {
+    return 0;
+  }
+  char cors[1200];
+  const char *why = NULL;
+  if (tr_cors(req, &s->ws_pol, cors, sizeof cors, &why)) {
+    met_reject_inc(MET_REJ_ORIGIN);
+    tr_reject(c, req, path, pl, 403, why, NULL,
+              "Forbidden: this Origin is not allowed by client.allowed_origins "
+              "(the same policy as for WebSocket).\n");
+    return 1;
+  }
+  if (is_method(req, "OPTIONS")) { /* CORS preflight */
+    char h[1400];
+    snprintf(h, sizeof h, "%sAccess-Control-Max-Age: 300\r\n"
+                          "Access-Control-Allow-Methods: %s\r\n",
+             cors, tr_is_sse(what) ? "GET, POST, OPTIONS" : "POST, OPTIONS");
+    hf_conn_respond(c, 204, h, NULL, "", 0);
+    return 1;
+  }
+  int get_ok = tr_is_sse(what) && is_method(req, "GET");
+  if (!get_ok && !is_method(req, "POST")) {
+    tr_reject(c, req, path, pl, 405, "bad_method",
+              tr_is_sse(what) ? "Allow: GET, POST, OPTIONS\r\n" : "Allow: POST, OPTIONS\r\n",
+              "Method Not Allowed.\n");
+    return 1;
+  }
+  uintptr_t u = (uintptr_t)hf_conn_udata(c);
+  if (what != TB_EMULATION && (u & U_OVER)) {
+    char extra[64];
+    snprintf(extra, sizeof extra, "Retry-After: %llu\r\n",
+             (unsigned long long)cfg->retry_after);
+    tr_reject(c, req, path, pl, 503, "connection_limit", extra,
+              "Too many connections: the server's connection limit is reached. "
+              "Retry later, with backoff.\n");
+    return 1;
+  }
+  if (what != TB_EMULATION && w->draining) {
+    tr_reject(c, req, path, pl, 503, "shutting_down", "Retry-After: 1\r\n",
+              "The server is shutting down. Reconnect with backoff.\n");
+    return 1;
+  }
+  if (get_ok) { /* SSE: the connect command is in the cf_connect parameter */
+    uint8_t *cmd = NULL;
+    size_t len = 0;
+    int r = tr_query_connect(req->target, req->target_len, max, &cmd, &len);
+    if (r) {
+      tr_reject(c, req, path, pl, r == 2 ? 500 : 400, "bad_connect", NULL,
+                r == 1 ? "Bad Request: the cf_connect query parameter (the connect "
+                         "command, URL-encoded JSON) is missing.\n"
+                       : "Bad Request: cf_connect is malformed or too large "
+                         "(sse.max_request_body_size).\n");
+      return 1;
+    }
+    tr_start(w, c, (tr_kind)what, cors, cmd, len);
+    free(cmd);
+    return 1;
+  }
+  if (hf_http_find(req, "Transfer-Encoding")) {
+    tr_reject(c, req, path, pl, 411, "chunked_body", NULL,
+              "Length Required: send the body with Content-Length.\n");
+    return 1;
+  }
+  unsigned long long len = content_length(req);
+  if (len > max) {
+    tr_reject(c, req, path, pl, 413, "body_too_large", NULL,
+              what == TB_EMULATION ? "Payload Too Large: see emulation.max_request_body_size.\n"
+              : what == TB_SSE     ? "Payload Too Large: see sse.max_request_body_size.\n"
+              : what == TR_UNI_SSE ? "Payload Too Large: see uni_sse.max_request_body_size.\n"
+              : what == TR_UNI_HTTP_STREAM
+                  ? "Payload Too Large: see uni_http_stream.max_request_body_size.\n"
+                                   : "Payload Too Large: see http_stream.max_request_body_size.\n");
+    return 1;
+  }
+  if (!len) {
+    tr_reject(c, req, path, pl, 400, "empty_body", NULL,
+              "Bad Request: the body must hold the commands (JSON).\n");
+    return 1;
+  }
+  if (tr_pending_add(&w->bodies, c, what, cors) < 0) {
+    respond_text(c, 500, NULL, "Internal Server Error\n");
+    return 1;
+  }
+  hf_conn_set_udata(c, (void *)(u | U_BODY));
+  if (what == TB_EMULATION) { /* SDKs send batches over kept-alive connections */
+    const hf_http_header *ch = hf_http_find(req, "Connection");
+    if (req->version_minor >= 1 &&
+        !(ch && hf_http_has_token(ch->value, ch->value_len, "close")))
+      hf_conn_keep_alive(c);
+  }
+  hf_conn_read_body(c, (size_t)len);
+  return 1;
+}
+
+static void emu_bad(hf_conn *c, int status, const char *cors, const char *reason,
+                    const char *body) {
+  char id[37], peer[64];
+  hf_conn_id(c, id);
+  hf_conn_peer(c, peer, sizeof peer);
+  srv_logline l;
+  srv_log_begin(&l, LOG_WARN, "transport_rejected");
+  srv_log_str(&l, "reason", reason);
+  srv_log_int(&l, "status", status);
+  srv_log_str(&l, "conn_id", id);
+  srv_log_str(&l, "remote", peer);
+  srv_log_str(&l, "path", "emulation");
+  srv_log_end(&l);
+  met_reject_inc(MET_REJ_OTHER);
+  hf_conn_respond(c, status, cors, NULL, body, strlen(body));
+}
+
+/* An emulation request body: {"session":..,"node":..,"data":"<commands>"}. */
+static void tr_emulation(worker *w, hf_conn *c, const char *cors, uint8_t *body,
+                         size_t len) {
+  server *s = w->srv;
+  json_error_t jerr;
+  json_t *j = json_loadb((const char *)body, len, 0, &jerr);
+  json_t *sess = json_object_get(j, "session"), *node = json_object_get(j, "node"),
+         *data = json_object_get(j, "data");
+  if (!json_is_object(j) || !json_is_string(sess) || !json_is_string(data) ||
+      (node && !json_is_string(node))) {
+    json_decref(j);
+    emu_bad(c, 400, cors, "bad_body",
+            "Bad Request: the body must be {\"session\":..,\"node\":..,\"data\":\"<commands>\"}.\n");
+    return;
+  }
+  const char *nid = node ? json_string_value(node) : "";
+  if (*nid && strcmp(nid, s->api.node_uid) != 0) {
+    json_decref(j);
+    emu_bad(c, 404, cors, "unknown_node",
+            "Not Found: no such node here (sticky routing to the node that holds "
+            "the stream is needed with several nodes).\n");
+    return;
+  }
+  size_t sl = json_string_length(sess), dl = json_string_length(data);
+  int owner = tr_session_worker(json_string_value(sess), sl);
+  if (owner >= 0 && (size_t)owner < s->nw && dl) {
+    emu_msg *e = malloc(sizeof *e + sl + dl);
+    if (e) {
+      e->m.run = emu_run;
+      e->slen = sl;
+      e->dlen = dl;
+      memcpy(e->buf, json_string_value(sess), sl);
+      memcpy(e->buf + sl, json_string_value(data), dl);
+      hf_loop_post(s->w[owner].loop, &e->m);
+    }
+  } /* an unknown session is dropped silently (reference 7.3) */
+  json_decref(j);
+  hf_conn_respond(c, 204, cors, NULL, "", 0);
+}
+
+static void tr_on_body(worker *w, hf_conn *c, uint8_t *body, size_t len) {
+  tr_pending *p = tr_pending_take(&w->bodies, c);
+  hf_conn_set_udata(c, (void *)((uintptr_t)hf_conn_udata(c) & ~(uintptr_t)U_BODY));
+  if (!p) {
+    respond_text(c, 500, NULL, "Internal Server Error\n");
+    return;
+  }
+  if (p->what == TB_EMULATION)
+    tr_emulation(w, c, p->headers, body, len);
+  else
+    tr_start(w, c, (tr_kind)p->what, p->headers, body, len);
+  free(p);
+}
+
+/* A stream ends: the disconnect push goes before its last chunk. */
+static void on_stream_end(hf_conn *c, uint16_t code, const char *reason) {
+  cl_client *cl = conn_client(c);
+  tr_disconnect_push(c, cl ? (tr_kind)cl_transport(cl) : TR_HTTP_STREAM, code, reason);
+}
+
 static void on_request(hf_conn *c, const hf_http_request *req) {
   worker *w = hf_loop_data(hf_conn_loop(c));
   const srv_config *cfg = w->srv->cfg;
@@ -763,6 +1091,13 @@ static void on_request(hf_conn *c, const hf_http_request *req) {
     route_upgrade(w, c, req, path, pl, 1, &fw);
     return;
   }
+  if (cfg->uni_ws_enabled && pl == strlen(cfg->uni_ws_path) &&
+      memcmp(path, cfg->uni_ws_path, pl) == 0) {
+    route_upgrade(w, c, req, path, pl, 2, &fw);
+    return;
+  }
+  if (tr_route(w, c, req, path, pl))
+    return;
   if (cfg->health_enabled && pl == strlen(cfg->health_path) &&
       memcmp(path, cfg->health_path, pl) == 0) {
     route_health(w, c, req);
@@ -781,6 +1116,14 @@ static void on_request(hf_conn *c, const hf_http_request *req) {
     ln += (size_t)snprintf(list + ln, sizeof list - ln, __VA_ARGS__);
   ADD_EP(cfg->ws_enabled, "\n  %s  real-time WebSocket (Centrifugo client protocol)",
          cfg->ws_path)
+  ADD_EP(cfg->http_stream_enabled, "\n  POST %s  HTTP streaming", cfg->http_stream_path)
+  ADD_EP(cfg->sse_enabled, "\n  GET %s  Server-Sent Events", cfg->sse_path)
+  ADD_EP(cfg->http_stream_enabled || cfg->sse_enabled, "\n  POST %s  emulation",
+         cfg->emulation_path)
+  ADD_EP(cfg->uni_ws_enabled, "\n  %s  unidirectional WebSocket", cfg->uni_ws_path)
+  ADD_EP(cfg->uni_http_stream_enabled, "\n  POST %s  unidirectional HTTP streaming",
+         cfg->uni_http_stream_path)
+  ADD_EP(cfg->uni_sse_enabled, "\n  GET %s  unidirectional SSE", cfg->uni_sse_path)
   ADD_EP(cfg->echo_enabled, "\n  %s  WebSocket echo", cfg->echo_path)
   ADD_EP(cfg->health_enabled, "\n  GET %s  health check", cfg->health_path)
   ADD_EP(!w->srv->has_internal, "\n  POST %s/<method>  server API", cfg->api_path)
@@ -803,7 +1146,13 @@ static void on_request(hf_conn *c, const hf_http_request *req) {
 
 static void on_message(hf_conn *c, int opcode, uint8_t *data, size_t len) {
   cl_client *cl = conn_client(c);
-  if (cl)
+  if (cl && cl_transport(cl) == TR_UNI_WEBSOCKET) {
+    /* the first message is the connect request; later ones are ignored */
+    if (!(cl_tag(cl) & U_UNI_SEEN)) {
+      cl_set_tag(cl, cl_tag(cl) | U_UNI_SEEN);
+      uni_connect(cl, data, len);
+    }
+  } else if (cl)
     cl_on_message(cl, opcode, data, len);
   else
     hf_conn_send(c, opcode, data, len); /* /echo: straight back */
@@ -817,7 +1166,12 @@ static void on_close(hf_conn *c, const hf_conn_close_info *ci) {
     for (api_wait *aw = w->waits; aw; aw = aw->next)
       if (aw->c == c)
         aw->c = NULL;
+  if (u & U_BODY)
+    free(tr_pending_take(&w->bodies, c));
   cl_client *cl = conn_client(c);
+  const char *transport = cl ? tr_name((tr_kind)cl_transport(cl)) : NULL;
+  int stream = cl && cl_session(cl) != NULL; /* an emulation session */
+  uint32_t emu_requests = cl ? tr_close_client(w, cl) : 0;
   if (cl) {
     cl_free(cl);
     hf_conn_set_udata(c, (void *)u);
@@ -861,6 +1215,10 @@ static void on_close(hf_conn *c, const hf_conn_close_info *ci) {
   srv_log_int(&l, "code", ci->code);
   srv_log_str(&l, "reason", ci->reason);
   srv_log_str(&l, "who", who[ci->who]);
+  if (transport)
+    srv_log_str(&l, "transport", transport);
+  if (stream)
+    srv_log_int(&l, "emulation_requests", emu_requests);
   srv_log_int(&l, "duration_ms", (long long)ci->duration_ms);
   srv_log_int(&l, "bytes_in", (long long)ci->bytes_in);
   srv_log_int(&l, "bytes_out", (long long)ci->bytes_out);
@@ -869,6 +1227,18 @@ static void on_close(hf_conn *c, const hf_conn_close_info *ci) {
   if (ci->tls)
     srv_log_bool(&l, "tls", 1);
   srv_log_end(&l);
+  /* a stream the client gave up on without ever sending a command: its
+   * replies probably never reached it (a buffering proxy) */
+  if (stream && !emu_requests && ci->who == HF_WHO_CLIENT && ci->duration_ms >= 2000) {
+    srv_log_begin(&l, LOG_WARN, "stream_unanswered");
+    srv_log_str(&l, "conn_id", id);
+    srv_log_str(&l, "transport", transport);
+    srv_log_int(&l, "duration_ms", (long long)ci->duration_ms);
+    srv_log_str(&l, "hint", "the client closed the stream without one emulation request: "
+                            "if most streams end this way, a proxy buffers responses "
+                            "(nginx: proxy_buffering off)");
+    srv_log_end(&l);
+  }
 }
 
 static void on_bad_request(hf_conn *c, int status, const char *reason,
@@ -924,6 +1294,7 @@ static const hf_conn_handler handler = {
     .on_body = on_body,
     .on_bad_request = on_bad_request,
     .on_slow = on_slow,
+    .on_stream_end = on_stream_end,
     .on_close = on_close,
     .on_transport_error = on_transport_error,
 };
@@ -1491,6 +1862,11 @@ int srv_run(const srv_config *cfg) {
       return 1;
     }
     hub_set_data(w->hl, &w->clients);
+    w->sessions = tr_sessions_new();
+    if (!w->sessions) {
+      fprintf(stderr, "holdfast: out of memory\n");
+      return 1;
+    }
     jw_init(&w->clients.out);
     w->drain_msg.run = on_drain;
     w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -1555,6 +1931,7 @@ int srv_run(const srv_config *cfg) {
       free(aw);
     }
     hf_loop_free(s->w[i].loop);
+    tr_sessions_free(s->w[i].sessions);
     free(s->w[i].lis);
     if (s->w[i].reserve_fd >= 0)
       close(s->w[i].reserve_fd);

@@ -99,7 +99,12 @@ static struct {
   long slow;        /* --slow: the last N subscribers read slowly */
   double slow_rate; /* --slow-rate: their bytes per second */
   char token[512];
+  int transport; /* TR_WS, TR_STREAM (http_stream), TR_SSE */
 } cfg;
+
+/* Subscriber transports: WebSocket, or a streaming HTTP response whose
+ * subscription comes from the token's channels claim (server-side). */
+enum { TR_WS, TR_STREAM, TR_SSE };
 
 /* ------------------------------------------------------------ connections */
 
@@ -401,9 +406,46 @@ static int connect_error(rconn *c) {
   return err;
 }
 
+/* http_stream: POST the connect command; SSE: GET with it in cf_connect. */
+static void on_connected_stream(rconn *c) {
+  char cmd[800], req[2400];
+  int cl = snprintf(cmd, sizeof cmd, "{\"connect\":{\"token\":\"%s\"},\"id\":1}", cfg.token);
+  int n;
+  if (cfg.transport == TR_STREAM) {
+    n = snprintf(req, sizeof req,
+                 "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                 "Content-Length: %d\r\n\r\n%s",
+                 cfg.ws.path, cfg.ws.authority, cl, cmd);
+  } else {
+    char q[1600];
+    size_t o = 0;
+    for (int i = 0; i < cl && o + 4 < sizeof q; i++) {
+      unsigned char ch = (unsigned char)cmd[i];
+      if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+          ch == '-' || ch == '_' || ch == '.')
+        q[o++] = (char)ch;
+      else
+        o += (size_t)snprintf(q + o, sizeof q - o, "%%%02X", ch);
+    }
+    q[o] = 0;
+    n = snprintf(req, sizeof req, "GET %s?cf_connect=%s HTTP/1.1\r\nHost: %s\r\n\r\n",
+                 cfg.ws.path, q, cfg.ws.authority);
+  }
+  if (n <= 0 || (size_t)n >= sizeof req || out_append(c, req, (size_t)n) < 0) {
+    conn_fail(c, "cannot build the stream request");
+    return;
+  }
+  c->state = S_HANDSHAKE;
+  conn_flush(c);
+}
+
 static void on_connected_ws(rconn *c) {
   if (connect_error(c))
     return;
+  if (cfg.transport != TR_WS) {
+    on_connected_stream(c);
+    return;
+  }
   bu_ws_key(c->key, rnd32);
   char req[1400];
   int n = bu_upgrade_request(req, sizeof req, &cfg.ws, c->key);
@@ -501,7 +543,7 @@ static void on_publication(rconn *c, const uint8_t *p, size_t n, uint64_t now) {
 
 static void on_line(rconn *c, const uint8_t *p, size_t n, uint64_t now) {
   if (n == 2 && p[0] == '{' && p[1] == '}') { /* application ping */
-    if (c->state == S_READY || c->state == S_SUBSCRIBE) {
+    if ((c->state == S_READY || c->state == S_SUBSCRIBE) && cfg.transport == TR_WS) {
       if (ws_queue(c, HF_OP_TEXT, "{}", 2) < 0)
         conn_fail(c, "out of memory");
     }
@@ -532,6 +574,13 @@ static void on_line(rconn *c, const uint8_t *p, size_t n, uint64_t now) {
   }
   if (id == 1 && memmem(p, n, "\"connect\":", 10)) {
     c->got_connect = 1;
+    if (cfg.transport != TR_WS && c->state == S_SUBSCRIBE) { /* server-side */
+      if (!memmem(p, n, "\"subs\":", 7)) {
+        conn_fail(c, "connect reply without the token's subscription");
+        return;
+      }
+      on_subscribed(c, now);
+    }
   } else if (id == 2 && memmem(p, n, "\"subscribe\":", 12)) {
     if (!c->got_connect) {
       conn_fail(c, "subscribe reply before the connect reply");
@@ -556,8 +605,50 @@ static void on_message(rconn *c, const uint8_t *p, size_t n, uint64_t now) {
   }
 }
 
+/* Streams: whole chunks in buf[0..len); each chunk's lines go to on_line
+ * (SSE: the data of "data: " lines). Returns bytes consumed, or -1. */
+static ssize_t feed_chunks(rconn *c, uint8_t *buf, size_t len, uint64_t now) {
+  size_t off = 0;
+  while (off < len) {
+    uint8_t *crlf = memmem(buf + off, len - off, "\r\n", 2);
+    if (!crlf)
+      break;
+    char *end;
+    unsigned long sz = strtoul((const char *)buf + off, &end, 16);
+    if ((uint8_t *)end != crlf || sz > MAX_MESSAGE) {
+      conn_fail(c, "bad chunk from the server");
+      return -1;
+    }
+    size_t body = (size_t)(crlf + 2 - buf);
+    if (body + sz + 2 > len)
+      break;
+    if (!sz) {
+      conn_fail(c, "the server ended the stream");
+      return -1;
+    }
+    uint8_t *p = buf + body, *e = p + sz;
+    while (p < e && c->state != S_FAILED && c->state != S_FREE && c->state != S_DONE) {
+      uint8_t *nl = memchr(p, '\n', (size_t)(e - p));
+      uint8_t *le = nl ? nl : e;
+      if (cfg.transport == TR_SSE) {
+        if (le - p > 6 && memcmp(p, "data: ", 6) == 0)
+          on_line(c, p + 6, (size_t)(le - p - 6), now);
+      } else if (le > p) {
+        on_line(c, p, (size_t)(le - p), now);
+      }
+      p = le + 1;
+    }
+    if (c->state == S_FAILED || c->state == S_DONE || c->state == S_FREE)
+      return -1;
+    off = body + sz + 2;
+  }
+  return (ssize_t)off;
+}
+
 /* Parse frames in buf[0..len). Returns bytes consumed, or -1 if c is gone. */
 static ssize_t feed_frames(rconn *c, uint8_t *buf, size_t len, uint64_t now) {
+  if (cfg.transport != TR_WS)
+    return feed_chunks(c, buf, len, now);
   size_t off = 0;
   while (off < len) {
     hf_ws_event ev;
@@ -680,9 +771,11 @@ static void read_handshake(rconn *c) {
     return;
   }
   const char *bad =
-      bu_check_101((const char *)c->in, head_len, c->key, 0, why, sizeof why);
+      cfg.transport != TR_WS
+          ? (memcmp(c->in, "HTTP/1.1 200 ", 13) == 0 ? NULL : "stream request refused")
+          : bu_check_101((const char *)c->in, head_len, c->key, 0, why, sizeof why);
   if (bad) {
-    conn_fail(c, "%s", bad);
+    conn_fail(c, "%s: %.60s", bad, (const char *)c->in);
     return;
   }
   memset(&c->ps, 0, sizeof c->ps);
@@ -691,7 +784,10 @@ static void read_handshake(rconn *c) {
   size_t extra = c->in_len - head_len;
   memcpy(R.rbuf, c->in + head_len, extra); /* frames right behind the 101 */
   c->in_len = 0;
-  send_connect_subscribe(c);
+  if (cfg.transport != TR_WS)
+    c->state = S_SUBSCRIBE; /* the connect command went with the request */
+  else
+    send_connect_subscribe(c);
   if (c->state != S_SUBSCRIBE || !extra)
     return;
   feed_rbuf(c, extra);
@@ -1223,6 +1319,11 @@ static void close_all(void) {
     rconn *c = &R.subs[i];
     if (c->state != S_READY)
       continue;
+    if (cfg.transport != TR_WS) { /* a stream ends when its client closes */
+      conn_release(c);
+      c->state = S_DONE;
+      continue;
+    }
     if (ws_queue(c, HF_OP_CLOSE, pl, n) < 0)
       continue;
     c->state = S_CLOSING;
@@ -1478,6 +1579,8 @@ static int run_fanout(void) {
   res("subs", 0, "%ld", cfg.subs);
   res("channels", 0, "%ld", cfg.per_channel ? cfg.subs : 1);
   res("token", 0, "%d", cfg.token[0] != 0);
+  res("transport", 1, "%s", cfg.transport == TR_WS ? "websocket"
+                            : cfg.transport == TR_SSE ? "sse" : "http_stream");
   res("rate", 0, "%g", cfg.rate);
   res("batch", 0, "%ld", cfg.batch);
   res("size", 0, "%ld", cfg.size);
@@ -1696,6 +1799,10 @@ static void usage(FILE *out) {
       "  -t SECRET connect with an HS256 token {\"sub\":\"bench\"} signed with SECRET\n"
       "            [no token: the server must allow anonymous connects, e.g.\n"
       "            --client.insecure=true]\n"
+      "  --transport websocket|http_stream|sse  fanout subscribers' transport\n"
+      "            [websocket]; http_stream/sse: -u http://HOST:PORT/connection/<t>,\n"
+      "            one channel, -t required (the token's channels claim subscribes;\n"
+      "            run the server with client.ping_interval=0: no emulation pongs)\n"
       "  --channel NAME  fanout: the channel (\"NAME.i\" with -M channels) [bench];\n"
       "            churn: the prefix of \"PREFIXi\"                    [churn:]\n"
       "  -c S      fanout: subscribers, 1..100000                      [1000]\n"
@@ -1735,12 +1842,13 @@ static void usage(FILE *out) {
 }
 
 static int parse_args(int argc, char **argv) {
-  enum { O_CHANNEL = 256, O_DROP, O_SLOW, O_SLOW_RATE };
+  enum { O_CHANNEL = 256, O_DROP, O_SLOW, O_SLOW_RATE, O_TRANSPORT };
   static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
                                            {"channel", required_argument, NULL, O_CHANNEL},
                                            {"drop", required_argument, NULL, O_DROP},
                                            {"slow", required_argument, NULL, O_SLOW},
                                            {"slow-rate", required_argument, NULL, O_SLOW_RATE},
+                                           {"transport", required_argument, NULL, O_TRANSPORT},
                                            {NULL, 0, NULL, 0}};
   char **av = calloc((size_t)argc + 2, sizeof *av);
   if (!av)
@@ -1800,6 +1908,19 @@ static int parse_args(int argc, char **argv) {
     case 'S': cfg.syscalls = 1; break;
     case 'n': rc = bu_parse_long(optarg, 'n', 1, MAX_CYCLES, &cfg.cycles); break;
     case 'C': rc = bu_parse_long(optarg, 'C', 1, MAX_PENDING, &cfg.pending); break;
+    case O_TRANSPORT:
+      if (strcmp(optarg, "websocket") == 0)
+        cfg.transport = TR_WS;
+      else if (strcmp(optarg, "http_stream") == 0)
+        cfg.transport = TR_STREAM;
+      else if (strcmp(optarg, "sse") == 0)
+        cfg.transport = TR_SSE;
+      else {
+        fprintf(stderr, "holdfast bench: --transport %s: want websocket, http_stream or sse\n",
+                optarg);
+        rc = -1;
+      }
+      break;
     case O_DROP:
       if (strcmp(optarg, "mix") == 0)
         cfg.drop = DROP_MIX;
@@ -1868,7 +1989,12 @@ static int parse_args(int argc, char **argv) {
     fprintf(stderr, "holdfast bench: --channel: at most 200 characters\n");
     return -1;
   }
-  if (bu_parse_url(&cfg.ws, cfg.url, "ws") < 0)
+  if (cfg.transport != TR_WS && (cfg.mode != RT_FANOUT || cfg.per_channel || !cfg.secret)) {
+    fprintf(stderr, "holdfast bench: --transport http_stream|sse: fanout on one channel "
+                    "with -t (the subscription comes from the token)\n");
+    return -1;
+  }
+  if (bu_parse_url(&cfg.ws, cfg.url, cfg.transport == TR_WS ? "ws" : "http") < 0)
     return -1;
   if (cfg.mode == RT_FANOUT && cfg.duration > 0 &&
       bu_parse_url(&cfg.api, cfg.api_url, "http") < 0)
@@ -1880,7 +2006,12 @@ static int parse_args(int argc, char **argv) {
         return -1;
       }
   if (cfg.secret) {
-    if (!*cfg.secret || bu_hs256_token(cfg.secret, cfg.token, sizeof cfg.token) < 0) {
+    char claims[300];
+    snprintf(claims, sizeof claims, "{\"sub\":\"bench\",\"channels\":[\"%s\"]}", cfg.channel);
+    if (!*cfg.secret ||
+        (cfg.transport == TR_WS ? bu_hs256_token(cfg.secret, cfg.token, sizeof cfg.token)
+                                : bu_hs256_token_claims(cfg.secret, claims, cfg.token,
+                                                        sizeof cfg.token)) < 0) {
       fprintf(stderr, "holdfast bench: -t: cannot sign a token with that secret\n");
       return -1;
     }

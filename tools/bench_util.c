@@ -593,12 +593,18 @@ static void b64url(const uint8_t *in, size_t n, char *out) {
 
 /* HS256 JWT for {"sub":"bench"} signed with secret. */
 int bu_hs256_token(const char *secret, char *out, size_t cap) {
+  return bu_hs256_token_claims(secret, "{\"sub\":\"bench\"}", out, cap);
+}
+
+int bu_hs256_token_claims(const char *secret, const char *pay, char *out, size_t cap) {
   static const char hdr[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
-  static const char pay[] = "{\"sub\":\"bench\"}";
-  char h64[64], p64[64], s64[64];
+  size_t pl = strlen(pay);
+  if (pl > 300)
+    return -1;
+  char h64[64], p64[420], s64[64];
   b64url((const uint8_t *)hdr, sizeof hdr - 1, h64);
-  b64url((const uint8_t *)pay, sizeof pay - 1, p64);
-  char signing[160];
+  b64url((const uint8_t *)pay, pl, p64);
+  char signing[500];
   int n = snprintf(signing, sizeof signing, "%s.%s", h64, p64);
   uint8_t mac[EVP_MAX_MD_SIZE];
   unsigned mac_len = 0;

@@ -130,6 +130,8 @@ const char *bu_check_101(const char *head, size_t head_len, const char *key,
 /* An HS256 JWT for {"sub":"bench"} signed with secret into out[0..cap).
  * 0, or -1 if it does not fit. */
 int bu_hs256_token(const char *secret, char *out, size_t cap);
+/* The same for the claims JSON pay (at most 300 bytes). */
+int bu_hs256_token_claims(const char *secret, const char *pay, char *out, size_t cap);
 
 /* ---- reporting ------------------------------------------------------------------ */
 

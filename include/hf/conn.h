@@ -90,6 +90,10 @@ typedef struct {
    * with 3008 as without this callback. Sends made from here are queued
    * normally; the callback is not re-entered. */
   int (*on_slow)(hf_conn *c, size_t queued);
+  /* Optional: a streaming response (hf_conn_stream_start) is about to end
+   * with code and reason (hf_conn_close, slow consumer, drain): the last
+   * chance to send (hf_conn_send_chunk) before the terminating chunk. */
+  void (*on_stream_end)(hf_conn *c, uint16_t code, const char *reason);
   /* The connection is gone (always called once, last). */
   void (*on_close)(hf_conn *c, const hf_conn_close_info *info);
   /* Optional: the connection failed below HTTP. reason is one of
@@ -189,6 +193,24 @@ void hf_conn_respond(hf_conn *c, int status, const char *extra_headers,
  * then call the handler's on_body. The whole request, head and body, must
  * arrive within handshake_timeout. Returns 0 or HF_EINVAL. */
 int hf_conn_read_body(hf_conn *c, size_t len);
+
+/* From on_request or on_body (also for a deferred request): answer 200
+ * with a never-ending chunked body (HTTP streaming, Server-Sent Events).
+ * extra_headers: each "Name: value\r\n", or NULL. The connection is then
+ * OPEN like an upgraded one: output queue limits and the slow-consumer rule
+ * apply, hf_conn_send_shared queues whole prepared chunks, input is read
+ * and dropped (the client ends the stream by closing; logged as 1001 by
+ * the client), no WebSocket pings are sent (the application's heartbeat
+ * applies), and hf_conn_close ends the body (on_stream_end, then the last
+ * chunk). Returns 0, HF_EINVAL (not answerable) or an I/O error. */
+int hf_conn_stream_start(hf_conn *c, const char *extra_headers);
+
+/* Streaming response: queue one chunk whose body is the concatenation of
+ * parts[0..n) (1 <= n <= 6; copied or written at once). Returns 0,
+ * HF_ECLOSED (not a stream or ended), HF_EINVAL or HF_ELIMIT (queue over
+ * its limit: the stream is being ended with 3008). Loop thread only. */
+struct iovec;
+int hf_conn_send_chunk(hf_conn *c, const struct iovec *parts, int n);
 
 /* Queue a prepared frame (sh->data[off..off+len), header included) by
  * reference: no copy. A whole frame (off 0, len sh->len) with a compressed

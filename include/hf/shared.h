@@ -22,6 +22,11 @@ typedef struct hf_shared {
   /* The same frame compressed (permessage-deflate, no context takeover),
    * owned by this buffer; NULL when not built. Set before sharing. */
   struct hf_shared *alt;
+  uint32_t vkind; /* as a variant: its kind (hf_shared_variant) */
+  /* Re-encodings of these bytes built on first use (another transport's
+   * framing of the same message), owned by this buffer; NULL if none. */
+  struct hf_shared *_Atomic variants;
+  struct hf_shared *vnext; /* as a variant: the next of its parent's */
   uint8_t data[];
 } hf_shared;
 
@@ -67,6 +72,15 @@ int hf_shared_deflate(hf_shared *frame, size_t hdr_len);
 uint64_t hf_shared_deflate_count(void);
 /* Live connections with permessage-deflate (maintained by hf_conn). */
 void hf_shared_deflate_users(int delta);
+/* The variant of s of kind (nonzero, the caller's numbering): the same
+ * message framed another way, built by build(s, arg) the first time any
+ * thread asks and kept with s (freed with it), so that a broadcast costs
+ * one encoding per framing, not one per recipient. Threads racing to build
+ * it agree on one copy. The result is borrowed: take a reference to keep
+ * it beyond s. NULL if build failed (out of memory). Any thread. */
+hf_shared *hf_shared_variant(hf_shared *s, uint32_t kind,
+                             hf_shared *(*build)(const hf_shared *s, void *arg),
+                             void *arg);
 
 #ifdef __cplusplus
 }

@@ -87,6 +87,16 @@ met_reject met_reject_of(const char *r) {
   return MET_REJ_BAD_REQUEST;
 }
 
+void met_transport_open(int k) {
+  if (k >= 0 && k < 6)
+    MET_INC(MET_TR_OPEN_WS + k);
+}
+
+void met_transport_close(int k) {
+  if (k >= 0 && k < 6)
+    MET_INC(MET_TR_CLOSE_WS + k);
+}
+
 void met_reject_inc(met_reject r) { met_add_(&met_self->rejects[r < MET_REJ_N ? r : MET_REJ_OTHER], 1); }
 
 void met_close_inc(unsigned code, int side) {
@@ -213,9 +223,21 @@ static void render_hist(jw_buf *o, const hist_def *d) {
 void met_render(jw_buf *o, const met_snapshot *s) {
   head(o, "holdfast_build_info", "gauge", "Build information (always 1).");
   emit(o, "holdfast_build_info{version=\"%s\",engine=\"%s\"} 1\n", s->version, s->engine);
-  head(o, "holdfast_connections", "gauge", "Open WebSocket connections, by transport.");
+  static const char *const trn[6] = {"websocket",     "http_stream",     "sse",
+                                     "uni_websocket", "uni_http_stream", "uni_sse"};
+  uint64_t streams[6] = {0}, all_streams = 0;
+  for (int k = 1; k < 6; k++) {
+    uint64_t op = SUM(n[MET_TR_OPEN_WS + k]), cl = SUM(n[MET_TR_CLOSE_WS + k]);
+    streams[k] = op > cl ? op - cl : 0;
+    all_streams += streams[k];
+  }
+  head(o, "holdfast_connections", "gauge",
+       "Open long-lived connections (WebSocket, HTTP streaming, SSE), by transport.");
   emit(o, "holdfast_connections{transport=\"websocket\"} %llu\n",
-       (unsigned long long)s->connections_ws);
+       (unsigned long long)(s->connections_ws > all_streams ? s->connections_ws - all_streams : 0));
+  for (int k = 1; k < 6; k++)
+    emit(o, "holdfast_connections{transport=\"%s\"} %llu\n", trn[k],
+         (unsigned long long)streams[k]);
   head(o, "holdfast_tcp_connections", "gauge",
        "Open TCP connections (HTTP, WebSocket and server API).");
   emit(o, "holdfast_tcp_connections %llu\n", (unsigned long long)s->connections_tcp);
@@ -234,6 +256,12 @@ void met_render(jw_buf *o, const met_snapshot *s) {
        (unsigned long long)SUM(n[MET_UPGRADES_REALTIME]));
   emit(o, "holdfast_upgrades_total{endpoint=\"echo\"} %llu\n",
        (unsigned long long)SUM(n[MET_UPGRADES_ECHO]));
+  head(o, "holdfast_transport_sessions_total", "counter",
+       "Real-time sessions opened, by transport (a rising http_stream/sse share: "
+       "WebSocket is blocked somewhere).");
+  for (int k = 0; k < 6; k++)
+    emit(o, "holdfast_transport_sessions_total{transport=\"%s\"} %llu\n", trn[k],
+         (unsigned long long)SUM(n[MET_TR_OPEN_WS + k]));
   head(o, "holdfast_rejections_total", "counter",
        "Refused handshakes and HTTP requests, by reason.");
   for (int r = 0; r < MET_REJ_N; r++)

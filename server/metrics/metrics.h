@@ -40,7 +40,10 @@ typedef enum {
   MET_TX_TLS_ON_PLAIN,
   MET_TX_BAD_PROXY,
   MET_TX_PROXY_UNTRUSTED,
-  MET_N
+  /* real-time sessions opened and closed, by transport (tr_kind order) */
+  MET_TR_OPEN_WS, /* + k for the kinds after websocket */
+  MET_TR_CLOSE_WS = MET_TR_OPEN_WS + 6,
+  MET_N = MET_TR_CLOSE_WS + 6
 } met_counter;
 
 /* Why a handshake or HTTP request was refused (holdfast_rejections_total). */
@@ -108,6 +111,11 @@ static inline void met_add_(_Atomic uint64_t *c, uint64_t n) {
  * block lives until exit: a scrape may read it at any time. */
 met_worker *met_register(int worker_idx);
 
+/* A real-time session of transport k (tr_kind: 0 websocket, 1
+ * http_stream, 2 sse, 3 uni_websocket, 4 uni_http_stream, 5 uni_sse)
+ * opened / closed (the same worker does both). */
+void met_transport_open(int k);
+void met_transport_close(int k);
 void met_reject_inc(met_reject r);
 /* The rejection of a handshake reason string ("origin_rejected", ...). */
 met_reject met_reject_of(const char *reason);

@@ -67,7 +67,7 @@ void cl__flush_replies(cl_client *cl) {
   if (!o->len)
     return;
   if (jw_ok(o))
-    hf_conn_send(cl->conn, HF_OP_TEXT, (const uint8_t *)o->p, o->len);
+    tr_send(cl->conn, cl->transport, (const uint8_t *)o->p, o->len);
   jw_reset(o);
 }
 
@@ -392,10 +392,16 @@ void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
     set_expiry(cl, c->exp);
     jw_buf *o = cl__out(cl);
     begin_identity_result(cl, id, "connect");
+    if (cl->session) { /* emulation: where later commands are sent */
+      jw_lit(o, ",\"session\":");
+      jw_cstr(o, cl->session);
+      jw_lit(o, ",\"node\":");
+      jw_cstr(o, cl->node ? cl->node : "");
+    }
     if (cl->cfg->ping_interval_ms) {
       jw_lit(o, ",\"ping\":");
       jw_u64(o, (cl->cfg->ping_interval_ms + 999) / 1000);
-      if (cl->cfg->pong_timeout_ms)
+      if (cl->cfg->pong_timeout_ms && !tr_is_uni(cl->transport))
         jw_lit(o, ",\"pong\":true");
     }
     if (c->subs.len) {
@@ -417,6 +423,7 @@ void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
     cl__log_begin(cl, LOG_INFO, "client_connected", &l);
     srv_log_int(&l, "expire_at", cl->expire_at);
     srv_log_int(&l, "server_side_subs", cl->nsubs);
+    srv_log_str(&l, "transport", tr_name((tr_kind)cl->transport));
     srv_log_end(&l);
     /* the reply first, then what the server-side subscriptions held (a gap
      * among it ends the connection: nsubs drops to 0) */
@@ -798,10 +805,10 @@ static void on_timer(hf_loop *loop, hf_timer *t) {
   if (cl__check_sub_deadlines(cl, now) < 0)
     return;
   if (!cl->await_pong && cl->next_ping && now >= cl->next_ping) {
-    hf_conn_send(cl->conn, HF_OP_TEXT, (const uint8_t *)"{}", 2);
+    tr_send(cl->conn, cl->transport, (const uint8_t *)"{}", 2);
     cl->ping_sent_us = cl__now_us();
     cl->next_ping = now + cl->cfg->ping_interval_ms;
-    if (cl->cfg->pong_timeout_ms) {
+    if (cl->cfg->pong_timeout_ms && !tr_is_uni(cl->transport)) { /* uni: no pongs */
       cl->await_pong = 1;
       cl->pong_deadline = now + cl->cfg->pong_timeout_ms;
     }
@@ -869,8 +876,18 @@ static void release(cl_client *cl) {
 
 void cl_send_shared(cl_client *cl, hf_shared *frame) {
   if (cl->state == CS_CONNECTED)
-    hf_conn_send_shared(cl->conn, frame, 0, frame->len);
+    tr_send_shared(cl->conn, cl->transport, frame);
 }
+
+void cl_set_transport(cl_client *cl, int kind, const char *session,
+                      const char *node) {
+  cl->transport = (uint8_t)kind;
+  cl->session = session;
+  cl->node = node;
+}
+
+int cl_transport(const cl_client *cl) { return cl->transport; }
+const char *cl_session(const cl_client *cl) { return cl->session; }
 
 const char *cl_user(const cl_client *cl) { return cl->user ? cl->user : ""; }
 hf_conn *cl_conn(const cl_client *cl) { return cl->conn; }

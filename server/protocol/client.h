@@ -59,6 +59,14 @@ typedef struct cl_list {
 /* Create the protocol state for an upgraded connection. NULL on OOM. */
 cl_client *cl_new(hf_conn *conn, hub_local *hl, cl_list *list,
                   const cl_config *cfg);
+/* The transport of this client (tr_kind of transport/transport.h; default
+ * WebSocket) and, for emulation transports, the session and node written
+ * into the connect result (borrowed: they must outlive the client). */
+void cl_set_transport(cl_client *cl, int kind, const char *session,
+                      const char *node);
+int cl_transport(const cl_client *cl);
+/* The session given to cl_set_transport, or NULL. */
+const char *cl_session(const cl_client *cl);
 /* A WebSocket message for this client (commands, one per line). */
 void cl_on_message(cl_client *cl, int opcode, uint8_t *data, size_t len);
 /* The connection is gone: leave every channel, stop timers, free. */

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "protocol/client.h"
 #include "protocol/proto.h"
+#include "transport/transport.h"
 
 typedef enum { CS_NEW, CS_CONNECTED, CS_FAILED, CS_CLOSED } cl_state;
 
@@ -48,6 +49,8 @@ struct cl_client {
   uint8_t state;
   uint8_t await_pong;
   uint64_t ping_sent_us; /* when the awaited ping left (CLOCK_MONOTONIC us) */
+  uint8_t transport; /* tr_kind: how replies and pushes are framed */
+  const char *session, *node; /* emulation transports: for the connect result */
   uint8_t busy;   /* inside cl_on_message: a teardown must not free yet */
   uint8_t zombie; /* cl_free was called while busy */
   char id[37];       /* connection id (UUID text), the protocol's client */

@@ -129,7 +129,7 @@ void cl__unsubscribe_push(cl_client *cl, cl_sub *s, unsigned code,
   jw_cstr(&b, reason);
   jw_lit(&b, "}}}");
   if (jw_ok(&b))
-    hf_conn_send(cl->conn, HF_OP_TEXT, (const uint8_t *)b.p, b.len);
+    tr_send(cl->conn, cl->transport, (const uint8_t *)b.p, b.len);
   jw_free(&b);
 }
 
@@ -303,7 +303,7 @@ static void settle(cl_client *cl, sub_op *so, unsigned err, const jw_buf *fields
     if (pushes)
       jw_raw(&b, pushes->p, pushes->len);
     if (jw_ok(&b) && cl->state == CS_CONNECTED)
-      hf_conn_send(cl->conn, HF_OP_TEXT, (const uint8_t *)b.p, b.len);
+      tr_send(cl->conn, cl->transport, (const uint8_t *)b.p, b.len);
     jw_free(&b);
   }
   if (s && !err) {
