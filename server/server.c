@@ -404,6 +404,9 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
         return;
       }
       cl_set_tag(cl, u);
+      const hf_http_header *o = hdr(req, "Origin");
+      if (o) /* listed by the admin API */
+        cl_set_origin(cl, o->value, o->value_len);
       hf_conn_set_udata(c, cl);
       atomic_fetch_add(&s->rt_clients, 1);
     } else {

@@ -152,6 +152,17 @@ def test_list_filters_and_paging_across_workers():
             c.close()
 
 
+def test_origin_listed():
+    cfg = admin_config()
+    cfg["client"]["allowed_origins"] = ["http://app.example"]
+    with Server(config=cfg) as srv:
+        tok = token_of(srv.port)
+        ws = WS(srv.port, "/connection/websocket", headers={"Origin": "http://app.example"})
+        r = ok(srv.port, tok, "connections", {})
+        assert r["total"] == 1 and r["connections"][0]["origin"] == "http://app.example", r
+        ws.sock.close()
+
+
 def test_disconnect_by_id_and_by_user_with_code():
     with Server(config=admin_config(), workers=2) as srv:
         tok = token_of(srv.port)
