@@ -96,6 +96,8 @@ struct adm {
   adm_local *loc;
   pthread_mutex_t mu;
   survey *surveys;
+  uint64_t fail_start_ms; /* failed logins: the window's start (under mu) */
+  unsigned fails;         /* failed logins in that window */
 };
 
 static const char *const method_names[ADM_NMETHODS] = {"auth", "connections", "disconnect",
@@ -236,8 +238,39 @@ static void answer(adm_done_fn done, void *arg, int status, const char *msg_or_j
   jw_free(&b);
 }
 
+#define LOGIN_FAILS 5          /* failed logins allowed per window ... */
+#define LOGIN_WINDOW_MS 10000 /* ... of this length; then 429 until it ends */
+
+static uint64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Whether a login may be tried now (guessing the password is slowed to
+ * LOGIN_FAILS tries per window for the whole process); failed: count one. */
+static int login_allowed(adm *a, int failed) {
+  uint64_t now = mono_ms();
+  pthread_mutex_lock(&a->mu);
+  if (now - a->fail_start_ms >= LOGIN_WINDOW_MS) {
+    a->fail_start_ms = now;
+    a->fails = 0;
+  }
+  a->fails += failed ? 1u : 0u;
+  int ok = a->fails < LOGIN_FAILS || failed;
+  pthread_mutex_unlock(&a->mu);
+  return ok;
+}
+
 static void login(adm *a, json_t *req, adm_done_fn done, void *arg) {
   const srv_config *cfg = a->env.cfg;
+  if (!login_allowed(a, 0)) {
+    srv_logline l;
+    srv_log_begin(&l, LOG_WARN, "admin_login_throttled");
+    srv_log_end(&l);
+    answer(done, arg, 429, "too many failed admin logins: retry in 10 s", 0);
+    return;
+  }
   json_t *pw = json_object_get(req, "password");
   if (!json_is_string(pw)) {
     answer(done, arg, 400, "bad request: send {\"password\":\"...\"}", 0);
@@ -251,6 +284,7 @@ static void login(adm *a, json_t *req, adm_done_fn done, void *arg) {
   srv_log_begin(&l, ok ? LOG_INFO : LOG_WARN, ok ? "admin_login" : "admin_login_failed");
   srv_log_end(&l);
   if (!ok) {
+    login_allowed(a, 1);
     answer(done, arg, 403, "wrong admin password (admin.password)", 0);
     return;
   }

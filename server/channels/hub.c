@@ -319,6 +319,8 @@ static void deliver_local(hub_local *hl, const char *name, size_t len,
   if (!c)
     return;
   hub *h = hl->h;
+  if (d->kind == K_PUB)
+    c->pubs++; /* the admin dashboard's publication rate */
   /* A send may close a slow subscriber, and a gap unsubscribes one; either
    * teardown removes it from c (moving the last subscriber into its slot,
    * or freeing c with the last one). Walk from the end, so a moved
@@ -348,9 +350,6 @@ static void deliver_local(hub_local *hl, const char *name, size_t len,
       h->cb.deliver(s, f);
   }
   if (d->kind == K_PUB) { /* queued on every subscriber of this worker */
-    c = find(hl, name, len, hash);
-    if (c)
-      c->pubs++;
     uint64_t now = now_us();
     met_observe_fanout(now > d->t_us ? now - d->t_us : 0);
   }

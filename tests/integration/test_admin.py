@@ -98,6 +98,16 @@ def test_auth_required_401_403_with_reason():
         assert PASSWORD not in srv.log() and SECRET not in srv.log()
 
 
+def test_password_guessing_throttled():
+    with Server(config=admin_config()) as srv:
+        for _ in range(5):
+            st, r = login(srv.port, "guess")
+            assert st == 403, (st, r)
+        st, r = login(srv.port)  # even the right password waits for the window
+        assert st == 429 and "too many failed admin logins" in r["error"], (st, r)
+        assert srv.events("admin_login_throttled")
+
+
 def test_disabled_by_default():
     with Server(config=config()) as srv:
         st, _, _ = http_call(srv.port, "POST", "/admin/auth", {"password": PASSWORD})

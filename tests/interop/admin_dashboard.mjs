@@ -10,7 +10,8 @@
 // origin rejections, the slow-consumer count, top channels by subscribers
 // and by publication rate, RTT, loop lag, the connections chart). A
 // screenshot goes to SHOT_DIR. Last, the connection search finds one user
-// and its disconnect button closes that client with the chosen code.
+// and its disconnect button closes that client with the chosen code; the
+// "all of user" button closes both connections of another user.
 import WebSocket from 'ws';
 import { statSync } from 'node:fs';
 import { events, waitEvent, assert, caseRunner, hs256, nowS, apiPost, sleep } from './serverlog.mjs';
@@ -184,13 +185,27 @@ async function main() {
         'one search result');
       const row = await page.evaluate(() => [...document.querySelectorAll('#results tbody tr td')].map((td) => td.textContent));
       assert(row[0] === victim.id && row[1] === 'user3' && row[5] === 'news', `row ${JSON.stringify(row)}`);
-      await page.click('#results tbody tr button');
+      await page.click('#results tbody tr button.danger:not(.user)');
       const end = Date.now() + 10000;
       while (!victim.closed && Date.now() < end) await sleep(50);
       assert(victim.closed && victim.closed.code === 4001 && victim.closed.reason === 'bye from the dashboard',
         `victim close ${JSON.stringify(victim.closed)}`);
       await page.waitForFunction(() => document.querySelectorAll('#results tbody tr').length === 0, null,
         { timeout: 5000 });
+      // every connection of a user at once
+      const more = await rtClient('user4', ['sports']);
+      await page.fill('#q-user', 'user4');
+      await page.fill('#d-code', '4002');
+      await page.click('#search button');
+      await waitPage(page, () => document.querySelectorAll('#results tbody tr').length === 2, 10000,
+        'two connections of user4');
+      await page.click('#results tbody tr button.user');
+      const until = Date.now() + 10000;
+      while (!(clients[4].closed && more.closed) && Date.now() < until) await sleep(50);
+      assert(clients[4].closed && clients[4].closed.code === 4002 && more.closed && more.closed.code === 4002,
+        `user4 closes ${JSON.stringify([clients[4].closed, more.closed])}`);
+      await waitPage(page, () => /2 connection\(s\) disconnected|^0 matching/.test(document.getElementById('search-total').textContent),
+        5000, 'the disconnected count');
     });
   });
   clearInterval(pubTimer);
