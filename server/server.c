@@ -649,6 +649,28 @@ static int is_method(const hf_http_request *req, const char *m) {
   return req->method_len == strlen(m) && memcmp(req->method, m, req->method_len) == 0;
 }
 
+/* A browser request to the admin must come from the admin's own page: an
+ * Origin header, when there is one, must name the Host it was sent to
+ * (cross-site requests and WebSockets are refused even in admin.insecure
+ * mode). */
+static int admin_same_origin(const hf_http_request *req) {
+  const hf_http_header *o = hf_http_find(req, "Origin"), *h = hf_http_find(req, "Host");
+  if (!o)
+    return 1; /* not a browser */
+  const char *v = o->value;
+  size_t n = o->value_len;
+  if (n > 7 && strncasecmp(v, "http://", 7) == 0) {
+    v += 7;
+    n -= 7;
+  } else if (n > 8 && strncasecmp(v, "https://", 8) == 0) {
+    v += 8;
+    n -= 8;
+  } else {
+    return 0;
+  }
+  return h && h->value_len == n && strncasecmp(h->value, v, n) == 0;
+}
+
 /* /admin/ (the page), /admin/auth (login), /admin/api/METHOD, /admin/ws. */
 static void route_admin(worker *w, hf_conn *c, const hf_http_request *req, const char *path,
                         size_t pl) {
@@ -659,7 +681,10 @@ static void route_admin(worker *w, hf_conn *c, const hf_http_request *req, const
   size_t tl = 0;
   const char *tok;
   int st;
-  if (sl == 0) {
+  if (sl > 1 && !admin_same_origin(req)) {
+    reject_as("admin_rejected", c, req, path, pl, 403, "admin_cross_origin", NULL,
+              "Forbidden: the admin answers its own page only (Origin must match Host).\n");
+  } else if (sl == 0) {
     respond_text(c, 301, "Location: /admin/\r\n", "Moved to /admin/\n");
   } else if ((sl == 1 || (sl == 11 && memcmp(sub, "/index.html", 11) == 0)) &&
              (is_method(req, "GET") || is_method(req, "HEAD"))) {
@@ -711,7 +736,12 @@ static void route_admin(worker *w, hf_conn *c, const hf_http_request *req, const
     if (adm_ws_open(s->adm, (size_t)w->idx, c) < 0) {
       hf_conn_set_udata(c, (void *)u);
       hf_conn_close(c, 1011, "out of memory");
+      return;
     }
+    srv_logline l;
+    srv_log_begin(&l, LOG_INFO, "admin_dashboard_opened");
+    log_conn_fields(&l, c, req, path, pl);
+    srv_log_end(&l);
   } else {
     respond_text(c, 404, NULL,
                  "No admin endpoint here: /admin/ (dashboard), POST /admin/auth, POST "

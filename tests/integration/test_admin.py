@@ -98,6 +98,28 @@ def test_auth_required_401_403_with_reason():
         assert PASSWORD not in srv.log() and SECRET not in srv.log()
 
 
+def test_cross_origin_refused_even_insecure():
+    with Server(config=admin_config(insecure=True)) as srv:
+        for path in ("/admin/api/connections", "/admin/auth"):
+            st, _, b = http_call(srv.port, "POST", path, {"password": PASSWORD},
+                                 {"Origin": "http://evil.example", "Content-Type": "text/plain"})
+            assert st == 403 and b"Origin must match Host" in b, (path, st, b)
+        s = connect(srv.port)
+        s.sendall(upgrade_request("/admin/ws", headers={"Origin": "http://evil.example"})[0])
+        st, _, _, _ = read_http_response(s)
+        s.close()
+        assert st == 403, st
+        reasons = {e["reason"] for e in srv.events("admin_rejected")}
+        assert reasons == {"admin_cross_origin"}, reasons
+        # the admin's own page (Origin names the Host) and non-browsers pass
+        st, _, b = http_call(srv.port, "POST", "/admin/api/connections", {},
+                             {"Origin": "http://127.0.0.1"})
+        assert st == 200 and json.loads(b)["result"]["total"] == 0, (st, b)
+        ws = WS(srv.port, "/admin/ws")
+        ws.sock.close()
+        srv.wait_event("admin_dashboard_opened")
+
+
 def test_password_guessing_throttled():
     with Server(config=admin_config()) as srv:
         for _ in range(5):
