@@ -42,6 +42,7 @@
 #include "log.h"
 #include "metrics/metrics.h"
 #include "admin/admin.h"
+#include "admin/session.h"
 
 /* Per-connection application state lives in the udata pointer. It is
  * either a tagged integer (bit 0 set) carrying the bits below, so echo,
@@ -628,23 +629,6 @@ static void on_body(hf_conn *c, uint8_t *body, size_t len) {
 
 /* ---- admin API and dashboard ---------------------------------------------- */
 
-/* The value of query parameter name in the request target, or NULL. */
-static const char *query_param(const hf_http_request *req, const char *name, size_t *len) {
-  const char *t = req->target, *end = t + req->target_len;
-  const char *q = memchr(t, '?', req->target_len);
-  size_t nl = strlen(name);
-  for (const char *p = q ? q + 1 : end; p < end;) {
-    const char *amp = memchr(p, '&', (size_t)(end - p));
-    const char *e = amp ? amp : end;
-    if ((size_t)(e - p) > nl && memcmp(p, name, nl) == 0 && p[nl] == '=') {
-      *len = (size_t)(e - p - nl - 1);
-      return p + nl + 1;
-    }
-    p = e + 1;
-  }
-  return NULL;
-}
-
 static int is_method(const hf_http_request *req, const char *m) {
   return req->method_len == strlen(m) && memcmp(req->method, m, req->method_len) == 0;
 }
@@ -721,7 +705,7 @@ static void route_admin(worker *w, hf_conn *c, const hf_http_request *req, const
       read_json_body(c, req, path, pl, "admin_rejected", 65536, "Payload Too Large.\n",
                      U_ADMIN | ((uintptr_t)m << 8));
   } else if (sl == 3 && memcmp(sub, "/ws", 3) == 0) {
-    tok = query_param(req, "token", &tl);
+    tok = adm_query_param(req->target, req->target_len, "token", &tl);
     if ((st = adm_check_token(s->adm, tok, tl, &reason))) {
       reject_as("admin_rejected", c, req, path, pl, st, reason, NULL,
                 st == 401 ? "Unauthorized: connect to /admin/ws?token=TOKEN (POST /admin/auth).\n"

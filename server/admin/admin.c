@@ -4,10 +4,10 @@
  * on its own loop, the last one posts the merge back), and the per-worker
  * one-second ticker that pushes snapshots to dashboard WebSockets. */
 #include "admin/admin.h"
+#include "admin/session.h"
 
 #include <jansson.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -155,23 +155,6 @@ void adm_free(adm *a) {
 
 /* ---- session tokens ---------------------------------------------------------- */
 
-/* "EXPIRY.HEX" where HEX = HMAC-SHA256(admin.secret, "holdfast-admin:" EXPIRY). */
-static int sign(const adm *a, unsigned long long exp, char *out, size_t cap) {
-  char msg[64];
-  int n = snprintf(msg, sizeof msg, "holdfast-admin:%llu", exp);
-  unsigned char mac[32];
-  size_t maclen = 0;
-  const char *sec = a->env.cfg->admin_secret;
-  if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, sec, strlen(sec), (const unsigned char *)msg,
-                 (size_t)n, mac, sizeof mac, &maclen) ||
-      maclen != 32)
-    return -1;
-  int k = snprintf(out, cap, "%llu.", exp);
-  for (size_t i = 0; i < 32 && (size_t)k + 2 < cap; i++)
-    k += snprintf(out + k, cap - (size_t)k, "%02x", mac[i]);
-  return 0;
-}
-
 static int64_t wall_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -181,30 +164,7 @@ static int64_t wall_s(void) {
 int adm_check_token(const adm *a, const char *tok, size_t len, const char **reason) {
   if (a->env.cfg->admin_insecure)
     return 0;
-  if (!tok || !len) {
-    *reason = "admin_login_required";
-    return 401;
-  }
-  char buf[128];
-  if (len >= sizeof buf) {
-    *reason = "bad_admin_token";
-    return 403;
-  }
-  memcpy(buf, tok, len);
-  buf[len] = 0;
-  char *end;
-  unsigned long long exp = strtoull(buf, &end, 10);
-  char want[128];
-  if (*end != '.' || sign(a, exp, want, sizeof want) < 0 || strlen(want) != len ||
-      CRYPTO_memcmp(want, buf, len) != 0) {
-    *reason = "bad_admin_token";
-    return 403;
-  }
-  if ((int64_t)exp < wall_s()) {
-    *reason = "admin_token_expired";
-    return 403;
-  }
-  return 0;
+  return adm_session_check(a->env.cfg->admin_secret, tok, len, wall_s(), reason);
 }
 
 const char *adm_token_of(const hf_http_request *req, size_t *len) {
@@ -293,7 +253,7 @@ static void login(adm *a, json_t *req, adm_done_fn done, void *arg) {
   char tok[128], body[200];
   if (cfg->admin_insecure && !*cfg->admin_secret)
     snprintf(tok, sizeof tok, "insecure");
-  else if (sign(a, exp, tok, sizeof tok) < 0) {
+  else if (adm_session_sign(cfg->admin_secret, exp, tok, sizeof tok) < 0) {
     answer(done, arg, 500, "internal error", 0);
     return;
   }
