@@ -82,6 +82,9 @@ $(B)/obj/%.o: %.c
 
 -include $(wildcard $(B)/obj/*/*.d $(B)/obj/*/*/*.d)
 
+# the dashboard page is embedded with .incbin (not seen by -MMD)
+$(B)/obj/server/admin/assets.o: server/admin/dashboard.html
+
 deps:
 	@scripts/deps.sh
 

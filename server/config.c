@@ -380,6 +380,18 @@ static const setting settings[] = {
     {"http_server.internal_port", T_UINT, O(internal_port), "0", 0, 65535, NULL,
      CF,
      "when set, the server API is served only on this port (not to browsers)"},
+    /* admin: admin API and live dashboard (server/admin/) */
+    {"admin.enabled", T_BOOL, O(admin_enabled), "false", 0, 0, NULL, CF,
+     "serve the admin API (POST /admin/api/METHOD) and the live dashboard (/admin/) on the "
+     "internal listener when http_server.internal_port is set, else on the main one"},
+    {"admin.password", T_STR, O(admin_password), "", 0, 0, NULL, CF,
+     "password of the admin login (POST /admin/auth); never logged"},
+    {"admin.secret", T_STR, O(admin_secret), "", 0, 0, NULL, CF,
+     "key that signs admin session tokens (HMAC-SHA256); changing it ends every session"},
+    {"admin.insecure", T_BOOL, O(admin_insecure), "false", 0, 0, NULL, CF,
+     "admin API and dashboard without a login (only behind a trusted network)"},
+    {"admin.session_ttl", T_DUR, O(admin_session_ttl_ms), "12h", 60000, 30ull * 86400000, NULL,
+     HF, "how long an admin session token from POST /admin/auth stays valid"},
 };
 #define NSETTINGS (sizeof settings / sizeof settings[0])
 
@@ -816,6 +828,13 @@ static int validate(srv_config *cfg, FILE *err) {
   if (cfg->redis_sentinel_address.n && !*cfg->redis_sentinel_master) {
     fprintf(err, "holdfast: invalid configuration: engine.redis.sentinel_address is set "
                  "but engine.redis.sentinel_master_name is empty\n");
+    return -1;
+  }
+  if (cfg->admin_enabled && !cfg->admin_insecure &&
+      (!*cfg->admin_password || !*cfg->admin_secret)) {
+    fprintf(err, "holdfast: invalid configuration: admin.enabled needs admin.password (the "
+                 "login) and admin.secret (signs sessions), or admin.insecure on a trusted "
+                 "network\n");
     return -1;
   }
   if (cfg->redis_tls) {

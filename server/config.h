@@ -144,6 +144,12 @@ typedef struct {
   uint64_t api_max_body;
   char *internal_address;
   uint64_t internal_port; /* 0: the API is served on the main listeners */
+  /* admin: admin API and live dashboard (server/admin/) */
+  bool admin_enabled;
+  char *admin_password;
+  char *admin_secret;
+  bool admin_insecure;
+  uint64_t admin_session_ttl_ms;
 } srv_config;
 
 /* Defaults. */

@@ -46,6 +46,8 @@
 #include "tlsconf.h"
 #include "metrics/metrics.h"
 #include "transport/transport.h"
+#include "admin/admin.h"
+#include "admin/session.h"
 
 /* Per-connection application state lives in the udata pointer. It is
  * either a tagged integer (bit 0 set) carrying the bits below, so echo,
@@ -66,7 +68,9 @@ enum {
                            (the peer is a proxy) */
   U_FDS = 1 << 18,      /* accepted near the descriptor limit: answer 503 */
   U_BODY = 1 << 19, /* a transport request waits for its body (tr_pending) */
-  U_UNI_SEEN = 1 << 20 /* uni_websocket: the connect request arrived */
+  U_UNI_SEEN = 1 << 20 /* uni_websocket: the connect request arrived */,
+  U_ADMIN = 1 << 21,   /* an admin call (method id in bits 8-15) */
+  U_ADMIN_WS = 1 << 22 /* a dashboard WebSocket */
 };
 
 /* What a listener speaks (server.lkind). */
@@ -139,6 +143,11 @@ struct server {
   rl_rate rl_user_rate, rl_chan_rate, rl_ip_rate, rl_accept_rate; /* read by clcfg.rl */
   uint64_t fd_max, fd_headroom; /* RLIMIT_NOFILE after raising; margin kept */
   api_ctx api;
+  adm *adm;                  /* admin API and dashboard, or NULL */
+  hf_handshake_policy adm_pol;
+  hf_loop **w_loops;         /* per worker, for the admin module */
+  cl_list **w_clients;
+  hub_local **w_hubs;
   char node_name[256];
   atomic_ullong rt_clients; /* real-time clients (info) */
   int has_internal;         /* an internal listener serves the API */
@@ -405,7 +414,7 @@ static void reject_as(const char *event, hf_conn *c, const hf_http_request *req,
   srv_log_int(&l, "status", status);
   log_conn_fields(&l, c, req, path, path_len);
   srv_log_end(&l);
-  if (strcmp(event, "api_rejected") == 0)
+  if (strcmp(event, "api_rejected") == 0 || strcmp(event, "admin_rejected") == 0)
     met_reject_inc(status == 401 ? MET_REJ_API_AUTH : MET_REJ_API_OTHER);
   else
     met_reject_inc(met_reject_of(reason));
@@ -510,6 +519,9 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
         return;
       }
       cl_set_tag(cl, u);
+      const hf_http_header *o = hdr(req, "Origin");
+      if (o) /* listed by the admin API */
+        cl_set_origin(cl, o->value, o->value_len);
       hf_conn_set_udata(c, cl);
       atomic_fetch_add(&s->rt_clients, 1);
       if (rt == 2)
@@ -612,6 +624,10 @@ static void api_reject(hf_conn *c, const hf_http_request *req, const char *path,
   reject_as("api_rejected", c, req, path, pl, status, reason, extra, body);
 }
 
+static void read_json_body(hf_conn *c, const hf_http_request *req, const char *path,
+                           size_t pl, const char *event, uint64_t max, const char *too_large,
+                           uintptr_t bits);
+
 static void route_api(worker *w, hf_conn *c, const hf_http_request *req,
                       const char *name, size_t nl) {
   const srv_config *cfg = w->srv->cfg;
@@ -636,9 +652,19 @@ static void route_api(worker *w, hf_conn *c, const hf_http_request *req,
     api_reject(c, req, path, pl, 404, "unknown_method", NULL, body);
     return;
   }
+  read_json_body(c, req, path, pl, "api_rejected", cfg->api_max_body,
+                 "Payload Too Large: see http_api.max_body.\n", U_API | ((uintptr_t)m << 8));
+}
+
+/* Read the JSON body of a POST (Content-Length, at most max bytes), then
+ * on_body runs the call that bits (U_API or U_ADMIN, method id in bits
+ * 8-15) name; refusals are logged as event. */
+static void read_json_body(hf_conn *c, const hf_http_request *req, const char *path,
+                           size_t pl, const char *event, uint64_t max, const char *too_large,
+                           uintptr_t bits) {
   if (hf_http_find(req, "Transfer-Encoding")) {
-    api_reject(c, req, path, pl, 411, "chunked_body", NULL,
-               "Length Required: send the body with Content-Length.\n");
+    reject_as(event, c, req, path, pl, 411, "chunked_body", NULL,
+              "Length Required: send the body with Content-Length.\n");
     return;
   }
   const hf_http_header *cl = hf_http_find(req, "Content-Length");
@@ -654,17 +680,16 @@ static void route_api(worker *w, hf_conn *c, const hf_http_request *req,
       len = 0;
   }
   if (!len) {
-    api_reject(c, req, path, pl, 400, "empty_body", NULL,
-               "Bad Request: the body must be a JSON object.\n");
+    reject_as(event, c, req, path, pl, 400, "empty_body", NULL,
+              "Bad Request: the body must be a JSON object.\n");
     return;
   }
-  if (len > cfg->api_max_body) {
-    api_reject(c, req, path, pl, 413, "body_too_large", NULL,
-               "Payload Too Large: see http_api.max_body.\n");
+  if (len > max) {
+    reject_as(event, c, req, path, pl, 413, "body_too_large", NULL, too_large);
     return;
   }
-  uintptr_t u = (uintptr_t)hf_conn_udata(c) & ~(uintptr_t)(U_API | 0xff00);
-  hf_conn_set_udata(c, (void *)(u | U_API | ((uintptr_t)m << 8)));
+  uintptr_t u = (uintptr_t)hf_conn_udata(c) & ~(uintptr_t)(U_API | U_ADMIN | 0xff00);
+  hf_conn_set_udata(c, (void *)(u | bits));
   /* backends publish over kept-alive connections (HTTP/1.1 default) */
   const hf_http_header *conn_hdr = hf_http_find(req, "Connection");
   if (req->version_minor >= 1 &&
@@ -681,7 +706,8 @@ static void unlink_wait(worker *w, api_wait *aw) {
     }
 }
 
-static void api_answered(void *arg, int status, const jw_buf *body) {
+/* The answer of a server API or admin call (ctype NULL: JSON on 200). */
+static void adm_answered(void *arg, int status, const char *ctype, const jw_buf *body) {
   api_wait *aw = arg;
   if (aw->c) {
     hf_conn *c = aw->c;
@@ -689,7 +715,8 @@ static void api_answered(void *arg, int status, const jw_buf *body) {
     if (status == 500 || !jw_ok(body))
       respond_text(c, 500, NULL, "Internal Server Error\n");
     else
-      hf_conn_respond(c, status, NULL, status == 200 ? "application/json" : NULL, body->p,
+      hf_conn_respond(c, status, ctype ? "Cache-Control: no-store\r\n" : NULL,
+                      ctype ? ctype : status == 200 ? "application/json" : NULL, body->p,
                       body->len);
   }
   aw->done = 1;
@@ -700,6 +727,9 @@ static void api_answered(void *arg, int status, const jw_buf *body) {
 }
 
 static void tr_on_body(worker *w, hf_conn *c, uint8_t *body, size_t len);
+static void api_answered(void *arg, int status, const jw_buf *body) {
+  adm_answered(arg, status, NULL, body);
+}
 
 static void on_body(hf_conn *c, uint8_t *body, size_t len) {
   worker *w = hf_loop_data(hf_conn_loop(c));
@@ -719,7 +749,10 @@ static void on_body(hf_conn *c, uint8_t *body, size_t len) {
   aw->next = w->waits;
   w->waits = aw;
   hf_conn_set_udata(c, (void *)(u | U_WAIT));
-  api_call(&w->srv->api, w->hl, (int)((u >> 8) & 0xff), body, len, api_answered, aw);
+  if (u & U_ADMIN)
+    adm_call(w->srv->adm, (size_t)w->idx, (int)((u >> 8) & 0xff), body, len, adm_answered, aw);
+  else
+    api_call(&w->srv->api, w->hl, (int)((u >> 8) & 0xff), body, len, api_answered, aw);
   aw->in_call = 0;
   if (aw->done) { /* answered already (the memory engine) */
     unlink_wait(w, aw);
@@ -1063,6 +1096,107 @@ static void on_stream_end(hf_conn *c, uint16_t code, const char *reason) {
   tr_disconnect_push(c, cl ? (tr_kind)cl_transport(cl) : TR_HTTP_STREAM, code, reason);
 }
 
+/* ---- admin API and dashboard ---------------------------------------------- */
+/* A browser request to the admin must come from the admin's own page: an
+ * Origin header, when there is one, must name the Host it was sent to
+ * (cross-site requests and WebSockets are refused even in admin.insecure
+ * mode). */
+static int admin_same_origin(const hf_http_request *req) {
+  const hf_http_header *o = hf_http_find(req, "Origin"), *h = hf_http_find(req, "Host");
+  if (!o)
+    return 1; /* not a browser */
+  const char *v = o->value;
+  size_t n = o->value_len;
+  if (n > 7 && strncasecmp(v, "http://", 7) == 0) {
+    v += 7;
+    n -= 7;
+  } else if (n > 8 && strncasecmp(v, "https://", 8) == 0) {
+    v += 8;
+    n -= 8;
+  } else {
+    return 0;
+  }
+  return h && h->value_len == n && strncasecmp(h->value, v, n) == 0;
+}
+
+/* /admin/ (the page), /admin/auth (login), /admin/api/METHOD, /admin/ws. */
+static void route_admin(worker *w, hf_conn *c, const hf_http_request *req, const char *path,
+                        size_t pl) {
+  server *s = w->srv;
+  const char *sub = path + 6; /* after "/admin" */
+  size_t sl = pl - 6;
+  const char *reason = NULL;
+  size_t tl = 0;
+  const char *tok;
+  int st;
+  if (sl > 1 && !admin_same_origin(req)) {
+    reject_as("admin_rejected", c, req, path, pl, 403, "admin_cross_origin", NULL,
+              "Forbidden: the admin answers its own page only (Origin must match Host).\n");
+  } else if (sl == 0) {
+    respond_text(c, 301, "Location: /admin/\r\n", "Moved to /admin/\n");
+  } else if ((sl == 1 || (sl == 11 && memcmp(sub, "/index.html", 11) == 0)) &&
+             (is_method(req, "GET") || is_method(req, "HEAD"))) {
+    size_t n;
+    const char *page = adm_page(&n);
+    hf_conn_respond(c, 200,
+                    "Cache-Control: no-store\r\nContent-Security-Policy: default-src 'self'; "
+                    "script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                    "connect-src 'self' ws: wss:\r\nX-Frame-Options: DENY\r\n",
+                    "text/html; charset=utf-8", page, n);
+  } else if (sl == 5 && memcmp(sub, "/auth", 5) == 0) {
+    if (!is_method(req, "POST"))
+      reject_as("admin_rejected", c, req, path, pl, 405, "bad_method", "Allow: POST\r\n",
+                "The admin login answers POST {\"password\":\"...\"} only.\n");
+    else
+      read_json_body(c, req, path, pl, "admin_rejected", 4096, "Payload Too Large.\n",
+                     U_ADMIN | ((uintptr_t)ADM_LOGIN << 8));
+  } else if (sl > 5 && memcmp(sub, "/api/", 5) == 0) {
+    int m = adm_method(sub + 5, sl - 5);
+    tok = adm_token_of(req, &tl);
+    if (!is_method(req, "POST"))
+      reject_as("admin_rejected", c, req, path, pl, 405, "bad_method", "Allow: POST\r\n",
+                "The admin API answers POST only.\n");
+    else if ((st = adm_check_token(s->adm, tok, tl, &reason)))
+      reject_as("admin_rejected", c, req, path, pl, st, reason, NULL,
+                st == 401 ? "Unauthorized: log in with POST /admin/auth {\"password\":...} and "
+                            "send Authorization: token TOKEN (admin.password).\n"
+                          : "Forbidden: the admin token is wrong or expired; log in again.\n");
+    else if (m < 0) {
+      char body[200];
+      snprintf(body, sizeof body, "Unknown admin method. Methods: %s.\n", adm_method_list());
+      reject_as("admin_rejected", c, req, path, pl, 404, "unknown_method", NULL, body);
+    } else
+      read_json_body(c, req, path, pl, "admin_rejected", 65536, "Payload Too Large.\n",
+                     U_ADMIN | ((uintptr_t)m << 8));
+  } else if (sl == 3 && memcmp(sub, "/ws", 3) == 0) {
+    tok = adm_query_param(req->target, req->target_len, "token", &tl);
+    if ((st = adm_check_token(s->adm, tok, tl, &reason))) {
+      reject_as("admin_rejected", c, req, path, pl, st, reason, NULL,
+                st == 401 ? "Unauthorized: connect to /admin/ws?token=TOKEN (POST /admin/auth).\n"
+                          : "Forbidden: the admin token is wrong or expired; log in again.\n");
+      return;
+    }
+    hf_handshake_result res;
+    if (hf_conn_upgrade(c, req, &s->adm_pol, NULL, &res) != HF_HS_OK)
+      return; /* explained by the handshake layer */
+    uintptr_t u = (uintptr_t)hf_conn_udata(c);
+    hf_conn_set_udata(c, (void *)(u | U_ADMIN_WS));
+    if (adm_ws_open(s->adm, (size_t)w->idx, c) < 0) {
+      hf_conn_set_udata(c, (void *)u);
+      hf_conn_close(c, 1011, "out of memory");
+      return;
+    }
+    srv_logline l;
+    srv_log_begin(&l, LOG_INFO, "admin_dashboard_opened");
+    log_conn_fields(&l, c, req, path, pl);
+    srv_log_end(&l);
+  } else {
+    respond_text(c, 404, NULL,
+                 "No admin endpoint here: /admin/ (dashboard), POST /admin/auth, POST "
+                 "/admin/api/METHOD, /admin/ws.\n");
+  }
+}
+
 static void on_request(hf_conn *c, const hf_http_request *req) {
   worker *w = hf_loop_data(hf_conn_loop(c));
   const srv_config *cfg = w->srv->cfg;
@@ -1081,9 +1215,14 @@ static void on_request(hf_conn *c, const hf_http_request *req) {
     route_metrics(w, c, req);
     return;
   }
+  if (cfg->admin_enabled && pl >= 6 && memcmp(path, "/admin", 6) == 0 &&
+      (pl == 6 || path[6] == '/') && (!w->srv->has_internal || (u & U_INTERNAL))) {
+    route_admin(w, c, req, path, pl);
+    return;
+  }
   if (u & U_INTERNAL) { /* the internal listener serves the API and metrics only */
     respond_text(c, 404, NULL,
-                 "The internal listener serves the server API and /metrics only.\n");
+                 "The internal listener serves the server API, /metrics and /admin/ only.\n");
     return;
   }
   if (cfg->ws_enabled && pl == strlen(cfg->ws_path) &&
@@ -1129,6 +1268,7 @@ static void on_request(hf_conn *c, const hf_http_request *req) {
   ADD_EP(!w->srv->has_internal, "\n  POST %s/<method>  server API", cfg->api_path)
   ADD_EP(cfg->prometheus_enabled && !w->srv->has_internal, "\n  GET %s  Prometheus metrics",
          cfg->prometheus_path)
+  ADD_EP(cfg->admin_enabled && !w->srv->has_internal, "\n  GET /admin/  admin dashboard and API")
 #undef ADD_EP
   char body[900];
   snprintf(body, sizeof body, "No endpoint at %.*s. This server serves:%s\n",
@@ -1154,6 +1294,8 @@ static void on_message(hf_conn *c, int opcode, uint8_t *data, size_t len) {
     }
   } else if (cl)
     cl_on_message(cl, opcode, data, len);
+  else if (conn_bits(c) & U_ADMIN_WS)
+    return; /* the dashboard only listens */
   else
     hf_conn_send(c, opcode, data, len); /* /echo: straight back */
 }
@@ -1178,6 +1320,8 @@ static void on_close(hf_conn *c, const hf_conn_close_info *ci) {
     atomic_fetch_sub(&s->rt_clients, 1);
     atomic_fetch_sub(&s->ws_conns, 1);
   }
+  if (u & U_ADMIN_WS)
+    adm_ws_closed(s->adm, (size_t)w->idx, c);
   if (u & U_COUNTED)
     atomic_fetch_sub(&s->conns, 1);
   if (u & U_ECHO)
@@ -1719,6 +1863,37 @@ static int srv_reload(server *s) {
   return rc;
 }
 
+static void adm_gauges(void *arg, uint64_t *ws, uint64_t *tcp) {
+  server *s = arg;
+  *ws = atomic_load(&s->ws_conns);
+  *tcp = atomic_load(&s->conns);
+}
+
+/* The admin drain: the same path as SIGTERM (sigwait in srv_run). */
+static void adm_drain(void *arg) { kill(getpid(), SIGTERM); }
+
+static int setup_admin(server *s) {
+  static const char *const any[] = {"*"};
+  s->adm_pol.allowed_origins = any; /* the token is the check */
+  s->adm_pol.n_allowed_origins = 1;
+  s->adm_pol.allow_null_origin = 1;
+  s->adm_pol.allow_missing_origin = 1;
+  s->w_loops = calloc(s->nw, sizeof *s->w_loops);
+  s->w_clients = calloc(s->nw, sizeof *s->w_clients);
+  s->w_hubs = calloc(s->nw, sizeof *s->w_hubs);
+  if (!s->w_loops || !s->w_clients || !s->w_hubs)
+    return -1;
+  for (size_t i = 0; i < s->nw; i++) {
+    s->w_loops[i] = s->w[i].loop;
+    s->w_clients[i] = &s->w[i].clients;
+    s->w_hubs[i] = s->w[i].hl;
+  }
+  adm_env env = {s->cfg, s->nw, s->w_loops, s->w_clients, s->w_hubs, s->node_name,
+                 adm_gauges, adm_drain, s};
+  s->adm = adm_new(&env);
+  return s->adm ? 0 : -1;
+}
+
 int srv_run(const srv_config *cfg) {
   server *s = calloc(1, sizeof *s);
   if (!s)
@@ -1878,6 +2053,10 @@ int srv_run(const srv_config *cfg) {
       hf_loop_add(w->loop, &w->lis[a], EPOLLIN);
     }
   }
+  if (cfg->admin_enabled && setup_admin(s) < 0) {
+    fprintf(stderr, "holdfast: cannot set up the admin API: out of memory\n");
+    return 1;
+  }
   for (size_t i = 0; i < s->nw; i++)
     pthread_create(&s->w[i].th, NULL, worker_main, &s->w[i]);
 
@@ -1942,6 +2121,10 @@ int srv_run(const srv_config *cfg) {
       s->ip_tab[b] = e->next;
       free(e);
     }
+  adm_free(s->adm);
+  free(s->w_loops);
+  free(s->w_clients);
+  free(s->w_hubs);
   free(s->lfds);
   free(s->w);
   hub_free(s->hub);

@@ -21,6 +21,7 @@ struct hub_chan {
   uint32_t hash;
   uint32_t n, cap;
   hub_sub **subs;
+  uint64_t pubs, pubs_mark; /* publications delivered here; at the last stats call */
   size_t len;
   char name[];
 };
@@ -37,6 +38,7 @@ struct hub_local {
   jw_buf scratch;    /* owner-side encoding buffer */
   hf_timer sweep;
   uint64_t evicted_unlogged, evict_logged_ms; /* once per burst */
+  uint64_t stats_mark_ms; /* the last hub_local_stats call */
 };
 
 struct hub {
@@ -317,6 +319,8 @@ static void deliver_local(hub_local *hl, const char *name, size_t len,
   if (!c)
     return;
   hub *h = hl->h;
+  if (d->kind == K_PUB)
+    c->pubs++; /* the admin dashboard's publication rate */
   /* A send may close a slow subscriber, and a gap unsubscribes one; either
    * teardown removes it from c (moving the last subscriber into its slot,
    * or freeing c with the last one). Walk from the end, so a moved
@@ -762,6 +766,18 @@ void hub_each_channel(hub *h, hub_chan_cb cb, void *arg) {
         cb(arg, c->name, c->len, c->n);
     pthread_mutex_unlock(&hl->mu);
   }
+}
+
+void hub_local_stats(hub_local *hl, uint64_t now_ms, hub_stat_fn fn, void *arg) {
+  uint64_t dt = now_ms > hl->stats_mark_ms ? now_ms - hl->stats_mark_ms : 0;
+  int first = hl->stats_mark_ms == 0;
+  hl->stats_mark_ms = now_ms;
+  for (size_t b = 0; b < hl->nbuckets; b++)
+    for (hub_chan *c = hl->buckets[b]; c; c = c->next) {
+      uint64_t d = c->pubs - c->pubs_mark;
+      c->pubs_mark = c->pubs;
+      fn(arg, c->name, c->len, c->n, first || !dt ? 0.0 : (double)d * 1000.0 / (double)dt);
+    }
 }
 
 void hub_totals(hub *h, uint64_t *channels, uint64_t *subscriptions) {

@@ -187,6 +187,12 @@ typedef void (*hub_chan_cb)(void *arg, const char *ch, size_t len,
                             uint32_t subscribers);
 void hub_each_channel(hub *h, hub_chan_cb cb, void *arg);
 void hub_totals(hub *h, uint64_t *channels, uint64_t *subscriptions);
+/* Every channel of this worker with its subscribers here and the
+ * publications delivered here per second since the previous call (0 on
+ * the first). Loop thread only; O(channels), for the admin dashboard. */
+typedef void (*hub_stat_fn)(void *arg, const char *ch, size_t len, uint32_t subscribers,
+                            double pubs_per_s);
+void hub_local_stats(hub_local *hl, uint64_t now_ms, hub_stat_fn fn, void *arg);
 
 /* Run fn(worker_hub, arg) on every worker's loop thread (control commands
  * of the server API: disconnect, unsubscribe...). arg is copied (len bytes)

@@ -46,6 +46,11 @@ static int code_index(unsigned code) {
   return code >= 4000 && code <= 4999 ? CODE_APP : CODE_OTHER;
 }
 
+unsigned met_code_of(int idx) {
+  return idx < (int)NCLOSE ? close_codes[idx] : idx == CODE_APP ? 4000 : 0;
+}
+const met_worker *met_workers(void) { return atomic_load(&all); }
+
 static const unsigned err_codes[] = {100, 101, 102, 103, 104, 105, 106,
                                      107, 108, 109, 110, 111, 112};
 #define NERR (sizeof err_codes / sizeof err_codes[0])
@@ -66,6 +71,8 @@ static const char *const method_names[MET_METHODS] = {
     "connect", "ping", "subscribe", "unsubscribe", "publish", "presence", "presence_stats",
     "history", "rpc",  "send",      "refresh",     "sub_refresh"};
 _Static_assert(PROTO_KINDS == MET_METHODS, "one label per command kind");
+
+const char *met_reject_name(met_reject r) { return r < MET_REJ_N ? reject_names[r] : "other"; }
 
 met_reject met_reject_of(const char *r) {
   if (!r)

@@ -146,6 +146,14 @@ typedef struct {
   int64_t tls_not_after; /* Unix; 0: no TLS listener */
 } met_snapshot;
 
+/* For the admin dashboard (any thread): the registered counter blocks (a
+ * list through next, read with relaxed loads), the close code of a
+ * closes[] row (4000: any 4000-4999 code, 0: any other) and the label of
+ * a rejection reason. */
+const met_worker *met_workers(void);
+unsigned met_code_of(int idx);
+const char *met_reject_name(met_reject r);
+
 /* The Prometheus text exposition (format 0.0.4) of everything. */
 void met_render(jw_buf *out, const met_snapshot *s);
 

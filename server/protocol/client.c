@@ -658,7 +658,8 @@ static void handle_command(cl_client *cl, const proto_cmd *cmd, size_t bytes) {
     if (cl->await_pong) {
       cl->await_pong = 0;
       uint64_t now = cl__now_us();
-      met_observe_ping_rtt(now > cl->ping_sent_us ? now - cl->ping_sent_us : 0);
+      cl->rtt_us = now > cl->ping_sent_us ? now - cl->ping_sent_us : 0;
+      met_observe_ping_rtt(cl->rtt_us);
       cl__arm_timer(cl);
     }
     return;
@@ -834,7 +835,8 @@ cl_client *cl_new(hf_conn *conn, hub_local *hl, cl_list *list,
     list->head->prev = cl;
   list->head = cl;
   list->count++;
-  cl->stale_deadline = hf_loop_now(hf_conn_loop(conn)) + cfg->stale_close_delay_ms;
+  cl->created_ms = hf_loop_now(hf_conn_loop(conn));
+  cl->stale_deadline = cl->created_ms + cfg->stale_close_delay_ms;
   cl__arm_timer(cl);
   return cl;
 }
@@ -871,6 +873,7 @@ static void release(cl_client *cl) {
   free(cl->user);
   free(cl->conn_info);
   free(cl->client_info);
+  free(cl->origin);
   free(cl);
 }
 
@@ -902,4 +905,18 @@ void cl_server_refresh(cl_client *cl, int64_t expire_at) {
 }
 
 uintptr_t cl_tag(const cl_client *cl) { return cl->tag; }
+
+/* ---- what the admin API lists ------------------------------------------------ */
+
+void cl_set_origin(cl_client *cl, const char *origin, size_t len) {
+  free(cl->origin);
+  cl->origin = origin ? strndup(origin, len) : NULL;
+}
+const char *cl_origin(const cl_client *cl) { return cl->origin; }
+uint64_t cl_rtt_us(const cl_client *cl) { return cl->rtt_us; }
+uint64_t cl_created_ms(const cl_client *cl) { return cl->created_ms; }
+size_t cl_num_channels(const cl_client *cl) { return cl->nsubs; }
+const char *cl_channel_at(const cl_client *cl, size_t i, size_t *len) {
+  return hub_chan_name(cl->subs[i]->hs.ch, len);
+}
 void cl_set_tag(cl_client *cl, uintptr_t tag) { cl->tag = tag; }

@@ -86,6 +86,17 @@ void cl_set_tag(cl_client *cl, uintptr_t tag);
 const char *cl_user(const cl_client *cl);
 hf_conn *cl_conn(const cl_client *cl);
 cl_client *cl_next(const cl_client *cl);
+/* For the admin connection list (loop thread only). The upgrade's Origin
+ * (copied; NULL: none), the last ping round trip in microseconds (0: not
+ * measured yet), the loop-clock ms of the upgrade, and the subscribed
+ * channels by index (0 <= i < cl_num_channels; the name is not
+ * NUL-terminated and lives while the subscription does). */
+void cl_set_origin(cl_client *cl, const char *origin, size_t len);
+const char *cl_origin(const cl_client *cl);
+uint64_t cl_rtt_us(const cl_client *cl);
+uint64_t cl_created_ms(const cl_client *cl);
+size_t cl_num_channels(const cl_client *cl);
+const char *cl_channel_at(const cl_client *cl, size_t i, size_t *len);
 /* Leave channel ch (server API unsubscribe); sends an unsubscribe push. */
 void cl_server_unsubscribe(cl_client *cl, const char *ch, size_t len);
 /* Join channel ch (server API subscribe); sends a subscribe push. opts:

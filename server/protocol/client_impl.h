@@ -51,6 +51,9 @@ struct cl_client {
   uint64_t ping_sent_us; /* when the awaited ping left (CLOCK_MONOTONIC us) */
   uint8_t transport; /* tr_kind: how replies and pushes are framed */
   const char *session, *node; /* emulation transports: for the connect result */
+  uint64_t rtt_us;       /* the last ping's round trip (0: none yet) */
+  uint64_t created_ms;   /* loop clock when the connection upgraded */
+  char *origin;          /* the upgrade's Origin header, or NULL (admin list) */
   uint8_t busy;   /* inside cl_on_message: a teardown must not free yet */
   uint8_t zombie; /* cl_free was called while busy */
   char id[37];       /* connection id (UUID text), the protocol's client */
