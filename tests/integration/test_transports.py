@@ -6,8 +6,11 @@ framing, CORS preflight and origin policy, 405/411/413/400/404/204 answers,
 emulation commands processed in arrival order on the owning worker (two
 workers), one publication fanned out to WebSocket, http_stream and SSE
 subscribers, application ping/pong through the emulation endpoint and the
-disconnect push that ends a stream, plus transport labels in logs and
-metrics."""
+disconnect push that ends a stream, a slow stream reader (3008), SIGTERM
+(3001), the same protocol checks over WebSocket, http_stream and SSE
+(subscribe, publish with info, 102/103/105 errors, batches in order,
+history, recovery, presence, refresh, 109), the unidirectional transports,
+plus transport labels in logs and metrics."""
 import json
 import os
 import socket
