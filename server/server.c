@@ -886,6 +886,13 @@ static void tr_emulation(worker *w, hf_conn *c, const char *cors, uint8_t *body,
   }
   size_t sl = json_string_length(sess), dl = json_string_length(data);
   int owner = tr_session_worker(json_string_value(sess), sl);
+  /* while shutting down, nothing is posted: a stopped loop would never run
+   * (and free) the message; every session is being closed anyway */
+  if (atomic_load(&s->draining)) {
+    json_decref(j);
+    hf_conn_respond(c, 503, cors, NULL, "The server is shutting down.\n", 29);
+    return;
+  }
   if (owner >= 0 && (size_t)owner < s->nw && dl) {
     emu_msg *e = malloc(sizeof *e + sl + dl);
     if (e) {
