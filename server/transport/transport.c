@@ -193,8 +193,19 @@ int tr_cors(const hf_http_request *req, const hf_handshake_policy *pol,
       return 403;
     }
   } else if (!hf_handshake_origin_allowed(pol, o->value, o->value_len)) {
-    *why = "origin_rejected";
-    return 403;
+    /* same-origin pages, when the policy allows them, as for WebSocket */
+    const char *host = pol->same_origin_host;
+    size_t hl = pol->same_origin_host_len;
+    const hf_http_header *h = host ? NULL : hf_http_find(req, "Host");
+    if (h) {
+      host = h->value;
+      hl = h->value_len;
+    }
+    if (!pol->allow_same_origin || !host ||
+        !hf_handshake_same_origin(o->value, o->value_len, host, hl)) {
+      *why = "origin_rejected";
+      return 403;
+    }
   }
   int n = snprintf(out, cap,
                    "Access-Control-Allow-Origin: %.*s\r\n"
