@@ -873,11 +873,17 @@ static int validate(srv_config *cfg, FILE *err) {
             (unsigned long long)cfg->client_ping_ms);
     return -1;
   }
-  const char *paths[4] = {cfg->echo_path, cfg->health_path, cfg->ws_path,
-                          cfg->api_path};
-  const char *names[4] = {"echo.handler_prefix", "health.handler_prefix",
-                          "websocket.handler_prefix", "http_api.handler_prefix"};
-  for (int i = 0; i < 4; i++)
+  const char *paths[10] = {cfg->echo_path, cfg->health_path, cfg->ws_path,
+                           cfg->api_path,
+                           /* transports */
+                           cfg->http_stream_path, cfg->sse_path, cfg->emulation_path,
+                           cfg->uni_ws_path, cfg->uni_http_stream_path, cfg->uni_sse_path};
+  const char *names[10] = {"echo.handler_prefix", "health.handler_prefix",
+                           "websocket.handler_prefix", "http_api.handler_prefix",
+                           "http_stream.handler_prefix", "sse.handler_prefix",
+                           "emulation.handler_prefix", "uni_websocket.handler_prefix",
+                           "uni_http_stream.handler_prefix", "uni_sse.handler_prefix"};
+  for (int i = 0; i < 10; i++)
     if (paths[i][0] != '/') {
       fprintf(err,
               "holdfast: invalid configuration: %s = \"%s\": expected a path "

@@ -68,7 +68,7 @@ enum {
                            (the peer is a proxy) */
   U_FDS = 1 << 18,      /* accepted near the descriptor limit: answer 503 */
   U_BODY = 1 << 19, /* a transport request waits for its body (tr_pending) */
-  U_UNI_SEEN = 1 << 20 /* uni_websocket: the connect request arrived */,
+  U_UNI_SEEN = 1 << 20, /* uni_websocket: the connect request arrived */
   U_ADMIN = 1 << 21,   /* an admin call (method id in bits 8-15) */
   U_ADMIN_WS = 1 << 22 /* a dashboard WebSocket */
 };
@@ -899,7 +899,7 @@ static unsigned long long content_length(const hf_http_request *req) {
 
 /* Serve http_stream, SSE and emulation requests; 0 if path is none of them. */
 static int tr_route(worker *w, hf_conn *c, const hf_http_request *req,
-                    const char *path, size_t pl) {
+                    const char *path, size_t pl, const srv_forwarded *fw) {
   server *s = w->srv;
   const srv_config *cfg = s->cfg;
   int what;
@@ -930,7 +930,12 @@ static int tr_route(worker *w, hf_conn *c, const hf_http_request *req,
   }
   char cors[1200];
   const char *why = NULL;
-  if (tr_cors(req, &s->ws_pol, cors, sizeof cors, &why)) {
+  hf_handshake_policy pol = s->ws_pol;
+  if (fw->host) { /* same-origin against the host the client asked the proxy for */
+    pol.same_origin_host = fw->host;
+    pol.same_origin_host_len = fw->host_len;
+  }
+  if (tr_cors(req, &pol, cors, sizeof cors, &why)) {
     met_reject_inc(MET_REJ_ORIGIN);
     tr_reject(c, req, path, pl, 403, why, NULL,
               "Forbidden: this Origin is not allowed by client.allowed_origins "
@@ -1061,6 +1066,13 @@ static void tr_emulation(worker *w, hf_conn *c, const char *cors, uint8_t *body,
   }
   size_t sl = json_string_length(sess), dl = json_string_length(data);
   int owner = tr_session_worker(json_string_value(sess), sl);
+  /* while shutting down, nothing is posted: a stopped loop would never run
+   * (and free) the message; every session is being closed anyway */
+  if (atomic_load(&s->draining)) {
+    json_decref(j);
+    hf_conn_respond(c, 503, cors, NULL, "The server is shutting down.\n", 29);
+    return;
+  }
   if (owner >= 0 && (size_t)owner < s->nw && dl) {
     emu_msg *e = malloc(sizeof *e + sl + dl);
     if (e) {
@@ -1235,7 +1247,7 @@ static void on_request(hf_conn *c, const hf_http_request *req) {
     route_upgrade(w, c, req, path, pl, 2, &fw);
     return;
   }
-  if (tr_route(w, c, req, path, pl))
+  if (tr_route(w, c, req, path, pl, &fw))
     return;
   if (cfg->health_enabled && pl == strlen(cfg->health_path) &&
       memcmp(path, cfg->health_path, pl) == 0) {

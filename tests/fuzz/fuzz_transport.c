@@ -1,7 +1,7 @@
-// fuzz-sources: server/transport/transport.c net/conn.c net/loop.c net/shared.c
+// fuzz-sources: server/transport/http.c
 /* SPDX-License-Identifier: MIT */
 /* libFuzzer target for the untrusted inputs of the HTTP transports
- * (server/transport/transport.c): the cf_connect query decoder (output
+ * (server/transport/http.c): the cf_connect query decoder (output
  * bounded by max and never longer than the input, the same result for
  * every max at or above the decoded length), session id parsing (worker
  * numbers only from "<digits>." ids) and the CORS answer for any request

@@ -6,8 +6,11 @@ framing, CORS preflight and origin policy, 405/411/413/400/404/204 answers,
 emulation commands processed in arrival order on the owning worker (two
 workers), one publication fanned out to WebSocket, http_stream and SSE
 subscribers, application ping/pong through the emulation endpoint and the
-disconnect push that ends a stream, plus transport labels in logs and
-metrics."""
+disconnect push that ends a stream, a slow stream reader (3008), SIGTERM
+(3001), the same protocol checks over WebSocket, http_stream and SSE
+(subscribe, publish with info, 102/103/105 errors, batches in order,
+history, recovery, presence, refresh, 109), the unidirectional transports,
+plus transport labels in logs and metrics."""
 import json
 import os
 import socket
@@ -470,6 +473,184 @@ def test_unidirectional_websocket():
         ev = srv.wait_event("closed", lambda e: e.get("transport") == "uni_websocket")
         assert "emulation_requests" not in ev, ev
         assert ev["who"] == "client", ev
+
+
+# ---- the protocol over every transport ---------------------------------------
+
+class StreamRT:
+    """RT's interface (harness.py) over http_stream or SSE: the connect
+    command goes with the opening request, later commands through the
+    emulation endpoint, replies and pushes come from the stream."""
+
+    def __init__(self, port, kind, tok):
+        self.port = port
+        self.st = Stream(port, kind, {"connect": {"token": tok} if tok else {}, "id": 1})
+        assert self.st.status == 200, self.st.status
+        self.next_id = 2
+        self.pending = []
+        self.first = self.reply(1)
+        if "connect" in self.first:
+            self.session = self.first["connect"]["session"]
+            self.node = self.first["connect"]["node"]
+            self.cid = self.first["connect"]["client"]
+
+    def _fill(self, timeout):
+        m = self.st.msg(timeout)
+        if m is None:
+            raise AssertionError("the stream ended; pending %r" % self.pending[:5])
+        if m == {}:
+            self.send({})
+        else:
+            self.pending.append(m)
+
+    def send(self, *cmds):
+        status, _, body = emulate(self.port, self.session, self.node, *cmds)
+        assert status == 204, (status, body)
+
+    def new_id(self):
+        i = self.next_id
+        self.next_id += 1
+        return i
+
+    def reply(self, cid, timeout=3.0):
+        deadline = time.time() + timeout
+        while True:
+            for i, o in enumerate(self.pending):
+                if o.get("id") == cid:
+                    return self.pending.pop(i)
+            left = deadline - time.time()
+            if left <= 0:
+                raise AssertionError("no reply with id %d; got %r" % (cid, self.pending[:5]))
+            try:
+                self._fill(left)
+            except socket.timeout:
+                pass
+
+    def call(self, key, body, timeout=3.0):
+        i = self.new_id()
+        self.send({"id": i, key: body})
+        return self.reply(i, timeout)
+
+    def ok(self, key, body):
+        r = self.call(key, body)
+        assert key in r and "error" not in r, r
+        return r[key]
+
+    def push(self, pred=lambda p: True, timeout=3.0):
+        deadline = time.time() + timeout
+        while True:
+            for i, o in enumerate(self.pending):
+                if "push" in o and pred(o["push"]):
+                    return self.pending.pop(i)["push"]
+            left = deadline - time.time()
+            if left <= 0:
+                raise AssertionError("no matching push; got %r" % self.pending[:5])
+            try:
+                self._fill(left)
+            except socket.timeout:
+                pass
+
+    def pubs(self, channel, n, timeout=5.0):
+        return [self.push(lambda p: p.get("channel") == channel and "pub" in p, timeout)["pub"]
+                for _ in range(n)]
+
+    def close(self):
+        self.st.close()
+
+
+class WsRT(RT):
+    """RT connected at once, with the same first/close as StreamRT."""
+
+    def __init__(self, port, kind, tok):
+        RT.__init__(self, port)
+        self.first = self.call("connect", {"token": tok} if tok else {})
+
+    def close(self):
+        self.ws.close()
+
+
+PROTO_SECRET = "proto-secret-0123456789"
+
+
+def proto_config():
+    sub = {"allow_subscribe_for_client": True}
+    return {"http_stream": {"enabled": True}, "sse": {"enabled": True},
+            "client": {"token": {"hmac_secret_key": PROTO_SECRET}},
+            "http_api": {"key": API_KEY},
+            "channel": {"without_namespace": dict(sub, allow_publish_for_client=True),
+                        "namespaces": [
+                            dict(sub, name="hist", history_size=50, history_ttl="60s",
+                                 force_recovery=True, allow_history_for_subscriber=True),
+                            dict(sub, name="pres", presence=True, join_leave=True,
+                                 allow_presence_for_subscriber=True),
+                            {"name": "locked"}]}}
+
+
+def tok(user, exp_in=600, **claims):
+    return jwt_hs(dict({"sub": user, "exp": int(time.time()) + exp_in}, **claims), PROTO_SECRET)
+
+
+def protocol_cases(srv, make, tag):
+    """One client of each transport kind runs the same protocol checks."""
+    room, hist, pres = "room-" + tag, "hist:h-" + tag, "pres:p-" + tag
+    c = make(tok("alice", info={"k": "v"}))
+    assert "connect" in c.first and c.first["connect"]["client"], c.first
+    # subscribe, client publication with info, API publication, in order
+    c.ok("subscribe", {"channel": room})
+    c.ok("publish", {"channel": room, "data": {"n": 1}})
+    api_publish(srv, room, {"n": 2})
+    p1, p2 = c.pubs(room, 2)
+    assert p1["data"] == {"n": 1} and p1["info"]["user"] == "alice" and p1["info"]["conn_info"] == {"k": "v"}, p1
+    assert p2["data"] == {"n": 2} and "info" not in p2, p2
+    # errors: unknown namespace, permission, already subscribed
+    assert c.call("subscribe", {"channel": "nope:x"})["error"]["code"] == 102
+    assert c.call("subscribe", {"channel": "locked:x"})["error"]["code"] == 103
+    assert c.call("subscribe", {"channel": room})["error"]["code"] == 105
+    # a batch of three commands: replies in order
+    ids = [c.new_id() for _ in range(3)]
+    c.send(*[{"id": i, "publish": {"channel": room, "data": {"b": i}}} for i in ids])
+    assert [c.reply(i)["id"] for i in ids] == ids
+    assert [p["data"]["b"] for p in c.pubs(room, 3)] == ids
+    # history and recovery
+    r = c.ok("subscribe", {"channel": hist})
+    epoch = r["epoch"]
+    for i in range(4):
+        api_publish(srv, hist, {"h": i})
+    got = c.pubs(hist, 4)
+    h = c.ok("history", {"channel": hist, "limit": 10})
+    assert [p["data"]["h"] for p in h["publications"]] == [0, 1, 2, 3], h
+    c.ok("unsubscribe", {"channel": hist})
+    api_publish(srv, hist, {"h": 4})
+    r = c.ok("subscribe", {"channel": hist, "recover": True, "offset": got[1]["offset"], "epoch": epoch})
+    assert r.get("recovered") is True and [p["data"]["h"] for p in r["publications"]] == [2, 3, 4], r
+    # presence and join
+    c.ok("subscribe", {"channel": pres})
+    pr = c.ok("presence", {"channel": pres})
+    assert c.first["connect"]["client"] in pr["presence"], pr
+    # refresh with a new token
+    res = c.ok("refresh", {"token": tok("alice", exp_in=120)})
+    assert res.get("expires") is True and 0 < res["ttl"] <= 121, res
+    c.close()
+    # an expired token: error 109 in the connect reply
+    d = make(tok("bob", exp_in=-10))
+    assert d.first.get("error", {}).get("code") == 109, d.first
+    d.close()
+
+
+def test_protocol_over_every_transport():
+    with Server(config=proto_config(), workers=2) as srv:
+        protocol_cases(srv, lambda t: WsRT(srv.port, "websocket", t), "ws")
+        for kind in ("http_stream", "sse"):
+            protocol_cases(srv, lambda t, k=kind: StreamRT(srv.port, k, t), kind)
+        # a malformed command ends a stream with the 3501 disconnect push
+        c = StreamRT(srv.port, "sse", tok("carol"))
+        status, _, _ = http_call(srv.port, "POST", "/emulation",
+                                 {"session": c.session, "node": c.node, "data": "{not json"})
+        assert status == 204
+        m = c.st.until(lambda m: "push" in m and "disconnect" in m["push"])
+        assert m["push"]["disconnect"]["code"] == 3501, m
+        assert c.st.msg() is None
+        c.close()
 
 
 def test_disabled_by_default():
