@@ -358,7 +358,7 @@ int srv_config_parse_duration(const char *s, uint64_t *out) {
 }
 
 /* "1048576", "64KiB", "1MiB", "1GiB" (also KB/MB/GB as powers of 1000). */
-static int parse_size(const char *s, uint64_t *out) {
+int srv_config_parse_size(const char *s, uint64_t *out) {
   if (!isdigit((unsigned char)*s))
     return -1;
   char *end;
@@ -496,7 +496,7 @@ static int apply_text(srv_config *cfg, const setting *st, const char *val,
   case T_SIZE:
   case T_DUR: {
     int r = st->type == T_UINT   ? parse_uint(val, &u)
-            : st->type == T_SIZE ? parse_size(val, &u)
+            : st->type == T_SIZE ? srv_config_parse_size(val, &u)
                                  : srv_config_parse_duration(val, &u);
     if (r < 0 || u < st->min || u > st->max)
       return bad(err, st, val, src, NULL);

@@ -131,6 +131,8 @@ void srv_config_markdown(FILE *out);
 
 /* "25s", "500ms", "1m30s", "2h", "0" -> milliseconds. Returns 0 or -1. */
 int srv_config_parse_duration(const char *s, uint64_t *out);
+/* "1048576", "64KiB", "1MiB" (also KB/MB/GB) -> bytes. Returns 0 or -1. */
+int srv_config_parse_size(const char *s, uint64_t *out);
 
 /* Record an "ignored key" warning (used by chan_config_load too). */
 void srv_config_warn_unsupported(const char *key);
