@@ -4,7 +4,10 @@
 # handshakes, 64 pending) and T5 (10,000 idle connections, RSS per
 # connection) against, interleaved in each repeat:
 #   plain       holdfast ws:// (the reference for the TLS ratios)
-#   tls         holdfast wss:// (TLS on holdfast's event loop)
+#   tls         holdfast wss:// (TLS on holdfast's event loop; kernel TLS
+#               when the kernel offers it)
+#   tls-user    the same with http_server.tls.ktls=false (only run when the
+#               kernel offers kTLS: then tls vs tls-user is kTLS vs user space)
 #   nginx-tls   Debian's nginx (1 worker) terminating TLS in front of plain
 #               holdfast, both on the server core
 #   node-tls    Node `ws` over https (scripts/bench-peers/ws_tls_echo.js)
@@ -30,7 +33,15 @@ while getopts "r:d:" o; do
 done
 shift $((OPTIND - 1))
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(plain tls nginx-tls node-tls)
+# kernel TLS: load the module if we can, then measure both ways if it is there
+modprobe tls 2>/dev/null || true
+KTLS=no
+grep -qw tls /proc/sys/net/ipv4/tcp_available_ulp 2>/dev/null && KTLS=yes
+echo "bench-tls: kernel TLS available: $KTLS"
+if [ ${#TARGETS[@]} -eq 0 ]; then
+  TARGETS=(plain tls nginx-tls node-tls)
+  [ $KTLS = yes ] && TARGETS=(plain tls tls-user nginx-tls node-tls)
+fi
 
 make -j2 build/holdfast >/dev/null
 HF=$ROOT/build/holdfast
@@ -74,9 +85,12 @@ start() {
       taskset -c 0 "$HF" serve --workers 1 --log.level warn --echo.handler_prefix / \
         --http_server.port "$p" 2>>"$OUT/server.log" &
       SPID=$!; PIDS+=("$SPID"); URL="ws://127.0.0.1:$p/" ;;
-    tls)
-      taskset -c 0 "$HF" serve --workers 1 --log.level info --echo.handler_prefix / \
-        --http_server.port "$p" --http_server.tls.enabled=true \
+    tls|tls-user)
+      local ktls=true
+      [ "$1" = tls-user ] && ktls=false
+      taskset -c 0 "$HF" serve --workers 1 --log.level "${TLS_LOG_LEVEL:-warn}" \
+        --echo.handler_prefix / \
+        --http_server.port "$p" --http_server.tls.enabled=true --http_server.tls.ktls=$ktls \
         --http_server.tls.cert_pem_file="$TMP/cert.pem" \
         --http_server.tls.key_pem_file="$TMP/key.pem" 2>"$TMP/tls.log" &
       SPID=$!; PIDS+=("$SPID"); URL="wss://127.0.0.1:$p/" ;;
@@ -143,15 +157,20 @@ gen() { # gen TARGET TEST args...: one run of the generator on core 1
   echo "target=$t test=$test ${line#RESULT }" | tee -a "$RAW"
 }
 
+# Is kernel TLS used? One connection to an info-level server shows it.
+TLS_LOG_LEVEL=info start tls
+taskset -c 1 "$HF" bench -m storm -u "$URL" -c 1 >/dev/null 2>&1 || true
+sleep 0.5
+echo "bench-tls: $(grep -o '"ktls":"[^"]*"' "$TMP/tls.log" | head -1)," \
+  "upgrade: $(grep -o '"ktls":\(true\|false\)' "$TMP/tls.log" | head -1)" | tee -a "$OUT/ktls.txt"
+stop_all
+
 for r in $(seq "$REPEATS"); do
   for t in "${TARGETS[@]}"; do
     start "$t"
     gen "$t" T1 -c 100 -k 16 -s 32 -w 1 -d "$DUR"
     gen "$t" T3 -c 10 -k 1 -s 65536 -b -w 1 -d "$DUR"
     gen "$t" T4 -m storm -c "${STORM_N:-5000}" -C 64
-    if [ "$t" = tls ]; then
-      grep -o '"ktls":"[^"]*"' "$TMP/tls.log" | head -1 | sed "s/^/repeat $r kTLS: /"
-    fi
     stop_all
     start "$t" # T5: a fresh process
     gen "$t" T5 -m idle -c "${IDLE_N:-10000}" -H 2
@@ -169,16 +188,19 @@ for line in open(sys.argv[1]):
     if kv.get("status") != "ok" or test not in key:
         continue
     rows[(t, test)].append(float(kv[key[test]].rstrip("%")))
+    cpu = kv.get("server_cpu", "").rstrip("%")
+    if test == "T1" and cpu and float(cpu) > 0:  # per server core: fair when the
+        rows[(t, "T1c")].append(float(kv["msgs_per_s"]) / (float(cpu) / 100))  # generator is the limit
 targets = []
 for (t, _) in rows:
     if t not in targets:
         targets.append(t)
 med = {k: statistics.median(v) for k, v in rows.items()}
-print("\n| target | T1 msgs/s | T3 MB/s | T4 handshakes/s | T5 B/conn |")
-print("|---|---|---|---|---|")
+print("\n| target | T1 msgs/s | T1 msgs per server CPU-second | T3 MB/s | T4 handshakes/s | T5 B/conn |")
+print("|---|---|---|---|---|---|")
 for t in targets:
     cells = []
-    for test in ("T1", "T3", "T4", "T5"):
+    for test in ("T1", "T1c", "T3", "T4", "T5"):
         v = rows.get((t, test))
         cells.append("%s [%s-%s]" % (f"{med[(t, test)]:,.0f}", f"{min(v):,.0f}", f"{max(v):,.0f}") if v else "-")
     print("| %s | %s |" % (t, " | ".join(cells)))
@@ -188,6 +210,11 @@ def ratio(a, b, test):
     return "-"
 print("\nholdfast TLS vs plain holdfast: T1 %s, T3 %s, T4 %s, T5 %s" %
       tuple(ratio("tls", "plain", x) for x in ("T1", "T3", "T4", "T5")))
+print("  per server CPU-second, T1: %s (use this one when the generator, which does TLS too, is the limit)" %
+      ratio("tls", "plain", "T1c"))
+if ("tls-user", "T1") in med:
+    print("kernel TLS vs user-space TLS (holdfast): T1 %s, T3 %s, T4 %s, T5 %s" %
+          tuple(ratio("tls", "tls-user", x) for x in ("T1", "T3", "T4", "T5")))
 print("holdfast TLS vs nginx TLS in front of holdfast: T1 %s, T3 %s, T4 %s, T5 %s" %
       tuple(ratio("tls", "nginx-tls", x) for x in ("T1", "T3", "T4", "T5")))
 print("holdfast TLS vs Node ws over https: T1 %s, T3 %s, T4 %s, T5 %s" %

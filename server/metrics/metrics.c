@@ -290,12 +290,12 @@ void met_render(jw_buf *o, const met_snapshot *s) {
   for (size_t i = 0; i < sizeof tx / sizeof tx[0]; i++)
     emit(o, "holdfast_transport_errors_total{reason=\"%s\"} %llu\n", tx[i].name,
          (unsigned long long)SUM(n[tx[i].id]));
-  if (s->tls_not_after) {
-    head(o, "holdfast_tls_certificate_expiry_timestamp_seconds", "gauge",
-         "When the first of the served TLS certificates expires (Unix time).");
+  head(o, "holdfast_tls_certificate_expiry_timestamp_seconds", "gauge",
+       "When the first of the served TLS certificates expires (Unix time; no "
+       "sample without TLS).");
+  if (s->tls_not_after)
     emit(o, "holdfast_tls_certificate_expiry_timestamp_seconds %lld\n",
          (long long)s->tls_not_after);
-  }
 
   head(o, "holdfast_closes_total", "counter",
        "Closed WebSocket connections, by close code and by who ended them "

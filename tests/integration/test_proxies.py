@@ -6,8 +6,8 @@ the tested ones; only ports and certificate paths are replaced), in
 temporary directories, and stopped by the test. Through each: a raw
 WebSocket and the `centrifuge` SDK (Node), with the client on 127.0.0.2 and
 the proxy on 127.0.0.1, so the log must name 127.0.0.2 as "remote" and the
-proxy as "peer". TLS at the proxy (nginx) and at holdfast (HAProxy TCP
-pass-through with PROXY v2); nginx without the Upgrade lines yields
+proxy as "peer". TLS at the proxy (nginx), at both (nginx re-encrypting
+to holdfast) and at holdfast (HAProxy TCP pass-through with PROXY v2); nginx without the Upgrade lines yields
 holdfast's 426 explanation; nginx with a 3 s idle timeout cuts a connection
 without heartbeats and keeps one with heartbeats. Without a proxy:
 forwarding headers believed only from trusted peers (right-most untrusted
@@ -113,14 +113,17 @@ class Proxy:
         return False
 
 
-def nginx(server_block, hf_port, cert=None, key=None):
+def nginx(server_block, hf_port, cert=None, key=None, ca=None):
     port = free_port()
     block = (server_block.replace("listen 80;", "listen 127.0.0.1:%d;" % port)
              .replace("listen 443 ssl;", "listen 127.0.0.1:%d ssl;" % port)
-             .replace("127.0.0.1:8000", "127.0.0.1:%d" % hf_port))
+             .replace("127.0.0.1:8000", "127.0.0.1:%d" % hf_port)
+             .replace("127.0.0.1:8443", "127.0.0.1:%d" % hf_port))
     if cert:
         block = (block.replace("/etc/ssl/holdfast/fullchain.pem", cert)
                  .replace("/etc/ssl/holdfast/privkey.pem", key))
+    if ca:
+        block = block.replace("/etc/ssl/holdfast/ca.pem", ca)
     conf = ("worker_processes 1;\npid @DIR@/nginx.pid;\nerror_log @DIR@/error.log info;\n"
             "events { worker_connections 256; }\n"
             "http {\n access_log @DIR@/access.log;\n"
@@ -213,6 +216,26 @@ def test_nginx_tls_termination_websocket_and_sdk():
             srv.wait_event("upgrade_accepted", lambda e: e.get("path") == "/connection/websocket"
                            and is_ip(e.get("remote", ""), CLIENT))
             assert out["client"], out
+
+
+def test_nginx_tls_to_holdfast_tls():
+    """TLS at both: nginx re-encrypts to holdfast's TLS listener and
+    verifies its certificate; the client address still comes through."""
+    with CA() as ca:
+        cert, key = ca.issue("localhost")
+        with Server("--http_server.tls.enabled=true", "--http_server.tls.cert_pem_file=" + cert,
+                    "--http_server.tls.key_pem_file=" + key,
+                    "--http_server.trusted_proxies=127.0.0.1/32",
+                    "--client.token.hmac_secret_key=" + SECRET,
+                    '--channel.without_namespace={"allow_subscribe_for_client":true,'
+                    '"allow_publish_for_client":true}') as srv:
+            with nginx(doc_block("nginx-tls-upstream"), srv.port, cert, key, ca.cert) as px:
+                ws = WS(px.port, tls=ca.client_context(), source=CLIENT)
+                echo(ws)
+                ws.close()
+                ev = accepted_from(srv, CLIENT, forwarded_proto="https")
+                assert ev.get("tls") in ("TLSv1.3", "TLSv1.2") and ev.get("sni") == "localhost", ev
+                sdk_session("wss://localhost:%d/connection/websocket" % px.port, ca.cert)
 
 
 def test_nginx_plain_same_origin_and_forwarded_host():
