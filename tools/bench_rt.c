@@ -374,7 +374,9 @@ static int ws_queue(rconn *c, int opcode, const void *p, size_t n) {
 
 static int open_socket(rconn *c, const bu_target *t, long src) {
   char why[128];
-  if (bu_open_socket(t, R.nsrc, src, R.ep, c, &c->fd, why, sizeof why) < 0) {
+  /* slow readers: a small window, so the server's queue fills, not ours */
+  if (bu_open_socket_rcvbuf(t, R.nsrc, src, R.ep, c, c->slow ? 4096 : 0, &c->fd, why,
+                            sizeof why) < 0) {
     conn_fail(c, "%s", why);
     return -1;
   }
@@ -392,11 +394,7 @@ static void start_sub(rconn *c, uint32_t idx, uint64_t cycle) {
   c->t_start = bu_now_ns();
   R.started++;
   c->slow = cfg.slow && cfg.mode == RT_FANOUT && idx >= (uint32_t)(cfg.subs - cfg.slow);
-  if (open_socket(c, &cfg.ws, cfg.mode == RT_CHURN ? (long)cycle : (long)idx) == 0 &&
-      c->slow) { /* a small window: the server's queue fills, not ours */
-    int rb = 4096;
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
-  }
+  open_socket(c, &cfg.ws, cfg.mode == RT_CHURN ? (long)cycle : (long)idx);
 }
 
 static int connect_error(rconn *c) {

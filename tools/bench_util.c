@@ -419,12 +419,19 @@ void bu_base64_16(const uint8_t in[16], char out[25]) {
 
 int bu_open_socket(const bu_target *t, int nsrc, long src, int ep, void *ptr,
                    int *fd_out, char *why, size_t why_len) {
+  return bu_open_socket_rcvbuf(t, nsrc, src, ep, ptr, 0, fd_out, why, why_len);
+}
+
+int bu_open_socket_rcvbuf(const bu_target *t, int nsrc, long src, int ep, void *ptr,
+                          int rcvbuf, int *fd_out, char *why, size_t why_len) {
   int fd = socket(t->dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     snprintf(why, why_len, "socket: %s", strerror(errno));
     return -1;
   }
   *fd_out = fd;
+  if (rcvbuf > 0) /* before connect(): the window scale is chosen at SYN */
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (nsrc > 1 && t->dst.ss_family == AF_INET) { /* spread over 127.0.0.x */

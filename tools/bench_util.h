@@ -95,6 +95,10 @@ void bu_base64_16(const uint8_t in[16], char out[25]);
  * in why. */
 int bu_open_socket(const bu_target *t, int nsrc, long src, int ep, void *ptr,
                    int *fd, char *why, size_t why_len);
+/* The same with SO_RCVBUF set to rcvbuf bytes before connect() (0: the
+ * kernel's default and autotuning), for readers that must stay small. */
+int bu_open_socket_rcvbuf(const bu_target *t, int nsrc, long src, int ep, void *ptr,
+                          int rcvbuf, int *fd_out, char *why, size_t why_len);
 /* The pending error of a non-blocking connect() (SO_ERROR); 0 if none. */
 int bu_socket_error(int fd);
 /* A fresh Sec-WebSocket-Key from four rnd() draws. */
