@@ -376,6 +376,44 @@ def test_wss():
             srv.stop()
 
 
+def test_credentials_refresh():
+    """examples/credentials.c: 401 and close 3005 ask the application for new
+    credentials (a new Authorization header), then the client reconnects."""
+    seen = []
+
+    def auth(s, idx):
+        head = read_head(s)
+        tok = re.search(rb"\r\nAuthorization: Bearer (\S+)\r\n", head)
+        tok = tok.group(1).decode() if tok else ""
+        seen.append(tok)
+        if tok == "t1":
+            s.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 13\r\n\r\nbad token t1\n")
+            return
+        accept_upgrade(s, head=head)
+        if tok == "t2":
+            s.sendall(close_frame(3005, b"token expired"))
+            read_frame(s)
+            return
+        s.sendall(frame(1, b"welcome " + tok.encode()))
+        serve_until_close(s)
+
+    ex = os.path.join(os.path.dirname(BIN), "examples", "credentials")
+    with ScriptServer(auth) as ss:
+        url = "ws://127.0.0.1:%d/" % ss.port
+        p = subprocess.run([ex, url, "t1", "t2", "t3"], capture_output=True, timeout=20)
+        out = p.stdout.decode()
+        assert p.returncode == 0, out + p.stderr.decode()
+        assert seen == ["t1", "t2", "t3"], seen
+        assert out.count("credentials refused") == 2 and "HTTP 401" in out, out
+        assert "3005" in out and "message: welcome t3" in out, out
+        assert "Sanitizer" not in p.stderr.decode(), p.stderr.decode()
+        seen.clear()
+        p = subprocess.run([ex, url, "t1"], capture_output=True, timeout=20)
+        out = p.stdout.decode()
+        assert p.returncode == 1 and "no more tokens" in out, out
+        assert "-> stopped" in out and seen == ["t1"], (out, seen)
+
+
 def test_docs_example_is_the_file():
     with open(os.path.join(ROOT, "docs", "client.md")) as f:
         doc = f.read()
