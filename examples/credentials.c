@@ -68,6 +68,7 @@ int main(int argc, char **argv) {
   cfg.url = argv[1];
   cfg.reconnect.min_ms = 50;
   cfg.reconnect.max_ms = 500;
+  cfg.reconnect.max_attempts = 10; /* then give up (exit 1) */
   cfg.on_state = on_state;
   cfg.on_message = on_message;
   cfg.on_credentials = on_credentials; /* makes 401 and 3005 "refresh" */
