@@ -278,6 +278,12 @@ def test_tls_verified_and_insecure():
             assert rc == 5 and doc["failed_layer"] == "tls", doc
         finally:
             plain.stop()
+        # a server that accepts TCP and never answers the ClientHello
+        from clientkit import ScriptServer, drain
+        with ScriptServer(lambda s, idx: drain(s, 5)) as ss:
+            rc, doc, err, secs = probe_json("wss://127.0.0.1:%d/" % ss.port, "--timeout", "1s")
+            assert rc == 5 and "timed out after 1000 ms" in layer(doc, "tls")["summary"], doc
+            assert secs < 4, secs
 
 
 def test_tls_certificate_faults():
