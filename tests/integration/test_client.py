@@ -191,6 +191,24 @@ def test_bad_accept_and_extension():
         assert rc == 6 and "bad_extension" in err, (rc, err)
 
 
+def test_connect_timeouts():
+    """DNS and handshake timeouts: a DNS server that never answers (exit 3)
+    and a server that accepts TCP and never answers the upgrade (exit 6)."""
+    mute = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    mute.bind(("127.0.0.1", 0))
+    try:
+        rc, out, err, secs = connect("ws://slow.test/", "--dns-server",
+                                     "127.0.0.1:%d" % mute.getsockname()[1], "--timeout", "1s")
+        assert rc == 3 and ("timed out" in err or "Timeout" in err), (rc, err)
+        assert secs < 5, secs
+    finally:
+        mute.close()
+    with ScriptServer(lambda s, idx: drain(s, 5)) as ss:
+        rc, out, err, secs = connect("ws://127.0.0.1:%d/" % ss.port, "--timeout", "1s")
+        assert rc == 6 and "no answer to the upgrade request within 1000 ms" in err, (rc, err)
+        assert secs < 4, secs
+
+
 def test_heartbeat_half_open():
     """A server that upgrades and then never answers again (a half-open
     connection) is noticed within ping interval + pong timeout."""
