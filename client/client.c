@@ -1191,7 +1191,9 @@ static void sock_event(hf_client *c, uint32_t events) {
   }
   if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
     read_ready(c);
-  if (c->gen == g && c->tp && (events & EPOLLOUT))
+  /* also after a read: a TLS read may have to write (and then waits for
+   * writability), and the interest set follows what is queued */
+  if (c->gen == g && c->tp)
     flush(c);
 }
 

@@ -51,10 +51,11 @@ def read_head(s, timeout=5.0):
     return buf
 
 
-def accept_upgrade(s, extra=b""):
-    """Read the client's upgrade request and answer 101 with the right key.
-    Returns the request head."""
-    head = read_head(s)
+def accept_upgrade(s, extra=b"", head=None):
+    """Read the client's upgrade request (unless head was read already) and
+    answer 101 with the right key. Returns the request head."""
+    if head is None:
+        head = read_head(s)
     key = b""
     for line in head.split(b"\r\n"):
         if line.lower().startswith(b"sec-websocket-key:"):

@@ -191,6 +191,24 @@ def test_bad_accept_and_extension():
         assert rc == 6 and "bad_extension" in err, (rc, err)
 
 
+def test_connect_timeouts():
+    """DNS and handshake timeouts: a DNS server that never answers (exit 3)
+    and a server that accepts TCP and never answers the upgrade (exit 6)."""
+    mute = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    mute.bind(("127.0.0.1", 0))
+    try:
+        rc, out, err, secs = connect("ws://slow.test/", "--dns-server",
+                                     "127.0.0.1:%d" % mute.getsockname()[1], "--timeout", "1s")
+        assert rc == 3 and ("timed out" in err or "Timeout" in err), (rc, err)
+        assert secs < 5, secs
+    finally:
+        mute.close()
+    with ScriptServer(lambda s, idx: drain(s, 5)) as ss:
+        rc, out, err, secs = connect("ws://127.0.0.1:%d/" % ss.port, "--timeout", "1s")
+        assert rc == 6 and "no answer to the upgrade request within 1000 ms" in err, (rc, err)
+        assert secs < 4, secs
+
+
 def test_heartbeat_half_open():
     """A server that upgrades and then never answers again (a half-open
     connection) is noticed within ping interval + pong timeout."""
@@ -374,6 +392,44 @@ def test_wss():
             assert rc == 5 and "not for 127.0.0.1" in err and "reconnecting in" not in err, err
         finally:
             srv.stop()
+
+
+def test_credentials_refresh():
+    """examples/credentials.c: 401 and close 3005 ask the application for new
+    credentials (a new Authorization header), then the client reconnects."""
+    seen = []
+
+    def auth(s, idx):
+        head = read_head(s)
+        tok = re.search(rb"\r\nAuthorization: Bearer (\S+)\r\n", head)
+        tok = tok.group(1).decode() if tok else ""
+        seen.append(tok)
+        if tok == "t1":
+            s.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 13\r\n\r\nbad token t1\n")
+            return
+        accept_upgrade(s, head=head)
+        if tok == "t2":
+            s.sendall(close_frame(3005, b"token expired"))
+            read_frame(s)
+            return
+        s.sendall(frame(1, b"welcome " + tok.encode()))
+        serve_until_close(s)
+
+    ex = os.path.join(os.path.dirname(BIN), "examples", "credentials")
+    with ScriptServer(auth) as ss:
+        url = "ws://127.0.0.1:%d/" % ss.port
+        p = subprocess.run([ex, url, "t1", "t2", "t3"], capture_output=True, timeout=20)
+        out = p.stdout.decode()
+        assert p.returncode == 0, out + p.stderr.decode()
+        assert seen == ["t1", "t2", "t3"], seen
+        assert out.count("credentials refused") == 2 and "HTTP 401" in out, out
+        assert "3005" in out and "message: welcome t3" in out, out
+        assert "Sanitizer" not in p.stderr.decode(), p.stderr.decode()
+        seen.clear()
+        p = subprocess.run([ex, url, "t1"], capture_output=True, timeout=20)
+        out = p.stdout.decode()
+        assert p.returncode == 1 and "no more tokens" in out, out
+        assert "-> stopped" in out and seen == ["t1"], (out, seen)
 
 
 def test_docs_example_is_the_file():

@@ -278,6 +278,12 @@ def test_tls_verified_and_insecure():
             assert rc == 5 and doc["failed_layer"] == "tls", doc
         finally:
             plain.stop()
+        # a server that accepts TCP and never answers the ClientHello
+        from clientkit import ScriptServer, drain
+        with ScriptServer(lambda s, idx: drain(s, 5)) as ss:
+            rc, doc, err, secs = probe_json("wss://127.0.0.1:%d/" % ss.port, "--timeout", "1s")
+            assert rc == 5 and "timed out after 1000 ms" in layer(doc, "tls")["summary"], doc
+            assert secs < 4, secs
 
 
 def test_tls_certificate_faults():
@@ -328,6 +334,26 @@ def test_tls_certificate_faults():
                 p.wait(5)
 
 
+def test_through_holdfast_chaos():
+    """`holdfast chaos` as the failing middlebox: a load balancer's idle
+    kill (exit 8, after about that long) and a proxy that strips Upgrade
+    (exit 6 with the nginx lines)."""
+    from chaosproc import Chaos
+    srv = Server()
+    try:
+        with Chaos(srv.port, "--idle-kill", "1500ms") as ch:
+            rc, doc, err, _ = probe_json("ws://127.0.0.1:%d/echo" % ch.port, "--samples", "1",
+                                         "--idle", "10s")
+            assert rc == 8 and doc["failed_layer"] == "idle", doc
+            assert 1.0 <= layer(doc, "idle")["cut_after_s"] <= 4.0, layer(doc, "idle")
+        with Chaos(srv.port, "--strip-upgrade") as ch:
+            rc, doc, err, _ = probe_json("ws://127.0.0.1:%d/echo" % ch.port)
+            assert rc == 6 and doc["failed_layer"] == "http", doc
+            assert "proxy_set_header Upgrade" in doc["fix"], doc["fix"]
+    finally:
+        srv.stop()
+
+
 def _can_connect(port):
     try:
         socket.create_connection(("127.0.0.1", port), 0.5).close()
@@ -338,3 +364,4 @@ def _can_connect(port):
 
 if __name__ == "__main__":
     sys.exit(run_module("probe", globals(), os.environ.get("ONLY")))
+
