@@ -96,6 +96,9 @@ typedef struct {
   hf_timer drain_timer;
   uint64_t drain_deadline;
   int draining;
+  int spreading;                 /* closing clients over shutdown.spread */
+  uint64_t spread_start;         /* loop ms when the drain began */
+  uint64_t spread_total, spread_done; /* clients at the start, closed so far */
   int reserve_fd; /* closed to accept-and-drop under EMFILE */
   size_t forced;  /* connections still open at the drain deadline */
   uint64_t emfile_logged;
@@ -855,15 +858,47 @@ static void on_accept(hf_loop *loop, hf_io *io, uint32_t revents) {
 
 /* ---- drain -------------------------------------------------------------- */
 
+/* All real-time clients are closed: close the rest (echo) and give the
+ * close handshakes shutdown.timeout. */
+static void drain_close_rest(worker *w) {
+  w->spreading = 0;
+  hf_conn_ctx_close_all(w->ctx, HF_CLOSE_GOING_AWAY,
+                        "server shutting down, reconnect with backoff");
+  w->drain_deadline = hf_loop_now(w->loop) + w->srv->cfg->shutdown_timeout_ms;
+}
+
+/* While spreading: close as many clients as the elapsed part of
+ * shutdown.spread calls for (rounded at random, so ticks do not all close
+ * the same number), in list order. */
+static void drain_spread_step(worker *w) {
+  uint64_t now = hf_loop_now(w->loop), win = w->srv->cfg->shutdown_spread_ms;
+  uint64_t el = now - w->spread_start;
+  uint64_t due = w->spread_total;
+  if (el < win) {
+    w->jitter = w->jitter * 6364136223846793005ull + 1442695040888963407ull;
+    uint64_t scaled = w->spread_total * el * 1024u / win; /* due, in 1/1024ths */
+    due = (scaled + ((w->jitter >> 33) & 1023u)) / 1024u;
+  }
+  if (due > w->spread_done)
+    w->spread_done += cl_list_disconnect_next(&w->clients, (size_t)(due - w->spread_done),
+                                              HF_CLOSE_SHUTDOWN, "shutdown");
+  if (!w->clients.cursor)
+    drain_close_rest(w);
+}
+
 static void drain_tick(hf_loop *loop, hf_timer *t) {
   worker *w = hf_loop_data(loop);
-  if (hf_conn_ctx_count(w->ctx) == 0 || hf_loop_now(loop) >= w->drain_deadline) {
+  if (w->spreading) {
+    drain_spread_step(w);
+  } else if (hf_conn_ctx_count(w->ctx) == 0 || hf_loop_now(loop) >= w->drain_deadline) {
     hf_loop_stop(loop);
     return;
   }
   hf_timer_set(loop, t, 20);
 }
 
+/* Stop accepting, then close the real-time clients with 3001 (a reconnect
+ * code), at once or spread over shutdown.spread, then everything else. */
 static void on_drain(hf_loop *loop, hf_msg *m) {
   worker *w = hf_loop_data(loop);
   if (w->draining)
@@ -874,16 +909,22 @@ static void on_drain(hf_loop *loop, hf_msg *m) {
     close(w->lis[i].fd);
     w->lis[i].fd = -1;
   }
-  for (cl_client *cl = w->clients.head, *n; cl; cl = n) {
-    n = cl_next(cl); /* a failed send may free cl */
-    cl_disconnect(cl, HF_CLOSE_SHUTDOWN, "shutdown");
-  }
-  hf_conn_ctx_close_all(w->ctx, HF_CLOSE_GOING_AWAY,
-                        "server shutting down, reconnect with backoff");
-  w->drain_deadline = hf_loop_now(loop) + w->srv->cfg->shutdown_timeout_ms;
+  cl_list_drain_begin(&w->clients);
+  w->spread_total = w->clients.count;
+  w->spread_done = 0;
+  w->spread_start = hf_loop_now(loop);
   w->drain_timer.cb = drain_tick;
+  if (w->srv->cfg->shutdown_spread_ms && w->spread_total) {
+    w->spreading = 1;
+    drain_spread_step(w);
+  } else {
+    cl_list_disconnect_next(&w->clients, SIZE_MAX, HF_CLOSE_SHUTDOWN, "shutdown");
+    drain_close_rest(w);
+  }
   hf_timer_set(loop, &w->drain_timer, 0);
 }
+
+void srv_drain(void) { kill(getpid(), SIGTERM); }
 
 static uint64_t mono_us(void) {
   struct timespec ts;
@@ -1279,6 +1320,7 @@ int srv_run(const srv_config *cfg) {
   srv_log_str(&l, "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   srv_log_int(&l, "connections", (long long)atomic_load(&s->conns));
   srv_log_int(&l, "drain_timeout_ms", (long long)cfg->shutdown_timeout_ms);
+  srv_log_int(&l, "spread_ms", (long long)cfg->shutdown_spread_ms);
   srv_log_end(&l);
   for (size_t i = 0; i < s->nw; i++)
     hf_loop_post(s->w[i].loop, &s->w[i].drain_msg);

@@ -851,7 +851,24 @@ void cl_free(cl_client *cl) {
   release(cl);
 }
 
+void cl_list_drain_begin(cl_list *l) { l->cursor = l->head; }
+
+size_t cl_list_disconnect_next(cl_list *l, size_t n, uint16_t code, const char *reason) {
+  size_t done = 0;
+  while (done < n && l->cursor) {
+    cl_client *cl = l->cursor;
+    l->cursor = cl->next; /* before the close, which may free cl */
+    if (cl->state != CS_CLOSED) {
+      cl_disconnect(cl, code, reason);
+      done++;
+    }
+  }
+  return done;
+}
+
 static void release(cl_client *cl) {
+  if (cl->list->cursor == cl)
+    cl->list->cursor = cl->next;
   if (cl->prev)
     cl->prev->next = cl->next;
   else
