@@ -125,14 +125,13 @@ struct server {
   const srv_config *cfg;
   worker *w;
   size_t nw;
-  hf_handshake_policy echo_pol;
-  hf_handshake_policy ws_pol;
+  struct live *live; /* what a reload may change: read with live_get */
   hub *hub;
   eng *eng;
   chan_config chans;
   srv_jwt_keys *keys;
   cl_config clcfg;
-  rl_rate rl_user_rate, rl_chan_rate, rl_ip_rate, rl_accept_rate; /* read by clcfg.rl */
+
   uint64_t fd_max, fd_headroom; /* RLIMIT_NOFILE after raising; margin kept */
   api_ctx api;
   char node_name[256];
@@ -152,6 +151,24 @@ struct server {
   srv_proxies *proxies;
   uint64_t expiry_checked; /* last daily certificate check (mono ms) */
 };
+
+/* What a SIGHUP reload may change, as one immutable snapshot: handshake
+ * policies (allowed origins) and the containment values. Workers read the
+ * current one through live_get (an acquire load, no lock); a reload
+ * publishes a new one and keeps the old ones (chained through `older`,
+ * each owning the configuration its strings point into) until exit, so a
+ * worker still reading one is never left with freed memory. */
+struct live {
+  hf_handshake_policy ws_pol, echo_pol;
+  rl_limits limits;
+  srv_config *own; /* the reloaded configuration (NULL: srv_run's) */
+  struct live *older;
+};
+
+static const struct live *live_get(const server *s) {
+  return __atomic_load_n(&s->live, __ATOMIC_ACQUIRE);
+}
+
 
 static uint64_t mono_ms(void) {
   struct timespec ts;
@@ -469,7 +486,8 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
   if (containment_refuses(w, c, req, path, path_len, u))
     return;
   hf_handshake_result res;
-  hf_handshake_policy pol = rt ? s->ws_pol : s->echo_pol;
+  const struct live *lv = live_get(s);
+  hf_handshake_policy pol = rt ? lv->ws_pol : lv->echo_pol;
   if (fw->host) { /* same-origin against the host the client asked the proxy for */
     pol.same_origin_host = fw->host;
     pol.same_origin_host_len = fw->host_len;
@@ -1252,6 +1270,58 @@ static uint64_t count_clients(void *arg) {
   return atomic_load(&s->rt_clients);
 }
 
+static void limits_of(const srv_config *cfg, rl_limits *l);
+
+/* A snapshot of cfg (own: take ownership of it, freed with the snapshot).
+ * NULL on OOM. */
+static struct live *live_new(const srv_config *cfg, srv_config *own) {
+  struct live *lv = calloc(1, sizeof *lv);
+  if (!lv)
+    return NULL;
+  lv->own = own;
+  lv->echo_pol.allowed_origins = (const char *const *)cfg->allowed_origins.v;
+  lv->echo_pol.n_allowed_origins = cfg->allowed_origins.n;
+  lv->echo_pol.allow_null_origin = cfg->allow_null_origin;
+  lv->echo_pol.allow_missing_origin = cfg->allow_missing_origin;
+  lv->echo_pol.allow_same_origin = cfg->allow_same_origin;
+  lv->echo_pol.subprotocols = (const char *const *)cfg->echo_subprotocols.v;
+  lv->echo_pol.n_subprotocols = cfg->echo_subprotocols.n;
+  /* the real-time endpoint speaks JSON: a client may name it or nothing */
+  static const char *const rt_protocols[] = {"centrifuge-json"};
+  lv->ws_pol = lv->echo_pol;
+  lv->ws_pol.subprotocols = rt_protocols;
+  lv->ws_pol.n_subprotocols = 1;
+  limits_of(cfg, &lv->limits);
+  return lv;
+}
+
+static void live_free_all(struct live *lv) {
+  while (lv) {
+    struct live *o = lv->older;
+    if (lv->own) {
+      srv_config_free(lv->own);
+      free(lv->own);
+    }
+    free(lv);
+    lv = o;
+  }
+}
+
+/* The containment values of a configuration, as one snapshot. */
+static void limits_of(const srv_config *cfg, rl_limits *l) {
+  memset(l, 0, sizeof *l);
+  l->command = (rl_rate){cfg->rl_command_rate, cfg->rl_command_burst};
+  l->bytes = (rl_rate){cfg->rl_bytes_rate, cfg->rl_bytes_burst};
+  l->publish = (rl_rate){cfg->rl_publish_rate, 0};
+  l->subscribe = (rl_rate){cfg->rl_subscribe_rate, 0};
+  l->user = (rl_rate){cfg->rl_user_command_rate, 0};
+  l->channel = (rl_rate){cfg->rl_channel_publish_rate, 0};
+  l->ip = (rl_rate){cfg->accept_rate_per_ip, cfg->accept_burst_per_ip};
+  l->accept = (rl_rate){cfg->accept_rate, cfg->accept_burst};
+  l->user_connection_limit = cfg->user_connection_limit;
+  l->disconnect_after = (uint32_t)cfg->rl_disconnect_after;
+}
+
 static int setup_realtime(server *s) {
   const srv_config *cfg = s->cfg;
   if (chan_config_load(&s->chans, cfg->channel_without_ns,
@@ -1309,18 +1379,8 @@ static int setup_realtime(server *s) {
   cc->recovery_max_publication_limit = (uint32_t)cfg->recovery_max_publication_limit;
   cc->history_max_publication_limit = (uint32_t)cfg->history_max_publication_limit;
   cc->version = HOLDFAST_VERSION_STR;
-  cc->rl_command = (rl_rate){cfg->rl_command_rate, cfg->rl_command_burst};
-  cc->rl_bytes = (rl_rate){cfg->rl_bytes_rate, cfg->rl_bytes_burst};
-  cc->rl_publish = (rl_rate){cfg->rl_publish_rate, 0};
-  cc->rl_subscribe = (rl_rate){cfg->rl_subscribe_rate, 0};
-  s->rl_user_rate = (rl_rate){cfg->rl_user_command_rate, 0};
-  s->rl_chan_rate = (rl_rate){cfg->rl_channel_publish_rate, 0};
-  cc->user_connection_limit = cfg->user_connection_limit;
-  cc->rl_disconnect_after = (uint32_t)cfg->rl_disconnect_after;
-  s->rl_ip_rate = (rl_rate){cfg->accept_rate_per_ip, cfg->accept_burst_per_ip};
-  s->rl_accept_rate = (rl_rate){cfg->accept_rate, cfg->accept_burst};
-  if (!(cc->rl = rl_shared_new(&s->rl_user_rate, &s->rl_chan_rate, &s->rl_ip_rate,
-                               &s->rl_accept_rate)))
+  cc->limits = &s->live->limits;
+  if (!(cc->rl = rl_shared_new(&cc->limits)))
     return -1;
   s->api.h = s->hub;
   s->api.eng = s->eng;
@@ -1347,6 +1407,67 @@ static int setup_realtime(server *s) {
  * certificates and keys (live connections keep theirs; a bad file keeps
  * the old material and says why). Main thread. Returns 0 if everything
  * reloaded, -1 if something kept its old state. */
+static int g_argc;
+static char **g_argv;
+
+void srv_set_reload_args(int argc, char **argv) {
+  g_argc = argc;
+  g_argv = argv;
+}
+
+/* Re-read the configuration (file, environment, flags) and publish what
+ * can change live: log.level, client.allowed_origins and the other origin
+ * settings, and every containment value (rate limits, user connection
+ * limit, accept rates). A configuration with an error changes nothing and
+ * the log says why. Other settings keep their start-up values. Main
+ * thread. Returns 0 or -1. */
+static int reload_config(server *s) {
+  if (!g_argv)
+    return 0;
+  srv_config *nc = calloc(1, sizeof *nc);
+  char *why = NULL;
+  size_t whylen = 0;
+  FILE *err = open_memstream(&why, &whylen);
+  if (!nc || !err) {
+    free(nc);
+    if (err)
+      fclose(err);
+    free(why);
+    return -1;
+  }
+  srv_config_init(nc);
+  int r = srv_config_load(nc, g_argc, g_argv, err);
+  fclose(err);
+  struct live *lv = r == 0 ? live_new(nc, nc) : NULL;
+  if (!lv) {
+    while (whylen && (why[whylen - 1] == '\n' || why[whylen - 1] == ' '))
+      why[--whylen] = 0;
+    srv_logline l;
+    srv_log_begin(&l, LOG_ERROR, "reload_failed");
+    srv_log_str(&l, "reason", whylen ? why : "out of memory");
+    srv_log_str(&l, "kept", "the running configuration");
+    srv_log_end(&l);
+    free(why);
+    srv_config_free(nc);
+    free(nc);
+    return -1;
+  }
+  free(why);
+  const struct live *old = live_get(s);
+  lv->older = s->live;
+  srv_log_set_level(srv_log_parse_level(nc->log_level));
+  __atomic_store_n(&s->live, lv, __ATOMIC_RELEASE);
+  rl_limits_publish(&s->clcfg.limits, &lv->limits);
+  srv_logline l;
+  srv_log_begin(&l, LOG_INFO, "config_reloaded");
+  srv_log_str(&l, "log_level", nc->log_level);
+  srv_log_int(&l, "allowed_origins", (long long)nc->allowed_origins.n);
+  srv_log_bool(&l, "limits_changed",
+               memcmp(&old->limits, &lv->limits, sizeof lv->limits) != 0);
+  srv_log_end(&l);
+  return 0;
+}
+
 static int srv_reload(server *s) {
   srv_logline l;
   srv_log_begin(&l, LOG_INFO, "reload_requested");
@@ -1355,6 +1476,8 @@ static int srv_reload(server *s) {
   srv_log_end(&l);
   int rc = 0;
   if (s->tls && srv_tls_reload(s->tls) < 0)
+    rc = -1;
+  if (reload_config(s) < 0)
     rc = -1;
   return rc;
 }
@@ -1398,18 +1521,12 @@ int srv_run(const srv_config *cfg) {
   pthread_mutex_init(&s->ip_mu, NULL);
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   s->nw = cfg->workers ? cfg->workers : (size_t)(cores > 0 ? cores : 1);
-  s->echo_pol.allowed_origins = (const char *const *)cfg->allowed_origins.v;
-  s->echo_pol.n_allowed_origins = cfg->allowed_origins.n;
-  s->echo_pol.allow_null_origin = cfg->allow_null_origin;
-  s->echo_pol.allow_missing_origin = cfg->allow_missing_origin;
-  s->echo_pol.allow_same_origin = cfg->allow_same_origin;
-  s->echo_pol.subprotocols = (const char *const *)cfg->echo_subprotocols.v;
-  s->echo_pol.n_subprotocols = cfg->echo_subprotocols.n;
-  /* the real-time endpoint speaks JSON: a client may name it or nothing */
-  static const char *const rt_protocols[] = {"centrifuge-json"};
-  s->ws_pol = s->echo_pol;
-  s->ws_pol.subprotocols = rt_protocols;
-  s->ws_pol.n_subprotocols = 1;
+  if (!(s->live = live_new(cfg, NULL))) {
+    srv_tls_free(s->tls);
+    srv_proxies_free(s->proxies);
+    free(s);
+    return 1;
+  }
   if (setup_realtime(s) < 0)
     return 2;
 
@@ -1578,6 +1695,7 @@ int srv_run(const srv_config *cfg) {
   hub_free(s->hub);
   chan_config_free(&s->chans);
   rl_shared_free(s->clcfg.rl);
+  live_free_all(s->live);
   srv_jwt_keys_free(s->keys);
   srv_tls_free(s->tls);
   srv_proxies_free(s->proxies);

@@ -12,6 +12,11 @@
  * process exit code (0 after a clean drain). */
 int srv_run(const srv_config *cfg);
 
+/* The command line srv_run's configuration came from, re-read on SIGHUP
+ * (the strings must live until srv_run returns). Call before srv_run;
+ * without it a reload only re-reads the TLS material. */
+void srv_set_reload_args(int argc, char **argv);
+
 /* Start the graceful drain of the running server, exactly as SIGTERM does
  * (it raises SIGTERM for the process; srv_run's signal wait picks it up):
  * stop accepting, answer new upgrades 503, close real-time clients with

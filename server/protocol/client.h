@@ -43,10 +43,8 @@ typedef struct {
   const char *version;
   /* containment (server/limits/): per connection rates, the shared
    * per-user / per-channel table (NULL: no user or channel limits) */
-  rl_rate rl_command, rl_bytes, rl_publish, rl_subscribe;
+  const rl_limits *limits; /* the current snapshot: read with rl_limits_get */
   struct rl_shared *rl;
-  uint64_t user_connection_limit; /* 0 = none; close 3504 over it */
-  uint32_t rl_disconnect_after;   /* refusals in one burst before 3013 */
 } cl_config;
 
 /* All clients of one worker (for the server API's targeted commands). */
