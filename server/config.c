@@ -113,7 +113,8 @@ static const setting settings[] = {
      "slow at once"},
     {"client.retry_after", T_UINT, O(retry_after), "5", 0, 3600, NULL, HF,
      "seconds sent in Retry-After with 503 answers"},
-    /* containment: rate limits and per-user connections (server/limits/) */
+    /* containment: rate limits, per-user connections, accept rates
+     * (server/limits/), drain spread (server.c) */
     {"client.user_connection_limit", T_UINT, O(user_connection_limit), "0", 0,
      100000000, NULL, CF,
      "most simultaneous connections of one user (anonymous ones not counted) "
@@ -165,6 +166,11 @@ static const setting settings[] = {
      "commands refused in one burst of abuse (no second without a refusal) "
      "before the connection is closed with 3013 \"too many requests\" "
      "(0 = never close)"},
+    {"shutdown.spread", T_DUR, O(shutdown_spread_ms), "0s", 0, 3600000, NULL, HF,
+     "on SIGTERM (or the admin drain), close real-time clients with 3001 "
+     "spread evenly, with jitter, over this window instead of all at once, so "
+     "they do not all reconnect to the other instances in the same second "
+     "(0 = all at once); shutdown.timeout starts after it"},
     {"websocket.message_size_limit", T_SIZE, O(message_size_limit), "1048576",
      125, 1024 * MiB, NULL, CF,
      "largest incoming message in bytes (all fragments); over it: close 1009"},

@@ -57,6 +57,7 @@ typedef struct {
   uint64_t rl_publish_rate, rl_subscribe_rate;
   uint64_t rl_user_command_rate, rl_channel_publish_rate;
   uint64_t rl_disconnect_after;     /* refusals in one burst before 3013 */
+  uint64_t shutdown_spread_ms;      /* drain: close clients over this window */
   /* websocket */
   uint64_t message_size_limit;
   uint64_t max_header_size;

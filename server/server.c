@@ -116,6 +116,9 @@ typedef struct {
   hf_timer drain_timer;
   uint64_t drain_deadline;
   int draining;
+  int spreading;                 /* closing clients over shutdown.spread */
+  uint64_t spread_start;         /* loop ms when the drain began */
+  uint64_t spread_total, spread_done; /* clients at the start, closed so far */
   int reserve_fd; /* closed to accept-and-drop under EMFILE */
   size_t forced;  /* connections still open at the drain deadline */
   uint64_t emfile_logged;
@@ -132,15 +135,14 @@ struct server {
   const srv_config *cfg;
   worker *w;
   size_t nw;
-  hf_handshake_policy echo_pol;
-  hf_handshake_policy ws_pol;
   hf_deflate_config deflate; /* permessage-deflate offers we accept */
+  struct live *live; /* what a reload may change: read with live_get */
   hub *hub;
   eng *eng;
   chan_config chans;
   srv_jwt_keys *keys;
   cl_config clcfg;
-  rl_rate rl_user_rate, rl_chan_rate, rl_ip_rate, rl_accept_rate; /* read by clcfg.rl */
+
   uint64_t fd_max, fd_headroom; /* RLIMIT_NOFILE after raising; margin kept */
   api_ctx api;
   adm *adm;                  /* admin API and dashboard, or NULL */
@@ -166,6 +168,24 @@ struct server {
   uint64_t expiry_checked; /* last daily certificate check (mono ms) */
 };
 
+/* What a SIGHUP reload may change, as one immutable snapshot: handshake
+ * policies (allowed origins) and the containment values. Workers read the
+ * current one through live_get (an acquire load, no lock); a reload
+ * publishes a new one and keeps the old ones (chained through `older`,
+ * each owning the configuration its strings point into) until exit, so a
+ * worker still reading one is never left with freed memory. */
+struct live {
+  hf_handshake_policy ws_pol, echo_pol;
+  rl_limits limits;
+  srv_config *own; /* the reloaded configuration (NULL: srv_run's) */
+  struct live *older;
+};
+
+static const struct live *live_get(const server *s) {
+  return __atomic_load_n(&s->live, __ATOMIC_ACQUIRE);
+}
+
+
 static uint64_t mono_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -181,7 +201,11 @@ static unsigned ip_hash(const uint8_t *ip, size_t n) {
   return h & (IP_BUCKETS - 1);
 }
 
-static uint32_t ip_add(server *s, const uint8_t *ip, size_t n, int delta) {
+/* Count delta connections for address ip[0..n) (IPv6: its /64, see
+ * rl_ip_key); returns the new count. */
+static uint32_t ip_add(server *s, const uint8_t *addr, size_t alen, int delta) {
+  uint8_t ip[16];
+  size_t n = rl_ip_key(addr, alen, ip);
   uint32_t count = 0;
   pthread_mutex_lock(&s->ip_mu);
   ip_entry **pp = &s->ip_tab[ip_hash(ip, n)];
@@ -440,7 +464,7 @@ static int containment_refuses(worker *w, hf_conn *c, const hf_http_request *req
     body = "The server is near its open file limit. Retry later, with backoff.\n";
   } else {
     uint8_t ip[16], key[16];
-    size_t n = rl_ip_key(ip, hf_conn_client_ip(c, ip), key);
+    size_t n = rl_ip_key(ip, hf_conn_client_ip(c, ip), key); /* behind a proxy: the client */
     int which = 0;
     if (rl_accept_take(s->clcfg.rl, key, n, hf_loop_now(w->loop), &which))
       return 0;
@@ -467,8 +491,6 @@ static void setup_deflate(server *s) {
   s->deflate.allow_client_takeover = cfg->compression_context_takeover;
   s->deflate.server_max_window_bits = (uint8_t)cfg->compression_window_bits;
   s->deflate.client_max_window_bits = (uint8_t)cfg->compression_window_bits;
-  s->echo_pol.deflate = cfg->echo_compression ? &s->deflate : NULL;
-  s->ws_pol.deflate = cfg->compression ? &s->deflate : NULL;
   hf_shared_deflate_cfg sd = {
       .enabled = cfg->compression,
       .level = (int)cfg->compression_level,
@@ -504,7 +526,8 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
   if (containment_refuses(w, c, req, path, path_len, u))
     return;
   hf_handshake_result res;
-  hf_handshake_policy pol = rt ? s->ws_pol : s->echo_pol;
+  const struct live *lv = live_get(s);
+  hf_handshake_policy pol = rt ? lv->ws_pol : lv->echo_pol;
   if (fw->host) { /* same-origin against the host the client asked the proxy for */
     pol.same_origin_host = fw->host;
     pol.same_origin_host_len = fw->host_len;
@@ -930,7 +953,7 @@ static int tr_route(worker *w, hf_conn *c, const hf_http_request *req,
   }
   char cors[1200];
   const char *why = NULL;
-  hf_handshake_policy pol = s->ws_pol;
+  hf_handshake_policy pol = live_get(s)->ws_pol;
   if (fw->host) { /* same-origin against the host the client asked the proxy for */
     pol.same_origin_host = fw->host;
     pol.same_origin_host_len = fw->host_len;
@@ -1339,9 +1362,9 @@ static void on_close(hf_conn *c, const hf_conn_close_info *ci) {
   if (u & U_ECHO)
     atomic_fetch_sub(&s->ws_conns, 1);
   if (u & U_IP) {
-    uint8_t ip[16], key[16]; /* the key it was counted under (IPv6 by /64) */
-    size_t n = rl_ip_key(ip, hf_conn_client_ip(c, ip), key);
-    ip_add(s, key, n, -1);
+    uint8_t ip[16];
+    size_t n = hf_conn_client_ip(c, ip); /* the address it was counted under */
+    ip_add(s, ip, n, -1);
   }
   char id[37];
   hf_conn_id(c, id);
@@ -1554,11 +1577,11 @@ static void on_accept(hf_loop *loop, hf_io *io, uint32_t revents) {
       u |= U_OVER;
     if ((kind & LK_PROXY) || trusted) /* the client is known later */
       u |= U_DEFER_IP;
-    else if (s->cfg->connection_limit_per_ip) { /* IPv6 counts by /64 */
-      uint8_t ip[16], key[16];
-      size_t n = rl_ip_key(ip, hf_conn_peer_ip(c, ip), key);
+    else if (s->cfg->connection_limit_per_ip) {
+      uint8_t ip[16];
+      size_t n = hf_conn_peer_ip(c, ip);
       u |= U_IP;
-      if (ip_add(s, key, n, 1) > s->cfg->connection_limit_per_ip)
+      if (ip_add(s, ip, n, 1) > s->cfg->connection_limit_per_ip)
         u |= U_OVER;
     }
     if (s->fd_max && total + s->fd_headroom > s->fd_max)
@@ -1569,15 +1592,47 @@ static void on_accept(hf_loop *loop, hf_io *io, uint32_t revents) {
 
 /* ---- drain -------------------------------------------------------------- */
 
+/* All real-time clients are closed: close the rest (echo) and give the
+ * close handshakes shutdown.timeout. */
+static void drain_close_rest(worker *w) {
+  w->spreading = 0;
+  hf_conn_ctx_close_all(w->ctx, HF_CLOSE_GOING_AWAY,
+                        "server shutting down, reconnect with backoff");
+  w->drain_deadline = hf_loop_now(w->loop) + w->srv->cfg->shutdown_timeout_ms;
+}
+
+/* While spreading: close as many clients as the elapsed part of
+ * shutdown.spread calls for (rounded at random, so ticks do not all close
+ * the same number), in list order. */
+static void drain_spread_step(worker *w) {
+  uint64_t now = hf_loop_now(w->loop), win = w->srv->cfg->shutdown_spread_ms;
+  uint64_t el = now - w->spread_start;
+  uint64_t due = w->spread_total;
+  if (el < win) {
+    w->jitter = w->jitter * 6364136223846793005ull + 1442695040888963407ull;
+    uint64_t scaled = w->spread_total * el * 1024u / win; /* due, in 1/1024ths */
+    due = (scaled + ((w->jitter >> 33) & 1023u)) / 1024u;
+  }
+  if (due > w->spread_done)
+    w->spread_done += cl_list_disconnect_next(&w->clients, (size_t)(due - w->spread_done),
+                                              HF_CLOSE_SHUTDOWN, "shutdown");
+  if (!w->clients.cursor)
+    drain_close_rest(w);
+}
+
 static void drain_tick(hf_loop *loop, hf_timer *t) {
   worker *w = hf_loop_data(loop);
-  if (hf_conn_ctx_count(w->ctx) == 0 || hf_loop_now(loop) >= w->drain_deadline) {
+  if (w->spreading) {
+    drain_spread_step(w);
+  } else if (hf_conn_ctx_count(w->ctx) == 0 || hf_loop_now(loop) >= w->drain_deadline) {
     hf_loop_stop(loop);
     return;
   }
   hf_timer_set(loop, t, 20);
 }
 
+/* Stop accepting, then close the real-time clients with 3001 (a reconnect
+ * code), at once or spread over shutdown.spread, then everything else. */
 static void on_drain(hf_loop *loop, hf_msg *m) {
   worker *w = hf_loop_data(loop);
   if (w->draining)
@@ -1588,16 +1643,22 @@ static void on_drain(hf_loop *loop, hf_msg *m) {
     close(w->lis[i].fd);
     w->lis[i].fd = -1;
   }
-  for (cl_client *cl = w->clients.head, *n; cl; cl = n) {
-    n = cl_next(cl); /* a failed send may free cl */
-    cl_disconnect(cl, HF_CLOSE_SHUTDOWN, "shutdown");
-  }
-  hf_conn_ctx_close_all(w->ctx, HF_CLOSE_GOING_AWAY,
-                        "server shutting down, reconnect with backoff");
-  w->drain_deadline = hf_loop_now(loop) + w->srv->cfg->shutdown_timeout_ms;
+  cl_list_drain_begin(&w->clients);
+  w->spread_total = w->clients.count;
+  w->spread_done = 0;
+  w->spread_start = hf_loop_now(loop);
   w->drain_timer.cb = drain_tick;
+  if (w->srv->cfg->shutdown_spread_ms && w->spread_total) {
+    w->spreading = 1;
+    drain_spread_step(w);
+  } else {
+    cl_list_disconnect_next(&w->clients, SIZE_MAX, HF_CLOSE_SHUTDOWN, "shutdown");
+    drain_close_rest(w);
+  }
   hf_timer_set(loop, &w->drain_timer, 0);
 }
+
+void srv_drain(void) { kill(getpid(), SIGTERM); }
 
 static uint64_t mono_us(void) {
   struct timespec ts;
@@ -1768,6 +1829,63 @@ static uint64_t count_clients(void *arg) {
   return atomic_load(&s->rt_clients);
 }
 
+static void limits_of(const srv_config *cfg, rl_limits *l);
+
+/* A snapshot of cfg (own: take ownership of it, freed with the snapshot).
+ * NULL on OOM. */
+static struct live *live_new(const srv_config *cfg, srv_config *own,
+                             const hf_deflate_config *dfl) {
+  struct live *lv = calloc(1, sizeof *lv);
+  if (!lv)
+    return NULL;
+  lv->own = own;
+  lv->echo_pol.allowed_origins = (const char *const *)cfg->allowed_origins.v;
+  lv->echo_pol.n_allowed_origins = cfg->allowed_origins.n;
+  lv->echo_pol.allow_null_origin = cfg->allow_null_origin;
+  lv->echo_pol.allow_missing_origin = cfg->allow_missing_origin;
+  lv->echo_pol.allow_same_origin = cfg->allow_same_origin;
+  lv->echo_pol.subprotocols = (const char *const *)cfg->echo_subprotocols.v;
+  lv->echo_pol.n_subprotocols = cfg->echo_subprotocols.n;
+  /* the real-time endpoint speaks JSON: a client may name it or nothing */
+  static const char *const rt_protocols[] = {"centrifuge-json"};
+  lv->ws_pol = lv->echo_pol;
+  lv->ws_pol.subprotocols = rt_protocols;
+  lv->ws_pol.n_subprotocols = 1;
+  /* permessage-deflate: which endpoints offer it (the codec settings are
+   * fixed at start) */
+  lv->echo_pol.deflate = cfg->echo_compression ? dfl : NULL;
+  lv->ws_pol.deflate = cfg->compression ? dfl : NULL;
+  limits_of(cfg, &lv->limits);
+  return lv;
+}
+
+static void live_free_all(struct live *lv) {
+  while (lv) {
+    struct live *o = lv->older;
+    if (lv->own) {
+      srv_config_free(lv->own);
+      free(lv->own);
+    }
+    free(lv);
+    lv = o;
+  }
+}
+
+/* The containment values of a configuration, as one snapshot. */
+static void limits_of(const srv_config *cfg, rl_limits *l) {
+  memset(l, 0, sizeof *l);
+  l->command = (rl_rate){cfg->rl_command_rate, cfg->rl_command_burst};
+  l->bytes = (rl_rate){cfg->rl_bytes_rate, cfg->rl_bytes_burst};
+  l->publish = (rl_rate){cfg->rl_publish_rate, 0};
+  l->subscribe = (rl_rate){cfg->rl_subscribe_rate, 0};
+  l->user = (rl_rate){cfg->rl_user_command_rate, 0};
+  l->channel = (rl_rate){cfg->rl_channel_publish_rate, 0};
+  l->ip = (rl_rate){cfg->accept_rate_per_ip, cfg->accept_burst_per_ip};
+  l->accept = (rl_rate){cfg->accept_rate, cfg->accept_burst};
+  l->user_connection_limit = cfg->user_connection_limit;
+  l->disconnect_after = (uint32_t)cfg->rl_disconnect_after;
+}
+
 static int setup_realtime(server *s) {
   const srv_config *cfg = s->cfg;
   if (chan_config_load(&s->chans, cfg->channel_without_ns,
@@ -1825,18 +1943,8 @@ static int setup_realtime(server *s) {
   cc->recovery_max_publication_limit = (uint32_t)cfg->recovery_max_publication_limit;
   cc->history_max_publication_limit = (uint32_t)cfg->history_max_publication_limit;
   cc->version = HOLDFAST_VERSION_STR;
-  cc->rl_command = (rl_rate){cfg->rl_command_rate, cfg->rl_command_burst};
-  cc->rl_bytes = (rl_rate){cfg->rl_bytes_rate, cfg->rl_bytes_burst};
-  cc->rl_publish = (rl_rate){cfg->rl_publish_rate, 0};
-  cc->rl_subscribe = (rl_rate){cfg->rl_subscribe_rate, 0};
-  s->rl_user_rate = (rl_rate){cfg->rl_user_command_rate, 0};
-  s->rl_chan_rate = (rl_rate){cfg->rl_channel_publish_rate, 0};
-  cc->user_connection_limit = cfg->user_connection_limit;
-  cc->rl_disconnect_after = (uint32_t)cfg->rl_disconnect_after;
-  s->rl_ip_rate = (rl_rate){cfg->accept_rate_per_ip, cfg->accept_burst_per_ip};
-  s->rl_accept_rate = (rl_rate){cfg->accept_rate, cfg->accept_burst};
-  if (!(cc->rl = rl_shared_new(&s->rl_user_rate, &s->rl_chan_rate, &s->rl_ip_rate,
-                               &s->rl_accept_rate)))
+  cc->limits = &s->live->limits;
+  if (!(cc->rl = rl_shared_new(&cc->limits)))
     return -1;
   s->api.h = s->hub;
   s->api.eng = s->eng;
@@ -1863,6 +1971,67 @@ static int setup_realtime(server *s) {
  * certificates and keys (live connections keep theirs; a bad file keeps
  * the old material and says why). Main thread. Returns 0 if everything
  * reloaded, -1 if something kept its old state. */
+static int g_argc;
+static char **g_argv;
+
+void srv_set_reload_args(int argc, char **argv) {
+  g_argc = argc;
+  g_argv = argv;
+}
+
+/* Re-read the configuration (file, environment, flags) and publish what
+ * can change live: log.level, client.allowed_origins and the other origin
+ * settings, and every containment value (rate limits, user connection
+ * limit, accept rates). A configuration with an error changes nothing and
+ * the log says why. Other settings keep their start-up values. Main
+ * thread. Returns 0 or -1. */
+static int reload_config(server *s) {
+  if (!g_argv)
+    return 0;
+  srv_config *nc = calloc(1, sizeof *nc);
+  char *why = NULL;
+  size_t whylen = 0;
+  FILE *err = open_memstream(&why, &whylen);
+  if (!nc || !err) {
+    free(nc);
+    if (err)
+      fclose(err);
+    free(why);
+    return -1;
+  }
+  srv_config_init(nc);
+  int r = srv_config_load(nc, g_argc, g_argv, err);
+  fclose(err);
+  struct live *lv = r == 0 ? live_new(nc, nc, &s->deflate) : NULL;
+  if (!lv) {
+    while (whylen && (why[whylen - 1] == '\n' || why[whylen - 1] == ' '))
+      why[--whylen] = 0;
+    srv_logline l;
+    srv_log_begin(&l, LOG_ERROR, "reload_failed");
+    srv_log_str(&l, "reason", whylen ? why : "out of memory");
+    srv_log_str(&l, "kept", "the running configuration");
+    srv_log_end(&l);
+    free(why);
+    srv_config_free(nc);
+    free(nc);
+    return -1;
+  }
+  free(why);
+  const struct live *old = live_get(s);
+  lv->older = s->live;
+  srv_log_set_level(srv_log_parse_level(nc->log_level));
+  __atomic_store_n(&s->live, lv, __ATOMIC_RELEASE);
+  rl_limits_publish(&s->clcfg.limits, &lv->limits);
+  srv_logline l;
+  srv_log_begin(&l, LOG_INFO, "config_reloaded");
+  srv_log_str(&l, "log_level", nc->log_level);
+  srv_log_int(&l, "allowed_origins", (long long)nc->allowed_origins.n);
+  srv_log_bool(&l, "limits_changed",
+               memcmp(&old->limits, &lv->limits, sizeof lv->limits) != 0);
+  srv_log_end(&l);
+  return 0;
+}
+
 static int srv_reload(server *s) {
   srv_logline l;
   srv_log_begin(&l, LOG_INFO, "reload_requested");
@@ -1871,6 +2040,8 @@ static int srv_reload(server *s) {
   srv_log_end(&l);
   int rc = 0;
   if (s->tls && srv_tls_reload(s->tls) < 0)
+    rc = -1;
+  if (reload_config(s) < 0)
     rc = -1;
   return rc;
 }
@@ -1945,19 +2116,13 @@ int srv_run(const srv_config *cfg) {
   pthread_mutex_init(&s->ip_mu, NULL);
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   s->nw = cfg->workers ? cfg->workers : (size_t)(cores > 0 ? cores : 1);
-  s->echo_pol.allowed_origins = (const char *const *)cfg->allowed_origins.v;
-  s->echo_pol.n_allowed_origins = cfg->allowed_origins.n;
-  s->echo_pol.allow_null_origin = cfg->allow_null_origin;
-  s->echo_pol.allow_missing_origin = cfg->allow_missing_origin;
-  s->echo_pol.allow_same_origin = cfg->allow_same_origin;
-  s->echo_pol.subprotocols = (const char *const *)cfg->echo_subprotocols.v;
-  s->echo_pol.n_subprotocols = cfg->echo_subprotocols.n;
-  /* the real-time endpoint speaks JSON: a client may name it or nothing */
-  static const char *const rt_protocols[] = {"centrifuge-json"};
-  s->ws_pol = s->echo_pol;
-  s->ws_pol.subprotocols = rt_protocols;
-  s->ws_pol.n_subprotocols = 1;
-  setup_deflate(s);
+  setup_deflate(s); /* before the policies: they point at s->deflate */
+  if (!(s->live = live_new(cfg, NULL, &s->deflate))) {
+    srv_tls_free(s->tls);
+    srv_proxies_free(s->proxies);
+    free(s);
+    return 1;
+  }
   if (setup_realtime(s) < 0)
     return 2;
 
@@ -2098,6 +2263,7 @@ int srv_run(const srv_config *cfg) {
   srv_log_str(&l, "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   srv_log_int(&l, "connections", (long long)atomic_load(&s->conns));
   srv_log_int(&l, "drain_timeout_ms", (long long)cfg->shutdown_timeout_ms);
+  srv_log_int(&l, "spread_ms", (long long)cfg->shutdown_spread_ms);
   srv_log_end(&l);
   for (size_t i = 0; i < s->nw; i++)
     hf_loop_post(s->w[i].loop, &s->w[i].drain_msg);
@@ -2142,6 +2308,7 @@ int srv_run(const srv_config *cfg) {
   hub_free(s->hub);
   chan_config_free(&s->chans);
   rl_shared_free(s->clcfg.rl);
+  live_free_all(s->live);
   srv_jwt_keys_free(s->keys);
   srv_tls_free(s->tls);
   srv_proxies_free(s->proxies);

@@ -73,7 +73,7 @@ typedef struct {
 } shard;
 
 struct rl_shared {
-  const rl_rate *user_rate, *chan_rate, *ip_rate, *accept_rate;
+  const rl_limits *const *slot;
   shard users[SHARDS], chans[SHARDS], ips[SHARDS];
   pthread_mutex_t accept_mu;
   rl_bucket accept;
@@ -86,15 +86,11 @@ static uint32_t fnv(const char *s, size_t n) {
   return h;
 }
 
-rl_shared *rl_shared_new(const rl_rate *user_rate, const rl_rate *channel_rate,
-                         const rl_rate *ip_rate, const rl_rate *accept_rate) {
+rl_shared *rl_shared_new(const rl_limits *const *slot) {
   rl_shared *t = calloc(1, sizeof *t);
   if (!t)
     return NULL;
-  t->user_rate = user_rate;
-  t->chan_rate = channel_rate;
-  t->ip_rate = ip_rate;
-  t->accept_rate = accept_rate;
+  t->slot = slot;
   pthread_mutex_init(&t->accept_mu, NULL);
   for (int i = 0; i < SHARDS; i++) {
     pthread_mutex_init(&t->users[i].mu, NULL);
@@ -183,11 +179,12 @@ void rl_user_release(rl_shared *t, rl_user *u) {
 }
 
 int rl_user_take(rl_shared *t, rl_user *u, uint64_t now_ms) {
-  if (!t->user_rate->per_s)
+  const rl_rate *r = &rl_limits_get(t->slot)->user;
+  if (!r->per_s)
     return 1;
   shard *s = &t->users[u->e.hash % SHARDS];
   pthread_mutex_lock(&s->mu);
-  int ok = rl_take(&u->e.b, t->user_rate, now_ms, 1);
+  int ok = rl_take(&u->e.b, r, now_ms, 1);
   pthread_mutex_unlock(&s->mu);
   return ok;
 }
@@ -243,21 +240,22 @@ static int keyed_take(shard *tab, const rl_rate *r, const char *key, size_t len,
 }
 
 int rl_channel_take(rl_shared *t, const char *ch, size_t len, uint64_t now_ms) {
-  return keyed_take(t->chans, t->chan_rate, ch, len, now_ms);
+  return keyed_take(t->chans, &rl_limits_get(t->slot)->channel, ch, len, now_ms);
 }
 
 int rl_accept_take(rl_shared *t, const uint8_t *key, size_t len, uint64_t now_ms,
                    int *which) {
-  if (t->accept_rate->per_s) {
+  const rl_limits *l = rl_limits_get(t->slot);
+  if (l->accept.per_s) {
     pthread_mutex_lock(&t->accept_mu);
-    int ok = rl_take(&t->accept, t->accept_rate, now_ms, 1);
+    int ok = rl_take(&t->accept, &l->accept, now_ms, 1);
     pthread_mutex_unlock(&t->accept_mu);
     if (!ok) {
       *which = 0;
       return 0;
     }
   }
-  if (!keyed_take(t->ips, t->ip_rate, (const char *)key, len, now_ms)) {
+  if (!keyed_take(t->ips, &l->ip, (const char *)key, len, now_ms)) {
     *which = 1;
     return 0;
   }

@@ -31,15 +31,36 @@ typedef struct {
  * level). Not thread-safe: the caller owns b. */
 int rl_take(rl_bucket *b, const rl_rate *r, uint64_t now_ms, uint64_t cost);
 
+/* Every containment value, as one immutable snapshot: a reload builds a
+ * new one and publishes its pointer (rl_limits_get reads it); snapshots
+ * are never changed in place. */
+typedef struct {
+  rl_rate command, bytes, publish, subscribe; /* per connection */
+  rl_rate user;                               /* per user, all connections */
+  rl_rate channel;                            /* client publications per channel */
+  rl_rate ip, accept;                         /* new upgrades: per address, all */
+  uint64_t user_connection_limit;             /* 0 = none */
+  uint32_t disconnect_after;                  /* refusals in a burst before 3013 */
+} rl_limits;
+
+/* The current snapshot behind *slot (an acquire load; any thread). */
+static inline const rl_limits *rl_limits_get(const rl_limits *const *slot) {
+  return __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+}
+/* Publish a new snapshot into *slot (a release store). The old one must
+ * stay readable: holdfast keeps retired snapshots until exit. */
+static inline void rl_limits_publish(const rl_limits **slot, const rl_limits *l) {
+  __atomic_store_n(slot, l, __ATOMIC_RELEASE);
+}
+
 /* The process-wide per-user and per-channel buckets. */
 typedef struct rl_shared rl_shared;
 typedef struct rl_user rl_user;
 
-/* A table whose buckets follow *user_rate, *channel_rate, *ip_rate (new
- * upgrades per client address) and *accept_rate (new upgrades, all
- * addresses): read at each take; the caller keeps them alive. NULL on OOM. */
-rl_shared *rl_shared_new(const rl_rate *user_rate, const rl_rate *channel_rate,
-                         const rl_rate *ip_rate, const rl_rate *accept_rate);
+/* A table whose buckets follow the user, channel, ip and accept rates of
+ * the snapshot behind *slot (read at each take, so a reload applies at
+ * once; the caller keeps slot alive). NULL on OOM. */
+rl_shared *rl_shared_new(const rl_limits *const *slot);
 /* Free the table (every rl_user must have been released). */
 void rl_shared_free(rl_shared *t);
 

@@ -322,8 +322,8 @@ static void cmd_connect(cl_client *cl, uint32_t id, json_t *req) {
     return;
   }
   if (*cl->user && cl->cfg->rl) { /* the user's connection count and bucket */
-    int r = rl_user_acquire(cl->cfg->rl, cl->user, cl->cfg->user_connection_limit,
-                            &cl->rl_user);
+    uint64_t limit = rl_limits_get(&cl->cfg->limits)->user_connection_limit;
+    int r = rl_user_acquire(cl->cfg->rl, cl->user, limit, &cl->rl_user);
     if (r) {
       json_decref(claims);
       if (r < 0) {
@@ -333,7 +333,7 @@ static void cmd_connect(cl_client *cl, uint32_t id, json_t *req) {
       srv_logline l;
       cl__log_begin(cl, LOG_WARN, "connect_rejected", &l);
       srv_log_str(&l, "reason", "user connection limit");
-      srv_log_int(&l, "limit", (long long)cl->cfg->user_connection_limit);
+      srv_log_int(&l, "limit", (long long)limit);
       srv_log_end(&l);
       cl_disconnect(cl, 3504, "connection limit");
       return;
@@ -583,18 +583,19 @@ void cl__op_exit(cl_client *cl, int token) {
  * in one burst the connection is closed with 3013). */
 static int rate_check(cl_client *cl, const proto_cmd *cmd, size_t bytes) {
   const cl_config *c = cl->cfg;
+  const rl_limits *lim = rl_limits_get(&c->limits);
   if (cmd->kind == PROTO_PONG)
     return 1;
   uint64_t now = hf_loop_now(hf_conn_loop(cl->conn));
   met_ratelimit which;
-  if (!rl_take(&cl->rb_command, &c->rl_command, now, 1))
+  if (!rl_take(&cl->rb_command, &lim->command, now, 1))
     which = MET_RL_COMMAND;
-  else if (!rl_take(&cl->rb_bytes, &c->rl_bytes, now, bytes))
+  else if (!rl_take(&cl->rb_bytes, &lim->bytes, now, bytes))
     which = MET_RL_BYTES;
-  else if (cmd->kind == PROTO_PUBLISH && !rl_take(&cl->rb_publish, &c->rl_publish, now, 1))
+  else if (cmd->kind == PROTO_PUBLISH && !rl_take(&cl->rb_publish, &lim->publish, now, 1))
     which = MET_RL_PUBLISH;
   else if (cmd->kind == PROTO_SUBSCRIBE &&
-           !rl_take(&cl->rb_subscribe, &c->rl_subscribe, now, 1))
+           !rl_take(&cl->rb_subscribe, &lim->subscribe, now, 1))
     which = MET_RL_SUBSCRIBE;
   else if (cl->rl_user && !rl_user_take(c->rl, cl->rl_user, now))
     which = MET_RL_USER;
@@ -618,7 +619,7 @@ static int rate_check(cl_client *cl, const proto_cmd *cmd, size_t bytes) {
   }
   cl->rl_strikes++;
   cl->rl_last_refusal = now;
-  if (c->rl_disconnect_after && cl->rl_strikes > c->rl_disconnect_after) {
+  if (lim->disconnect_after && cl->rl_strikes > lim->disconnect_after) {
     srv_logline l;
     cl__log_begin(cl, LOG_WARN, "rate_limit_disconnect", &l);
     srv_log_str(&l, "limit", names[which]);
@@ -860,7 +861,24 @@ void cl_free(cl_client *cl) {
   release(cl);
 }
 
+void cl_list_drain_begin(cl_list *l) { l->cursor = l->head; }
+
+size_t cl_list_disconnect_next(cl_list *l, size_t n, uint16_t code, const char *reason) {
+  size_t done = 0;
+  while (done < n && l->cursor) {
+    cl_client *cl = l->cursor;
+    l->cursor = cl->next; /* before the close, which may free cl */
+    if (cl->state != CS_CLOSED) {
+      cl_disconnect(cl, code, reason);
+      done++;
+    }
+  }
+  return done;
+}
+
 static void release(cl_client *cl) {
+  if (cl->list->cursor == cl)
+    cl->list->cursor = cl->next;
   if (cl->prev)
     cl->prev->next = cl->next;
   else

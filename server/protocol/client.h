@@ -43,10 +43,8 @@ typedef struct {
   const char *version;
   /* containment (server/limits/): per connection rates, the shared
    * per-user / per-channel table (NULL: no user or channel limits) */
-  rl_rate rl_command, rl_bytes, rl_publish, rl_subscribe;
+  const rl_limits *limits; /* the current snapshot: read with rl_limits_get */
   struct rl_shared *rl;
-  uint64_t user_connection_limit; /* 0 = none; close 3504 over it */
-  uint32_t rl_disconnect_after;   /* refusals in one burst before 3013 */
 } cl_config;
 
 /* All clients of one worker (for the server API's targeted commands). */
@@ -54,7 +52,15 @@ typedef struct cl_list {
   cl_client *head;
   size_t count;
   jw_buf out; /* replies of the frame being processed (one at a time) */
+  cl_client *cursor; /* the next client a spread drain closes, or NULL */
 } cl_list;
+
+/* Spread drain (server.c): start a pass over every client of l (new ones
+ * are not added while draining), then close up to n more of them with a
+ * disconnect code; returns how many were closed. A client that goes away by
+ * itself meanwhile is skipped. Loop thread of l only. */
+void cl_list_drain_begin(cl_list *l);
+size_t cl_list_disconnect_next(cl_list *l, size_t n, uint16_t code, const char *reason);
 
 /* Create the protocol state for an upgraded connection. NULL on OOM. */
 cl_client *cl_new(hf_conn *conn, hub_local *hl, cl_list *list,

@@ -51,8 +51,9 @@ static void bucket_lowered_rate_caps_the_level(void) {
 }
 
 static void users_count_connections_and_share_a_bucket(void) {
-  rl_rate ur = {2, 0}, cr = {0, 0};
-  rl_shared *t = rl_shared_new(&ur, &cr, &cr, &cr);
+  rl_limits l = {.user = {2, 0}};
+  const rl_limits *lp = &l;
+  rl_shared *t = rl_shared_new(&lp);
   CHECK(t != NULL);
   rl_user *a = NULL, *b = NULL, *c = NULL;
   CHECK_INT(rl_user_acquire(t, "alice", 2, &a), 0);
@@ -73,10 +74,9 @@ static void users_count_connections_and_share_a_bucket(void) {
 }
 
 static void channels_share_a_bucket_and_idle_ones_are_swept(void) {
-  rl_rate ur = {0, 0}, cr = {1, 0};
-  rl_shared *t = rl_shared_new(&ur, &ur, &ur, &ur);
-  rl_shared_free(t);
-  t = rl_shared_new(&ur, &cr, &ur, &ur);
+  rl_limits l = {.channel = {1, 0}};
+  const rl_limits *lp = &l;
+  rl_shared *t = rl_shared_new(&lp);
   CHECK(t != NULL);
   CHECK(rl_channel_take(t, "room", 4, 0));
   CHECK(!rl_channel_take(t, "room", 4, 10));
@@ -112,8 +112,9 @@ static void ip_keys_aggregate_ipv6_by_64(void) {
 }
 
 static void accept_rates_global_then_per_address(void) {
-  rl_rate off = {0, 0}, ip = {2, 0}, all = {3, 0};
-  rl_shared *t = rl_shared_new(&off, &off, &ip, &all);
+  rl_limits l = {.ip = {2, 0}, .accept = {3, 0}};
+  const rl_limits *lp = &l;
+  rl_shared *t = rl_shared_new(&lp);
   const uint8_t a[4] = {10, 0, 0, 1}, b[4] = {10, 0, 0, 2};
   int which = -1;
   CHECK(rl_accept_take(t, a, 4, 0, &which));
@@ -123,6 +124,11 @@ static void accept_rates_global_then_per_address(void) {
   CHECK(!rl_accept_take(t, b, 4, 0, &which));
   CHECK_INT(which, 0); /* three taken from the global one: empty */
   CHECK(rl_accept_take(t, b, 4, 1000, &which));
+  /* a new snapshot applies at once */
+  rl_limits l2 = {0};
+  rl_limits_publish(&lp, &l2);
+  for (int i = 0; i < 100; i++)
+    CHECK(rl_accept_take(t, a, 4, 1000, &which));
   rl_shared_free(t);
 }
 
