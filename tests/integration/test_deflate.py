@@ -11,6 +11,7 @@ and the fan-out rule: a publication is compressed once for all deflate
 recipients (holdfast_compressed_messages_total{kind="shared"})."""
 import asyncio
 import json
+import subprocess
 import os
 import random
 import re
@@ -19,7 +20,7 @@ import sys
 import time
 import zlib
 
-from harness import RT, WS, Closed, Server, http_call, run_module
+from harness import BIN, RT, WS, Closed, Server, http_call, run_module
 
 API_KEY = "dfl-api-key"
 OFFER = "permessage-deflate; client_max_window_bits"
@@ -448,6 +449,43 @@ def test_fanout_compressed_once_per_publication():
         for c in dfl + plain:
             c.close()
         srv.check_log_clean()
+
+
+def bench(*args, timeout=60):
+    out = subprocess.run([BIN, "bench"] + list(args), capture_output=True, text=True,
+                         timeout=timeout)
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert out.returncode == 0 and line, (out.returncode, out.stdout[-800:], out.stderr[-800:])
+    return dict(kv.split("=", 1) for kv in line[0].split()[1:])
+
+
+def test_bench_offers_deflate():
+    """holdfast bench -z: echo with compressed messages both ways (every
+    byte verified), a storm that insists on the extension, and fanout
+    reporting the server's compressions per publication (1.000)."""
+    with Server("--echo.compression=true", "--websocket.compression=true",
+                "--client.insecure=true", "--http_api.insecure=true", workers=2) as srv:
+        before = [metric(srv, 'holdfast_compressed_messages_total{kind="%s"}' % k)
+                  for k in ("in", "out")]
+        r = bench("-u", "ws://127.0.0.1:%d/echo" % srv.port, "-z", "-V", "-c", "4",
+                  "-k", "2", "-s", "2048", "-w", "0", "-d", "0.5")
+        assert r["status"] == "ok" and r["bad"] == "0" and int(r["msgs"]) > 0, r
+        after = [metric(srv, 'holdfast_compressed_messages_total{kind="%s"}' % k)
+                 for k in ("in", "out")]
+        assert after[0] - before[0] >= int(r["msgs"]), (before, after, r["msgs"])
+        assert after[1] - before[1] >= int(r["msgs"]), (before, after, r["msgs"])
+        r = bench("-m", "storm", "-u", "ws://127.0.0.1:%d/echo" % srv.port, "-z", "-c", "20")
+        assert r["status"] == "ok" and r["open"] == "20", r
+        r = bench("-m", "fanout", "-u", "ws://127.0.0.1:%d/connection/websocket" % srv.port,
+                  "-A", "http://127.0.0.1:%d/api" % srv.port, "-z", "-c", "20", "-r", "50",
+                  "-s", "200", "-w", "0", "-d", "0.5", "-G", "5")
+        assert r["status"] == "ok" and int(r["pub_ok"]) > 0, r
+        assert r["compressions_per_pub"] == "1.000", r
+        assert int(r["inflated"]) >= int(r["deliveries"]) > 0, r
+    with Server() as srv:  # not accepted: -z fails the connections
+        out = subprocess.run([BIN, "bench", "-m", "storm", "-u", "ws://127.0.0.1:%d/echo" % srv.port,
+                              "-z", "-c", "2"], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 1 and "permessage-deflate" in out.stdout + out.stderr, out.stdout
 
 
 if __name__ == "__main__":
