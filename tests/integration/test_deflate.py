@@ -399,8 +399,8 @@ def metric(srv, name):
     return int(m.group(1))
 
 
-def rt_client(port, deflate):
-    ws = DWS(port, path="/connection/websocket", offer=OFFER if deflate else None)
+def rt_client(port, deflate, offer=OFFER):
+    ws = DWS(port, path="/connection/websocket", offer=offer if deflate else None)
     c = RT.__new__(RT)
     c.ws, c.next_id, c.pending, c.autopong, c.pings = ws, 1, [], True, 0
     c.cid = ws.headers.get("x-holdfast-connection-id")
@@ -416,10 +416,15 @@ def test_fanout_compressed_once_per_publication():
     with Server("--websocket.compression=true", config=cfg, workers=2) as srv:
         dfl = [rt_client(srv.port, True) for _ in range(4)]
         plain = [rt_client(srv.port, False) for _ in range(2)]
+        # asked for a 9-bit server window: the shared frame (compressed with
+        # 15 bits) is not for it; it gets the plain one
+        small = rt_client(srv.port, True, OFFER + "; server_max_window_bits=9")
+        assert params(small.ws.ext).get("server_max_window_bits") == "9", small.ws.ext
+        plain.append(small)
         for c in dfl + plain:
             c.connect()
             assert c.ok("subscribe", {"channel": "news"}) == {}
-        assert all(c.ws.ext for c in dfl) and not any(c.ws.ext for c in plain)
+        assert all(c.ws.ext for c in dfl) and not any(c.ws.ext for c in plain[:2])
         name = 'holdfast_compressed_messages_total{kind="shared"}'
         before = metric(srv, name)
         data = {"text": "a fairly compressible publication " * 20}
@@ -436,6 +441,9 @@ def test_fanout_compressed_once_per_publication():
         for c in plain:
             assert c.ws.rsv1[-5:] == [False] * 5, c.ws.rsv1
         assert metric(srv, name) - before == 5, (before, metric(srv, name))
+        r = small.call("publish", {"channel": "news", "data": {"x": "y" * 300}})
+        assert r == {"id": r["id"], "publish": {}}, r
+        assert small.pubs("news", 1)[0]["data"] == {"x": "y" * 300}
         for c in dfl + plain:
             c.close()
         srv.check_log_clean()
