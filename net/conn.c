@@ -711,7 +711,8 @@ static void on_compressed(hf_conn *c, hf_ws_event *ev) {
     cap = ctx->zbuf_cap;
   } else {
     if (!c->inf)
-      c->inf = hf_inflate_new(c->dfl_ctake ? c->dfl_cbits : 15);
+      c->inf = hf_inflate_new(c->dfl_ctake && c->dfl_cbits > 9 ? c->dfl_cbits
+                              : c->dfl_ctake ? 9 : 15);
     z = c->inf;
     if (z && ev->first && !c->dfl_ctake)
       hf_inflate_reset(z);

@@ -559,6 +559,8 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
     srv_log_begin(&l, LOG_INFO, "upgrade_accepted");
     log_conn_fields(&l, c, req, path, path_len);
     srv_log_strn(&l, "subprotocol", res.subprotocol, res.subprotocol_len);
+    if (res.deflate) /* the negotiated permessage-deflate response */
+      srv_log_str(&l, "extensions", res.extensions);
     hf_tls *t = hf_conn_tls(c);
     if (t) {
       srv_log_str(&l, "tls", hf_tls_version(t));
@@ -567,8 +569,6 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
     }
     if (fw->proto)
       srv_log_strn(&l, "forwarded_proto", fw->proto, fw->proto_len);
-    if (res.deflate) /* the negotiated permessage-deflate response */
-      srv_log_str(&l, "extensions", res.extensions);
     srv_log_end(&l);
     return;
   }

@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hf/deflate.h"
 #include "hf/err.h"
 #include "hf/frame.h"
 #include "hf/handshake.h"
@@ -74,6 +75,10 @@
 #define FIFO_BUDGET (32ull << 20) /* -V: conns * inflight timestamps */
 #define CLOSE_GRACE_NS (2 * BU_NS_PER_S)
 #define MAX_FAIL_KINDS 16
+/* -z: the client compresses each message on its own */
+#define DEFLATE_OFFER                                                          \
+  "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; " \
+  "client_max_window_bits\r\n"
 
 /* ------------------------------------------------------------ config */
 
@@ -87,6 +92,7 @@ typedef struct {
   long conns, inflight, size, pending_max, server_pid;
   double warmup, duration, hold, deadline;
   int binary, verify, json;
+  int deflate;   /* -z: offer permessage-deflate, send compressed messages */
   int pid_found; /* server_pid came from /proc, not -R */
 } bench_cfg;
 
@@ -149,6 +155,13 @@ static struct {
   uint8_t *rbuf, *wbuf, *tmpl;
   size_t wcap, hdr_len, frame_len;
   uint8_t opcode;
+  /* what goes on the wire: tmpl itself, or with -z its compressed form
+   * (a stored block holding the timestamp, then the rest of the template
+   * compressed once: every message has the same length) */
+  uint8_t *wtmpl, wire_op;
+  size_t wlen, ts_off;
+  uint8_t *zbuf; /* -z: an inflated echo */
+  size_t zcap;
   uint64_t rng;
   int nsrc; /* source addresses 127.0.0.1.. used round-robin (IPv4) */
   long next, started, opened, alive, failed_pre, dropped, closing;
@@ -298,7 +311,7 @@ static void gen_frame(uint8_t *dst, uint64_t ts, const uint8_t mask[4],
   size_t hl = B.hdr_len;
   if (from < hl) {
     uint8_t h[HF_FRAME_MAX_HEADER];
-    hf_frame_header(h, 1, B.opcode, (uint64_t)B.cfg.size, mask);
+    hf_frame_header(h, 1, B.wire_op, (uint64_t)B.wlen, mask);
     size_t n = (to < hl ? to : hl) - from;
     memcpy(dst, h + from, n);
     dst += n;
@@ -307,11 +320,13 @@ static void gen_frame(uint8_t *dst, uint64_t ts, const uint8_t mask[4],
   if (from >= to)
     return;
   size_t o = from - hl, len = to - from;
-  memcpy(dst, B.tmpl + o, len);
-  if (o < TS_LEN) {
+  memcpy(dst, B.wtmpl + o, len);
+  size_t t0 = B.ts_off, t1 = B.ts_off + TS_LEN; /* where the timestamp goes */
+  if (o < t1 && o + len > t0) {
     uint8_t hex[TS_LEN];
     put_hex16(hex, ts);
-    memcpy(dst, hex + o, TS_LEN - o < len ? TS_LEN - o : len);
+    size_t a = o > t0 ? o : t0, b = o + len < t1 ? o + len : t1;
+    memcpy(dst + (a - o), hex + (a - t0), b - a);
   }
   hf_frame_mask(dst, len, mask, o);
 }
@@ -510,7 +525,10 @@ static void conn_open(conn *c, uint64_t now) {
     bu_hist_add(&B.hs, now - c->t_start);
   memset(&c->ps, 0, sizeof c->ps);
   c->ps.expect_mask = 0;
-  c->ps.max_message = (uint64_t)B.cfg.size;
+  /* compressed, a tiny echo can be a little longer than itself */
+  c->ps.max_message = B.cfg.deflate ? (uint64_t)hf_deflate_bound((size_t)B.cfg.size)
+                                    : (uint64_t)B.cfg.size;
+  c->ps.allow_rsv1 = (uint8_t)B.cfg.deflate;
   if (B.cfg.verify && B.cfg.mode == MODE_ECHO)
     c->fifo = calloc((size_t)B.cfg.inflight, sizeof *c->fifo);
 }
@@ -593,6 +611,28 @@ static void on_data(conn *c, const hf_ws_event *ev, uint64_t now,
   }
 }
 
+/* -z: replace a compressed echo (one frame: holdfast never fragments) by
+ * its inflated bytes in B.zbuf. 0, or -1 if the connection failed. */
+static int inflate_echo(conn *c, hf_ws_event *ev) {
+  hf_inflate *z = hf_inflate_thread();
+  if (!ev->first || !ev->fin || !z) {
+    conn_fail(c, "%s", z ? "fragmented compressed echo" : "out of memory");
+    return -1;
+  }
+  hf_inflate_reset(z);
+  size_t n = 0;
+  int r = hf_inflate_feed(z, ev->data, ev->len, 1, &B.zbuf, &n, &B.zcap,
+                          (size_t)B.cfg.size);
+  if (r < 0) {
+    conn_fail(c, "compressed echo: %s", hf_strerror(r));
+    return -1;
+  }
+  ev->data = B.zbuf;
+  ev->len = n;
+  ev->compressed = 0;
+  return 0;
+}
+
 /* Parse server frames in buf[0..len). Returns bytes consumed, or -1 if the
  * connection is gone. */
 static ssize_t feed_frames(conn *c, uint8_t *buf, size_t len, uint64_t now,
@@ -613,6 +653,8 @@ static ssize_t feed_frames(conn *c, uint8_t *buf, size_t len, uint64_t now,
       return -1;
     }
     off += (size_t)r;
+    if (ev.type == HF_WS_EV_DATA && ev.compressed && inflate_echo(c, &ev) < 0)
+      return -1;
     switch (ev.type) {
     case HF_WS_EV_DATA:
       on_data(c, &ev, now, replaced);
@@ -743,6 +785,8 @@ static void read_handshake(conn *c) {
     return;
   }
   const char *bad = bu_check_101(c->hs, head_len, c->key, 1, why, sizeof why);
+  if (!bad && B.cfg.deflate && !memmem(c->hs, head_len, "permessage-deflate", 18))
+    bad = "handshake: the server did not accept permessage-deflate (-z)";
   if (bad) {
     conn_fail(c, "%s", bad);
     return;
@@ -826,7 +870,8 @@ static void on_connected(conn *c) {
 static void send_upgrade(conn *c) {
   bu_ws_key(c->key, rnd32);
   char req[CTRL_CAP];
-  int n = bu_upgrade_request(req, sizeof req, &B.cfg.tg, c->key);
+  int n = bu_upgrade_request_ext(req, sizeof req, &B.cfg.tg, c->key,
+                                 B.cfg.deflate ? DEFLATE_OFFER : "");
   c->hs = malloc(HS_MAX);
   c->hs_len = 0;
   if (!c->hs || n <= 0 || (size_t)n >= sizeof req ||
@@ -1304,6 +1349,8 @@ static void usage(FILE *out) {
       "            URL's port, found via /proc; figures omitted if not found]\n"
       "  -T T      hard deadline in seconds: report and exit 1   [W+D+H+30]\n"
       "  -V        echo: verify every payload byte and the order of echoes\n"
+      "  -z        offer permessage-deflate (all modes); echo: send compressed\n"
+      "            messages and inflate the echoes (fails if not accepted)\n"
       "  -j        also print the result as one JSON line\n"
       "  -h, --help  this text\n"
       "\n"
@@ -1333,7 +1380,7 @@ static int parse_args(bench_cfg *cfg, int argc, char **argv) {
   int ac = argc + 1, opt, rc = 0, deadline_set = 0;
   optind = 0; /* full re-initialisation (glibc) */
   opterr = 1;
-  while (rc == 0 && (opt = getopt_long(ac, av, "m:u:c:k:s:d:w:bC:H:R:T:Vjh",
+  while (rc == 0 && (opt = getopt_long(ac, av, "m:u:c:k:s:d:w:bC:H:R:T:Vzjh",
                                        longopts, NULL)) != -1) {
     switch (opt) {
     case 'm':
@@ -1367,6 +1414,7 @@ static int parse_args(bench_cfg *cfg, int argc, char **argv) {
       deadline_set = 1;
       break;
     case 'V': cfg->verify = 1; break;
+    case 'z': cfg->deflate = 1; break;
     case 'j': cfg->json = 1; break;
     case 'h':
       usage(stdout);
@@ -1405,6 +1453,41 @@ static int parse_args(bench_cfg *cfg, int argc, char **argv) {
       return -1;
     }
   }
+  return 0;
+}
+
+/* What every message looks like on the wire (B.wtmpl, B.wlen, B.ts_off,
+ * B.wire_op). With -z: a stored DEFLATE block with the 16 timestamp bytes
+ * (so they can change without recompressing), then the rest of the template
+ * compressed once by a fresh compressor (it refers to nothing before it),
+ * the sync-flush tail removed (RFC 7692 7.2.1). 0, or -1 on OOM. */
+static int wire_template(void) {
+  size_t S = (size_t)B.cfg.size;
+  if (!B.cfg.deflate) {
+    B.wtmpl = B.tmpl;
+    B.wlen = S;
+    B.ts_off = 0;
+    B.wire_op = B.opcode;
+    return 0;
+  }
+  hf_deflate_enc *e = hf_deflate_enc_new(6, 8, 15);
+  size_t bound = hf_deflate_bound(S - TS_LEN);
+  B.wtmpl = e ? malloc(5 + TS_LEN + bound) : NULL;
+  if (!B.wtmpl) {
+    hf_deflate_enc_free(e);
+    return -1;
+  }
+  static const uint8_t stored[5] = {0x00, TS_LEN, 0x00, (uint8_t)~TS_LEN, 0xff};
+  memcpy(B.wtmpl, stored, 5);
+  memset(B.wtmpl + 5, '0', TS_LEN);
+  long n = hf_deflate_compress(e, 1, B.tmpl + TS_LEN, S - TS_LEN,
+                               B.wtmpl + 5 + TS_LEN, bound);
+  hf_deflate_enc_free(e);
+  if (n < 0)
+    return -1;
+  B.wlen = 5 + TS_LEN + (size_t)n;
+  B.ts_off = 5;
+  B.wire_op = (uint8_t)(B.opcode | HF_FRAME_RSV1);
   return 0;
 }
 
@@ -1477,19 +1560,13 @@ int bench_main(int argc, char **argv) {
     seed = bu_now_ns() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
   B.rng = seed ? seed : 1;
   B.opcode = cfg->binary ? HF_OP_BINARY : HF_OP_TEXT;
-  uint8_t h[HF_FRAME_MAX_HEADER], m[4] = {0};
-  B.hdr_len = hf_frame_header(h, 1, B.opcode, (uint64_t)cfg->size, m);
-  B.frame_len = B.hdr_len + (size_t)cfg->size;
-  size_t want = (size_t)cfg->inflight * B.frame_len + CTRL_CAP;
-  B.wcap = want < WBUF_MIN ? WBUF_MIN : want > WBUF_MAX ? WBUF_MAX : want;
 
   int rc = 2;
   B.ep = -1;
   B.conns = calloc((size_t)cfg->conns, sizeof *B.conns);
   B.rbuf = malloc(RBUF_SIZE);
-  B.wbuf = malloc(B.wcap + CTRL_CAP);
   B.tmpl = malloc((size_t)cfg->size);
-  if (!B.conns || !B.rbuf || !B.wbuf || !B.tmpl) {
+  if (!B.conns || !B.rbuf || !B.tmpl) {
     fprintf(stderr, "holdfast bench: out of memory\n");
     goto out;
   }
@@ -1497,6 +1574,20 @@ int bench_main(int argc, char **argv) {
     B.conns[i].fd = -1;
   for (long i = 0; i < cfg->size; i++) /* 'a'..'z': valid UTF-8 text */
     B.tmpl[i] = (uint8_t)('a' + i % 26);
+  if (wire_template() < 0) {
+    fprintf(stderr, "holdfast bench: out of memory\n");
+    goto out;
+  }
+  uint8_t h[HF_FRAME_MAX_HEADER], m[4] = {0};
+  B.hdr_len = hf_frame_header(h, 1, B.wire_op, (uint64_t)B.wlen, m);
+  B.frame_len = B.hdr_len + B.wlen;
+  size_t want = (size_t)cfg->inflight * B.frame_len + CTRL_CAP;
+  B.wcap = want < WBUF_MIN ? WBUF_MIN : want > WBUF_MAX ? WBUF_MAX : want;
+  B.wbuf = malloc(B.wcap + CTRL_CAP);
+  if (!B.wbuf) {
+    fprintf(stderr, "holdfast bench: out of memory\n");
+    goto out;
+  }
   B.ep = epoll_create1(EPOLL_CLOEXEC);
   if (B.ep < 0) {
     perror("holdfast bench: epoll_create1");
@@ -1529,8 +1620,11 @@ out:
   free(B.conns);
   free(B.rbuf);
   free(B.wbuf);
+  if (B.wtmpl != B.tmpl)
+    free(B.wtmpl);
   free(B.tmpl);
   hf_tls_client_free(B.tlsc);
   B.tlsc = NULL;
+  free(B.zbuf);
   return rc;
 }

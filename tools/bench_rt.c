@@ -49,6 +49,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "hf/deflate.h"
 #include "hf/err.h"
 #include "hf/frame.h"
 #include "hf/handshake.h"
@@ -87,6 +88,9 @@
 enum { RT_FANOUT, RT_CHURN };
 enum { DROP_MIX, DROP_RST, DROP_FIN };
 
+/* -z: holdfast's counter of broadcast frames compressed once */
+#define SHARED_SERIES "holdfast_compressed_messages_total{kind=\"shared\"}"
+
 static struct {
   int mode;
   const char *url, *api_url, *api_key, *secret, *channel;
@@ -96,6 +100,7 @@ static struct {
   long subs, cycles, pending, server_pid, size, batch;
   double rate, warmup, duration, hold, drain, deadline;
   int syscalls, json, pid_found;
+  int deflate; /* -z: subscribers offer permessage-deflate */
   long slow;        /* --slow: the last N subscribers read slowly */
   double slow_rate; /* --slow-rate: their bytes per second */
   char token[512];
@@ -169,6 +174,8 @@ static struct {
   size_t req_cap;
   /* deliveries */
   uint64_t deliveries, deliveries_win, bad, dup, ooo;
+  uint64_t inflated; /* -z: compressed messages received */
+  double shared0;    /* -z: the server's shared compressions at the start */
   bu_hist lat, api_rtt, cycle_lat;
   /* slow readers */
   long slow_ended;
@@ -446,7 +453,10 @@ static void on_connected_ws(rconn *c) {
   }
   bu_ws_key(c->key, rnd32);
   char req[1400];
-  int n = bu_upgrade_request(req, sizeof req, &cfg.ws, c->key);
+  int n = bu_upgrade_request_ext(req, sizeof req, &cfg.ws, c->key,
+                                 cfg.deflate ? "Sec-WebSocket-Extensions: "
+                                               "permessage-deflate; client_max_window_bits\r\n"
+                                             : "");
   if (n <= 0 || (size_t)n >= sizeof req || out_append(c, req, (size_t)n) < 0) {
     conn_fail(c, "handshake: cannot build the request");
     return;
@@ -660,6 +670,24 @@ static ssize_t feed_frames(rconn *c, uint8_t *buf, size_t len, uint64_t now) {
       return -1;
     }
     off += (size_t)r;
+    if (ev.type == HF_WS_EV_DATA && ev.compressed) { /* -z: one whole frame */
+      static uint8_t *zb;
+      static size_t zcap;
+      size_t zn = 0;
+      hf_inflate *z = hf_inflate_thread();
+      int zr = !z || !ev.first || !ev.fin ? HF_EPROTO : 0;
+      if (!zr) {
+        hf_inflate_reset(z);
+        zr = hf_inflate_feed(z, ev.data, ev.len, 1, &zb, &zn, &zcap, MAX_MESSAGE);
+      }
+      if (zr < 0) {
+        conn_fail(c, "compressed message: %s", hf_strerror(zr));
+        return -1;
+      }
+      R.inflated++;
+      ev.data = zb;
+      ev.len = zn;
+    }
     switch (ev.type) {
     case HF_WS_EV_DATA:
       if (ev.opcode != HF_OP_TEXT) {
@@ -772,6 +800,9 @@ static void read_handshake(rconn *c) {
       cfg.transport != TR_WS
           ? (memcmp(c->in, "HTTP/1.1 200 ", 13) == 0 ? NULL : "stream request refused")
           : bu_check_101((const char *)c->in, head_len, c->key, 0, why, sizeof why);
+  if (!bad && cfg.deflate && !memmem(c->in, head_len, "permessage-deflate", 18))
+    bad = "handshake: the server did not accept permessage-deflate (-z; "
+          "websocket.compression on?)";
   if (bad) {
     conn_fail(c, "%s: %.60s", bad, (const char *)c->in);
     return;
@@ -779,6 +810,7 @@ static void read_handshake(rconn *c) {
   memset(&c->ps, 0, sizeof c->ps);
   c->ps.expect_mask = 0; /* client side: server frames are not masked */
   c->ps.max_message = MAX_MESSAGE;
+  c->ps.allow_rsv1 = (uint8_t)cfg.deflate;
   size_t extra = c->in_len - head_len;
   memcpy(R.rbuf, c->in + head_len, extra); /* frames right behind the 101 */
   c->in_len = 0;
@@ -1339,6 +1371,8 @@ static void close_all(void) {
 static int run_fanout(void) {
   enum { P_SUB, P_SETTLE, P_PUB, P_DRAIN, P_HOLD, P_END } phase = P_SUB;
   long rss0 = cfg.server_pid > 0 ? bu_proc_rss_kb(cfg.server_pid) : -1;
+  if (cfg.deflate)
+    R.shared0 = bu_metric(&cfg.api, SHARED_SERIES);
   long rss_sub = -1, rss_end = -1;
   cpu_snap c0 = {0}, c1 = {0};
   int have_c0 = 0, have_c1 = 0;
@@ -1595,6 +1629,14 @@ static int run_fanout(void) {
   res("pubs_per_s", 0, "%.1f", pps);
   res("deliveries", 0, "%" PRIu64, R.deliveries);
   res("deliveries_per_s", 0, "%.0f", dps);
+  if (cfg.deflate) { /* the compress-once claim, from the server's counter */
+    double s1 = bu_metric(&cfg.api, SHARED_SERIES);
+    res("inflated", 0, "%" PRIu64, R.inflated);
+    if (R.shared0 >= 0 && s1 >= 0 && R.pub_ok) {
+      res("shared_compressions", 0, "%.0f", s1 - R.shared0);
+      res("compressions_per_pub", 0, "%.3f", (s1 - R.shared0) / (double)R.pub_ok);
+    }
+  }
   res("p50_us", 0, "%.1f", p50);
   res("p99_us", 0, "%.1f", p99);
   res("p999_us", 0, "%.1f", p999);
@@ -1816,6 +1858,9 @@ static void usage(FILE *out) {
       "  -d D      fanout: measured seconds; 0 = subscribe and hold only [5]\n"
       "  -H H      fanout -d 0: seconds to hold the subscribers         [5]\n"
       "  -G G      fanout: most seconds to wait for late deliveries     [5]\n"
+      "  -z        fanout/churn: subscribers offer permessage-deflate and inflate\n"
+      "            what arrives compressed; fanout reports the server's shared\n"
+      "            compressions per publication (/metrics)\n"
       "  --slow N  fanout: the last N subscribers are slow readers (4 KiB receive\n"
       "            buffer, read at --slow-rate); reported apart: ended by the\n"
       "            server (3008 or told to recover) or still there, their lag;\n"
@@ -1858,7 +1903,7 @@ static int parse_args(int argc, char **argv) {
   int ac = argc + 1, opt, rc = 0, deadline_set = 0, channel_set = 0;
   optind = 0;
   opterr = 1;
-  while (rc == 0 && (opt = getopt_long(ac, av, "m:u:t:c:M:A:K:r:b:s:w:d:H:G:Sn:C:R:T:jh",
+  while (rc == 0 && (opt = getopt_long(ac, av, "m:u:t:c:M:A:K:r:b:s:w:d:H:G:Sn:C:R:T:zjh",
                                        longopts, NULL)) != -1) {
     switch (opt) {
     case 'm':
@@ -1904,6 +1949,7 @@ static int parse_args(int argc, char **argv) {
     case 'H': rc = bu_parse_secs(optarg, 'H', 0, MAX_DURATION, 0, &cfg.hold); break;
     case 'G': rc = bu_parse_secs(optarg, 'G', 0, MAX_DURATION, 0, &cfg.drain); break;
     case 'S': cfg.syscalls = 1; break;
+    case 'z': cfg.deflate = 1; break;
     case 'n': rc = bu_parse_long(optarg, 'n', 1, MAX_CYCLES, &cfg.cycles); break;
     case 'C': rc = bu_parse_long(optarg, 'C', 1, MAX_PENDING, &cfg.pending); break;
     case O_TRANSPORT:

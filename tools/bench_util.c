@@ -476,6 +476,11 @@ void bu_ws_key(char key[25], uint32_t (*rnd)(void)) {
 
 int bu_upgrade_request(char *req, size_t cap, const bu_target *t,
                        const char *key) {
+  return bu_upgrade_request_ext(req, cap, t, key, "");
+}
+
+int bu_upgrade_request_ext(char *req, size_t cap, const bu_target *t,
+                           const char *key, const char *extra) {
   return snprintf(req, cap,
                   "GET %s HTTP/1.1\r\n"
                   "Host: %s\r\n"
@@ -483,8 +488,46 @@ int bu_upgrade_request(char *req, size_t cap, const bu_target *t,
                   "Connection: Upgrade\r\n"
                   "Sec-WebSocket-Key: %s\r\n"
                   "Sec-WebSocket-Version: 13\r\n"
+                  "%s"
                   "User-Agent: holdfast-bench\r\n\r\n",
-                  t->path, t->authority, key);
+                  t->path, t->authority, key, extra);
+}
+
+double bu_metric(const bu_target *t, const char *series) {
+  int fd = socket(t->dst.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  struct timeval tv = {5, 0}; /* bounded: never hang the report */
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  socklen_t sl = t->dst.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in);
+  char req[512];
+  int n = snprintf(req, sizeof req,
+                   "GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+                   t->authority);
+  size_t cap = 4 << 20, len = 0;
+  char *buf = malloc(cap + 1);
+  if (!buf || connect(fd, (const struct sockaddr *)&t->dst, sl) < 0 ||
+      send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+    free(buf);
+    close(fd);
+    return -1;
+  }
+  ssize_t r;
+  while (len < cap && (r = recv(fd, buf + len, cap - len, 0)) > 0)
+    len += (size_t)r;
+  close(fd);
+  buf[len] = 0;
+  double v = -1;
+  size_t sn = strlen(series);
+  for (char *p = buf; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+    if (strncmp(p, series, sn) == 0 && p[sn] == ' ') {
+      v = strtod(p + sn + 1, NULL);
+      break;
+    }
+  free(buf);
+  return v;
 }
 
 size_t bu_client_frame(uint8_t *dst, int opcode, const void *p, size_t n,

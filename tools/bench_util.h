@@ -106,6 +106,14 @@ void bu_ws_key(char key[25], uint32_t (*rnd)(void));
 /* The upgrade request for t with key into req[0..cap): snprintf's result. */
 int bu_upgrade_request(char *req, size_t cap, const bu_target *t,
                        const char *key);
+/* The same with extra header lines (each ending "\r\n"; "" for none). */
+int bu_upgrade_request_ext(char *req, size_t cap, const bu_target *t,
+                           const char *key, const char *extra);
+/* A counter or gauge from the server's Prometheus exposition: a blocking
+ * GET /metrics on t's address (outside any measured window), the value of
+ * the line "<series> <value>" (series with its labels, exactly). -1 if the
+ * request failed or the series is missing. */
+double bu_metric(const bu_target *t, const char *series);
 /* One masked client frame (FIN set) of opcode with payload p[0..n) into dst
  * (room for n + HF_FRAME_MAX_HEADER); its length. */
 size_t bu_client_frame(uint8_t *dst, int opcode, const void *p, size_t n,

@@ -11,6 +11,7 @@ and the fan-out rule: a publication is compressed once for all deflate
 recipients (holdfast_compressed_messages_total{kind="shared"})."""
 import asyncio
 import json
+import subprocess
 import os
 import random
 import re
@@ -19,7 +20,7 @@ import sys
 import time
 import zlib
 
-from harness import RT, WS, Closed, Server, http_call, run_module
+from harness import BIN, RT, WS, Closed, Server, http_call, run_module
 
 API_KEY = "dfl-api-key"
 OFFER = "permessage-deflate; client_max_window_bits"
@@ -61,7 +62,13 @@ class DWS(WS):
         self.send_raw(out)
 
     def recv_frame(self, timeout=5.0):
-        fin, op, payload, rsv = self.recv_frame_rsv(timeout)
+        """The harness's frames, with RSV1 allowed on the first frame of a
+        data message (remembered for recv_message)."""
+        fin, op, payload, rsv1 = self.recv_frame_rsv(timeout)
+        if op in (0x1, 0x2):
+            self.msg_rsv1 = rsv1
+        elif rsv1:
+            raise AssertionError("RSV1 on opcode %d" % op)
         return fin, op, payload
 
     def recv_frame_rsv(self, timeout=5.0):
@@ -80,34 +87,16 @@ class DWS(WS):
         if b0 & 0x30:
             raise AssertionError("server frame has RSV2/RSV3")
         rsv1 = bool(b0 & 0x40)
-        if rsv1 and (b0 & 0x0F) not in (1, 2):
-            raise AssertionError("RSV1 on opcode %d" % (b0 & 0x0F))
         if rsv1 and self.ext is None:
             raise AssertionError("RSV1 without a negotiated extension")
         return bool(b0 & 0x80), b0 & 0x0F, payload, rsv1
 
     def recv_message(self, timeout=5.0, skip_pings=True):
-        op0, data, comp = None, b"", False
-        while True:
-            fin, op, p, rsv1 = self.recv_frame_rsv(timeout)
-            if op == 0x9 and skip_pings:
-                self.send(0xA, p)
-                continue
-            if op == 0xA:
-                continue
-            if op == 0x8:
-                raise Closed(p)
-            if op0 is None:
-                op0, comp = op, rsv1
-            elif rsv1:
-                raise AssertionError("RSV1 on a continuation frame")
-            data += p
-            if fin:
-                self.rsv1.append(comp)
-                if comp:  # the server never keeps context: a fresh inflater
-                    d = zlib.decompressobj(-15)
-                    data = d.decompress(data + b"\x00\x00\xff\xff")
-                return op0, data
+        op, data = super().recv_message(timeout, skip_pings)
+        self.rsv1.append(self.msg_rsv1)
+        if self.msg_rsv1:  # the server never keeps context: a fresh inflater
+            data = zlib.decompressobj(-15).decompress(data + b"\x00\x00\xff\xff")
+        return op, data
 
 
 def params(ext):
@@ -342,10 +331,12 @@ def test_bombs_close_1009_without_allocating():
     z = zlib.compressobj(9, zlib.DEFLATED, -15)
     small = (z.compress(bytes(1 << 20)) + z.flush(zlib.Z_SYNC_FLUSH))[:-4]
     assert len(small) < 1100, len(small)
+    # 1 MiB of zeros compressed once with a full flush (byte-aligned, no
+    # back-references across it), repeated 1024 times: one valid stream
     z = zlib.compressobj(9, zlib.DEFLATED, -15)
-    chunk = bytes(1 << 20)
-    big = b"".join(z.compress(chunk) for _ in range(1024)) + z.flush(zlib.Z_SYNC_FLUSH)
-    big = big[:-4]
+    block = z.compress(bytes(1 << 20)) + z.flush(zlib.Z_FULL_FLUSH)
+    big = (block * 1024)[:-4]
+    assert len(zlib.decompressobj(-15).decompress(block * 3)) == 3 << 20
     assert len(big) < (2 << 20), len(big)
     with Server("--echo.compression=true", "--websocket.message_size_limit=65536") as srv:
         ws = DWS(srv.port)
@@ -408,8 +399,8 @@ def metric(srv, name):
     return int(m.group(1))
 
 
-def rt_client(port, deflate):
-    ws = DWS(port, path="/connection/websocket", offer=OFFER if deflate else None)
+def rt_client(port, deflate, offer=OFFER):
+    ws = DWS(port, path="/connection/websocket", offer=offer if deflate else None)
     c = RT.__new__(RT)
     c.ws, c.next_id, c.pending, c.autopong, c.pings = ws, 1, [], True, 0
     c.cid = ws.headers.get("x-holdfast-connection-id")
@@ -425,10 +416,15 @@ def test_fanout_compressed_once_per_publication():
     with Server("--websocket.compression=true", config=cfg, workers=2) as srv:
         dfl = [rt_client(srv.port, True) for _ in range(4)]
         plain = [rt_client(srv.port, False) for _ in range(2)]
+        # asked for a 9-bit server window: the shared frame (compressed with
+        # 15 bits) is not for it; it gets the plain one
+        small = rt_client(srv.port, True, OFFER + "; server_max_window_bits=9")
+        assert params(small.ws.ext).get("server_max_window_bits") == "9", small.ws.ext
+        plain.append(small)
         for c in dfl + plain:
             c.connect()
             assert c.ok("subscribe", {"channel": "news"}) == {}
-        assert all(c.ws.ext for c in dfl) and not any(c.ws.ext for c in plain)
+        assert all(c.ws.ext for c in dfl) and not any(c.ws.ext for c in plain[:2])
         name = 'holdfast_compressed_messages_total{kind="shared"}'
         before = metric(srv, name)
         data = {"text": "a fairly compressible publication " * 20}
@@ -445,9 +441,71 @@ def test_fanout_compressed_once_per_publication():
         for c in plain:
             assert c.ws.rsv1[-5:] == [False] * 5, c.ws.rsv1
         assert metric(srv, name) - before == 5, (before, metric(srv, name))
+        r = small.call("publish", {"channel": "news", "data": {"x": "y" * 300}})
+        assert r == {"id": r["id"], "publish": {}}, r
+        assert small.pubs("news", 1)[0]["data"] == {"x": "y" * 300}
         for c in dfl + plain:
             c.close()
         srv.check_log_clean()
+
+
+def test_deflate_over_tls():
+    """Compressed messages both ways over wss:// (compression sits above
+    the TLS layer): 16 B..256 KiB echoes, a fragmented one, and a bomb."""
+    from tlsutil import CA, tls_args
+    with CA() as ca:
+        cert, key = ca.issue("localhost")
+        with Server(*tls_args(cert, key, "--echo.compression=true",
+                              "--websocket.message_size_limit=300000")) as srv:
+            ws = DWS(srv.port, tls=ca.client_context())
+            assert params(ws.ext).get("server_no_context_takeover"), ws.ext
+            for n in (16, 1000, 70000, 262144):
+                msg = chop(("over TLS \u00e9 %d " % n).encode() * (n // 12 + 1), n)
+                ws.send_deflated(0x1, msg, fragments=1 + n % 3)
+                assert ws.recv_message() == (0x1, msg), n
+            assert ws.rsv1[-1], "the server did not compress over TLS"
+            z = zlib.compressobj(9, zlib.DEFLATED, -15)
+            ws.send(0x2, (z.compress(bytes(4 << 20)) + z.flush(zlib.Z_SYNC_FLUSH))[:-4], rsv=4)
+            ws.expect_close(1009)
+            ws.close()
+            srv.check_log_clean()
+
+
+def bench(*args, timeout=60):
+    out = subprocess.run([BIN, "bench"] + list(args), capture_output=True, text=True,
+                         timeout=timeout)
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert out.returncode == 0 and line, (out.returncode, out.stdout[-800:], out.stderr[-800:])
+    return dict(kv.split("=", 1) for kv in line[0].split()[1:])
+
+
+def test_bench_offers_deflate():
+    """holdfast bench -z: echo with compressed messages both ways (every
+    byte verified), a storm that insists on the extension, and fanout
+    reporting the server's compressions per publication (1.000)."""
+    with Server("--echo.compression=true", "--websocket.compression=true",
+                "--client.insecure=true", "--http_api.insecure=true", workers=2) as srv:
+        before = [metric(srv, 'holdfast_compressed_messages_total{kind="%s"}' % k)
+                  for k in ("in", "out")]
+        r = bench("-u", "ws://127.0.0.1:%d/echo" % srv.port, "-z", "-V", "-c", "4",
+                  "-k", "2", "-s", "2048", "-w", "0", "-d", "0.5")
+        assert r["status"] == "ok" and r["bad"] == "0" and int(r["msgs"]) > 0, r
+        after = [metric(srv, 'holdfast_compressed_messages_total{kind="%s"}' % k)
+                 for k in ("in", "out")]
+        assert after[0] - before[0] >= int(r["msgs"]), (before, after, r["msgs"])
+        assert after[1] - before[1] >= int(r["msgs"]), (before, after, r["msgs"])
+        r = bench("-m", "storm", "-u", "ws://127.0.0.1:%d/echo" % srv.port, "-z", "-c", "20")
+        assert r["status"] == "ok" and r["open"] == "20", r
+        r = bench("-m", "fanout", "-u", "ws://127.0.0.1:%d/connection/websocket" % srv.port,
+                  "-A", "http://127.0.0.1:%d/api" % srv.port, "-z", "-c", "20", "-r", "50",
+                  "-s", "200", "-w", "0", "-d", "0.5", "-G", "5")
+        assert r["status"] == "ok" and int(r["pub_ok"]) > 0, r
+        assert r["compressions_per_pub"] == "1.000", r
+        assert int(r["inflated"]) >= int(r["deliveries"]) > 0, r
+    with Server() as srv:  # not accepted: -z fails the connections
+        out = subprocess.run([BIN, "bench", "-m", "storm", "-u", "ws://127.0.0.1:%d/echo" % srv.port,
+                              "-z", "-c", "2"], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 1 and "permessage-deflate" in out.stdout + out.stderr, out.stdout
 
 
 if __name__ == "__main__":
