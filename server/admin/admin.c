@@ -306,7 +306,7 @@ static int matches(const survey *s, cl_client *cl, const char *id) {
     return 0;
   if (s->remote[0]) {
     char peer[64];
-    hf_conn_peer(c, peer, sizeof peer);
+    hf_conn_client(c, peer, sizeof peer); /* behind a trusted proxy: the client it names */
     if (strncmp(peer, s->remote, strlen(s->remote)) != 0)
       return 0;
   }
@@ -346,7 +346,7 @@ static int cand_cmp(const void *x, const void *y) {
 static void write_row(jw_buf *b, cl_client *cl, const char *id, uint64_t now_ms) {
   hf_conn *c = cl_conn(cl);
   char peer[64];
-  hf_conn_peer(c, peer, sizeof peer);
+  hf_conn_client(c, peer, sizeof peer); /* behind a trusted proxy: the client it names */
   jw_lit(b, "{\"id\":");
   jw_cstr(b, id);
   jw_lit(b, ",\"user\":");

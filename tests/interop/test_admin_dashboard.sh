@@ -20,7 +20,7 @@ cat >"$DIR/config.json" <<'JSON'
   "admin": {"enabled": true, "password": "dash-pass", "secret": "dash-secret-0123456789abcdef"},
   "client": {"token": {"hmac_secret_key": "dash-token-secret"},
              "allowed_origins": ["https://app.example.com"],
-             "ping_interval": "3s", "pong_timeout": "2s",
+             "ping_interval": "5s", "pong_timeout": "4s",
              "queue_max_size": 4096, "queue_grace": "0s", "queue_hard_limit": 65536},
   "http_api": {"key": "dash-api-key"},
   "channel": {"without_namespace": {"allow_subscribe_for_client": true}}
