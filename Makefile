@@ -23,6 +23,13 @@ else
   LDSAN :=
 endif
 
+# make METRICS=off: metrics counting compiled out, in build/nometrics (a
+# benchmark baseline: scripts/bench-containment.sh)
+ifeq ($(METRICS),off)
+  B := $(B)/nometrics
+  CPPFLAGS += -DHF_METRICS_OFF
+endif
+
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
         -Wpointer-arith -Wformat=2 -Wno-unused-parameter -Werror
 CPPFLAGS += -Iinclude -Iserver -D_GNU_SOURCE

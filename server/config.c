@@ -95,7 +95,8 @@ static const setting settings[] = {
      "most simultaneous connections per process; over it: 503 (0 = none)"},
     {"client.connection_limit_per_ip", T_UINT, O(connection_limit_per_ip), "0",
      0, 100000000, NULL, HF,
-     "most simultaneous connections from one IP address; over it: 503 (0 = none)"},
+     "most simultaneous connections from one IP address (IPv6: one /64 "
+     "network); over it: 503 (0 = none)"},
     {"client.queue_max_size", T_SIZE, O(queue_max_size), "1048576", 1024,
      1024 * MiB, NULL, CF,
      "output queue soft limit per connection in bytes: a queue may stay over "
@@ -112,6 +113,64 @@ static const setting settings[] = {
      "slow at once"},
     {"client.retry_after", T_UINT, O(retry_after), "5", 0, 3600, NULL, HF,
      "seconds sent in Retry-After with 503 answers"},
+    /* containment: rate limits, per-user connections, accept rates
+     * (server/limits/), drain spread (server.c) */
+    {"client.user_connection_limit", T_UINT, O(user_connection_limit), "0", 0,
+     100000000, NULL, CF,
+     "most simultaneous connections of one user (anonymous ones not counted) "
+     "across the process; over it: disconnect 3504 (0 = none)"},
+    {"client.accept_rate", T_UINT, O(accept_rate), "0", 0, 10000000, NULL, HF,
+     "new WebSocket upgrades a second, all addresses together (token bucket; "
+     "0 = no limit); over it: 503 with a jittered Retry-After (between "
+     "client.retry_after and twice that)"},
+    {"client.accept_burst", T_UINT, O(accept_burst), "0", 0, 10000000, NULL, HF,
+     "upgrades that may arrive at once before client.accept_rate applies (0 = "
+     "one second's worth)"},
+    {"client.accept_rate_per_ip", T_UINT, O(accept_rate_per_ip), "0", 0,
+     10000000, NULL, HF,
+     "new WebSocket upgrades a second from one address (IPv6: one /64); 0 = "
+     "no limit; over it: 503 with a jittered Retry-After"},
+    {"client.accept_burst_per_ip", T_UINT, O(accept_burst_per_ip), "0", 0,
+     10000000, NULL, HF,
+     "upgrades one address may make at once (0 = one second's worth)"},
+    {"client.rate_limit.command_rate", T_UINT, O(rl_command_rate), "0", 0,
+     10000000, NULL, HF,
+     "commands a second per connection (token bucket; 0 = no limit); over it "
+     "a command gets error 111 \"too many requests\""},
+    {"client.rate_limit.command_burst", T_UINT, O(rl_command_burst), "0", 0,
+     10000000, NULL, HF,
+     "commands a connection may save up (0 = one second's worth)"},
+    {"client.rate_limit.bytes_rate", T_SIZE, O(rl_bytes_rate), "0", 0,
+     10000000, NULL, HF,
+     "command bytes a second per connection (0 = no limit); over it: 111"},
+    {"client.rate_limit.bytes_burst", T_SIZE, O(rl_bytes_burst), "0", 0,
+     10000000, NULL, HF,
+     "command bytes a connection may save up (0 = one second's worth); a "
+     "larger command waits for a full bucket"},
+    {"client.rate_limit.publish_rate", T_UINT, O(rl_publish_rate), "0", 0,
+     10000000, NULL, HF,
+     "publish commands a second per connection (0 = no limit); over it: 111"},
+    {"client.rate_limit.subscribe_rate", T_UINT, O(rl_subscribe_rate), "0", 0,
+     10000000, NULL, HF,
+     "subscribe commands a second per connection (0 = no limit); over it: 111"},
+    {"client.rate_limit.user_command_rate", T_UINT, O(rl_user_command_rate), "0",
+     0, 10000000, NULL, HF,
+     "commands a second of all of one user's connections together (0 = no "
+     "limit; anonymous connections are not counted); over it: 111"},
+    {"client.rate_limit.channel_publish_rate", T_UINT,
+     O(rl_channel_publish_rate), "0", 0, 10000000, NULL, HF,
+     "client publications a second into one channel, all clients together "
+     "(0 = no limit); over it: 111"},
+    {"client.rate_limit.disconnect_after", T_UINT, O(rl_disconnect_after), "100",
+     0, 10000000, NULL, HF,
+     "commands refused in one burst of abuse (no second without a refusal) "
+     "before the connection is closed with 3013 \"too many requests\" "
+     "(0 = never close)"},
+    {"shutdown.spread", T_DUR, O(shutdown_spread_ms), "0s", 0, 3600000, NULL, HF,
+     "on SIGTERM (or the admin drain), close real-time clients with 3001 "
+     "spread evenly, with jitter, over this window instead of all at once, so "
+     "they do not all reconnect to the other instances in the same second "
+     "(0 = all at once); shutdown.timeout starts after it"},
     {"websocket.message_size_limit", T_SIZE, O(message_size_limit), "1048576",
      125, 1024 * MiB, NULL, CF,
      "largest incoming message in bytes (all fragments); over it: close 1009"},

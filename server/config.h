@@ -48,6 +48,16 @@ typedef struct {
   uint64_t queue_grace_ms;          /* time over the soft limit allowed */
   uint64_t queue_hard_limit;        /* output queue hard limit, bytes */
   uint64_t retry_after;             /* seconds, in 503 answers */
+  /* containment: rate limits and per-user connections (server/limits/) */
+  uint64_t user_connection_limit;   /* 0 = unlimited */
+  uint64_t accept_rate, accept_burst;               /* upgrades/s, all */
+  uint64_t accept_rate_per_ip, accept_burst_per_ip; /* upgrades/s, one address */
+  uint64_t rl_command_rate, rl_command_burst; /* per connection, per second */
+  uint64_t rl_bytes_rate, rl_bytes_burst;
+  uint64_t rl_publish_rate, rl_subscribe_rate;
+  uint64_t rl_user_command_rate, rl_channel_publish_rate;
+  uint64_t rl_disconnect_after;     /* refusals in one burst before 3013 */
+  uint64_t shutdown_spread_ms;      /* drain: close clients over this window */
   /* websocket */
   uint64_t message_size_limit;
   uint64_t max_header_size;

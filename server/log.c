@@ -7,10 +7,11 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 static int g_pretty;
-static srv_log_level g_min = LOG_INFO;
+static _Atomic int g_min = LOG_INFO; /* changed by a reload (main thread) */
 static int g_fd = 2;
 
 void srv_log_setup(int pretty, srv_log_level min_level, int fd) {
@@ -19,7 +20,13 @@ void srv_log_setup(int pretty, srv_log_level min_level, int fd) {
   g_fd = fd;
 }
 
-int srv_log_enabled(srv_log_level lvl) { return lvl >= g_min; }
+int srv_log_enabled(srv_log_level lvl) {
+  return (int)lvl >= atomic_load_explicit(&g_min, memory_order_relaxed);
+}
+
+void srv_log_set_level(srv_log_level min_level) {
+  atomic_store_explicit(&g_min, (int)min_level, memory_order_relaxed);
+}
 
 srv_log_level srv_log_parse_level(const char *s) {
   if (strcmp(s, "debug") == 0 || strcmp(s, "trace") == 0)
@@ -70,7 +77,7 @@ static void put_escaped(srv_logline *l, const char *s, size_t n) {
 }
 
 void srv_log_begin(srv_logline *l, srv_log_level lvl, const char *event) {
-  l->on = lvl >= g_min;
+  l->on = srv_log_enabled(lvl);
   l->jl = l->tl = 0;
   if (!l->on)
     return;

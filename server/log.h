@@ -14,6 +14,8 @@ typedef enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_OFF } srv_log_level
 /* Set once at start-up, before threads start. */
 void srv_log_setup(int pretty, srv_log_level min_level, int fd);
 int srv_log_enabled(srv_log_level lvl);
+/* Change the lowest level logged (a SIGHUP reload); any thread. */
+void srv_log_set_level(srv_log_level min_level);
 /* "trace" (the same as debug here), "debug", "info", "warn", "error",
  * "none" (nothing is logged): the levels a Centrifugo config may name. */
 srv_log_level srv_log_parse_level(const char *s);

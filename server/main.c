@@ -54,6 +54,7 @@ static int serve(int argc, char **argv) {
     srv_log_str(&l, "message", *w);
     srv_log_end(&l);
   }
+  srv_set_reload_args(argc, argv);
   int rc = srv_run(&cfg);
   srv_config_free(&cfg);
   return rc;

@@ -64,8 +64,9 @@ enum {
   U_RESOLVED = 1 << 16, /* the client address is final (first request seen) */
   U_DEFER_IP = 1 << 17, /* per-IP accounting waits for the client address
                            (the peer is a proxy) */
-  U_ADMIN = 1 << 18,    /* an admin call (method id in bits 8-15) */
-  U_ADMIN_WS = 1 << 19  /* a dashboard WebSocket */
+  U_FDS = 1 << 18,      /* accepted near the descriptor limit: answer 503 */
+  U_ADMIN = 1 << 19,    /* an admin call (method id in bits 8-15) */
+  U_ADMIN_WS = 1 << 20  /* a dashboard WebSocket */
 };
 
 /* What a listener speaks (server.lkind). */
@@ -109,9 +110,13 @@ typedef struct {
   hf_timer drain_timer;
   uint64_t drain_deadline;
   int draining;
+  int spreading;                 /* closing clients over shutdown.spread */
+  uint64_t spread_start;         /* loop ms when the drain began */
+  uint64_t spread_total, spread_done; /* clients at the start, closed so far */
   int reserve_fd; /* closed to accept-and-drop under EMFILE */
   size_t forced;  /* connections still open at the drain deadline */
   uint64_t emfile_logged;
+  uint64_t jitter; /* LCG state for Retry-After jitter (this worker only) */
   uint64_t untrusted_logged;
   hf_tls_server *tls; /* a reference to the TLS material of generation */
   unsigned tls_gen;   /* tls_gen; refreshed at accept after a reload */
@@ -124,13 +129,14 @@ struct server {
   const srv_config *cfg;
   worker *w;
   size_t nw;
-  hf_handshake_policy echo_pol;
-  hf_handshake_policy ws_pol;
+  struct live *live; /* what a reload may change: read with live_get */
   hub *hub;
   eng *eng;
   chan_config chans;
   srv_jwt_keys *keys;
   cl_config clcfg;
+
+  uint64_t fd_max, fd_headroom; /* RLIMIT_NOFILE after raising; margin kept */
   api_ctx api;
   adm *adm;                  /* admin API and dashboard, or NULL */
   hf_handshake_policy adm_pol;
@@ -155,6 +161,24 @@ struct server {
   uint64_t expiry_checked; /* last daily certificate check (mono ms) */
 };
 
+/* What a SIGHUP reload may change, as one immutable snapshot: handshake
+ * policies (allowed origins) and the containment values. Workers read the
+ * current one through live_get (an acquire load, no lock); a reload
+ * publishes a new one and keeps the old ones (chained through `older`,
+ * each owning the configuration its strings point into) until exit, so a
+ * worker still reading one is never left with freed memory. */
+struct live {
+  hf_handshake_policy ws_pol, echo_pol;
+  rl_limits limits;
+  srv_config *own; /* the reloaded configuration (NULL: srv_run's) */
+  struct live *older;
+};
+
+static const struct live *live_get(const server *s) {
+  return __atomic_load_n(&s->live, __ATOMIC_ACQUIRE);
+}
+
+
 static uint64_t mono_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -170,7 +194,11 @@ static unsigned ip_hash(const uint8_t *ip, size_t n) {
   return h & (IP_BUCKETS - 1);
 }
 
-static uint32_t ip_add(server *s, const uint8_t *ip, size_t n, int delta) {
+/* Count delta connections for address ip[0..n) (IPv6: its /64, see
+ * rl_ip_key); returns the new count. */
+static uint32_t ip_add(server *s, const uint8_t *addr, size_t alen, int delta) {
+  uint8_t ip[16];
+  size_t n = rl_ip_key(addr, alen, ip);
   uint32_t count = 0;
   pthread_mutex_lock(&s->ip_mu);
   ip_entry **pp = &s->ip_tab[ip_hash(ip, n)];
@@ -410,6 +438,39 @@ static void reject_logged(hf_conn *c, const hf_http_request *req,
   reject_as("upgrade_rejected", c, req, path, path_len, status, reason, extra, body);
 }
 
+/* Upgrades near the descriptor limit or over the accept rate (global or
+ * per address, IPv6 by /64) get 503 with a jittered Retry-After (between
+ * client.retry_after and twice that), so a storm of reconnects spreads out
+ * instead of coming back in the same second. Returns 1 if it answered. */
+static int containment_refuses(worker *w, hf_conn *c, const hf_http_request *req,
+                               const char *path, size_t path_len, uintptr_t u) {
+  server *s = w->srv;
+  const char *reason, *body;
+  if (u & U_FDS) {
+    reason = "fd_limit";
+    body = "The server is near its open file limit. Retry later, with backoff.\n";
+  } else {
+    uint8_t ip[16], key[16];
+    size_t n = rl_ip_key(ip, hf_conn_client_ip(c, ip), key); /* behind a proxy: the client */
+    int which = 0;
+    if (rl_accept_take(s->clcfg.rl, key, n, hf_loop_now(w->loop), &which))
+      return 0;
+    met_ratelimit_inc(MET_RL_ACCEPT);
+    reason = which ? "accept_rate_limit_per_ip" : "accept_rate_limit";
+    body = which ? "Too many new connections from this address "
+                   "(client.accept_rate_per_ip). Retry later, with backoff.\n"
+                 : "Too many new connections (client.accept_rate). Retry "
+                   "later, with backoff.\n";
+  }
+  uint64_t base = s->cfg->retry_after ? s->cfg->retry_after : 1;
+  w->jitter = w->jitter * 6364136223846793005ull + 1442695040888963407ull;
+  char extra[64];
+  snprintf(extra, sizeof extra, "Retry-After: %llu\r\n",
+           (unsigned long long)(base + (w->jitter >> 33) % (base + 1)));
+  reject_logged(c, req, path, path_len, 503, reason, extra, body);
+  return 1;
+}
+
 /* Upgrade on the echo (rt = 0) or the real-time endpoint (rt = 1). */
 static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
                           const char *path, size_t path_len, int rt,
@@ -431,8 +492,11 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
                   "The server is shutting down. Reconnect with backoff.\n");
     return;
   }
+  if (containment_refuses(w, c, req, path, path_len, u))
+    return;
   hf_handshake_result res;
-  hf_handshake_policy pol = rt ? s->ws_pol : s->echo_pol;
+  const struct live *lv = live_get(s);
+  hf_handshake_policy pol = rt ? lv->ws_pol : lv->echo_pol;
   if (fw->host) { /* same-origin against the host the client asked the proxy for */
     pol.same_origin_host = fw->host;
     pol.same_origin_host_len = fw->host_len;
@@ -1111,21 +1175,55 @@ static void on_accept(hf_loop *loop, hf_io *io, uint32_t revents) {
       if (ip_add(s, ip, n, 1) > s->cfg->connection_limit_per_ip)
         u |= U_OVER;
     }
+    if (s->fd_max && total + s->fd_headroom > s->fd_max)
+      u |= U_FDS; /* answered 503 while descriptors are left to answer */
     hf_conn_set_udata(c, (void *)u);
   }
 }
 
 /* ---- drain -------------------------------------------------------------- */
 
+/* All real-time clients are closed: close the rest (echo) and give the
+ * close handshakes shutdown.timeout. */
+static void drain_close_rest(worker *w) {
+  w->spreading = 0;
+  hf_conn_ctx_close_all(w->ctx, HF_CLOSE_GOING_AWAY,
+                        "server shutting down, reconnect with backoff");
+  w->drain_deadline = hf_loop_now(w->loop) + w->srv->cfg->shutdown_timeout_ms;
+}
+
+/* While spreading: close as many clients as the elapsed part of
+ * shutdown.spread calls for (rounded at random, so ticks do not all close
+ * the same number), in list order. */
+static void drain_spread_step(worker *w) {
+  uint64_t now = hf_loop_now(w->loop), win = w->srv->cfg->shutdown_spread_ms;
+  uint64_t el = now - w->spread_start;
+  uint64_t due = w->spread_total;
+  if (el < win) {
+    w->jitter = w->jitter * 6364136223846793005ull + 1442695040888963407ull;
+    uint64_t scaled = w->spread_total * el * 1024u / win; /* due, in 1/1024ths */
+    due = (scaled + ((w->jitter >> 33) & 1023u)) / 1024u;
+  }
+  if (due > w->spread_done)
+    w->spread_done += cl_list_disconnect_next(&w->clients, (size_t)(due - w->spread_done),
+                                              HF_CLOSE_SHUTDOWN, "shutdown");
+  if (!w->clients.cursor)
+    drain_close_rest(w);
+}
+
 static void drain_tick(hf_loop *loop, hf_timer *t) {
   worker *w = hf_loop_data(loop);
-  if (hf_conn_ctx_count(w->ctx) == 0 || hf_loop_now(loop) >= w->drain_deadline) {
+  if (w->spreading) {
+    drain_spread_step(w);
+  } else if (hf_conn_ctx_count(w->ctx) == 0 || hf_loop_now(loop) >= w->drain_deadline) {
     hf_loop_stop(loop);
     return;
   }
   hf_timer_set(loop, t, 20);
 }
 
+/* Stop accepting, then close the real-time clients with 3001 (a reconnect
+ * code), at once or spread over shutdown.spread, then everything else. */
 static void on_drain(hf_loop *loop, hf_msg *m) {
   worker *w = hf_loop_data(loop);
   if (w->draining)
@@ -1136,16 +1234,22 @@ static void on_drain(hf_loop *loop, hf_msg *m) {
     close(w->lis[i].fd);
     w->lis[i].fd = -1;
   }
-  for (cl_client *cl = w->clients.head, *n; cl; cl = n) {
-    n = cl_next(cl); /* a failed send may free cl */
-    cl_disconnect(cl, HF_CLOSE_SHUTDOWN, "shutdown");
-  }
-  hf_conn_ctx_close_all(w->ctx, HF_CLOSE_GOING_AWAY,
-                        "server shutting down, reconnect with backoff");
-  w->drain_deadline = hf_loop_now(loop) + w->srv->cfg->shutdown_timeout_ms;
+  cl_list_drain_begin(&w->clients);
+  w->spread_total = w->clients.count;
+  w->spread_done = 0;
+  w->spread_start = hf_loop_now(loop);
   w->drain_timer.cb = drain_tick;
+  if (w->srv->cfg->shutdown_spread_ms && w->spread_total) {
+    w->spreading = 1;
+    drain_spread_step(w);
+  } else {
+    cl_list_disconnect_next(&w->clients, SIZE_MAX, HF_CLOSE_SHUTDOWN, "shutdown");
+    drain_close_rest(w);
+  }
   hf_timer_set(loop, &w->drain_timer, 0);
 }
+
+void srv_drain(void) { kill(getpid(), SIGTERM); }
 
 static uint64_t mono_us(void) {
   struct timespec ts;
@@ -1316,6 +1420,58 @@ static uint64_t count_clients(void *arg) {
   return atomic_load(&s->rt_clients);
 }
 
+static void limits_of(const srv_config *cfg, rl_limits *l);
+
+/* A snapshot of cfg (own: take ownership of it, freed with the snapshot).
+ * NULL on OOM. */
+static struct live *live_new(const srv_config *cfg, srv_config *own) {
+  struct live *lv = calloc(1, sizeof *lv);
+  if (!lv)
+    return NULL;
+  lv->own = own;
+  lv->echo_pol.allowed_origins = (const char *const *)cfg->allowed_origins.v;
+  lv->echo_pol.n_allowed_origins = cfg->allowed_origins.n;
+  lv->echo_pol.allow_null_origin = cfg->allow_null_origin;
+  lv->echo_pol.allow_missing_origin = cfg->allow_missing_origin;
+  lv->echo_pol.allow_same_origin = cfg->allow_same_origin;
+  lv->echo_pol.subprotocols = (const char *const *)cfg->echo_subprotocols.v;
+  lv->echo_pol.n_subprotocols = cfg->echo_subprotocols.n;
+  /* the real-time endpoint speaks JSON: a client may name it or nothing */
+  static const char *const rt_protocols[] = {"centrifuge-json"};
+  lv->ws_pol = lv->echo_pol;
+  lv->ws_pol.subprotocols = rt_protocols;
+  lv->ws_pol.n_subprotocols = 1;
+  limits_of(cfg, &lv->limits);
+  return lv;
+}
+
+static void live_free_all(struct live *lv) {
+  while (lv) {
+    struct live *o = lv->older;
+    if (lv->own) {
+      srv_config_free(lv->own);
+      free(lv->own);
+    }
+    free(lv);
+    lv = o;
+  }
+}
+
+/* The containment values of a configuration, as one snapshot. */
+static void limits_of(const srv_config *cfg, rl_limits *l) {
+  memset(l, 0, sizeof *l);
+  l->command = (rl_rate){cfg->rl_command_rate, cfg->rl_command_burst};
+  l->bytes = (rl_rate){cfg->rl_bytes_rate, cfg->rl_bytes_burst};
+  l->publish = (rl_rate){cfg->rl_publish_rate, 0};
+  l->subscribe = (rl_rate){cfg->rl_subscribe_rate, 0};
+  l->user = (rl_rate){cfg->rl_user_command_rate, 0};
+  l->channel = (rl_rate){cfg->rl_channel_publish_rate, 0};
+  l->ip = (rl_rate){cfg->accept_rate_per_ip, cfg->accept_burst_per_ip};
+  l->accept = (rl_rate){cfg->accept_rate, cfg->accept_burst};
+  l->user_connection_limit = cfg->user_connection_limit;
+  l->disconnect_after = (uint32_t)cfg->rl_disconnect_after;
+}
+
 static int setup_realtime(server *s) {
   const srv_config *cfg = s->cfg;
   if (chan_config_load(&s->chans, cfg->channel_without_ns,
@@ -1373,6 +1529,9 @@ static int setup_realtime(server *s) {
   cc->recovery_max_publication_limit = (uint32_t)cfg->recovery_max_publication_limit;
   cc->history_max_publication_limit = (uint32_t)cfg->history_max_publication_limit;
   cc->version = HOLDFAST_VERSION_STR;
+  cc->limits = &s->live->limits;
+  if (!(cc->rl = rl_shared_new(&cc->limits)))
+    return -1;
   s->api.h = s->hub;
   s->api.eng = s->eng;
   s->api.chans = &s->chans;
@@ -1401,7 +1560,7 @@ static void adm_gauges(void *arg, uint64_t *ws, uint64_t *tcp) {
 }
 
 /* The admin drain: the same path as SIGTERM (sigwait in srv_run). */
-static void adm_drain(void *arg) { kill(getpid(), SIGTERM); }
+static void adm_drain(void *arg) { srv_drain(); }
 
 static int setup_admin(server *s) {
   static const char *const any[] = {"*"};
@@ -1429,6 +1588,67 @@ static int setup_admin(server *s) {
  * certificates and keys (live connections keep theirs; a bad file keeps
  * the old material and says why). Main thread. Returns 0 if everything
  * reloaded, -1 if something kept its old state. */
+static int g_argc;
+static char **g_argv;
+
+void srv_set_reload_args(int argc, char **argv) {
+  g_argc = argc;
+  g_argv = argv;
+}
+
+/* Re-read the configuration (file, environment, flags) and publish what
+ * can change live: log.level, client.allowed_origins and the other origin
+ * settings, and every containment value (rate limits, user connection
+ * limit, accept rates). A configuration with an error changes nothing and
+ * the log says why. Other settings keep their start-up values. Main
+ * thread. Returns 0 or -1. */
+static int reload_config(server *s) {
+  if (!g_argv)
+    return 0;
+  srv_config *nc = calloc(1, sizeof *nc);
+  char *why = NULL;
+  size_t whylen = 0;
+  FILE *err = open_memstream(&why, &whylen);
+  if (!nc || !err) {
+    free(nc);
+    if (err)
+      fclose(err);
+    free(why);
+    return -1;
+  }
+  srv_config_init(nc);
+  int r = srv_config_load(nc, g_argc, g_argv, err);
+  fclose(err);
+  struct live *lv = r == 0 ? live_new(nc, nc) : NULL;
+  if (!lv) {
+    while (whylen && (why[whylen - 1] == '\n' || why[whylen - 1] == ' '))
+      why[--whylen] = 0;
+    srv_logline l;
+    srv_log_begin(&l, LOG_ERROR, "reload_failed");
+    srv_log_str(&l, "reason", whylen ? why : "out of memory");
+    srv_log_str(&l, "kept", "the running configuration");
+    srv_log_end(&l);
+    free(why);
+    srv_config_free(nc);
+    free(nc);
+    return -1;
+  }
+  free(why);
+  const struct live *old = live_get(s);
+  lv->older = s->live;
+  srv_log_set_level(srv_log_parse_level(nc->log_level));
+  __atomic_store_n(&s->live, lv, __ATOMIC_RELEASE);
+  rl_limits_publish(&s->clcfg.limits, &lv->limits);
+  srv_logline l;
+  srv_log_begin(&l, LOG_INFO, "config_reloaded");
+  srv_log_str(&l, "log_level", nc->log_level);
+  srv_log_int(&l, "allowed_origins", (long long)nc->allowed_origins.n);
+  srv_log_bool(&l, "limits_changed",
+               memcmp(&old->limits, &lv->limits, sizeof lv->limits) != 0);
+  srv_log_end(&l);
+  return 0;
+}
+
 static int srv_reload(server *s) {
   srv_logline l;
   srv_log_begin(&l, LOG_INFO, "reload_requested");
@@ -1437,6 +1657,8 @@ static int srv_reload(server *s) {
   srv_log_end(&l);
   int rc = 0;
   if (s->tls && srv_tls_reload(s->tls) < 0)
+    rc = -1;
+  if (reload_config(s) < 0)
     rc = -1;
   return rc;
 }
@@ -1467,6 +1689,11 @@ int srv_run(const srv_config *cfg) {
       srv_log_end(&l);
     }
   }
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {
+    s->fd_max = (uint64_t)nofile.rlim_cur;
+    /* listeners, epoll, eventfds, engine connections, logs: kept free */
+    s->fd_headroom = s->fd_max / 50 > 32 ? s->fd_max / 50 : 32;
+  }
   {
     struct timespec rt;
     clock_gettime(CLOCK_REALTIME, &rt);
@@ -1475,18 +1702,12 @@ int srv_run(const srv_config *cfg) {
   pthread_mutex_init(&s->ip_mu, NULL);
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   s->nw = cfg->workers ? cfg->workers : (size_t)(cores > 0 ? cores : 1);
-  s->echo_pol.allowed_origins = (const char *const *)cfg->allowed_origins.v;
-  s->echo_pol.n_allowed_origins = cfg->allowed_origins.n;
-  s->echo_pol.allow_null_origin = cfg->allow_null_origin;
-  s->echo_pol.allow_missing_origin = cfg->allow_missing_origin;
-  s->echo_pol.allow_same_origin = cfg->allow_same_origin;
-  s->echo_pol.subprotocols = (const char *const *)cfg->echo_subprotocols.v;
-  s->echo_pol.n_subprotocols = cfg->echo_subprotocols.n;
-  /* the real-time endpoint speaks JSON: a client may name it or nothing */
-  static const char *const rt_protocols[] = {"centrifuge-json"};
-  s->ws_pol = s->echo_pol;
-  s->ws_pol.subprotocols = rt_protocols;
-  s->ws_pol.n_subprotocols = 1;
+  if (!(s->live = live_new(cfg, NULL))) {
+    srv_tls_free(s->tls);
+    srv_proxies_free(s->proxies);
+    free(s);
+    return 1;
+  }
   if (setup_realtime(s) < 0)
     return 2;
 
@@ -1578,6 +1799,7 @@ int srv_run(const srv_config *cfg) {
     jw_init(&w->clients.out);
     w->drain_msg.run = on_drain;
     w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    w->jitter = mono_us() ^ ((uint64_t)(i + 1) << 40);
     w->nlis = s->naddr;
     for (size_t a = 0; a < s->naddr; a++) {
       w->lis[a].fd = s->lfds[a * s->nw + i];
@@ -1618,6 +1840,7 @@ int srv_run(const srv_config *cfg) {
   srv_log_str(&l, "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   srv_log_int(&l, "connections", (long long)atomic_load(&s->conns));
   srv_log_int(&l, "drain_timeout_ms", (long long)cfg->shutdown_timeout_ms);
+  srv_log_int(&l, "spread_ms", (long long)cfg->shutdown_spread_ms);
   srv_log_end(&l);
   for (size_t i = 0; i < s->nw; i++)
     hf_loop_post(s->w[i].loop, &s->w[i].drain_msg);
@@ -1660,6 +1883,8 @@ int srv_run(const srv_config *cfg) {
   free(s->w);
   hub_free(s->hub);
   chan_config_free(&s->chans);
+  rl_shared_free(s->clcfg.rl);
+  live_free_all(s->live);
   srv_jwt_keys_free(s->keys);
   srv_tls_free(s->tls);
   srv_proxies_free(s->proxies);

@@ -109,6 +109,13 @@ void met_command_inc(int kind) {
 
 void met_cmd_error_inc(unsigned code) { met_add_(&met_self->cmd_errors[err_index(code)], 1); }
 void met_api_error_inc(unsigned code) { met_add_(&met_self->api_errors[err_index(code)], 1); }
+const char *met_ratelimit_name(met_ratelimit r) {
+  static const char *const rl_names[MET_RL_N] = {"command", "bytes",   "publish", "subscribe",
+                                                 "user",    "channel", "accept"};
+  return r < MET_RL_N ? rl_names[r] : "other";
+}
+
+void met_ratelimit_inc(met_ratelimit r) { met_add_(&met_self->rate_limited[r], 1); }
 
 /* ---- histograms ------------------------------------------------------------------ */
 
@@ -143,6 +150,11 @@ static const hist_def H_LAG = {
     12, 1e-6, offsetof(met_worker, lag)};
 
 static void observe(const hist_def *d, uint64_t v) {
+#ifdef HF_METRICS_OFF
+  (void)d;
+  (void)v;
+  return;
+#endif
   met_hist *h = (met_hist *)((char *)met_self + d->off);
   double x = (double)v * d->scale;
   int i = 0;
@@ -323,6 +335,13 @@ void met_render(jw_buf *o, const met_snapshot *s) {
        (unsigned long long)SUM(n[MET_SLOW_DISCONNECT]));
   emit(o, "holdfast_slow_consumers_total{action=\"recover\"} %llu\n",
        (unsigned long long)SUM(n[MET_SLOW_RECOVER]));
+  head(o, "holdfast_rate_limited_total", "counter",
+       "Client commands refused with error 111 (too many requests), by the "
+       "limit that refused them; accept: upgrades refused with 503 by "
+       "client.accept_rate or client.accept_rate_per_ip.");
+  for (int i = 0; i < MET_RL_N; i++)
+    emit(o, "holdfast_rate_limited_total{limit=\"%s\"} %llu\n",
+         met_ratelimit_name((met_ratelimit)i), (unsigned long long)SUM(rate_limited[i]));
 
   head(o, "holdfast_tokens_total", "counter",
        "Connection and subscription token events: expired (a connection or "

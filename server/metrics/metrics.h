@@ -52,6 +52,18 @@ typedef enum {
   MET_REJ_N
 } met_reject;
 
+/* Which limit refused a command (holdfast_rate_limited_total). */
+typedef enum {
+  MET_RL_COMMAND,
+  MET_RL_BYTES,
+  MET_RL_PUBLISH,
+  MET_RL_SUBSCRIBE,
+  MET_RL_USER,
+  MET_RL_CHANNEL,
+  MET_RL_ACCEPT, /* upgrades over client.accept_rate(_per_ip) */
+  MET_RL_N
+} met_ratelimit;
+
 enum { MET_SIDE_SERVER, MET_SIDE_CLIENT, MET_SIDE_ABNORMAL, MET_SIDES };
 #define MET_CODES 48 /* see met_code_index */
 #define MET_METHODS 12 /* the protocol's command kinds */
@@ -70,6 +82,7 @@ typedef struct met_worker {
   _Atomic uint64_t commands[MET_METHODS];
   _Atomic uint64_t cmd_errors[MET_ERRS];
   _Atomic uint64_t api_errors[MET_ERRS];
+  _Atomic uint64_t rate_limited[MET_RL_N];
   met_hist ping_rtt, fanout, queue, lag;
   _Atomic uint64_t lag_max_us; /* over the last second (a gauge) */
   struct met_worker *next;
@@ -78,10 +91,19 @@ typedef struct met_worker {
 
 extern _Thread_local met_worker *met_self;
 
+#ifdef HF_METRICS_OFF
+/* `make METRICS=off`: every count compiled out (a benchmark baseline for
+ * the cost of metrics; /metrics then reports zeros). */
+static inline void met_add_(_Atomic uint64_t *c, uint64_t n) {
+  (void)c;
+  (void)n;
+}
+#else
 static inline void met_add_(_Atomic uint64_t *c, uint64_t n) {
   atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
                         memory_order_relaxed);
 }
+#endif
 #define MET_INC(id) met_add_(&met_self->n[id], 1)
 #define MET_ADD(id, k) met_add_(&met_self->n[id], (k))
 
@@ -96,6 +118,8 @@ void met_close_inc(unsigned code, int side);
 void met_command_inc(int kind);
 void met_cmd_error_inc(unsigned code);
 void met_api_error_inc(unsigned code);
+/* A command refused by rate limit r. */
+void met_ratelimit_inc(met_ratelimit r);
 /* Histograms, in microseconds (queue: bytes). */
 void met_observe_ping_rtt(uint64_t us);
 void met_observe_fanout(uint64_t us);
@@ -120,6 +144,7 @@ typedef struct {
 const met_worker *met_workers(void);
 unsigned met_code_of(int idx);
 const char *met_reject_name(met_reject r);
+const char *met_ratelimit_name(met_ratelimit r);
 
 /* The Prometheus text exposition (format 0.0.4) of everything. */
 void met_render(jw_buf *out, const met_snapshot *s);

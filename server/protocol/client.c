@@ -321,6 +321,24 @@ static void cmd_connect(cl_client *cl, uint32_t id, json_t *req) {
     cl_disconnect(cl, 3004, "internal server error");
     return;
   }
+  if (*cl->user && cl->cfg->rl) { /* the user's connection count and bucket */
+    uint64_t limit = rl_limits_get(&cl->cfg->limits)->user_connection_limit;
+    int r = rl_user_acquire(cl->cfg->rl, cl->user, limit, &cl->rl_user);
+    if (r) {
+      json_decref(claims);
+      if (r < 0) {
+        cl_disconnect(cl, 3004, "internal server error");
+        return;
+      }
+      srv_logline l;
+      cl__log_begin(cl, LOG_WARN, "connect_rejected", &l);
+      srv_log_str(&l, "reason", "user connection limit");
+      srv_log_int(&l, "limit", (long long)limit);
+      srv_log_end(&l);
+      cl_disconnect(cl, 3504, "connection limit");
+      return;
+    }
+  }
   /* the result waits for the server-side subscriptions (the engine may
    * answer later); commands after connect wait for it */
   cl_connect_op *c = (cl_connect_op *)cl__op_new(cl, sizeof *c, id);
@@ -546,12 +564,76 @@ void cl__op_exit(cl_client *cl, int token) {
     release(cl);
 }
 
+/* ---- rate limits -------------------------------------------------------------- */
+
+/* A burst of abuse ends after this long without a refused command. */
+#define RL_BURST_GAP_MS 1000
+
+/* The one place where rate limits are consulted: before a command of
+ * `bytes` bytes is handled. Returns 1 to handle it; 0 when a limit refused
+ * it (error 111 sent when the command has an id, the refusal counted and
+ * logged once per burst; past client.rate_limit.disconnect_after refusals
+ * in one burst the connection is closed with 3013). */
+static int rate_check(cl_client *cl, const proto_cmd *cmd, size_t bytes) {
+  const cl_config *c = cl->cfg;
+  const rl_limits *lim = rl_limits_get(&c->limits);
+  if (cmd->kind == PROTO_PONG)
+    return 1;
+  uint64_t now = hf_loop_now(hf_conn_loop(cl->conn));
+  met_ratelimit which;
+  if (!rl_take(&cl->rb_command, &lim->command, now, 1))
+    which = MET_RL_COMMAND;
+  else if (!rl_take(&cl->rb_bytes, &lim->bytes, now, bytes))
+    which = MET_RL_BYTES;
+  else if (cmd->kind == PROTO_PUBLISH && !rl_take(&cl->rb_publish, &lim->publish, now, 1))
+    which = MET_RL_PUBLISH;
+  else if (cmd->kind == PROTO_SUBSCRIBE &&
+           !rl_take(&cl->rb_subscribe, &lim->subscribe, now, 1))
+    which = MET_RL_SUBSCRIBE;
+  else if (cl->rl_user && !rl_user_take(c->rl, cl->rl_user, now))
+    which = MET_RL_USER;
+  else {
+    json_t *ch = cmd->kind == PROTO_PUBLISH && c->rl ? json_object_get(cmd->req, "channel")
+                                                      : NULL;
+    if (!json_is_string(ch) ||
+        rl_channel_take(c->rl, json_string_value(ch), json_string_length(ch), now))
+      return 1;
+    which = MET_RL_CHANNEL;
+  }
+  static const char *const names[MET_RL_N] = {"command", "bytes",   "publish", "subscribe",
+                                              "user",    "channel", "accept"};
+  met_ratelimit_inc(which);
+  if (!cl->rl_strikes || now - cl->rl_last_refusal > RL_BURST_GAP_MS) {
+    cl->rl_strikes = 0; /* a new burst: say so once */
+    srv_logline l;
+    cl__log_begin(cl, LOG_WARN, "rate_limited", &l);
+    srv_log_str(&l, "limit", names[which]);
+    srv_log_end(&l);
+  }
+  cl->rl_strikes++;
+  cl->rl_last_refusal = now;
+  if (lim->disconnect_after && cl->rl_strikes > lim->disconnect_after) {
+    srv_logline l;
+    cl__log_begin(cl, LOG_WARN, "rate_limit_disconnect", &l);
+    srv_log_str(&l, "limit", names[which]);
+    srv_log_int(&l, "refused", (long long)cl->rl_strikes);
+    srv_log_end(&l);
+    cl_disconnect(cl, 3013, "too many requests");
+    return 0;
+  }
+  if (cmd->id)
+    cl__error_reply(cl, cmd->id, 111, "too many requests", 1);
+  return 0;
+}
+
 /* ---- dispatch --------------------------------------------------------------- */
 
-static void handle_command(cl_client *cl, const proto_cmd *cmd) {
+static void handle_command(cl_client *cl, const proto_cmd *cmd, size_t bytes) {
   uint32_t id = cmd->id;
   json_t *req = cmd->req;
   met_command_inc(cmd->kind);
+  if (!rate_check(cl, cmd, bytes))
+    return;
   if (cmd->kind >= 0 && srv_log_enabled(LOG_DEBUG)) {
     static const char *const names[PROTO_KINDS] = {
         "connect", "ping", "subscribe", "unsubscribe", "publish", "presence",
@@ -667,7 +749,7 @@ static void process_lines(cl_client *cl, uint8_t *data, size_t len, int *command
         return;
       }
       (*commands)++;
-      handle_command(cl, &cmd);
+      handle_command(cl, &cmd, n);
       proto_cmd_free(&cmd);
     }
     off = end + 1;
@@ -762,6 +844,8 @@ void cl_free(cl_client *cl) {
   while (cl->nsubs)
     cl__remove_sub(cl, cl->subs[cl->nsubs - 1]);
   cl->state = CS_CLOSED;
+  rl_user_release(cl->cfg->rl, cl->rl_user);
+  cl->rl_user = NULL;
   if (cl->busy) {
     cl->zombie = 1;
     jw_reset(cl__out(cl)); /* its pending replies have nowhere to go */
@@ -770,7 +854,24 @@ void cl_free(cl_client *cl) {
   release(cl);
 }
 
+void cl_list_drain_begin(cl_list *l) { l->cursor = l->head; }
+
+size_t cl_list_disconnect_next(cl_list *l, size_t n, uint16_t code, const char *reason) {
+  size_t done = 0;
+  while (done < n && l->cursor) {
+    cl_client *cl = l->cursor;
+    l->cursor = cl->next; /* before the close, which may free cl */
+    if (cl->state != CS_CLOSED) {
+      cl_disconnect(cl, code, reason);
+      done++;
+    }
+  }
+  return done;
+}
+
 static void release(cl_client *cl) {
+  if (cl->list->cursor == cl)
+    cl->list->cursor = cl->next;
   if (cl->prev)
     cl->prev->next = cl->next;
   else

@@ -17,6 +17,7 @@
 #include "channels/hub.h"
 #include "protocol/jsonw.h"
 #include "auth/jwt.h"
+#include "limits/ratelimit.h"
 #include <jansson.h>
 
 typedef struct cl_client cl_client;
@@ -40,6 +41,10 @@ typedef struct {
   uint32_t recovery_max_publication_limit; /* 0 = no limit */
   uint32_t history_max_publication_limit;  /* history command cap */
   const char *version;
+  /* containment (server/limits/): per connection rates, the shared
+   * per-user / per-channel table (NULL: no user or channel limits) */
+  const rl_limits *limits; /* the current snapshot: read with rl_limits_get */
+  struct rl_shared *rl;
 } cl_config;
 
 /* All clients of one worker (for the server API's targeted commands). */
@@ -47,7 +52,15 @@ typedef struct cl_list {
   cl_client *head;
   size_t count;
   jw_buf out; /* replies of the frame being processed (one at a time) */
+  cl_client *cursor; /* the next client a spread drain closes, or NULL */
 } cl_list;
+
+/* Spread drain (server.c): start a pass over every client of l (new ones
+ * are not added while draining), then close up to n more of them with a
+ * disconnect code; returns how many were closed. A client that goes away by
+ * itself meanwhile is skipped. Loop thread of l only. */
+void cl_list_drain_begin(cl_list *l);
+size_t cl_list_disconnect_next(cl_list *l, size_t n, uint16_t code, const char *reason);
 
 /* Create the protocol state for an upgraded connection. NULL on OOM. */
 cl_client *cl_new(hf_conn *conn, hub_local *hl, cl_list *list,

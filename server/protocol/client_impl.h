@@ -66,6 +66,12 @@ struct cl_client {
   struct cl_op *ops;
   uint32_t inflight;
   jw_buf queued;
+  /* containment (client.c, cl__rate_check): own buckets, the user's
+   * shared entry (held while connected), the current burst of refusals */
+  rl_bucket rb_command, rb_bytes, rb_publish, rb_subscribe;
+  rl_user *rl_user;
+  uint64_t rl_last_refusal; /* mono ms of the last refused command */
+  uint32_t rl_strikes;      /* refusals in the current burst */
 };
 
 /* An asynchronous operation of a client (a command waiting for the

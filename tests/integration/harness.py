@@ -31,7 +31,7 @@ SAN_PATTERNS = ("AddressSanitizer", "LeakSanitizer", "runtime error:",
 class Server:
     """A holdfast process on 127.0.0.1 with an ephemeral port."""
 
-    def __init__(self, *args, config=None, env=None, workers=1, timeout=10):
+    def __init__(self, *args, config=None, env=None, workers=1, timeout=10, preexec_fn=None):
         self.logf = tempfile.NamedTemporaryFile(prefix="hf-log-", suffix=".log", delete=False)
         self.cfgpath = None
         cmd = [BIN, "serve", "--listen", "127.0.0.1:0", "--workers", str(workers)]
@@ -46,7 +46,8 @@ class Server:
         e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
         if env:
             e.update(env)
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.logf, env=e)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.logf, env=e,
+                                     preexec_fn=preexec_fn)
         self.port = None
         deadline = time.time() + timeout
         while time.time() < deadline:
