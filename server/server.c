@@ -797,10 +797,10 @@ static uintptr_t resolve_client(worker *w, hf_conn *c, const hf_http_request *re
   srv_proxies_apply(s->proxies, c, req, fw);
   u |= U_RESOLVED;
   if ((u & U_DEFER_IP) && s->cfg->connection_limit_per_ip) {
-    uint8_t ip[16], key[16]; /* IPv6 counts by /64 */
-    size_t n = rl_ip_key(ip, hf_conn_client_ip(c, ip), key);
+    uint8_t ip[16]; /* ip_add counts IPv6 by /64 */
+    size_t n = hf_conn_client_ip(c, ip);
     u |= U_IP;
-    if (ip_add(s, key, n, 1) > s->cfg->connection_limit_per_ip)
+    if (ip_add(s, ip, n, 1) > s->cfg->connection_limit_per_ip)
       u |= U_OVER;
   }
   hf_conn_set_udata(c, (void *)u);
@@ -2053,7 +2053,7 @@ static void adm_gauges(void *arg, uint64_t *ws, uint64_t *tcp) {
 }
 
 /* The admin drain: the same path as SIGTERM (sigwait in srv_run). */
-static void adm_drain(void *arg) { kill(getpid(), SIGTERM); }
+static void adm_drain(void *arg) { srv_drain(); }
 
 static int setup_admin(server *s) {
   static const char *const any[] = {"*"};

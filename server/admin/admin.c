@@ -306,7 +306,7 @@ static int matches(const survey *s, cl_client *cl, const char *id) {
     return 0;
   if (s->remote[0]) {
     char peer[64];
-    hf_conn_peer(c, peer, sizeof peer);
+    hf_conn_client(c, peer, sizeof peer); /* behind a trusted proxy: the client it names */
     if (strncmp(peer, s->remote, strlen(s->remote)) != 0)
       return 0;
   }
@@ -346,7 +346,7 @@ static int cand_cmp(const void *x, const void *y) {
 static void write_row(jw_buf *b, cl_client *cl, const char *id, uint64_t now_ms) {
   hf_conn *c = cl_conn(cl);
   char peer[64];
-  hf_conn_peer(c, peer, sizeof peer);
+  hf_conn_client(c, peer, sizeof peer); /* behind a trusted proxy: the client it names */
   jw_lit(b, "{\"id\":");
   jw_cstr(b, id);
   jw_lit(b, ",\"user\":");
@@ -842,7 +842,7 @@ static void finish_stats(survey *s) {
   }
   /* counters from the metrics registry */
   uint64_t upgrades = 0, closes = 0, slow_disc = 0, slow_rec = 0;
-  uint64_t codes[MET_CODES] = {0}, rejects[MET_REJ_N] = {0};
+  uint64_t codes[MET_CODES] = {0}, rejects[MET_REJ_N] = {0}, limited[MET_RL_N] = {0};
   jw_buf b;
   jw_init(&b);
   jw_lit(&b, "{\"lag_ms\":[");
@@ -860,6 +860,8 @@ static void finish_stats(survey *s) {
       }
     for (int r = 0; r < MET_REJ_N; r++)
       rejects[r] += LD(m->rejects[r]);
+    for (int r = 0; r < MET_RL_N; r++)
+      limited[r] += LD(m->rate_limited[r]);
     if (m->idx >= 0) {
       char num[40];
       snprintf(num, sizeof num, "%s%.3f", firstlag ? "" : ",", ms(LD(m->lag_max_us)));
@@ -909,6 +911,17 @@ static void finish_stats(survey *s) {
       jw_cstr(&b, met_reject_name((met_reject)r));
       jw_char(&b, ':');
       jw_u64(&b, rejects[r]);
+      first = 0;
+    }
+  jw_lit(&b, "},\"rate_limited\":{");
+  first = 1;
+  for (int r = 0; r < MET_RL_N; r++)
+    if (limited[r]) {
+      if (!first)
+        jw_char(&b, ',');
+      jw_cstr(&b, met_ratelimit_name((met_ratelimit)r));
+      jw_char(&b, ':');
+      jw_u64(&b, limited[r]);
       first = 0;
     }
   jw_lit(&b, "},\"slow\":{\"disconnected_total\":");

@@ -119,6 +119,12 @@ void met_command_inc(int kind) {
 
 void met_cmd_error_inc(unsigned code) { met_add_(&met_self->cmd_errors[err_index(code)], 1); }
 void met_api_error_inc(unsigned code) { met_add_(&met_self->api_errors[err_index(code)], 1); }
+const char *met_ratelimit_name(met_ratelimit r) {
+  static const char *const rl_names[MET_RL_N] = {"command", "bytes",   "publish", "subscribe",
+                                                 "user",    "channel", "accept"};
+  return r < MET_RL_N ? rl_names[r] : "other";
+}
+
 void met_ratelimit_inc(met_ratelimit r) { met_add_(&met_self->rate_limited[r], 1); }
 
 /* ---- histograms ------------------------------------------------------------------ */
@@ -390,14 +396,9 @@ void met_render(jw_buf *o, const met_snapshot *s) {
        "Client commands refused with error 111 (too many requests), by the "
        "limit that refused them; accept: upgrades refused with 503 by "
        "client.accept_rate or client.accept_rate_per_ip.");
-  {
-    static const char *const rl_names[MET_RL_N] = {"command", "bytes", "publish",
-                                                   "subscribe", "user", "channel",
-                                                   "accept"};
-    for (int i = 0; i < MET_RL_N; i++)
-      emit(o, "holdfast_rate_limited_total{limit=\"%s\"} %llu\n", rl_names[i],
-           (unsigned long long)SUM(rate_limited[i]));
-  }
+  for (int i = 0; i < MET_RL_N; i++)
+    emit(o, "holdfast_rate_limited_total{limit=\"%s\"} %llu\n",
+         met_ratelimit_name((met_ratelimit)i), (unsigned long long)SUM(rate_limited[i]));
 
   head(o, "holdfast_tokens_total", "counter",
        "Connection and subscription token events: expired (a connection or "

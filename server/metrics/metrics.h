@@ -162,6 +162,7 @@ typedef struct {
 const met_worker *met_workers(void);
 unsigned met_code_of(int idx);
 const char *met_reject_name(met_reject r);
+const char *met_ratelimit_name(met_ratelimit r);
 
 /* The Prometheus text exposition (format 0.0.4) of everything. */
 void met_render(jw_buf *out, const met_snapshot *s);

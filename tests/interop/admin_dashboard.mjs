@@ -3,11 +3,12 @@
 // playwright-core). First a scripted load against the server (SRV_PORT,
 // SRV_LOG; config from test_admin_dashboard.sh): 12 real-time clients over
 // Node's `ws` (10 on "news", 2 on "sports"), 3 upgrades refused by origin,
+// one client whose burst of 40 commands runs into client.rate_limit (111),
 // one slow consumer (a paused socket flooded through the server API until
 // the server closes it with 3008) and publications to "news" all along.
 // Then the page: a wrong password is refused, the right one opens the live
 // view, and the DOM must show those figures (clients, close code 3008, the
-// origin rejections, the slow-consumer count, top channels by subscribers
+// origin rejections, the rate-limit hits, the slow-consumer count, top channels by subscribers
 // and by publication rate, RTT, loop lag, the connections chart). A
 // screenshot goes to SHOT_DIR. Last, the connection search finds one user
 // and its disconnect button closes that client with the chosen code; the
@@ -52,6 +53,30 @@ function rtClient(user, channels) {
   });
 }
 
+// A client that sends N commands in one frame (command_burst is 20):
+// resolves with how many were refused with 111 (too many requests).
+function abuser(n) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(URL);
+    let refused = 0, left = n + 1;
+    const timer = setTimeout(() => reject(new Error('abuser: no replies in 10 s')), 10000);
+    ws.on('open', () => {
+      const cmds = [{ id: 1, connect: { token: hs256(SECRET, { sub: 'abuser', exp: nowS() + 3600 }) } }];
+      for (let i = 0; i < n; i++) cmds.push({ id: 2 + i, subscribe: { channel: `burst${i}` } });
+      ws.send(cmds.map((x) => JSON.stringify(x)).join('\n'));
+    });
+    ws.on('message', (data) => {
+      for (const line of String(data).split('\n')) {
+        if (line === '{}') { ws.send('{}'); continue; }
+        const m = JSON.parse(line);
+        if (m.error && m.error.code === 111) refused++;
+        if (m.id && --left === 0) { clearTimeout(timer); ws.terminate(); resolve(refused); }
+      }
+    });
+    ws.on('error', (e) => { clearTimeout(timer); reject(e); });
+  });
+}
+
 function refusedByOrigin() {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(URL, { origin: 'https://evil.example' });
@@ -88,12 +113,15 @@ async function main() {
   const runCase = caseRunner(SUITE, { clip: true, ms: 30000 });
   const clients = [];
   let pubTimer = null;
+  let limitedCount = 0;
   const later = ['wrong_password_refused', 'live_figures_in_dom', 'screenshot',
     'search_and_disconnect_4001'];
 
   const loaded = await runCase('scripted_load', async () => {
     for (let i = 0; i < 12; i++) clients.push(await rtClient(`user${i}`, [i < 10 ? 'news' : 'sports']));
     for (let i = 0; i < 3; i++) assert(await refusedByOrigin() === 403, 'origin refusal is not 403');
+    limitedCount = await abuser(40);
+    assert(limitedCount >= 10, `only ${limitedCount} of 40 commands refused with 111`);
     const slow = await rtClient('slowpoke', ['flood']);
     slow.ws._socket.pause(); // reads nothing from now on
     const data = 'x'.repeat(30000);
@@ -138,9 +166,9 @@ async function main() {
         const t = (id) => document.getElementById(id).textContent;
         const row = (tb, k, v) => document.querySelector(`#${tb} tr[data-${k}="${v}"] td:last-child`);
         const pub = document.querySelector('#top-pubs tr[data-channel="news"]');
-        return t('clients') === '12' && row('close-codes', 'code', '3008') &&
+        return t('clients') === '12' && row('close-codes', 'code', '3008') && row('rate-limited', 'limit', 'command') &&
           row('rejections', 'reason', 'origin_rejected') && pub && +t('rtt-n') >= 12;
-      }, 20000, 'the load figures');
+      }, 30000, 'the load figures'); // RTT: after the first ping, 5 s in
       const dom = await page.evaluate(() => {
         const t = (id) => document.getElementById(id).textContent;
         const cell = (sel) => document.querySelector(sel).textContent;
@@ -149,6 +177,7 @@ async function main() {
           clients: t('clients'), connections: +t('connections'),
           c3008: +cell('#close-codes tr[data-code="3008"] td:last-child'),
           origin: +cell('#rejections tr[data-reason="origin_rejected"] td:last-child'),
+          limited: +cell('#rate-limited tr[data-limit="command"] td:last-child'),
           slow: +t('slow-disconnected'), subs,
           newsRate: parseFloat(cell('#top-pubs tr[data-channel="news"] td:last-child')),
           rttAvg: parseFloat(t('rtt-avg')), lag: parseFloat(t('lag-max')), lagWorkers: t('lag-workers'),
@@ -159,6 +188,7 @@ async function main() {
       assert(dom.connections >= 12, `connections ${dom.connections}`);
       assert(dom.c3008 >= 1, `close code 3008 count ${dom.c3008}`);
       assert(dom.origin >= 3, `origin_rejected ${dom.origin}`);
+      assert(dom.limited >= limitedCount, `rate-limited commands ${dom.limited}, the abuser saw ${limitedCount}`);
       assert(dom.slow >= 1, `slow consumers disconnected ${dom.slow}`);
       assert(JSON.stringify(dom.subs[0]) === '["news","10"]' && JSON.stringify(dom.subs[1]) === '["sports","2"]',
         `top channels by subscribers ${JSON.stringify(dom.subs)}`);
@@ -166,7 +196,7 @@ async function main() {
       assert(dom.rttAvg > 0 && dom.lag >= 0 && /per worker: [\d.]+, [\d.]+$/.test(dom.lagWorkers),
         `rtt ${dom.rttAvg} lag ${dom.lag} ${dom.lagWorkers}`);
       assert(dom.connRate >= 0 && dom.chartPoints >= 2, `rate ${dom.connRate}, chart points ${dom.chartPoints}`);
-    }, 40000);
+    }, 45000);
 
     await runCase('screenshot', async () => {
       const path = `${SHOT_DIR}/dashboard.png`;
@@ -204,8 +234,8 @@ async function main() {
       while (!(clients[4].closed && more.closed) && Date.now() < until) await sleep(50);
       assert(clients[4].closed && clients[4].closed.code === 4002 && more.closed && more.closed.code === 4002,
         `user4 closes ${JSON.stringify([clients[4].closed, more.closed])}`);
-      await waitPage(page, () => /2 connection\(s\) disconnected|^0 matching/.test(document.getElementById('search-total').textContent),
-        5000, 'the disconnected count');
+      await waitPage(page, () => document.getElementById('search-total').textContent === '2 connection(s) disconnected' &&
+        document.querySelectorAll('#results tbody tr').length === 0, 5000, 'the disconnected count');
     });
   });
   clearInterval(pubTimer);

@@ -4,7 +4,7 @@
 # /usr/bin/chromium via playwright-core) against the real binary
 # ($HOLDFAST_BIN) with two workers. admin_dashboard.mjs makes a scripted load
 # (real-time clients, handshakes refused by origin, a slow consumer closed
-# with 3008, publications), logs in through the page, checks the figures in
+# with 3008, commands refused by client.rate_limit, publications), logs in through the page, checks the figures in
 # the page DOM, takes a screenshot into a temp dir and disconnects a client
 # from the connection search.
 . "$(dirname "$0")/lib.sh"
@@ -20,8 +20,9 @@ cat >"$DIR/config.json" <<'JSON'
   "admin": {"enabled": true, "password": "dash-pass", "secret": "dash-secret-0123456789abcdef"},
   "client": {"token": {"hmac_secret_key": "dash-token-secret"},
              "allowed_origins": ["https://app.example.com"],
-             "ping_interval": "3s", "pong_timeout": "2s",
-             "queue_max_size": 4096, "queue_grace": "0s", "queue_hard_limit": 65536},
+             "ping_interval": "5s", "pong_timeout": "4s",
+             "queue_max_size": 4096, "queue_grace": "0s", "queue_hard_limit": 65536,
+             "rate_limit": {"command_rate": 5, "command_burst": 20}},
   "http_api": {"key": "dash-api-key"},
   "channel": {"without_namespace": {"allow_subscribe_for_client": true}}
 }
