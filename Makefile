@@ -9,7 +9,7 @@
 #   make fuzz       libFuzzer targets (clang), short runs over the corpus
 
 CC ?= cc
-PKGS := jansson libcrypto hiredis
+PKGS := jansson libcrypto hiredis libcurl
 
 ifeq ($(SAN),1)
   B := build/asan
