@@ -33,6 +33,7 @@
 #include "hf/loop.h"
 #include "http/api.h"
 #include "channels/chan.h"
+#include "proxy/proxy.h"
 #include "protocol/client.h"
 #include "channels/hub.h"
 #include "engine/engine.h"
@@ -114,6 +115,7 @@ struct server {
   chan_config chans;
   srv_jwt_keys *keys;
   cl_config clcfg;
+  px_config px; /* backend event proxy (proxy/proxy.h) */
   api_ctx api;
   char node_name[256];
   atomic_ullong rt_clients; /* real-time clients (info) */
@@ -397,6 +399,8 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
       }
       cl_set_tag(cl, u);
       hf_conn_set_udata(c, cl);
+      if (s->clcfg.px)
+        cl_set_request_headers(cl, req); /* Cookie etc. for the proxy */
       atomic_fetch_add(&s->rt_clients, 1);
     } else {
       hf_conn_set_udata(c, (void *)(u | U_ECHO));
@@ -885,6 +889,8 @@ static void *worker_main(void *arg) {
   w->forced = hf_conn_ctx_count(w->ctx);
   hf_conn_ctx_free(w->ctx);
   w->ctx = NULL;
+  px_worker_free(w->clients.px); /* answers still in flight find no client */
+  w->clients.px = NULL;
   return NULL;
 }
 
@@ -1015,6 +1021,9 @@ static int setup_realtime(server *s) {
                        cfg->channel_namespaces, cfg->channel_max_length,
                        cfg->insecure, warn_key, stderr) < 0)
     return -1;
+  int px_on = px_config_load(&s->px, cfg, &s->chans, stderr);
+  if (px_on < 0)
+    return -1;
   char kerr[300];
   s->keys = tk_keys(cfg, kerr, sizeof kerr);
   if (!s->keys && *kerr) {
@@ -1066,6 +1075,7 @@ static int setup_realtime(server *s) {
   cc->recovery_max_publication_limit = (uint32_t)cfg->recovery_max_publication_limit;
   cc->history_max_publication_limit = (uint32_t)cfg->history_max_publication_limit;
   cc->version = HOLDFAST_VERSION_STR;
+  cc->px = px_on ? &s->px : NULL;
   s->api.h = s->hub;
   s->api.eng = s->eng;
   s->api.chans = &s->chans;
@@ -1199,6 +1209,10 @@ int srv_run(const srv_config *cfg) {
     }
     hub_set_data(w->hl, &w->clients);
     jw_init(&w->clients.out);
+    if (s->clcfg.px && !(w->clients.px = px_worker_new(&s->px, w->loop))) {
+      fprintf(stderr, "holdfast: cannot set up the proxy HTTP client (libcurl)\n");
+      return 1;
+    }
     w->drain_msg.run = on_drain;
     w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     w->nlis = s->naddr;
@@ -1257,6 +1271,7 @@ int srv_run(const srv_config *cfg) {
   free(s->w);
   hub_free(s->hub);
   chan_config_free(&s->chans);
+  px_config_free(&s->px);
   srv_jwt_keys_free(s->keys);
   pthread_mutex_destroy(&s->ip_mu);
   free(s);

@@ -13,6 +13,7 @@
 
 #include "channels/chan.h"
 #include "hf/conn.h"
+#include "hf/http.h"
 #include "hf/shared.h"
 #include "channels/hub.h"
 #include "protocol/jsonw.h"
@@ -22,6 +23,8 @@
 typedef struct cl_client cl_client;
 
 struct eng;
+struct px_config;
+struct px_worker;
 
 typedef struct {
   struct eng *eng;           /* memory or Redis (engine/engine.h) */
@@ -40,6 +43,7 @@ typedef struct {
   uint32_t recovery_max_publication_limit; /* 0 = no limit */
   uint32_t history_max_publication_limit;  /* history command cap */
   const char *version;
+  const struct px_config *px; /* backend event proxy, or NULL */
 } cl_config;
 
 /* All clients of one worker (for the server API's targeted commands). */
@@ -47,6 +51,7 @@ typedef struct cl_list {
   cl_client *head;
   size_t count;
   jw_buf out; /* replies of the frame being processed (one at a time) */
+  struct px_worker *px; /* this worker's proxy client, or NULL */
 } cl_list;
 
 /* Create the protocol state for an upgraded connection. NULL on OOM. */
@@ -56,6 +61,9 @@ cl_client *cl_new(hf_conn *conn, hub_local *hl, cl_list *list,
 void cl_on_message(cl_client *cl, int opcode, uint8_t *data, size_t len);
 /* The connection is gone: leave every channel, stop timers, free. */
 void cl_free(cl_client *cl);
+
+/* Keep the upgrade request's headers that proxies forward (Cookie, ...). */
+void cl_set_request_headers(cl_client *cl, const hf_http_request *req);
 
 /* Queue a prepared push frame (fan-out). */
 void cl_send_shared(cl_client *cl, hf_shared *frame);
