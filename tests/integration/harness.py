@@ -470,8 +470,8 @@ class RT:
     """A raw WebSocket real-time client that keeps command ids and the
     objects (pushes) that arrived while it waited for a reply."""
 
-    def __init__(self, port, path="/connection/websocket", autopong=True):
-        self.ws = WS(port, path)
+    def __init__(self, port, path="/connection/websocket", autopong=True, headers=None):
+        self.ws = WS(port, path, headers=headers)
         self.cid = self.ws.headers.get("x-holdfast-connection-id")
         self.next_id = 1
         self.pending = []
