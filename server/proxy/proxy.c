@@ -778,6 +778,7 @@ px_status px_call(px_worker *w, int ep, px_event ev, const char *conn_id,
   curl_easy_setopt(easy, CURLOPT_WRITEDATA, r);
   curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(easy, CURLOPT_USERAGENT, "holdfast-proxy");
+  curl_easy_setopt(easy, CURLOPT_PROXY, ""); /* never http_proxy & co. from the environment */
   if (!h || curl_multi_add_handle(w->multi, easy) != CURLM_OK) {
     curl_slist_free_all(h);
     curl_easy_cleanup(easy);
