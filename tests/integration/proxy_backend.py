@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """A small application backend for holdfast's event proxy (Centrifugo v6
 proxy JSON), used by the proxy tests (Python, Node SDK, Chromium) and the
-proxy benchmark. Run: python3 proxy_backend.py [--port N] [--minimal];
+proxy benchmark. Run: python3 proxy_backend.py [--port N] [--minimal] [--tls CERT KEY];
 it prints "PORT <n>" on its first stdout line and serves until killed.
 
 Sessions come from the Cookie header: session=<user> connects as <user>
@@ -135,6 +135,12 @@ def main():
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.daemon_threads = True
     srv = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    if "--tls" in args:  # --tls CERT KEY: https with that certificate
+        import ssl
+        i = args.index("--tls")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args[i + 1], args[i + 2])
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     print("PORT %d" % srv.server_address[1], flush=True)
     try:
         srv.serve_forever(poll_interval=0.1)

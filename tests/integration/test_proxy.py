@@ -24,10 +24,12 @@ SECRET = "proxy-secret-0123456789"
 class Backend:
     """proxy_backend.py in its own process (stop and restart on one port)."""
 
-    def __init__(self, port=0, minimal=False):
+    def __init__(self, port=0, minimal=False, tls=None):
         cmd = [sys.executable, os.path.join(HERE, "proxy_backend.py"), "--port", str(port)]
         if minimal:
             cmd.append("--minimal")
+        if tls:
+            cmd += ["--tls"] + list(tls)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         line = self.proc.stdout.readline().decode()
         assert line.startswith("PORT "), line
@@ -309,6 +311,32 @@ def test_named_proxies_and_rpc_namespaces():
             c.ws.close()
     finally:
         be.stop()
+
+
+def test_https_verifies_the_certificate():
+    """A self-signed backend certificate is refused (temporary error, logged)."""
+    import tempfile
+    d = tempfile.mkdtemp(prefix="hf-px-tls-")
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    be = Backend(tls=(cert, key))
+    try:
+        cfg = {"client": {"proxy": {"connect": {
+            "enabled": True, "endpoint": "https://127.0.0.1:%d/connect" % be.port}}}}
+        with Server(config=cfg) as srv:
+            c = cookie_client(srv, "tls")
+            r = c.call("connect", {}, timeout=5)
+            assert r["error"]["code"] == 100 and r["error"]["temporary"], r
+            f = srv.wait_event("proxy_failed")
+            assert f["result"] == "connect_error" and "certificate" in f["error"].lower(), f
+            c.ws.close()
+    finally:
+        be.stop()
+        for p in (cert, key):
+            os.unlink(p)
+        os.rmdir(d)
 
 
 if __name__ == "__main__":
