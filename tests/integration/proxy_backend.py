@@ -112,7 +112,7 @@ class Handler(BaseHTTPRequestHandler):
         if not STATE["minimal"]:
             with LOCK:
                 STATE["log"].append({"path": self.path, "headers": dict(self.headers.items()),
-                                     "body": body})
+                                     "body": body, "peer": self.client_address[1]})
         mode = STATE["mode"]
         if mode == "slow":
             time.sleep(1.5)

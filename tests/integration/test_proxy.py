@@ -121,6 +121,10 @@ def test_connect_with_cookie():
         r = c.ok("rpc", {"method": "echo", "data": {"q": 1}})
         assert r["data"] == {"echo": {"q": 1}, "user": "alice", "method": "echo"}, r
         assert be.log("/rpc")[-1]["body"]["meta"] == {"plan": "pro"}
+        for i in range(3):
+            c.ok("rpc", {"method": "echo", "data": i})
+        peers = {r["peer"] for r in be.log("/rpc")[-3:]}
+        assert len(peers) == 1, "one kept-alive connection for sequential requests: %r" % peers
         # headers emulation: the connect command's headers stand in
         e = RT(srv.port)
         res = e.ok("connect", {"headers": {"Cookie": "session=bob"}})
