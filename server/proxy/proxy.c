@@ -723,9 +723,9 @@ px_status px_call(px_worker *w, int ep, px_event ev, const char *conn_id,
   }
   if (refuse) {
     met_proxy_request(ev, refuse);
-    /* a breaker that is open is logged when it opens, not per request */
-    if (refuse == PX_E_OVERLOAD)
-      log_failure(w, &tmp, refuse, 0, 0, "too many proxy requests in flight");
+    log_failure(w, &tmp, refuse, 0, 0,
+                refuse == PX_E_OVERLOAD ? "too many proxy requests in flight"
+                                        : "circuit breaker open: not sent");
     return refuse;
   }
   px_req *r = calloc(1, sizeof *r);
