@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 # holdfast build. Layers: lib/ (libhf, sans-I/O WebSocket core) -> net/
-# (event loop, sockets) -> server/ (holdfast serve) -> tools/ (bench).
+# (event loop, sockets) -> client/ (libhfclient, the WebSocket client) ->
+# server/ (holdfast serve) and tools/ (bench, connect, probe).
 #
 #   make            release build: build/holdfast
 #   make SAN=1      ASan+UBSan build: build/asan/holdfast
@@ -9,7 +10,7 @@
 #   make fuzz       libFuzzer targets (clang), short runs over the corpus
 
 CC ?= cc
-PKGS := jansson libcrypto hiredis libcurl
+PKGS := jansson libssl libcrypto hiredis libcares libcurl
 
 ifeq ($(SAN),1)
   B := build/asan
@@ -32,16 +33,20 @@ LDFLAGS += $(LDSAN)
 
 LIB_SRC := $(wildcard lib/*.c)
 NET_SRC := $(wildcard net/*.c)
+CLIENT_SRC := $(wildcard client/*.c)
+EXAMPLE_SRC := $(wildcard examples/*.c)
 SRV_SRC := $(wildcard server/*.c server/*/*.c) $(wildcard tools/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
 NET_OBJ := $(NET_SRC:%.c=$(B)/obj/%.o)
+CLIENT_OBJ := $(CLIENT_SRC:%.c=$(B)/obj/%.o)
+EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(B)/examples/%)
 SRV_OBJ := $(SRV_SRC:%.c=$(B)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all run test deps fuzz fuzz-build clean bench
-all: $(B)/holdfast $(UNIT_BIN)
+all: $(B)/holdfast $(UNIT_BIN) $(EXAMPLE_BIN)
 
 $(B)/libhf.a: $(LIB_OBJ)
 	@mkdir -p $(@D)
@@ -51,14 +56,25 @@ $(B)/libhfnet.a: $(NET_OBJ)
 	@mkdir -p $(@D)
 	$(AR) rcs $@ $^
 
-$(B)/holdfast: $(SRV_OBJ) $(B)/libhfnet.a $(B)/libhf.a
-	$(CC) $(LDFLAGS) -o $@ $(SRV_OBJ) $(B)/libhfnet.a $(B)/libhf.a $(LDLIBS)
+$(B)/libhfclient.a: $(CLIENT_OBJ)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
 
-$(B)/tests/%: tests/unit/%.c $(SRV_OBJ) $(B)/libhfnet.a $(B)/libhf.a tests/harness/test.h
+HF_LIBS := $(B)/libhfclient.a $(B)/libhfnet.a $(B)/libhf.a
+
+$(B)/holdfast: $(SRV_OBJ) $(HF_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(SRV_OBJ) $(HF_LIBS) $(LDLIBS)
+
+$(B)/tests/%: tests/unit/%.c $(SRV_OBJ) $(HF_LIBS) tests/harness/test.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Itests/harness $(CFLAGS) $(LDFLAGS) -o $@ $< \
 	  $(filter-out $(B)/obj/server/main.o,$(SRV_OBJ)) \
-	  $(B)/libhfnet.a $(B)/libhf.a $(LDLIBS)
+	  $(HF_LIBS) $(LDLIBS)
+
+# example programs (docs/client.md): only the public headers and libraries
+$(B)/examples/%: examples/%.c $(HF_LIBS)
+	@mkdir -p $(@D)
+	$(CC) -Iinclude $(CFLAGS) $(LDFLAGS) -o $@ $< $(HF_LIBS) $(LDLIBS)
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)

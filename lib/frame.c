@@ -80,6 +80,40 @@ size_t hf_frame_close_payload(uint8_t out[HF_FRAME_MAX_CONTROL], uint16_t code,
   return 2 + rl;
 }
 
+size_t hf_frame_peek(const uint8_t *buf, size_t len, hf_frame_info *fi) {
+  if (len < 2)
+    return 0;
+  uint8_t b1 = buf[1];
+  size_t need = 2 + ((b1 & 0x80) ? 4 : 0);
+  uint64_t plen = b1 & 0x7f;
+  if (plen == 126)
+    need += 2;
+  else if (plen == 127)
+    need += 8;
+  if (len < need)
+    return 0;
+  const uint8_t *q = buf + 2;
+  if (plen == 126) {
+    plen = ((uint64_t)q[0] << 8) | q[1];
+    q += 2;
+  } else if (plen == 127) {
+    plen = 0;
+    for (int i = 0; i < 8; i++)
+      plen = (plen << 8) | q[i];
+    q += 8;
+  }
+  fi->fin = buf[0] >> 7;
+  fi->rsv = (buf[0] >> 4) & 7;
+  fi->opcode = buf[0] & 0x0f;
+  fi->masked = b1 >> 7;
+  if (fi->masked)
+    memcpy(fi->mask, q, 4);
+  else
+    memset(fi->mask, 0, 4);
+  fi->payload_len = plen;
+  return need;
+}
+
 static ssize_t fail(hf_ws_parser *p, int err, uint16_t code, const char *why) {
   p->err_code = code;
   p->err_reason = why;
@@ -132,28 +166,20 @@ static ssize_t parse_header(hf_ws_parser *p, const uint8_t *buf, size_t len) {
   default:
     return fail(p, HF_EPROTO, HF_CLOSE_PROTOCOL_ERROR, "reserved opcode");
   }
-  if (len < need)
+  hf_frame_info fi;
+  if (hf_frame_peek(buf, len, &fi) == 0)
     return 0;
-  const uint8_t *q = buf + 2;
-  if (plen == 126) {
-    plen = ((uint64_t)q[0] << 8) | q[1];
-    q += 2;
-  } else if (plen == 127) {
-    plen = 0;
-    for (int i = 0; i < 8; i++)
-      plen = (plen << 8) | q[i];
-    q += 8;
-    if (plen >> 63)
-      return fail(p, HF_EPROTO, HF_CLOSE_PROTOCOL_ERROR,
-                  "64-bit payload length with the top bit set");
-  }
+  plen = fi.payload_len;
+  if (plen >> 63)
+    return fail(p, HF_EPROTO, HF_CLOSE_PROTOCOL_ERROR,
+                "64-bit payload length with the top bit set");
   if (op < HF_OP_CLOSE && p->max_message) {
     uint64_t total = (op == HF_OP_CONT ? p->_msg_len : 0) + plen;
     if (plen > p->max_message || total > p->max_message)
       return fail(p, HF_ETOOBIG, HF_CLOSE_TOO_BIG, "message too big");
   }
   if (masked)
-    memcpy(p->_key, q, 4);
+    memcpy(p->_key, fi.mask, 4);
   p->_opcode = op;
   p->_fin = fin;
   p->_plen = plen;

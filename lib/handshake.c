@@ -60,7 +60,9 @@ static const char msg_request_body[] =
     "A WebSocket upgrade request must not have a body (Content-Length or "
     "Transfer-Encoding was sent).\n";
 static const char msg_origin_rejected[] =
-    "Origin not allowed by this server's allowed origins list.\n";
+    "Origin not allowed: this server accepts pages of its own origin (the "
+    "host the request was sent to) and the origins in its allowed origins "
+    "list.\n";
 static const char msg_origin_repeated[] =
     "The request carries more than one Origin header.\n";
 static const char msg_null_origin[] =
@@ -195,6 +197,48 @@ int hf_handshake_origin_allowed(const hf_handshake_policy *pol,
   return 0;
 }
 
+/* host[:port] without a default port for scheme (http :80, https :443;
+ * ws/wss likewise). */
+static size_t strip_default_port(const char *h, size_t n, int https) {
+  const char *dp = https ? ":443" : ":80";
+  size_t dl = https ? 4 : 3;
+  if (n > dl && memcmp(h + n - dl, dp, dl) == 0 && h[n - dl - 1] != ':')
+    return n - dl;
+  return n;
+}
+
+static int ieq(const char *a, const char *b, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (to_lower((unsigned char)a[i]) != to_lower((unsigned char)b[i]))
+      return 0;
+  return 1;
+}
+
+int hf_handshake_same_origin(const char *origin, size_t len, const char *host,
+                             size_t hlen) {
+  if (!origin || !host || !hlen)
+    return 0;
+  const char *sep = NULL;
+  for (size_t i = 0; i + 2 < len; i++)
+    if (origin[i] == ':' && origin[i + 1] == '/' && origin[i + 2] == '/') {
+      sep = origin + i;
+      break;
+    }
+  if (!sep)
+    return 0;
+  size_t sl = (size_t)(sep - origin);
+  int https = (sl == 5 && ieq(origin, "https", 5)) || (sl == 3 && ieq(origin, "wss", 3));
+  if (!https && !(sl == 4 && ieq(origin, "http", 4)) && !(sl == 2 && ieq(origin, "ws", 2)))
+    return 0;
+  const char *oh = sep + 3;
+  size_t ohl = len - sl - 3;
+  if (!ohl || memchr(oh, '/', ohl) || memchr(oh, '@', ohl))
+    return 0; /* an origin has no path and no user info */
+  ohl = strip_default_port(oh, ohl, https);
+  hlen = strip_default_port(host, hlen, https);
+  return ohl == hlen && ieq(oh, host, hlen);
+}
+
 /* Exact (case-sensitive, as browsers compare the echoed value) search for
  * proto in the client's Sec-WebSocket-Protocol lists. Returns the client's
  * copy so the response echoes what was offered. */
@@ -237,6 +281,25 @@ static hf_hs_code reject(hf_handshake_result *out, hf_hs_code code, int status,
   out->message = message;
   out->extra_header = extra;
   return code;
+}
+
+/* The policy allows same-origin pages and origin names the request's own
+ * host (forwarded by a trusted proxy, or the single Host header). */
+static int same_origin_ok(const hf_http_request *req,
+                          const hf_handshake_policy *pol,
+                          const hf_http_header *origin) {
+  if (!pol || !pol->allow_same_origin)
+    return 0;
+  const char *host = pol->same_origin_host;
+  size_t hl = pol->same_origin_host_len;
+  if (!host) {
+    const hf_http_header *h;
+    if (count_headers(req, "Host", &h) != 1)
+      return 0;
+    host = h->value;
+    hl = h->value_len;
+  }
+  return hf_handshake_same_origin(origin->value, origin->value_len, host, hl);
 }
 
 hf_hs_code hf_handshake_check(const hf_http_request *req,
@@ -306,7 +369,8 @@ hf_hs_code hf_handshake_check(const hf_http_request *req,
       return reject(out, HF_HS_NULL_ORIGIN, 403, "null_origin",
                     msg_null_origin, NULL);
   } else if (!hf_handshake_origin_allowed(pol, origin->value,
-                                          origin->value_len)) {
+                                          origin->value_len) &&
+             !same_origin_ok(req, pol, origin)) {
     return reject(out, HF_HS_ORIGIN_REJECTED, 403, "origin_rejected",
                   msg_origin_rejected, NULL);
   }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Bounded HTTP/1.x request-head parser: finds the end of the head, then
- * validates the request line and header fields strictly (RFC 9110/9112),
- * returning views into the caller's buffer. No allocation, no state. */
+/* Bounded HTTP/1.x head parser (requests for the server, responses for the
+ * client): finds the end of the head, then validates the first line and
+ * the header fields strictly (RFC 9110/9112), returning views into the
+ * caller's buffer. No allocation, no state. */
 #include "hf/http.h"
 
 #include <string.h>
@@ -158,6 +159,24 @@ static ssize_t parse_header_line(line_view l, hf_http_header *h,
   return 0;
 }
 
+/* The header fields after the first line, up to the empty line ending the
+ * head at head_len; *count gets the number parsed into h[0..cap). */
+static ssize_t parse_fields(const char *buf, size_t *pos, size_t head_len,
+                            hf_http_header *h, size_t cap, size_t *count,
+                            const char **why) {
+  for (;;) {
+    line_view l = next_line(buf, pos, head_len);
+    if (l.len == 0)
+      return 0;
+    if (*count == cap)
+      return fail(why, HF_ETOOBIG, "too many header fields");
+    ssize_t rc = parse_header_line(l, &h[*count], why);
+    if (rc < 0)
+      return rc;
+    (*count)++;
+  }
+}
+
 ssize_t hf_http_parse_request(const char *buf, size_t len, size_t last_len,
                               size_t max_head, hf_http_request *req,
                               const char **why) {
@@ -182,29 +201,80 @@ ssize_t hf_http_parse_request(const char *buf, size_t len, size_t last_len,
   ssize_t rc = parse_request_line(next_line(buf, &pos, head_len), req, why);
   if (rc < 0)
     return rc;
-  for (;;) {
-    line_view l = next_line(buf, &pos, head_len);
-    if (l.len == 0)
-      break;
-    if (req->num_headers == cap)
-      return fail(why, HF_ETOOBIG, "too many header fields");
-    rc = parse_header_line(l, &req->headers[req->num_headers], why);
-    if (rc < 0)
-      return rc;
-    req->num_headers++;
+  rc = parse_fields(buf, &pos, head_len, req->headers, cap, &req->num_headers,
+                    why);
+  return rc < 0 ? rc : (ssize_t)head_len;
+}
+
+/* Status line: HTTP-version SP 3DIGIT [SP reason-phrase]. */
+static ssize_t parse_status_line(line_view l, hf_http_response *res,
+                                 const char **why) {
+  static const char bad[] = "malformed status line";
+  const char *v = l.p;
+  if (l.len < 12 || memcmp(v, "HTTP/", 5) != 0 || v[6] != '.' || v[5] < '0' ||
+      v[5] > '9' || v[7] < '0' || v[7] > '9' || v[8] != ' ')
+    return fail(why, HF_EPROTO, bad);
+  res->version_major = v[5] - '0';
+  res->version_minor = v[7] - '0';
+  int st = 0;
+  for (int i = 9; i < 12; i++) {
+    if (v[i] < '0' || v[i] > '9')
+      return fail(why, HF_EPROTO, bad);
+    st = st * 10 + (v[i] - '0');
   }
-  return (ssize_t)head_len;
+  if (st < 100)
+    return fail(why, HF_EPROTO, bad);
+  res->status = st;
+  res->reason = v + 12;
+  res->reason_len = 0;
+  if (l.len > 12) {
+    if (v[12] != ' ')
+      return fail(why, HF_EPROTO, bad);
+    res->reason = v + 13;
+    res->reason_len = l.len - 13;
+    for (size_t i = 0; i < res->reason_len; i++)
+      if (!is_field_char((unsigned char)res->reason[i]))
+        return fail(why, HF_EPROTO, "control character in the reason phrase");
+  }
+  if (res->version_major != 1)
+    return fail(why, HF_EPROTO, "unsupported HTTP version");
+  return 0;
+}
+
+ssize_t hf_http_parse_response(const char *buf, size_t len, size_t last_len,
+                               size_t max_head, hf_http_response *res,
+                               const char **why) {
+  size_t cap = res->num_headers;
+  size_t limit = len < max_head ? len : max_head;
+  size_t from = (last_len <= len && last_len > 2) ? last_len - 2 : 0;
+  size_t head_len = find_head_end(buf, from, limit);
+  if (head_len == 0) {
+    if (len >= max_head)
+      return fail(why, HF_ETOOBIG, "response head too large");
+    return HF_EAGAIN;
+  }
+  res->num_headers = 0;
+  size_t pos = 0;
+  ssize_t rc = parse_status_line(next_line(buf, &pos, head_len), res, why);
+  if (rc < 0)
+    return rc;
+  rc = parse_fields(buf, &pos, head_len, res->headers, cap, &res->num_headers,
+                    why);
+  return rc < 0 ? rc : (ssize_t)head_len;
+}
+
+const hf_http_header *hf_http_header_find(const hf_http_header *h, size_t n,
+                                          const char *name) {
+  size_t nl = strlen(name);
+  for (size_t i = 0; i < n; i++)
+    if (h[i].name_len == nl && case_eq(h[i].name, name, nl))
+      return &h[i];
+  return NULL;
 }
 
 const hf_http_header *hf_http_find(const hf_http_request *req,
                                    const char *name) {
-  size_t n = strlen(name);
-  for (size_t i = 0; i < req->num_headers; i++) {
-    const hf_http_header *h = &req->headers[i];
-    if (h->name_len == n && case_eq(h->name, name, n))
-      return h;
-  }
-  return NULL;
+  return hf_http_header_find(req->headers, req->num_headers, name);
 }
 
 int hf_http_has_token(const char *value, size_t len, const char *token) {

@@ -19,7 +19,9 @@
 #include "hf/close.h"
 #include "hf/err.h"
 #include "hf/frame.h"
+#include "hf/proxy.h"
 #include "hf/shared.h"
+#include "hf/tls.h"
 
 #define CORK_CAP (64 * 1024)
 /* Messages at least this big skip the cork and go out with writev, straight
@@ -55,6 +57,25 @@ enum {
   F_DEFERRED = 1 << 15    /* the application answers the request later */
 };
 
+/* Transport below HTTP (c->xport). */
+enum {
+  X_PLAIN,  /* bytes are HTTP/WebSocket as they come */
+  X_PROXY,  /* reading the PROXY protocol header (then X_TLS_HS or X_PLAIN) */
+  X_TLS_HS, /* TLS handshake in progress */
+  X_TLS     /* TLS established: reads and writes go through c->tls */
+};
+
+enum {
+  XF_PEEKED = 1,     /* the first bytes on the TLS port were looked at */
+  XF_RD_WANTS_WR = 2 /* a TLS read waits for the socket to be writable */
+};
+
+typedef union {
+  struct sockaddr sa;
+  struct sockaddr_in in4;
+  struct sockaddr_in6 in6;
+} conn_addr;
+
 struct hf_conn {
   hf_io io;
   hf_timer timer;
@@ -81,11 +102,11 @@ struct hf_conn {
   char *peer_reason; /* close reason received from the peer */
   char *own_reason;  /* copy of a reason given to hf_conn_close */
   uint8_t id[16];
-  union {
-    struct sockaddr sa;
-    struct sockaddr_in in4;
-    struct sockaddr_in6 in6;
-  } peer;
+  conn_addr peer;
+  struct hf_tls *tls; /* the TLS session; NULL on plain connections */
+  conn_addr *client;  /* the client behind a proxy (PROXY header or set by
+                         the application); NULL: the TCP peer is the client */
+  uint8_t xport, xflags;
   uint16_t flags;
   uint8_t state, who, upgraded;
   uint16_t close_code;
@@ -129,6 +150,7 @@ static void teardown(hf_conn *c);
 static void resume_pipelined(hf_loop *loop, hf_deferred *d);
 static void conn_io(hf_loop *loop, hf_io *io, uint32_t ev);
 static void conn_timer(hf_loop *loop, hf_timer *t);
+static void transport_error(hf_conn *c, const char *reason, const char *detail);
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -147,15 +169,30 @@ static uint64_t rng_next(uint64_t s[4]) { /* xoshiro256** */
 
 static void set_events(hf_conn *c) {
   uint32_t ev = 0;
-  if (!(c->flags & F_NO_READ))
-    ev |= EPOLLIN | EPOLLRDHUP;
-  if (c->out_len)
-    ev |= EPOLLOUT;
+  if (c->xport == X_TLS_HS) {
+    ev = hf_tls_want(c->tls) == HF_TLS_WANT_WRITE ? EPOLLOUT : EPOLLIN | EPOLLRDHUP;
+  } else {
+    if (!(c->flags & F_NO_READ))
+      ev |= EPOLLIN | EPOLLRDHUP;
+    if (c->out_len || (c->xflags & XF_RD_WANTS_WR))
+      ev |= EPOLLOUT;
+  }
   if (hf_loop_mod(c->ctx->loop, &c->io, ev) < 0)
     teardown(c);
 }
 
 static ssize_t send_iov(hf_conn *c, struct iovec *iov, int n) {
+  if (c->tls) { /* encrypted; what OpenSSL holds back is retried as is */
+    ssize_t t = hf_tls_writev(c->tls, iov, n);
+    if (t == HF_EAGAIN)
+      return 0;
+    if (t < 0)
+      return -1;
+    c->bytes_out += (uint64_t)t;
+    if (c->upgraded)
+      st_add(&c->ctx->stats.bytes_out, (uint64_t)t);
+    return t;
+  }
   struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
   ssize_t w;
   do /* one buffer (the common, corked case): send(), which skips the
@@ -403,6 +440,7 @@ static void on_flushed(hf_conn *c) {
   } else if ((c->state == ST_RESPONDED || (c->flags & F_DISCARD)) &&
              !(c->flags & F_LINGER)) {
     c->flags |= F_LINGER;
+    hf_tls_shutdown(c->tls); /* close_notify before the FIN */
     shutdown(c->io.fd, SHUT_WR);
   }
 }
@@ -443,6 +481,8 @@ static void reap(hf_loop *loop, hf_deferred *d) {
     outq_free(c);
     free(c->peer_reason);
     free(c->own_reason);
+    hf_tls_free(c->tls);
+    free(c->client);
     free(c);
   }
 }
@@ -463,6 +503,7 @@ static void teardown(hf_conn *c) {
   info.bytes_out = c->bytes_out;
   info.msgs_in = c->msgs_in;
   info.msgs_out = c->msgs_out;
+  info.tls = c->xport == X_TLS ? 2 : c->tls ? 1 : 0;
   if (c->flags & (F_CLOSE_SENT | F_CLOSE_RCVD)) {
     info.code = c->close_code;
     info.who = (hf_conn_who)c->who;
@@ -484,6 +525,8 @@ static void teardown(hf_conn *c) {
     }
   hf_timer_cancel(ctx->loop, &c->timer);
   hf_loop_del(ctx->loop, &c->io);
+  if (c->xport == X_TLS)
+    hf_tls_shutdown(c->tls);
   close(c->io.fd);
   c->io.fd = -1;
   /* unlink from the live list */
@@ -763,6 +806,14 @@ static void process_http(hf_conn *c, uint8_t *buf, size_t len, size_t last) {
                         ? ctx->cfg.max_headers
                         : MAX_HEADERS_CAP;
   const char *why = NULL;
+  if (!c->tls && !(c->flags & F_ANSWERED) && hf_tls_looks_like_hello(buf, len)) {
+    /* not a garbage request: a TLS client on a plain port */
+    transport_error(c, "tls_on_plain_port",
+                    "a TLS ClientHello arrived on a plain (ws://, http://) port: "
+                    "the client uses wss:// or https:// for this address");
+    abort_with(c, 0, "TLS on a plain port");
+    return;
+  }
   ssize_t r = hf_http_parse_request((const char *)buf, len, last,
                                     ctx->cfg.max_head, &req, &why);
   if (r == HF_EAGAIN) {
@@ -876,6 +927,154 @@ static void process_body(hf_conn *c) {
   }
 }
 
+/* ---- transport: PROXY header, TLS ---------------------------------------- */
+
+/* recv() or its TLS equivalent: > 0 bytes, 0 at EOF, -1 with errno
+ * (EAGAIN: nothing now). */
+static ssize_t conn_recv(hf_conn *c, void *buf, size_t cap) {
+  if (!c->tls)
+    return recv(c->io.fd, buf, cap, 0);
+  int waited = c->xflags & XF_RD_WANTS_WR;
+  c->xflags &= (uint8_t)~XF_RD_WANTS_WR;
+  ssize_t n = hf_tls_read(c->tls, buf, cap);
+  if (n >= 0) {
+    if (waited)
+      set_events(c);
+    return n;
+  }
+  if (n == HF_EAGAIN) {
+    if (hf_tls_want(c->tls) == HF_TLS_WANT_WRITE)
+      c->xflags |= XF_RD_WANTS_WR;
+    if ((c->xflags & XF_RD_WANTS_WR) != waited)
+      set_events(c);
+    errno = EAGAIN;
+    return -1;
+  }
+  errno = EIO;
+  return -1;
+}
+
+static void transport_error(hf_conn *c, const char *reason, const char *detail) {
+  if (c->ctx->h.on_transport_error)
+    c->ctx->h.on_transport_error(c, reason, detail);
+}
+
+static void set_client(hf_conn *c, const conn_addr *a) {
+  if (!c->client && !(c->client = malloc(sizeof *c->client)))
+    return; /* out of memory: the TCP peer stays the client */
+  *c->client = *a;
+}
+
+/* Read the PROXY protocol header without reading past it: peek, parse,
+ * then consume exactly the header's bytes (incomplete: every byte seen so
+ * far belongs to it, so all of them are consumed and nothing is peeked
+ * twice). Returns 1 when done (c->xport moved on), 0 to wait. */
+static int read_proxy(hf_conn *c) {
+  if (!c->in) {
+    c->in = malloc(HF_PROXY_MAX_HEADER);
+    if (!c->in) {
+      abort_with(c, 0, "out of memory");
+      return 0;
+    }
+    c->in_cap = HF_PROXY_MAX_HEADER;
+    c->in_len = 0;
+  }
+  ssize_t n = recv(c->io.fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_PEEK);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    return 0;
+  if (n <= 0) {
+    teardown(c); /* gone before saying anything: a probe or a reset */
+    return 0;
+  }
+  hf_proxy_info pi;
+  const char *why = NULL;
+  size_t have = c->in_len, avail = have + (size_t)n;
+  ssize_t r = hf_proxy_parse(c->in, avail, &pi, &why);
+  if (r < 0 && r != HF_EAGAIN) {
+    transport_error(c, "bad_proxy_header", why ? why : "no PROXY protocol header");
+    if (!c->tls && c->in[0] >= 'A' && c->in[0] <= 'Z') {
+      c->xport = X_PLAIN; /* an HTTP client sent straight to this port */
+      free(c->in);
+      c->in = NULL;
+      c->in_len = c->in_cap = 0;
+      respond_error(c, 400, "This port expects a PROXY protocol header from a "
+                            "proxy (the listener is configured for it); "
+                            "connect through the proxy.");
+    } else {
+      abort_with(c, 0, "bad PROXY protocol header");
+    }
+    return 0;
+  }
+  size_t upto = r == HF_EAGAIN ? avail : (size_t)r, want = upto - have;
+  if (recv(c->io.fd, c->in + have, want, 0) != (ssize_t)want) {
+    teardown(c);
+    return 0;
+  }
+  c->in_len = (uint32_t)upto;
+  if (r == HF_EAGAIN)
+    return 0; /* the rest of the header is still coming */
+  if (!pi.local) {
+    conn_addr a;
+    memset(&a, 0, sizeof a);
+    if (pi.family == 4) {
+      a.in4.sin_family = AF_INET;
+      memcpy(&a.in4.sin_addr, pi.src, 4);
+      a.in4.sin_port = htons(pi.src_port);
+    } else {
+      a.in6.sin6_family = AF_INET6;
+      memcpy(&a.in6.sin6_addr, pi.src, 16);
+      a.in6.sin6_port = htons(pi.src_port);
+    }
+    set_client(c, &a);
+  }
+  free(c->in);
+  c->in = NULL;
+  c->in_len = c->in_cap = 0;
+  c->xport = c->tls ? X_TLS_HS : X_PLAIN;
+  set_events(c);
+  return c->state != ST_DEAD;
+}
+
+/* Drive the TLS handshake. Before the first byte reaches OpenSSL, a peek
+ * tells plain HTTP (an ASCII method; no TLS record starts with a letter)
+ * from TLS: plain HTTP gets an explained 400 in clear text. */
+static void tls_step(hf_conn *c) {
+  if (!(c->xflags & XF_PEEKED)) {
+    uint8_t b[8];
+    ssize_t n = recv(c->io.fd, b, sizeof b, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+      return;
+    if (n <= 0) {
+      teardown(c); /* connected and left: a probe */
+      return;
+    }
+    c->xflags |= XF_PEEKED;
+    if (b[0] >= 'A' && b[0] <= 'Z') {
+      hf_tls_free(c->tls);
+      c->tls = NULL;
+      c->xport = X_PLAIN;
+      transport_error(c, "plain_http_on_tls_port",
+                      "plain HTTP was sent to this TLS port (the client used "
+                      "http:// or ws:// instead of https:// or wss://)");
+      respond_error(c, 400, "This port speaks TLS: use https:// or wss:// for "
+                            "this address (the request was plain HTTP).");
+      return;
+    }
+  }
+  int r = hf_tls_handshake(c->tls);
+  if (r == 0) {
+    set_events(c);
+    return;
+  }
+  if (r < 0) {
+    transport_error(c, "tls_handshake_failed", hf_tls_error(c->tls));
+    abort_with(c, 0, "TLS handshake failed");
+    return;
+  }
+  c->xport = X_TLS;
+  set_events(c);
+}
+
 /* ---- I/O callbacks ------------------------------------------------------ */
 
 static void on_eof(hf_conn *c) {
@@ -898,7 +1097,7 @@ static void on_readable(hf_conn *c) {
     /* discard what the client still sends until EOF (lingering close) */
     size_t rc;
     uint8_t *rb = hf_loop_rbuf(ctx->loop, &rc);
-    ssize_t n = recv(c->io.fd, rb, rc, 0);
+    ssize_t n = conn_recv(c, rb, rc);
     if (n > 0 && c->upgraded) {
       c->bytes_in += (uint64_t)n; /* dropped, but received: count it */
       st_add(&ctx->stats.bytes_in, (uint64_t)n);
@@ -908,7 +1107,7 @@ static void on_readable(hf_conn *c) {
     return;
   }
   if (c->state == ST_BODY) {
-    ssize_t n = recv(c->io.fd, c->in + c->in_len, c->body_need - c->in_len, 0);
+    ssize_t n = conn_recv(c, c->in + c->in_len, c->body_need - c->in_len);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
       on_eof(c);
       return;
@@ -939,7 +1138,7 @@ static void on_readable(hf_conn *c) {
   } else {
     buf = hf_loop_rbuf(ctx->loop, &cap);
   }
-  ssize_t n = recv(c->io.fd, buf + (into_in ? c->in_len : 0), cap, 0);
+  ssize_t n = conn_recv(c, buf + (into_in ? c->in_len : 0), cap);
   if (n < 0) {
     if (errno == EAGAIN || errno == EINTR)
       return;
@@ -985,6 +1184,17 @@ static void conn_io(hf_loop *loop, hf_io *io, uint32_t ev) {
   hf_conn *c = (hf_conn *)io;
   if (c->state == ST_DEAD)
     return;
+  if (c->xport == X_PROXY || c->xport == X_TLS_HS) {
+    if (c->xport == X_PROXY && !read_proxy(c))
+      return;
+    if (c->xport == X_TLS_HS)
+      tls_step(c);
+    if (c->state == ST_DEAD || c->xport == X_TLS_HS)
+      return;
+    ev = EPOLLIN; /* the request may be here already */
+  }
+  if ((ev & EPOLLOUT) && (c->xflags & XF_RD_WANTS_WR))
+    ev |= EPOLLIN; /* a TLS read was waiting for this */
   if (ev & EPOLLOUT)
     on_writable(c);
   if (c->state == ST_DEAD)
@@ -996,6 +1206,12 @@ static void conn_io(hf_loop *loop, hf_io *io, uint32_t ev) {
       return;
     }
     on_readable(c);
+    /* bytes OpenSSL decrypted but did not hand over (a short buffer)
+     * raise no event: take them now */
+    for (int i = 0; i < 64 && c->tls && c->state != ST_DEAD &&
+                    !(c->flags & F_NO_READ) && hf_tls_pending(c->tls);
+         i++)
+      on_readable(c);
   }
 }
 
@@ -1120,11 +1336,27 @@ void hf_conn_ctx_close_all(hf_conn_ctx *ctx, uint16_t code, const char *reason) 
 
 hf_conn *hf_conn_accept(hf_conn_ctx *ctx, int fd, const struct sockaddr *sa,
                         socklen_t salen) {
+  return hf_conn_accept_ex(ctx, fd, sa, salen, NULL);
+}
+
+hf_conn *hf_conn_accept_ex(hf_conn_ctx *ctx, int fd, const struct sockaddr *sa,
+                           socklen_t salen, const hf_conn_accept_opts *o) {
   hf_conn *c = calloc(1, sizeof *c);
   if (!c) {
     close(fd);
     return NULL;
   }
+  if (o && o->tls) {
+    c->tls = hf_tls_accept(o->tls, fd);
+    if (!c->tls) {
+      free(c);
+      close(fd);
+      return NULL;
+    }
+    c->xport = X_TLS_HS;
+  }
+  if (o && o->proxy_protocol)
+    c->xport = X_PROXY;
   c->ctx = ctx;
   c->io.fd = fd;
   c->io.cb = conn_io;
@@ -1142,6 +1374,7 @@ hf_conn *hf_conn_accept(hf_conn_ctx *ctx, int fd, const struct sockaddr *sa,
   c->id[8] = (uint8_t)((c->id[8] & 0x3f) | 0x80); /* RFC 4122 variant */
   if (hf_loop_add(ctx->loop, &c->io, EPOLLIN | EPOLLRDHUP) < 0) {
     close(fd);
+    hf_tls_free(c->tls);
     free(c);
     return NULL;
   }
@@ -1204,7 +1437,7 @@ void hf_conn_respond(hf_conn *c, int status, const char *extra_headers,
     set_events(c);
     if (c->state == ST_DEAD)
       return;
-    if (c->flags & F_PIPELINED)
+    if ((c->flags & F_PIPELINED) || (c->tls && hf_tls_pending(c->tls)))
       resume_later(c);
   }
   int ka = (c->flags & F_KEEPALIVE) && !(c->ctx->draining);
@@ -1284,6 +1517,10 @@ static void resume_pipelined(hf_loop *loop, hf_deferred *d) {
       c->flags &= (uint16_t)~F_PIPELINED;
       process_http(c, c->in, c->in_len, 0);
     }
+    /* requests OpenSSL already decrypted raise no event */
+    if (c->tls && c->state == ST_HTTP && !(c->flags & (F_DEFERRED | F_NO_READ)) &&
+        hf_tls_pending(c->tls))
+      conn_io(loop, &c->io, EPOLLIN);
   }
 }
 
@@ -1360,30 +1597,83 @@ void hf_conn_id(const hf_conn *c, char out[37]) {
   out[j] = 0;
 }
 
+static void addr_text(const conn_addr *a, char *out, size_t cap);
+
 void hf_conn_peer(const hf_conn *c, char *out, size_t cap) {
+  addr_text(&c->peer, out, cap);
+}
+
+static void addr_text(const conn_addr *a, char *out, size_t cap) {
   char ip[INET6_ADDRSTRLEN] = "?";
-  if (c->peer.sa.sa_family == AF_INET) {
-    inet_ntop(AF_INET, &c->peer.in4.sin_addr, ip, sizeof ip);
-    snprintf(out, cap, "%s:%u", ip, ntohs(c->peer.in4.sin_port));
-  } else if (c->peer.sa.sa_family == AF_INET6) {
-    inet_ntop(AF_INET6, &c->peer.in6.sin6_addr, ip, sizeof ip);
-    snprintf(out, cap, "[%s]:%u", ip, ntohs(c->peer.in6.sin6_port));
+  /* port 0: not known (a client named by a forwarding header) */
+  if (a->sa.sa_family == AF_INET) {
+    inet_ntop(AF_INET, &a->in4.sin_addr, ip, sizeof ip);
+    if (a->in4.sin_port)
+      snprintf(out, cap, "%s:%u", ip, ntohs(a->in4.sin_port));
+    else
+      snprintf(out, cap, "%s", ip);
+  } else if (a->sa.sa_family == AF_INET6) {
+    inet_ntop(AF_INET6, &a->in6.sin6_addr, ip, sizeof ip);
+    if (a->in6.sin6_port)
+      snprintf(out, cap, "[%s]:%u", ip, ntohs(a->in6.sin6_port));
+    else
+      snprintf(out, cap, "%s", ip);
   } else {
     snprintf(out, cap, "unknown");
   }
 }
 
-size_t hf_conn_peer_ip(const hf_conn *c, uint8_t out[16]) {
-  if (c->peer.sa.sa_family == AF_INET) {
-    memcpy(out, &c->peer.in4.sin_addr, 4);
+static size_t addr_ip(const conn_addr *a, uint8_t out[16]) {
+  if (a->sa.sa_family == AF_INET) {
+    memcpy(out, &a->in4.sin_addr, 4);
     return 4;
   }
-  if (c->peer.sa.sa_family == AF_INET6) {
-    memcpy(out, &c->peer.in6.sin6_addr, 16);
+  if (a->sa.sa_family == AF_INET6) {
+    memcpy(out, &a->in6.sin6_addr, 16);
     return 16;
   }
   return 0;
 }
+
+size_t hf_conn_peer_ip(const hf_conn *c, uint8_t out[16]) {
+  return addr_ip(&c->peer, out);
+}
+
+void hf_conn_client(const hf_conn *c, char *out, size_t cap) {
+  addr_text(c->client ? c->client : &c->peer, out, cap);
+}
+
+size_t hf_conn_client_ip(const hf_conn *c, uint8_t out[16]) {
+  return addr_ip(c->client ? c->client : &c->peer, out);
+}
+
+int hf_conn_has_client(const hf_conn *c) { return c->client != NULL; }
+
+void hf_conn_set_client(hf_conn *c, const uint8_t *ip, size_t len,
+                        uint16_t port) {
+  conn_addr a;
+  memset(&a, 0, sizeof a);
+  if (len == 4) {
+    a.in4.sin_family = AF_INET;
+    memcpy(&a.in4.sin_addr, ip, 4);
+    a.in4.sin_port = htons(port);
+  } else if (len == 16) {
+    a.in6.sin6_family = AF_INET6;
+    memcpy(&a.in6.sin6_addr, ip, 16);
+    a.in6.sin6_port = htons(port);
+  } else {
+    return;
+  }
+  set_client(c, &a);
+}
+
+struct hf_tls *hf_conn_tls(const hf_conn *c) {
+  return c->xport == X_TLS ? c->tls : NULL;
+}
+
+int hf_conn_is_tls(const hf_conn *c) { return c->tls != NULL; }
+
+struct hf_tls *hf_conn_tls_session(const hf_conn *c) { return c->tls; }
 
 void hf_conn_set_udata(hf_conn *c, void *udata) { c->udata = udata; }
 void *hf_conn_udata(const hf_conn *c) { return c->udata; }

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hf/forwarded.h"
+
 typedef enum { T_STR, T_BOOL, T_UINT, T_SIZE, T_DUR, T_LIST, T_ENUM, T_JSON } stype;
 
 typedef struct {
@@ -34,6 +36,44 @@ static const setting settings[] = {
      "IP address to listen on when no --listen is given"},
     {"http_server.port", T_UINT, O(http_port), "8000", 0, 65535, NULL, CF,
      "TCP port to listen on when no --listen is given (0 = any free port)"},
+    /* TLS, trusted proxies, PROXY protocol (tls) */
+    {"http_server.tls.enabled", T_BOOL, O(tls_enabled), "false", 0, 0, NULL, CF,
+     "the main listeners (http_server.port or every --listen) speak TLS: wss:// "
+     "and https://"},
+    {"http_server.tls.cert_pem_file", T_STR, O(tls_cert_file), "", 0, 0, NULL, CF,
+     "PEM certificate chain (leaf first) of the default certificate; reloaded on SIGHUP"},
+    {"http_server.tls.key_pem_file", T_STR, O(tls_key_file), "", 0, 0, NULL, CF,
+     "PEM private key (unencrypted) of the default certificate; reloaded on SIGHUP"},
+    {"http_server.tls.sni", T_JSON, O(tls_sni), "[]", 0, 0, NULL, HF,
+     "more certificates, chosen when the client's SNI name matches one of their "
+     "names: [{\"cert_pem_file\":\"b.pem\",\"key_pem_file\":\"b.key\"}]"},
+    {"http_server.tls.listen", T_LIST, O(tls_listen), "", 0, 0, NULL, HF,
+     "more listeners HOST:PORT that speak TLS, beside the main (plain or TLS) ones"},
+    {"http_server.tls.min_version", T_ENUM, O(tls_min_version), "1.2", 0, 0, "1.2|1.3",
+     HF, "oldest TLS version accepted"},
+    {"http_server.tls.ktls", T_BOOL, O(tls_ktls), "true", 0, 0, NULL, HF,
+     "use kernel TLS offload where the kernel (module \"tls\") and OpenSSL allow "
+     "it; otherwise TLS stays in user space"},
+    {"http_server.tls.expiry_warning_days", T_UINT, O(tls_expiry_warning_days), "14", 0,
+     3650, NULL, HF,
+     "warn (at start, on SIGHUP and daily) when a certificate expires within this "
+     "many days; /health shows the days left"},
+    {"http_server.tls.proxy_protocol", T_BOOL, O(tls_proxy_protocol), "false", 0, 0,
+     NULL, HF,
+     "the http_server.tls.listen listeners expect a PROXY protocol v1/v2 header "
+     "before the TLS handshake"},
+    {"http_server.trusted_proxies", T_LIST, O(trusted_proxies), "", 0, 0, NULL, HF,
+     "proxies (CIDRs, e.g. 10.0.0.0/8, ::1) whose X-Forwarded-For, X-Real-IP, "
+     "Forwarded, X-Forwarded-Proto and X-Forwarded-Host are believed: the client is "
+     "the right-most address that is not one of them; from other peers these headers "
+     "are ignored. Non-empty: PROXY headers are accepted only from these peers"},
+    {"http_server.proxy_protocol", T_BOOL, O(proxy_protocol), "false", 0, 0, NULL, HF,
+     "the main listeners expect a PROXY protocol v1/v2 header (haproxy send-proxy) "
+     "on every connection; its source address is the client"},
+    {"client.allow_same_origin", T_BOOL, O(allow_same_origin), "true", 0, 0, NULL, HF,
+     "allow browser pages of the same origin: an Origin whose host[:port] equals the "
+     "request's Host (or the host forwarded by a trusted proxy); other origins need "
+     "client.allowed_origins"},
     {"listen", T_LIST, O(listen), "", 0, 0, NULL, HF,
      "listen addresses HOST:PORT (IPv6 as [::1]:PORT); overrides http_server.*"},
     {"workers", T_UINT, O(workers), "0", 0, 256, NULL, HF,
@@ -357,7 +397,7 @@ int srv_config_parse_duration(const char *s, uint64_t *out) {
 }
 
 /* "1048576", "64KiB", "1MiB", "1GiB" (also KB/MB/GB as powers of 1000). */
-static int parse_size(const char *s, uint64_t *out) {
+int srv_config_parse_size(const char *s, uint64_t *out) {
   if (!isdigit((unsigned char)*s))
     return -1;
   char *end;
@@ -495,7 +535,7 @@ static int apply_text(srv_config *cfg, const setting *st, const char *val,
   case T_SIZE:
   case T_DUR: {
     int r = st->type == T_UINT   ? parse_uint(val, &u)
-            : st->type == T_SIZE ? parse_size(val, &u)
+            : st->type == T_SIZE ? srv_config_parse_size(val, &u)
                                  : srv_config_parse_duration(val, &u);
     if (r < 0 || u < st->min || u > st->max)
       return bad(err, st, val, src, NULL);
@@ -653,7 +693,47 @@ static void env_name(const char *key, char *out, size_t cap) {
   out[j] = 0;
 }
 
+static int validate_tls(srv_config *cfg, FILE *err) {
+  for (size_t i = 0; i < cfg->trusted_proxies.n; i++) {
+    hf_cidr c;
+    if (hf_cidr_parse(cfg->trusted_proxies.v[i], &c) < 0) {
+      fprintf(err,
+              "holdfast: invalid configuration: http_server.trusted_proxies entry "
+              "\"%s\": expected an IP address or a CIDR like 10.0.0.0/8 or fd00::/8 "
+              "(no host bits set after the prefix)\n",
+              cfg->trusted_proxies.v[i]);
+      return -1;
+    }
+  }
+  if ((cfg->tls_enabled || cfg->tls_listen.n) &&
+      (!*cfg->tls_cert_file || !*cfg->tls_key_file)) {
+    fprintf(err, "holdfast: invalid configuration: %s needs "
+                 "http_server.tls.cert_pem_file and http_server.tls.key_pem_file\n",
+            cfg->tls_enabled ? "http_server.tls.enabled" : "http_server.tls.listen");
+    return -1;
+  }
+  if (!json_is_array(cfg->tls_sni)) {
+    fprintf(err, "holdfast: invalid configuration: http_server.tls.sni: expected a JSON "
+                 "array of {\"cert_pem_file\":...,\"key_pem_file\":...}\n");
+    return -1;
+  }
+  size_t i;
+  json_t *e;
+  json_array_foreach(cfg->tls_sni, i, e) {
+    if (!json_is_string(json_object_get(e, "cert_pem_file")) ||
+        !json_is_string(json_object_get(e, "key_pem_file")) || json_object_size(e) != 2) {
+      fprintf(err, "holdfast: invalid configuration: http_server.tls.sni[%zu]: expected "
+                   "{\"cert_pem_file\":\"FILE\",\"key_pem_file\":\"FILE\"} and "
+                   "nothing else\n", i);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 static int validate(srv_config *cfg, FILE *err) {
+  if (validate_tls(cfg, err) < 0)
+    return -1;
   if (cfg->redis_cluster_address.n && cfg->redis_sentinel_address.n) {
     fprintf(err, "holdfast: invalid configuration: engine.redis.cluster_address and "
                  "engine.redis.sentinel_address exclude each other (a cluster fails over "

@@ -22,6 +22,19 @@ typedef struct {
   uint64_t http_port;
   srv_strlist listen;       /* HOST:PORT entries; overrides the two above */
   uint64_t workers;         /* 0 = number of cores */
+  /* TLS, trusted proxies, PROXY protocol */
+  bool tls_enabled;             /* the main listeners speak TLS */
+  char *tls_cert_file;
+  char *tls_key_file;
+  json_t *tls_sni;              /* [{"cert_pem_file":..,"key_pem_file":..}] */
+  srv_strlist tls_listen;       /* more TLS listeners HOST:PORT */
+  char *tls_min_version;        /* "1.2" | "1.3" */
+  bool tls_ktls;
+  uint64_t tls_expiry_warning_days;
+  bool tls_proxy_protocol;      /* the tls_listen listeners expect PROXY */
+  srv_strlist trusted_proxies;  /* CIDRs */
+  bool proxy_protocol;          /* the main listeners expect PROXY */
+  bool allow_same_origin;
   /* logging */
   char *log_format;         /* "auto" | "json" | "pretty" */
   char *log_level;          /* "debug" | "info" | "warn" | "error" */
@@ -126,6 +139,8 @@ void srv_config_markdown(FILE *out);
 
 /* "25s", "500ms", "1m30s", "2h", "0" -> milliseconds. Returns 0 or -1. */
 int srv_config_parse_duration(const char *s, uint64_t *out);
+/* "1048576", "64KiB", "1MiB" (also KB/MB/GB) -> bytes. Returns 0 or -1. */
+int srv_config_parse_size(const char *s, uint64_t *out);
 
 /* Record an "ignored key" warning (used by chan_config_load too). */
 void srv_config_warn_unsupported(const char *key);

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The holdfast command: `holdfast serve` runs the server, `holdfast bench`
- * the load generator, `holdfast version` prints the version. */
+ * the load generator, `holdfast chaos` the fault-injecting proxy, `holdfast
+ * connect` the terminal client, `holdfast probe` the connection diagnosis,
+ * `holdfast version` prints the version. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -9,6 +11,9 @@
 #include "log.h"
 #include "server.h"
 #include "../tools/bench.h"
+#include "../tools/chaos.h"
+#include "../tools/connect.h"
+#include "../tools/probe.h"
 #include "../tools/tokens.h"
 
 #define HOLDFAST_VERSION "0.1.0"
@@ -19,6 +24,9 @@ static void usage(FILE *out) {
           "usage:\n"
           "  holdfast serve [options]   run the server (holdfast serve --help)\n"
           "  holdfast bench [options]   load generator (holdfast bench --help)\n"
+          "  holdfast chaos [options]   fault-injecting proxy (holdfast chaos --help)\n"
+          "  holdfast connect URL       terminal WebSocket client (--help)\n"
+          "  holdfast probe URL         diagnose a WebSocket endpoint layer by layer (--help)\n"
           "  holdfast genconfig [-o F]  a starter configuration with fresh secrets\n"
           "  holdfast gentoken ...      a connection token (holdfast gentoken --help)\n"
           "  holdfast checktoken TOKEN  why the server would accept or refuse a token\n"
@@ -61,6 +69,12 @@ int main(int argc, char **argv) {
     return serve(argc - 2, argv + 2);
   if (strcmp(cmd, "bench") == 0)
     return bench_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "chaos") == 0)
+    return chaos_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "connect") == 0)
+    return connect_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "probe") == 0)
+    return probe_main(argc - 2, argv + 2);
   if (strcmp(cmd, "genconfig") == 0)
     return tok_genconfig_main(argc - 2, argv + 2);
   if (strcmp(cmd, "gentoken") == 0)

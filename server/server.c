@@ -33,14 +33,17 @@
 #include "hf/loop.h"
 #include "http/api.h"
 #include "channels/chan.h"
-#include "proxy/proxy.h"
+#include "evproxy/evproxy.h"
 #include "protocol/client.h"
 #include "channels/hub.h"
 #include "engine/engine.h"
 #include "engine/redis.h"
 #include "auth/jwt.h"
+#include "hf/tls.h"
 #include "auth/tokenkeys.h"
 #include "log.h"
+#include "proxies.h"
+#include "tlsconf.h"
 #include "metrics/metrics.h"
 
 /* Per-connection application state lives in the udata pointer. It is
@@ -55,8 +58,15 @@ enum {
   U_INTERNAL = 16, /* accepted on the internal (API) listener */
   U_ECHO = 32,    /* upgraded on the echo endpoint */
   U_API = 64,     /* a server API call; the method id is in bits 8-15 */
-  U_WAIT = 128    /* a server API call waits for the engine (api_wait) */
+  U_WAIT = 128,   /* a server API call waits for the engine (api_wait) */
+  /* bits 8-15: the API method id */
+  U_RESOLVED = 1 << 16, /* the client address is final (first request seen) */
+  U_DEFER_IP = 1 << 17  /* per-IP accounting waits for the client address
+                           (the peer is a proxy) */
 };
+
+/* What a listener speaks (server.lkind). */
+enum { LK_TLS = 1, LK_PROXY = 2, LK_INTERNAL = 4 };
 
 #define HOLDFAST_VERSION_STR "holdfast 0.1.0"
 
@@ -99,6 +109,9 @@ typedef struct {
   int reserve_fd; /* closed to accept-and-drop under EMFILE */
   size_t forced;  /* connections still open at the drain deadline */
   uint64_t emfile_logged;
+  uint64_t untrusted_logged;
+  hf_tls_server *tls; /* a reference to the TLS material of generation */
+  unsigned tls_gen;   /* tls_gen; refreshed at accept after a reload */
   hf_timer met_timer; /* event-loop lag every 250 ms, queue sizes every 1 s */
   uint64_t met_due_us, lag_window_us;
   unsigned met_ticks;
@@ -115,7 +128,7 @@ struct server {
   chan_config chans;
   srv_jwt_keys *keys;
   cl_config clcfg;
-  px_config px; /* backend event proxy (proxy/proxy.h) */
+  px_config px; /* backend event proxy (evproxy/evproxy.h) */
   api_ctx api;
   char node_name[256];
   atomic_ullong rt_clients; /* real-time clients (info) */
@@ -129,6 +142,10 @@ struct server {
   double start_unix;
   int *lfds; /* nw * naddr listening sockets */
   size_t naddr;
+  uint8_t *lkind; /* LK_* per listen address */
+  srv_tls *tls;   /* NULL when no listener speaks TLS */
+  srv_proxies *proxies;
+  uint64_t expiry_checked; /* last daily certificate check (mono ms) */
 };
 
 static uint64_t mono_ms(void) {
@@ -191,14 +208,25 @@ static const hf_http_header *hdr(const hf_http_request *req, const char *n) {
   return hf_http_find(req, n);
 }
 
+/* "remote": the client (behind a proxy: the address it named); "peer":
+ * the TCP peer, when that is a proxy. */
+static void log_remote(srv_logline *l, hf_conn *c) {
+  char peer[64];
+  hf_conn_client(c, peer, sizeof peer);
+  srv_log_str(l, "remote", peer);
+  if (hf_conn_has_client(c)) {
+    hf_conn_peer(c, peer, sizeof peer);
+    srv_log_str(l, "peer", peer);
+  }
+}
+
 static void log_conn_fields(srv_logline *l, hf_conn *c,
                             const hf_http_request *req, const char *path,
                             size_t path_len) {
-  char id[37], peer[64];
+  char id[37];
   hf_conn_id(c, id);
-  hf_conn_peer(c, peer, sizeof peer);
   srv_log_str(l, "conn_id", id);
-  srv_log_str(l, "remote", peer);
+  log_remote(l, c);
   const hf_http_header *o = hdr(req, "Origin");
   const hf_http_header *ua = hdr(req, "User-Agent");
   srv_log_strn(l, "origin", o ? o->value : NULL, o ? o->value_len : 0);
@@ -238,6 +266,15 @@ static void route_health(worker *w, hf_conn *c, const hf_http_request *req) {
                    (unsigned long long)atomic_load(&s->ws_conns), s->nw, eng_name(s->eng),
                    healthy ? "" : ",\"reason\":", healthy || !jw_ok(&reason) ? "" : reason.p);
   jw_free(&reason);
+  int64_t days, not_after;
+  if (n > 2 && n < (int)sizeof body - 100 && srv_tls_days_left(s->tls, &days, &not_after) == 0) {
+    char na[32];
+    hf_tls_format_time(not_after, na);
+    n -= 2; /* reopen the object: "}\n" */
+    n += snprintf(body + n, sizeof body - (size_t)n,
+                  ",\"tls\":{\"days_left\":%lld,\"not_after\":\"%s\"}}\n",
+                  (long long)days, na);
+  }
   hf_conn_respond(c, draining ? 503 : 200, "Cache-Control: no-store\r\n",
                   "application/json", body, (size_t)n);
 }
@@ -368,7 +405,8 @@ static void reject_logged(hf_conn *c, const hf_http_request *req,
 
 /* Upgrade on the echo (rt = 0) or the real-time endpoint (rt = 1). */
 static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
-                          const char *path, size_t path_len, int rt) {
+                          const char *path, size_t path_len, int rt,
+                          const srv_forwarded *fw) {
   server *s = w->srv;
   uintptr_t u = (uintptr_t)hf_conn_udata(c);
   if (u & U_OVER) {
@@ -387,8 +425,12 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
     return;
   }
   hf_handshake_result res;
-  hf_hs_code code = hf_conn_upgrade(c, req, rt ? &s->ws_pol : &s->echo_pol,
-                                    NULL, &res);
+  hf_handshake_policy pol = rt ? s->ws_pol : s->echo_pol;
+  if (fw->host) { /* same-origin against the host the client asked the proxy for */
+    pol.same_origin_host = fw->host;
+    pol.same_origin_host_len = fw->host_len;
+  }
+  hf_hs_code code = hf_conn_upgrade(c, req, &pol, NULL, &res);
   srv_logline l;
   if (code == HF_HS_OK) {
     if (rt) {
@@ -410,6 +452,14 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
     srv_log_begin(&l, LOG_INFO, "upgrade_accepted");
     log_conn_fields(&l, c, req, path, path_len);
     srv_log_strn(&l, "subprotocol", res.subprotocol, res.subprotocol_len);
+    hf_tls *t = hf_conn_tls(c);
+    if (t) {
+      srv_log_str(&l, "tls", hf_tls_version(t));
+      srv_log_str(&l, "sni", hf_tls_server_name(t));
+      srv_log_bool(&l, "ktls", hf_tls_ktls(t) != 0);
+    }
+    if (fw->proto)
+      srv_log_strn(&l, "forwarded_proto", fw->proto, fw->proto_len);
     srv_log_end(&l);
     return;
   }
@@ -421,6 +471,8 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
   srv_log_str(&l, "reason", res.reason);
   srv_log_int(&l, "status", res.status);
   log_conn_fields(&l, c, req, path, path_len);
+  if (code == HF_HS_ORIGIN_REJECTED && fw->host)
+    srv_log_strn(&l, "forwarded_host", fw->host, fw->host_len);
   if (code == HF_HS_ORIGIN_REJECTED)
     srv_log_str(&l, "hint", "add this origin to client.allowed_origins to allow it");
   else if (code == HF_HS_NULL_ORIGIN)
@@ -597,12 +649,35 @@ static void on_body(hf_conn *c, uint8_t *body, size_t len) {
   }
 }
 
+/* First request of a connection: the client address is final now (PROXY
+ * header read, forwarding headers from a trusted proxy applied); count it
+ * for the per-IP limit if that waited for it. */
+static uintptr_t resolve_client(worker *w, hf_conn *c, const hf_http_request *req,
+                                uintptr_t u, srv_forwarded *fw) {
+  server *s = w->srv;
+  memset(fw, 0, sizeof *fw);
+  if (u & U_RESOLVED)
+    return u;
+  srv_proxies_apply(s->proxies, c, req, fw);
+  u |= U_RESOLVED;
+  if ((u & U_DEFER_IP) && s->cfg->connection_limit_per_ip) {
+    uint8_t ip[16];
+    size_t n = hf_conn_client_ip(c, ip);
+    u |= U_IP;
+    if (ip_add(s, ip, n, 1) > s->cfg->connection_limit_per_ip)
+      u |= U_OVER;
+  }
+  hf_conn_set_udata(c, (void *)u);
+  return u;
+}
+
 static void on_request(hf_conn *c, const hf_http_request *req) {
   worker *w = hf_loop_data(hf_conn_loop(c));
   const srv_config *cfg = w->srv->cfg;
   size_t pl;
   const char *path = target_path(req, &pl);
-  uintptr_t u = (uintptr_t)hf_conn_udata(c);
+  srv_forwarded fw;
+  uintptr_t u = resolve_client(w, c, req, (uintptr_t)hf_conn_udata(c), &fw);
   size_t apl = strlen(cfg->api_path);
   if (pl > apl + 1 && memcmp(path, cfg->api_path, apl) == 0 &&
       path[apl] == '/' && (!w->srv->has_internal || (u & U_INTERNAL))) {
@@ -621,7 +696,7 @@ static void on_request(hf_conn *c, const hf_http_request *req) {
   }
   if (cfg->ws_enabled && pl == strlen(cfg->ws_path) &&
       memcmp(path, cfg->ws_path, pl) == 0) {
-    route_upgrade(w, c, req, path, pl, 1);
+    route_upgrade(w, c, req, path, pl, 1, &fw);
     return;
   }
   if (cfg->health_enabled && pl == strlen(cfg->health_path) &&
@@ -631,7 +706,7 @@ static void on_request(hf_conn *c, const hf_http_request *req) {
   }
   if (cfg->echo_enabled && pl == strlen(cfg->echo_path) &&
       memcmp(path, cfg->echo_path, pl) == 0) {
-    route_upgrade(w, c, req, path, pl, 0);
+    route_upgrade(w, c, req, path, pl, 0, &fw);
     return;
   }
   /* say what is served here, so a wrong path is fixed at once */
@@ -691,18 +766,19 @@ static void on_close(hf_conn *c, const hf_conn_close_info *ci) {
     atomic_fetch_sub(&s->ws_conns, 1);
   if (u & U_IP) {
     uint8_t ip[16];
-    size_t n = hf_conn_peer_ip(c, ip);
+    size_t n = hf_conn_client_ip(c, ip); /* the address it was counted under */
     ip_add(s, ip, n, -1);
   }
-  char id[37], peer[64];
+  char id[37];
   hf_conn_id(c, id);
   srv_logline l;
   if (ci->handshake_timeout) {
     MET_INC(MET_HANDSHAKE_TIMEOUTS);
-    hf_conn_peer(c, peer, sizeof peer);
     srv_log_begin(&l, LOG_WARN, "handshake_timeout");
     srv_log_str(&l, "conn_id", id);
-    srv_log_str(&l, "remote", peer);
+    log_remote(&l, c);
+    if (ci->tls == 1)
+      srv_log_str(&l, "stage", "tls: the TLS handshake did not finish");
     srv_log_int(&l, "timeout_ms", (long long)s->cfg->handshake_timeout_ms);
     srv_log_int(&l, "duration_ms", (long long)ci->duration_ms);
     srv_log_end(&l);
@@ -726,14 +802,15 @@ static void on_close(hf_conn *c, const hf_conn_close_info *ci) {
   srv_log_int(&l, "bytes_out", (long long)ci->bytes_out);
   srv_log_int(&l, "msgs_in", (long long)ci->msgs_in);
   srv_log_int(&l, "msgs_out", (long long)ci->msgs_out);
+  if (ci->tls)
+    srv_log_bool(&l, "tls", 1);
   srv_log_end(&l);
 }
 
 static void on_bad_request(hf_conn *c, int status, const char *reason,
                            const char *detail) {
-  char id[37], peer[64];
+  char id[37];
   hf_conn_id(c, id);
-  hf_conn_peer(c, peer, sizeof peer);
   met_reject_inc(status == 431 ? MET_REJ_HEAD_TOO_LARGE : met_reject_of(reason));
   srv_logline l;
   srv_log_begin(&l, LOG_WARN, "upgrade_rejected");
@@ -741,7 +818,27 @@ static void on_bad_request(hf_conn *c, int status, const char *reason,
   srv_log_int(&l, "status", status);
   srv_log_str(&l, "detail", detail);
   srv_log_str(&l, "conn_id", id);
-  srv_log_str(&l, "remote", peer);
+  log_remote(&l, c);
+  srv_log_end(&l);
+}
+
+/* Failures below HTTP (TLS, PROXY header): one warn line each, the event
+ * named after the reason. */
+static void on_transport_error(hf_conn *c, const char *reason, const char *detail) {
+  char id[37];
+  hf_conn_id(c, id);
+  srv_logline l;
+  srv_log_begin(&l, LOG_WARN, reason);
+  srv_log_str(&l, "conn_id", id);
+  log_remote(&l, c);
+  srv_log_str(&l, "reason", detail);
+  hf_tls *t = hf_conn_tls_session(c);
+  if (t && strcmp(reason, "tls_handshake_failed") == 0) {
+    srv_log_str(&l, "sni", hf_tls_server_name(t));
+    srv_log_str(&l, "openssl", hf_tls_error_reason(t));
+  }
+  if (strcmp(reason, "plain_http_on_tls_port") == 0)
+    srv_log_int(&l, "status", 400);
   srv_log_end(&l);
 }
 
@@ -760,9 +857,51 @@ static const hf_conn_handler handler = {
     .on_bad_request = on_bad_request,
     .on_slow = on_slow,
     .on_close = on_close,
+    .on_transport_error = on_transport_error,
 };
 
 /* ---- accept ------------------------------------------------------------- */
+
+static size_t sockaddr_ip(const struct sockaddr *sa, uint8_t out[16]) {
+  if (sa->sa_family == AF_INET) {
+    memcpy(out, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    return 4;
+  }
+  if (sa->sa_family == AF_INET6) {
+    memcpy(out, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    return 16;
+  }
+  return 0;
+}
+
+/* A PROXY-protocol listener reached by a peer that is not a trusted proxy:
+ * closed at once (its header would let it claim any address); logged at
+ * most once a second per worker. */
+static void refuse_untrusted_proxy(worker *w, const struct sockaddr *sa, socklen_t sl) {
+  uint64_t now = hf_loop_now(w->loop);
+  if (w->untrusted_logged && now - w->untrusted_logged < 1000)
+    return;
+  w->untrusted_logged = now;
+  char host[INET6_ADDRSTRLEN] = "?", serv[16] = "?";
+  getnameinfo(sa, sl, host, sizeof host, serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV);
+  srv_logline l;
+  srv_log_begin(&l, LOG_WARN, "proxy_peer_untrusted");
+  srv_log_str(&l, "remote", host);
+  srv_log_str(&l, "reason", "this listener expects a PROXY protocol header, which only "
+                            "peers in http_server.trusted_proxies may send; closed");
+  srv_log_end(&l);
+}
+
+/* This worker's reference to the current TLS material (renewed after a
+ * certificate reload: one atomic load per accept otherwise). */
+static hf_tls_server *worker_tls(worker *w) {
+  srv_tls *t = w->srv->tls;
+  if (!w->tls || srv_tls_generation(t) != w->tls_gen) {
+    hf_tls_server_unref(w->tls);
+    w->tls = srv_tls_current(t, &w->tls_gen);
+  }
+  return w->tls;
+}
 
 static void on_accept(hf_loop *loop, hf_io *io, uint32_t revents) {
   worker *w = hf_loop_data(loop);
@@ -796,16 +935,30 @@ static void on_accept(hf_loop *loop, hf_io *io, uint32_t revents) {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    hf_conn *c = hf_conn_accept(w->ctx, fd, (struct sockaddr *)&ss, sl);
+    uint8_t kind = s->lkind[io - w->lis];
+    uint8_t pip[16];
+    size_t pn = sockaddr_ip((struct sockaddr *)&ss, pip);
+    int trusted = srv_proxies_trusted(s->proxies, pip, pn);
+    if ((kind & LK_PROXY) && !srv_proxies_empty(s->proxies) && !trusted) {
+      refuse_untrusted_proxy(w, (struct sockaddr *)&ss, sl);
+      close(fd);
+      continue;
+    }
+    hf_conn_accept_opts ao = {NULL, (kind & LK_PROXY) != 0};
+    if (kind & LK_TLS)
+      ao.tls = worker_tls(w);
+    hf_conn *c = hf_conn_accept_ex(w->ctx, fd, (struct sockaddr *)&ss, sl, &ao);
     if (!c)
       continue;
     uintptr_t u = U_TAG | U_COUNTED;
-    if (io - w->lis == (ptrdiff_t)w->nlis - 1 && s->has_internal)
+    if (kind & LK_INTERNAL)
       u |= U_INTERNAL;
     unsigned long long total = atomic_fetch_add(&s->conns, 1) + 1;
     if (s->cfg->connection_limit && total > s->cfg->connection_limit)
       u |= U_OVER;
-    if (s->cfg->connection_limit_per_ip) {
+    if ((kind & LK_PROXY) || trusted) /* the client is known later */
+      u |= U_DEFER_IP;
+    else if (s->cfg->connection_limit_per_ip) {
       uint8_t ip[16];
       size_t n = hf_conn_peer_ip(c, ip);
       u |= U_IP;
@@ -891,6 +1044,8 @@ static void *worker_main(void *arg) {
   w->ctx = NULL;
   px_worker_free(w->clients.px); /* answers still in flight find no client */
   w->clients.px = NULL;
+  hf_tls_server_unref(w->tls);
+  w->tls = NULL;
   return NULL;
 }
 
@@ -989,7 +1144,9 @@ static int open_listeners(server *s, const srv_strlist *addrs) {
     srv_logline l;
     srv_log_begin(&l, LOG_INFO, "listening");
     srv_log_str(&l, "address", real);
-    srv_log_bool(&l, "internal", s->has_internal && a == addrs->n - 1);
+    srv_log_bool(&l, "internal", (s->lkind[a] & LK_INTERNAL) != 0);
+    srv_log_bool(&l, "tls", (s->lkind[a] & LK_TLS) != 0);
+    srv_log_bool(&l, "proxy_protocol", (s->lkind[a] & LK_PROXY) != 0);
     srv_log_int(&l, "port", p);
     srv_log_int(&l, "workers", (long long)s->nw);
     srv_log_str(&l, "echo", s->cfg->echo_enabled ? s->cfg->echo_path : NULL);
@@ -1097,12 +1254,35 @@ static int setup_realtime(server *s) {
 
 /* ---- process ------------------------------------------------------------ */
 
+/* SIGHUP: reload what can change without a restart. Today: the TLS
+ * certificates and keys (live connections keep theirs; a bad file keeps
+ * the old material and says why). Main thread. Returns 0 if everything
+ * reloaded, -1 if something kept its old state. */
+static int srv_reload(server *s) {
+  srv_logline l;
+  srv_log_begin(&l, LOG_INFO, "reload_requested");
+  srv_log_str(&l, "signal", "SIGHUP");
+  srv_log_bool(&l, "tls", s->tls != NULL);
+  srv_log_end(&l);
+  int rc = 0;
+  if (s->tls && srv_tls_reload(s->tls) < 0)
+    rc = -1;
+  return rc;
+}
+
 int srv_run(const srv_config *cfg) {
   server *s = calloc(1, sizeof *s);
   if (!s)
     return 1;
   s->cfg = cfg;
   s->t_start = mono_ms();
+  /* certificates first: a refusal leaves nothing else behind */
+  s->proxies = srv_proxies_new(&cfg->trusted_proxies);
+  if (!s->proxies || srv_tls_setup(&s->tls, cfg, stderr) < 0) {
+    srv_proxies_free(s->proxies);
+    free(s);
+    return 2;
+  }
   /* as many descriptors as the hard limit allows: one per connection */
   struct rlimit nofile;
   if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
@@ -1128,6 +1308,7 @@ int srv_run(const srv_config *cfg) {
   s->echo_pol.n_allowed_origins = cfg->allowed_origins.n;
   s->echo_pol.allow_null_origin = cfg->allow_null_origin;
   s->echo_pol.allow_missing_origin = cfg->allow_missing_origin;
+  s->echo_pol.allow_same_origin = cfg->allow_same_origin;
   s->echo_pol.subprotocols = (const char *const *)cfg->echo_subprotocols.v;
   s->echo_pol.n_subprotocols = cfg->echo_subprotocols.n;
   /* the real-time endpoint speaks JSON: a client may name it or nothing */
@@ -1138,36 +1319,51 @@ int srv_run(const srv_config *cfg) {
   if (setup_realtime(s) < 0)
     return 2;
 
-  /* SIGTERM/SIGINT go to the main thread only (sigwait); SIGPIPE never. */
+  /* SIGTERM/SIGINT/SIGHUP go to the main thread only (sigwait); SIGPIPE
+   * never (OpenSSL writes with write(2)). */
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
 
-  /* listen addresses, then the internal (API-only) one last if set */
-  char *addrv[66];
+  /* listen addresses, the TLS ones, then the internal (API-only) one last */
+  char *addrv[130];
+  uint8_t kinds[130];
   char defbuf[300], intbuf[300];
   srv_strlist addrs = {addrv, 0};
-  if (cfg->listen.n > 64) {
-    fprintf(stderr, "holdfast: invalid configuration: listen: at most 64 addresses\n");
+  if (cfg->listen.n > 64 || cfg->tls_listen.n > 64) {
+    fprintf(stderr, "holdfast: invalid configuration: listen, http_server.tls.listen: "
+                    "at most 64 addresses each\n");
     return 2;
   }
-  for (size_t i = 0; i < cfg->listen.n; i++)
+  uint8_t main_kind = (uint8_t)((cfg->tls_enabled ? LK_TLS : 0) |
+                                (cfg->proxy_protocol ? LK_PROXY : 0));
+  for (size_t i = 0; i < cfg->listen.n; i++) {
+    kinds[addrs.n] = main_kind;
     addrv[addrs.n++] = cfg->listen.v[i];
+  }
   if (!addrs.n) {
     snprintf(defbuf, sizeof defbuf, strchr(cfg->http_address, ':') ? "[%s]:%llu" : "%s:%llu",
              cfg->http_address, (unsigned long long)cfg->http_port);
+    kinds[addrs.n] = main_kind;
     addrv[addrs.n++] = defbuf;
+  }
+  for (size_t i = 0; i < cfg->tls_listen.n; i++) {
+    kinds[addrs.n] = (uint8_t)(LK_TLS | (cfg->tls_proxy_protocol ? LK_PROXY : 0));
+    addrv[addrs.n++] = cfg->tls_listen.v[i];
   }
   if (cfg->internal_port) {
     snprintf(intbuf, sizeof intbuf,
              strchr(cfg->internal_address, ':') ? "[%s]:%llu" : "%s:%llu",
              cfg->internal_address, (unsigned long long)cfg->internal_port);
+    kinds[addrs.n] = LK_INTERNAL;
     addrv[addrs.n++] = intbuf;
     s->has_internal = 1;
   }
+  s->lkind = kinds; /* lives as long as srv_run */
   /* OpenSSL 3 loads and caches its SHA-1 implementation on first use: do it
    * now, before the first handshake and before anyone measures memory */
   char warm[29];
@@ -1225,8 +1421,26 @@ int srv_run(const srv_config *cfg) {
   for (size_t i = 0; i < s->nw; i++)
     pthread_create(&s->w[i].th, NULL, worker_main, &s->w[i]);
 
+  srv_tls_check_expiry(s->tls, "start");
+  s->expiry_checked = mono_ms();
   int sig = 0;
-  sigwait(&set, &sig);
+  for (;;) {
+    /* wake up hourly for the daily certificate check */
+    struct timespec hour = {3600, 0};
+    sig = sigtimedwait(&set, NULL, &hour);
+    if (sig == SIGHUP) {
+      srv_reload(s);
+      continue;
+    }
+    if (sig < 0) {
+      if (mono_ms() - s->expiry_checked >= 24ull * 3600 * 1000) {
+        srv_tls_check_expiry(s->tls, "daily");
+        s->expiry_checked = mono_ms();
+      }
+      continue;
+    }
+    break; /* SIGTERM or SIGINT */
+  }
   atomic_store(&s->draining, 1);
   srv_logline l;
   srv_log_begin(&l, LOG_INFO, "shutdown_started");
@@ -1273,6 +1487,8 @@ int srv_run(const srv_config *cfg) {
   chan_config_free(&s->chans);
   px_config_free(&s->px);
   srv_jwt_keys_free(s->keys);
+  srv_tls_free(s->tls);
+  srv_proxies_free(s->proxies);
   pthread_mutex_destroy(&s->ip_mu);
   free(s);
   return 0;

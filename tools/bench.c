@@ -1136,6 +1136,10 @@ static void usage(FILE *out) {
       "         holdfast bench -m fanout --help\n"
       "  recover  a reconnect storm with recovery (or --refetch through the\n"
       "         server API): see holdfast bench -m recover --help\n"
+      "  reconnect  N clients dropped at once reconnect, with full-jitter backoff\n"
+      "         or without: time until all are back and the arrival curve\n"
+      "  flood  one client floods while observers measure their round trips:\n"
+      "         see holdfast bench -m reconnect --help (both modes)\n"
       "\n"
       "options [default]:\n"
       "  -m MODE   echo, storm or idle                                 [echo]\n"
@@ -1193,7 +1197,7 @@ static int parse_args(bench_cfg *cfg, int argc, char **argv) {
       else if (strcmp(optarg, "idle") == 0)
         cfg->mode = MODE_IDLE;
       else {
-        fprintf(stderr, "holdfast bench: -m %s: want echo, storm, idle, fanout or churn\n", optarg);
+        fprintf(stderr, "holdfast bench: -m %s: want echo, storm, idle, fanout, churn, recover, reconnect or flood\n", optarg);
         rc = -1;
       }
       break;
@@ -1282,6 +1286,8 @@ int bench_main(int argc, char **argv) {
     return bench_rt_main(argc, argv);
   if (mode && strcmp(mode, "recover") == 0)
     return bench_recover_main(argc, argv);
+  if (mode && (strcmp(mode, "reconnect") == 0 || strcmp(mode, "flood") == 0))
+    return bench_storm_main(argc, argv);
   memset(&B, 0, sizeof B);
   nR = 0;
   bench_cfg *cfg = &B.cfg;

@@ -14,4 +14,9 @@ int bench_rt_main(int argc, char **argv);
  * --refetch the same storm catching up through the server API. */
 int bench_recover_main(int argc, char **argv);
 
+/* -m reconnect and -m flood (bench_storm.c): a reconnect storm (all clients
+ * dropped at once, reconnecting with or without full-jitter backoff) and one
+ * client flooding while observers measure their round trips. */
+int bench_storm_main(int argc, char **argv);
+
 #endif

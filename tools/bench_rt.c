@@ -15,6 +15,10 @@
  *           duplicate / out-of-order deliveries per subscriber, server CPU and
  *           RSS, and with -S the server's syscalls per delivery (perf stat).
  *           -d 0 only subscribes and holds: server RSS per idle subscriber.
+ *           With --slow N the last N subscribers are slow readers: a 4 KiB
+ *           receive buffer, read at --slow-rate bytes/s; their fate (closed
+ *           3008, told to recover, still there) and lag are reported apart,
+ *           and the others must be unaffected (nothing missing).
  *   churn   N cycles of connect + subscribe + wait for the reply + abrupt TCP
  *           drop (no close frame), at most C in flight; reports cycles/s and
  *           the server's VmRSS at the start, after 10% of the cycles and at
@@ -92,6 +96,8 @@ static struct {
   long subs, cycles, pending, server_pid, size, batch;
   double rate, warmup, duration, hold, drain, deadline;
   int syscalls, json, pid_found;
+  long slow;        /* --slow: the last N subscribers read slowly */
+  double slow_rate; /* --slow-rate: their bytes per second */
   char token[512];
 } cfg;
 
@@ -127,6 +133,8 @@ typedef struct {
   /* deliveries: highest n seen plus a bitmap of the 64 below it */
   uint64_t max_seen, bits, distinct;
   uint32_t dup, ooo;
+  uint8_t slow, paused; /* a slow reader; reading paused until tokens refill */
+  double tokens;
 } rconn;
 
 static struct {
@@ -157,6 +165,10 @@ static struct {
   /* deliveries */
   uint64_t deliveries, deliveries_win, bad, dup, ooo;
   bu_hist lat, api_rtt, cycle_lat;
+  /* slow readers */
+  long slow_ended;
+  uint64_t slow_deliveries, t_slow_first_end, t_slow_tick;
+  bu_hist slow_lat;
   /* churn */
   long cycles_done, cycles_failed, inflight;
   long *free_slots;
@@ -232,10 +244,17 @@ static int channel_name(char *out, size_t cap, uint64_t i) {
 
 /* ------------------------------------------------------------ output */
 
+static void set_events(rconn *c) {
+  struct epoll_event ev = {.events = (c->paused ? 0u : EPOLLIN) | (c->ev_out ? EPOLLOUT : 0u),
+                           .data.ptr = c};
+  epoll_ctl(R.ep, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
 static void set_out(rconn *c, int want) {
   if (c->ev_out == want || c->fd < 0)
     return;
-  struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0u), .data.ptr = c};
+  struct epoll_event ev = {.events = (c->paused ? 0u : EPOLLIN) | (want ? EPOLLOUT : 0u),
+                           .data.ptr = c};
   epoll_ctl(R.ep, EPOLL_CTL_MOD, c->fd, &ev);
   c->ev_out = (uint8_t)want;
 }
@@ -264,6 +283,16 @@ __attribute__((format(printf, 2, 3))) static void conn_fail(rconn *c,
   vsnprintf(text, sizeof text, fmt, ap);
   va_end(ap);
   int closing = c->state == S_CLOSING;
+  if (c->slow && c->state == S_READY) { /* an expected fate, reported apart */
+    note_failure("slow reader: %s", text);
+    R.slow_ended++;
+    R.alive--;
+    if (!R.t_slow_first_end)
+      R.t_slow_first_end = bu_now_ns();
+    conn_release(c);
+    c->state = S_FAILED;
+    return;
+  }
   if (!closing)
     note_failure("%s%s", c->kind == K_API ? "api: " : "", text);
   if (c->kind == K_API) {
@@ -357,7 +386,12 @@ static void start_sub(rconn *c, uint32_t idx, uint64_t cycle) {
   c->state = S_CONNECTING;
   c->t_start = bu_now_ns();
   R.started++;
-  open_socket(c, &cfg.ws, cfg.mode == RT_CHURN ? (long)cycle : (long)idx);
+  c->slow = cfg.slow && cfg.mode == RT_FANOUT && idx >= (uint32_t)(cfg.subs - cfg.slow);
+  if (open_socket(c, &cfg.ws, cfg.mode == RT_CHURN ? (long)cycle : (long)idx) == 0 &&
+      c->slow) { /* a small window: the server's queue fills, not ours */
+    int rb = 4096;
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
+  }
 }
 
 static int connect_error(rconn *c) {
@@ -453,6 +487,11 @@ static void on_publication(rconn *c, const uint8_t *p, size_t n, uint64_t now) {
     R.ooo++;
   }
   c->distinct++;
+  if (c->slow) {
+    R.slow_deliveries++;
+    bu_hist_add(&R.slow_lat, now - t);
+    return;
+  }
   R.deliveries++;
   if (now >= R.t_ms && now < R.t_me) {
     R.deliveries_win++;
@@ -659,10 +698,27 @@ static void read_handshake(rconn *c) {
 }
 
 static void ws_read(rconn *c) {
-  size_t have = c->in_len;
+  size_t have = c->in_len, room = RBUF_SIZE - have;
+  int metered = c->slow && c->state == S_READY;
+  if (metered) {
+    if (c->tokens < 1) { /* out of budget: wait for the next refill */
+      int err = bu_socket_error(c->fd); /* unless the server reset it */
+      if (err) {
+        conn_fail(c, "connection reset by the server (%s)", strerror(err));
+        return;
+      }
+      c->paused = 1;
+      set_events(c);
+      return;
+    }
+    if (room > (size_t)c->tokens)
+      room = (size_t)c->tokens;
+  }
   if (have)
     memcpy(R.rbuf, c->in, have); /* the tail of an incomplete frame */
-  ssize_t r = recv(c->fd, R.rbuf + have, RBUF_SIZE - have, 0);
+  ssize_t r = recv(c->fd, R.rbuf + have, room, 0);
+  if (metered && r > 0)
+    c->tokens -= (double)r;
   if (r == 0) {
     if (c->state == S_CLOSING) {
       R.closing--;
@@ -1119,10 +1175,34 @@ static void check_setup_timeouts(rconn *arr, long n, uint64_t now) {
   }
 }
 
+/* Slow readers: refill their byte budgets (at most 50 ms worth) and resume
+ * the paused ones. */
+static void slow_tick(uint64_t now) {
+  if (!cfg.slow)
+    return;
+  double dt = R.t_slow_tick ? secs(now - R.t_slow_tick) : 0;
+  R.t_slow_tick = now;
+  double cap = cfg.slow_rate / 20 < 1 ? 1 : cfg.slow_rate / 20;
+  for (long i = cfg.subs - cfg.slow; i < cfg.subs; i++) {
+    rconn *c = &R.subs[i];
+    if (c->state != S_READY)
+      continue;
+    c->tokens += dt * cfg.slow_rate;
+    if (c->tokens > cap)
+      c->tokens = cap;
+    if (c->paused && c->tokens >= 1) {
+      c->paused = 0;
+      set_events(c);
+    }
+  }
+}
+
+/* Deliveries owed to, and received by, the subscribers that read at full
+ * speed (slow readers are reported apart). */
 static uint64_t expected_total(void) {
   uint64_t e = 0;
   for (long i = 0; i < cfg.subs; i++)
-    if (R.subs[i].state == S_READY)
+    if (R.subs[i].state == S_READY && !R.subs[i].slow)
       e += cfg.per_channel ? R.chan_sent[i] : R.pub_sent;
   return e;
 }
@@ -1130,7 +1210,7 @@ static uint64_t expected_total(void) {
 static uint64_t distinct_total(void) {
   uint64_t d = 0;
   for (long i = 0; i < cfg.subs; i++)
-    if (R.subs[i].state == S_READY)
+    if (R.subs[i].state == S_READY && !R.subs[i].slow)
       d += R.subs[i].distinct;
   return d;
 }
@@ -1285,10 +1365,13 @@ static int run_fanout(void) {
       break;
     if (wake > R.t_deadline)
       wake = R.t_deadline;
+    if (cfg.slow && wake > now + 10 * 1000000ull)
+      wake = now + 10 * 1000000ull; /* slow readers read every 10 ms */
     if (wait_events(wake) < 0) {
       perror("holdfast bench: epoll_wait");
       break;
     }
+    slow_tick(bu_now_ns());
   }
   R.publishing = 0;
   if (have_c0 && !have_c1) {
@@ -1311,7 +1394,7 @@ static int run_fanout(void) {
   long subs_missing = 0, subs_dup = 0, subs_ooo = 0;
   for (long i = 0; i < cfg.subs; i++) {
     rconn *c = &R.subs[i];
-    if (c->state != S_READY)
+    if (c->state != S_READY || c->slow)
       continue;
     uint64_t e = cfg.per_channel ? R.chan_sent[i] : R.pub_sent;
     subs_missing += c->distinct < e;
@@ -1369,6 +1452,21 @@ static int run_fanout(void) {
         printf(", host %.0f%% (other %.0f%%)", host, other);
       printf(" of one core\n");
     }
+  }
+  long slow_alive = 0;
+  for (long i = cfg.subs - cfg.slow; cfg.slow && i < cfg.subs; i++)
+    slow_alive += R.subs[i].state == S_READY;
+  if (cfg.slow) {
+    printf("  slow      %ld reader%s at %.0f B/s: %ld ended by the server", cfg.slow,
+           cfg.slow == 1 ? "" : "s", cfg.slow_rate, R.slow_ended);
+    if (R.t_slow_first_end && R.t_pub0)
+      printf(" (the first %.2f s after publishing began)",
+             R.t_slow_first_end > R.t_pub0 ? secs(R.t_slow_first_end - R.t_pub0) : 0.0);
+    printf(", %ld still subscribed; %" PRIu64 " deliveries, lag p50 %.1f ms, max %.1f ms\n",
+           slow_alive, R.slow_deliveries, (double)bu_hist_quantile(&R.slow_lat, 0.5) / 1e6,
+           (double)R.slow_lat.max / 1e6);
+    printf("  others    %ld at full speed: missing %" PRIu64 " (the slow readers must "
+           "not cost them anything)\n", cfg.subs - cfg.slow, missing);
   }
   if (rss0 >= 0 && rss_sub >= 0 && R.ready > 0)
     printf("  server    RSS %ld kB before, %ld kB subscribed (%.0f bytes per "
@@ -1441,6 +1539,17 @@ static int run_fanout(void) {
     res("sendto_per_delivery", 0, "%.4f", PF.counts[2] / d);
     res("writev_per_delivery", 0, "%.4f", PF.counts[4] / d);
     res("epoll_wait_per_delivery", 0, "%.4f", PF.counts[8] / d);
+  }
+  if (cfg.slow) {
+    res("slow", 0, "%ld", cfg.slow);
+    res("slow_rate", 0, "%.0f", cfg.slow_rate);
+    res("slow_ended", 0, "%ld", R.slow_ended);
+    res("slow_alive", 0, "%ld", slow_alive);
+    res("slow_deliveries", 0, "%" PRIu64, R.slow_deliveries);
+    res("slow_lag_p50_ms", 0, "%.1f", (double)bu_hist_quantile(&R.slow_lat, 0.5) / 1e6);
+    res("slow_lag_max_ms", 0, "%.1f", (double)R.slow_lat.max / 1e6);
+    if (R.t_slow_first_end && R.t_pub0 && R.t_slow_first_end > R.t_pub0)
+      res("slow_first_end_s", 0, "%.2f", secs(R.t_slow_first_end - R.t_pub0));
   }
   if (cfg.server_pid > 0)
     res("server_pid", 0, "%ld", cfg.server_pid);
@@ -1602,6 +1711,11 @@ static void usage(FILE *out) {
       "  -d D      fanout: measured seconds; 0 = subscribe and hold only [5]\n"
       "  -H H      fanout -d 0: seconds to hold the subscribers         [5]\n"
       "  -G G      fanout: most seconds to wait for late deliveries     [5]\n"
+      "  --slow N  fanout: the last N subscribers are slow readers (4 KiB receive\n"
+      "            buffer, read at --slow-rate); reported apart: ended by the\n"
+      "            server (3008 or told to recover) or still there, their lag;\n"
+      "            the others must miss nothing\n"
+      "  --slow-rate B  fanout: the slow readers' bytes per second      [1000]\n"
       "  -S        fanout: count the server's syscalls with perf stat over the\n"
       "            measured window (needs perf and -R or a found listener)\n"
       "  -n N      churn: cycles, 1..10000000                          [10000]\n"
@@ -1621,10 +1735,12 @@ static void usage(FILE *out) {
 }
 
 static int parse_args(int argc, char **argv) {
-  enum { O_CHANNEL = 256, O_DROP };
+  enum { O_CHANNEL = 256, O_DROP, O_SLOW, O_SLOW_RATE };
   static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
                                            {"channel", required_argument, NULL, O_CHANNEL},
                                            {"drop", required_argument, NULL, O_DROP},
+                                           {"slow", required_argument, NULL, O_SLOW},
+                                           {"slow-rate", required_argument, NULL, O_SLOW_RATE},
                                            {NULL, 0, NULL, 0}};
   char **av = calloc((size_t)argc + 2, sizeof *av);
   if (!av)
@@ -1701,6 +1817,23 @@ static int parse_args(int argc, char **argv) {
       rc = bu_parse_secs(optarg, 'T', 0, MAX_DEADLINE, 1, &cfg.deadline);
       deadline_set = 1;
       break;
+    case O_SLOW:
+    case O_SLOW_RATE: {
+      char *end;
+      errno = 0;
+      long v = strtol(optarg, &end, 10);
+      if (errno || end == optarg || *end || v < 1 || v > (opt == O_SLOW ? MAX_SUBS : 1l << 30)) {
+        fprintf(stderr, "holdfast bench: --%s %s: want a whole number from 1 to %ld\n",
+                opt == O_SLOW ? "slow" : "slow-rate", optarg,
+                opt == O_SLOW ? (long)MAX_SUBS : 1l << 30);
+        rc = -1;
+      } else if (opt == O_SLOW) {
+        cfg.slow = v;
+      } else {
+        cfg.slow_rate = (double)v;
+      }
+      break;
+    }
     case 'j': cfg.json = 1; break;
     case 'h':
       usage(stdout);
@@ -1718,6 +1851,11 @@ static int parse_args(int argc, char **argv) {
   free(av);
   if (rc != 0)
     return rc;
+  if (cfg.slow && (cfg.mode != RT_FANOUT || cfg.slow >= cfg.subs)) {
+    fprintf(stderr, "holdfast bench: --slow N: fanout only, and fewer than -c subscribers "
+                    "(some must read at full speed)\n");
+    return -1;
+  }
   if (!channel_set)
     cfg.channel = cfg.mode == RT_CHURN ? "churn:" : "bench";
   for (const char *s = cfg.channel; *s; s++)
@@ -1777,6 +1915,7 @@ int bench_rt_main(int argc, char **argv) {
   cfg.duration = 5;
   cfg.hold = 5;
   cfg.drain = 5;
+  cfg.slow_rate = 1000;
   int r = parse_args(argc, argv);
   if (r != 0) {
     if (r < 0)

@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -595,4 +596,69 @@ int bu_hs256_token(const char *secret, char *out, size_t cap) {
     return -1;
   b64url(mac, mac_len, s64);
   return snprintf(out, cap, "%s.%s", signing, s64) < (int)cap ? 0 : -1;
+}
+
+/* ---- reporting ------------------------------------------------------------------ */
+
+void bu_fail(bu_fails *f, const char *fmt, ...) {
+  char text[160];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
+  for (int i = 0; i < f->n; i++)
+    if (strcmp(f->k[i].text, text) == 0) {
+      f->k[i].n++;
+      return;
+    }
+  if (f->n == BU_FAIL_KINDS) {
+    f->other++;
+    return;
+  }
+  memcpy(f->k[f->n].text, text, sizeof text);
+  f->k[f->n++].n = 1;
+}
+
+void bu_fail_print(const bu_fails *f) {
+  for (int i = 0; i < f->n; i++)
+    fprintf(stderr, "holdfast bench: %ld x %s\n", f->k[i].n, f->k[i].text);
+  if (f->other)
+    fprintf(stderr, "holdfast bench: %ld x other failures\n", f->other);
+}
+
+void bu_res(bu_results *rs, const char *key, int str, const char *fmt, ...) {
+  if (rs->n == (int)(sizeof rs->r / sizeof rs->r[0]))
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(rs->r[rs->n].val, sizeof rs->r[rs->n].val, fmt, ap);
+  va_end(ap);
+  rs->r[rs->n].key = key;
+  rs->r[rs->n].str = str;
+  rs->n++;
+}
+
+void bu_res_print(const bu_results *rs, int json) {
+  printf("RESULT");
+  for (int i = 0; i < rs->n; i++)
+    printf(" %s=%s", rs->r[i].key, rs->r[i].val);
+  printf("\n");
+  if (!json)
+    return;
+  printf("{");
+  for (int i = 0; i < rs->n; i++) {
+    printf("%s\"%s\":", i ? "," : "", rs->r[i].key);
+    if (!rs->r[i].str) {
+      printf("%s", rs->r[i].val);
+      continue;
+    }
+    putchar('"');
+    for (const char *c = rs->r[i].val; *c; c++) {
+      if (*c == '"' || *c == '\\')
+        putchar('\\');
+      putchar(*c);
+    }
+    putchar('"');
+  }
+  printf("}\n");
 }

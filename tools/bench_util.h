@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* Helpers shared by the `holdfast bench` modes (bench.c: echo, storm, idle;
- * bench_rt.c: fanout, churn): clocks, the latency histogram, /proc readers,
+ * bench_rt.c: fanout, churn; bench_storm.c: reconnect, flood): clocks, the latency histogram, /proc readers,
  * loopback-only URL parsing, descriptor and source-address limits, and the
  * client side of the WebSocket handshake and framing. */
 #ifndef HF_TOOLS_BENCH_UTIL_H
 #define HF_TOOLS_BENCH_UTIL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -118,5 +119,37 @@ const char *bu_check_101(const char *head, size_t head_len, const char *key,
 /* An HS256 JWT for {"sub":"bench"} signed with secret into out[0..cap).
  * 0, or -1 if it does not fit. */
 int bu_hs256_token(const char *secret, char *out, size_t cap);
+
+/* ---- reporting ------------------------------------------------------------------ */
+
+/* Failures counted by description ("connect: Connection refused" x 12). */
+#define BU_FAIL_KINDS 16
+typedef struct {
+  struct {
+    char text[160];
+    long n;
+  } k[BU_FAIL_KINDS];
+  int n;
+  long other; /* kinds past the first BU_FAIL_KINDS */
+} bu_fails;
+
+__attribute__((format(printf, 2, 3))) void bu_fail(bu_fails *f, const char *fmt, ...);
+/* "holdfast bench: N x TEXT" lines on stderr. */
+void bu_fail_print(const bu_fails *f);
+
+/* The RESULT line (KEY=VALUE ...) and, with json, the same as one JSON
+ * object: values are numbers unless added with str set. */
+typedef struct {
+  struct {
+    const char *key; /* a string literal */
+    int str;
+    char val[112];
+  } r[64];
+  int n;
+} bu_results;
+
+__attribute__((format(printf, 4, 5))) void bu_res(bu_results *rs, const char *key,
+                                                  int str, const char *fmt, ...);
+void bu_res_print(const bu_results *rs, int json);
 
 #endif

@@ -40,6 +40,13 @@ int hf_close_code_valid(unsigned code);
  * "shutdown", ...); a generic text for others. Never empty. */
 const char *hf_close_reason(unsigned code);
 
+/* What a received (or reported) close code means, for people: the RFC 6455
+ * and IANA codes, the Centrifugo disconnect codes and, outside those, the
+ * range ("application code, reconnect range"), e.g. 1001 -> "going away
+ * (server shutting down or restarting)", 1006 -> "abnormal closure: the
+ * connection ended without a close frame". Never NULL or empty. */
+const char *hf_close_meaning(unsigned code);
+
 #ifdef __cplusplus
 }
 #endif

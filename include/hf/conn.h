@@ -60,6 +60,7 @@ typedef struct {
   uint64_t duration_ms;   /* since accept */
   uint64_t bytes_in, bytes_out;  /* TCP payload bytes, after the upgrade */
   uint64_t msgs_in, msgs_out;    /* data messages */
+  uint8_t tls;            /* 0 plain; 1 TLS, handshake unfinished; 2 TLS */
 } hf_conn_close_info;
 
 typedef struct {
@@ -86,7 +87,27 @@ typedef struct {
   int (*on_slow)(hf_conn *c, size_t queued);
   /* The connection is gone (always called once, last). */
   void (*on_close)(hf_conn *c, const hf_conn_close_info *info);
+  /* Optional: the connection failed below HTTP. reason is one of
+   * "tls_handshake_failed" (detail: hf_tls_error's sentence with OpenSSL's
+   * reason; hf_conn_tls_session() gives the SNI name), "plain_http_on_tls_port"
+   * (the engine answers 400 "this port speaks TLS"), "tls_on_plain_port" (a
+   * TLS ClientHello on a plain port: closed without an answer) or
+   * "bad_proxy_header" (a PROXY-protocol listener got none or a malformed
+   * one: closed, or 400 if it looks like HTTP). on_close follows. */
+  void (*on_transport_error)(hf_conn *c, const char *reason, const char *detail);
 } hf_conn_handler;
+
+struct hf_tls_server;
+struct hf_tls;
+
+/* How an accepted socket speaks below HTTP. */
+typedef struct {
+  struct hf_tls_server *tls; /* non-NULL: TLS, server role (the session
+                                holds its own reference) */
+  int proxy_protocol;        /* nonzero: a PROXY protocol v1/v2 header comes
+                                first; its source address becomes the
+                                connection's client address */
+} hf_conn_accept_opts;
 
 /* Per-loop context: configuration, handler, the cork buffer and the list of
  * live connections. One per worker thread. */
@@ -116,6 +137,11 @@ void hf_conn_ctx_close_all(hf_conn_ctx *ctx, uint16_t code, const char *reason);
  * connection or NULL (the fd is closed). */
 hf_conn *hf_conn_accept(hf_conn_ctx *ctx, int fd, const struct sockaddr *sa,
                         socklen_t salen);
+/* The same with a transport: PROXY header and/or TLS (o may be NULL). The
+ * TLS handshake and the PROXY header are read without blocking and count
+ * against handshake_timeout_ms, like the request head. */
+hf_conn *hf_conn_accept_ex(hf_conn_ctx *ctx, int fd, const struct sockaddr *sa,
+                           socklen_t salen, const hf_conn_accept_opts *o);
 
 /* Answer the request with the upgrade if it passes hf_handshake_check under
  * pol, else with the explained rejection. extra_headers are added to the
@@ -185,6 +211,26 @@ void hf_conn_id(const hf_conn *c, char out[37]);
 void hf_conn_peer(const hf_conn *c, char *out, size_t cap);
 /* Remote IP as bytes (4 or 16) for limit bookkeeping; returns its length. */
 size_t hf_conn_peer_ip(const hf_conn *c, uint8_t out[16]);
+
+/* The client: the address a PROXY header or the application
+ * (hf_conn_set_client, e.g. from a trusted proxy's X-Forwarded-For) named,
+ * else the TCP peer. Same formats as hf_conn_peer / hf_conn_peer_ip. */
+void hf_conn_client(const hf_conn *c, char *out, size_t cap);
+size_t hf_conn_client_ip(const hf_conn *c, uint8_t out[16]);
+/* 1 if a client address other than the TCP peer was set. */
+int hf_conn_has_client(const hf_conn *c);
+/* Set the client address (ip: 4 or 16 bytes; port 0 if unknown). Loop
+ * thread only. */
+void hf_conn_set_client(hf_conn *c, const uint8_t *ip, size_t len,
+                        uint16_t port);
+
+/* The established TLS session (hf/tls.h: version, SNI, ...), NULL on a
+ * plain connection or before the handshake completed. */
+struct hf_tls *hf_conn_tls(const hf_conn *c);
+/* 1 if the connection speaks TLS (handshake finished or not). */
+int hf_conn_is_tls(const hf_conn *c);
+/* The TLS session even during the handshake (for failure logs: SNI). */
+struct hf_tls *hf_conn_tls_session(const hf_conn *c);
 
 void hf_conn_set_udata(hf_conn *c, void *udata);
 void *hf_conn_udata(const hf_conn *c);

@@ -46,6 +46,23 @@ void hf_frame_mask(uint8_t *p, size_t len, const uint8_t key[4], size_t phase);
 size_t hf_frame_close_payload(uint8_t out[HF_FRAME_MAX_CONTROL], uint16_t code,
                               const char *reason);
 
+/* A frame header as sent, decoded without judging it (for observers such
+ * as a proxy that must forward bytes unchanged). */
+typedef struct {
+  uint8_t fin;      /* FIN bit */
+  uint8_t rsv;      /* RSV1-3 as bits 0x4, 0x2, 0x1 */
+  uint8_t opcode;   /* 0x0-0xF, reserved values included */
+  uint8_t masked;   /* MASK bit */
+  uint8_t mask[4];  /* the masking key when masked */
+  uint64_t payload_len; /* as encoded (the 64-bit form may have its top bit set) */
+} hf_frame_info;
+
+/* Decode the frame header at buf[0..len) without modifying any byte and
+ * without validation or state: every byte sequence decodes. Returns the
+ * header length (2 to 14) with *fi filled, or 0 if buf holds only part of
+ * the header (nothing is written to *fi then). Thread-safe, no allocation. */
+size_t hf_frame_peek(const uint8_t *buf, size_t len, hf_frame_info *fi);
+
 typedef enum {
   HF_WS_EV_DATA = 1, /* a text/binary message fragment (or whole message) */
   HF_WS_EV_PING,

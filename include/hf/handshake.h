@@ -24,6 +24,14 @@ typedef struct {
   size_t n_allowed_origins;
   int allow_null_origin;    /* accept "Origin: null" (sandboxed iframes, file://) */
   int allow_missing_origin; /* accept requests without Origin (non-browser) */
+  /* Same-origin pages: accept an Origin whose host[:port] equals the
+   * request's host (default ports :80 for http and :443 for https may be
+   * written or left out on either side; the scheme is not compared, as
+   * gorilla/websocket does). The request's host is same_origin_host when
+   * set (the host a trusted proxy forwarded), else the Host header. */
+  int allow_same_origin;
+  const char *same_origin_host;
+  size_t same_origin_host_len;
   /* Sub-protocols this endpoint speaks, in the server's preference order.
    * The first of these that the client offers is selected. If the client
    * offers some but none matches, the upgrade still succeeds without
@@ -74,6 +82,11 @@ typedef struct {
 hf_hs_code hf_handshake_check(const hf_http_request *req,
                               const hf_handshake_policy *pol,
                               hf_handshake_result *out);
+
+/* 1 if origin[0..len) names the same host[:port] as host[0..hlen) (a
+ * Host header value), default ports normalised, case-insensitive. */
+int hf_handshake_same_origin(const char *origin, size_t len, const char *host,
+                             size_t hlen);
 
 /* 1 if origin[0..len) is allowed by pol's allow-list ("null" and missing
  * origins are decided by the caller through the two flags), else 0. */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Bounded, allocation-free HTTP/1.x request-head parser. It is stateless:
+/* Bounded, allocation-free HTTP/1.x request- and response-head parser. It is stateless:
  * call it again on the whole accumulated buffer whenever more bytes arrive
  * (last_len lets it skip the CRLFCRLF search over bytes it has seen). All
  * returned strings are views into the caller's buffer. */
@@ -54,6 +54,31 @@ ssize_t hf_http_parse_request(const char *buf, size_t len, size_t last_len,
 /* Find a header by case-insensitive name. Returns the first match or NULL. */
 const hf_http_header *hf_http_find(const hf_http_request *req,
                                    const char *name);
+
+/* A parsed response head (the client side of an upgrade). */
+typedef struct {
+  int version_major; /* 1 */
+  int version_minor;
+  int status;        /* 100..999 */
+  const char *reason; /* reason phrase, possibly empty */
+  size_t reason_len;
+  hf_http_header *headers; /* in: array supplied by the caller */
+  size_t num_headers;      /* in: capacity of headers[]; out: count parsed */
+} hf_http_response;
+
+/* Parse a response head (status line + header fields + empty line) from
+ * buf[0..len), with the same contract as hf_http_parse_request: returns
+ * the head length, HF_EAGAIN (incomplete, len < max_head), HF_ETOOBIG
+ * (longer than max_head or more fields than res->num_headers) or HF_EPROTO
+ * (malformed; *why says what, e.g. "malformed status line"). The status
+ * line is "HTTP/1.x NNN reason"; a missing reason phrase is accepted. */
+ssize_t hf_http_parse_response(const char *buf, size_t len, size_t last_len,
+                               size_t max_head, hf_http_response *res,
+                               const char **why);
+
+/* Find a header by case-insensitive name in h[0..n). First match or NULL. */
+const hf_http_header *hf_http_header_find(const hf_http_header *h, size_t n,
+                                          const char *name);
 
 /* 1 if the comma-separated list value[0..len) contains token
  * (case-insensitive, surrounding whitespace ignored), else 0. */

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "protocol/proto.h"
-#include "proxy/proxy.h"
+#include "evproxy/evproxy.h"
 
 static met_worker fallback = {.idx = -1}; /* threads that are not workers */
 _Thread_local met_worker *met_self = &fallback;

@@ -9,7 +9,7 @@
  * commands.c. */
 #include "protocol/client_impl.h"
 #include "metrics/metrics.h"
-#include "proxy/proxy.h"
+#include "evproxy/evproxy.h"
 
 #include <stdio.h>
 #include <stdlib.h>

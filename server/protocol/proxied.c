@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* The real-time protocol's side of the backend event proxy: connect
  * without a token, refresh, subscribe, publish, sub_refresh and rpc asked
- * of the application over HTTP (proxy/proxy.h), with Centrifugo v6's
+ * of the application over HTTP (evproxy/evproxy.h), with Centrifugo v6's
  * request and answer JSON. Each request is an operation of the client
  * (cl_op): later commands wait behind it in order, and an answer that
  * arrives after the connection went only frees the operation. */
 #include "protocol/client_impl.h"
 #include "metrics/metrics.h"
-#include "proxy/proxy.h"
+#include "evproxy/evproxy.h"
 
 #include <stdio.h>
 #include <stdlib.h>

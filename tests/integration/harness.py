@@ -67,6 +67,18 @@ class Server:
         with open(self.logf.name, "r", errors="replace") as f:
             return f.read()
 
+    def listening(self):
+        """Every "listening" event (one per listen address), in order."""
+        return self.events("listening")
+
+    def port_of(self, tls=False, proxy_protocol=False, internal=False):
+        """The port of the first listener of that kind (the listening lines
+        follow each other at start-up: waits a little for them)."""
+        ev = self.wait_event("listening", lambda e: (
+            bool(e.get("tls")) == tls and bool(e.get("proxy_protocol")) == proxy_protocol
+            and bool(e.get("internal")) == internal))
+        return ev["port"]
+
     def events(self, name=None):
         out = []
         for line in self.log().splitlines():
@@ -137,10 +149,17 @@ class Server:
         return False
 
 
-def connect(port, timeout=5.0):
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+def connect(port, timeout=5.0, tls=None, server_hostname="localhost", source=None):
+    """A TCP connection to 127.0.0.1:port; tls: an ssl.SSLContext to speak
+    TLS with (SNI/verification name server_hostname); source: a local
+    address to bind (e.g. "127.0.0.2", to look like another client)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                 source_address=(source, 0) if source else None)
     s.settimeout(timeout)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if tls is not None:
+        s = tls.wrap_socket(s, server_hostname=server_hostname)
+        s.settimeout(timeout)
     return s
 
 
@@ -224,8 +243,8 @@ class WS:
     so tests can send anything (bad frames included) and see exactly what
     the server sends back."""
 
-    def __init__(self, port, path="/echo", headers=None, timeout=5.0):
-        self.sock = connect(port, timeout)
+    def __init__(self, port, path="/echo", headers=None, timeout=5.0, **conn):
+        self.sock = connect(port, timeout, **conn)
         req, key = upgrade_request(path, headers=headers)
         self.sock.sendall(req)
         self.status, self.headers, _, self.buf = read_http_response(self.sock, timeout)
@@ -470,8 +489,8 @@ class RT:
     """A raw WebSocket real-time client that keeps command ids and the
     objects (pushes) that arrived while it waited for a reply."""
 
-    def __init__(self, port, path="/connection/websocket", autopong=True, headers=None):
-        self.ws = WS(port, path, headers=headers)
+    def __init__(self, port, path="/connection/websocket", autopong=True, **conn):
+        self.ws = WS(port, path, **conn)
         self.cid = self.ws.headers.get("x-holdfast-connection-id")
         self.next_id = 1
         self.pending = []

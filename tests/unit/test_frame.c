@@ -8,7 +8,8 @@
  * return value and close code, each input fed whole, byte by byte and at
  * random splits (leftovers presented again, as modified, at the start of the
  * buffer) with identical events, fail-fast UTF-8 on incomplete frames,
- * control frames between fragments, *need reporting, and client mode. */
+ * control frames between fragments, *need reporting, and client mode; and
+ * the observer's header decoder hf_frame_peek. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -1568,8 +1569,49 @@ static void frame_close_payload_null_reason(void) {
                "(status %d; a sanitizer report above names the cause)", st);
 }
 
+/* hf_frame_peek: every length form, masked or not, reserved bits and
+ * opcodes decoded as sent (no judgement), 0 for every incomplete prefix,
+ * and the bytes left untouched. */
+static void frame_peek_decodes_without_judging(void) {
+  static const uint64_t lens[] = {0, 1, 125, 126, 65535, 65536, 1ull << 40};
+  uint8_t key[4] = {0xde, 0xad, 0xbe, 0xef};
+  for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+    for (int masked = 0; masked < 2; masked++) {
+      static const int forms[] = {7, 16, 64};
+      for (int fk = 0; fk < 3; fk++) {
+        int form = forms[fk];
+        if (form < min_form(lens[i])) /* too short a form for this length */
+          continue;
+        bytes s = {0};
+        put_header(&s, i & 1, 5, 0x3 + (int)i, lens[i], form, masked ? key : NULL);
+        uint8_t copy[16];
+        memcpy(copy, s.b, s.len);
+        hf_frame_info fi;
+        for (size_t k = 0; k < s.len; k++)
+          CHECK_INT(hf_frame_peek(s.b, k, &fi), 0);
+        CHECK_INT(hf_frame_peek(s.b, s.len, &fi), s.len);
+        CHECK_INT(fi.payload_len, lens[i]);
+        CHECK_INT(fi.masked, masked);
+        CHECK_INT(fi.fin, i & 1);
+        CHECK_INT(fi.rsv, 5);
+        CHECK_INT(fi.opcode, (0x3 + i) & 0x0f);
+        if (masked)
+          CHECK(memcmp(fi.mask, key, 4) == 0);
+        CHECK(memcmp(copy, s.b, s.len) == 0);
+        b_free(&s);
+      }
+    }
+  }
+  /* the top bit of the 64-bit form is reported, not refused */
+  uint8_t top[10] = {0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 1};
+  hf_frame_info fi;
+  CHECK_INT(hf_frame_peek(top, sizeof top, &fi), 10);
+  CHECK(fi.payload_len == 0x8000000000000001ull);
+}
+
 int main(void) {
   hf_t_suite = "frame";
+  RUN_TEST(frame_peek_decodes_without_judging);
   RUN_TEST(frame_header_length_forms);
   RUN_TEST(frame_header_mask);
   RUN_TEST(frame_mask_phases_vs_reference);

@@ -274,7 +274,54 @@ static void hs_messages(void) {
   check_with(RL H_HOST H_UPG H_CONN H_VER H_KEY "Origin: https://x.net\r\n" END,
              &pol, &res);
   CHECK_STR(res.message,
-            "Origin not allowed by this server's allowed origins list.\n");
+            "Origin not allowed: this server accepts pages of its own origin (the "
+            "host the request was sent to) and the origins in its allowed origins "
+            "list.\n");
+}
+
+/* Same-origin pages: Origin host[:port] == Host (default ports either
+ * way), or == the host a trusted proxy forwarded; off unless asked for. */
+static void hs_same_origin(void) {
+  hf_handshake_policy pol = policy();
+  hf_handshake_result res;
+  const char *page = RL "Host: chat.test:8000\r\n" H_UPG H_CONN H_VER H_KEY
+                        "Origin: http://Chat.Test:8000\r\n" END;
+  CHECK_INT(check_with(page, &pol, &res), HF_HS_ORIGIN_REJECTED); /* off */
+  pol.allow_same_origin = 1;
+  CHECK_INT(check_with(page, &pol, &res), HF_HS_OK);
+  CHECK_MEM(res.origin, res.origin_len, "http://Chat.Test:8000");
+  CHECK_INT(check_with(RL "Host: chat.test:8001\r\n" H_UPG H_CONN H_VER H_KEY
+                          "Origin: http://chat.test:8000\r\n" END,
+                       &pol, &res),
+            HF_HS_ORIGIN_REJECTED); /* another port is another origin */
+  CHECK_INT(check_with(RL "Host: chat.test:443\r\n" H_UPG H_CONN H_VER H_KEY
+                          "Origin: https://chat.test\r\n" END,
+                       &pol, &res),
+            HF_HS_OK);
+  CHECK_INT(check_with(RL "Host: chat.test\r\n" H_UPG H_CONN H_VER H_KEY
+                          "Origin: http://chat.test:80\r\n" END,
+                       &pol, &res),
+            HF_HS_OK);
+  CHECK_INT(check_with(RL "Host: chat.test\r\n" H_UPG H_CONN H_VER H_KEY
+                          "Origin: https://chat.test.evil.com\r\n" END,
+                       &pol, &res),
+            HF_HS_ORIGIN_REJECTED);
+  /* behind a proxy that rewrote Host: the forwarded host decides */
+  const char *proxied = RL "Host: 127.0.0.1:8000\r\n" H_UPG H_CONN H_VER H_KEY
+                           "Origin: https://chat.example\r\n" END;
+  CHECK_INT(check_with(proxied, &pol, &res), HF_HS_ORIGIN_REJECTED);
+  pol.same_origin_host = "chat.example";
+  pol.same_origin_host_len = 12;
+  CHECK_INT(check_with(proxied, &pol, &res), HF_HS_OK);
+  CHECK_INT(check_with(page, &pol, &res), HF_HS_ORIGIN_REJECTED);
+  /* the helper on its own */
+  CHECK(hf_handshake_same_origin("wss://a.test", 12, "a.test:443", 10));
+  CHECK(!hf_handshake_same_origin("ftp://a.test", 12, "a.test", 6));
+  CHECK(!hf_handshake_same_origin("https://a.test/x", 16, "a.test", 6));
+  CHECK(!hf_handshake_same_origin("https://u@a.test", 16, "a.test", 6));
+  CHECK(!hf_handshake_same_origin("a.test", 6, "a.test", 6));
+  CHECK(!hf_handshake_same_origin("https://a.test", 14, "", 0));
+  CHECK(hf_handshake_same_origin("http://[::1]:80", 15, "[::1]", 5));
 }
 
 static void hs_check_order(void) {
@@ -653,6 +700,7 @@ int main(void) {
   RUN_TEST(hs_origin_flags);
   RUN_TEST(hs_origin_patterns);
   RUN_TEST(hs_subprotocols);
+  RUN_TEST(hs_same_origin);
   RUN_TEST(hs_write_101);
   RUN_TEST(hs_write_101_too_small);
   RUN_TEST(hs_write_response);

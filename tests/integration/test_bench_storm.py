@@ -1,0 +1,101 @@
+# SPDX-License-Identifier: MIT
+"""`holdfast bench` failure-shaped modes against the real binary, small
+sizes: a reconnect storm (reset by the bench; with and without jitter; and
+dropped by the server through `holdfast chaos`'s control endpoint, with the
+protocol's connect command), a message flood (the flooder that never reads
+is ended by the server with 3008 while the observers keep their round
+trips), and slow readers in a fan-out (reported apart; nobody else misses a
+publication; their own fate and lag are reported). Asserts the RESULT fields, not performance."""
+import os
+import subprocess
+import sys
+import time
+
+from chaosproc import Chaos
+from harness import BIN, Server, run_module, wait_until
+
+
+def bench(*args, timeout=120):
+    p = subprocess.run([BIN, "bench"] + list(args), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=timeout, env=dict(os.environ))
+    out = p.stdout.decode("utf-8", "replace")
+    lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
+    assert len(lines) == 1, "expected one RESULT line (exit %d):\n%s" % (p.returncode, out[-3000:])
+    res = {}
+    for kv in lines[0].split()[1:]:
+        if "=" in kv:
+            k, v = kv.split("=", 1)
+            res[k] = v
+    return p.returncode, res, out
+
+
+def test_reconnect_storm_self_jitter_and_none():
+    with Server() as srv:
+        url = "ws://127.0.0.1:%d/echo" % srv.port
+        rc, r, out = bench("-m", "reconnect", "-u", url, "-c", "200",
+                           "--min-delay", "0.05", "--max-delay", "1")
+        assert rc == 0 and r["status"] == "ok", out
+        assert r["reconnected"] == "200" and r["backoff"] == "jitter", r
+        # full jitter on the first attempt: min + random(0, min) = 50..100 ms
+        assert 0.04 <= float(r["p50_s"]) <= 5.0, r
+        assert sum(int(x) for x in r["curve"].split(",")) == 200, r
+        rc, r, out = bench("-m", "reconnect", "-u", url, "-c", "200", "--backoff", "none")
+        assert rc == 0 and r["reconnected"] == "200" and r["backoff"] == "none", out
+
+
+def test_reconnect_storm_dropped_by_server_rt():
+    with Server("--client.insecure=true") as srv, Chaos(srv.port) as ch:
+        url = "ws://127.0.0.1:%d/connection/websocket" % ch.port
+        p = subprocess.Popen([BIN, "bench", "-m", "reconnect", "--rt", "-u", url, "-c", "100",
+                              "--trigger", "server", "--wait", "30",
+                              "--min-delay", "0.05", "--max-delay", "0.5"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            first = p.stdout.readline().decode()  # printed once all 100 are up
+            assert "100 clients up; waiting for the server" in first, first
+            st, j = ch.call("POST", "/cut?mode=rst")
+            assert st == 200 and j == {"cut": 100}, (st, j)
+            out = first + p.stdout.read().decode("utf-8", "replace")
+            rc = p.wait(90)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        assert rc == 0, out
+        r = dict(kv.split("=", 1) for kv in
+                 [ln for ln in out.splitlines() if ln.startswith("RESULT ")][0].split()[1:]
+                 if "=" in kv)
+        assert r["trigger"] == "server" and r["reconnected"] == "100", r
+        wait_until(lambda: ch.stats()["upgrades"] == 200, timeout=10, what="200 upgrades")
+        assert ch.stats()["cut_control"] == 100
+
+
+def test_flood_ends_the_flooder_not_the_observers():
+    with Server("--client.queue_max_size=64KiB", "--client.queue_grace=500ms") as srv:
+        url = "ws://127.0.0.1:%d/echo" % srv.port
+        rc, r, out = bench("-m", "flood", "-u", url, "-c", "4", "-w", "0.5", "-d", "8")
+        assert rc == 0 and r["status"] == "ok", out
+        assert r["flooder_ended"] == "1", r
+        assert r["observer_failures"] == "0", r
+        ev = srv.wait_event("closed", lambda e: e.get("code") == 3008, timeout=10)
+        assert ev["who"] == "server" and ev["conn_id"], ev
+
+
+def test_fanout_slow_readers_reported_apart():
+    with Server("--client.insecure=true", "--http_api.insecure=true",
+                "--client.queue_max_size=16KiB", "--client.queue_grace=200ms") as srv:
+        ws = "ws://127.0.0.1:%d/connection/websocket" % srv.port
+        api = "http://127.0.0.1:%d/api" % srv.port
+        rc, r, out = bench("-m", "fanout", "-u", ws, "-A", api, "-c", "20", "--slow", "3",
+                           "--slow-rate", "500", "-r", "200", "-s", "1024", "-d", "3", "-w", "0.5")
+        assert rc == 0, out
+        assert r["slow"] == "3" and r["missing"] == "0", r
+        assert int(r["slow_ended"]) + int(r["slow_alive"]) == 3, r
+        # they read 500 B/s of ~200 KB/s: far behind (kernel buffers absorb
+        # the backlog first, so whether the server ended them yet varies)
+        assert float(r["slow_lag_max_ms"]) > 500 or int(r["slow_ended"]) >= 1, r
+        assert int(r["deliveries"]) == 17 * int(r["pub_ok"]), r
+
+
+if __name__ == "__main__":
+    sys.exit(run_module("bench_storm", globals(), os.environ.get("ONLY")))
