@@ -243,60 +243,68 @@ static void rpc_answer(cl_client *cl, px_op *po, const px_result *r) {
  * closes a session the backend never prolongs). */
 #define REFRESH_RETRY_MS 5000
 
-static void refresh_answer(cl_client *cl, px_op *po, const px_result *r) {
-  uint64_t now = hf_loop_now(hf_conn_loop(cl->conn));
-  if (cl->state != CS_CONNECTED)
-    return;
+/* What a refresh or sub_refresh answer says: REFRESH_RETRY (failed: ask
+ * again later; *due is set), REFRESH_EXPIRED, or REFRESH_OK with the new
+ * expiry in *exp and the new info (malloc'd JSON or NULL) in *info. */
+enum { REFRESH_RETRY, REFRESH_EXPIRED, REFRESH_OK };
+static int refresh_outcome(cl_client *cl, const px_result *r, uint64_t *due, int64_t *exp,
+                           char **info) {
   json_t *res = r->st == PX_OK ? json_object_get(r->body, "result") : NULL;
-  if (!json_is_object(res)) { /* failed: keep the session, ask again */
-    cl->refresh_due = now + REFRESH_RETRY_MS;
+  if (!json_is_object(res)) { /* failed: keep it, ask again */
+    *due = hf_loop_now(hf_conn_loop(cl->conn)) + REFRESH_RETRY_MS;
     cl__arm_timer(cl);
-    return;
+    return REFRESH_RETRY;
   }
   if (json_is_true(json_object_get(res, "expired"))) {
     MET_INC(MET_TOKEN_EXPIRED);
-    cl_disconnect(cl, 3005, "connection expired");
-    return;
-  }
-  char *info = cl__claim_info(res, "info", "b64info");
-  if (info) {
-    free(cl->conn_info);
-    cl->conn_info = info;
-    cl__build_client_info(cl);
-    cl__refresh_sub_infos(cl);
+    return REFRESH_EXPIRED;
   }
   MET_INC(MET_TOKEN_REFRESHED);
-  cl__set_expiry(cl, int_field(res, "expire_at"));
-  cl__arm_timer(cl);
+  *exp = int_field(res, "expire_at");
+  *info = cl__claim_info(res, "info", "b64info");
+  return REFRESH_OK;
+}
+
+static void refresh_answer(cl_client *cl, px_op *po, const px_result *r) {
+  int64_t exp;
+  char *info;
+  if (cl->state != CS_CONNECTED)
+    return;
+  int how = refresh_outcome(cl, r, &cl->refresh_due, &exp, &info);
+  if (how == REFRESH_EXPIRED) {
+    cl_disconnect(cl, 3005, "connection expired");
+  } else if (how == REFRESH_OK) {
+    if (info) {
+      free(cl->conn_info);
+      cl->conn_info = info;
+      cl__build_client_info(cl);
+      cl__refresh_sub_infos(cl);
+    }
+    cl__set_expiry(cl, exp);
+    cl__arm_timer(cl);
+  }
 }
 
 static void sub_refresh_answer(cl_client *cl, px_op *po, const px_result *r) {
+  int64_t exp;
+  char *info;
   cl_sub *s = cl->state == CS_CONNECTED ? cl__find_sub(cl, po->ch, po->len) : NULL;
   if (!s)
     return; /* unsubscribed meanwhile */
-  json_t *res = r->st == PX_OK ? json_object_get(r->body, "result") : NULL;
-  if (!json_is_object(res)) {
-    s->refresh_due = hf_loop_now(hf_conn_loop(cl->conn)) + REFRESH_RETRY_MS;
+  int how = refresh_outcome(cl, r, &s->refresh_due, &exp, &info);
+  if (how == REFRESH_EXPIRED && s->server_side) {
+    cl_disconnect(cl, 3006, "subscription expired");
+  } else if (how == REFRESH_EXPIRED) {
+    cl__unsubscribe_push(cl, s, 2501, "subscription expired");
+  } else if (how == REFRESH_OK) {
+    if (info) {
+      free(s->chan_info);
+      s->chan_info = info;
+      cl__refresh_sub_infos(cl);
+    }
+    cl__set_sub_expiry(cl, s, exp);
     cl__arm_timer(cl);
-    return;
   }
-  if (json_is_true(json_object_get(res, "expired"))) {
-    MET_INC(MET_TOKEN_EXPIRED);
-    if (s->server_side)
-      cl_disconnect(cl, 3006, "subscription expired");
-    else
-      cl__unsubscribe_push(cl, s, 2501, "subscription expired");
-    return;
-  }
-  char *info = cl__claim_info(res, "info", "b64info");
-  if (info) {
-    free(s->chan_info);
-    s->chan_info = info;
-    cl__refresh_sub_infos(cl);
-  }
-  MET_INC(MET_TOKEN_REFRESHED);
-  cl__set_sub_expiry(cl, s, int_field(res, "expire_at"));
-  cl__arm_timer(cl);
 }
 
 static void on_answer(void *arg, const px_result *r) {

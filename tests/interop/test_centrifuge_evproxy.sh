@@ -14,15 +14,7 @@ hf_init centrifuge_evproxy
 NODE=${NODE:-/usr/bin/node}
 hf_need_node_modules centrifuge ws || hf_exit
 
-hf_tmpdir BE_DIR || hf_exit
-hf_bg BE python3 tests/integration/evproxy_backend.py --port 0 >"$BE_DIR/port" 2>/dev/null
-for ((i = 0; i < 100; i++)); do
-  grep -q '^PORT ' "$BE_DIR/port" 2>/dev/null && break
-  sleep 0.1
-done
-BE_PORT=$(sed -n 's/^PORT //p' "$BE_DIR/port")
-[ -n "$BE_PORT" ] || { hf_fail setup "the backend did not start"; hf_exit; }
-export BE_PORT BE_PID
+hf_start_evproxy_backend || hf_exit
 
 export HF_SECRET=holdfast-proxy-interop-secret-0123
 ep() { printf '{"endpoint":"http://127.0.0.1:%s/%s","timeout":"500ms"%s}' "$BE_PORT" "$1" "${2:-}"; }

@@ -10,15 +10,7 @@ hf_need_node_modules playwright-core centrifuge || hf_exit
 hf_need_chromium || hf_exit
 hf_start_page_server PAGE tests/interop/centrifuge_evproxy_chromium.mjs || hf_exit
 
-hf_tmpdir BE_DIR || hf_exit
-hf_bg BE python3 tests/integration/evproxy_backend.py --port 0 >"$BE_DIR/port" 2>/dev/null
-for ((i = 0; i < 100; i++)); do
-  grep -q '^PORT ' "$BE_DIR/port" 2>/dev/null && break
-  sleep 0.1
-done
-BE_PORT=$(sed -n 's/^PORT //p' "$BE_DIR/port")
-[ -n "$BE_PORT" ] || { hf_fail setup "the backend did not start"; hf_exit; }
-export BE_PORT
+hf_start_evproxy_backend || hf_exit
 
 ep() { printf '{"endpoint":"http://127.0.0.1:%s/%s","timeout":"500ms"%s}' "$BE_PORT" "$1" "${2:-}"; }
 hf_start MAIN --client.allowed_origins="http://127.0.0.1:$PAGE_PORT" \
