@@ -411,6 +411,18 @@ void cl__proxy_refresh(cl_client *cl) {
   send_op(cl, po, &b);
 }
 
+/* A channel event's request (user, the op's channel, data when given). */
+static void send_channel_event(cl_client *cl, px_op *po, json_t *data) {
+  const px_endpoint *e = &cl->cfg->px->ep[po->ep];
+  jw_buf b;
+  jw_init(&b);
+  begin_body(&b, cl, e, 1);
+  jw_lit(&b, ",\"channel\":");
+  jw_str(&b, po->ch, po->len);
+  put_data(&b, e, data);
+  send_op(cl, po, &b);
+}
+
 int cl__proxy_subscribe(cl_client *cl, uint32_t id, json_t *req, const char *ch,
                         size_t len, const chan_ns *ns) {
   int ep = cl->list->px ? px_channel_endpoint(cl->cfg->px, PX_SUBSCRIBE, ns) : -1;
@@ -426,14 +438,7 @@ int cl__proxy_subscribe(cl_client *cl, uint32_t id, json_t *req, const char *ch,
   }
   po->ns = ns;
   po->req = json_incref(req);
-  const px_endpoint *e = &cl->cfg->px->ep[ep];
-  jw_buf b;
-  jw_init(&b);
-  begin_body(&b, cl, e, 1);
-  jw_lit(&b, ",\"channel\":");
-  jw_str(&b, ch, len);
-  put_data(&b, e, json_object_get(req, "data"));
-  send_op(cl, po, &b);
+  send_channel_event(cl, po, json_object_get(req, "data"));
   return 1;
 }
 
@@ -451,14 +456,7 @@ int cl__proxy_publish(cl_client *cl, uint32_t id, json_t *req, const char *ch, s
     return 1;
   }
   po->ns = ns;
-  const px_endpoint *e = &cl->cfg->px->ep[ep];
-  jw_buf b;
-  jw_init(&b);
-  begin_body(&b, cl, e, 1);
-  jw_lit(&b, ",\"channel\":");
-  jw_str(&b, ch, len);
-  put_data(&b, e, data);
-  send_op(cl, po, &b);
+  send_channel_event(cl, po, data);
   return 1;
 }
 
@@ -474,12 +472,7 @@ void cl__proxy_sub_refresh(cl_client *cl, cl_sub *s) {
   px_op *po = new_op(cl, PX_SUB_REFRESH, ep, 0, 1, ch, len);
   if (!po)
     return;
-  jw_buf b;
-  jw_init(&b);
-  begin_body(&b, cl, &cl->cfg->px->ep[ep], 1);
-  jw_lit(&b, ",\"channel\":");
-  jw_str(&b, ch, len);
-  send_op(cl, po, &b);
+  send_channel_event(cl, po, NULL);
 }
 
 void cl__cmd_rpc(cl_client *cl, uint32_t id, json_t *req) {
