@@ -779,11 +779,12 @@ unsigned cl__server_side_subs(cl_client *cl, cl_connect_op *c, json_t *claims,
     const char *k;
     json_t *v;
     json_object_foreach(list, k, v) json_array_append_new(names, json_string(k));
-  } else if (json_is_array(chans)) {
+  }
+  if (json_is_array(chans)) { /* both may be given: channels adds to subs */
     size_t i;
     json_t *v;
     json_array_foreach(chans, i, v) {
-      if (json_is_string(v))
+      if (json_is_string(v) && !json_object_get(list, json_string_value(v)))
         json_array_append(names, v);
     }
   }

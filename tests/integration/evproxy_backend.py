@@ -5,7 +5,8 @@ proxy benchmark. Run: python3 evproxy_backend.py [--port N] [--minimal] [--tls C
 it prints "PORT <n>" on its first stdout line and serves until killed.
 
 Sessions come from the Cookie header: session=<user> connects as <user>
-(server-side channel "news:<user>", connect data, info and meta);
+(server-side channel "news:<user>", for alice also "news:alice:vip" from
+"subs" with data; connect data, info and meta);
 session=banned gets disconnect 4501; no session gets disconnect 4501 too.
 Channels "open:*" may be subscribed (data {"welcome": channel}, and an
 expire_at 2 s ahead for "open:expiring"), "secret:*" are refused with 103.
@@ -49,6 +50,8 @@ def answer(path, headers, body):
             return {"disconnect": {"code": 4501, "reason": "unauthorized"}}
         res = {"user": user, "info": {"name": user.title()}, "data": {"hello": user},
                "channels": ["news:" + user], "meta": {"plan": "pro"}}
+        if user == "alice":  # subs and channels together: both are subscribed
+            res["subs"] = {"news:alice:vip": {"data": {"vip": True}, "info": {"tier": 1}}}
         if user in ("refresher", "expiring"):
             res["expire_at"] = now + 2
         return {"result": res}

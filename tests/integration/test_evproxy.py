@@ -107,6 +107,7 @@ def test_connect_with_cookie():
         res = c.ok("connect", {"name": "py", "version": "1.0", "data": {"hi": 1}})
         assert res["client"] == c.cid and res["data"] == {"hello": "alice"}, res
         assert "news:alice" in res["subs"], res  # server-side, named by the backend
+        assert res["subs"]["news:alice:vip"].get("data") == {"vip": True}, res  # from "subs"
         assert "expires" not in res, res
         req = be.log("/connect")[-1]
         b, h = req["body"], {k.lower(): v for k, v in req["headers"].items()}
