@@ -9,7 +9,8 @@
 // "secret:vault", publishes and receives the backend's rewritten data, and
 // calls rpc(). With the backend answering garbage the SDK gets temporary
 // errors and keeps retrying with backoff; when it answers again, the same
-// client connects without a server restart.
+// client connects without a server restart. A session with expire_at is
+// kept alive by the refresh proxy past its expiry and close delay.
 //
 //   node centrifuge_evproxy_chromium.mjs serve-page PORTFILE
 //   node centrifuge_evproxy_chromium.mjs   (PAGE_PORT, MAIN_PORT, MAIN_LOG, BE_PORT)
@@ -98,7 +99,9 @@ async function main() {
     { method: 'POST', body: JSON.stringify({ mode: m }) });
   const run = caseRunner(SUITE, { clip: true });
   const CASES = ['cookie_connect_server_side', 'subscribe_allowed_refused', 'publish_rewritten', 'rpc',
-    'garbage_backoff_recovery'];
+    'garbage_backoff_recovery', 'session_kept_by_refresh_proxy'];
+  const refreshes = async () => (await (await fetch(`http://127.0.0.1:${+env.BE_PORT}/_log`)).json())
+    .filter((r) => r.path === '/refresh' && r.body.user === 'refresher').length;
   await withChromium(run, CASES, async (page) => {
     const resp = await page.goto(`${pageOrigin}/`, { timeout: 10000, waitUntil: 'load' });
     assert(resp && resp.status() === 200, `page load status ${resp && resp.status()}`);
@@ -140,6 +143,21 @@ async function main() {
       const st = await page.evaluate(() => window.hfWaitConnected(8000));
       assert(st === 'connected', `state ${st} after the backend recovered`);
     }, 20000);
+    await run('session_kept_by_refresh_proxy', async () => {
+      // expire_at 2 s ahead, close delay 2 s: only the refresh proxy keeps it
+      const r = await page.evaluate(([u]) => { hf.events = []; return window.hfCookieConnect(u, 'refresher'); }, [url]);
+      assert(r.state === 'connected', `state ${r.state}: ${JSON.stringify(r.events)}`);
+      const end = Date.now() + 9000;
+      while ((await refreshes()) < 2) {
+        assert(Date.now() < end, 'no two refresh calls within 9 s');
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      const st = await page.evaluate(() => ({ state: hf.client.state,
+        disc: hf.events.filter((e) => e.kind === 'disconnected').length }));
+      assert(st.state === 'connected' && st.disc === 0, JSON.stringify(st));
+      const e = await page.evaluate(() => window.hfRpc('echo', 'alive'));
+      assert(e.data && e.data.echo === 'alive' && e.data.user === 'refresher', JSON.stringify(e));
+    }, 15000);
   });
   process.exit(run.failed ? 1 : 0);
 }

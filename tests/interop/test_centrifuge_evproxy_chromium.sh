@@ -13,7 +13,8 @@ hf_start_page_server PAGE tests/interop/centrifuge_evproxy_chromium.mjs || hf_ex
 hf_start_evproxy_backend || hf_exit
 
 ep() { printf '{"endpoint":"http://127.0.0.1:%s/%s","timeout":"500ms"%s}' "$BE_PORT" "$1" "${2:-}"; }
-hf_start MAIN --client.allowed_origins="http://127.0.0.1:$PAGE_PORT" \
+hf_start MAIN --client.allowed_origins="http://127.0.0.1:$PAGE_PORT" --client.expired_close_delay=2s \
+  --client.proxy.refresh="$(ep refresh ',"enabled":true')" \
   --client.proxy.connect="$(ep connect ',"enabled":true,"http_headers":["Cookie"]')" \
   --channel.proxy.subscribe="$(ep subscribe)" --channel.proxy.publish="$(ep publish)" \
   --rpc.proxy="$(ep rpc)" --rpc.without_namespace='{"proxy_enabled":true}' \
