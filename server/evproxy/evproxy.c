@@ -111,6 +111,7 @@ static int load_endpoint(px_endpoint *e, json_t *o, const char *key, FILE *err) 
     }
   }
   e->include_meta = json_is_true(json_object_get(o, "include_connection_meta"));
+
   e->binary = json_is_true(json_object_get(o, "binary_encoding"));
   if (json_object_get(o, "grpc_metadata") || json_object_get(o, "grpc"))
     srv_config_warn_unsupported(key); /* gRPC options of an HTTP proxy: ignored */
@@ -243,6 +244,9 @@ int px_config_load(px_config *px, const srv_config *cfg, const chan_config *chan
       return -1;
     px->ev_ep[defs[d].ev] = idx;
   }
+  for (size_t n = 0; n < px->nep; n++)
+    if (px->ep[n].timeout_ms > px->max_timeout_ms)
+      px->max_timeout_ms = px->ep[n].timeout_ms;
   px->connect_enabled = px->ev_ep[PX_CONNECT] >= 0;
   px->refresh_enabled = px->ev_ep[PX_REFRESH] >= 0;
   /* channel namespaces */

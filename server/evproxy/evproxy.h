@@ -73,6 +73,7 @@ typedef struct px_config {
   char *rpc_boundary;
   uint32_t max_in_flight, max_in_flight_endpoint;
   uint32_t breaker_failures, breaker_open_ms;
+  uint32_t max_timeout_ms; /* the longest endpoint timeout */
 } px_config;
 
 /* Load and check the proxy settings of cfg against the channel namespaces

@@ -243,9 +243,15 @@ void cl__set_expiry(cl_client *cl, int64_t expire_at) {
   uint64_t now = hf_loop_now(hf_conn_loop(cl->conn));
   cl->expire_deadline =
       now + (uint64_t)(left > 0 ? left : 0) * 1000 + cl->cfg->expired_close_delay_ms;
-  /* a proxy session with a refresh proxy: the backend prolongs it */
-  if (cl->px_session && cl->cfg->px && cl->cfg->px->refresh_enabled)
+  /* a proxy session with a refresh proxy: the backend prolongs it, and is
+   * given its timeout (and a second) even when the close delay is shorter */
+  const px_config *px = cl->cfg->px;
+  if (cl->px_session && px && px->refresh_enabled) {
     cl->refresh_due = now + (uint64_t)(left > 0 ? left : 0) * 1000 + 1;
+    uint64_t last = cl->refresh_due + px->max_timeout_ms + 1000;
+    if (cl->expire_deadline < last)
+      cl->expire_deadline = last;
+  }
 }
 
 srv_jwt_status cl__verify(cl_client *cl, const char *token, json_t **claims) {
@@ -745,15 +751,15 @@ static void on_timer(hf_loop *loop, hf_timer *t) {
   }
   if (cl->state != CS_CONNECTED)
     return;
-  if (cl->expire_deadline && now >= cl->expire_deadline) {
-    cl_disconnect(cl, 3005, "connection expired");
-    return;
-  }
   if (cl->refresh_due && now >= cl->refresh_due) {
     cl->refresh_due = 0;
     cl__proxy_refresh(cl); /* may close the connection */
     if (cl->state != CS_CONNECTED)
       return;
+  }
+  if (cl->expire_deadline && now >= cl->expire_deadline) {
+    cl_disconnect(cl, 3005, "connection expired");
+    return;
   }
   if (cl->await_pong && now >= cl->pong_deadline) {
     cl_disconnect(cl, 3012, "no pong");

@@ -8,6 +8,7 @@
  * policy that drops queued publications and lets the client recover. */
 #include "protocol/client_impl.h"
 #include "metrics/metrics.h"
+#include "evproxy/evproxy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,8 +144,13 @@ void cl__set_sub_expiry(cl_client *cl, cl_sub *s, int64_t expire_at) {
     uint64_t now = hf_loop_now(hf_conn_loop(cl->conn));
     s->deadline = now + (uint64_t)(left > 0 ? left : 0) * 1000 +
                   cl->cfg->expired_sub_close_delay_ms;
-    if (s->px_refresh) /* the backend is asked when it expires */
+    if (s->px_refresh) { /* the backend is asked when it expires, and is
+                            * given its timeout even with a short delay */
       s->refresh_due = now + (uint64_t)(left > 0 ? left : 0) * 1000 + 1;
+      uint64_t last = s->refresh_due + cl->cfg->px->max_timeout_ms + 1000;
+      if (s->deadline < last)
+        s->deadline = last;
+    }
   }
 }
 

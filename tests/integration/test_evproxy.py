@@ -57,7 +57,7 @@ def config(bport, timeout="1s", **proxy):
     p.update(proxy)
     return {
         "client": {"token": {"hmac_secret_key": SECRET},
-                   "expired_close_delay": "2s",
+                   "expired_close_delay": "0s", "expired_sub_close_delay": "0s",
                    "proxy": {"connect": ep("connect", enabled=True,
                                            http_headers=["Cookie", "X-Real-Ip"],
                                            http={"static_headers": {"X-Static": "s1",
@@ -190,8 +190,8 @@ def test_refresh_and_sub_refresh_keep_the_session():
         assert "expires" not in res, res  # the server refreshes, not the client
         r = c.ok("subscribe", {"channel": "open:expiring"})
         assert "expires" not in r, r
-        # expire_at is 2 s ahead and the close delay 2 s: without the
-        # proxy the connection would be gone after 4 s
+        # expire_at is 2 s ahead and the close delays 0: without the proxy
+        # the connection (and the subscription) would be gone after 2 s
         wait_until(lambda: len(be.log("/refresh")) >= 2, 8, "two refresh calls")
         wait_until(lambda: len(be.log("/sub_refresh")) >= 2, 8, "two sub_refresh calls")
         body = be.log("/refresh")[-1]["body"]
