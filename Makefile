@@ -10,7 +10,7 @@
 #   make fuzz       libFuzzer targets (clang), short runs over the corpus
 
 CC ?= cc
-PKGS := jansson libssl libcrypto hiredis libcares zlib
+PKGS := jansson libssl libcrypto hiredis libcares zlib libcurl
 
 ifeq ($(SAN),1)
   B := build/asan

@@ -327,6 +327,45 @@ static const setting settings[] = {
     {"channel.idempotency_max_keys", T_UINT, O(idempotency_max_keys), "100000",
      0, 100000000, NULL, HF,
      "most idempotency keys remembered at once (the oldest are forgotten first)"},
+    /* proxy: connect, refresh, subscribe, publish, sub_refresh and rpc
+     * proxied to the application backend over HTTP (Centrifugo v6 keys) */
+    {"client.proxy.connect", T_JSON, O(proxy_connect), "{}", 0, 0, NULL, CF,
+     "connect proxy: {\"enabled\":true,\"endpoint\":\"http://app/centrifugo/connect\","
+     "\"timeout\":\"1s\",\"http_headers\":[\"Cookie\"],\"http\":{\"static_headers\":{..}},"
+     "\"include_connection_meta\":false}; connects without a token go to it"},
+    {"client.proxy.refresh", T_JSON, O(proxy_refresh), "{}", 0, 0, NULL, CF,
+     "refresh proxy (same object with \"enabled\"): asked to prolong a connection "
+     "when its expire_at comes"},
+    {"channel.proxy.subscribe", T_JSON, O(proxy_subscribe), "{}", 0, 0, NULL, CF,
+     "default subscribe proxy object (endpoint, timeout, http_headers, ...); used by "
+     "namespaces with subscribe_proxy_enabled"},
+    {"channel.proxy.publish", T_JSON, O(proxy_publish), "{}", 0, 0, NULL, CF,
+     "default publish proxy object; used by namespaces with publish_proxy_enabled"},
+    {"channel.proxy.sub_refresh", T_JSON, O(proxy_sub_refresh), "{}", 0, 0, NULL, CF,
+     "default sub_refresh proxy object; used by namespaces with sub_refresh_proxy_enabled"},
+    {"rpc.proxy", T_JSON, O(proxy_rpc), "{}", 0, 0, NULL, CF,
+     "default RPC proxy object; used where rpc.without_namespace / rpc.namespaces "
+     "say proxy_enabled"},
+    {"rpc.without_namespace", T_JSON, O(rpc_without_ns), "{}", 0, 0, NULL, CF,
+     "RPC methods without a namespace: {\"proxy_enabled\":true,\"proxy_name\":\"default\"}"},
+    {"rpc.namespaces", T_JSON, O(rpc_namespaces), "[]", 0, 0, NULL, CF,
+     "RPC namespaces: [{\"name\":\"ns\",\"proxy_enabled\":true,\"proxy_name\":\"rpc1\"}]"},
+    {"rpc.namespace_boundary", T_STR, O(rpc_ns_boundary), ":", 0, 0, NULL, CF,
+     "separator between an RPC method's namespace and the rest"},
+    {"proxies", T_JSON, O(proxies), "[]", 0, 0, NULL, CF,
+     "named proxies: [{\"name\":\"sub1\",\"endpoint\":\"http://...\",...}] referenced by "
+     "subscribe_proxy_name, publish_proxy_name, sub_refresh_proxy_name, rpc proxy_name"},
+    {"proxy.max_in_flight", T_UINT, O(proxy_max_in_flight), "4096", 1, 1000000, NULL, HF,
+     "most proxy requests in flight per worker; over it the client gets a temporary error"},
+    {"proxy.max_in_flight_per_endpoint", T_UINT, O(proxy_max_in_flight_endpoint), "1024",
+     1, 1000000, NULL, HF,
+     "most proxy requests in flight per worker to one endpoint; over it: temporary error"},
+    {"proxy.breaker_failures", T_UINT, O(proxy_breaker_failures), "5", 0, 1000000, NULL, HF,
+     "consecutive failures (refused, timeout, 5xx, invalid answer) that open an "
+     "endpoint's circuit breaker on a worker (0 = no breaker)"},
+    {"proxy.breaker_open", T_DUR, O(proxy_breaker_open_ms), "2s", 100, 600000, NULL, HF,
+     "how long an open breaker fails requests at once before one probe request "
+     "is let through"},
     /* engine: memory (embedded) or Redis (several nodes) */
     {"node.name", T_STR, O(node_name), "", 0, 0, NULL, HF,
      "this node's name in the info API and the node registry (default: the host name)"},

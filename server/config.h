@@ -126,6 +126,14 @@ typedef struct {
   uint64_t history_memory_limit;
   uint64_t idempotency_window_ms;
   uint64_t idempotency_max_keys;
+  /* proxy: backend event proxy over HTTP (raw JSON, validated by px_config_load) */
+  json_t *proxy_connect, *proxy_refresh;                      /* client.proxy.* */
+  json_t *proxy_subscribe, *proxy_publish, *proxy_sub_refresh; /* channel.proxy.* */
+  json_t *proxy_rpc, *rpc_without_ns, *rpc_namespaces;        /* rpc.* */
+  char *rpc_ns_boundary;
+  json_t *proxies; /* named proxies */
+  uint64_t proxy_max_in_flight, proxy_max_in_flight_endpoint;
+  uint64_t proxy_breaker_failures, proxy_breaker_open_ms;
   /* engine */
   bool prometheus_enabled;
   char *prometheus_path;

@@ -34,6 +34,7 @@
 #include "hf/loop.h"
 #include "http/api.h"
 #include "channels/chan.h"
+#include "evproxy/evproxy.h"
 #include "protocol/client.h"
 #include "channels/hub.h"
 #include "engine/engine.h"
@@ -144,6 +145,7 @@ struct server {
   cl_config clcfg;
 
   uint64_t fd_max, fd_headroom; /* RLIMIT_NOFILE after raising; margin kept */
+  px_config px; /* backend event proxy (evproxy/evproxy.h) */
   api_ctx api;
   adm *adm;                  /* admin API and dashboard, or NULL */
   hf_handshake_policy adm_pol;
@@ -546,6 +548,8 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
       if (o) /* listed by the admin API */
         cl_set_origin(cl, o->value, o->value_len);
       hf_conn_set_udata(c, cl);
+      if (s->clcfg.px)
+        cl_set_request_headers(cl, req); /* Cookie etc. for the proxy */
       atomic_fetch_add(&s->rt_clients, 1);
       if (rt == 2)
         cl_set_transport(cl, TR_UNI_WEBSOCKET, NULL, NULL);
@@ -1701,6 +1705,8 @@ static void *worker_main(void *arg) {
   w->forced = hf_conn_ctx_count(w->ctx);
   hf_conn_ctx_free(w->ctx);
   w->ctx = NULL;
+  px_worker_free(w->clients.px); /* answers still in flight find no client */
+  w->clients.px = NULL;
   hf_tls_server_unref(w->tls);
   w->tls = NULL;
   return NULL;
@@ -1892,6 +1898,9 @@ static int setup_realtime(server *s) {
                        cfg->channel_namespaces, cfg->channel_max_length,
                        cfg->insecure, warn_key, stderr) < 0)
     return -1;
+  int px_on = px_config_load(&s->px, cfg, &s->chans, stderr);
+  if (px_on < 0)
+    return -1;
   char kerr[300];
   s->keys = tk_keys(cfg, kerr, sizeof kerr);
   if (!s->keys && *kerr) {
@@ -1946,6 +1955,7 @@ static int setup_realtime(server *s) {
   cc->limits = &s->live->limits;
   if (!(cc->rl = rl_shared_new(&cc->limits)))
     return -1;
+  cc->px = px_on ? &s->px : NULL;
   s->api.h = s->hub;
   s->api.eng = s->eng;
   s->api.chans = &s->chans;
@@ -2220,6 +2230,10 @@ int srv_run(const srv_config *cfg) {
       return 1;
     }
     jw_init(&w->clients.out);
+    if (s->clcfg.px && !(w->clients.px = px_worker_new(&s->px, w->loop))) {
+      fprintf(stderr, "holdfast: cannot set up the proxy HTTP client (libcurl)\n");
+      return 1;
+    }
     w->drain_msg.run = on_drain;
     w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     w->jitter = mono_us() ^ ((uint64_t)(i + 1) << 40);
@@ -2309,6 +2323,7 @@ int srv_run(const srv_config *cfg) {
   chan_config_free(&s->chans);
   rl_shared_free(s->clcfg.rl);
   live_free_all(s->live);
+  px_config_free(&s->px);
   srv_jwt_keys_free(s->keys);
   srv_tls_free(s->tls);
   srv_proxies_free(s->proxies);

@@ -10,7 +10,7 @@
 #include <string.h>
 
 typedef enum { OPT_BOOL, OPT_UINT, OPT_DUR, OPT_RECOVERY_MODE, OPT_DELTA_TYPES,
-               OPT_SLOW } opt_type;
+               OPT_SLOW, OPT_STR } opt_type;
 
 typedef struct {
   const char *key;
@@ -37,6 +37,11 @@ static const ns_opt opts[] = {
     NB(force_push_join_leave),       NB(allow_presence_for_subscriber),
     NB(allow_presence_for_client),   NB(allow_presence_for_anonymous),
     {"slow_consumer_policy", OPT_SLOW, offsetof(chan_ns, slow_policy)},
+    NB(subscribe_proxy_enabled),     NB(publish_proxy_enabled),
+    NB(sub_refresh_proxy_enabled),
+    {"subscribe_proxy_name", OPT_STR, offsetof(chan_ns, subscribe_proxy_name)},
+    {"publish_proxy_name", OPT_STR, offsetof(chan_ns, publish_proxy_name)},
+    {"sub_refresh_proxy_name", OPT_STR, offsetof(chan_ns, sub_refresh_proxy_name)},
 };
 
 static int opt_error(FILE *err, const char *full, const char *expected) {
@@ -84,6 +89,13 @@ static int load_opt(chan_ns *ns, const ns_opt *o, json_t *v, const char *full,
       *(chan_slow_policy *)p = CHAN_SLOW_RECOVER;
     else
       return opt_error(err, full, "\"disconnect\" or \"recover\"");
+    return 0;
+  case OPT_STR:
+    if (!json_is_string(v))
+      return opt_error(err, full, "a string");
+    free(*(char **)p);
+    if (!(*(char **)p = strdup(json_string_value(v))))
+      return -1;
     return 0;
   case OPT_DELTA_TYPES: {
     if (!json_is_array(v))
@@ -222,10 +234,17 @@ int chan_config_load(chan_config *cc, const json_t *without_ns,
   return 0;
 }
 
+static void free_ns(chan_ns *ns) {
+  free(ns->name);
+  free(ns->subscribe_proxy_name);
+  free(ns->publish_proxy_name);
+  free(ns->sub_refresh_proxy_name);
+}
+
 void chan_config_free(chan_config *cc) {
-  free(cc->without_ns.name);
+  free_ns(&cc->without_ns);
   for (size_t i = 0; i < cc->n_ns; i++)
-    free(cc->ns[i].name);
+    free_ns(&cc->ns[i]);
   free(cc->ns);
   memset(cc, 0, sizeof *cc);
 }

@@ -41,6 +41,10 @@ typedef struct {
   /* holdfast: what to do with a slow consumer whose every subscription
    * can recover (slow_consumer_policy: "disconnect" or "recover") */
   chan_slow_policy slow_policy;
+  /* proxy: events of this namespace asked of the backend (proxy/proxy.h);
+   * a name selects one of `proxies` (NULL or "default": channel.proxy.*) */
+  bool subscribe_proxy_enabled, publish_proxy_enabled, sub_refresh_proxy_enabled;
+  char *subscribe_proxy_name, *publish_proxy_name, *sub_refresh_proxy_name;
 } chan_ns;
 
 /* Does the namespace keep history (both history_size and history_ttl)? */

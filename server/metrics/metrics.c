@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "protocol/proto.h"
+#include "evproxy/evproxy.h"
 
 static met_worker fallback = {.idx = -1}; /* threads that are not workers */
 _Thread_local met_worker *met_self = &fallback;
@@ -177,6 +178,26 @@ static void observe(const hist_def *d, uint64_t v) {
 void met_observe_ping_rtt(uint64_t us) { observe(&H_PING, us); }
 void met_observe_fanout(uint64_t us) { observe(&H_FANOUT, us); }
 void met_observe_queue(uint64_t bytes) { observe(&H_QUEUE, bytes); }
+static const hist_def H_PROXY = {
+    "holdfast_proxy_request_duration_seconds",
+    "Backend event proxy requests: from sending to the answer (or failure), by event.",
+    {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5},
+    13, 1e-6, offsetof(met_worker, px_latency)};
+
+void met_proxy_request(int ev, int st) { met_add_(&met_self->px_requests[ev][st], 1); }
+void met_observe_proxy(int ev, uint64_t us) {
+  hist_def d = H_PROXY;
+  d.off += (size_t)ev * sizeof(met_hist);
+  observe(&d, us);
+}
+void met_proxy_breaker(int delta) {
+  uint64_t v = atomic_load_explicit(&met_self->px_breakers_open, memory_order_relaxed);
+  atomic_store_explicit(&met_self->px_breakers_open, delta > 0 ? v + 1 : (v ? v - 1 : 0),
+                        memory_order_relaxed);
+  if (delta > 0)
+    met_add_(&met_self->px_breaker_opened, 1);
+}
+
 void met_observe_lag(uint64_t us) {
   observe(&H_LAG, us);
   if (us > atomic_load_explicit(&met_self->lag_max_us, memory_order_relaxed))
@@ -236,6 +257,58 @@ static void render_hist(jw_buf *o, const hist_def *d) {
   }
   emit(o, "%s_sum %.6f\n%s_count %llu\n", d->name, (double)sum * d->scale, d->name,
        (unsigned long long)cum);
+}
+
+/* One histogram family with one label over n series (at d->off + i). */
+static void render_hist_labeled(jw_buf *o, const hist_def *d, const char *label,
+                                const char *const *values, int n) {
+  head(o, d->name, "histogram", d->help);
+  for (int k = 0; k < n; k++) {
+    uint64_t cum = 0, sum = 0;
+    size_t off = d->off + (size_t)k * sizeof(met_hist);
+    for (int i = 0; i <= d->nb; i++) {
+      uint64_t c = 0;
+      for (met_worker *w = atomic_load(&all); w; w = w->next) {
+        met_hist *h = (met_hist *)((char *)w + off);
+        c += ld(&h->b[i]);
+        if (i == 0)
+          sum += ld(&h->sum_us);
+      }
+      cum += c;
+      if (i < d->nb)
+        emit(o, "%s_bucket{%s=\"%s\",le=\"%g\"} %llu\n", d->name, label, values[k],
+             d->bound[i], (unsigned long long)cum);
+      else
+        emit(o, "%s_bucket{%s=\"%s\",le=\"+Inf\"} %llu\n", d->name, label, values[k],
+             (unsigned long long)cum);
+    }
+    emit(o, "%s_sum{%s=\"%s\"} %.6f\n%s_count{%s=\"%s\"} %llu\n", d->name, label,
+         values[k], (double)sum * d->scale, d->name, label, values[k],
+         (unsigned long long)cum);
+  }
+}
+
+static void render_proxy(jw_buf *o) {
+  const char *ev[MET_PX_EVENTS], *st[MET_PX_RESULTS];
+  for (int i = 0; i < MET_PX_EVENTS; i++)
+    ev[i] = px_event_name((px_event)i);
+  for (int i = 0; i < MET_PX_RESULTS; i++)
+    st[i] = px_status_name((px_status)i);
+  head(o, "holdfast_proxy_requests_total", "counter",
+       "Backend event proxy requests, by event and result (ok: the backend answered; "
+       "overload and breaker_open: refused before sending).");
+  for (int e = 0; e < MET_PX_EVENTS; e++)
+    for (int r = 0; r < MET_PX_RESULTS; r++)
+      emit(o, "holdfast_proxy_requests_total{event=\"%s\",result=\"%s\"} %llu\n", ev[e],
+           st[r], (unsigned long long)SUM(px_requests[e][r]));
+  render_hist_labeled(o, &H_PROXY, "event", ev, MET_PX_EVENTS);
+  head(o, "holdfast_proxy_breakers_open", "gauge",
+       "Proxy endpoint circuit breakers open now (one per endpoint and worker).");
+  emit(o, "holdfast_proxy_breakers_open %llu\n", (unsigned long long)SUM(px_breakers_open));
+  head(o, "holdfast_proxy_breaker_opened_total", "counter",
+       "Times a proxy endpoint's circuit breaker opened.");
+  emit(o, "holdfast_proxy_breaker_opened_total %llu\n",
+       (unsigned long long)SUM(px_breaker_opened));
 }
 
 void met_render(jw_buf *o, const met_snapshot *s) {
@@ -424,6 +497,7 @@ void met_render(jw_buf *o, const met_snapshot *s) {
   counter(o, "holdfast_engine_disconnects_total",
           "Connections to the engine's broker (Redis) that were lost.", MET_ENGINE_DISCONNECTS);
 
+  render_proxy(o);
   render_hist(o, &H_LAG);
   head(o, "holdfast_event_loop_lag_max_seconds", "gauge",
        "The largest event-loop lag of each worker over the last second.");

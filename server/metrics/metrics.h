@@ -78,6 +78,8 @@ enum { MET_SIDE_SERVER, MET_SIDE_CLIENT, MET_SIDE_ABNORMAL, MET_SIDES };
 #define MET_METHODS 12 /* the protocol's command kinds */
 #define MET_ERRS 16    /* see met_err_index */
 #define MET_BUCKETS 16
+#define MET_PX_EVENTS 6  /* proxy events (proxy/proxy.h px_event) */
+#define MET_PX_RESULTS 7 /* proxy request results (px_status) */
 
 typedef struct {
   _Atomic uint64_t b[MET_BUCKETS + 1]; /* the last one: +Inf */
@@ -94,6 +96,11 @@ typedef struct met_worker {
   _Atomic uint64_t rate_limited[MET_RL_N];
   met_hist ping_rtt, fanout, queue, lag;
   _Atomic uint64_t lag_max_us; /* over the last second (a gauge) */
+  /* backend event proxy */
+  _Atomic uint64_t px_requests[MET_PX_EVENTS][MET_PX_RESULTS];
+  met_hist px_latency[MET_PX_EVENTS];
+  _Atomic uint64_t px_breakers_open; /* a gauge: open breakers of this worker */
+  _Atomic uint64_t px_breaker_opened;
   struct met_worker *next;
   int idx; /* worker index, -1: not a worker */
 } met_worker;
@@ -139,6 +146,11 @@ void met_observe_ping_rtt(uint64_t us);
 void met_observe_fanout(uint64_t us);
 void met_observe_queue(uint64_t bytes);
 void met_observe_lag(uint64_t us);
+/* Backend event proxy: a request of event ev ended with result st (both
+ * as in proxy/proxy.h); its latency; a breaker opened (+1) or closed (-1). */
+void met_proxy_request(int ev, int st);
+void met_observe_proxy(int ev, uint64_t us);
+void met_proxy_breaker(int delta);
 
 /* Gauges and totals the scrape asks the server for. */
 typedef struct {

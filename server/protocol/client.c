@@ -9,6 +9,7 @@
  * commands.c. */
 #include "protocol/client_impl.h"
 #include "metrics/metrics.h"
+#include "evproxy/evproxy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,9 +44,14 @@ void cl__arm_timer(cl_client *cl) {
       due = cl->next_ping;
     if (cl->expire_deadline && cl->expire_deadline < due)
       due = cl->expire_deadline;
-    for (uint32_t i = 0; i < cl->nsubs; i++)
+    if (cl->refresh_due && cl->refresh_due < due)
+      due = cl->refresh_due;
+    for (uint32_t i = 0; i < cl->nsubs; i++) {
       if (cl->subs[i]->deadline && cl->subs[i]->deadline < due)
         due = cl->subs[i]->deadline;
+      if (cl->subs[i]->refresh_due && cl->subs[i]->refresh_due < due)
+        due = cl->subs[i]->refresh_due;
+    }
   }
   if (due == UINT64_MAX) {
     hf_timer_cancel(loop, &cl->timer);
@@ -144,7 +150,7 @@ static void begin_identity_result(cl_client *cl, uint32_t id, const char *key) {
   jw_cstr(o, cid);
   jw_lit(o, ",\"version\":");
   jw_cstr(o, cl->cfg->version);
-  if (cl->expire_at) {
+  if (cl->expire_at && !cl->refresh_due) { /* the client refreshes */
     int64_t ttl = cl->expire_at - cl__wall_s();
     jw_lit(o, ",\"expires\":true,\"ttl\":");
     jw_u64(o, (uint64_t)(ttl > 0 ? ttl : 0));
@@ -225,8 +231,9 @@ char *cl__claim_info(json_t *obj, const char *key, const char *b64key) {
   return info ? jw_dump(info) : NULL;
 }
 
-static void set_expiry(cl_client *cl, int64_t expire_at) {
+void cl__set_expiry(cl_client *cl, int64_t expire_at) {
   cl->expire_at = expire_at;
+  cl->refresh_due = 0;
   if (!expire_at || cl->cfg->insecure) {
     cl->expire_at = 0;
     cl->expire_deadline = 0;
@@ -236,6 +243,15 @@ static void set_expiry(cl_client *cl, int64_t expire_at) {
   uint64_t now = hf_loop_now(hf_conn_loop(cl->conn));
   cl->expire_deadline =
       now + (uint64_t)(left > 0 ? left : 0) * 1000 + cl->cfg->expired_close_delay_ms;
+  /* a proxy session with a refresh proxy: the backend prolongs it, and is
+   * given its timeout (and a second) even when the close delay is shorter */
+  const px_config *px = cl->cfg->px;
+  if (cl->px_session && px && px->refresh_enabled) {
+    cl->refresh_due = now + (uint64_t)(left > 0 ? left : 0) * 1000 + 1;
+    uint64_t last = cl->refresh_due + px->max_timeout_ms + 1000;
+    if (cl->expire_deadline < last)
+      cl->expire_deadline = last;
+  }
 }
 
 srv_jwt_status cl__verify(cl_client *cl, const char *token, json_t **claims) {
@@ -247,7 +263,7 @@ srv_jwt_status cl__verify(cl_client *cl, const char *token, json_t **claims) {
 
 /* ---- connect and refresh --------------------------------------------------- */
 
-static void build_client_info(cl_client *cl) {
+void cl__build_client_info(cl_client *cl) {
   char id[37];
   hf_conn_id(cl->conn, id);
   jw_buf b;
@@ -297,6 +313,9 @@ static void cmd_connect(cl_client *cl, uint32_t id, json_t *req) {
       cl_disconnect(cl, 3500, "invalid token: connection token has a channel claim");
       return;
     }
+  } else if (cl__proxy_connect_enabled(cl)) {
+    cl__proxy_connect(cl, id, req); /* the backend decides (v6 rules) */
+    return;
   } else if (!cl->cfg->allow_anonymous && !cl->cfg->insecure) {
     srv_logline l;
     cl__log_begin(cl, LOG_WARN, "connect_rejected", &l);
@@ -305,19 +324,27 @@ static void cmd_connect(cl_client *cl, uint32_t id, json_t *req) {
     cl_disconnect(cl, 3501, "bad request: client credentials not found");
     return;
   }
+  cl__begin_session(cl, id, claims ? cl__claim_user(cl, claims) : "",
+                    claims ? cl__claim_info(claims, "info", "b64info") : NULL,
+                    claims ? cl__claim_expiry(claims) : 0, claims, req, NULL);
+  json_decref(claims);
+}
+
+void cl__begin_session(cl_client *cl, uint32_t id, const char *user, char *info,
+                       int64_t exp, json_t *src, json_t *req, char *data) {
   free(cl->user);
-  cl->user = strdup(claims ? cl__claim_user(cl, claims) : "");
-  cl->conn_info = claims ? cl__claim_info(claims, "info", "b64info") : NULL;
-  int64_t exp = claims ? cl__claim_expiry(claims) : 0;
+  cl->user = strdup(user);
+  free(cl->conn_info);
+  cl->conn_info = info;
   if (exp && exp <= cl__wall_s() && !cl->cfg->insecure) {
-    json_decref(claims);
+    free(data);
     cl__error_reply(cl, id, 110, "expired", 0);
     cl->state = CS_FAILED;
     return;
   }
-  build_client_info(cl);
+  cl__build_client_info(cl);
   if (!cl->user || !cl->client_info) {
-    json_decref(claims);
+    free(data);
     cl_disconnect(cl, 3004, "internal server error");
     return;
   }
@@ -325,7 +352,7 @@ static void cmd_connect(cl_client *cl, uint32_t id, json_t *req) {
     uint64_t limit = rl_limits_get(&cl->cfg->limits)->user_connection_limit;
     int r = rl_user_acquire(cl->cfg->rl, cl->user, limit, &cl->rl_user);
     if (r) {
-      json_decref(claims);
+      free(data);
       if (r < 0) {
         cl_disconnect(cl, 3004, "internal server error");
         return;
@@ -343,16 +370,16 @@ static void cmd_connect(cl_client *cl, uint32_t id, json_t *req) {
    * answer later); commands after connect wait for it */
   cl_connect_op *c = (cl_connect_op *)cl__op_new(cl, sizeof *c, id);
   if (!c) {
-    json_decref(claims);
+    free(data);
     cl_disconnect(cl, 3004, "internal server error");
     return;
   }
   c->exp = exp;
   c->first = 1;
+  c->data = data;
   jw_init(&c->subs);
   c->pending = 1; /* held until every subscription has started */
-  unsigned err = claims ? cl__server_side_subs(cl, c, claims, json_object_get(req, "subs")) : 0;
-  json_decref(claims);
+  unsigned err = src ? cl__server_side_subs(cl, c, src, json_object_get(req, "subs")) : 0;
   if (err && !c->err)
     c->err = err;
   cl__connect_sub_done(cl, c, 0, NULL, 0, NULL); /* releases the hold */
@@ -389,7 +416,7 @@ void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
     cl->state = CS_FAILED;
   } else {
     cl->state = CS_CONNECTED;
-    set_expiry(cl, c->exp);
+    cl__set_expiry(cl, c->exp);
     jw_buf *o = cl__out(cl);
     begin_identity_result(cl, id, "connect");
     if (cl->session) { /* emulation: where later commands are sent */
@@ -403,6 +430,10 @@ void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
       jw_u64(o, (cl->cfg->ping_interval_ms + 999) / 1000);
       if (cl->cfg->pong_timeout_ms && !tr_is_uni(cl->transport))
         jw_lit(o, ",\"pong\":true");
+    }
+    if (c->data) {
+      jw_lit(o, ",\"data\":");
+      jw_lit(o, c->data);
     }
     if (c->subs.len) {
       jw_lit(o, ",\"subs\":{");
@@ -439,6 +470,7 @@ void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
       cl__announce_joins(cl);
   }
   jw_free(&c->subs);
+  free(c->data);
   cl__op_done(&c->op);
 }
 
@@ -468,10 +500,10 @@ static void cmd_refresh(cl_client *cl, uint32_t id, json_t *req) {
   if (info) {
     free(cl->conn_info);
     cl->conn_info = info;
-    build_client_info(cl);
+    cl__build_client_info(cl);
     cl__refresh_sub_infos(cl);
   }
-  set_expiry(cl, cl__claim_expiry(claims));
+  cl__set_expiry(cl, cl__claim_expiry(claims));
   json_decref(claims);
   cl__arm_timer(cl);
   MET_INC(MET_TOKEN_REFRESHED);
@@ -495,6 +527,15 @@ cl_op *cl__op_new(cl_client *cl, size_t size, uint32_t id) {
   return op;
 }
 
+cl_op *cl__op_new_bg(cl_client *cl, size_t size) {
+  cl_op *op = cl__op_new(cl, size, 0);
+  if (op) {
+    op->background = 1;
+    cl->inflight--;
+  }
+  return op;
+}
+
 void cl__op_adopt(cl_op *parent, cl_op *child) {
   child->parent = parent;
   parent->children++;
@@ -510,7 +551,8 @@ static void detach(cl_op *op) {
     cl->ops = op->next;
   if (op->next)
     op->next->prev = op->prev;
-  cl->inflight--;
+  if (!op->background)
+    cl->inflight--;
   op->cl = NULL;
 }
 
@@ -707,7 +749,10 @@ static void handle_command(cl_client *cl, const proto_cmd *cmd, size_t bytes) {
   case PROTO_SUB_REFRESH:
     cl__cmd_sub_refresh(cl, id, req);
     return;
-  default: /* rpc (no RPC backend), ping (not in protocol v2) */
+  case PROTO_RPC:
+    cl__cmd_rpc(cl, id, req); /* 108 unless an RPC proxy takes the method */
+    return;
+  default: /* ping (not in protocol v2) */
     cl__error_reply(cl, id, 108, "not available", 0);
     return;
   }
@@ -796,6 +841,12 @@ static void on_timer(hf_loop *loop, hf_timer *t) {
   }
   if (cl->state != CS_CONNECTED)
     return;
+  if (cl->refresh_due && now >= cl->refresh_due) {
+    cl->refresh_due = 0;
+    cl__proxy_refresh(cl); /* may close the connection */
+    if (cl->state != CS_CONNECTED)
+      return;
+  }
   if (cl->expire_deadline && now >= cl->expire_deadline) {
     cl_disconnect(cl, 3005, "connection expired");
     return;
@@ -892,6 +943,8 @@ static void release(cl_client *cl) {
   free(cl->conn_info);
   free(cl->client_info);
   free(cl->origin);
+  free(cl->px_headers);
+  free(cl->meta);
   free(cl);
 }
 
@@ -918,7 +971,7 @@ void cl_server_refresh(cl_client *cl, int64_t expire_at) {
   if (cl->state != CS_CONNECTED)
     return;
   MET_INC(MET_TOKEN_REFRESHED);
-  set_expiry(cl, expire_at);
+  cl__set_expiry(cl, expire_at);
   cl__arm_timer(cl);
 }
 

@@ -13,6 +13,7 @@
 
 #include "channels/chan.h"
 #include "hf/conn.h"
+#include "hf/http.h"
 #include "hf/shared.h"
 #include "channels/hub.h"
 #include "protocol/jsonw.h"
@@ -23,6 +24,8 @@
 typedef struct cl_client cl_client;
 
 struct eng;
+struct px_config;
+struct px_worker;
 
 typedef struct {
   struct eng *eng;           /* memory or Redis (engine/engine.h) */
@@ -45,6 +48,7 @@ typedef struct {
    * per-user / per-channel table (NULL: no user or channel limits) */
   const rl_limits *limits; /* the current snapshot: read with rl_limits_get */
   struct rl_shared *rl;
+  const struct px_config *px; /* backend event proxy, or NULL */
 } cl_config;
 
 /* All clients of one worker (for the server API's targeted commands). */
@@ -53,6 +57,7 @@ typedef struct cl_list {
   size_t count;
   jw_buf out; /* replies of the frame being processed (one at a time) */
   cl_client *cursor; /* the next client a spread drain closes, or NULL */
+  struct px_worker *px; /* this worker's proxy client, or NULL */
 } cl_list;
 
 /* Spread drain (server.c): start a pass over every client of l (new ones
@@ -77,6 +82,9 @@ const char *cl_session(const cl_client *cl);
 void cl_on_message(cl_client *cl, int opcode, uint8_t *data, size_t len);
 /* The connection is gone: leave every channel, stop timers, free. */
 void cl_free(cl_client *cl);
+
+/* Keep the upgrade request's headers that proxies forward (Cookie, ...). */
+void cl_set_request_headers(cl_client *cl, const hf_http_request *req);
 
 /* Queue a prepared push frame (fan-out). */
 void cl_send_shared(cl_client *cl, hf_shared *frame);

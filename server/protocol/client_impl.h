@@ -36,6 +36,8 @@ typedef struct cl_sub {
   char *chan_info;         /* the subscription token's info, or NULL */
   int64_t expire_at;       /* subscription token expiry (Unix s); 0 = none */
   uint64_t deadline;       /* mono ms: expire_at + expired_sub_close_delay */
+  uint8_t px_refresh;      /* expiry is prolonged by the sub_refresh proxy */
+  uint64_t refresh_due;    /* mono ms: ask the sub_refresh proxy (0: no) */
 } cl_sub;
 
 struct cl_client {
@@ -75,6 +77,11 @@ struct cl_client {
   rl_user *rl_user;
   uint64_t rl_last_refusal; /* mono ms of the last refused command */
   uint32_t rl_strikes;      /* refusals in the current burst */
+  /* backend event proxy (proxied.c) */
+  char *px_headers;    /* upgrade request headers proxies ask for, or NULL */
+  char *meta;          /* connection meta from the connect proxy (JSON), or NULL */
+  uint8_t px_session;  /* authenticated by the connect proxy */
+  uint64_t refresh_due; /* mono ms: ask the refresh proxy (0: no) */
 };
 
 /* An asynchronous operation of a client (a command waiting for the
@@ -86,11 +93,15 @@ typedef struct cl_op {
   struct cl_op *parent; /* an operation waiting for this one, or NULL */
   uint32_t children;    /* operations waiting to report to this one */
   uint8_t done;         /* cl__op_done ran (children may still hold it) */
+  uint8_t background;   /* not a command: later commands do not wait for it */
 } cl_op;
 
 /* Start an operation of size bytes (a struct beginning with cl_op);
  * counts as a command in flight. NULL on OOM. */
 cl_op *cl__op_new(cl_client *cl, size_t size, uint32_t id);
+/* The same for work of the server's own (a proxied refresh) that later
+ * commands need not wait for. */
+cl_op *cl__op_new_bg(cl_client *cl, size_t size);
 /* A child operation reports to parent (the parent is kept until then). */
 void cl__op_adopt(cl_op *parent, cl_op *child);
 /* At the start of a completion: the client if it is still there (replies
@@ -113,7 +124,14 @@ typedef struct {
   unsigned err;  /* the first error of a server-side subscription */
   int first;
   jw_buf subs;   /* entries of the result's "subs" */
+  char *data;    /* the result's "data" (JSON text, from the connect proxy) */
 } cl_connect_op;
+/* Authenticated: user (copied), info and data (JSON text or NULL; taken),
+ * expiry exp (Unix s, 0 = none). Starts the server-side subscriptions that
+ * src names ("channels"/"subs", token claims or a connect proxy result;
+ * may be NULL) and answers connect command id when they settled. */
+void cl__begin_session(cl_client *cl, uint32_t id, const char *user, char *info,
+                       int64_t exp, json_t *src, json_t *req, char *data);
 /* A server-side subscription of connect op c settled (err 0: its result
  * fields). The last one finishes the connect. */
 void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
@@ -141,6 +159,11 @@ void cl__log_denied(cl_client *cl, const char *action, const char *ch,
                     size_t len, unsigned code);
 void cl__arm_timer(cl_client *cl);
 int64_t cl__wall_s(void);
+/* The connection expires at expire_at (Unix s; 0 = never); with a refresh
+ * proxy the backend is asked first. */
+void cl__set_expiry(cl_client *cl, int64_t expire_at);
+/* Rebuild the ClientInfo after conn_info changed. */
+void cl__build_client_info(cl_client *cl);
 /* The request's channel; a missing or empty one closes 3501 (NULL). */
 const char *cl__require_channel(cl_client *cl, json_t *req, const char *cmd,
                                 size_t *len);
@@ -162,6 +185,14 @@ void cl__unsubscribe_push(cl_client *cl, cl_sub *s, unsigned code,
 void cl__cmd_subscribe(cl_client *cl, uint32_t id, json_t *req);
 void cl__cmd_unsubscribe(cl_client *cl, uint32_t id, json_t *req);
 void cl__cmd_sub_refresh(cl_client *cl, uint32_t id, json_t *req);
+/* Subscribe the client to ch[0..len) in ns for command id once allowed
+ * (a token, the rules or the subscribe proxy): override, chan_info and
+ * data (JSON text, malloc'd or NULL; taken) as a token would give them.
+ * Returns 0 or an error code with nothing started. */
+unsigned cl__subscribe_allowed(cl_client *cl, uint32_t id, const char *ch, size_t len,
+                               const chan_ns *ns, json_t *req, json_t *override,
+                               char *chan_info, char *data, int64_t expire_at);
+void cl__set_sub_expiry(cl_client *cl, cl_sub *s, int64_t expire_at);
 /* Subscribe to the token's server-side channels at connect, recovering
  * from the positions in the connect request's subs. Writes the entries of
  * the connect result's "subs" into out. Returns 0 or a client error code. */
@@ -183,7 +214,29 @@ void cl__refresh_sub_infos(cl_client *cl);
 /* ---- publish, history, presence (commands.c) ---------------------------------- */
 
 void cl__cmd_publish(cl_client *cl, uint32_t id, json_t *req);
+/* Publish text (minified JSON) into ch for command id once allowed. */
+void cl__publish_allowed(cl_client *cl, uint32_t id, const char *ch, size_t len,
+                         const chan_ns *ns, const char *text, bool skip_history);
 void cl__cmd_history(cl_client *cl, uint32_t id, json_t *req);
 void cl__cmd_presence(cl_client *cl, uint32_t id, json_t *req, int stats);
+
+/* ---- backend event proxy (proxied.c) ------------------------------------------ */
+
+/* Is the connect proxy on (a connect without a token goes to it)? */
+bool cl__proxy_connect_enabled(const cl_client *cl);
+void cl__proxy_connect(cl_client *cl, uint32_t id, json_t *req);
+/* The session's expire time came: ask the refresh proxy. */
+void cl__proxy_refresh(cl_client *cl);
+/* Subscribe / publish through the namespace's proxy when it has one:
+ * returns 1 when the proxy took the command, 0 when it is not proxied. */
+int cl__proxy_subscribe(cl_client *cl, uint32_t id, json_t *req, const char *ch,
+                        size_t len, const chan_ns *ns);
+int cl__proxy_publish(cl_client *cl, uint32_t id, json_t *req, const char *ch, size_t len,
+                      const chan_ns *ns);
+/* s's expire time came: ask the sub_refresh proxy. */
+void cl__proxy_sub_refresh(cl_client *cl, cl_sub *s);
+/* Does ns prolong subscriptions through the sub_refresh proxy? */
+bool cl__proxy_sub_refresh_enabled(const cl_client *cl, const chan_ns *ns);
+void cl__cmd_rpc(cl_client *cl, uint32_t id, json_t *req);
 
 #endif

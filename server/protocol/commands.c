@@ -64,6 +64,8 @@ void cl__cmd_publish(cl_client *cl, uint32_t id, json_t *req) {
     cl__error_reply(cl, id, 107, "bad request", 0);
     return;
   }
+  if (cl__proxy_publish(cl, id, req, ch, len, ns))
+    return; /* the backend decides, and may rewrite the data */
   cl_sub *own = cl__find_sub(cl, ch, len);
   int r = chan_can_publish(cl->cfg->chans, ns, cl->user, own != NULL);
   if (r != CHAN_OK) {
@@ -71,27 +73,37 @@ void cl__cmd_publish(cl_client *cl, uint32_t id, json_t *req) {
     cl__error_reply(cl, id, (unsigned)r, "permission denied", 0);
     return;
   }
+  char *text = jw_dump(data); /* minified: never a raw newline */
+  if (!text) {
+    cl__error_reply(cl, id, 100, "internal server error", 1);
+    return;
+  }
+  cl__publish_allowed(cl, id, ch, len, ns, text, false);
+  free(text);
+}
+
+void cl__publish_allowed(cl_client *cl, uint32_t id, const char *ch, size_t len,
+                         const chan_ns *ns, const char *text, bool skip_history) {
+  cl_sub *own = cl__find_sub(cl, ch, len);
   /* A publication into a channel this worker owns may be delivered at
    * once, possibly to this very client: the replies so far (e.g. its
    * subscribe reply) must leave first, so no push precedes its subscribe
    * reply. */
   cl__flush_replies(cl);
-  char *text = jw_dump(data); /* minified: never a raw newline */
   /* info: the publisher's ClientInfo, with chan_info of its own
    * subscription to the channel if any */
   char *info = own && own->chan_info ? cl__sub_info(cl, own) : NULL;
   const char *pinfo = info ? info : cl->client_info;
   stream_opts so = query_stream_opts(ns);
-  hub_pub p = {ch, len, text, pinfo, NULL, text ? strlen(text) : 0, strlen(pinfo), 0,
-               chan_has_history(ns) ? &so : NULL, NULL, 0, ns->delta_publish,
-               ns->delta_fossil};
-  cl_op *op = text ? cl__op_new(cl, sizeof *op, id) : NULL;
+  hub_pub p = {ch, len, text, pinfo, NULL, strlen(text), strlen(pinfo), 0,
+               chan_has_history(ns) && !skip_history ? &so : NULL, NULL, 0,
+               ns->delta_publish, ns->delta_fossil};
+  cl_op *op = cl__op_new(cl, sizeof *op, id);
   if (!op || eng_publish(cl->cfg->eng, cl->hl, &p, on_published, op) < 0) {
     if (op)
       cl__op_done(op);
     cl__error_reply(cl, id, 100, "internal server error", 1);
   }
-  free(text);
   free(info);
 }
 

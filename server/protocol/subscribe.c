@@ -8,6 +8,7 @@
  * policy that drops queued publications and lets the client recover. */
 #include "protocol/client_impl.h"
 #include "metrics/metrics.h"
+#include "evproxy/evproxy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@ typedef struct {
   char *chan_info;  /* owned until moved into the subscription */
   char *data;       /* result data (JSON text) or NULL; the caller's */
   int64_t expire_at;
+  uint8_t px_refresh; /* the sub_refresh proxy prolongs it */
 } sub_spec;
 
 /* ---- the subscription list --------------------------------------------- */
@@ -133,20 +135,34 @@ void cl__unsubscribe_push(cl_client *cl, cl_sub *s, unsigned code,
   jw_free(&b);
 }
 
-static void set_sub_expiry(cl_client *cl, cl_sub *s, int64_t expire_at) {
+void cl__set_sub_expiry(cl_client *cl, cl_sub *s, int64_t expire_at) {
   s->expire_at = cl->cfg->insecure ? 0 : expire_at;
   s->deadline = 0;
+  s->refresh_due = 0;
   if (s->expire_at) {
     int64_t left = s->expire_at - cl__wall_s();
-    s->deadline = hf_loop_now(hf_conn_loop(cl->conn)) +
-                  (uint64_t)(left > 0 ? left : 0) * 1000 +
+    uint64_t now = hf_loop_now(hf_conn_loop(cl->conn));
+    s->deadline = now + (uint64_t)(left > 0 ? left : 0) * 1000 +
                   cl->cfg->expired_sub_close_delay_ms;
+    if (s->px_refresh) { /* the backend is asked when it expires, and is
+                            * given its timeout even with a short delay */
+      s->refresh_due = now + (uint64_t)(left > 0 ? left : 0) * 1000 + 1;
+      uint64_t last = s->refresh_due + cl->cfg->px->max_timeout_ms + 1000;
+      if (s->deadline < last)
+        s->deadline = last;
+    }
   }
 }
 
 int cl__check_sub_deadlines(cl_client *cl, uint64_t now) {
   for (uint32_t i = cl->nsubs; i > 0; i--) {
     cl_sub *s = cl->subs[i - 1];
+    if (s->refresh_due && now >= s->refresh_due) {
+      s->refresh_due = 0;
+      cl__proxy_sub_refresh(cl, s);
+      if (cl->state != CS_CONNECTED)
+        return -1;
+    }
     if (!s->deadline || now < s->deadline)
       continue;
     if (s->server_side) { /* a server-side subscription cannot be redone */
@@ -370,7 +386,7 @@ static unsigned finish(cl_client *cl, sub_op *so, const eng_read_result *r,
       s->hs.flags |= HUB_SUB_DELTA_BASE;
   }
   int first = 1;
-  if (s->expire_at) {
+  if (s->expire_at && !s->px_refresh) { /* the client refreshes it */
     int64_t ttl = s->expire_at - cl__wall_s();
     jw_key(out, &first, "expires");
     jw_lit(out, "true");
@@ -558,6 +574,7 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
   s->emit_join_leave = emit_jl;
   s->recoverable = recovery;
   s->chan_info = sp->chan_info;
+  s->px_refresh = sp->px_refresh;
   sp->chan_info = NULL;
   s->hs.user = cl->user;
   s->hs.client = cl->id;
@@ -578,7 +595,7 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
   }
   s->op = &so->op;
   so->s = s;
-  set_sub_expiry(cl, s, sp->expire_at);
+  cl__set_sub_expiry(cl, s, sp->expire_at);
   if (presence)
     eng_presence_update(cl->cfg->eng, cl->hl, sp->ch, sp->len, &s->hs, 1);
   /* may complete (and free so) before it returns; on -1 it did neither,
@@ -664,7 +681,7 @@ void cl__cmd_subscribe(cl_client *cl, uint32_t id, json_t *req) {
     cl__channel_error(cl, id, r);
     return;
   }
-  sub_spec sp = {ch, len, ns, req, NULL, NULL, NULL, 0};
+  sub_spec sp = {ch, len, ns, req, NULL, NULL, NULL, 0, 0};
   json_t *tok = json_object_get(req, "token");
   json_t *claims = NULL;
   if (json_is_string(tok) && json_string_length(tok)) {
@@ -681,6 +698,8 @@ void cl__cmd_subscribe(cl_client *cl, uint32_t id, json_t *req) {
     sp.override = json_object_get(claims, "override");
     sp.chan_info = cl__claim_info(claims, "info", "b64info");
     sp.data = cl__claim_info(claims, "data", "b64data");
+  } else if (cl__proxy_subscribe(cl, id, req, ch, len, ns)) {
+    return; /* the backend decides */
   } else if ((r = chan_can_subscribe(cl->cfg->chans, ns, ch, len, cl->user)) != CHAN_OK) {
     cl__log_denied(cl, "subscribe", ch, len, (unsigned)r);
     cl__error_reply(cl, id, (unsigned)r, "permission denied", 0);
@@ -692,6 +711,18 @@ void cl__cmd_subscribe(cl_client *cl, uint32_t id, json_t *req) {
   json_decref(claims);
   if (err)
     cl__error_reply(cl, id, err, "internal server error", 1);
+}
+
+unsigned cl__subscribe_allowed(cl_client *cl, uint32_t id, const char *ch, size_t len,
+                               const chan_ns *ns, json_t *req, json_t *override,
+                               char *chan_info, char *data, int64_t expire_at) {
+  sub_spec sp = {ch, len, ns, req, override, chan_info, data, expire_at,
+                 expire_at && cl__proxy_sub_refresh_enabled(cl, ns)};
+  /* already subscribed meanwhile (e.g. by the server API)? */
+  unsigned err = cl__find_sub(cl, ch, len) ? 105 : establish(cl, &sp, SO_CLIENT, id, NULL);
+  free(sp.chan_info);
+  free(sp.data);
+  return err;
 }
 
 void cl__cmd_sub_refresh(cl_client *cl, uint32_t id, json_t *req) {
@@ -716,7 +747,7 @@ void cl__cmd_sub_refresh(cl_client *cl, uint32_t id, json_t *req) {
   /* an already expired token keeps the old expiry: the subscription then
    * ends with unsubscribe 2501 and the SDK resubscribes with a new token */
   if (st == SRV_JWT_OK)
-    set_sub_expiry(cl, s, cl__claim_expiry(claims));
+    cl__set_sub_expiry(cl, s, cl__claim_expiry(claims));
   json_decref(claims);
   MET_INC(MET_TOKEN_REFRESHED);
   cl__begin_result(cl, id, "sub_refresh");
@@ -754,11 +785,12 @@ unsigned cl__server_side_subs(cl_client *cl, cl_connect_op *c, json_t *claims,
     const char *k;
     json_t *v;
     json_object_foreach(list, k, v) json_array_append_new(names, json_string(k));
-  } else if (json_is_array(chans)) {
+  }
+  if (json_is_array(chans)) { /* both may be given: channels adds to subs */
     size_t i;
     json_t *v;
     json_array_foreach(chans, i, v) {
-      if (json_is_string(v))
+      if (json_is_string(v) && !json_object_get(list, json_string_value(v)))
         json_array_append(names, v);
     }
   }
@@ -783,7 +815,7 @@ unsigned cl__server_side_subs(cl_client *cl, cl_connect_op *c, json_t *claims,
     sub_spec sp = {name, len, ns, json_object_get(req_subs, name),
                    json_object_get(opts, "override"),
                    cl__claim_info(opts, "info", "b64info"),
-                   cl__claim_info(opts, "data", "b64data"), 0};
+                   cl__claim_info(opts, "data", "b64data"), 0, 0};
     c->pending++; /* before: it may settle before establish returns */
     unsigned e = establish(cl, &sp, SO_SERVER_SIDE, 0, &c->op);
     free(sp.chan_info);
@@ -827,7 +859,7 @@ void cl_server_subscribe(cl_client *cl, const char *ch, size_t len,
   sub_spec sp = {ch, len, ns, req, json_object_get(opts, "override"),
                  cl__claim_info(opts, "info", "b64info"),
                  cl__claim_info(opts, "data", "b64data"),
-                 json_is_integer(ea) ? json_integer_value(ea) : 0};
+                 json_is_integer(ea) ? json_integer_value(ea) : 0, 0};
   establish(cl, &sp, SO_API, 0, NULL);
   free(sp.chan_info);
   free(sp.data);

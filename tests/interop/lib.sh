@@ -211,6 +211,22 @@ hf_need_node_modules() {
   done
 }
 
+# hf_start_evproxy_backend: tests/integration/evproxy_backend.py (the event
+# proxy's application backend) on 127.0.0.1:0, killed at exit; sets BE_PID
+# and BE_PORT (exported).
+hf_start_evproxy_backend() {
+  local dir i
+  hf_tmpdir dir || return 1
+  hf_bg BE python3 tests/integration/evproxy_backend.py --port 0 >"$dir/port" 2>/dev/null
+  for ((i = 0; i < 100; i++)); do
+    grep -q '^PORT ' "$dir/port" 2>/dev/null && break
+    sleep 0.1
+  done
+  BE_PORT=$(sed -n 's/^PORT //p' "$dir/port")
+  [ -n "$BE_PORT" ] || { hf_fail setup "the event proxy backend did not start"; return 1; }
+  export BE_PORT BE_PID
+}
+
 hf_exit() {
   exit "$HF_FAILED"
 }
