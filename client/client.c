@@ -21,6 +21,7 @@
 
 #include "client_impl.h"
 #include "hf/close.h"
+#include "hf/deflate.h"
 #include "hf/err.h"
 #include "hf/frame.h"
 #include "hf/tls.h"
@@ -94,6 +95,14 @@ struct hf_client {
   uint8_t *msg;
   size_t msg_len, msg_cap;
   int msg_op;
+
+  /* permessage-deflate */
+  hf_deflate_config dcfg;
+  char doffer[128];
+  int dfl_on;
+  hf_deflate_params dparams;
+  hf_deflate_enc *enc;
+  hf_inflate *inf;
 
   /* heartbeat (ms) */
   uint64_t last_rx, ping_sent;
@@ -350,6 +359,24 @@ static int flush(hf_client *c) {
 
 /* ---- teardown and the end of a connection ----------------------------------- */
 
+/* Remove the compressed (RSV1) frames from the queue: they were made for a
+ * connection that negotiated permessage-deflate, and the next one may not. */
+static void drop_compressed(hf_client *c) {
+  size_t r = c->q_off, w = c->q_off;
+  while (r < c->q_len) {
+    size_t n = frame_len(c->q + r);
+    if (!(c->q[r] & HF_FRAME_RSV1)) {
+      if (w != r)
+        memmove(c->q + w, c->q + r, n);
+      w += n;
+    }
+    r += n;
+  }
+  c->q_len = w;
+  if (c->q_off == c->q_len)
+    c->q_off = c->q_len = 0;
+}
+
 static void teardown(hf_client *c) {
   c->gen++;
   if (c->dns)
@@ -371,6 +398,9 @@ static void teardown(hf_client *c) {
     if (c->q_off == c->q_len)
       c->q_off = c->q_len = 0;
   }
+  if (c->dfl_on)
+    drop_compressed(c);
+  c->dfl_on = 0;
   c->rlen = c->head_seen = 0;
   c->msg_len = 0;
   c->close_queued = c->close_sent = c->close_rcvd = 0;
@@ -723,6 +753,12 @@ static void hs_begin(hf_client *c) {
   r.headers = (const char *const *)c->hdrs;
   r.n_headers = c->n_hdrs;
   r.user_agent = c->user_agent && *c->user_agent ? c->user_agent : NULL;
+  if (c->cfg.deflate) {
+    c->dcfg.server_max_window_bits = 15;
+    c->dcfg.client_max_window_bits = 15;
+    if (hf_deflate_offer(&c->dcfg, 1, c->doffer, sizeof c->doffer) > 0)
+      r.extensions = c->doffer;
+  }
   char buf[CTL_MAX];
   const char *why = "request too large";
   int n = hf_upgrade_write_request(buf, sizeof buf, &r, &why);
@@ -807,9 +843,9 @@ static void hs_response(hf_client *c, size_t head_len) {
   c->resp.num_headers = MAX_HEADERS;
   hf_http_parse_response(raw, head_len, 0, head_len + 1, &c->resp, NULL);
   c->rep.response = &c->resp;
-  const char *exts[1];
+  const char *exts[1] = {"permessage-deflate"};
   hf_upgrade_expect x = {c->key, c->origin, (const char *const *)c->protos,
-                         c->cfg.n_subprotocols, exts, 0};
+                         c->cfg.n_subprotocols, exts, c->cfg.deflate ? 1u : 0u};
   hf_upgrade_code code =
       hf_upgrade_check(&c->resp, &x, (int64_t)time(NULL), &c->rep.check);
   if (c->resp.status == 101) {
@@ -822,6 +858,23 @@ static void hs_response(hf_client *c, size_t head_len) {
             c->rep.check.reason);
       return;
     }
+    c->dfl_on = 0;
+    if (c->cfg.deflate && c->rep.check.extensions) {
+      int d = hf_deflate_check_response(&c->dcfg, c->rep.check.extensions,
+                                        c->rep.check.extensions_len, &c->dparams);
+      if (d < 0) {
+        failf(c, HF_CAUSE_HANDSHAKE, 0, HF_LAYER_HTTP, HF_BY_CLIENT,
+              "the server answered the permessage-deflate offer with parameters "
+              "RFC 7692 does not allow; fix the server (or connect without "
+              "compression)",
+              "invalid permessage-deflate response: %.*s",
+              (int)(c->rep.check.extensions_len > 100 ? 100 : c->rep.check.extensions_len),
+              c->rep.check.extensions);
+        return;
+      }
+      c->dfl_on = d == 1;
+    }
+    c->rep.deflate = c->dfl_on;
     c->rep.reached = HF_LAYER_HTTP;
     on_open(c, head_len);
     return;
@@ -992,7 +1045,30 @@ static int on_frame(hf_client *c, const hf_ws_event *e) {
   unsigned g = c->gen;
   switch (e->type) {
   case HF_WS_EV_DATA:
-    if (e->first && e->fin) {
+    if (e->compressed) {
+      if (e->first) {
+        c->msg_len = 0;
+        c->msg_op = e->opcode;
+        if (c->dparams.server_no_context_takeover)
+          hf_inflate_reset(c->inf);
+      }
+      int rc = hf_inflate_feed(c->inf, e->data, e->len, e->fin, &c->msg, &c->msg_len,
+                               &c->msg_cap, (size_t)c->cfg.max_message);
+      if (rc < 0) {
+        protocol_fail(c, rc == HF_EPROTO ? HF_CLOSE_INVALID_PAYLOAD : HF_CLOSE_TOO_BIG,
+                      rc == HF_EPROTO ? "compressed message is not valid DEFLATE data"
+                                      : "message too big for this client (inflated)");
+        return -1;
+      }
+      if (e->fin) {
+        if (c->msg_op == HF_OP_TEXT && !hf_utf8_valid(c->msg, c->msg_len)) {
+          protocol_fail(c, HF_CLOSE_INVALID_PAYLOAD, "inflated text is not UTF-8");
+          return -1;
+        }
+        deliver(c, c->msg_op, c->msg, c->msg_len);
+        c->msg_len = 0;
+      }
+    } else if (e->first && e->fin) {
       deliver(c, e->opcode, e->data, e->len);
     } else {
       if (e->first) {
@@ -1077,6 +1153,19 @@ static void on_open(hf_client *c, size_t head_len) {
   memset(&c->parser, 0, sizeof c->parser);
   c->parser.expect_mask = 0;
   c->parser.max_message = c->cfg.max_message;
+  c->parser.allow_rsv1 = (uint8_t)c->dfl_on;
+  if (c->dfl_on) {
+    hf_deflate_enc_free(c->enc);
+    hf_inflate_free(c->inf);
+    int cb = c->dparams.client_max_window_bits < 9 ? 9 : c->dparams.client_max_window_bits;
+    c->enc = hf_deflate_enc_new(6, 8, cb);
+    c->inf = hf_inflate_new(c->dparams.server_max_window_bits ? c->dparams.server_max_window_bits
+                                                              : 15);
+    if (!c->enc || !c->inf) {
+      failf(c, HF_CAUSE_HANDSHAKE, 0, HF_LAYER_HTTP, HF_BY_CLIENT, NULL, "out of memory");
+      return;
+    }
+  }
   c->subprotocol[0] = '\0';
   if (c->rep.check.subprotocol)
     snprintf(c->subprotocol, sizeof c->subprotocol, "%.*s",
@@ -1447,6 +1536,8 @@ void hf_client_free(hf_client *c) {
   }
   hf__dns_free(c->dns);
   hf_tls_client_free(c->tlsc);
+  hf_deflate_enc_free(c->enc);
+  hf_inflate_free(c->inf);
   if (c->epfd >= 0)
     close(c->epfd);
   hf__rand_free(&c->rnd);
@@ -1487,6 +1578,15 @@ int hf_client_send(hf_client *c, int op, const void *data, size_t len) {
     return HF_ECLOSED;
   if (op == HF_OP_TEXT && !hf_utf8_valid(data, len))
     return HF_EUTF8;
+  if (c->dfl_on && c->phase == PH_OPEN && len > 0) {
+    uint8_t *z = hf_deflate_thread_buf(hf_deflate_bound(len));
+    long zn = z ? hf_deflate_compress(c->enc, 1, data, len, z, hf_deflate_bound(len)) : HF_ENOMEM;
+    if (zn < 0)
+      return (int)zn;
+    data = z;
+    len = (size_t)zn;
+    op |= HF_FRAME_RSV1;
+  }
   size_t need = HF_FRAME_MAX_HEADER + len;
   if (c->q_len - c->q_off + need > c->cfg.queue_max)
     return HF_ELIMIT;

@@ -84,6 +84,10 @@ int cli_client_option(const char *prog, int argc, char **argv, int *i,
       return -1;
     return 1;
   }
+  if (cli_is(a, "--deflate")) {
+    cfg->deflate = 1;
+    return 1;
+  }
   if (cli_is(a, "-k") || cli_is(a, "--insecure")) {
     cfg->insecure = 1;
     return 1;
@@ -121,6 +125,7 @@ void cli_client_usage(FILE *out) {
           "  --subprotocol NAME          offer a sub-protocol (repeatable)\n"
           "  --ca FILE                   wss: trust the CAs in FILE (PEM)\n"
           "  -k, --insecure              wss: do not verify the certificate\n"
+          "  --deflate                   offer permessage-deflate compression\n"
           "  --timeout DUR               DNS, TCP, TLS and upgrade timeouts (default 5s)\n"
           "  --dns-server IP[:PORT],...  resolve through these servers\n"
           "  --user-agent UA             User-Agent header (default holdfast-client)\n");

@@ -34,7 +34,7 @@ int cli_size(const char *prog, const char *opt, const char *v, uint64_t *bytes);
 
 /* The options connect and probe share, applied to cfg (lists kept in l):
  *   -H/--header "Name: value", --origin O, --subprotocol P, --ca FILE,
- *   -k/--insecure, --dns-server IP[:PORT][,...], --timeout DUR (every
+ *   -k/--insecure, --deflate, --dns-server IP[:PORT][,...], --timeout DUR (every
  *   connect phase), --user-agent UA.
  * Returns 1 if argv[*i] was one of them (advanced past its value), 0 if
  * not, -1 on a bad value (message printed). */

@@ -132,8 +132,9 @@ static void on_state(hf_client *c, const hf_client_event *ev, void *user) {
     if (r->connected >= 0)
       hf_client_addr_text(&r->addrs[r->connected], addr, sizeof addr);
     const char *sp = hf_client_subprotocol(c);
-    say(a, "connected to %s (%s%s%s)", hf_client_get_report(c)->host, addr,
-        *sp ? ", sub-protocol " : "", sp);
+    say(a, "connected to %s (%s%s%s%s)", hf_client_get_report(c)->host, addr,
+        *sp ? ", sub-protocol " : "", sp,
+        hf_client_get_report(c)->deflate ? ", permessage-deflate" : "");
     break;
   }
   case HF_CLIENT_CLOSING:

@@ -344,6 +344,9 @@ static void report_http(probe *p, const hf_client_report *r) {
          (int)h->reason_len, h->reason, k->reason);
     return;
   }
+  if (p->cfg.deflate)
+    lline(l, "permessage-deflate: %s", r->deflate ? "negotiated" : "declined by the server");
+  json_object_set_new(l->obj, "deflate", json_boolean(r->deflate));
   lset(l, ST_OK, us_ms(r->http_us), "101 Switching Protocols, accept key valid%s%s",
        *hf_client_subprotocol(p->c) ? ", sub-protocol " : "",
        hf_client_subprotocol(p->c));

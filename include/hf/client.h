@@ -100,6 +100,9 @@ typedef struct {
   const char *ca_file;        /* wss: trusted CAs (PEM); NULL: the system's */
   int insecure;               /* wss: do not verify the certificate
                                  (testing only) */
+  int deflate;                /* offer permessage-deflate (RFC 7692, with
+                                 client_no_context_takeover); used when
+                                 the server accepts it */
   uint32_t dns_timeout_ms;    /* default 5000 */
   uint32_t tcp_timeout_ms;    /* per address; default 5000 */
   uint32_t tls_timeout_ms;    /* default 5000 */
@@ -172,6 +175,7 @@ typedef struct {
   size_t body_len;
   int body_truncated;          /* the body was longer */
   hf_upgrade_result check;     /* valid when response != NULL */
+  int deflate;                 /* permessage-deflate was negotiated */
 } hf_client_report;
 
 /* Make a client from cfg (everything is copied). Returns NULL with a reason
@@ -188,8 +192,11 @@ void hf_client_free(hf_client *c);
 int hf_client_start(hf_client *c);
 
 /* Queue a whole message (HF_OP_TEXT or HF_OP_BINARY) and write what the
- * socket takes now. Accepted while connecting, open or waiting: queued
- * messages leave in order once a connection opens. Returns 0, HF_EUTF8
+ * socket takes now. With permessage-deflate negotiated, a message sent
+ * while open is compressed (each on its own: no context between
+ * messages); one queued while disconnected leaves uncompressed. Accepted while connecting, open or waiting: queued
+ * messages leave in order once a connection opens (compressed ones that
+ * were not written when a connection ended are dropped). Returns 0, HF_EUTF8
  * (text that is not UTF-8), HF_ELIMIT (the queue would exceed queue_max:
  * nothing was queued), HF_ECLOSED (stopped, or closing by the application)
  * or HF_EINVAL (bad opcode). The data is copied. Delivery is at most once:

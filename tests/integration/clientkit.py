@@ -298,6 +298,7 @@ asyncio.run(main())
 NODE_WS = r'''
 const { WebSocketServer } = require("ws");
 const wss = new WebSocketServer({ host: "127.0.0.1", port: 0,
+  perMessageDeflate: { threshold: 0 },
   handleProtocols: (ps) => ps.has("chat") ? "chat" : false });
 wss.on("connection", (ws) => {
   ws.on("message", (data, isBinary) => {

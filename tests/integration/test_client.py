@@ -102,6 +102,35 @@ def test_node_ws_peer():
         peer.close()
 
 
+def test_deflate():
+    """--deflate (permessage-deflate from lib/deflate.c in the client role)
+    against holdfast, npm ws and Python websockets (all compress both ways),
+    and a server that declines it."""
+    big = ("compressible " * 40000).encode()
+    peers = []
+    srv = Server("--echo.compression=true")
+    plain = Server()
+    try:
+        peers = [node_ws_echo(), python_websockets_echo()]
+        urls = ["ws://127.0.0.1:%d/echo" % srv.port] + \
+            ["ws://127.0.0.1:%d/" % p.port for p in peers]
+        for url in urls:
+            rc, out, err, _ = connect(url, "--deflate", "-w", "1s",
+                                      stdin=b"small\n" + big + b"\n\xc3\xa9t\xc3\xa9\n")
+            assert rc == 0, (url, rc, err)
+            assert "permessage-deflate" in err, (url, err)
+            assert out.split("\n")[:3] == ["small", big.decode(), "\u00e9t\u00e9"], (url, out[:80])
+        rc, out, err, _ = connect("ws://127.0.0.1:%d/echo" % plain.port, "--deflate", "-w",
+                                  "500ms", stdin=b"no compression\n")
+        assert rc == 0 and out.strip() == "no compression", (rc, err)
+        assert "permessage-deflate" not in err, err
+    finally:
+        for p in peers:
+            p.close()
+        srv.stop()
+        plain.stop()
+
+
 def test_exit_statuses():
     srv = Server(config={"client": {"allowed_origins": ["https://good.example"]}})
     dns = DnsServer({"echo.test": "127.0.0.1"})
