@@ -51,7 +51,7 @@ for ((r = 1; r <= REPEATS; r++)); do
   PIDS+=("$hfpid")
   HF_PORT=""
   for ((i = 0; i < 100; i++)); do
-    HF_PORT=$(sed -n '/"event":"listening"/{s/.*"port":\([0-9][0-9]*\).*/\1/p;q;}' "$TMP/hf.log")
+    HF_PORT=$(sed -n '/"event":"listening"/{s/.*"port":\([0-9][0-9]*\).*/\1/p;q;}' "$TMP/hf.log" 2>/dev/null)
     [ -n "$HF_PORT" ] && break
     sleep 0.05
   done

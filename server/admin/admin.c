@@ -19,6 +19,7 @@
 #include "hf/frame.h"
 #include "log.h"
 #include "metrics/metrics.h"
+#include "transport/transport.h"
 
 #define TOPK 10       /* top channels per worker and in the snapshot */
 #define SLOWK 5       /* largest output queues per worker and in the snapshot */
@@ -358,7 +359,9 @@ static void write_row(jw_buf *b, cl_client *cl, const char *id, uint64_t now_ms)
     safe_str(b, cl_origin(cl));
   else
     jw_lit(b, "null");
-  jw_lit(b, ",\"transport\":\"websocket\",\"age_s\":");
+  jw_lit(b, ",\"transport\":");
+  jw_cstr(b, tr_name((tr_kind)cl_transport(cl)));
+  jw_lit(b, ",\"age_s\":");
   uint64_t t0 = cl_created_ms(cl);
   jw_u64(b, now_ms > t0 ? (now_ms - t0) / 1000 : 0);
   jw_lit(b, ",\"channels\":[");
@@ -843,6 +846,7 @@ static void finish_stats(survey *s) {
   /* counters from the metrics registry */
   uint64_t upgrades = 0, closes = 0, slow_disc = 0, slow_rec = 0;
   uint64_t codes[MET_CODES] = {0}, rejects[MET_REJ_N] = {0}, limited[MET_RL_N] = {0};
+  uint64_t tr_open[TR_KINDS] = {0}, tr_closed[TR_KINDS] = {0}; /* sessions by transport */
   jw_buf b;
   jw_init(&b);
   jw_lit(&b, "{\"lag_ms\":[");
@@ -862,6 +866,10 @@ static void finish_stats(survey *s) {
       rejects[r] += LD(m->rejects[r]);
     for (int r = 0; r < MET_RL_N; r++)
       limited[r] += LD(m->rate_limited[r]);
+    for (int k = 0; k < TR_KINDS; k++) {
+      tr_open[k] += LD(m->n[MET_TR_OPEN_WS + k]);
+      tr_closed[k] += LD(m->n[MET_TR_CLOSE_WS + k]);
+    }
     if (m->idx >= 0) {
       char num[40];
       snprintf(num, sizeof num, "%s%.3f", firstlag ? "" : ",", ms(LD(m->lag_max_us)));
@@ -902,6 +910,16 @@ static void finish_stats(survey *s) {
       jw_u64(&b, codes[c]);
       first = 0;
     }
+  /* the transport mix: open sessions by transport (a rising fallback share
+   * means something between clients and holdfast blocks WebSocket) */
+  jw_lit(&b, "},\"transports\":{");
+  for (int k = 0; k < TR_KINDS; k++) {
+    if (k)
+      jw_char(&b, ',');
+    jw_cstr(&b, tr_name((tr_kind)k));
+    jw_char(&b, ':');
+    jw_u64(&b, tr_open[k] > tr_closed[k] ? tr_open[k] - tr_closed[k] : 0);
+  }
   jw_lit(&b, "},\"rejections\":{");
   first = 1;
   for (int r = 0; r < MET_REJ_N; r++)

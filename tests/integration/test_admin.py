@@ -271,5 +271,35 @@ def test_dashboard_websocket_pushes_snapshots():
             c.close()
 
 
+def test_transport_in_list_and_snapshot():
+    """The connection list names each session's transport and the snapshot
+    carries the transport mix (a rising fallback share is visible)."""
+    from test_realtime import token
+    from test_transports import opened
+    c = admin_config(insecure=True)
+    c["http_stream"] = {"enabled": True}
+    c["sse"] = {"enabled": True}
+    with Server(config=c, workers=1) as srv:
+        ws_c = client(srv, "u-ws", subs=("news",))
+        conn = {"connect": {"token": token("u-stream"), "name": "py"}, "id": 1}
+        st, _ = opened(srv.port, "http_stream", connect_cmd=conn)
+        sse, _ = opened(srv.port, "sse",
+                        connect_cmd={"connect": {"token": token("u-sse"), "name": "py"}, "id": 1})
+        tok = token_of(srv.port)
+        rows = ok(srv.port, tok, "connections", {})["connections"]
+        by_user = {r["user"]: r["transport"] for r in rows}
+        assert by_user == {"u-ws": "websocket", "u-stream": "http_stream", "u-sse": "sse"}, rows
+        ws = WS(srv.port, "/admin/ws")
+        snap = json.loads(ws.recv_message(timeout=5)[1])
+        assert snap["transports"]["websocket"] == 1, snap["transports"]
+        assert snap["transports"]["http_stream"] == 1, snap["transports"]
+        assert snap["transports"]["sse"] == 1, snap["transports"]
+        assert snap["transports"]["uni_sse"] == 0, snap["transports"]
+        ws.sock.close()
+        ws_c.close()
+        st.close()
+        sse.close()
+
+
 if __name__ == "__main__":
     sys.exit(run_module("admin", globals(), only=os.environ.get("ONLY")))
