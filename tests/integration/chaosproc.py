@@ -14,10 +14,12 @@ import time
 import urllib.error
 import urllib.request
 
-from harness import BIN, SAN_PATTERNS
+from harness import BIN, SAN_PATTERNS, LogEvents
 
 
-class Chaos:
+class Chaos(LogEvents):
+    log_label = "chaos: "
+
     def __init__(self, upstream_port, *args, control=True, timeout=10):
         self.logf = tempfile.NamedTemporaryFile(prefix="hf-chaos-", suffix=".log", delete=False)
         cmd = [BIN, "chaos", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:%d" % upstream_port]
@@ -43,29 +45,6 @@ class Chaos:
     def log(self):
         with open(self.logf.name, "r", errors="replace") as f:
             return f.read()
-
-    def events(self, name=None):
-        out = []
-        for line in self.log().splitlines():
-            if not line.startswith("{"):
-                continue
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if name is None or ev.get("event") == name:
-                out.append(ev)
-        return out
-
-    def wait_event(self, name, pred=lambda ev: True, timeout=5.0):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            for ev in self.events(name):
-                if pred(ev):
-                    return ev
-            time.sleep(0.02)
-        raise AssertionError("chaos: no %s event matching within %.1fs; log:\n%s"
-                             % (name, timeout, self.log()[-3000:]))
 
     def call(self, method, path, body=None, timeout=5.0):
         """(status, parsed JSON) from the control endpoint."""

@@ -28,7 +28,38 @@ SAN_PATTERNS = ("AddressSanitizer", "LeakSanitizer", "runtime error:",
                 "UndefinedBehaviorSanitizer", "Segmentation fault", "SUMMARY:")
 
 
-class Server:
+class LogEvents:
+    """The JSON log lines of a process this test started: events(name) and
+    wait_event(name, pred). The class provides log() (the whole log text);
+    log_label prefixes the failure message."""
+    log_label = ""
+
+    def events(self, name=None):
+        out = []
+        for line in self.log().splitlines():
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if name is None or ev.get("event") == name:
+                out.append(ev)
+        return out
+
+    def wait_event(self, name, pred=lambda ev: True, timeout=5.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for ev in self.events(name):
+                if pred(ev):
+                    return ev
+            time.sleep(0.02)
+        raise AssertionError("%sno %s event matching within %.1fs; log:\n%s"
+                             % (self.log_label, name, timeout, self.log()[-3000:]))
+
+
+class Server(LogEvents):
     """A holdfast process on 127.0.0.1 with an ephemeral port."""
 
     def __init__(self, *args, config=None, env=None, workers=1, timeout=10, preexec_fn=None):
@@ -80,28 +111,6 @@ class Server:
             and bool(e.get("internal")) == internal))
         return ev["port"]
 
-    def events(self, name=None):
-        out = []
-        for line in self.log().splitlines():
-            line = line.strip()
-            if not line.startswith("{"):
-                continue
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if name is None or ev.get("event") == name:
-                out.append(ev)
-        return out
-
-    def wait_event(self, name, pred=lambda ev: True, timeout=5.0):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            for ev in self.events(name):
-                if pred(ev):
-                    return ev
-            time.sleep(0.02)
-        raise AssertionError("no %s event matching within %.1fs; log:\n%s" % (name, timeout, self.log()[-3000:]))
 
     def check_log_clean(self):
         log = self.log()
