@@ -905,6 +905,8 @@ static void emu_run(hf_loop *loop, hf_msg *m) {
   free(e);
 }
 
+static void emu_drop(hf_msg *m) { free(m); }
+
 static void tr_reject(hf_conn *c, const hf_http_request *req, const char *path,
                       size_t pl, int status, const char *reason,
                       const char *extra, const char *body) {
@@ -1104,6 +1106,7 @@ static void tr_emulation(worker *w, hf_conn *c, const char *cors, uint8_t *body,
     emu_msg *e = malloc(sizeof *e + sl + dl);
     if (e) {
       e->m.run = emu_run;
+      e->m.drop = emu_drop;
       e->slen = sl;
       e->dlen = dl;
       memcpy(e->buf, json_string_value(sess), sl);

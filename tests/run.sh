@@ -22,6 +22,10 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 pass=0
 fail=0
 t_start=$(date +%s)
+TIMES="$OUT/times.txt" # "SECONDS VARIANT:NAME" per run, for the slowest-15 summary
+: >"$TIMES"
+CASES="$OUT/case-times.txt" # "SECONDS VARIANT:SUITE/CASE" from "PASS ... (N.NNs)" lines
+: >"$CASES"
 
 # run NAME VARIANT CMD...: stream output with PASS/FAIL lines tagged by
 # variant; a command that fails without printing FAIL counts as one failure.
@@ -30,8 +34,13 @@ run() {
   shift 2
   local log="$OUT/$variant-$name.log"
   echo "== $variant: $name"
+  local t0 t1
+  t0=$(date +%s.%N)
   "$@" >"$log" 2>&1
   local rc=$?
+  t1=$(date +%s.%N)
+  local dur
+  dur=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
   sed -e "s/^\(PASS\|FAIL\) /\1 $variant:/" "$log" | grep -E '^(PASS|FAIL) |^  ' | grep -v '^PASS' || true
   local p f
   p=$(grep -c '^PASS ' "$log")
@@ -41,7 +50,9 @@ run() {
     tail -n 15 "$log" | sed 's/^/  /'
     f=1
   fi
-  echo "   $p passed, $f failed ($name)"
+  echo "   $p passed, $f failed ($name) in $dur s"
+  echo "$dur $variant:$name" >>"$TIMES"
+  sed -n -E "s/^PASS ([^ ]+) \(([0-9.]+)s\)\$/\2 $variant:\1/p" "$log" >>"$CASES"
   pass=$((pass + p))
   fail=$((fail + f))
 }
@@ -92,6 +103,10 @@ if [[ $TESTS == *fuzz* ]]; then
   run "fuzz-run" fuzz scripts/fuzz.sh run "${FUZZ_SECONDS:-15}"
 fi
 
+echo "== slowest 15 (seconds, all in $TIMES)"
+sort -rn "$TIMES" | head -n 15 | awk '{ printf "%8.1f  %s\n", $1, $2 }'
+echo "== slowest 15 test cases (seconds, all in $CASES)"
+sort -rn "$CASES" | head -n 15 | awk '{ printf "%8.1f  %s\n", $1, $2 }'
 echo "== done in $(($(date +%s) - t_start)) s"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
