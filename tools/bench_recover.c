@@ -634,15 +634,22 @@ int bench_recover_main(int argc, char **argv) {
   int r = run_phase(1, deadline);
   double wall = (double)(bu_now_ns() - t0) / NS;
   double cpu = pid && cpu0 >= 0 ? bu_proc_cpu(pid) - cpu0 : -1;
-  printf("RESULT mode=recover%s subscribers=%ld missed=%ld caught_up=%ld failed=%ld "
-         "elapsed_s=%.3f per_s=%.0f server_cpu_s=%.3f status=%s%s%s\n",
-         B.refetch ? " refetch=api_history" : "", B.subs, B.missed, B.done, B.failed, wall,
-         wall > 0 ? (double)B.done / wall : 0, cpu, r < 0 ? "deadline" : B.failed ? "failed" : "ok",
-         B.why[0] ? " first_failure=" : "", B.why[0] ? B.why : "");
-  if (B.json)
-    printf("{\"mode\":\"recover\",\"refetch\":%s,\"subscribers\":%ld,\"missed\":%ld,"
-           "\"caught_up\":%ld,\"failed\":%ld,\"elapsed_s\":%.3f,\"server_cpu_s\":%.3f}\n",
-           B.refetch ? "true" : "false", B.subs, B.missed, B.done, B.failed, wall, cpu);
+  static bu_results rs; /* large: off the stack */
+  rs.n = 0;
+  bu_res(&rs, "mode", BU_STR, "recover");
+  if (B.refetch)
+    bu_res(&rs, "refetch", BU_STR, "api_history");
+  bu_res(&rs, "subscribers", BU_NUM, "%ld", B.subs);
+  bu_res(&rs, "missed", BU_NUM, "%ld", B.missed);
+  bu_res(&rs, "caught_up", BU_NUM, "%ld", B.done);
+  bu_res(&rs, "failed", BU_NUM, "%ld", B.failed);
+  bu_res(&rs, "elapsed_s", BU_NUM, "%.3f", wall);
+  bu_res(&rs, "per_s", BU_NUM, "%.0f", wall > 0 ? (double)B.done / wall : 0);
+  bu_res(&rs, "server_cpu_s", BU_NUM, "%.3f", cpu);
+  bu_res(&rs, "status", BU_STR, "%s", r < 0 ? "deadline" : B.failed ? "failed" : "ok");
+  if (B.why[0])
+    bu_res(&rs, "first_failure", BU_STR, "%s", B.why);
+  bu_res_print(&rs, B.json);
   rc = r < 0 || B.failed ? 1 : 0;
 out:
   for (long i = 0; i < B.subs; i++) {

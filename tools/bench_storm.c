@@ -626,26 +626,26 @@ static int run_reconnect(void) {
            "##################################################");
   }
   bu_results *rs = &S.res;
-  bu_res(rs, "mode", 1, "reconnect");
-  bu_res(rs, "url", 1, "%s", cfg.url);
-  bu_res(rs, "clients", 0, "%ld", cfg.n);
-  bu_res(rs, "trigger", 1, "%s", cfg.trigger == T_SELF ? "self" : "server");
-  bu_res(rs, "backoff", 1, "%s", cfg.backoff_jitter ? "jitter" : "none");
-  bu_res(rs, "reconnected", 0, "%ld", S.narr);
-  bu_res(rs, "all_back_s", 0, "%.3f", total);
-  bu_res(rs, "p50_s", 0, "%.3f", PCT(0.5));
-  bu_res(rs, "p90_s", 0, "%.3f", PCT(0.9));
-  bu_res(rs, "p99_s", 0, "%.3f", PCT(0.99));
-  bu_res(rs, "attempts", 0, "%ld", S.attempts);
-  bu_res(rs, "peak_per_s", 0, "%.0f", (double)peak / b);
-  bu_res(rs, "bucket_s", 0, "%g", b);
+  bu_res(rs, "mode", BU_STR, "reconnect");
+  bu_res(rs, "url", BU_STR, "%s", cfg.url);
+  bu_res(rs, "clients", BU_NUM, "%ld", cfg.n);
+  bu_res(rs, "trigger", BU_STR, "%s", cfg.trigger == T_SELF ? "self" : "server");
+  bu_res(rs, "backoff", BU_STR, "%s", cfg.backoff_jitter ? "jitter" : "none");
+  bu_res(rs, "reconnected", BU_NUM, "%ld", S.narr);
+  bu_res(rs, "all_back_s", BU_NUM, "%.3f", total);
+  bu_res(rs, "p50_s", BU_NUM, "%.3f", PCT(0.5));
+  bu_res(rs, "p90_s", BU_NUM, "%.3f", PCT(0.9));
+  bu_res(rs, "p99_s", BU_NUM, "%.3f", PCT(0.99));
+  bu_res(rs, "attempts", BU_NUM, "%ld", S.attempts);
+  bu_res(rs, "peak_per_s", BU_NUM, "%.0f", (double)peak / b);
+  bu_res(rs, "bucket_s", BU_NUM, "%g", b);
   char curve[112];
   size_t o = 0;
   for (long r = 0; cnt && r < rows && o + 12 < sizeof curve; r++)
     o += (size_t)snprintf(curve + o, sizeof curve - o, "%s%ld", r ? "," : "", cnt[r]);
   curve[o] = 0;
-  bu_res(rs, "curve", 1, "%s", curve);
-  bu_res(rs, "status", 1, "%s", deadline ? "deadline" : S.stop ? "interrupted" : ok ? "ok" : "failed");
+  bu_res(rs, "curve", BU_STR, "%s", curve);
+  bu_res(rs, "status", BU_STR, "%s", deadline ? "deadline" : S.stop ? "interrupted" : ok ? "ok" : "failed");
 #undef PCT
   free(cnt);
   bu_fail_print(&S.fails);
@@ -757,25 +757,25 @@ static int run_flood(void) {
          "); p99 ratio %.2f; failures %ld\n",
          d50, d99, (double)S.during.max / 1e3, S.during.n, b99 > 0 ? d99 / b99 : 0, S.obs_fail);
   bu_results *rs = &S.res;
-  bu_res(rs, "mode", 1, "flood");
-  bu_res(rs, "url", 1, "%s", cfg.url);
-  bu_res(rs, "observers", 0, "%ld", nobs);
-  bu_res(rs, "size", 0, "%ld", cfg.size);
-  bu_res(rs, "flood_read", 0, "%d", cfg.flood_read);
-  bu_res(rs, "flood_msgs", 0, "%" PRIu64, S.flood_msgs);
-  bu_res(rs, "flood_MBps", 0, "%.2f", fl_s > 0 ? (double)S.flood_bytes / 1e6 / fl_s : 0);
-  bu_res(rs, "flooder_ended", 0, "%d", S.t_flood_gone != 0);
+  bu_res(rs, "mode", BU_STR, "flood");
+  bu_res(rs, "url", BU_STR, "%s", cfg.url);
+  bu_res(rs, "observers", BU_NUM, "%ld", nobs);
+  bu_res(rs, "size", BU_NUM, "%ld", cfg.size);
+  bu_res(rs, "flood_read", BU_NUM, "%d", cfg.flood_read);
+  bu_res(rs, "flood_msgs", BU_NUM, "%" PRIu64, S.flood_msgs);
+  bu_res(rs, "flood_MBps", BU_NUM, "%.2f", fl_s > 0 ? (double)S.flood_bytes / 1e6 / fl_s : 0);
+  bu_res(rs, "flooder_ended", BU_NUM, "%d", S.t_flood_gone != 0);
   if (S.t_flood_gone)
-    bu_res(rs, "flooder_ended_after_s", 0, "%.3f", secs(S.t_flood_gone - S.t_flood0));
-  bu_res(rs, "flooder_fate", 1, "%s", S.t_flood_gone ? S.flood_fate : "connected");
-  bu_res(rs, "base_p50_us", 0, "%.1f", b50);
-  bu_res(rs, "base_p99_us", 0, "%.1f", b99);
-  bu_res(rs, "flood_p50_us", 0, "%.1f", d50);
-  bu_res(rs, "flood_p99_us", 0, "%.1f", d99);
-  bu_res(rs, "flood_max_us", 0, "%.1f", (double)S.during.max / 1e3);
-  bu_res(rs, "observer_failures", 0, "%ld", S.obs_fail);
+    bu_res(rs, "flooder_ended_after_s", BU_NUM, "%.3f", secs(S.t_flood_gone - S.t_flood0));
+  bu_res(rs, "flooder_fate", BU_STR, "%s", S.t_flood_gone ? S.flood_fate : "connected");
+  bu_res(rs, "base_p50_us", BU_NUM, "%.1f", b50);
+  bu_res(rs, "base_p99_us", BU_NUM, "%.1f", b99);
+  bu_res(rs, "flood_p50_us", BU_NUM, "%.1f", d50);
+  bu_res(rs, "flood_p99_us", BU_NUM, "%.1f", d99);
+  bu_res(rs, "flood_max_us", BU_NUM, "%.1f", (double)S.during.max / 1e3);
+  bu_res(rs, "observer_failures", BU_NUM, "%ld", S.obs_fail);
   int ok = ready && !S.obs_fail && S.during.n > 0 && !deadline && !S.stop;
-  bu_res(rs, "status", 1, "%s", deadline ? "deadline" : S.stop ? "interrupted" : ok ? "ok" : "failed");
+  bu_res(rs, "status", BU_STR, "%s", deadline ? "deadline" : S.stop ? "interrupted" : ok ? "ok" : "failed");
   bu_fail_print(&S.fails);
   if (!ready)
     fprintf(stderr, "holdfast bench: not every connection opened\n");

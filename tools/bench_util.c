@@ -705,27 +705,62 @@ void bu_res(bu_results *rs, const char *key, int str, const char *fmt, ...) {
   rs->n++;
 }
 
+/* Whether v is a JSON number (RFC 8259: -?int frac? exp?). */
+static int json_number(const char *v) {
+  const char *p = v;
+  if (*p == '-')
+    p++;
+  if (*p == '0')
+    p++;
+  else if (*p >= '1' && *p <= '9')
+    while (*p >= '0' && *p <= '9')
+      p++;
+  else
+    return 0;
+  if (*p == '.') {
+    if (!(*++p >= '0' && *p <= '9'))
+      return 0;
+    while (*p >= '0' && *p <= '9')
+      p++;
+  }
+  if (*p == 'e' || *p == 'E') {
+    p++;
+    if (*p == '+' || *p == '-')
+      p++;
+    if (!(*p >= '0' && *p <= '9'))
+      return 0;
+    while (*p >= '0' && *p <= '9')
+      p++;
+  }
+  return *p == 0;
+}
+
 void bu_res_print(const bu_results *rs, int json) {
   printf("RESULT");
   for (int i = 0; i < rs->n; i++)
-    printf(" %s=%s", rs->r[i].key, rs->r[i].val);
+    printf(" %s=%s%s", rs->r[i].key, rs->r[i].val, rs->r[i].str == BU_PCT ? "%" : "");
   printf("\n");
-  if (!json)
-    return;
-  printf("{");
-  for (int i = 0; i < rs->n; i++) {
-    printf("%s\"%s\":", i ? "," : "", rs->r[i].key);
-    if (!rs->r[i].str) {
-      printf("%s", rs->r[i].val);
-      continue;
+  if (json) {
+    printf("{");
+    for (int i = 0; i < rs->n; i++) {
+      printf("%s\"%s\":", i ? "," : "", rs->r[i].key);
+      if (rs->r[i].str != BU_STR) {
+        printf("%s", json_number(rs->r[i].val) ? rs->r[i].val : "null");
+        continue;
+      }
+      putchar('"');
+      for (const char *c = rs->r[i].val; *c; c++) {
+        if ((unsigned char)*c < 0x20) {
+          printf("\\u%04x", (unsigned char)*c);
+          continue;
+        }
+        if (*c == '"' || *c == '\\')
+          putchar('\\');
+        putchar(*c);
+      }
+      putchar('"');
     }
-    putchar('"');
-    for (const char *c = rs->r[i].val; *c; c++) {
-      if (*c == '"' || *c == '\\')
-        putchar('\\');
-      putchar(*c);
-    }
-    putchar('"');
+    printf("}\n");
   }
-  printf("}\n");
+  fflush(stdout);
 }

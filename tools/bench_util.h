@@ -163,11 +163,14 @@ __attribute__((format(printf, 2, 3))) void bu_fail(bu_fails *f, const char *fmt,
 void bu_fail_print(const bu_fails *f);
 
 /* The RESULT line (KEY=VALUE ...) and, with json, the same as one JSON
- * object: values are numbers unless added with str set. */
+ * object. A value's kind: BU_NUM a number, BU_STR a string (quoted and
+ * escaped in JSON), BU_PCT a percentage (a number; "%" appended on the
+ * RESULT line only). A number that is not valid JSON (nan, inf) is null. */
+enum { BU_NUM = 0, BU_STR = 1, BU_PCT = 2 };
 typedef struct {
   struct {
     const char *key; /* a string literal */
-    int str;
+    int str; /* the kind: BU_NUM, BU_STR, BU_PCT */
     char val[112];
   } r[64];
   int n;
@@ -175,6 +178,7 @@ typedef struct {
 
 __attribute__((format(printf, 4, 5))) void bu_res(bu_results *rs, const char *key,
                                                   int str, const char *fmt, ...);
+/* Prints to stdout and flushes it. */
 void bu_res_print(const bu_results *rs, int json);
 
 #endif

@@ -399,6 +399,8 @@ def test_redis_stopped_fails_fast_and_reports_then_recovers():
         t0 = time.time()
         r = api(a, "publish", {"channel": "h:f", "data": 2})
         assert r["error"]["code"] == 100, r
+        # server API errors are {code, message} (reference 8.2): no temporary
+        assert set(r["error"]) == {"code", "message"} and "retry" in r["error"]["message"], r
         assert time.time() - t0 < 1.5
         # a client's recovering subscribe gets a temporary error too
         d = client(a, "d")
