@@ -133,8 +133,7 @@ typedef struct {
   uint64_t cycle;   /* churn: the cycle this slot runs */
   uint64_t t_start; /* connect() */
   char key[25];
-  uint8_t *out; /* unsent bytes */
-  uint32_t out_len, out_off;
+  bu_out out; /* unsent bytes */
   uint8_t *in; /* 101 head / partial frame / HTTP response */
   uint32_t in_len, in_cap;
   uint8_t *msg; /* a fragmented message being assembled */
@@ -275,11 +274,11 @@ static void conn_release(rconn *c) {
   if (c->fd >= 0)
     close(c->fd);
   c->fd = -1;
-  free(c->out);
+  bu_out_free(&c->out);
   free(c->in);
   free(c->msg);
-  c->out = c->in = c->msg = NULL;
-  c->out_len = c->out_off = c->in_len = c->in_cap = c->msg_len = c->msg_cap = 0;
+  c->in = c->msg = NULL;
+  c->in_len = c->in_cap = c->msg_len = c->msg_cap = 0;
   c->ev_out = 0;
 }
 
@@ -327,41 +326,14 @@ __attribute__((format(printf, 2, 3))) static void conn_fail(rconn *c,
     slot_done(c);
 }
 
-static int out_append(rconn *c, const void *p, size_t n) {
-  if (c->out_off == c->out_len)
-    c->out_off = c->out_len = 0;
-  if ((size_t)c->out_len + n > UINT32_MAX / 2)
-    return -1;
-  uint8_t *b = realloc(c->out, c->out_len + n);
-  if (!b)
-    return -1;
-  memcpy(b + c->out_len, p, n);
-  c->out = b;
-  c->out_len += (uint32_t)n;
-  return 0;
-}
-
 /* Send what is pending. 0, or -1 if the connection failed. */
 static int conn_flush(rconn *c) {
-  while (c->out_off < c->out_len) {
-    ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-                     MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        set_out(c, 1);
-        return 0;
-      }
-      conn_fail(c, "send: %s", strerror(errno));
-      return -1;
-    }
-    c->out_off += (uint32_t)w;
+  int r = bu_out_send(&c->out, c->fd);
+  if (r < 0) {
+    conn_fail(c, "send: %s", strerror(errno));
+    return -1;
   }
-  free(c->out);
-  c->out = NULL;
-  c->out_len = c->out_off = 0;
-  set_out(c, 0);
+  set_out(c, r == BU_OUT_AGAIN);
   return 0;
 }
 
@@ -371,7 +343,7 @@ static int ws_queue(rconn *c, int opcode, const void *p, size_t n) {
   size_t cap = n + HF_FRAME_MAX_HEADER;
   if (cap > sizeof stack && !(f = malloc(cap)))
     return -1;
-  int r = out_append(c, f, bu_client_frame(f, opcode, p, n, rnd32()));
+  int r = bu_out_add(&c->out, f, bu_client_frame(f, opcode, p, n, rnd32()));
   if (f != stack)
     free(f);
   return r;
@@ -436,7 +408,7 @@ static void on_connected_stream(rconn *c) {
     n = snprintf(req, sizeof req, "GET %s?cf_connect=%s HTTP/1.1\r\nHost: %s\r\n\r\n",
                  cfg.ws.path, q, cfg.ws.authority);
   }
-  if (n <= 0 || (size_t)n >= sizeof req || out_append(c, req, (size_t)n) < 0) {
+  if (n <= 0 || (size_t)n >= sizeof req || bu_out_add(&c->out, req, (size_t)n) < 0) {
     conn_fail(c, "cannot build the stream request");
     return;
   }
@@ -457,7 +429,7 @@ static void on_connected_ws(rconn *c) {
                                  cfg.deflate ? "Sec-WebSocket-Extensions: "
                                                "permessage-deflate; client_max_window_bits\r\n"
                                              : "");
-  if (n <= 0 || (size_t)n >= sizeof req || out_append(c, req, (size_t)n) < 0) {
+  if (n <= 0 || (size_t)n >= sizeof req || bu_out_add(&c->out, req, (size_t)n) < 0) {
     conn_fail(c, "handshake: cannot build the request");
     return;
   }
@@ -778,7 +750,7 @@ static void feed_rbuf(rconn *c, size_t total) {
     c->in_cap = 0;
   }
   c->in_len = (uint32_t)left;
-  if (c->out_len > c->out_off && !c->ev_out)
+  if (bu_out_pending(&c->out) && !c->ev_out)
     conn_flush(c);
 }
 
@@ -950,7 +922,7 @@ static void api_start(uint64_t k, uint64_t now) {
   R.req_pubs = (uint32_t)k;
   R.req_batch = k > 1;
   R.req_sent++;
-  if (out_append(c, req, (size_t)hl + bl) < 0) {
+  if (bu_out_add(&c->out, req, (size_t)hl + bl) < 0) {
     conn_fail(c, "out of memory");
     return;
   }

@@ -62,8 +62,7 @@ typedef struct {
   char key[25];
   uint8_t *in; /* response head, or the tail of an incomplete frame */
   uint32_t in_len, in_cap;
-  uint8_t *out;
-  uint32_t out_len, out_off;
+  bu_out out;
   hf_ws_parser ps;
   uint32_t attempt;
   uint64_t t_start, t_drop, t_next;
@@ -131,9 +130,9 @@ static void release(sconn *c, int rst) {
   }
   c->fd = -1;
   free(c->in);
-  free(c->out);
-  c->in = c->out = NULL;
-  c->in_len = c->in_cap = c->out_len = c->out_off = 0;
+  c->in = NULL;
+  bu_out_free(&c->out);
+  c->in_len = c->in_cap = 0;
   c->ev_out = 0;
 }
 
@@ -213,40 +212,15 @@ static void conn_down(sconn *c, const char *why) {
   c->t_next = now + backoff_ns(c->attempt);
 }
 
-static int out_add(sconn *c, const void *p, size_t n) {
-  if (c->out_off == c->out_len)
-    c->out_off = c->out_len = 0;
-  uint8_t *b = realloc(c->out, c->out_len + n);
-  if (!b)
-    return -1;
-  memcpy(b + c->out_len, p, n);
-  c->out = b;
-  c->out_len += (uint32_t)n;
-  return 0;
-}
-
 static int flush(sconn *c) {
-  while (c->out_off < c->out_len) {
-    ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-                     MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN) {
-        set_out(c, 1);
-        return 0;
-      }
-      char why[96];
-      snprintf(why, sizeof why, "send: %s", strerror(errno));
-      conn_down(c, why);
-      return -1;
-    }
-    c->out_off += (uint32_t)w;
+  int r = bu_out_send(&c->out, c->fd);
+  if (r < 0) {
+    char why[96];
+    snprintf(why, sizeof why, "send: %s", strerror(errno));
+    conn_down(c, why);
+    return -1;
   }
-  free(c->out);
-  c->out = NULL;
-  c->out_len = c->out_off = 0;
-  set_out(c, 0);
+  set_out(c, r == BU_OUT_AGAIN);
   return 0;
 }
 
@@ -254,7 +228,7 @@ static int ws_queue(sconn *c, int op, const void *p, size_t n) {
   uint8_t stack[1024], *f = n + HF_FRAME_MAX_HEADER <= sizeof stack ? stack : malloc(n + 14);
   if (!f)
     return -1;
-  int r = out_add(c, f, bu_client_frame(f, op, p, n, rnd32()));
+  int r = bu_out_add(&c->out, f, bu_client_frame(f, op, p, n, rnd32()));
   if (f != stack)
     free(f);
   return r;
@@ -398,7 +372,7 @@ static void after_101(sconn *c, size_t extra, uint64_t now) {
   } else {
     c->in_len = 0;
   }
-  if (c->fd >= 0 && c->out_len)
+  if (c->fd >= 0 && bu_out_pending(&c->out))
     flush(c);
 }
 
@@ -447,7 +421,7 @@ static void on_readable(sconn *c) {
   if (u < 0)
     return;
   keep_tail(c, S.rbuf + u, total - (size_t)u);
-  if (c->fd >= 0 && c->out_len && !c->ev_out)
+  if (c->fd >= 0 && bu_out_pending(&c->out) && !c->ev_out)
     flush(c);
 }
 
@@ -462,7 +436,7 @@ static void on_connected(sconn *c) {
   bu_ws_key(c->key, rnd32);
   char req[1400];
   int n = bu_upgrade_request(req, sizeof req, &cfg.tg, c->key);
-  if (n <= 0 || (size_t)n >= sizeof req || out_add(c, req, (size_t)n) < 0) {
+  if (n <= 0 || (size_t)n >= sizeof req || bu_out_add(&c->out, req, (size_t)n) < 0) {
     conn_down(c, "cannot build the upgrade request");
     return;
   }
@@ -662,7 +636,7 @@ static int run_reconnect(void) {
 
 static void flooder_push(sconn *c) {
   /* keep about 256 KiB handed to the kernel or queued: as fast as it takes */
-  while (c->fd >= 0 && S.flooding && c->out_len - c->out_off < 256 * 1024) {
+  while (c->fd >= 0 && S.flooding && bu_out_pending(&c->out) < 256 * 1024) {
     if (ws_queue(c, HF_OP_TEXT, S.payload, (size_t)cfg.size) < 0) {
       conn_down(c, "out of memory");
       return;
@@ -670,7 +644,7 @@ static void flooder_push(sconn *c) {
     S.flood_msgs++;
     S.flood_bytes += (uint64_t)cfg.size;
   }
-  if (c->fd >= 0 && c->out_len)
+  if (c->fd >= 0 && bu_out_pending(&c->out))
     flush(c);
 }
 

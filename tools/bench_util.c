@@ -693,6 +693,42 @@ void bu_fail_print(const bu_fails *f) {
     fprintf(stderr, "holdfast bench: %ld x other failures\n", f->other);
 }
 
+int bu_out_add(bu_out *o, const void *p, size_t n) {
+  if (o->off == o->len)
+    o->off = o->len = 0;
+  if ((size_t)o->len + n > UINT32_MAX / 2)
+    return -1;
+  uint8_t *b = realloc(o->p, o->len + n);
+  if (!b)
+    return -1;
+  memcpy(b + o->len, p, n);
+  o->p = b;
+  o->len += (uint32_t)n;
+  return 0;
+}
+
+int bu_out_send(bu_out *o, int fd) {
+  while (o->off < o->len) {
+    ssize_t w = send(fd, o->p + o->off, o->len - o->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return BU_OUT_AGAIN;
+      return -1;
+    }
+    o->off += (uint32_t)w;
+  }
+  bu_out_free(o);
+  return BU_OUT_DONE;
+}
+
+void bu_out_free(bu_out *o) {
+  free(o->p);
+  o->p = NULL;
+  o->len = o->off = 0;
+}
+
 void bu_res(bu_results *rs, const char *key, int str, const char *fmt, ...) {
   if (rs->n == (int)(sizeof rs->r / sizeof rs->r[0]))
     return;
