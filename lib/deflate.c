@@ -333,9 +333,11 @@ void hf_deflate_enc_free(hf_deflate_enc *e) {
 }
 
 size_t hf_deflate_bound(size_t len) {
-  /* stored blocks in the worst case: 5 bytes per 16 KiB block, plus the
-   * sync-flush marker and a final partial block */
-  return len + (len >> 12) + (len >> 14) + 32;
+  /* zlib's own bound for non-default parameters: with a small mem_level
+   * its blocks are short (2^(mem_level+6) symbols), so incompressible data
+   * costs a 5-byte stored-block header every few hundred bytes, and a
+   * fixed-code block can grow 1/8; plus the sync-flush marker */
+  return len + (len >> 3) + (len >> 7) + 64;
 }
 
 long hf_deflate_compress(hf_deflate_enc *e, int reset, const uint8_t *in,

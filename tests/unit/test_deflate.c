@@ -295,6 +295,46 @@ static void roundtrip_sizes_and_windows(void) {
   free(src);
 }
 
+/* hf_deflate_bound holds for every level and mem_level: with mem_level 1
+ * zlib writes short blocks, so incompressible input grows by a stored-block
+ * header every few hundred bytes (found by fuzz_deflate); a cap of len + 4
+ * is refused with HF_ETOOBIG, never overrun. */
+static void bound_holds_for_small_mem_levels(void) {
+  size_t n = 70000;
+  uint8_t *src = malloc(n);
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  for (size_t i = 0; i < n; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    src[i] = (uint8_t)x;
+  }
+  for (int level = 0; level <= 9; level += 3) {
+    for (int mem = 1; mem <= 9; mem += 4) {
+      hf_deflate_enc *e = hf_deflate_enc_new(level, mem, 9 + mem % 7);
+      size_t sizes[] = {1, 500, 3000, n};
+      for (size_t k = 0; k < 4; k++) {
+        size_t len = sizes[k], cap = hf_deflate_bound(len);
+        uint8_t *c = malloc(cap + 1);
+        c[cap] = 0xa5;
+        long cl = hf_deflate_compress(e, 1, src, len, c, cap);
+        CHECK(cl >= 0 && (size_t)cl <= cap);
+        CHECK(c[cap] == 0xa5);
+        hf_inflate *z = hf_inflate_thread();
+        hf_inflate_reset(z);
+        uint8_t *out = NULL;
+        size_t olen = 0, ocap = 0;
+        CHECK_INT(hf_inflate_feed(z, c, (size_t)cl, 1, &out, &olen, &ocap, len), 0);
+        CHECK(olen == len && memcmp(out, src, len) == 0);
+        free(out);
+        if (len >= 500)
+          CHECK_INT(hf_deflate_compress(e, 1, src, len, c, len + 4), HF_ETOOBIG);
+        free(c);
+      }
+      hf_deflate_enc_free(e);
+    }
+  }
+  free(src);
+}
+
 static void inflate_bomb_is_bounded(void) {
   /* 16 MiB of zeros compress to ~16 KiB; a 64 KiB limit stops it at once
    * and the output buffer never grows past limit + 1 */
@@ -394,6 +434,7 @@ int main(void) {
   RUN_TEST(client_offer_and_response);
   RUN_TEST(rfc7692_examples);
   RUN_TEST(roundtrip_sizes_and_windows);
+  RUN_TEST(bound_holds_for_small_mem_levels);
   RUN_TEST(inflate_bomb_is_bounded);
   RUN_TEST(parser_rsv1_rules);
   RUN_TEST(thread_instances);
