@@ -27,14 +27,23 @@ struct eng;
 struct px_config;
 struct px_worker;
 
-typedef struct {
-  struct eng *eng;           /* memory or Redis (engine/engine.h) */
+/* What a SIGHUP reload may change for real-time clients: namespaces and
+ * their permissions, token keys and claims, anonymous/insecure access. One
+ * immutable snapshot; server.c publishes a new one with cl_policy_publish
+ * and keeps the old ones readable (a client may be in the middle of a
+ * command with one). */
+typedef struct cl_policy {
   const chan_config *chans;
   const srv_jwt_keys *keys; /* NULL: no token can be verified */
   const char *audience, *issuer;
   const char *user_id_claim; /* "" = "sub" */
   bool allow_anonymous;      /* client.allow_anonymous_connect_without_token */
   bool insecure;             /* client.insecure */
+} cl_policy;
+
+typedef struct {
+  struct eng *eng;           /* memory or Redis (engine/engine.h) */
+  const cl_policy *policy;   /* the current snapshot: read with cl_policy_get */
   uint32_t ping_interval_ms; /* client.ping_interval (0 = no pings) */
   uint32_t pong_timeout_ms;  /* client.pong_timeout (0 = no pong asked) */
   uint32_t expired_close_delay_ms;
@@ -50,6 +59,15 @@ typedef struct {
   struct rl_shared *rl;
   const struct px_config *px; /* backend event proxy, or NULL */
 } cl_config;
+
+/* The current policy snapshot of c (an acquire load; any thread). */
+static inline const cl_policy *cl_policy_get(const cl_config *c) {
+  return __atomic_load_n(&c->policy, __ATOMIC_ACQUIRE);
+}
+/* Publish p as c's policy (a release store; the old one stays readable). */
+static inline void cl_policy_publish(cl_config *c, const cl_policy *p) {
+  __atomic_store_n(&c->policy, p, __ATOMIC_RELEASE);
+}
 
 /* All clients of one worker (for the server API's targeted commands). */
 typedef struct cl_list {

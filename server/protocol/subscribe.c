@@ -136,7 +136,7 @@ void cl__unsubscribe_push(cl_client *cl, cl_sub *s, unsigned code,
 }
 
 void cl__set_sub_expiry(cl_client *cl, cl_sub *s, int64_t expire_at) {
-  s->expire_at = cl->cfg->insecure ? 0 : expire_at;
+  s->expire_at = cl_policy_get(cl->cfg)->insecure ? 0 : expire_at;
   s->deadline = 0;
   s->refresh_due = 0;
   if (s->expire_at) {
@@ -518,8 +518,8 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
   const chan_ns *ns = sp->ns;
   json_t *req = sp->req, *ov = sp->override;
   bool history = chan_has_history(ns);
-  bool hist_access = chan_can_history(cl->cfg->chans, ns, cl->user, true) == CHAN_OK;
-  bool pres_access = chan_can_presence(cl->cfg->chans, ns, cl->user, true) == CHAN_OK;
+  bool hist_access = chan_can_history(cl_policy_get(cl->cfg)->chans, ns, cl->user, true) == CHAN_OK;
+  bool pres_access = chan_can_presence(cl_policy_get(cl->cfg)->chans, ns, cl->user, true) == CHAN_OK;
   bool presence = overridden(ov, "presence", ns->presence);
   bool emit_jl = overridden(ov, "join_leave", ns->join_leave);
   bool push_jl = overridden(ov, "force_push_join_leave", ns->force_push_join_leave) ||
@@ -676,7 +676,7 @@ void cl__cmd_subscribe(cl_client *cl, uint32_t id, json_t *req) {
     return;
   }
   const chan_ns *ns;
-  int r = chan_resolve(cl->cfg->chans, ch, len, &ns);
+  int r = chan_resolve(cl_policy_get(cl->cfg)->chans, ch, len, &ns);
   if (r != CHAN_OK) {
     cl__channel_error(cl, id, r);
     return;
@@ -700,7 +700,7 @@ void cl__cmd_subscribe(cl_client *cl, uint32_t id, json_t *req) {
     sp.data = cl__claim_info(claims, "data", "b64data");
   } else if (cl__proxy_subscribe(cl, id, req, ch, len, ns)) {
     return; /* the backend decides */
-  } else if ((r = chan_can_subscribe(cl->cfg->chans, ns, ch, len, cl->user)) != CHAN_OK) {
+  } else if ((r = chan_can_subscribe(cl_policy_get(cl->cfg)->chans, ns, ch, len, cl->user)) != CHAN_OK) {
     cl__log_denied(cl, "subscribe", ch, len, (unsigned)r);
     cl__error_reply(cl, id, (unsigned)r, "permission denied", 0);
     return;
@@ -798,7 +798,7 @@ unsigned cl__server_side_subs(cl_client *cl, cl_connect_op *c, json_t *claims,
   json_t *nv;
   json_array_foreach(names, i, nv) { /* every channel is known, or nothing starts */
     const chan_ns *ns;
-    int r = chan_resolve(cl->cfg->chans, json_string_value(nv), json_string_length(nv), &ns);
+    int r = chan_resolve(cl_policy_get(cl->cfg)->chans, json_string_value(nv), json_string_length(nv), &ns);
     if (r != CHAN_OK) {
       json_decref(names);
       return (unsigned)r;
@@ -808,7 +808,7 @@ unsigned cl__server_side_subs(cl_client *cl, cl_connect_op *c, json_t *claims,
     const char *name = json_string_value(nv);
     size_t len = json_string_length(nv);
     const chan_ns *ns;
-    chan_resolve(cl->cfg->chans, name, len, &ns);
+    chan_resolve(cl_policy_get(cl->cfg)->chans, name, len, &ns);
     if (cl__find_sub(cl, name, len))
       continue;
     json_t *opts = json_object_get(list, name); /* {info, data, override} */
@@ -841,7 +841,7 @@ void cl_server_subscribe(cl_client *cl, const char *ch, size_t len,
   if (cl->state != CS_CONNECTED || cl__find_sub(cl, ch, len))
     return;
   const chan_ns *ns;
-  if (chan_resolve(cl->cfg->chans, ch, len, &ns) != CHAN_OK)
+  if (chan_resolve(cl_policy_get(cl->cfg)->chans, ch, len, &ns) != CHAN_OK)
     return;
   /* recover_since {offset, epoch} from the API works like a client's
    * recover request; the recovered publications follow as pushes */
@@ -919,7 +919,7 @@ int cl_on_slow(cl_client *cl, size_t queued) {
     const char *ch = hub_chan_name(s->hs.ch, &len);
     const chan_ns *ns;
     if (s->server_side || !s->recoverable || !(s->hs.flags & HUB_SUB_POSITIONED) ||
-        chan_resolve(cl->cfg->chans, ch, len, &ns) != CHAN_OK ||
+        chan_resolve(cl_policy_get(cl->cfg)->chans, ch, len, &ns) != CHAN_OK ||
         ns->slow_policy != CHAN_SLOW_RECOVER)
       return 0;
   }
