@@ -166,6 +166,7 @@ struct server {
   srv_tls *tls;   /* NULL when no listener speaks TLS */
   srv_proxies *proxies;
   uint64_t expiry_checked; /* last daily certificate check (mono ms) */
+  struct recheck_job *rechecks; /* posted by reloads; freed when done or at exit */
 };
 
 /* What a SIGHUP reload may change, as one immutable snapshot: handshake
@@ -2065,6 +2066,8 @@ static void collect_key(void *arg, const char *key) {
  * nothing and the log says why. Other settings keep their start-up values
  * and a change to one is logged as needing a restart. Main thread.
  * Returns 0 or -1. */
+static void recheck_post(server *s);
+
 static int reload_config(server *s) {
   if (!g_argv)
     return 0;
@@ -2131,7 +2134,84 @@ static int reload_config(server *s) {
     srv_log_str(&l, "message", "changed but needs a restart; the running values stay");
     srv_log_end(&l);
   }
+  recheck_post(s);
   return 0;
+}
+
+/* ---- re-check after a reload ------------------------------------------- */
+
+/* One re-check of every worker's clients after a successful reload: one
+ * message per worker inbox; the last worker to finish logs the totals.
+ * The main thread owns the job and frees it once every worker is done
+ * (next reload) or at exit. */
+typedef struct {
+  hf_msg m;
+  struct recheck_job *job;
+  worker *w;
+} recheck_msg;
+
+typedef struct recheck_job {
+  struct recheck_job *next;
+  atomic_size_t left; /* workers still to run it */
+  atomic_ullong checked, subs, conns;
+  uint64_t t0_us;
+  recheck_msg msg[];
+} recheck_job;
+
+static void on_recheck(hf_loop *loop, hf_msg *m) {
+  recheck_msg *rm = (recheck_msg *)m;
+  recheck_job *j = rm->job;
+  cl_recheck_counts n = {0, 0, 0};
+  cl_list_recheck(&rm->w->clients, &rm->w->srv->clcfg, &n);
+  atomic_fetch_add(&j->checked, n.checked);
+  atomic_fetch_add(&j->subs, n.subs_removed);
+  atomic_fetch_add(&j->conns, n.conns_closed);
+  /* the values are read by the last worker only (acq_rel orders them) */
+  if (atomic_fetch_sub_explicit(&j->left, 1, memory_order_acq_rel) != 1)
+    return;
+  srv_logline l;
+  srv_log_begin(&l, LOG_INFO, "reload_recheck");
+  srv_log_int(&l, "clients", (long long)atomic_load(&j->checked));
+  srv_log_int(&l, "subscriptions_removed", (long long)atomic_load(&j->subs));
+  srv_log_int(&l, "connections_closed", (long long)atomic_load(&j->conns));
+  srv_log_int(&l, "duration_us", (long long)(mono_us() - j->t0_us));
+  srv_log_end(&l);
+}
+
+/* Free the jobs every worker has finished (all of them at exit, after the
+ * workers stopped: force). Main thread. */
+static void rechecks_free(server *s, int force) {
+  for (recheck_job **pp = &s->rechecks; *pp;) {
+    recheck_job *j = *pp;
+    if (force || atomic_load_explicit(&j->left, memory_order_acquire) == 0) {
+      *pp = j->next;
+      free(j);
+    } else {
+      pp = &j->next;
+    }
+  }
+}
+
+/* Post a re-check to every worker (the new policy is already published).
+ * Main thread. */
+static void recheck_post(server *s) {
+  rechecks_free(s, 0);
+  recheck_job *j = calloc(1, sizeof *j + s->nw * sizeof j->msg[0]);
+  if (!j) {
+    srv_logline l;
+    srv_log_begin(&l, LOG_ERROR, "reload_recheck_failed");
+    srv_log_str(&l, "reason", "out of memory");
+    srv_log_end(&l);
+    return;
+  }
+  atomic_init(&j->left, s->nw);
+  j->t0_us = mono_us();
+  j->next = s->rechecks;
+  s->rechecks = j;
+  for (size_t i = 0; i < s->nw; i++) {
+    j->msg[i] = (recheck_msg){{NULL, on_recheck}, j, &s->w[i]};
+    hf_loop_post(s->w[i].loop, &j->msg[i].m);
+  }
 }
 
 static int srv_reload(server *s) {
@@ -2413,6 +2493,7 @@ int srv_run(const srv_config *cfg) {
   free(s->w);
   hub_free(s->hub);
   rl_shared_free(s->clcfg.rl);
+  rechecks_free(s, 1);
   live_free_all(s->live);
   px_config_free(&s->px);
   srv_tls_free(s->tls);

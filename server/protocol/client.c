@@ -324,6 +324,7 @@ static void cmd_connect(cl_client *cl, uint32_t id, json_t *req) {
     cl_disconnect(cl, 3501, "bad request: client credentials not found");
     return;
   }
+  cl->anonymous = claims == NULL;
   cl__begin_session(cl, id, claims ? cl__claim_user(cl, claims) : "",
                     claims ? cl__claim_info(claims, "info", "b64info") : NULL,
                     claims ? cl__claim_expiry(claims) : 0, claims, req, NULL);

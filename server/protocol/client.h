@@ -85,6 +85,24 @@ typedef struct cl_list {
 void cl_list_drain_begin(cl_list *l);
 size_t cl_list_disconnect_next(cl_list *l, size_t n, uint16_t code, const char *reason);
 
+/* What a reload re-check did on one worker (added to by cl_list_recheck). */
+typedef struct {
+  uint64_t checked;      /* clients looked at */
+  uint64_t subs_removed; /* unsubscribe pushes (2000) */
+  uint64_t conns_closed; /* connections closed (3501) */
+} cl_recheck_counts;
+
+/* After a reload published a new policy into cfg: check every connected
+ * client of l against it (protocol/recheck.c). A subscription whose
+ * channel no longer resolves (namespace removed) gets an unsubscribe push
+ * 2000; one the client made itself (no subscription token, not the
+ * subscribe proxy, not server-side) whose subscribe permission was revoked
+ * too; a connection made without a token while anonymous connections are
+ * now refused is closed with 3501. Connections verified with a key that
+ * was removed stay (their token is checked again at its next refresh).
+ * Counts into n and the metrics. Loop thread of l only. */
+void cl_list_recheck(cl_list *l, const cl_config *cfg, cl_recheck_counts *n);
+
 /* Create the protocol state for an upgraded connection. NULL on OOM. */
 cl_client *cl_new(hf_conn *conn, hub_local *hl, cl_list *list,
                   const cl_config *cfg);

@@ -31,6 +31,7 @@ typedef struct {
   char *data;       /* result data (JSON text) or NULL; the caller's */
   int64_t expire_at;
   uint8_t px_refresh; /* the sub_refresh proxy prolongs it */
+  uint8_t granted;    /* by a subscription token or the subscribe proxy */
 } sub_spec;
 
 /* ---- the subscription list --------------------------------------------- */
@@ -571,6 +572,7 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
     cl__op_adopt(parent, &so->op);
   s->cl = cl;
   s->server_side = (uint8_t)(kind != SO_CLIENT);
+  s->granted = (uint8_t)(s->server_side || sp->granted);
   s->emit_join_leave = emit_jl;
   s->recoverable = recovery;
   s->chan_info = sp->chan_info;
@@ -681,7 +683,7 @@ void cl__cmd_subscribe(cl_client *cl, uint32_t id, json_t *req) {
     cl__channel_error(cl, id, r);
     return;
   }
-  sub_spec sp = {ch, len, ns, req, NULL, NULL, NULL, 0, 0};
+  sub_spec sp = {ch, len, ns, req, NULL, NULL, NULL, 0, 0, 0};
   json_t *tok = json_object_get(req, "token");
   json_t *claims = NULL;
   if (json_is_string(tok) && json_string_length(tok)) {
@@ -694,6 +696,7 @@ void cl__cmd_subscribe(cl_client *cl, uint32_t id, json_t *req) {
       cl__error_reply(cl, id, 109, "token expired", 0);
       return;
     }
+    sp.granted = 1;
     sp.expire_at = cl__claim_expiry(claims);
     sp.override = json_object_get(claims, "override");
     sp.chan_info = cl__claim_info(claims, "info", "b64info");
@@ -717,7 +720,7 @@ unsigned cl__subscribe_allowed(cl_client *cl, uint32_t id, const char *ch, size_
                                const chan_ns *ns, json_t *req, json_t *override,
                                char *chan_info, char *data, int64_t expire_at) {
   sub_spec sp = {ch, len, ns, req, override, chan_info, data, expire_at,
-                 expire_at && cl__proxy_sub_refresh_enabled(cl, ns)};
+                 expire_at && cl__proxy_sub_refresh_enabled(cl, ns), 1};
   /* already subscribed meanwhile (e.g. by the server API)? */
   unsigned err = cl__find_sub(cl, ch, len) ? 105 : establish(cl, &sp, SO_CLIENT, id, NULL);
   free(sp.chan_info);
@@ -815,7 +818,7 @@ unsigned cl__server_side_subs(cl_client *cl, cl_connect_op *c, json_t *claims,
     sub_spec sp = {name, len, ns, json_object_get(req_subs, name),
                    json_object_get(opts, "override"),
                    cl__claim_info(opts, "info", "b64info"),
-                   cl__claim_info(opts, "data", "b64data"), 0, 0};
+                   cl__claim_info(opts, "data", "b64data"), 0, 0, 0};
     c->pending++; /* before: it may settle before establish returns */
     unsigned e = establish(cl, &sp, SO_SERVER_SIDE, 0, &c->op);
     free(sp.chan_info);
@@ -859,7 +862,7 @@ void cl_server_subscribe(cl_client *cl, const char *ch, size_t len,
   sub_spec sp = {ch, len, ns, req, json_object_get(opts, "override"),
                  cl__claim_info(opts, "info", "b64info"),
                  cl__claim_info(opts, "data", "b64data"),
-                 json_is_integer(ea) ? json_integer_value(ea) : 0, 0};
+                 json_is_integer(ea) ? json_integer_value(ea) : 0, 0, 0};
   establish(cl, &sp, SO_API, 0, NULL);
   free(sp.chan_info);
   free(sp.data);

@@ -13,7 +13,8 @@ import os
 import signal
 import sys
 
-from harness import RT, Server, connect, jwt_hs, read_http_response, run_module, upgrade_request
+from harness import (RT, Server, connect, http_call, jwt_hs, read_http_response, run_module,
+                     upgrade_request)
 
 SECRET = "reload-secret-0123456789"
 
@@ -88,6 +89,7 @@ def test_a_reload_with_an_error_keeps_the_running_configuration():
 
 
 SECRET2 = "reload-secret-rotated-9876543210"
+API_KEY = "reload-api-key"
 
 
 def refused_connect(port, tok):
@@ -159,6 +161,65 @@ def test_sighup_reloads_namespaces_and_refuses_a_bad_one():
         assert r["error"]["code"] == 102, r
         assert "subscribe" in c.call("subscribe", {"channel": "news:2"})
         c.close()
+
+
+def recheck_cfg(namespaces, anonymous=True):
+    cfg = base(allow_anonymous_connect_without_token=anonymous)
+    cfg["channel"]["namespaces"] = namespaces
+    cfg["http_api"] = {"key": API_KEY}
+    return cfg
+
+
+def http_api(srv, method, body):
+    st, _, data = http_call(srv.port, "POST", "/api/" + method, json.dumps(body),
+                            {"X-API-Key": API_KEY})
+    assert st == 200, (st, data)
+    return json.loads(data)
+
+
+def metrics(srv):
+    st, _, body = http_call(srv.port, "GET", "/metrics")
+    assert st == 200, (st, body[:200])
+    return body.decode()
+
+
+def test_reload_recheck_unsubscribes_and_disconnects_what_is_no_longer_allowed():
+    news = {"name": "news", "allow_subscribe_for_client": True}
+    chat = {"name": "chat", "allow_subscribe_for_client": True,
+            "allow_subscribe_for_anonymous": True}
+    with Server(config=recheck_cfg([news, chat])) as srv:
+        user = RT(srv.port)
+        user.connect(jwt_hs({"sub": "u1", "channels": ["news:side"]}, SECRET))
+        for ch in ("news:1", "chat:1"):
+            assert "subscribe" in user.call("subscribe", {"channel": ch})
+        stok = jwt_hs({"sub": "u1", "channel": "chat:tok"}, SECRET)
+        assert "subscribe" in user.call("subscribe", {"channel": "chat:tok", "token": stok})
+        anon = RT(srv.port)
+        anon.connect()
+        assert "subscribe" in anon.call("subscribe", {"channel": "chat:1"})
+        # news removed; chat's client permission revoked; anonymous connections refused
+        write(srv, recheck_cfg([{"name": "chat"}], anonymous=False))
+        srv.proc.send_signal(signal.SIGHUP)
+        ev = srv.wait_event("reload_recheck")
+        assert ev.get("subscriptions_removed") == 3, ev  # news:1, news:side, chat:1 (u1)
+        assert ev.get("connections_closed") == 1, ev
+        gone = {}
+        for _ in range(3):
+            p = user.push(lambda p: "unsubscribe" in p)
+            gone[p["channel"]] = p["unsubscribe"]
+        assert gone == {"news:1": {"code": 2000, "reason": "unknown channel"},
+                        "news:side": {"code": 2000, "reason": "unknown channel"},
+                        "chat:1": {"code": 2000, "reason": "permission denied"}}, gone
+        anon.expect_close(3501)
+        # the subscription granted by a token stays, and so does the connection
+        r = http_api(srv, "publish", {"channel": "chat:tok", "data": {"n": 1}})
+        assert "result" in r, r
+        assert user.pubs("chat:tok", 1)[0]["data"] == {"n": 1}
+        user.silent(0.2)
+        m = metrics(srv)
+        assert 'holdfast_reload_recheck_total{action="unsubscribe"} 3' in m, m
+        assert 'holdfast_reload_recheck_total{action="disconnect"} 1' in m, m
+        user.close()
 
 
 if __name__ == "__main__":
