@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 # holdfast build. Layers: lib/ (libhf, sans-I/O WebSocket core) -> net/
 # (event loop, sockets) -> client/ (libhfclient, the WebSocket client) ->
-# server/ (holdfast serve) and tools/ (bench, connect, probe).
+# sdk/ (libhfsdk, the real-time protocol SDK) -> server/ (holdfast serve)
+# and tools/ (bench, connect, probe, sub, pub).
 #
 #   make            release build: build/holdfast
 #   make SAN=1      ASan+UBSan build: build/asan/holdfast
@@ -41,6 +42,7 @@ LDFLAGS += $(LDSAN)
 LIB_SRC := $(wildcard lib/*.c)
 NET_SRC := $(wildcard net/*.c)
 CLIENT_SRC := $(wildcard client/*.c)
+SDK_SRC := $(wildcard sdk/*.c)
 EXAMPLE_SRC := $(wildcard examples/*.c)
 SRV_SRC := $(wildcard server/*.c server/*/*.c) $(wildcard tools/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -48,6 +50,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
 NET_OBJ := $(NET_SRC:%.c=$(B)/obj/%.o)
 CLIENT_OBJ := $(CLIENT_SRC:%.c=$(B)/obj/%.o)
+SDK_OBJ := $(SDK_SRC:%.c=$(B)/obj/%.o)
 EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(B)/examples/%)
 SRV_OBJ := $(SRV_SRC:%.c=$(B)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
@@ -67,7 +70,11 @@ $(B)/libhfclient.a: $(CLIENT_OBJ)
 	@mkdir -p $(@D)
 	$(AR) rcs $@ $^
 
-HF_LIBS := $(B)/libhfclient.a $(B)/libhfnet.a $(B)/libhf.a
+$(B)/libhfsdk.a: $(SDK_OBJ)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+HF_LIBS := $(B)/libhfsdk.a $(B)/libhfclient.a $(B)/libhfnet.a $(B)/libhf.a
 
 $(B)/holdfast: $(SRV_OBJ) $(HF_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $(SRV_OBJ) $(HF_LIBS) $(LDLIBS)
