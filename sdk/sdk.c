@@ -155,7 +155,7 @@ static void call_finish(hfs_client *c, hfs_call *k, uint32_t code, const char *m
                         int temporary, const char *result) {
   call_unlink(c, k);
   if (k->cb) {
-    hfs_reply r = {code, msg ? msg : "", temporary, code ? NULL : result};
+    hfs_reply r = {code, msg ? msg : "", temporary, code ? NULL : result, k->tries};
     k->cb(c, &r, k->arg);
   }
   call_free(k);

@@ -199,6 +199,8 @@ typedef struct {
   const char *error_message; /* "" when none */
   int temporary;
   const char *result;        /* JSON text; NULL on error */
+  uint32_t attempts;         /* times the call was written (> 1: retried
+                                across reconnects or temporary errors) */
 } hfs_reply;
 typedef void (*hfs_reply_cb)(hfs_client *c, const hfs_reply *r, void *arg);
 
