@@ -2252,7 +2252,7 @@ static void recheck_post(server *s) {
   j->next = s->rechecks;
   s->rechecks = j;
   for (size_t i = 0; i < s->nw; i++) {
-    j->msg[i] = (recheck_msg){{NULL, on_recheck}, j, &s->w[i]};
+    j->msg[i] = (recheck_msg){{NULL, on_recheck, NULL}, j, &s->w[i]};
     hf_loop_post(s->w[i].loop, &j->msg[i].m);
   }
 }
