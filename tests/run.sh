@@ -122,10 +122,21 @@ if [[ $VARIANTS == *asan* ]] && ! make -j2 SAN=1 all >"$OUT/build-asan.log" 2>&1
   exit 1
 fi
 
+# The longest jobs start first, so that they do not end the run alone: the
+# fuzz targets' build (one compiler, beside the tests), each variant's drills.
+fuzz_build=-1
+if [[ $TESTS == *fuzz* ]]; then
+  fuzz_build=$nj
+  job "fuzz-build" fuzz env FUZZ_JOBS=1 scripts/fuzz.sh build
+fi
+
 for v in ${VARIANTS//,/ }; do
   bdir=build
   [ "$v" = asan ] && bdir=build/asan
   export HOLDFAST_BIN=$ROOT/$bdir/holdfast
+  if [[ $TESTS == *drills* ]]; then # the short ones; DRILLS=long for all
+    job drills "$v" scripts/drills.sh
+  fi
   if [[ $TESTS == *unit* ]]; then
     for t in "$bdir"/tests/test_*; do
       [ -x "$t" ] || continue
@@ -143,14 +154,10 @@ for v in ${VARIANTS//,/ }; do
       job "interop-$(basename "$t" .sh)" "$v" timeout 600 bash "$t"
     done
   fi
-  if [[ $TESTS == *drills* ]]; then # the short ones; DRILLS=long for all
-    job drills "$v" scripts/drills.sh
-  fi
 done
 
 if [[ $TESTS == *fuzz* ]]; then
-  job "fuzz-build" fuzz scripts/fuzz.sh build
-  wait_for $((nj - 1)) # replay and run use what build made
+  wait_for "$fuzz_build" # replay and run use what build made
   job "fuzz-replay" fuzz scripts/fuzz.sh replay
   job "fuzz-run" fuzz scripts/fuzz.sh run "${FUZZ_SECONDS:-15}"
 fi
