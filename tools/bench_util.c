@@ -635,11 +635,15 @@ int bu_hs256_token_claims(const char *secret, const char *pay, char *out, size_t
 /* ---- reporting ------------------------------------------------------------------ */
 
 void bu_fail(bu_fails *f, const char *fmt, ...) {
-  char text[160];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(text, sizeof text, fmt, ap);
+  bu_vfail(f, fmt, ap);
   va_end(ap);
+}
+
+void bu_vfail(bu_fails *f, const char *fmt, va_list ap) {
+  char text[160];
+  vsnprintf(text, sizeof text, fmt, ap);
   for (int i = 0; i < f->n; i++)
     if (strcmp(f->k[i].text, text) == 0) {
       f->k[i].n++;
