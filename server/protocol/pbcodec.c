@@ -643,6 +643,9 @@ static hf_shared *build_variant(const hf_shared *f, void *arg) {
     memcpy(v->data + hl, b.p, b.len);
     v->len = (uint32_t)(hl + b.len);
     v->flags = f->flags; /* droppable publications stay droppable */
+    /* permessage-deflate recipients: compressed once too, if worth it (a
+     * failure leaves the plain frame, still correct) */
+    (void)hf_shared_deflate(v, hl);
   }
   jw_free(&b);
   return v;

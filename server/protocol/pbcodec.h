@@ -43,7 +43,9 @@ int pb_from_json(jw_buf *out, const char *json, size_t len);
 /* The Protobuf form of a fan-out push frame (a server WebSocket text frame
  * holding JSON Replies): one binary frame built the first time any
  * Protobuf recipient on any worker asks, kept with frame
- * (hf_shared_variant) and shared by every Protobuf recipient. Borrowed;
+ * (hf_shared_variant) and shared by every Protobuf recipient, with its
+ * compressed form for permessage-deflate recipients when shared-frame
+ * compression applies (hf_shared_deflate). Borrowed;
  * NULL on failure (out of memory, or a payload that cannot be transcoded).
  */
 hf_shared *pb_shared_variant(hf_shared *frame);

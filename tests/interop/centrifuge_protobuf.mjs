@@ -9,8 +9,8 @@
 //    with 107;
 //  - in headless Chromium (dist/centrifuge.protobuf.js served from the npm
 //    package, the browser's WebSocket): connect, subscribe, a server API
-//    publication arriving as bytes, a publication from the page reaching a
-//    JSON client in Node.
+//    publication arriving as bytes (compressed: permessage-deflate is on),
+//    a publication from the page reaching a JSON client in Node.
 //   node centrifuge_protobuf.mjs serve-page PORTFILE   the page + bundle
 //   node centrifuge_protobuf.mjs    the cases; environment: MAIN_PORT,
 //                                   MAIN_LOG, PAGE_PORT, HF_SECRET, HF_API_KEY
@@ -229,6 +229,7 @@ async function main() {
       assert(conn && evs.some((e) => e.kind === 'subscribed'), `page events ${JSON.stringify(evs)}`);
       const acc = await waitEvent(MAIN.log, 'upgrade_accepted', (e) => e.conn_id === conn.client);
       assert(acc.subprotocol === 'centrifuge-protobuf' && acc.origin === pageOrigin, `upgrade_accepted ${JSON.stringify(acc)}`);
+      assert(/permessage-deflate/.test(acc.extensions || ''), `no permessage-deflate: ${JSON.stringify(acc)}`);
       state.ok = true;
     });
     await runCase('chromium_publications_both_ways', async () => {
@@ -236,14 +237,15 @@ async function main() {
       const j = client('json-7', {}, true);
       const js = sub(j, 'browser');
       await ready(j, js);
-      await api('publish', { channel: 'browser', data: { from: 'api' } });
+      const pad = 'compressible '.repeat(40); /* big enough to be sent compressed */
+      await api('publish', { channel: 'browser', data: { from: 'api', pad } });
       const r = await page.evaluate((o) => window.hfPublish(o), { from: 'page' });
       assert(r === 'ok', `page publish: ${r}`);
       const pubs = await page.evaluate(() => window.hfWaitPubs(2));
       assert(pubs.length === 2 && pubs.every((p) => p.isBytes), `page pubs ${JSON.stringify(pubs)}`);
-      assert(isDeepStrictEqual(pubs.map((p) => JSON.parse(p.text)), [{ from: 'api' }, { from: 'page' }]), `page pubs ${JSON.stringify(pubs)}`);
+      assert(isDeepStrictEqual(pubs.map((p) => JSON.parse(p.text)), [{ from: 'api', pad }, { from: 'page' }]), `page pubs ${JSON.stringify(pubs)}`);
       await until(() => js.pubs.length >= 2, 5000, () => `json client got ${js.pubs.length}`);
-      assert(isDeepStrictEqual(js.pubs.map((p) => p.data), [{ from: 'api' }, { from: 'page' }]), `json got ${JSON.stringify(js.pubs.map((p) => p.data))}`);
+      assert(isDeepStrictEqual(js.pubs.map((p) => p.data), [{ from: 'api', pad }, { from: 'page' }]), `json got ${JSON.stringify(js.pubs.map((p) => p.data))}`);
       await page.evaluate(() => window.hfStop());
       assert(state.errors.length === 0, `page errors: ${state.errors.join('; ')}`);
     });

@@ -304,6 +304,29 @@ static void pb_variant_matches_protobuf_c(void) {
   }
   free(want);
   hf_shared_unref(f);
+
+  /* with shared-frame compression on and deflate users, the variant is
+   * compressed once as well */
+  hf_shared_deflate_cfg dc = {1, 6, 8, 15, 16};
+  hf_shared_deflate_setup(&dc);
+  hf_shared_deflate_users(1);
+  char big[600];
+  int bn = snprintf(big, sizeof big, "{\"push\":{\"channel\":\"news\",\"pub\":{\"data\":\"");
+  memset(big + bn, 'a', 400);
+  bn += 400;
+  bn += snprintf(big + bn, sizeof big - (size_t)bn, "\"}}}");
+  f = hf_shared_new((size_t)bn + HF_FRAME_MAX_HEADER);
+  hl = hf_frame_header(f->data, 1, HF_OP_TEXT, (size_t)bn, NULL);
+  memcpy(f->data + hl, big, (size_t)bn);
+  f->len = (uint32_t)(hl + (size_t)bn);
+  v = pb_shared_variant(f);
+  CHECK(v && v->alt && v->alt->len < v->len);
+  if (v && v->alt)
+    CHECK_INT(v->alt->data[0], 0xc2); /* FIN + RSV1 + binary */
+  hf_shared_unref(f);
+  hf_shared_deflate_users(-1);
+  dc.enabled = 0;
+  hf_shared_deflate_setup(&dc);
 }
 
 int main(void) {
