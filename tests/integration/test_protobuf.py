@@ -9,11 +9,13 @@ Commands per binary frame, replies likewise; malformed length prefixes and
 messages (truncated varint, length beyond the frame, length over the message
 size limit, zero length = pong, garbage, text frame) each get their close
 code and a log line; one API publication reaches JSON and Protobuf
-subscribers of one channel with the same payload bytes."""
+subscribers of one channel with the same payload bytes; `holdfast bench -m
+fanout --protobuf` works."""
 import json
 import socket
+import subprocess
 
-from harness import (WS, Server, connect, http_call, jwt_hs, read_http_response, rt_recv,
+from harness import (BIN, WS, Server, connect, http_call, jwt_hs, read_http_response, rt_recv,
                      rt_send, run_module, upgrade_request)
 
 PATH = "/connection/websocket"
@@ -289,6 +291,30 @@ def test_api_publication_reaches_json_and_protobuf_subscribers():
         assert seen == [{"n": n, "s": "\u00e9"} for n in range(3)], seen
         js.close()
         pb.ws.close()
+
+
+def bench(*args):
+    p = subprocess.run([BIN, "bench"] + list(args), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=120)
+    out = p.stdout.decode("utf-8", "replace")
+    lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
+    assert p.returncode == 0 and len(lines) == 1, out[-3000:]
+    return dict(kv.split("=", 1) for kv in lines[0].split()[1:] if "=" in kv)
+
+
+def test_bench_fanout_protobuf_subscribers():
+    # holdfast bench -m fanout --protobuf: every publication delivered, and
+    # fewer bytes per delivery than the same load over JSON
+    with Server("--client.insecure=true", "--http_api.insecure=true") as srv:
+        args = ["-m", "fanout", "-u", "ws://127.0.0.1:%d%s" % (srv.port, PATH),
+                "-A", "http://127.0.0.1:%d/api" % srv.port, "-c", "20", "-r", "50",
+                "-w", "0.3", "-d", "1"]
+        js, pb = bench(*args), bench(*(args + ["--protobuf"]))
+        for r in (js, pb):
+            assert r["missing"] == "0" and r["bad"] == "0", r
+            assert int(r["deliveries"]) == 20 * int(r["pub_ok"]), r
+        assert js["encoding"] == "json" and pb["encoding"] == "protobuf", (js, pb)
+        assert float(pb["rx_bytes_per_delivery"]) < float(js["rx_bytes_per_delivery"]), (js, pb)
 
 
 if __name__ == "__main__":
