@@ -7,7 +7,7 @@
 # clients of the same channels. One server MAIN: HS256 secret, API key,
 # channels without namespace open to clients, namespace "rec" with history
 # and forced recovery, expired_close_delay 1 s, the page's origin allowed,
-# permessage-deflate on (Chromium and ws negotiate it: the Protobuf pushes
+# http_stream (and /emulation) on, permessage-deflate on (Chromium and ws negotiate it: the Protobuf pushes
 # are then compressed once per publication too).
 # Cases are in centrifuge_protobuf.mjs; the server's clean exit (code 0, no
 # sanitizer report) is a case of its own.
@@ -25,7 +25,7 @@ hf_start MAIN --client.token.hmac_secret_key="$HF_SECRET" --http_api.key="$HF_AP
   --channel.without_namespace="{$open}" \
   --channel.namespaces='[{"name":"rec","history_size":100,"history_ttl":"300s","force_recovery":true,"allow_history_for_client":true,'"$open"'}]' \
   --client.expired_close_delay=1s --client.allowed_origins="http://127.0.0.1:$PAGE_PORT" \
-  --websocket.compression=true || hf_exit
+  --websocket.compression=true --http_stream.enabled=true || hf_exit
 
 hf_run 120 "$NODE" tests/interop/centrifuge_protobuf.mjs
 

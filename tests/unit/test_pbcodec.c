@@ -292,7 +292,7 @@ static void pb_variant_matches_protobuf_c(void) {
   size_t n;
   uint8_t *want = pack(&rep.base, &n);
 
-  hf_shared *v = pb_shared_variant(f);
+  hf_shared *v = pb_shared_variant(f, 0);
   CHECK(v != NULL);
   if (v) {
     CHECK_INT(v->data[0], 0x82); /* FIN + binary */
@@ -300,7 +300,7 @@ static void pb_variant_matches_protobuf_c(void) {
     size_t off = (v->data[1] & 0x7f) < 126 ? 2 : 4;
     CHECK_INT(v->data[off], (int)n); /* the length prefix (one byte here) */
     CHECK(v->len == off + 1 + n && memcmp(v->data + off + 1, want, n) == 0);
-    CHECK(pb_shared_variant(f) == v); /* built once, then shared */
+    CHECK(pb_shared_variant(f, 0) == v); /* built once, then shared */
   }
   free(want);
   hf_shared_unref(f);
@@ -319,7 +319,7 @@ static void pb_variant_matches_protobuf_c(void) {
   hl = hf_frame_header(f->data, 1, HF_OP_TEXT, (size_t)bn, NULL);
   memcpy(f->data + hl, big, (size_t)bn);
   f->len = (uint32_t)(hl + (size_t)bn);
-  v = pb_shared_variant(f);
+  v = pb_shared_variant(f, 0);
   CHECK(v && v->alt && v->alt->len < v->len);
   if (v && v->alt)
     CHECK_INT(v->alt->data[0], 0xc2); /* FIN + RSV1 + binary */
