@@ -594,6 +594,17 @@ def test_example_subscriber_survives_restarts_without_gaps():
     assert got == list(range(1, n + 1)), got
 
 
+def test_memory_per_connection_tool():
+    """build/tests/sdk_memory (docs/sdk.md) runs and reports a sane figure."""
+    s = srv()
+    r = subprocess.run([os.path.join(BUILD, "tests", "sdk_memory"), WS % s.port, "p:mem-", "50",
+                        token("mem")], capture_output=True, text=True, timeout=90)
+    assert r.returncode == 0, r
+    fields = dict(kv.split("=") for kv in r.stdout.split()[1:])
+    assert fields["clients"] == "50", r.stdout
+    assert 0 < int(fields["per_client_bytes"]) < 1024 * 1024, r.stdout
+
+
 def test_stop_shared_server():
     global SRV
     if SRV is not None:
