@@ -688,10 +688,13 @@ static void t_state(hf_client *tc, const hf_client_event *ev, void *user) {
   int reconnect = 1;
   if (ev->cause == HF_CAUSE_CLOSE_FRAME && ev->close_code > 0)
     code = (uint32_t)ev->close_code;
+  char advice[128];
   if (ev->cause == HF_CAUSE_CLOSE_FRAME && ev->close_reason && *ev->close_reason) {
     json_t *adv = hfs__parse(ev->close_reason);
-    if (json_is_object(adv)) { /* protocol v1 advice */
-      reason = ev->close_reason;
+    if (json_is_object(adv)) { /* protocol v1 advice {"reason":..,"reconnect":..} */
+      snprintf(advice, sizeof advice, "%s",
+               json_string_value(json_object_get(adv, "reason")) ?: "");
+      reason = advice;
       reconnect = json_is_true(json_object_get(adv, "reconnect"));
     } else {
       reason = ev->close_reason;

@@ -21,6 +21,7 @@ import time
 
 from harness import BIN, ROOT, Server, free_port, http_call, jwt_hs, run_module, wait_until
 from chaosproc import Chaos
+from clientkit import ScriptServer, accept_upgrade, close_frame, frame, read_frame
 
 SECRET = "sdk-secret-0123456789-0123456789"
 API_KEY = "sdk-api-key"
@@ -430,6 +431,245 @@ def test_server_drain_and_restart():
         {"ev": "subscribing", "ch": "p:T", "code": 1, "reason": "transport closed"},
         {"ev": "disconnected", "code": 0, "reason": "disconnect called"},
     ])
+
+
+# ---- scripted servers: what holdfast never sends ----------------------------------------
+
+class Conn:
+    """The server side of one scripted real-time connection."""
+
+    def __init__(self, s):
+        self.s = s
+        self.pending = []
+        accept_upgrade(s)
+
+    def cmd(self, timeout=10.0):
+        while not self.pending:
+            op, p, _ = read_frame(self.s, timeout)
+            if op == 8:
+                raise EOFError("client closed")
+            if op == 1:
+                self.pending += [json.loads(x) for x in p.decode().split("\n") if x.strip()]
+        return self.pending.pop(0)
+
+    def until(self, kind):
+        while True:
+            c = self.cmd()
+            if kind in c:
+                return c
+
+    def send(self, *objs):
+        self.s.sendall(frame(1, "\n".join(json.dumps(o) for o in objs).encode()))
+
+    def connected(self, **res):
+        c = self.until("connect")
+        r = {"client": "c1", "ping": 25, "pong": True}
+        r.update(res)
+        self.send({"id": c["id"], "connect": r})
+
+    def subscribed(self, **res):
+        c = self.until("subscribe")
+        self.send({"id": c["id"], "subscribe": res})
+        return c
+
+    def idle(self):
+        try:
+            while True:
+                self.cmd(30)
+        except (OSError, EOFError):
+            pass
+
+
+def scripted(name, handler, *driver_args, steps):
+    """compare() over a ScriptServer running handler(conn, index)."""
+    def run(kind, tag):
+        with ScriptServer(lambda sock, idx: handler(Conn(sock), idx)) as ss:
+            d = Driver(kind, WS % ss.port, "--token", "t", "--min-delay", "50", "--max-delay",
+                       "200", *driver_args)
+            steps(d)
+            seq = d.stop()
+            assert not ss.errors, ss.errors
+            return seq
+    return compare(name, run)
+
+
+def test_ping_watchdog_reconnects():
+    def handler(c, idx):
+        c.connected(ping=1)  # announces a ping every second, then is silent
+        if idx == 0:
+            c.idle()
+            return
+        for _ in range(100):  # the second connection pings
+            time.sleep(0.2)
+            c.send({})
+
+    def steps(d):
+        d.cmd("connect")
+        d.wait("connecting", code=2, timeout=10)
+        d.wait("connected", n=2)
+        d.cmd("disconnect")
+        d.wait("disconnected")
+
+    seq = scripted("noping", handler, "--ping-delay", "500", steps=steps)
+    expect(seq, [
+        {"ev": "connecting", "code": 0, "reason": "connect called"},
+        {"ev": "connected"},
+        {"ev": "connecting", "code": 2, "reason": "no ping"},
+        {"ev": "connected"},
+        {"ev": "disconnected", "code": 0, "reason": "disconnect called"},
+    ])
+
+
+def test_close_codes_the_server_never_sends_itself():
+    def handler(c, idx):
+        if idx == 0:  # a temporary connect error: retried
+            cmd = c.until("connect")
+            c.send({"id": cmd["id"], "error": {"code": 100, "message": "internal server error",
+                                               "temporary": True}})
+            c.idle()
+            return
+        c.connected()
+        if idx == 1:
+            c.s.sendall(close_frame(3500))  # terminal code, empty reason: reconnect
+        elif idx == 2:
+            c.s.sendall(close_frame(4100, b'{"reason":"v1 advice","reconnect":false}'))
+        else:
+            c.idle()
+
+    def steps(d):
+        d.cmd("connect")
+        d.wait("disconnected", timeout=10)
+        d.cmd("connect")
+        d.wait("connected", n=3)
+        d.cmd("disconnect")
+        d.wait("disconnected", n=2)
+
+    seq = scripted("codes2", handler, steps=steps)
+    expect(seq, [
+        {"ev": "connecting", "code": 0, "reason": "connect called"},
+        {"ev": "error", "type": "connect", "code": 100},
+        {"ev": "connected"},
+        {"ev": "connecting", "code": 3500, "reason": "connection closed"},
+        {"ev": "connected"},
+        {"ev": "disconnected", "code": 4100, "reason": "v1 advice"},
+        {"ev": "connecting", "code": 0, "reason": "connect called"},
+        {"ev": "connected"},
+        {"ev": "disconnected", "code": 0, "reason": "disconnect called"},
+    ])
+
+
+def test_message_too_big_is_terminal():
+    def handler(c, idx):
+        c.connected()
+        c.s.sendall(close_frame(1009, b"too big"))
+
+    def steps(d):
+        d.cmd("connect")
+        d.wait("disconnected")
+
+    seq = scripted("toobig", handler, steps=steps)
+    expect(seq, [
+        {"ev": "connecting", "code": 0, "reason": "connect called"},
+        {"ev": "connected"},
+        {"ev": "disconnected", "code": 3, "reason": "message size limit exceeded"},
+    ])
+
+
+def test_server_side_subscriptions_and_unsubscribe_pushes():
+    def handler(c, idx):
+        c.connected(subs={"srv": {"recoverable": True, "positioned": True, "epoch": "e",
+                                  "offset": 1}})
+        c.send({"push": {"channel": "srv", "pub": {"data": {"n": 2}, "offset": 2}}})
+        c.subscribed()
+        c.send({"push": {"channel": "mine", "pub": {"data": {"m": 1}}}},
+               {"push": {"channel": "mine", "unsubscribe": {"code": 2500,
+                                                            "reason": "insufficient state"}}})
+        c.subscribed()
+        c.send({"push": {"channel": "mine", "unsubscribe": {"code": 2000,
+                                                            "reason": "server unsubscribe"}}},
+               {"push": {"channel": "srv", "unsubscribe": {"code": 2000,
+                                                           "reason": "server unsubscribe"}}})
+        c.idle()
+
+    def steps(d):
+        d.cmd("sub mine")
+        d.cmd("connect")
+        d.wait("server_unsubscribed")
+        d.cmd("disconnect")
+        d.wait("disconnected")
+
+    seq = scripted("serversubs", handler, steps=steps)
+    expect(seq, [
+        {"ev": "subscribing", "ch": "mine", "code": 0, "reason": "subscribe called"},
+        {"ev": "connecting", "code": 0, "reason": "connect called"},
+        {"ev": "connected"},
+        {"ev": "server_subscribed", "ch": "srv", "wasRecovering": False, "recovered": False},
+        {"ev": "server_publication", "ch": "srv", "data": {"n": 2}, "offset": 2},
+        {"ev": "subscribed", "ch": "mine", "wasRecovering": False, "recovered": False},
+        {"ev": "publication", "ch": "mine", "data": {"m": 1}, "offset": 0},
+        {"ev": "subscribing", "ch": "mine", "code": 2500, "reason": "insufficient state"},
+        {"ev": "subscribed", "ch": "mine", "wasRecovering": False, "recovered": False},
+        {"ev": "unsubscribed", "ch": "mine", "code": 2000, "reason": "server unsubscribe"},
+        {"ev": "server_unsubscribed", "ch": "srv"},
+        {"ev": "disconnected", "code": 0, "reason": "disconnect called"},
+    ])
+
+
+def test_subscribe_timeout_reconnects():
+    def handler(c, idx):
+        c.connected()
+        if idx == 0:
+            c.idle()  # never answers the subscribe
+            return
+        c.subscribed()
+        c.idle()
+
+    def steps(d):
+        d.cmd("connect")
+        d.cmd("sub x")
+        d.wait("subscribed", timeout=10)
+        d.cmd("disconnect")
+        d.wait("disconnected")
+
+    seq = scripted("subtimeout", handler, "--timeout", "1000", steps=steps)
+    expect(seq, [
+        {"ev": "connecting", "code": 0, "reason": "connect called"},
+        {"ev": "subscribing", "ch": "x", "code": 0, "reason": "subscribe called"},
+        {"ev": "connected"},
+        {"ev": "connecting", "code": 3, "reason": "subscribe timeout"},
+        {"ev": "connected"},
+        {"ev": "subscribed", "ch": "x", "wasRecovering": False, "recovered": False},
+        {"ev": "subscribing", "ch": "x", "code": 1, "reason": "transport closed"},
+        {"ev": "disconnected", "code": 0, "reason": "disconnect called"},
+    ])
+
+
+def test_duplicate_offsets_are_dropped_by_the_c_sdk():
+    """A documented difference: centrifuge-js delivers a repeated offset
+    (reference 5.6), the C SDK drops it."""
+    def handler(c, idx):
+        c.connected()
+        c.subscribed(recoverable=True, positioned=True, epoch="e", offset=5)
+        c.send(*[{"push": {"channel": "r", "pub": {"data": o, "offset": o}}}
+                 for o in (6, 7, 7, 6, 8)])
+        c.idle()
+
+    got = {}
+    for kind in (["c", "js"] if HAVE_NODE else ["c"]):
+        with ScriptServer(lambda sock, idx: handler(Conn(sock), idx)) as ss:
+            d = Driver(kind, WS % ss.port, "--token", "t")
+            d.cmd("connect")
+            d.cmd("sub r recoverable")
+            d.wait("publication", n=3)
+            if kind == "js":
+                d.wait("publication", n=5)
+            d.cmd("disconnect")
+            d.wait("disconnected")
+            d.stop()
+            got[kind] = [e["offset"] for e in d.events if e["ev"] == "publication"]
+    assert got["c"] == [6, 7, 8], got
+    if "js" in got:
+        assert got["js"] == [6, 7, 7, 6, 8], got
 
 
 # ---- holdfast sub / holdfast pub -------------------------------------------------------

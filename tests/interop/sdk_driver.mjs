@@ -4,6 +4,7 @@
 // every event as one JSON line in the normalised form tests/sdk/driver.c
 // prints for the C SDK. Same arguments and commands as that program:
 //   node sdk_driver.mjs URL [--token T] [--get-token] [--min-delay MS] [--max-delay MS]
+//     [--ping-delay MS] [--timeout MS]
 // commands: connect | disconnect | token T | sub CH [recoverable] [token] |
 // unsub CH | subtoken CH T | publish CH JSON | presence_stats CH |
 // history CH | rpc METHOD | quit
@@ -24,6 +25,10 @@ for (let i = 1; i < argv.length; i++) {
   } else if (argv[i] === '--min-delay') {
     opts.minReconnectDelay = +argv[++i];
     opts.minResubscribeDelay = opts.minReconnectDelay;
+  } else if (argv[i] === '--timeout') {
+    opts.timeout = +argv[++i];
+  } else if (argv[i] === '--ping-delay') {
+    opts.maxServerPingDelay = +argv[++i];
   } else if (argv[i] === '--max-delay') {
     opts.maxReconnectDelay = +argv[++i];
     opts.maxResubscribeDelay = opts.maxReconnectDelay;

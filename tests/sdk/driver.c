@@ -5,6 +5,7 @@
  * SDK) prints too, so the test can compare the two sequences.
  *
  *   sdk_driver URL [--token T] [--get-token] [--min-delay MS] [--max-delay MS]
+ *              [--ping-delay MS] [--timeout MS]
  *
  * Commands (one per line): connect | disconnect | token T | sub CH
  * [recoverable] [token] | unsub CH | subtoken CH T | publish CH JSON [KEY] |
@@ -157,6 +158,10 @@ int main(int argc, char **argv) {
       cfg.get_token = get_token;
     else if (!strcmp(argv[i], "--min-delay") && i + 1 < argc)
       cfg.min_reconnect_ms = cfg.min_resubscribe_ms = (uint32_t)atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
+      cfg.timeout_ms = (uint32_t)atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--ping-delay") && i + 1 < argc)
+      cfg.max_server_ping_delay_ms = (uint32_t)atoi(argv[++i]);
     else if (!strcmp(argv[i], "--max-delay") && i + 1 < argc)
       cfg.max_reconnect_ms = cfg.max_resubscribe_ms = (uint32_t)atoi(argv[++i]);
   }
