@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Memory per SDK connection (docs/sdk.md): N clients in this process, each
- * connected with one subscription, driven by one epoll set; prints the
- * resident-set growth divided by N once every subscription is subscribed.
+ * connected with one subscription, all attached to one hf_loop
+ * (hfs_client_attach); prints the resident-set growth divided by N once
+ * every subscription is subscribed.
  *
  *   sdk_memory URL CHANNEL-PREFIX N TOKEN
  *
@@ -10,8 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "hf/sdk.h"
@@ -27,11 +26,17 @@ static long rss_kib(void) {
   return res * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
-static int subscribed;
+static int subscribed, want, timed_out;
+static hf_loop *loop;
 
 static void on_event(hfs_client *c, const hfs_event *ev, void *user) {
-  if (ev->type == HFS_EV_SUBSCRIBED && ev->sub)
-    subscribed++;
+  if (ev->type == HFS_EV_SUBSCRIBED && ev->sub && ++subscribed == want)
+    hf_loop_stop(loop);
+}
+
+static void on_deadline(hf_loop *l, hf_timer *t) {
+  timed_out = 1;
+  hf_loop_stop(l);
 }
 
 int main(int argc, char **argv) {
@@ -43,8 +48,9 @@ int main(int argc, char **argv) {
   if (n <= 0 || n > 100000)
     return 2;
   hfs_client **cs = calloc((size_t)n, sizeof *cs);
-  int ep = epoll_create1(EPOLL_CLOEXEC);
-  if (!cs || ep < 0)
+  want = n;
+  loop = hf_loop_new(10, 65536);
+  if (!cs || !loop)
     return 2;
   long before = rss_kib();
   for (int i = 0; i < n; i++) {
@@ -66,24 +72,17 @@ int main(int argc, char **argv) {
     if (!s)
       return 2;
     hfs_sub_subscribe(s);
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = cs[i]};
-    epoll_ctl(ep, EPOLL_CTL_ADD, hfs_client_fd(cs[i]), &ev);
+    if (hfs_client_attach(cs[i], loop) < 0)
+      return 2;
     hfs_client_connect(cs[i]);
   }
-  struct timespec t0, t;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  while (subscribed < n) {
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    if (t.tv_sec - t0.tv_sec > 60) {
-      fprintf(stderr, "only %d of %d subscribed\n", subscribed, n);
-      return 1;
-    }
-    struct epoll_event evs[64];
-    int k = epoll_wait(ep, evs, 64, 50);
-    for (int i = 0; i < k; i++)
-      hfs_client_process(evs[i].data.ptr);
-    for (int i = 0; i < n && k == 0; i++) /* timers (connect attempts) */
-      hfs_client_process(cs[i]);
+  hf_timer deadline = {.cb = on_deadline};
+  hf_timer_set(loop, &deadline, 60000);
+  hf_loop_run(loop);
+  hf_timer_cancel(loop, &deadline);
+  if (timed_out) {
+    fprintf(stderr, "only %d of %d subscribed\n", subscribed, n);
+    return 1;
   }
   long after = rss_kib();
   printf("sdk_memory clients=%d rss_before_kib=%ld rss_after_kib=%ld per_client_bytes=%ld\n", n,
@@ -91,6 +90,6 @@ int main(int argc, char **argv) {
   for (int i = 0; i < n; i++)
     hfs_client_free(cs[i]);
   free(cs);
-  close(ep);
+  hf_loop_free(loop);
   return 0;
 }
