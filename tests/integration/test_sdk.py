@@ -39,7 +39,7 @@ CONFIG = {
     "websocket": {"close_timeout": "300ms"},
     "shutdown": {"timeout": "2s"},
     "channel": {"namespaces": [
-        {"name": "p", "presence": True, "allow_presence_for_client": True,
+        {"name": "p", "presence": True, "allow_presence_for_client": True, "join_leave": True,
          "history_size": 100, "history_ttl": "300s", "allow_history_for_client": True,
          "allow_subscribe_for_client": True, "allow_publish_for_client": True},
         {"name": "r", "history_size": 1000, "history_ttl": "300s", "force_recovery": True,
@@ -159,8 +159,9 @@ def norm(events, ch_tag):
     out = []
     for e in events:
         e = dict(e)
-        if "ch" in e:
-            e["ch"] = e["ch"].replace(ch_tag, "T")
+        for k in ("ch", "user"):
+            if k in e:
+                e[k] = e[k].replace(ch_tag, "T")
         out.append(e)
     return out
 
@@ -189,12 +190,21 @@ def test_connect_subscribe_calls():
         d = Driver(kind, WS % s.port, "--token", token("u-" + tag))
         d.cmd("connect")
         d.wait("connected")
-        d.cmd("sub " + ch)
-        d.wait("subscribed")
+        d.cmd("sub %s joinleave" % ch)
+        d.wait("join")  # its own join follows the subscribe reply
+        other_client = Driver("c", WS % s.port, "--token", token("v-" + tag))
+        other_client.cmd("connect")
+        other_client.cmd("sub " + ch)
+        d.wait("join", n=2)
+        other_client.cmd("disconnect")
+        d.wait("leave")
+        other_client.stop()
         api(s.port, "publish", {"channel": ch, "data": {"n": 1}})
         d.wait("publication")
         d.cmd('publish %s {"n":2}' % other)
         d.wait("reply", op="publish")
+        d.cmd("presence " + ch)
+        d.wait("reply", op="presence")
         d.cmd("presence_stats " + ch)
         d.wait("reply", op="presence_stats")
         d.cmd("history " + ch)
@@ -213,8 +223,12 @@ def test_connect_subscribe_calls():
         {"ev": "connected"},
         {"ev": "subscribing", "ch": "p:T", "code": 0, "reason": "subscribe called"},
         {"ev": "subscribed", "ch": "p:T", "wasRecovering": False, "recovered": False},
+        {"ev": "join", "ch": "p:T", "user": "u-T"},
+        {"ev": "join", "ch": "p:T", "user": "v-T"},
+        {"ev": "leave", "ch": "p:T", "user": "v-T"},
         {"ev": "publication", "ch": "p:T", "data": {"n": 1}, "offset": 1},
         {"ev": "reply", "op": "publish", "code": 0},
+        {"ev": "reply", "op": "presence", "code": 0},
         {"ev": "reply", "op": "presence_stats", "code": 0,
          "result": {"num_clients": 1, "num_users": 1}},
         {"ev": "reply", "op": "history", "code": 0},
@@ -394,6 +408,48 @@ def test_recovery_after_a_cut():
     i = seq.index({"ev": "subscribed", "ch": "r:T", "wasRecovering": True, "recovered": True})
     assert seq[i - 1] == {"ev": "connected"}, seq
     assert {"ev": "connecting", "code": 1, "reason": "transport closed"} in seq
+
+
+def test_server_side_subscription_from_the_token_recovers():
+    s = srv()
+    with Chaos(s.port) as chaos:
+        def run(kind, tag):
+            ch = "r:ss-" + tag
+            d = Driver(kind, WS % chaos.port, "--token", token("u", channels=[ch]),
+                       "--min-delay", "100", "--max-delay", "300")
+            d.cmd("connect")
+            d.wait("server_subscribed")
+            for i in (1, 2):
+                api(s.port, "publish", {"channel": ch, "data": {"n": i}})
+            d.wait("server_publication", n=2)
+            chaos.rules({"refuse": True})
+            chaos.call("POST", "/cut?mode=rst")
+            d.wait("connecting", code=1)
+            for i in (3, 4):
+                api(s.port, "publish", {"channel": ch, "data": {"n": i}})
+            d.wait("error", type="transport")
+            chaos.rules({})
+            d.wait("server_publication", n=4)
+            d.cmd("disconnect")
+            d.wait("disconnected")
+            return norm(d.stop(), tag)
+
+        seq = compare("serverside", run)
+    pub = lambda n: {"ev": "server_publication", "ch": "r:ss-T", "data": {"n": n}, "offset": n}
+    expect(seq, [
+        {"ev": "connecting", "code": 0, "reason": "connect called"},
+        {"ev": "connected"},
+        {"ev": "server_subscribed", "ch": "r:ss-T", "wasRecovering": False, "recovered": False},
+        pub(1), pub(2),
+        {"ev": "server_subscribing", "ch": "r:ss-T"},
+        {"ev": "connecting", "code": 1, "reason": "transport closed"},
+        {"ev": "error", "type": "transport", "code": 2},
+        {"ev": "connected"},
+        {"ev": "server_subscribed", "ch": "r:ss-T", "wasRecovering": True, "recovered": True},
+        pub(3), pub(4),
+        {"ev": "server_subscribing", "ch": "r:ss-T"},
+        {"ev": "disconnected", "code": 0, "reason": "disconnect called"},
+    ])
 
 
 def test_server_drain_and_restart():
