@@ -19,7 +19,8 @@ import tempfile
 import threading
 import time
 
-from harness import BIN, ROOT, Server, free_port, http_call, jwt_hs, run_module, wait_until
+from harness import (BIN, ROOT, RedisServer, Server, free_port, http_call, jwt_hs, run_module,
+                     wait_until)
 from chaosproc import Chaos
 from clientkit import ScriptServer, accept_upgrade, close_frame, frame, read_frame
 
@@ -781,6 +782,49 @@ def test_holdfast_sub_survives_cuts_without_gaps():
     assert r.returncode == 0, r
     got = [json.loads(x) for x in r.stdout.splitlines()]
     assert [g["offset"] for g in got] == list(range(n_total - 4, n_total + 1)), r.stdout
+
+
+def test_holdfast_sub_survives_a_server_restart():
+    """Two nodes on one Redis: `holdfast sub` on node A, which is drained
+    and restarted while node B's API publishes a numbered sequence; the
+    streams live in Redis, so A recovers the subscriber: 1..N once each."""
+    ch, n_total = "r:restart-%d" % os.getpid(), 200
+    with RedisServer() as redis:
+        cfg = json.loads(json.dumps(CONFIG))
+        cfg["engine"] = {"type": "redis", "redis": {
+            "address": [redis.address], "prefix": "sdk%d" % os.getpid(),
+            "connect_timeout": "300ms", "io_timeout": "1s"}}
+        port = free_port()
+        a = Server("--listen", "127.0.0.1:%d" % port, config=cfg)
+        b = Server(config=cfg)
+        out = tempfile.NamedTemporaryFile("w+", suffix=".out")
+        err = tempfile.NamedTemporaryFile("w+", suffix=".err")
+        p = subprocess.Popen([BIN, "sub", WS % port, ch, "--token", token("r")], stdout=out,
+                             stderr=err)
+        try:
+            wait_until(lambda: "subscribed" in open(err.name).read(), 10, "subscribed")
+            pub = threading.Thread(target=publish_numbered, args=(b.port, ch, 1, n_total, 0.005))
+            pub.start()
+            wait_until(lambda: len(lines_of(out.name)) >= 50, 20, "50 lines")
+            a.stop()  # drain: 3001 shutdown; B keeps publishing
+            wait_until(lambda: "3001" in open(err.name).read(), 10, "3001 seen")
+            a = Server("--listen", "127.0.0.1:%d" % port, config=cfg)
+            wait_until(lambda: "(recovered)" in open(err.name).read(), 20, "recovered")
+            pub.join()
+            wait_until(lambda: len(lines_of(out.name)) >= n_total, 20, "all lines")
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(timeout=10) == 0
+            got = lines_of(out.name)
+            assert [g["data"]["n"] for g in got] == list(range(1, n_total + 1)), \
+                [g["data"]["n"] for g in got][:60]
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            a.stop()
+            b.stop()
+            out.close()
+            err.close()
 
 
 def test_holdfast_sub_exit_statuses():
