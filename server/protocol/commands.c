@@ -16,7 +16,7 @@
 static const chan_ns *resolve(cl_client *cl, uint32_t id, const char *ch,
                               size_t len) {
   const chan_ns *ns;
-  int r = chan_resolve(cl->cfg->chans, ch, len, &ns);
+  int r = chan_resolve(cl_policy_get(cl->cfg)->chans, ch, len, &ns);
   if (r != CHAN_OK) {
     cl__channel_error(cl, id, r);
     return NULL;
@@ -71,7 +71,7 @@ void cl__cmd_publish(cl_client *cl, uint32_t id, json_t *req) {
   if (cl__proxy_publish(cl, id, req, ch, len, ns))
     return; /* the backend decides, and may rewrite the data */
   cl_sub *own = cl__find_sub(cl, ch, len);
-  int r = chan_can_publish(cl->cfg->chans, ns, cl->user, own != NULL);
+  int r = chan_can_publish(cl_policy_get(cl->cfg)->chans, ns, cl->user, own != NULL);
   if (r != CHAN_OK) {
     cl__log_denied(cl, "publish", ch, len, (unsigned)r);
     cl__error_reply(cl, id, (unsigned)r, "permission denied", 0);
@@ -140,8 +140,8 @@ static const chan_ns *read_access(cl_client *cl, uint32_t id, json_t *req,
     return NULL;
   }
   bool subscribed = cl__find_sub(cl, *ch, *len) != NULL;
-  int r = presence ? chan_can_presence(cl->cfg->chans, ns, cl->user, subscribed)
-                   : chan_can_history(cl->cfg->chans, ns, cl->user, subscribed);
+  int r = presence ? chan_can_presence(cl_policy_get(cl->cfg)->chans, ns, cl->user, subscribed)
+                   : chan_can_history(cl_policy_get(cl->cfg)->chans, ns, cl->user, subscribed);
   if (r != CHAN_OK) {
     cl__log_denied(cl, cmd, *ch, *len, (unsigned)r);
     cl__error_reply(cl, id, (unsigned)r, "permission denied", 0);
