@@ -100,6 +100,7 @@ static struct {
   double rate, warmup, duration, hold, drain, deadline;
   int syscalls, json, pid_found;
   int deflate; /* -z: subscribers offer permessage-deflate */
+  int protobuf; /* --protobuf: subscribers speak centrifuge-protobuf */
   long slow;        /* --slow: the last N subscribers read slowly */
   double slow_rate; /* --slow-rate: their bytes per second */
   char token[512];
@@ -173,6 +174,7 @@ static struct {
   /* deliveries */
   uint64_t deliveries, deliveries_win, bad, dup, ooo;
   uint64_t inflated; /* -z: compressed messages received */
+  uint64_t rx_ready; /* bytes subscribers received once subscribed */
   double shared0;    /* -z: the server's shared compressions at the start */
   bu_hist lat, api_rtt, cycle_lat;
   /* slow readers */
@@ -406,11 +408,12 @@ static void on_connected_ws(rconn *c) {
     return;
   }
   bu_ws_key(c->key, rnd32);
-  char req[1400];
-  int n = bu_upgrade_request_ext(req, sizeof req, &cfg.ws, c->key,
-                                 cfg.deflate ? "Sec-WebSocket-Extensions: "
-                                               "permessage-deflate; client_max_window_bits\r\n"
-                                             : "");
+  char req[1400], extra[160];
+  snprintf(extra, sizeof extra, "%s%s",
+           cfg.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+                       : "",
+           cfg.protobuf ? "Sec-WebSocket-Protocol: centrifuge-protobuf\r\n" : "");
+  int n = bu_upgrade_request_ext(req, sizeof req, &cfg.ws, c->key, extra);
   if (n <= 0 || (size_t)n >= sizeof req || bu_out_add(&c->out, req, (size_t)n) < 0) {
     conn_fail(c, "handshake: cannot build the request");
     return;
@@ -423,10 +426,58 @@ static void on_connected_ws(rconn *c) {
 
 static void on_subscribed(rconn *c, uint64_t now);
 
+/* --protobuf: a varint, a length-delimited field, a varint field. */
+static size_t pb_varint(uint8_t *o, uint64_t v) {
+  size_t n = 0;
+  while (v >= 0x80) {
+    o[n++] = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  o[n++] = (uint8_t)v;
+  return n;
+}
+
+static size_t pb_bytes(uint8_t *o, unsigned num, const void *p, size_t len) {
+  size_t n = pb_varint(o, (uint64_t)num << 3 | 2);
+  n += pb_varint(o + n, len);
+  memcpy(o + n, p, len);
+  return n + len;
+}
+
+/* Two delimited Commands: {id 1, connect{token}}, {id 2, subscribe{channel}}. */
+static size_t pb_connect_subscribe(uint8_t *o, const char *ch) {
+  uint8_t a[700], b[400], m[720];
+  size_t an = pb_bytes(a, 1, cfg.token, strlen(cfg.token)); /* ConnectRequest.token */
+  size_t mn = pb_varint(m, 1 << 3);                            /* Command.id = 1 */
+  mn += pb_varint(m + mn, 1);
+  mn += pb_bytes(m + mn, 4, a, cfg.token[0] ? an : 0); /* Command.connect */
+  size_t n = pb_varint(o, mn);
+  memcpy(o + n, m, mn);
+  n += mn;
+  size_t bn = pb_bytes(b, 1, ch, strlen(ch)); /* SubscribeRequest.channel */
+  mn = pb_varint(m, 1 << 3);
+  mn += pb_varint(m + mn, 2);
+  mn += pb_bytes(m + mn, 5, b, bn); /* Command.subscribe */
+  n += pb_varint(o + n, mn);
+  memcpy(o + n, m, mn);
+  return n + mn;
+}
+
 static void send_connect_subscribe(rconn *c) {
   char ch[300], m[1024];
   channel_name(ch, sizeof ch, cfg.mode == RT_CHURN ? c->cycle : c->idx);
   int n;
+  if (cfg.protobuf) {
+    uint8_t pb[1100];
+    size_t pn = pb_connect_subscribe(pb, ch);
+    if (ws_queue(c, HF_OP_BINARY, pb, pn) < 0) {
+      conn_fail(c, "cannot build the connect command");
+      return;
+    }
+    c->state = S_SUBSCRIBE;
+    conn_flush(c);
+    return;
+  }
   if (cfg.token[0])
     n = snprintf(m, sizeof m,
                  "{\"connect\":{\"token\":\"%s\"},\"id\":1}\n"
@@ -447,14 +498,31 @@ static void send_connect_subscribe(rconn *c) {
 
 /* One publication pushed to subscriber c: {"push":{"channel":..,"pub":{
  * "data":{"t":T,"n":N..}..}}}. */
+static void count_delivery(rconn *c, const uint8_t *d, size_t dn, const uint8_t *chan,
+                           size_t chn, uint64_t now);
+
 static void on_publication(rconn *c, const uint8_t *p, size_t n, uint64_t now) {
   const uint8_t *d = memmem(p, n, "\"data\":", 7);
-  uint64_t t, seq;
-  if (!d || num_after(d, n - (size_t)(d - p), "\"t\":", 4, &t) < 0 ||
-      num_after(d, n - (size_t)(d - p), "\"n\":", 4, &seq) < 0 || t > now ||
-      t < R.t_begin) {
+  const uint8_t *q = memmem(p, n, "\"channel\":\"", 11);
+  const uint8_t *qe = q ? memchr(q + 11, '"', (size_t)(p + n - (q + 11))) : NULL;
+  if (!d) {
     R.bad++;
     note_failure("bad push: %.60s", (const char *)p);
+    return;
+  }
+  count_delivery(c, d, n - (size_t)(d - p), qe ? q + 11 : NULL, qe ? (size_t)(qe - q - 11) : 0,
+                 now);
+}
+
+/* A publication's data d[0..dn) ({"t":..,"n":..}) for channel chan[0..chn)
+ * (NULL: not given) delivered to c: check and count it. */
+static void count_delivery(rconn *c, const uint8_t *d, size_t dn, const uint8_t *chan,
+                           size_t chn, uint64_t now) {
+  uint64_t t, seq;
+  if (num_after(d, dn, "\"t\":", 4, &t) < 0 || num_after(d, dn, "\"n\":", 4, &seq) < 0 ||
+      t > now || t < R.t_begin) {
+    R.bad++;
+    note_failure("bad push: %.60s", (const char *)d);
     return;
   }
   uint64_t sent = cfg.per_channel ? R.chan_sent[c->idx] : R.pub_sent;
@@ -466,9 +534,7 @@ static void on_publication(rconn *c, const uint8_t *p, size_t n, uint64_t now) {
   if (cfg.per_channel) { /* "channel":"C.idx" */
     char want[300];
     int wl = channel_name(want, sizeof want, c->idx);
-    const uint8_t *q = memmem(p, n, "\"channel\":\"", 11);
-    if (!q || (size_t)(p + n - (q + 11)) < (size_t)wl + 1 ||
-        memcmp(q + 11, want, (size_t)wl) != 0 || q[11 + wl] != '"') {
+    if (!chan || chn != (size_t)wl || memcmp(chan, want, chn) != 0) {
       R.bad++;
       note_failure("bad push: publication for another channel");
       return;
@@ -555,8 +621,118 @@ static void on_line(rconn *c, const uint8_t *p, size_t n, uint64_t now) {
   }
 }
 
+/* --protobuf: read a varint at *i of p[0..n); -1 if truncated. */
+static int pb_get(const uint8_t *p, size_t n, size_t *i, uint64_t *v) {
+  *v = 0;
+  for (unsigned sh = 0; sh < 64; sh += 7) {
+    if (*i >= n)
+      return -1;
+    uint8_t b = p[(*i)++];
+    *v |= (uint64_t)(b & 0x7f) << sh;
+    if (!(b & 0x80))
+      return 0;
+  }
+  return -1;
+}
+
+/* The length-delimited field num of message p[0..n) (the first one), or
+ * NULL; *ln its length. Other wire types are skipped. */
+static const uint8_t *pb_field(const uint8_t *p, size_t n, unsigned num, size_t *ln,
+                               uint64_t *varint_out) {
+  size_t i = 0;
+  uint64_t key, v;
+  while (i < n && pb_get(p, n, &i, &key) == 0) {
+    unsigned wt = (unsigned)(key & 7);
+    if (wt == 0) {
+      if (pb_get(p, n, &i, &v) < 0)
+        return NULL;
+      if ((key >> 3) == num && varint_out) {
+        *varint_out = v;
+        *ln = 0;
+        return p + i;
+      }
+    } else if (wt == 2) {
+      if (pb_get(p, n, &i, &v) < 0 || v > n - i)
+        return NULL;
+      if ((key >> 3) == num) {
+        *ln = (size_t)v;
+        return p + i;
+      }
+      i += (size_t)v;
+    } else {
+      return NULL; /* no fixed-width fields in Replies */
+    }
+  }
+  return NULL;
+}
+
+/* One Protobuf Reply (--protobuf), as on_line does for a JSON one. */
+static void on_reply_pb(rconn *c, const uint8_t *p, size_t n, uint64_t now) {
+  size_t ln, pl, dl, chl;
+  uint64_t id = 0;
+  if (n == 0) { /* application ping: an empty Reply; the pong an empty Command */
+    if (c->state == S_READY || c->state == S_SUBSCRIBE) {
+      static const uint8_t pong[1] = {0}; /* length 0, no fields */
+      if (ws_queue(c, HF_OP_BINARY, pong, 1) < 0)
+        conn_fail(c, "out of memory");
+    }
+    return;
+  }
+  const uint8_t *push = pb_field(p, n, 4, &ln, NULL);
+  if (push) {
+    const uint8_t *pub = pb_field(push, ln, 4, &pl, NULL);
+    if (pub) {
+      if (c->state != S_READY) {
+        R.bad++;
+        note_failure("publication before the subscribe reply");
+        return;
+      }
+      const uint8_t *d = pb_field(pub, pl, 4, &dl, NULL);
+      const uint8_t *ch = pb_field(push, ln, 2, &chl, NULL);
+      if (!d) {
+        R.bad++;
+        note_failure("bad Protobuf push");
+        return;
+      }
+      count_delivery(c, d, dl, ch, ch ? chl : 0, now);
+    } else if (pb_field(push, ln, 7, &pl, NULL) || pb_field(push, ln, 11, &pl, NULL)) {
+      conn_fail(c, "server push: unsubscribe or disconnect");
+    }
+    return;
+  }
+  if (pb_field(p, n, 2, &ln, NULL)) {
+    conn_fail(c, "error reply (Protobuf)");
+    return;
+  }
+  pb_field(p, n, 1, &ln, &id);
+  if (id == 1 && pb_field(p, n, 5, &ln, NULL)) {
+    c->got_connect = 1;
+  } else if (id == 2 && pb_field(p, n, 6, &ln, NULL)) {
+    if (!c->got_connect) {
+      conn_fail(c, "subscribe reply before the connect reply");
+      return;
+    }
+    if (c->state == S_SUBSCRIBE)
+      on_subscribed(c, now);
+  } else {
+    note_failure("unexpected Protobuf reply (id %" PRIu64 ")", id);
+  }
+}
+
 static void on_message(rconn *c, const uint8_t *p, size_t n, uint64_t now) {
   size_t off = 0;
+  if (cfg.protobuf) { /* length-delimited Replies */
+    while (off < n && c->state != S_FAILED && c->state != S_DONE && c->state != S_FREE) {
+      uint64_t len;
+      if (pb_get(p, n, &off, &len) < 0 || len > n - off) {
+        conn_fail(c, "bad Protobuf length prefix from the server");
+        return;
+      }
+      on_reply_pb(c, p + off, (size_t)len, now);
+      off += (size_t)len;
+    }
+    return;
+  }
   while (off < n && c->state != S_FAILED && c->state != S_DONE &&
          c->state != S_FREE) {
     const uint8_t *nl = memchr(p + off, '\n', n - off);
@@ -644,8 +820,9 @@ static ssize_t feed_frames(rconn *c, uint8_t *buf, size_t len, uint64_t now) {
     }
     switch (ev.type) {
     case HF_WS_EV_DATA:
-      if (ev.opcode != HF_OP_TEXT) {
-        conn_fail(c, "binary message from the server");
+      if (ev.opcode != (cfg.protobuf ? HF_OP_BINARY : HF_OP_TEXT)) {
+        conn_fail(c, cfg.protobuf ? "text message on a Protobuf connection"
+                                  : "binary message from the server");
         return -1;
       }
       if (ev.first && ev.fin) {
@@ -754,6 +931,8 @@ static void read_handshake(rconn *c) {
       cfg.transport != TR_WS
           ? (memcmp(c->in, "HTTP/1.1 200 ", 13) == 0 ? NULL : "stream request refused")
           : bu_check_101((const char *)c->in, head_len, c->key, 0, why, sizeof why);
+  if (!bad && cfg.protobuf && !memmem(c->in, head_len, "centrifuge-protobuf", 19))
+    bad = "handshake: the server did not select centrifuge-protobuf (--protobuf)";
   if (!bad && cfg.deflate && !memmem(c->in, head_len, "permessage-deflate", 18))
     bad = "handshake: the server did not accept permessage-deflate (-z; "
           "websocket.compression on?)";
@@ -799,6 +978,8 @@ static void ws_read(rconn *c) {
   ssize_t r = recv(c->fd, R.rbuf + have, room, 0);
   if (metered && r > 0)
     c->tokens -= (double)r;
+  if (r > 0 && c->state == S_READY)
+    R.rx_ready += (uint64_t)r;
   if (r == 0) {
     if (c->state == S_CLOSING) {
       R.closing--;
@@ -1478,6 +1659,10 @@ static int run_fanout(void) {
     printf("  deliver   %" PRIu64 " in the window = %.0f/s; missing %" PRIu64
            ", duplicate %" PRIu64 ", out of order %" PRIu64 ", bad %" PRIu64 "\n",
            R.deliveries_win, dps, missing, R.dup, R.ooo, R.bad);
+    if (R.deliveries + R.slow_deliveries)
+      printf("  wire      %s: %.1f bytes received per delivery (frames, pings and "
+             "replies after subscribing included)\n", cfg.protobuf ? "protobuf" : "json",
+             (double)R.rx_ready / (double)(R.deliveries + R.slow_deliveries));
     printf("  latency   publish to delivery: p50 %.1f us, p99 %.1f us, p99.9 %.1f us, "
            "max %.1f us\n",
            p50, p99, p999, pmax);
@@ -1536,6 +1721,10 @@ static int run_fanout(void) {
   bu_res(&RS, "pubs_per_s", BU_NUM, "%.1f", pps);
   bu_res(&RS, "deliveries", BU_NUM, "%" PRIu64, R.deliveries);
   bu_res(&RS, "deliveries_per_s", BU_NUM, "%.0f", dps);
+  bu_res(&RS, "encoding", BU_STR, "%s", cfg.protobuf ? "protobuf" : "json");
+  if (R.deliveries + R.slow_deliveries)
+    bu_res(&RS, "rx_bytes_per_delivery", BU_NUM, "%.1f",
+           (double)R.rx_ready / (double)(R.deliveries + R.slow_deliveries));
   if (cfg.deflate) { /* the compress-once claim, from the server's counter */
     double s1 = bu_metric(&cfg.api, SHARED_SERIES);
     bu_res(&RS, "inflated", BU_NUM, "%" PRIu64, R.inflated);
@@ -1765,6 +1954,10 @@ static void usage(FILE *out) {
       "  -d D      fanout: measured seconds; 0 = subscribe and hold only [5]\n"
       "  -H H      fanout -d 0: seconds to hold the subscribers         [5]\n"
       "  -G G      fanout: most seconds to wait for late deliveries     [5]\n"
+      "  --protobuf  fanout/churn: subscribers speak the Protobuf encoding\n"
+      "            (centrifuge-protobuf sub-protocol, length-delimited binary\n"
+      "            frames); WebSocket only. Every run reports the bytes received\n"
+      "            per delivery (compare with and without)\n"
       "  -z        fanout/churn: subscribers offer permessage-deflate and inflate\n"
       "            what arrives compressed; fanout reports the server's shared\n"
       "            compressions per publication (/metrics)\n"
@@ -1792,13 +1985,14 @@ static void usage(FILE *out) {
 }
 
 static int parse_args(int argc, char **argv) {
-  enum { O_CHANNEL = 256, O_DROP, O_SLOW, O_SLOW_RATE, O_TRANSPORT };
+  enum { O_CHANNEL = 256, O_DROP, O_SLOW, O_SLOW_RATE, O_TRANSPORT, O_PROTOBUF };
   static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
                                            {"channel", required_argument, NULL, O_CHANNEL},
                                            {"drop", required_argument, NULL, O_DROP},
                                            {"slow", required_argument, NULL, O_SLOW},
                                            {"slow-rate", required_argument, NULL, O_SLOW_RATE},
                                            {"transport", required_argument, NULL, O_TRANSPORT},
+                                           {"protobuf", no_argument, NULL, O_PROTOBUF},
                                            {NULL, 0, NULL, 0}};
   char **av = calloc((size_t)argc + 2, sizeof *av);
   if (!av)
@@ -1857,6 +2051,7 @@ static int parse_args(int argc, char **argv) {
     case 'G': rc = bu_parse_secs(optarg, 'G', 0, MAX_DURATION, 0, &cfg.drain); break;
     case 'S': cfg.syscalls = 1; break;
     case 'z': cfg.deflate = 1; break;
+    case O_PROTOBUF: cfg.protobuf = 1; break;
     case 'n': rc = bu_parse_long(optarg, 'n', 1, MAX_CYCLES, &cfg.cycles); break;
     case 'C': rc = bu_parse_long(optarg, 'C', 1, MAX_PENDING, &cfg.pending); break;
     case O_TRANSPORT:
@@ -1938,6 +2133,10 @@ static int parse_args(int argc, char **argv) {
     }
   if (strlen(cfg.channel) > 200) {
     fprintf(stderr, "holdfast bench: --channel: at most 200 characters\n");
+    return -1;
+  }
+  if (cfg.protobuf && cfg.transport != TR_WS) {
+    fprintf(stderr, "holdfast bench: --protobuf is for WebSocket subscribers only\n");
     return -1;
   }
   if (cfg.transport != TR_WS && (cfg.mode != RT_FANOUT || cfg.per_channel || !cfg.secret)) {
