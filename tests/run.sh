@@ -35,15 +35,21 @@ declare -a J_NAME J_VAR J_PID
 nj=0   # jobs started
 done_=0 # jobs reported
 
+# Test files that measure how events spread over time (an arrival curve
+# per second) run alone: another file beside them would shift the curve.
+SOLO=${SOLO:-" test_drain_spread "}
+
 # job NAME VARIANT CMD...: run CMD in the background (once fewer than JOBS
-# are running) with its output in $OUT/VARIANT-NAME.log, then write its exit
-# status and duration next to it.
+# are running; a SOLO file once none is, and nothing beside it) with its
+# output in $OUT/VARIANT-NAME.log, then write its exit status and duration
+# next to it.
 job() {
   local name=$1 variant=$2
   shift 2
-  local log="$OUT/$variant-$name.log"
+  local log="$OUT/$variant-$name.log" limit=$JOBS
+  [[ $SOLO == *" $name "* ]] && limit=1
   rm -f "$log.status"
-  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do
+  while [ "$(jobs -rp | wc -l)" -ge "$limit" ]; do
     wait -n
     report_finished
   done
@@ -59,6 +65,7 @@ job() {
   J_VAR[nj]=$variant
   J_PID[nj]=$!
   nj=$((nj + 1))
+  [ "$limit" -eq 1 ] && wait_for $((nj - 1))
   report_finished
 }
 
