@@ -141,9 +141,7 @@ struct server {
   struct live *live; /* what a reload may change: read with live_get */
   hub *hub;
   eng *eng;
-  chan_config chans;
-  srv_jwt_keys *keys;
-  cl_config clcfg;
+  cl_config clcfg; /* clcfg.policy: the live snapshot's pol */
 
   uint64_t fd_max, fd_headroom; /* RLIMIT_NOFILE after raising; margin kept */
   px_config px; /* backend event proxy (evproxy/evproxy.h) */
@@ -169,17 +167,26 @@ struct server {
   srv_tls *tls;   /* NULL when no listener speaks TLS */
   srv_proxies *proxies;
   uint64_t expiry_checked; /* last daily certificate check (mono ms) */
+  struct recheck_job *rechecks; /* posted by reloads; freed when done or at exit */
 };
 
 /* What a SIGHUP reload may change, as one immutable snapshot: handshake
- * policies (allowed origins) and the containment values. Workers read the
- * current one through live_get (an acquire load, no lock); a reload
+ * policies (allowed origins), the containment values, and the real-time
+ * policy (channel namespaces and permissions, token keys and claims,
+ * anonymous / insecure access). Workers read the current one through
+ * live_get / cl_policy_get / api_chans (an acquire load, no lock); a reload
  * publishes a new one and keeps the old ones (chained through `older`,
  * each owning the configuration its strings point into) until exit, so a
- * worker still reading one is never left with freed memory. */
+ * worker still reading one (a subscribe waiting for the proxy holds a
+ * namespace pointer) is never left with freed memory. A few KiB per
+ * successful reload. */
 struct live {
   hf_handshake_policy ws_pol, echo_pol;
   rl_limits limits;
+  chan_config chans; /* owned when has_chans */
+  srv_jwt_keys *keys; /* owned; NULL: no key configured */
+  cl_policy pol;      /* points into chans, keys and the configuration */
+  int has_chans;
   srv_config *own; /* the reloaded configuration (NULL: srv_run's) */
   struct live *older;
 };
@@ -1927,6 +1934,9 @@ static struct live *live_new(const srv_config *cfg, srv_config *own,
 static void live_free_all(struct live *lv) {
   while (lv) {
     struct live *o = lv->older;
+    if (lv->has_chans)
+      chan_config_free(&lv->chans);
+    srv_jwt_keys_free(lv->keys);
     if (lv->own) {
       srv_config_free(lv->own);
       free(lv->own);
@@ -1951,21 +1961,40 @@ static void limits_of(const srv_config *cfg, rl_limits *l) {
   l->disconnect_after = (uint32_t)cfg->rl_disconnect_after;
 }
 
-static int setup_realtime(server *s) {
-  const srv_config *cfg = s->cfg;
-  if (chan_config_load(&s->chans, cfg->channel_without_ns,
-                       cfg->channel_namespaces, cfg->channel_max_length,
-                       cfg->insecure, warn_key, stderr) < 0)
+/* The real-time policy of cfg into lv: namespaces (checked against the
+ * event proxy's endpoints when px is given), token keys, claims and access
+ * flags. An error goes to err naming the key (start: with the
+ * "invalid configuration" prefix). Returns 0 or -1 (lv keeps what it
+ * loaded; live_free_all frees it). */
+static int live_realtime(struct live *lv, const srv_config *cfg, const px_config *px,
+                         FILE *err) {
+  lv->has_chans = 1; /* a half-loaded set is freed too (a failed reload) */
+  if (chan_config_load(&lv->chans, cfg->channel_without_ns, cfg->channel_namespaces,
+                       cfg->channel_max_length, cfg->insecure, warn_key, err) < 0)
     return -1;
-  int px_on = px_config_load(&s->px, cfg, &s->chans, stderr);
-  if (px_on < 0)
+  if (px && px_check_namespaces(px, &lv->chans, err) < 0)
     return -1;
   char kerr[300];
-  s->keys = tk_keys(cfg, kerr, sizeof kerr);
-  if (!s->keys && *kerr) {
-    fprintf(stderr, "holdfast: invalid configuration: %s\n", kerr);
+  lv->keys = tk_keys(cfg, kerr, sizeof kerr);
+  if (!lv->keys && *kerr) {
+    fprintf(err, "holdfast: invalid configuration: %s\n", kerr);
     return -1;
   }
+  lv->pol = (cl_policy){&lv->chans,         lv->keys,
+                        cfg->token_audience, cfg->token_issuer,
+                        cfg->token_user_id_claim, cfg->allow_anonymous,
+                        cfg->insecure};
+  return 0;
+}
+
+static int setup_realtime(server *s) {
+  const srv_config *cfg = s->cfg;
+  /* namespaces and keys first (no proxy check yet: px needs them) */
+  if (live_realtime(s->live, cfg, NULL, stderr) < 0)
+    return -1;
+  int px_on = px_config_load(&s->px, cfg, &s->live->chans, stderr);
+  if (px_on < 0)
+    return -1;
   hub_options ho = {{cfg->history_memory_limit, cfg->idempotency_window_ms,
                      (uint32_t)cfg->idempotency_max_keys},
                     1000, 1000};
@@ -1995,13 +2024,7 @@ static int setup_realtime(server *s) {
   }
   cl_config *cc = &s->clcfg;
   cc->eng = s->eng;
-  cc->chans = &s->chans;
-  cc->keys = s->keys;
-  cc->audience = cfg->token_audience;
-  cc->issuer = cfg->token_issuer;
-  cc->user_id_claim = cfg->token_user_id_claim;
-  cc->allow_anonymous = cfg->allow_anonymous;
-  cc->insecure = cfg->insecure;
+  cc->policy = &s->live->pol;
   cc->ping_interval_ms = (uint32_t)cfg->client_ping_ms;
   cc->pong_timeout_ms = (uint32_t)cfg->client_pong_ms;
   cc->expired_close_delay_ms = (uint32_t)cfg->expired_close_delay_ms;
@@ -2018,7 +2041,7 @@ static int setup_realtime(server *s) {
   cc->max_message = cfg->message_size_limit;
   s->api.h = s->hub;
   s->api.eng = s->eng;
-  s->api.chans = &s->chans;
+  s->api.chans = &s->live->chans;
   s->api.version = HOLDFAST_VERSION_STR;
   s->api.node_uid = eng_node_id(s->eng);
   if (cfg->node_name && *cfg->node_name) {
@@ -2049,12 +2072,62 @@ void srv_set_reload_args(int argc, char **argv) {
   g_argv = argv;
 }
 
+/* The settings a reload applies (prefixes end with '.'); every other
+ * setting keeps its start-up value and a change to it is logged as
+ * needing a restart. docs/operations.md lists the same. */
+static const char *const live_keys[] = {
+    "log.level", "client.allowed_origins", "client.allow_null_origin",
+    "client.allow_missing_origin", "client.allow_same_origin", "echo.subprotocols",
+    "echo.compression", "websocket.compression", "client.rate_limit.",
+    "client.accept_rate", "client.accept_burst", "client.accept_rate_per_ip",
+    "client.accept_burst_per_ip", "client.user_connection_limit",
+    "channel.without_namespace", "channel.namespaces", "channel.max_length",
+    "client.insecure", "client.allow_anonymous_connect_without_token",
+    "client.token.hmac_secret_key", "client.token.rsa_public_key",
+    "client.token.ecdsa_public_key", "client.token.jwks_file", "client.token.audience",
+    "client.token.issuer", "client.token.user_id_claim",
+    /* reloaded by srv_tls_reload (files re-read even when unchanged) */
+    "http_server.tls.cert_pem_file", "http_server.tls.key_pem_file",
+    "http_server.tls.sni"};
+
+static int is_live_key(const char *key) {
+  for (size_t i = 0; i < sizeof live_keys / sizeof live_keys[0]; i++) {
+    size_t n = strlen(live_keys[i]);
+    if (live_keys[i][n - 1] == '.' ? strncmp(key, live_keys[i], n) == 0
+                                   : strcmp(key, live_keys[i]) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+/* Collects changed keys as a comma-separated list (srv_config_diff). */
+typedef struct {
+  char buf[600];
+  size_t n;
+  int live; /* collect live keys (1) or restart-only ones (0) */
+  size_t count;
+} key_list;
+
+static void collect_key(void *arg, const char *key) {
+  key_list *k = arg;
+  if (is_live_key(key) != k->live)
+    return;
+  k->count++;
+  int w = snprintf(k->buf + k->n, sizeof k->buf - k->n, "%s%s", k->n ? "," : "", key);
+  if (w > 0 && k->n + (size_t)w < sizeof k->buf)
+    k->n += (size_t)w;
+}
+
 /* Re-read the configuration (file, environment, flags) and publish what
- * can change live: log.level, client.allowed_origins and the other origin
- * settings, and every containment value (rate limits, user connection
- * limit, accept rates). A configuration with an error changes nothing and
- * the log says why. Other settings keep their start-up values. Main
- * thread. Returns 0 or -1. */
+ * can change live (live_keys: log level, origin settings, containment
+ * values, channel namespaces and permissions, token keys and claims,
+ * anonymous / insecure access). A configuration with an error (also a
+ * namespace naming a missing proxy, an unreadable key file) changes
+ * nothing and the log says why. Other settings keep their start-up values
+ * and a change to one is logged as needing a restart. Main thread.
+ * Returns 0 or -1. */
+static void recheck_post(server *s);
+
 static int reload_config(server *s) {
   if (!g_argv)
     return 0;
@@ -2071,8 +2144,14 @@ static int reload_config(server *s) {
   }
   srv_config_init(nc);
   int r = srv_config_load(nc, g_argc, g_argv, err);
-  fclose(err);
   struct live *lv = r == 0 ? live_new(nc, nc, &s->deflate) : NULL;
+  if (lv && live_realtime(lv, nc, &s->px, err) < 0) {
+    live_free_all(lv); /* frees nc too */
+    nc = NULL;
+    lv = NULL;
+    r = -1;
+  }
+  fclose(err);
   if (!lv) {
     while (whylen && (why[whylen - 1] == '\n' || why[whylen - 1] == ' '))
       why[--whylen] = 0;
@@ -2082,24 +2161,117 @@ static int reload_config(server *s) {
     srv_log_str(&l, "kept", "the running configuration");
     srv_log_end(&l);
     free(why);
-    srv_config_free(nc);
-    free(nc);
+    if (nc) {
+      srv_config_free(nc);
+      free(nc);
+    }
     return -1;
   }
   free(why);
   const struct live *old = live_get(s);
+  key_list changed = {.live = 1}, restart = {.live = 0};
+  srv_config_diff(old->own ? old->own : s->cfg, nc, collect_key, &changed);
+  srv_config_diff(s->cfg, nc, collect_key, &restart);
   lv->older = s->live;
   srv_log_set_level(srv_log_parse_level(nc->log_level));
   __atomic_store_n(&s->live, lv, __ATOMIC_RELEASE);
   rl_limits_publish(&s->clcfg.limits, &lv->limits);
+  cl_policy_publish(&s->clcfg, &lv->pol);
+  __atomic_store_n(&s->api.chans, &lv->chans, __ATOMIC_RELEASE);
   srv_logline l;
   srv_log_begin(&l, LOG_INFO, "config_reloaded");
   srv_log_str(&l, "log_level", nc->log_level);
   srv_log_int(&l, "allowed_origins", (long long)nc->allowed_origins.n);
   srv_log_bool(&l, "limits_changed",
                memcmp(&old->limits, &lv->limits, sizeof lv->limits) != 0);
+  srv_log_int(&l, "namespaces", (long long)lv->chans.n_ns);
+  srv_log_bool(&l, "token_keys", lv->keys != NULL);
+  srv_log_str(&l, "changed", changed.buf);
   srv_log_end(&l);
+  if (restart.count) {
+    srv_log_begin(&l, LOG_WARN, "config_restart_needed");
+    srv_log_str(&l, "keys", restart.buf);
+    srv_log_str(&l, "message", "changed but needs a restart; the running values stay");
+    srv_log_end(&l);
+  }
+  recheck_post(s);
   return 0;
+}
+
+/* ---- re-check after a reload ------------------------------------------- */
+
+/* One re-check of every worker's clients after a successful reload: one
+ * message per worker inbox; the last worker to finish logs the totals.
+ * The main thread owns the job and frees it once every worker is done
+ * (next reload) or at exit. */
+typedef struct {
+  hf_msg m;
+  struct recheck_job *job;
+  worker *w;
+} recheck_msg;
+
+typedef struct recheck_job {
+  struct recheck_job *next;
+  atomic_size_t left; /* workers still to run it */
+  atomic_ullong checked, subs, conns;
+  uint64_t t0_us;
+  recheck_msg msg[];
+} recheck_job;
+
+static void on_recheck(hf_loop *loop, hf_msg *m) {
+  recheck_msg *rm = (recheck_msg *)m;
+  recheck_job *j = rm->job;
+  cl_recheck_counts n = {0, 0, 0};
+  cl_list_recheck(&rm->w->clients, &rm->w->srv->clcfg, &n);
+  atomic_fetch_add(&j->checked, n.checked);
+  atomic_fetch_add(&j->subs, n.subs_removed);
+  atomic_fetch_add(&j->conns, n.conns_closed);
+  /* the values are read by the last worker only (acq_rel orders them) */
+  if (atomic_fetch_sub_explicit(&j->left, 1, memory_order_acq_rel) != 1)
+    return;
+  srv_logline l;
+  srv_log_begin(&l, LOG_INFO, "reload_recheck");
+  srv_log_int(&l, "clients", (long long)atomic_load(&j->checked));
+  srv_log_int(&l, "subscriptions_removed", (long long)atomic_load(&j->subs));
+  srv_log_int(&l, "connections_closed", (long long)atomic_load(&j->conns));
+  srv_log_int(&l, "duration_us", (long long)(mono_us() - j->t0_us));
+  srv_log_end(&l);
+}
+
+/* Free the jobs every worker has finished (all of them at exit, after the
+ * workers stopped: force). Main thread. */
+static void rechecks_free(server *s, int force) {
+  for (recheck_job **pp = &s->rechecks; *pp;) {
+    recheck_job *j = *pp;
+    if (force || atomic_load_explicit(&j->left, memory_order_acquire) == 0) {
+      *pp = j->next;
+      free(j);
+    } else {
+      pp = &j->next;
+    }
+  }
+}
+
+/* Post a re-check to every worker (the new policy is already published).
+ * Main thread. */
+static void recheck_post(server *s) {
+  rechecks_free(s, 0);
+  recheck_job *j = calloc(1, sizeof *j + s->nw * sizeof j->msg[0]);
+  if (!j) {
+    srv_logline l;
+    srv_log_begin(&l, LOG_ERROR, "reload_recheck_failed");
+    srv_log_str(&l, "reason", "out of memory");
+    srv_log_end(&l);
+    return;
+  }
+  atomic_init(&j->left, s->nw);
+  j->t0_us = mono_us();
+  j->next = s->rechecks;
+  s->rechecks = j;
+  for (size_t i = 0; i < s->nw; i++) {
+    j->msg[i] = (recheck_msg){{NULL, on_recheck}, j, &s->w[i]};
+    hf_loop_post(s->w[i].loop, &j->msg[i].m);
+  }
 }
 
 static int srv_reload(server *s) {
@@ -2382,11 +2554,10 @@ int srv_run(const srv_config *cfg) {
   free(s->lfds);
   free(s->w);
   hub_free(s->hub);
-  chan_config_free(&s->chans);
   rl_shared_free(s->clcfg.rl);
+  rechecks_free(s, 1);
   live_free_all(s->live);
   px_config_free(&s->px);
-  srv_jwt_keys_free(s->keys);
   srv_tls_free(s->tls);
   srv_proxies_free(s->proxies);
   pthread_mutex_destroy(&s->ip_mu);

@@ -223,9 +223,8 @@ const char *cl__require_channel(cl_client *cl, json_t *req, const char *cmd,
 /* ---- token handling ----------------------------------------------------- */
 
 const char *cl__claim_user(const cl_client *cl, json_t *claims) {
-  const char *name = cl->cfg->user_id_claim && *cl->cfg->user_id_claim
-                         ? cl->cfg->user_id_claim
-                         : "sub";
+  const char *claim = cl_policy_get(cl->cfg)->user_id_claim;
+  const char *name = claim && *claim ? claim : "sub";
   json_t *v = json_object_get(claims, name);
   return json_is_string(v) ? json_string_value(v) : "";
 }
@@ -260,7 +259,7 @@ char *cl__claim_info(json_t *obj, const char *key, const char *b64key) {
 void cl__set_expiry(cl_client *cl, int64_t expire_at) {
   cl->expire_at = expire_at;
   cl->refresh_due = 0;
-  if (!expire_at || cl->cfg->insecure) {
+  if (!expire_at || cl_policy_get(cl->cfg)->insecure) {
     cl->expire_at = 0;
     cl->expire_deadline = 0;
     return;
@@ -281,10 +280,10 @@ void cl__set_expiry(cl_client *cl, int64_t expire_at) {
 }
 
 srv_jwt_status cl__verify(cl_client *cl, const char *token, json_t **claims) {
-  if (!cl->cfg->keys)
+  const cl_policy *p = cl_policy_get(cl->cfg);
+  if (!p->keys)
     return SRV_JWT_ALG;
-  return srv_jwt_verify(cl->cfg->keys, token, cl__wall_s(), cl->cfg->audience,
-                        cl->cfg->issuer, claims);
+  return srv_jwt_verify(p->keys, token, cl__wall_s(), p->audience, p->issuer, claims);
 }
 
 /* ---- connect and refresh --------------------------------------------------- */
@@ -342,7 +341,8 @@ static void cmd_connect(cl_client *cl, uint32_t id, json_t *req) {
   } else if (cl__proxy_connect_enabled(cl)) {
     cl__proxy_connect(cl, id, req); /* the backend decides (v6 rules) */
     return;
-  } else if (!cl->cfg->allow_anonymous && !cl->cfg->insecure) {
+  } else if (!cl_policy_get(cl->cfg)->allow_anonymous &&
+             !cl_policy_get(cl->cfg)->insecure) {
     srv_logline l;
     cl__log_begin(cl, LOG_WARN, "connect_rejected", &l);
     srv_log_str(&l, "reason", "no token and anonymous connections are not allowed");
@@ -350,6 +350,7 @@ static void cmd_connect(cl_client *cl, uint32_t id, json_t *req) {
     cl_disconnect(cl, 3501, "bad request: client credentials not found");
     return;
   }
+  cl->anonymous = claims == NULL;
   cl__begin_session(cl, id, claims ? cl__claim_user(cl, claims) : "",
                     claims ? cl__claim_info(claims, "info", "b64info") : NULL,
                     claims ? cl__claim_expiry(claims) : 0, claims, req, NULL);
@@ -362,7 +363,7 @@ void cl__begin_session(cl_client *cl, uint32_t id, const char *user, char *info,
   cl->user = strdup(user);
   free(cl->conn_info);
   cl->conn_info = info;
-  if (exp && exp <= cl__wall_s() && !cl->cfg->insecure) {
+  if (exp && exp <= cl__wall_s() && !cl_policy_get(cl->cfg)->insecure) {
     free(data);
     cl__error_reply(cl, id, 110, "expired", 0);
     cl->state = CS_FAILED;

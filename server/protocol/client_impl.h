@@ -30,6 +30,9 @@ typedef struct cl_sub {
   cl_pending *pend;        /* pushes held while HUB_SUB_PENDING */
   uint32_t npend, cappend;
   uint8_t server_side;     /* from the token's channels/subs or the API */
+  uint8_t granted;         /* a subscription token, the subscribe proxy or
+                              server-side: not re-checked against the
+                              namespace's permissions on reload */
   uint8_t emit_join_leave; /* join/leave pushes are sent for this client */
   uint8_t recoverable;     /* the client keeps a position to recover from */
   uint8_t node_ref;        /* holds an eng_node_subscribe reference */
@@ -83,6 +86,7 @@ struct cl_client {
   char *px_headers;    /* upgrade request headers proxies ask for, or NULL */
   char *meta;          /* connection meta from the connect proxy (JSON), or NULL */
   uint8_t px_session;  /* authenticated by the connect proxy */
+  uint8_t anonymous;   /* connected without a token (nor the connect proxy) */
   uint64_t refresh_due; /* mono ms: ask the refresh proxy (0: no) */
 };
 
