@@ -955,6 +955,8 @@ static void emu_run(hf_loop *loop, hf_msg *m) {
   free(e);
 }
 
+static void emu_drop(hf_msg *m) { free(m); }
+
 static void tr_reject(hf_conn *c, const hf_http_request *req, const char *path,
                       size_t pl, int status, const char *reason,
                       const char *extra, const char *body) {
@@ -1162,6 +1164,7 @@ static void tr_emulation(worker *w, hf_conn *c, const char *cors, uint8_t *body,
     emu_msg *e = malloc(sizeof *e + sl + dl);
     if (e) {
       e->m.run = emu_run;
+      e->m.drop = emu_drop;
       e->slen = sl;
       e->dlen = dl;
       e->opcode = pb ? HF_OP_BINARY : HF_OP_TEXT;
@@ -2269,7 +2272,7 @@ static void recheck_post(server *s) {
   j->next = s->rechecks;
   s->rechecks = j;
   for (size_t i = 0; i < s->nw; i++) {
-    j->msg[i] = (recheck_msg){{NULL, on_recheck}, j, &s->w[i]};
+    j->msg[i] = (recheck_msg){{NULL, on_recheck, NULL}, j, &s->w[i]};
     hf_loop_post(s->w[i].loop, &j->msg[i].m);
   }
 }

@@ -134,8 +134,7 @@ typedef struct {
   uint64_t cycle;   /* churn: the cycle this slot runs */
   uint64_t t_start; /* connect() */
   char key[25];
-  uint8_t *out; /* unsent bytes */
-  uint32_t out_len, out_off;
+  bu_out out; /* unsent bytes */
   uint8_t *in; /* 101 head / partial frame / HTTP response */
   uint32_t in_len, in_cap;
   uint8_t *msg; /* a fragmented message being assembled */
@@ -277,11 +276,11 @@ static void conn_release(rconn *c) {
   if (c->fd >= 0)
     close(c->fd);
   c->fd = -1;
-  free(c->out);
+  bu_out_free(&c->out);
   free(c->in);
   free(c->msg);
-  c->out = c->in = c->msg = NULL;
-  c->out_len = c->out_off = c->in_len = c->in_cap = c->msg_len = c->msg_cap = 0;
+  c->in = c->msg = NULL;
+  c->in_len = c->in_cap = c->msg_len = c->msg_cap = 0;
   c->ev_out = 0;
 }
 
@@ -329,41 +328,14 @@ __attribute__((format(printf, 2, 3))) static void conn_fail(rconn *c,
     slot_done(c);
 }
 
-static int out_append(rconn *c, const void *p, size_t n) {
-  if (c->out_off == c->out_len)
-    c->out_off = c->out_len = 0;
-  if ((size_t)c->out_len + n > UINT32_MAX / 2)
-    return -1;
-  uint8_t *b = realloc(c->out, c->out_len + n);
-  if (!b)
-    return -1;
-  memcpy(b + c->out_len, p, n);
-  c->out = b;
-  c->out_len += (uint32_t)n;
-  return 0;
-}
-
 /* Send what is pending. 0, or -1 if the connection failed. */
 static int conn_flush(rconn *c) {
-  while (c->out_off < c->out_len) {
-    ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-                     MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        set_out(c, 1);
-        return 0;
-      }
-      conn_fail(c, "send: %s", strerror(errno));
-      return -1;
-    }
-    c->out_off += (uint32_t)w;
+  int r = bu_out_send(&c->out, c->fd);
+  if (r < 0) {
+    conn_fail(c, "send: %s", strerror(errno));
+    return -1;
   }
-  free(c->out);
-  c->out = NULL;
-  c->out_len = c->out_off = 0;
-  set_out(c, 0);
+  set_out(c, r == BU_OUT_AGAIN);
   return 0;
 }
 
@@ -373,7 +345,7 @@ static int ws_queue(rconn *c, int opcode, const void *p, size_t n) {
   size_t cap = n + HF_FRAME_MAX_HEADER;
   if (cap > sizeof stack && !(f = malloc(cap)))
     return -1;
-  int r = out_append(c, f, bu_client_frame(f, opcode, p, n, rnd32()));
+  int r = bu_out_add(&c->out, f, bu_client_frame(f, opcode, p, n, rnd32()));
   if (f != stack)
     free(f);
   return r;
@@ -438,7 +410,7 @@ static void on_connected_stream(rconn *c) {
     n = snprintf(req, sizeof req, "GET %s?cf_connect=%s HTTP/1.1\r\nHost: %s\r\n\r\n",
                  cfg.ws.path, q, cfg.ws.authority);
   }
-  if (n <= 0 || (size_t)n >= sizeof req || out_append(c, req, (size_t)n) < 0) {
+  if (n <= 0 || (size_t)n >= sizeof req || bu_out_add(&c->out, req, (size_t)n) < 0) {
     conn_fail(c, "cannot build the stream request");
     return;
   }
@@ -460,7 +432,7 @@ static void on_connected_ws(rconn *c) {
                        : "",
            cfg.protobuf ? "Sec-WebSocket-Protocol: centrifuge-protobuf\r\n" : "");
   int n = bu_upgrade_request_ext(req, sizeof req, &cfg.ws, c->key, extra);
-  if (n <= 0 || (size_t)n >= sizeof req || out_append(c, req, (size_t)n) < 0) {
+  if (n <= 0 || (size_t)n >= sizeof req || bu_out_add(&c->out, req, (size_t)n) < 0) {
     conn_fail(c, "handshake: cannot build the request");
     return;
   }
@@ -955,7 +927,7 @@ static void feed_rbuf(rconn *c, size_t total) {
     c->in_cap = 0;
   }
   c->in_len = (uint32_t)left;
-  if (c->out_len > c->out_off && !c->ev_out)
+  if (bu_out_pending(&c->out) && !c->ev_out)
     conn_flush(c);
 }
 
@@ -1131,7 +1103,7 @@ static void api_start(uint64_t k, uint64_t now) {
   R.req_pubs = (uint32_t)k;
   R.req_batch = k > 1;
   R.req_sent++;
-  if (out_append(c, req, (size_t)hl + bl) < 0) {
+  if (bu_out_add(&c->out, req, (size_t)hl + bl) < 0) {
     conn_fail(c, "out of memory");
     return;
   }
@@ -1262,51 +1234,7 @@ static int wait_events(uint64_t until) {
 
 /* ------------------------------------------------------------ results */
 
-static struct {
-  const char *key;
-  int str;
-  char val[112];
-} RES[64];
-static int nres;
-
-__attribute__((format(printf, 3, 4))) static void res(const char *key, int str,
-                                                      const char *fmt, ...) {
-  if (nres == (int)(sizeof RES / sizeof RES[0]))
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(RES[nres].val, sizeof RES[nres].val, fmt, ap);
-  va_end(ap);
-  RES[nres].key = key;
-  RES[nres].str = str;
-  nres++;
-}
-
-static void print_results(void) {
-  printf("RESULT");
-  for (int i = 0; i < nres; i++)
-    printf(" %s=%s", RES[i].key, RES[i].val);
-  printf("\n");
-  if (cfg.json) {
-    printf("{");
-    for (int i = 0; i < nres; i++) {
-      printf("%s\"%s\":", i ? "," : "", RES[i].key);
-      if (!RES[i].str) {
-        printf("%s", RES[i].val);
-        continue;
-      }
-      putchar('"');
-      for (const char *s = RES[i].val; *s; s++) {
-        if (*s == '"' || *s == '\\')
-          putchar('\\');
-        putchar(*s);
-      }
-      putchar('"');
-    }
-    printf("}\n");
-  }
-  fflush(stdout);
-}
+static bu_results RS;
 
 typedef struct {
   uint64_t t;
@@ -1791,69 +1719,69 @@ static int run_fanout(void) {
            "subscriber), %ld kB at the end\n",
            rss0, rss_sub, (double)(rss_sub - rss0) * 1024.0 / (double)R.ready, rss_end);
 
-  res("mode", 1, "fanout");
-  res("url", 1, "%s", cfg.url);
-  res("subs", 0, "%ld", cfg.subs);
-  res("channels", 0, "%ld", cfg.per_channel ? cfg.subs : 1);
-  res("token", 0, "%d", cfg.token[0] != 0);
-  res("transport", 1, "%s", cfg.transport == TR_WS ? "websocket"
+  bu_res(&RS, "mode", BU_STR, "fanout");
+  bu_res(&RS, "url", BU_STR, "%s", cfg.url);
+  bu_res(&RS, "subs", BU_NUM, "%ld", cfg.subs);
+  bu_res(&RS, "channels", BU_NUM, "%ld", cfg.per_channel ? cfg.subs : 1);
+  bu_res(&RS, "token", BU_NUM, "%d", cfg.token[0] != 0);
+  bu_res(&RS, "transport", BU_STR, "%s", cfg.transport == TR_WS ? "websocket"
                             : cfg.transport == TR_SSE ? "sse" : "http_stream");
-  res("rate", 0, "%g", cfg.rate);
-  res("batch", 0, "%ld", cfg.batch);
-  res("size", 0, "%ld", cfg.size);
-  res("subscribed", 0, "%ld", R.ready);
-  res("alive", 0, "%ld", R.alive);
-  res("failed", 0, "%ld", failed);
-  res("dropped", 0, "%ld", R.dropped);
+  bu_res(&RS, "rate", BU_NUM, "%g", cfg.rate);
+  bu_res(&RS, "batch", BU_NUM, "%ld", cfg.batch);
+  bu_res(&RS, "size", BU_NUM, "%ld", cfg.size);
+  bu_res(&RS, "subscribed", BU_NUM, "%ld", R.ready);
+  bu_res(&RS, "alive", BU_NUM, "%ld", R.alive);
+  bu_res(&RS, "failed", BU_NUM, "%ld", failed);
+  bu_res(&RS, "dropped", BU_NUM, "%ld", R.dropped);
   if (setup_s >= 0)
-    res("sub_s", 0, "%.2f", setup_s);
-  res("duration_s", 0, "%.3f", window);
-  res("pubs", 0, "%" PRIu64, R.pub_sent);
-  res("pub_ok", 0, "%" PRIu64, R.pub_ok);
-  res("pub_err", 0, "%" PRIu64, R.pub_err);
-  res("pubs_per_s", 0, "%.1f", pps);
-  res("deliveries", 0, "%" PRIu64, R.deliveries);
-  res("deliveries_per_s", 0, "%.0f", dps);
-  res("encoding", 1, "%s", cfg.protobuf ? "protobuf" : "json");
+    bu_res(&RS, "sub_s", BU_NUM, "%.2f", setup_s);
+  bu_res(&RS, "duration_s", BU_NUM, "%.3f", window);
+  bu_res(&RS, "pubs", BU_NUM, "%" PRIu64, R.pub_sent);
+  bu_res(&RS, "pub_ok", BU_NUM, "%" PRIu64, R.pub_ok);
+  bu_res(&RS, "pub_err", BU_NUM, "%" PRIu64, R.pub_err);
+  bu_res(&RS, "pubs_per_s", BU_NUM, "%.1f", pps);
+  bu_res(&RS, "deliveries", BU_NUM, "%" PRIu64, R.deliveries);
+  bu_res(&RS, "deliveries_per_s", BU_NUM, "%.0f", dps);
+  bu_res(&RS, "encoding", BU_STR, "%s", cfg.protobuf ? "protobuf" : "json");
   if (R.deliveries + R.slow_deliveries)
-    res("rx_bytes_per_delivery", 0, "%.1f",
-        (double)R.rx_ready / (double)(R.deliveries + R.slow_deliveries));
+    bu_res(&RS, "rx_bytes_per_delivery", BU_NUM, "%.1f",
+           (double)R.rx_ready / (double)(R.deliveries + R.slow_deliveries));
   if (cfg.deflate) { /* the compress-once claim, from the server's counter */
     double s1 = bu_metric(&cfg.api, SHARED_SERIES);
-    res("inflated", 0, "%" PRIu64, R.inflated);
+    bu_res(&RS, "inflated", BU_NUM, "%" PRIu64, R.inflated);
     if (R.shared0 >= 0 && s1 >= 0 && R.pub_ok) {
-      res("shared_compressions", 0, "%.0f", s1 - R.shared0);
-      res("compressions_per_pub", 0, "%.3f", (s1 - R.shared0) / (double)R.pub_ok);
+      bu_res(&RS, "shared_compressions", BU_NUM, "%.0f", s1 - R.shared0);
+      bu_res(&RS, "compressions_per_pub", BU_NUM, "%.3f", (s1 - R.shared0) / (double)R.pub_ok);
     }
   }
-  res("p50_us", 0, "%.1f", p50);
-  res("p99_us", 0, "%.1f", p99);
-  res("p999_us", 0, "%.1f", p999);
-  res("max_us", 0, "%.1f", pmax);
-  res("missing", 0, "%" PRIu64, missing);
-  res("dup", 0, "%" PRIu64, R.dup);
-  res("ooo", 0, "%" PRIu64, R.ooo);
-  res("bad", 0, "%" PRIu64, R.bad);
-  res("subs_missing", 0, "%ld", subs_missing);
-  res("subs_dup", 0, "%ld", subs_dup);
-  res("subs_ooo", 0, "%ld", subs_ooo);
-  res("sched_lag_max_ms", 0, "%.1f", (double)R.sched_lag_max / 1e6);
-  res("api_p50_us", 0, "%.1f", (double)bu_hist_quantile(&R.api_rtt, 0.5) / 1e3);
-  res("api_p99_us", 0, "%.1f", (double)bu_hist_quantile(&R.api_rtt, 0.99) / 1e3);
+  bu_res(&RS, "p50_us", BU_NUM, "%.1f", p50);
+  bu_res(&RS, "p99_us", BU_NUM, "%.1f", p99);
+  bu_res(&RS, "p999_us", BU_NUM, "%.1f", p999);
+  bu_res(&RS, "max_us", BU_NUM, "%.1f", pmax);
+  bu_res(&RS, "missing", BU_NUM, "%" PRIu64, missing);
+  bu_res(&RS, "dup", BU_NUM, "%" PRIu64, R.dup);
+  bu_res(&RS, "ooo", BU_NUM, "%" PRIu64, R.ooo);
+  bu_res(&RS, "bad", BU_NUM, "%" PRIu64, R.bad);
+  bu_res(&RS, "subs_missing", BU_NUM, "%ld", subs_missing);
+  bu_res(&RS, "subs_dup", BU_NUM, "%ld", subs_dup);
+  bu_res(&RS, "subs_ooo", BU_NUM, "%ld", subs_ooo);
+  bu_res(&RS, "sched_lag_max_ms", BU_NUM, "%.1f", (double)R.sched_lag_max / 1e6);
+  bu_res(&RS, "api_p50_us", BU_NUM, "%.1f", (double)bu_hist_quantile(&R.api_rtt, 0.5) / 1e3);
+  bu_res(&RS, "api_p99_us", BU_NUM, "%.1f", (double)bu_hist_quantile(&R.api_rtt, 0.99) / 1e3);
   if (cli >= 0)
-    res("client_cpu", 0, "%.0f%%", cli);
+    bu_res(&RS, "client_cpu", BU_PCT, "%.0f", cli);
   if (srv >= 0)
-    res("server_cpu", 0, "%.0f%%", srv);
+    bu_res(&RS, "server_cpu", BU_PCT, "%.0f", srv);
   if (host >= 0)
-    res("host_cpu", 0, "%.0f%%", host);
+    bu_res(&RS, "host_cpu", BU_PCT, "%.0f", host);
   if (other >= 0)
-    res("other_cpu", 0, "%.0f%%", other);
+    bu_res(&RS, "other_cpu", BU_PCT, "%.0f", other);
   if (rss0 >= 0) {
-    res("rss_before_kb", 0, "%ld", rss0);
-    res("rss_sub_kb", 0, "%ld", rss_sub);
-    res("rss_end_kb", 0, "%ld", rss_end);
+    bu_res(&RS, "rss_before_kb", BU_NUM, "%ld", rss0);
+    bu_res(&RS, "rss_sub_kb", BU_NUM, "%ld", rss_sub);
+    bu_res(&RS, "rss_end_kb", BU_NUM, "%ld", rss_end);
     if (rss_sub >= 0 && R.ready > 0)
-      res("rss_per_sub_bytes", 0, "%.0f",
+      bu_res(&RS, "rss_per_sub_bytes", BU_NUM, "%.0f",
           (double)(rss_sub - rss0) * 1024.0 / (double)R.ready);
   }
   if (PF.ok && R.deliveries_win > 0) {
@@ -1865,30 +1793,30 @@ static int run_fanout(void) {
            "%.4f\n",
            PF.counts[0] / d, w / d, PF.counts[1] / d, PF.counts[2] / d,
            PF.counts[3] / d, PF.counts[4] / d, PF.counts[8] / d);
-    res("syscalls_per_delivery", 0, "%.4f", PF.counts[0] / d);
-    res("writes_per_delivery", 0, "%.4f", w / d);
-    res("sendmsg_per_delivery", 0, "%.4f", PF.counts[1] / d);
-    res("sendto_per_delivery", 0, "%.4f", PF.counts[2] / d);
-    res("writev_per_delivery", 0, "%.4f", PF.counts[4] / d);
-    res("epoll_wait_per_delivery", 0, "%.4f", PF.counts[8] / d);
+    bu_res(&RS, "syscalls_per_delivery", BU_NUM, "%.4f", PF.counts[0] / d);
+    bu_res(&RS, "writes_per_delivery", BU_NUM, "%.4f", w / d);
+    bu_res(&RS, "sendmsg_per_delivery", BU_NUM, "%.4f", PF.counts[1] / d);
+    bu_res(&RS, "sendto_per_delivery", BU_NUM, "%.4f", PF.counts[2] / d);
+    bu_res(&RS, "writev_per_delivery", BU_NUM, "%.4f", PF.counts[4] / d);
+    bu_res(&RS, "epoll_wait_per_delivery", BU_NUM, "%.4f", PF.counts[8] / d);
   }
   if (cfg.slow) {
-    res("slow", 0, "%ld", cfg.slow);
-    res("slow_rate", 0, "%.0f", cfg.slow_rate);
-    res("slow_ended", 0, "%ld", R.slow_ended);
-    res("slow_alive", 0, "%ld", slow_alive);
-    res("slow_deliveries", 0, "%" PRIu64, R.slow_deliveries);
-    res("slow_lag_p50_ms", 0, "%.1f", (double)bu_hist_quantile(&R.slow_lat, 0.5) / 1e6);
-    res("slow_lag_max_ms", 0, "%.1f", (double)R.slow_lat.max / 1e6);
+    bu_res(&RS, "slow", BU_NUM, "%ld", cfg.slow);
+    bu_res(&RS, "slow_rate", BU_NUM, "%.0f", cfg.slow_rate);
+    bu_res(&RS, "slow_ended", BU_NUM, "%ld", R.slow_ended);
+    bu_res(&RS, "slow_alive", BU_NUM, "%ld", slow_alive);
+    bu_res(&RS, "slow_deliveries", BU_NUM, "%" PRIu64, R.slow_deliveries);
+    bu_res(&RS, "slow_lag_p50_ms", BU_NUM, "%.1f", (double)bu_hist_quantile(&R.slow_lat, 0.5) / 1e6);
+    bu_res(&RS, "slow_lag_max_ms", BU_NUM, "%.1f", (double)R.slow_lat.max / 1e6);
     if (R.t_slow_first_end && R.t_pub0 && R.t_slow_first_end > R.t_pub0)
-      res("slow_first_end_s", 0, "%.2f", secs(R.t_slow_first_end - R.t_pub0));
+      bu_res(&RS, "slow_first_end_s", BU_NUM, "%.2f", secs(R.t_slow_first_end - R.t_pub0));
   }
   if (cfg.server_pid > 0)
-    res("server_pid", 0, "%ld", cfg.server_pid);
-  res("status", 1, "%s",
+    bu_res(&RS, "server_pid", BU_NUM, "%ld", cfg.server_pid);
+  bu_res(&RS, "status", BU_STR, "%s",
       R.deadline_hit ? "deadline" : R.interrupted ? "interrupted" : ok ? "ok" : "failed");
   report_failures();
-  print_results();
+  bu_res_print(&RS, cfg.json);
   if (!R.deadline_hit && !R.interrupted)
     close_all();
   return ok ? 0 : 1;
@@ -1974,33 +1902,33 @@ static int run_churn(void) {
            "the end: %+ld kB since the 10%% mark\n",
            rss0, R.rss_mid, mark, rss_end,
            R.rss_mid >= 0 && rss_end >= 0 ? rss_end - R.rss_mid : 0);
-  res("mode", 1, "churn");
-  res("url", 1, "%s", cfg.url);
-  res("cycles", 0, "%ld", R.cycles_done);
-  res("requested", 0, "%ld", cfg.cycles);
-  res("failed", 0, "%ld", failed);
-  res("pending", 0, "%ld", cfg.pending);
-  res("drop", 1, "%s", cfg.drop == DROP_RST ? "rst" : cfg.drop == DROP_FIN ? "fin" : "mix");
-  res("elapsed_s", 0, "%.3f", el);
-  res("cycles_per_s", 0, "%.0f", rate);
-  res("cycle_p50_us", 0, "%.1f", (double)bu_hist_quantile(&R.cycle_lat, 0.5) / 1e3);
-  res("cycle_p99_us", 0, "%.1f", (double)bu_hist_quantile(&R.cycle_lat, 0.99) / 1e3);
-  res("cycle_max_us", 0, "%.1f", (double)R.cycle_lat.max / 1e3);
+  bu_res(&RS, "mode", BU_STR, "churn");
+  bu_res(&RS, "url", BU_STR, "%s", cfg.url);
+  bu_res(&RS, "cycles", BU_NUM, "%ld", R.cycles_done);
+  bu_res(&RS, "requested", BU_NUM, "%ld", cfg.cycles);
+  bu_res(&RS, "failed", BU_NUM, "%ld", failed);
+  bu_res(&RS, "pending", BU_NUM, "%ld", cfg.pending);
+  bu_res(&RS, "drop", BU_STR, "%s", cfg.drop == DROP_RST ? "rst" : cfg.drop == DROP_FIN ? "fin" : "mix");
+  bu_res(&RS, "elapsed_s", BU_NUM, "%.3f", el);
+  bu_res(&RS, "cycles_per_s", BU_NUM, "%.0f", rate);
+  bu_res(&RS, "cycle_p50_us", BU_NUM, "%.1f", (double)bu_hist_quantile(&R.cycle_lat, 0.5) / 1e3);
+  bu_res(&RS, "cycle_p99_us", BU_NUM, "%.1f", (double)bu_hist_quantile(&R.cycle_lat, 0.99) / 1e3);
+  bu_res(&RS, "cycle_max_us", BU_NUM, "%.1f", (double)R.cycle_lat.max / 1e3);
   if (cli >= 0)
-    res("client_cpu", 0, "%.0f%%", cli);
+    bu_res(&RS, "client_cpu", BU_PCT, "%.0f", cli);
   if (srv >= 0)
-    res("server_cpu", 0, "%.0f%%", srv);
-  res("rss_start_kb", 0, "%ld", rss0);
-  res("rss_mid_kb", 0, "%ld", R.rss_mid);
-  res("rss_end_kb", 0, "%ld", rss_end);
-  res("rss_growth_kb", 0, "%ld",
+    bu_res(&RS, "server_cpu", BU_PCT, "%.0f", srv);
+  bu_res(&RS, "rss_start_kb", BU_NUM, "%ld", rss0);
+  bu_res(&RS, "rss_mid_kb", BU_NUM, "%ld", R.rss_mid);
+  bu_res(&RS, "rss_end_kb", BU_NUM, "%ld", rss_end);
+  bu_res(&RS, "rss_growth_kb", BU_NUM, "%ld",
       R.rss_mid >= 0 && rss_end >= 0 ? rss_end - R.rss_mid : -1);
   if (cfg.server_pid > 0)
-    res("server_pid", 0, "%ld", cfg.server_pid);
-  res("status", 1, "%s",
+    bu_res(&RS, "server_pid", BU_NUM, "%ld", cfg.server_pid);
+  bu_res(&RS, "status", BU_STR, "%s",
       R.deadline_hit ? "deadline" : R.interrupted ? "interrupted" : ok ? "ok" : "failed");
   report_failures();
-  print_results();
+  bu_res_print(&RS, cfg.json);
   return ok ? 0 : 1;
 }
 
@@ -2276,7 +2204,7 @@ int bench_rt_main(int argc, char **argv) {
   memset(&cfg, 0, sizeof cfg);
   memset(&R, 0, sizeof R);
   memset(&PF, 0, sizeof PF);
-  nres = 0;
+  RS.n = 0;
   cfg.mode = RT_FANOUT;
   cfg.url = "ws://127.0.0.1:8000/connection/websocket";
   cfg.api_url = "http://127.0.0.1:8000/api";
