@@ -410,7 +410,7 @@ void hfs__disconnect(hfs_client *c, uint32_t code, const char *reason, int recon
   c->refresh_id = 0;
   c->refreshing = 0;
   c->state = next;
-  fail_calls(c, reconnect ? 2 : 3, reconnect ? "transport closed" : "client disconnected",
+  fail_calls(c, reconnect ? 11 : 3, reconnect ? "connection closed" : "client disconnected",
              reconnect);
   if (prev == HFS_CONNECTED) {
     c->client_id[0] = '\0';

@@ -191,9 +191,10 @@ int hfs_client_attach(hfs_client *c, hf_loop *loop);
 /* The answer to a call. error_code 0: result holds the reply's result
  * object as JSON text (e.g. {"presence":{...}}, {"publications":[...],
  * "epoch":"..","offset":N}, {"data":..}); else error_code is the server's
- * (100-1999) or the SDK's: 1 timeout, 3 client disconnected, 2 transport
- * closed (a call without an idempotency key that was sent on a connection
- * that then ended: it may or may not have been applied), 4 client closed. */
+ * (100-1999) or the SDK's (centrifuge-js's numbers): 1 timeout, 3 client
+ * disconnected, 4 client closed, 10 transport write error, 11 connection
+ * closed (a call without an idempotency key that was written to a
+ * connection that then ended: it may or may not have been applied). */
 typedef struct {
   uint32_t error_code;
   const char *error_message; /* "" when none */

@@ -12,6 +12,7 @@ in order), `holdfast pub` (idempotency keys, exit statuses) and the
 example pair (examples/sensor.c, examples/subscriber.c)."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -943,6 +944,16 @@ def test_memory_per_connection_tool():
     fields = dict(kv.split("=") for kv in r.stdout.split()[1:])
     assert fields["clients"] == "50", r.stdout
     assert 0 < int(fields["per_client_bytes"]) < 1024 * 1024, r.stdout
+
+
+def test_docs_listings_are_the_examples():
+    with open(os.path.join(ROOT, "docs", "sdk.md")) as f:
+        doc = f.read()
+    for name in ("sensor", "subscriber"):
+        m = re.search(r"<!-- %s:begin -->\n```c\n(.*)```\n<!-- %s:end -->" % (name, name), doc, re.S)
+        assert m, "%s markers missing in docs/sdk.md" % name
+        with open(os.path.join(ROOT, "examples", name + ".c")) as f:
+            assert m.group(1) == f.read(), "docs/sdk.md's %s differs from examples/%s.c" % (name, name)
 
 
 def test_stop_shared_server():
