@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 
-from harness import (BIN, ROOT, RedisServer, Server, free_port, http_call, jwt_hs, run_module,
+from harness import (BIN, ROOT, RT, RedisServer, Server, free_port, http_call, jwt_hs, run_module,
                      wait_until)
 from chaosproc import Chaos
 from clientkit import ScriptServer, accept_upgrade, close_frame, frame, read_frame
@@ -874,6 +874,31 @@ def test_holdfast_pub():
         assert p.returncode == 0, (o, e)
     h = api(s.port, "history", {"channel": ch, "limit": -1})
     assert [p["data"] for p in h["publications"]] == [{"v": 1}, {"v": 2}], h
+    # never reachable: the publish times out (exit 5)
+    with Chaos(s.port, "--refuse") as chaos:
+        r = subprocess.run([BIN, "pub", WS % chaos.port, ch, "3", "--timeout", "1s", "-q"],
+                           capture_output=True, text=True, timeout=20, env=env)
+        assert r.returncode == 5, r
+
+
+def test_client_publish_idempotency_key_on_the_wire():
+    """The holdfast extension the SDK relies on: the client protocol's
+    publish takes idempotency_key like the server API (a bad one is 107)."""
+    s = srv()
+    ch = "r:wire-%d" % os.getpid()
+    c = RT(s.port)
+    try:
+        c.connect(token("wire"))
+        assert c.call("publish", {"channel": ch, "data": 1, "idempotency_key": "k"}) == \
+            {"id": 2, "publish": {}}
+        assert "publish" in c.call("publish", {"channel": ch, "data": 1, "idempotency_key": "k"})
+        for bad in (5, "x" * 257):
+            r = c.call("publish", {"channel": ch, "data": 1, "idempotency_key": bad})
+            assert r["error"]["code"] == 107, r
+        h = api(s.port, "history", {"channel": ch, "limit": -1})
+        assert [p["data"] for p in h["publications"]] == [1], h
+    finally:
+        c.close()
 
 
 # ---- the example pair -----------------------------------------------------------------------
