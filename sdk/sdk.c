@@ -768,7 +768,7 @@ hfs_client *hfs_client_new(const hfs_config *cfg, char *err, size_t errcap) {
   c->version = dup_or_null(cfg->version);
   c->data = dup_or_null(cfg->data);
   c->calls_tail = &c->calls;
-  c->codec = &hfs_codec_json;
+  c->codec = cfg->protobuf ? &hfs_codec_protobuf : &hfs_codec_json;
   if (cfg->data) {
     json_t *d = hfs__parse(cfg->data);
     if (!d) {

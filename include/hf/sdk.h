@@ -9,7 +9,8 @@
  * application can persist (hfs_position) with deduplication by offset,
  * idempotent publishes retried across reconnects, presence, history, RPC,
  * the server-ping watchdog, the disconnect-code table, backoff with full
- * jitter and a bounded offline queue. docs/sdk.md is the guide.
+ * jitter and a bounded offline queue; JSON or Protobuf. docs/sdk.md is the
+ * guide.
  *
  * Threading: a client and its subscriptions belong to one thread; no
  * threads are started. Drive it from an application's loop through one
@@ -137,6 +138,8 @@ typedef struct {
                               default 1000; more fail with HF_ELIMIT */
   uint32_t publish_retry_ms; /* how long an idempotent publish is retried
                                 across reconnects; default 60000 */
+  int protobuf;            /* 1: the Protobuf encoding (sub-protocol
+                              centrifuge-protobuf, binary frames); 0: JSON */
   const hf_client_config *transport; /* optional: headers, TLS, DNS, deflate...
                                         (url, callbacks, heartbeat and
                                         reconnect are the SDK's) */

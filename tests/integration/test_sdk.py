@@ -74,7 +74,9 @@ class Driver:
     event lines are collected by a reader thread."""
 
     def __init__(self, kind, url, *args):
-        cmd = ([C_DRIVER] if kind == "c" else [NODE, JS_DRIVER]) + [url] + list(args)
+        cmd = ([C_DRIVER] if kind != "js" else [NODE, JS_DRIVER]) + [url] + list(args)
+        if kind == "cpb":  # the C SDK with the Protobuf encoding
+            cmd.append("--protobuf")
         e = dict(os.environ)
         e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         self.kind = kind
@@ -133,26 +135,29 @@ class Driver:
         return out
 
 
-def compare(name, scenario, *extra_args):
-    """Run scenario(driver, ch, user) with the C SDK and with centrifuge-js;
-    the normalised event sequences must be equal (channel and user names
-    made per run are replaced by CH/USER)."""
+def compare(name, scenario, protobuf=True):
+    """Run scenario(kind, tag) with the C SDK and with centrifuge-js (and,
+    against holdfast, the C SDK speaking Protobuf); the normalised event
+    sequences must be equal (the per-run tag in channel and user names is
+    replaced by T)."""
     seqs = {}
-    kinds = ["c", "js"] if HAVE_NODE else ["c"]
+    kinds = ["c"] + (["cpb"] if protobuf else []) + (["js"] if HAVE_NODE else [])
     for kind in kinds:
         ch_tag = "%s-%s-%d" % (name, kind, int(time.time() * 1000) % 100000)
         seqs[kind] = scenario(kind, ch_tag)
     if "js" not in seqs:
-        print("  (node or the centrifuge SDK missing: C side only)")
-        return seqs["c"]
-    a, b = seqs["c"], seqs["js"]
-    if a != b:
-        lines = ["C and JS differ in %s:" % name]
-        for i in range(max(len(a), len(b))):
-            x = a[i] if i < len(a) else None
-            y = b[i] if i < len(b) else None
-            lines.append("%s %-60s | %s" % ("  " if x == y else "!!", json.dumps(x), json.dumps(y)))
-        raise AssertionError("\n".join(lines))
+        print("  (node or the centrifuge SDK missing: no JS side)")
+    a = seqs["c"]
+    for other in kinds[1:]:
+        b = seqs[other]
+        if a != b:
+            lines = ["C and %s differ in %s:" % (other, name)]
+            for i in range(max(len(a), len(b))):
+                x = a[i] if i < len(a) else None
+                y = b[i] if i < len(b) else None
+                lines.append("%s %-60s | %s" % ("  " if x == y else "!!", json.dumps(x),
+                                                json.dumps(y)))
+            raise AssertionError("\n".join(lines))
     return a
 
 
@@ -548,7 +553,7 @@ def scripted(name, handler, *driver_args, steps):
             seq = d.stop()
             assert not ss.errors, ss.errors
             return seq
-    return compare(name, run)
+    return compare(name, run, protobuf=False)  # the scripted servers speak JSON
 
 
 def test_ping_watchdog_reconnects():
