@@ -477,12 +477,14 @@ def test_server_drain_and_restart():
             d.wait("subscribed", n=2)
             d.cmd("disconnect")
             d.wait("disconnected")
-            return norm(d.stop(), tag)
+            # whether an attempt fell into the restart (a transport error)
+            # depends on timing: left out of the comparison
+            return [e for e in norm(d.stop(), tag)
+                    if not (e["ev"] == "error" and e.get("type") == "transport")]
         finally:
             b.stop()
 
     seq = compare("drain", run)
-    seq = [e for e in seq if not (e["ev"] == "error" and e.get("type") == "transport")]
     sub = {"ev": "subscribed", "ch": "p:T", "wasRecovering": False, "recovered": False}
     expect(seq, [
         {"ev": "connecting", "code": 0, "reason": "connect called"},
