@@ -860,6 +860,14 @@ def test_holdfast_pub():
         assert r.returncode == 0 and json.loads(r.stdout)["ok"] is True, r
     h = api(s.port, "history", {"channel": ch, "limit": -1})
     assert [p["data"] for p in h["publications"]] == [{"v": 1}], h
+    for _ in range(2):  # the same over Protobuf (the key is a holdfast field there too)
+        r = subprocess.run([BIN, "pub", WS % s.port, ch, '{"v":1.5}', "--idempotency-key",
+                            "k1pb", "--protobuf"], capture_output=True, text=True, timeout=20,
+                           env=env)
+        assert r.returncode == 0 and json.loads(r.stdout)["ok"] is True, r
+    h = api(s.port, "history", {"channel": ch, "limit": -1})
+    assert [p["data"] for p in h["publications"]] == [{"v": 1}, {"v": 1.5}], h
+    api(s.port, "history_remove", {"channel": ch})
     r = subprocess.run([BIN, "pub", WS % s.port, ch, "{bad", "--token", token("u")],
                        capture_output=True, text=True, timeout=10)
     assert r.returncode == 2, r
@@ -880,7 +888,7 @@ def test_holdfast_pub():
         o, e = p.communicate(timeout=20)
         assert p.returncode == 0, (o, e)
     h = api(s.port, "history", {"channel": ch, "limit": -1})
-    assert [p["data"] for p in h["publications"]] == [{"v": 1}, {"v": 2}], h
+    assert [p["data"] for p in h["publications"]] == [{"v": 2}], h
     # never reachable: the publish times out (exit 5)
     with Chaos(s.port, "--refuse") as chaos:
         r = subprocess.run([BIN, "pub", WS % chaos.port, ch, "3", "--timeout", "1s", "-q"],
