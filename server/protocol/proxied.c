@@ -43,7 +43,9 @@ void cl_set_request_headers(cl_client *cl, const hf_http_request *req) {
 static void begin_body(jw_buf *b, cl_client *cl, const px_endpoint *e, int with_user) {
   jw_lit(b, "{\"client\":");
   jw_cstr(b, cl->id);
-  jw_lit(b, ",\"transport\":\"websocket\",\"protocol\":\"json\",\"encoding\":\"json\"");
+  /* the client's protocol; payloads stay JSON text for both encodings */
+  jw_lit(b, cl->pb ? ",\"transport\":\"websocket\",\"protocol\":\"protobuf\",\"encoding\":\"json\""
+                   : ",\"transport\":\"websocket\",\"protocol\":\"json\",\"encoding\":\"json\"");
   if (with_user) {
     jw_lit(b, ",\"user\":");
     jw_cstr(b, cl->user ? cl->user : "");
