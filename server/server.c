@@ -1537,6 +1537,8 @@ static void on_accept(hf_loop *loop, hf_io *io, uint32_t revents) {
   worker *w = hf_loop_data(loop);
   server *s = w->srv;
   for (int i = 0; i < 64; i++) {
+    if (i && hf_loop_bulk_over(loop))
+      return; /* the rest next iteration (client.handshake_budget_us) */
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     int fd = accept4(io->fd, (struct sockaddr *)&ss, &sl,
@@ -2390,6 +2392,7 @@ int srv_run(const srv_config *cfg) {
       return 1;
     }
     hf_loop_set_data(w->loop, w);
+    hf_loop_set_bulk_budget(w->loop, (unsigned)cfg->handshake_budget_us);
     w->hl = hub_attach(s->hub, i, w->loop);
     if (strcmp(cfg->engine_type, "redis") == 0 && eng_redis_attach(s->eng, i, w->loop, w->hl) < 0) {
       fprintf(stderr, "holdfast: cannot set up the Redis engine: out of memory\n");
@@ -2413,6 +2416,7 @@ int srv_run(const srv_config *cfg) {
     for (size_t a = 0; a < s->naddr; a++) {
       w->lis[a].fd = s->lfds[a * s->nw + i];
       w->lis[a].cb = on_accept;
+      w->lis[a].bulk = 1;
       hf_loop_add(w->loop, &w->lis[a], EPOLLIN);
     }
   }
