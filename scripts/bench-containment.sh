@@ -16,6 +16,8 @@
 #            the bench's separate probe process (SCHED_FIFO) measures 10 other
 #            echo connections' round trips before the drop and during the storm.
 # Server alone on core 0 with one worker, load generators on core 1 (taskset).
+# SERVER_CHRT=N runs the server at SCHED_FIFO priority N (shields it from other
+# processes on a machine that is not quiet; the probe already asks for FIFO 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEATS=3
@@ -35,7 +37,7 @@ PARTS=("$@")
 OUT=${OUT:-/tmp/hf-bench-containment}
 mkdir -p "$OUT"
 make -j2 build/holdfast >/dev/null
-make -j2 METRICS=off build/nometrics/holdfast >/dev/null
+[[ " ${PARTS[*]} " == *" metrics "* ]] && make -j2 METRICS=off build/nometrics/holdfast >/dev/null
 ON=$PWD/build/holdfast
 OFF=$PWD/build/nometrics/holdfast
 BENCH="taskset -c 1 $ON bench"
@@ -48,7 +50,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 start() {
   local bin=$1; shift
   PORT=$(free_port)
-  taskset -c 0 "$bin" serve --workers 1 --listen "127.0.0.1:$PORT" --log.level error \
+  ${SERVER_CHRT:+chrt -f "$SERVER_CHRT"} taskset -c 0 "$bin" serve --workers 1 --listen "127.0.0.1:$PORT" --log.level error \
     --client.token.hmac_secret_key="$SECRET" --http_api.key=bench \
     --channel.without_namespace='{"allow_subscribe_for_client":true}' "$@" 2>>"$OUT/server.log" &
   PID=$!
