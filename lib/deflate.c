@@ -414,12 +414,12 @@ static int feed(hf_inflate *z, const uint8_t *in, size_t len, uint8_t **buf,
   z->z.next_in = (Bytef *)(uintptr_t)in;
   z->z.avail_in = 0;
   size_t left = len;
-  while (left || z->z.avail_in) {
+  for (;;) {
     if (z->ended) { /* bytes after a final block are not DEFLATE data */
       z->z.avail_in = 0;
       return 0;
     }
-    if (!z->z.avail_in) {
+    if (!z->z.avail_in && left) {
       z->z.avail_in = (uInt)(left > 0x40000000u ? 0x40000000u : left);
       left -= z->z.avail_in;
     }
@@ -460,6 +460,8 @@ static int feed(hf_inflate *z, const uint8_t *in, size_t len, uint8_t **buf,
     }
     if (r != Z_OK)
       return HF_EPROTO;
+    /* a full output buffer may leave output pending inside zlib even when
+     * all input is used: grow and call again until it has room to spare */
     if (!z->z.avail_in && z->z.avail_out && !left)
       break;
   }

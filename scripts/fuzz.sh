@@ -22,7 +22,7 @@ OUT=build/fuzz
 CC_FUZZ=${FUZZ_CC:-clang}
 CFLAGS_FUZZ=(-g -O1 "-fsanitize=fuzzer,address,undefined"
   -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-  -Iinclude -Iserver -D_GNU_SOURCE)
+  -Iinclude -Iserver -Ibuild/gen -D_GNU_SOURCE)
 
 usage() {
   echo "usage: $0 build | run [SECONDS] | replay" >&2
@@ -38,7 +38,7 @@ targets() {
 }
 
 pkg_flags() {
-  pkg-config --cflags --libs libcrypto jansson zlib 2>/dev/null
+  pkg-config --cflags --libs libcrypto jansson zlib libprotobuf-c 2>/dev/null
 }
 
 # The extra sources a target names on its "// fuzz-sources:" lines.
@@ -51,6 +51,10 @@ extra_sources() {
 build_one() {
   local name=$1 log=$OUT/$1.build.log
   mkdir -p "$OUT"
+  # code generated at build time (protoc-c) that a target may name
+  if extra_sources "$name" | grep -q 'build/gen/'; then
+    make -s proto >"$log" 2>&1 || return 1
+  fi
   # shellcheck disable=SC2046 # pkg-config and source lists are meant to split
   "$CC_FUZZ" "${CFLAGS_FUZZ[@]}" "tests/fuzz/$name.c" lib/*.c \
     $(extra_sources "$name") $(pkg_flags) -o "$OUT/$name" >"$log" 2>&1

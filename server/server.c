@@ -510,6 +510,31 @@ static void setup_deflate(server *s) {
   hf_shared_deflate_setup(&sd);
 }
 
+/* The real-time connection speaks the Protobuf encoding: the client chose
+ * the centrifuge-protobuf sub-protocol, or asked with cf_protocol=protobuf
+ * (or the legacy format=protobuf) in the query (reference 1.1). */
+static int wants_protobuf(const hf_http_request *req, const hf_handshake_result *res) {
+  static const char pb[] = "centrifuge-protobuf";
+  if (res->subprotocol && res->subprotocol_len == sizeof pb - 1 &&
+      memcmp(res->subprotocol, pb, sizeof pb - 1) == 0)
+    return 1;
+  if (res->subprotocol) /* centrifuge-json named explicitly */
+    return 0;
+  const char *q = memchr(req->target, '?', req->target_len);
+  if (!q)
+    return 0;
+  size_t n = req->target_len - (size_t)(q - req->target);
+  for (const char *p = q + 1, *e = q + n; p < e;) {
+    const char *amp = memchr(p, '&', (size_t)(e - p));
+    size_t l = amp ? (size_t)(amp - p) : (size_t)(e - p);
+    if ((l == 20 && memcmp(p, "cf_protocol=protobuf", 20) == 0) ||
+        (l == 15 && memcmp(p, "format=protobuf", 15) == 0))
+      return 1;
+    p += l + 1;
+  }
+  return 0;
+}
+
 /* Upgrade on the echo (rt = 0), the real-time (rt = 1) or the
  * unidirectional WebSocket endpoint (rt = 2). */
 static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
@@ -537,6 +562,8 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
   hf_handshake_result res;
   const struct live *lv = live_get(s);
   hf_handshake_policy pol = rt ? lv->ws_pol : lv->echo_pol;
+  if (rt == 2) /* unidirectional WebSocket: JSON only */
+    pol.n_subprotocols = 1;
   if (fw->host) { /* same-origin against the host the client asked the proxy for */
     pol.same_origin_host = fw->host;
     pol.same_origin_host_len = fw->host_len;
@@ -560,6 +587,8 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
       atomic_fetch_add(&s->rt_clients, 1);
       if (rt == 2)
         cl_set_transport(cl, TR_UNI_WEBSOCKET, NULL, NULL);
+      else if (wants_protobuf(req, &res))
+        cl_set_protobuf(cl);
     } else {
       hf_conn_set_udata(c, (void *)(u | U_ECHO));
     }
@@ -599,6 +628,13 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
     srv_log_str(&l, "hint", "set client.allow_null_origin to allow it");
   else if (code == HF_HS_MISSING_ORIGIN)
     srv_log_str(&l, "hint", "set client.allow_missing_origin to allow it");
+  else if (code == HF_HS_SUBPROTOCOL) {
+    const hf_http_header *sp = hdr(req, "Sec-WebSocket-Protocol");
+    if (sp)
+      srv_log_strn(&l, "offered", sp->value, sp->value_len > 200 ? 200 : sp->value_len);
+    srv_log_str(&l, "hint", rt == 2 ? "this endpoint speaks centrifuge-json (or none offered)"
+                                    : "offer centrifuge-json or centrifuge-protobuf, or none");
+  }
   srv_log_end(&l);
 }
 
@@ -1861,11 +1897,14 @@ static struct live *live_new(const srv_config *cfg, srv_config *own,
   lv->echo_pol.allow_same_origin = cfg->allow_same_origin;
   lv->echo_pol.subprotocols = (const char *const *)cfg->echo_subprotocols.v;
   lv->echo_pol.n_subprotocols = cfg->echo_subprotocols.n;
-  /* the real-time endpoint speaks JSON: a client may name it or nothing */
-  static const char *const rt_protocols[] = {"centrifuge-json"};
+  /* the real-time endpoint speaks JSON (named or nothing offered) and
+   * Protobuf; an offer of only other sub-protocols is refused (400 naming
+   * these), never accepted without one (docs/protocol.md) */
+  static const char *const rt_protocols[] = {"centrifuge-json", "centrifuge-protobuf"};
   lv->ws_pol = lv->echo_pol;
   lv->ws_pol.subprotocols = rt_protocols;
-  lv->ws_pol.n_subprotocols = 1;
+  lv->ws_pol.n_subprotocols = 2;
+  lv->ws_pol.refuse_unmatched = 1;
   /* permessage-deflate: which endpoints offer it (the codec settings are
    * fixed at start) */
   lv->echo_pol.deflate = cfg->echo_compression ? dfl : NULL;
@@ -1981,6 +2020,7 @@ static int setup_realtime(server *s) {
   if (!(cc->rl = rl_shared_new(&cc->limits)))
     return -1;
   cc->px = px_on ? &s->px : NULL;
+  cc->max_message = cfg->message_size_limit;
   s->api.h = s->hub;
   s->api.eng = s->eng;
   s->api.chans = &s->live->chans;
@@ -2405,6 +2445,7 @@ int srv_run(const srv_config *cfg) {
       return 1;
     }
     jw_init(&w->clients.out);
+    jw_init(&w->clients.pb);
     if (s->clcfg.px && !(w->clients.px = px_worker_new(&s->px, w->loop))) {
       fprintf(stderr, "holdfast: cannot set up the proxy HTTP client (libcurl)\n");
       return 1;
@@ -2472,6 +2513,7 @@ int srv_run(const srv_config *cfg) {
   s->eng = NULL;
   for (size_t i = 0; i < s->nw; i++) {
     jw_free(&s->w[i].clients.out);
+    jw_free(&s->w[i].clients.pb);
     while (s->w[i].waits) { /* calls the engine never answered */
       api_wait *aw = s->w[i].waits;
       s->w[i].waits = aw->next;

@@ -8,9 +8,11 @@
  * subscriptions live in subscribe.c, publish/history/presence in
  * commands.c. */
 #include "protocol/client_impl.h"
+#include "protocol/pbcodec.h"
 #include "metrics/metrics.h"
 #include "evproxy/evproxy.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,13 +69,31 @@ uint64_t cl__now_us(void) {
   return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+void cl__send(cl_client *cl, const char *json, size_t len) {
+  if (!cl->pb) {
+    tr_send(cl->conn, cl->transport, (const uint8_t *)json, len);
+    return;
+  }
+  jw_buf *b = &cl->list->pb; /* the worker's scratch: no allocation per message */
+  jw_reset(b);
+  if (pb_from_json(b, json, len) == 0) {
+    hf_conn_send(cl->conn, HF_OP_BINARY, (const uint8_t *)b->p, b->len);
+  } else {
+    srv_logline l;
+    cl__log_begin(cl, LOG_ERROR, "protobuf_encode_failed", &l);
+    srv_log_int(&l, "bytes", (long long)len);
+    srv_log_end(&l);
+  }
+  jw_reset(b);
+}
+
 /* Send the replies gathered so far as one message. */
 void cl__flush_replies(cl_client *cl) {
   jw_buf *o = cl__out(cl);
   if (!o->len)
     return;
   if (jw_ok(o))
-    tr_send(cl->conn, cl->transport, (const uint8_t *)o->p, o->len);
+    cl__send(cl, o->p, o->len);
   jw_reset(o);
 }
 
@@ -684,6 +704,16 @@ static void handle_command(cl_client *cl, const proto_cmd *cmd, size_t bytes) {
   met_command_inc(cmd->kind);
   if (!rate_check(cl, cmd, bytes))
     return;
+  if (cmd->bad) { /* Protobuf: a payload that is not JSON (cmd->bad) */
+    srv_logline l;
+    cl__log_begin(cl, LOG_WARN, "command_rejected", &l);
+    srv_log_str(&l, "method", proto_kind_name(cmd->kind));
+    srv_log_str(&l, "reason", cmd->bad);
+    srv_log_end(&l);
+    if (id)
+      cl__error_reply(cl, id, 107, "bad request", 0);
+    return;
+  }
   if (cmd->kind >= 0 && srv_log_enabled(LOG_DEBUG)) {
     static const char *const names[PROTO_KINDS] = {
         "connect", "ping", "subscribe", "unsubscribe", "publish", "presence",
@@ -786,10 +816,40 @@ static void process_lines(cl_client *cl, uint8_t *data, size_t len, int *command
         cl_disconnect(cl, 3013, "too many requests: commands queued behind a slow one");
         return;
       }
-      if (cl->queued.len)
+      if (cl->queued.len && !cl->pb) /* Protobuf: the prefixes delimit */
         jw_char(&cl->queued, '\n');
       jw_raw(&cl->queued, (const char *)data + off, len - off);
       return;
+    }
+    if (cl->pb) {
+      const uint8_t *m;
+      size_t n;
+      uint16_t code;
+      const char *why;
+      int r = pb_next(data, len, &off, cl->cfg->max_message, &m, &n, &code, &why);
+      if (r <= 0) {
+        if (r < 0) {
+          srv_logline l;
+          cl__log_begin(cl, LOG_WARN, "protocol_violation", &l);
+          srv_log_str(&l, "reason", why);
+          srv_log_end(&l);
+          cl_disconnect(cl, code, why);
+        }
+        return;
+      }
+      proto_cmd cmd;
+      if (pb_parse(m, n, &cmd, &why) < 0) {
+        srv_logline l;
+        cl__log_begin(cl, LOG_WARN, "protocol_violation", &l);
+        srv_log_str(&l, "reason", why);
+        srv_log_end(&l);
+        cl_disconnect(cl, 3501, why);
+        return;
+      }
+      (*commands)++;
+      handle_command(cl, &cmd, n);
+      proto_cmd_free(&cmd);
+      continue;
     }
     uint8_t *nl = memchr(data + off, '\n', len - off);
     size_t end = nl ? (size_t)(nl - data) : len;
@@ -812,7 +872,11 @@ static void process_lines(cl_client *cl, uint8_t *data, size_t len, int *command
 static void process(cl_client *cl, int opcode, uint8_t *data, size_t len) {
   if (cl->state == CS_CLOSED)
     return;
-  if (opcode != HF_OP_TEXT) {
+  if (cl->pb && opcode != HF_OP_BINARY) {
+    cl_disconnect(cl, 3506, "inappropriate protocol: text frame on a Protobuf connection");
+    return;
+  }
+  if (!cl->pb && opcode != HF_OP_TEXT) {
     cl_disconnect(cl, 3506, "inappropriate protocol: binary frame on a JSON connection");
     return;
   }
@@ -859,7 +923,7 @@ static void on_timer(hf_loop *loop, hf_timer *t) {
   if (cl__check_sub_deadlines(cl, now) < 0)
     return;
   if (!cl->await_pong && cl->next_ping && now >= cl->next_ping) {
-    tr_send(cl->conn, cl->transport, (const uint8_t *)"{}", 2);
+    cl__send(cl, "{}", 2);
     cl->ping_sent_us = cl__now_us();
     cl->next_ping = now + cl->cfg->ping_interval_ms;
     if (cl->cfg->pong_timeout_ms && !tr_is_uni(cl->transport)) { /* uni: no pongs */
@@ -950,9 +1014,29 @@ static void release(cl_client *cl) {
 }
 
 void cl_send_shared(cl_client *cl, hf_shared *frame) {
-  if (cl->state == CS_CONNECTED)
+  if (cl->state != CS_CONNECTED)
+    return;
+  if (!cl->pb) {
     tr_send_shared(cl->conn, cl->transport, frame);
+    return;
+  }
+  /* built once per publication for every Protobuf recipient of any worker */
+  hf_shared *v = pb_shared_variant(frame);
+  if (v) {
+    hf_conn_send_shared(cl->conn, v, 0, v->len);
+  } else { /* out of memory: this recipient misses it; said once */
+    static atomic_int said;
+    if (!atomic_exchange(&said, 1)) {
+      srv_logline l;
+      cl__log_begin(cl, LOG_ERROR, "protobuf_encode_failed", &l);
+      srv_log_int(&l, "bytes", (long long)frame->len);
+      srv_log_end(&l);
+    }
+  }
 }
+
+void cl_set_protobuf(cl_client *cl) { cl->pb = 1; }
+int cl_protobuf(const cl_client *cl) { return cl->pb; }
 
 void cl_set_transport(cl_client *cl, int kind, const char *session,
                       const char *node) {

@@ -58,6 +58,8 @@ typedef struct {
   const rl_limits *limits; /* the current snapshot: read with rl_limits_get */
   struct rl_shared *rl;
   const struct px_config *px; /* backend event proxy, or NULL */
+  uint64_t max_message;       /* websocket.message_size_limit: the longest
+                                 Protobuf command a length prefix may give */
 } cl_config;
 
 /* The current policy snapshot of c (an acquire load; any thread). */
@@ -74,6 +76,7 @@ typedef struct cl_list {
   cl_client *head;
   size_t count;
   jw_buf out; /* replies of the frame being processed (one at a time) */
+  jw_buf pb;  /* scratch for their Protobuf form (Protobuf clients) */
   cl_client *cursor; /* the next client a spread drain closes, or NULL */
   struct px_worker *px; /* this worker's proxy client, or NULL */
 } cl_list;
@@ -112,6 +115,12 @@ cl_client *cl_new(hf_conn *conn, hub_local *hl, cl_list *list,
 void cl_set_transport(cl_client *cl, int kind, const char *session,
                       const char *node);
 int cl_transport(const cl_client *cl);
+/* The client speaks the Protobuf encoding (the centrifuge-protobuf
+ * sub-protocol or cf_protocol=protobuf; WebSocket only): commands are
+ * binary frames of length-delimited Commands, replies and pushes likewise.
+ * Call right after cl_new. */
+void cl_set_protobuf(cl_client *cl);
+int cl_protobuf(const cl_client *cl);
 /* The session given to cl_set_transport, or NULL. */
 const char *cl_session(const cl_client *cl);
 /* A WebSocket message for this client (commands, one per line). */

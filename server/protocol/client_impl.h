@@ -55,6 +55,8 @@ struct cl_client {
   uint8_t await_pong;
   uint64_t ping_sent_us; /* when the awaited ping left (CLOCK_MONOTONIC us) */
   uint8_t transport; /* tr_kind: how replies and pushes are framed */
+  uint8_t pb;        /* Protobuf encoding (centrifuge-protobuf): binary
+                        frames, length-delimited (pbcodec.h) */
   const char *session, *node; /* emulation transports: for the connect result */
   uint64_t rtt_us;       /* the last ping's round trip (0: none yet) */
   uint64_t created_ms;   /* loop clock when the connection upgraded */
@@ -146,6 +148,9 @@ void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
 /* The reply buffer of the frame being processed (replies leave together). */
 static inline jw_buf *cl__out(cl_client *cl) { return &cl->list->out; }
 void cl__flush_replies(cl_client *cl);
+/* Send one protocol message now: JSON Replies joined by '\n', framed for
+ * the client's transport, or transcoded to Protobuf for a Protobuf client. */
+void cl__send(cl_client *cl, const char *json, size_t len);
 /* CLOCK_MONOTONIC in microseconds. */
 uint64_t cl__now_us(void);
 /* Deliver what s held while its subscription was being established (after

@@ -42,6 +42,10 @@ static void on_published(void *arg, int status, const stream_pos *pos) {
   cl__op_exit(cl, token);
 }
 
+static void publish_keyed(cl_client *cl, uint32_t id, const char *ch, size_t len,
+                          const chan_ns *ns, const char *text, bool skip_history,
+                          const char *idem, size_t idem_len);
+
 void cl__cmd_publish(cl_client *cl, uint32_t id, json_t *req) {
   size_t len;
   const char *ch = cl__require_channel(cl, req, "publish", &len);
@@ -73,17 +77,31 @@ void cl__cmd_publish(cl_client *cl, uint32_t id, json_t *req) {
     cl__error_reply(cl, id, (unsigned)r, "permission denied", 0);
     return;
   }
+  /* idempotency_key (a holdfast extension used by the C SDK): applied once
+   * per key within channel.idempotency_window, as in the server API */
+  json_t *key = json_object_get(req, "idempotency_key");
+  if (key && (!json_is_string(key) || json_string_length(key) > 256)) {
+    cl__error_reply(cl, id, 107, "bad request: idempotency_key must be a string of at most 256 bytes", 0);
+    return;
+  }
   char *text = jw_dump(data); /* minified: never a raw newline */
   if (!text) {
     cl__error_reply(cl, id, 100, "internal server error", 1);
     return;
   }
-  cl__publish_allowed(cl, id, ch, len, ns, text, false);
+  publish_keyed(cl, id, ch, len, ns, text, false, key ? json_string_value(key) : NULL,
+                key ? json_string_length(key) : 0);
   free(text);
 }
 
 void cl__publish_allowed(cl_client *cl, uint32_t id, const char *ch, size_t len,
                          const chan_ns *ns, const char *text, bool skip_history) {
+  publish_keyed(cl, id, ch, len, ns, text, skip_history, NULL, 0);
+}
+
+static void publish_keyed(cl_client *cl, uint32_t id, const char *ch, size_t len,
+                          const chan_ns *ns, const char *text, bool skip_history,
+                          const char *idem, size_t idem_len) {
   cl_sub *own = cl__find_sub(cl, ch, len);
   /* A publication into a channel this worker owns may be delivered at
    * once, possibly to this very client: the replies so far (e.g. its
@@ -96,8 +114,8 @@ void cl__publish_allowed(cl_client *cl, uint32_t id, const char *ch, size_t len,
   const char *pinfo = info ? info : cl->client_info;
   stream_opts so = query_stream_opts(ns);
   hub_pub p = {ch, len, text, pinfo, NULL, strlen(text), strlen(pinfo), 0,
-               chan_has_history(ns) && !skip_history ? &so : NULL, NULL, 0,
-               ns->delta_publish, ns->delta_fossil};
+               chan_has_history(ns) && !skip_history ? &so : NULL,
+               idem_len ? idem : NULL, idem_len, ns->delta_publish, ns->delta_fossil};
   cl_op *op = cl__op_new(cl, sizeof *op, id);
   if (!op || eng_publish(cl->cfg->eng, cl->hl, &p, on_published, op) < 0) {
     if (op)

@@ -132,7 +132,7 @@ void cl__unsubscribe_push(cl_client *cl, cl_sub *s, unsigned code,
   jw_cstr(&b, reason);
   jw_lit(&b, "}}}");
   if (jw_ok(&b))
-    tr_send(cl->conn, cl->transport, (const uint8_t *)b.p, b.len);
+    cl__send(cl, b.p, b.len);
   jw_free(&b);
 }
 
@@ -320,7 +320,7 @@ static void settle(cl_client *cl, sub_op *so, unsigned err, const jw_buf *fields
     if (pushes)
       jw_raw(&b, pushes->p, pushes->len);
     if (jw_ok(&b) && cl->state == CS_CONNECTED)
-      tr_send(cl->conn, cl->transport, (const uint8_t *)b.p, b.len);
+      cl__send(cl, b.p, b.len);
     jw_free(&b);
   }
   if (s && !err) {
@@ -529,7 +529,9 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
                               (req_bool(req, "recoverable") &&
                                (ns->allow_recovery || hist_access)));
   json_t *dv = json_object_get(req, "delta");
-  bool delta = history && ns->delta_fossil && json_is_string(dv) &&
+  /* Protobuf clients get full payloads: delta is not negotiated for them
+   * (the result says so; docs/protocol.md) */
+  bool delta = history && ns->delta_fossil && json_is_string(dv) && !cl->pb &&
                strcmp(json_string_value(dv), "fossil") == 0;
   /* a delta subscriber must never miss a publication silently: positioned */
   bool positioning = history && (recovery || delta ||
