@@ -12,7 +12,9 @@ connections: subscriptions whose namespace is gone or whose client-side
 permission was revoked get unsubscribe 2000 (token-granted and server-side
 ones only when the namespace is gone), anonymous connections are closed
 with 3501 when anonymous access is turned off; 20 reloads under traffic on
-two workers."""
+two workers; a subscribe waiting for the event proxy across two reloads
+(the second frees the snapshot it began with) resolves its namespace
+again when the answer comes."""
 import json
 import os
 import signal
@@ -256,6 +258,39 @@ def test_reloads_under_traffic_keep_serving():
                    what="20 re-checks")
         assert "publish" in c.call("publish", {"channel": "x:end", "data": {}})
         c.close()
+
+
+def test_a_proxied_subscribe_answered_after_reloads_resolves_its_namespace_again():
+    # the subscribe proxy answers after 1.5 s; meanwhile two reloads remove
+    # the namespace (the second frees the snapshot the subscribe began with):
+    # the answer finds no namespace and the client gets 102
+    from test_evproxy import Backend
+    b = Backend()
+    try:
+        px = {"subscribe": {"endpoint": "http://127.0.0.1:%d/subscribe" % b.port,
+                            "timeout": "5s"}}
+        cfg = {"client": {"token": {"hmac_secret_key": SECRET}},
+               "channel": {"proxy": px, "namespaces": [{"name": "open",
+                                                        "subscribe_proxy_enabled": True}]}}
+        with Server(config=cfg) as srv:
+            c = RT(srv.port)
+            c.connect(jwt_hs({"sub": "u1"}, SECRET))
+            b.mode("slow")
+            i = c.new_id()
+            c.send({"id": i, "subscribe": {"channel": "open:1"}})
+            wait_until(lambda: b.log("/subscribe"), timeout=5, what="the backend asked")
+            for k in range(2):
+                write(srv, {"client": cfg["client"], "channel": {"proxy": px, "namespaces": []}})
+                srv.proc.send_signal(signal.SIGHUP)
+                wait_until(lambda n=k: len(srv.events("reload_recheck")) == n + 1, timeout=5,
+                           what="re-check %d" % (k + 1))
+            r = c.reply(i, timeout=5)
+            assert r.get("error", {}).get("code") == 102, r
+            r = c.call("subscribe", {"channel": "open:2"})
+            assert r.get("error", {}).get("code") == 102, r
+            c.close()
+    finally:
+        b.stop()
 
 
 if __name__ == "__main__":
