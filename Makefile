@@ -61,7 +61,7 @@ SRV_OBJ := $(SRV_SRC:%.c=$(B)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 
 .PHONY: all run test deps fuzz fuzz-build clean bench drills proto
-all: $(B)/holdfast $(UNIT_BIN) $(EXAMPLE_BIN) $(B)/tests/sdk_driver
+all: $(B)/holdfast $(UNIT_BIN) $(EXAMPLE_BIN) $(B)/tests/sdk_driver $(B)/tests/sdk_memory
 
 $(B)/libhf.a: $(LIB_OBJ)
 	@mkdir -p $(@D)
@@ -96,7 +96,8 @@ $(B)/examples/%: examples/%.c $(HF_LIBS)
 	$(CC) -Iinclude $(CFLAGS) $(LDFLAGS) -o $@ $< $(HF_LIBS) $(LDLIBS)
 
 # the C side of the SDK comparison (tests/integration/test_sdk.py)
-$(B)/tests/sdk_driver: tests/sdk/driver.c $(HF_LIBS)
+# and the memory per SDK connection (docs/sdk.md)
+$(B)/tests/sdk_%: tests/sdk/%.c $(HF_LIBS)
 	@mkdir -p $(@D)
 	$(CC) -Iinclude $(CFLAGS) $(LDFLAGS) -o $@ $< $(HF_LIBS) $(LDLIBS)
 

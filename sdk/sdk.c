@@ -59,7 +59,7 @@ const char *hfs_event_name(hfs_event_type t) {
 
 int hfs_position_parse(const char *text, hfs_position *out) {
   char *end;
-  if (!text || !*text)
+  if (!text || *text < '0' || *text > '9')
     return HF_EINVAL;
   errno = 0;
   unsigned long long off = strtoull(text, &end, 10);
@@ -129,6 +129,20 @@ int hfs__send(hfs_client *c, uint32_t id, const char *method, json_t *body) {
   rc = hf_client_send(c->tc, c->codec->binary ? HF_OP_BINARY : HF_OP_TEXT, out, len);
   free(out);
   return rc;
+}
+
+static void rearm(hfs_client *c);
+static void reap_subs(hfs_client *c);
+
+/* Around every public entry point that can emit events: subscriptions
+ * removed by a callback are freed only when the outermost call returns, and
+ * the loop timer follows the new deadlines. */
+void hfs__enter(hfs_client *c) { c->depth++; }
+
+void hfs__leave(hfs_client *c) {
+  if (--c->depth == 0)
+    reap_subs(c);
+  rearm(c);
 }
 
 /* ---- calls ----------------------------------------------------------------- */
@@ -226,8 +240,13 @@ static int call_submit(hfs_client *c, const char *method, json_t *req, int idemp
   *c->calls_tail = k;
   c->calls_tail = &k->next;
   c->ncalls++;
-  if (c->state == HFS_CONNECTED)
+  if (c->state == HFS_CONNECTED) {
+    hfs__enter(c);
     call_write(c, k, now);
+    hfs__leave(c);
+  } else {
+    rearm(c);
+  }
   return 0;
 }
 
@@ -453,10 +472,19 @@ static void start_attempt(hfs_client *c) {
   }
 }
 
+static void set_token(hfs_client *c, char *t);
+
 int hfs_client_set_token(hfs_client *c, const char *token) {
   char *t = strdup(token ? token : "");
   if (!t)
     return HF_ENOMEM;
+  hfs__enter(c);
+  set_token(c, t);
+  hfs__leave(c);
+  return 0;
+}
+
+static void set_token(hfs_client *c, char *t) {
   free(c->token);
   c->token = t;
   c->refresh_required = 0;
@@ -467,18 +495,17 @@ int hfs_client_set_token(hfs_client *c, const char *token) {
     } else if (c->state == HFS_CONNECTING && !c->in_get_token) {
       start_transport(c);
     }
-    return 0;
+    return;
   }
   if (c->refreshing && c->state == HFS_CONNECTED) {
     c->refreshing = 0;
     if (!*t) {
       hfs__disconnect(c, 1, "unauthorized", 0);
-      return 0;
+      return;
     }
     c->refresh_id = hfs__id(c);
     hfs__send(c, c->refresh_id, "refresh", json_pack("{s:s}", "token", t));
   }
-  return 0;
 }
 
 static void send_connect(hfs_client *c) {
@@ -688,10 +715,13 @@ static void t_state(hf_client *tc, const hf_client_event *ev, void *user) {
   int reconnect = 1;
   if (ev->cause == HF_CAUSE_CLOSE_FRAME && ev->close_code > 0)
     code = (uint32_t)ev->close_code;
+  char advice[128];
   if (ev->cause == HF_CAUSE_CLOSE_FRAME && ev->close_reason && *ev->close_reason) {
     json_t *adv = hfs__parse(ev->close_reason);
-    if (json_is_object(adv)) { /* protocol v1 advice */
-      reason = ev->close_reason;
+    if (json_is_object(adv)) { /* protocol v1 advice {"reason":..,"reconnect":..} */
+      snprintf(advice, sizeof advice, "%s",
+               json_string_value(json_object_get(adv, "reason")) ?: "");
+      reason = advice;
       reconnect = json_is_true(json_object_get(adv, "reconnect"));
     } else {
       reason = ev->close_reason;
@@ -816,11 +846,10 @@ void hfs_client_free(hfs_client *c) {
   free(c);
 }
 
-static void rearm(hfs_client *c);
-
 int hfs_client_connect(hfs_client *c) {
   if (c->state != HFS_DISCONNECTED)
     return HF_EINVAL;
+  hfs__enter(c);
   c->state = HFS_CONNECTING;
   c->attempts = 0;
   hfs_event ev = {0};
@@ -830,22 +859,24 @@ int hfs_client_connect(hfs_client *c) {
   hfs__emit(c, &ev);
   if (c->state == HFS_CONNECTING && !c->transport_active && !c->token_wait)
     start_attempt(c);
-  rearm(c);
+  hfs__leave(c);
   return 0;
 }
 
 void hfs_client_disconnect(hfs_client *c) {
+  hfs__enter(c);
   hfs__disconnect(c, 0, "disconnect called", 0);
-  rearm(c);
+  hfs__leave(c);
 }
 
 void hfs_client_close(hfs_client *c) {
   if (c->state == HFS_CLOSED)
     return;
-  hfs__disconnect(c, 0, "disconnect called", 0);
+  hfs__enter(c);
   fail_calls(c, 4, "client closed", 0);
+  hfs__disconnect(c, 0, "disconnect called", 0);
   c->state = HFS_CLOSED;
-  rearm(c);
+  hfs__leave(c);
 }
 
 hfs_state hfs_client_state(const hfs_client *c) { return c->state; }
@@ -919,13 +950,10 @@ static void reap_subs(hfs_client *c) {
 }
 
 hfs_state hfs_client_process(hfs_client *c) {
-  c->depth++;
+  hfs__enter(c);
   hf_client_process(c->tc);
   timers(c);
-  c->depth--;
-  if (!c->depth)
-    reap_subs(c);
-  rearm(c);
+  hfs__leave(c);
   return c->state;
 }
 

@@ -99,6 +99,8 @@ uint32_t hfs__rand(hfs_client *c);
 void hfs__emit(hfs_client *c, hfs_event *ev);
 int hfs__send(hfs_client *c, uint32_t id, const char *method, json_t *body);
 uint32_t hfs__id(hfs_client *c);
+void hfs__enter(hfs_client *c);
+void hfs__leave(hfs_client *c);
 void hfs__disconnect(hfs_client *c, uint32_t code, const char *reason,
                      int reconnect);
 /* A JSON text into a tree (NULL: invalid). */

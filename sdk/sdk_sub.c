@@ -186,14 +186,24 @@ void hfs__sub_send_subscribe(hfs_sub *s) {
   }
 }
 
+static void sub_set_token(hfs_sub *s, char *t);
+
 int hfs_sub_set_token(hfs_sub *s, const char *token) {
   char *t = strdup(token ? token : "");
   if (!t)
     return HF_ENOMEM;
+  hfs_client *c = s->c;
+  hfs__enter(c);
+  sub_set_token(s, t);
+  hfs__leave(c);
+  return 0;
+}
+
+static void sub_set_token(hfs_sub *s, char *t) {
+  hfs_client *c = s->c;
   free(s->token);
   s->token = t;
   s->refresh_required = 0;
-  hfs_client *c = s->c;
   if (s->token_wait) {
     s->token_wait = 0;
     if (!*t)
@@ -204,28 +214,33 @@ int hfs_sub_set_token(hfs_sub *s, const char *token) {
     s->refreshing = 0;
     if (!*t) {
       set_unsubscribed(s, 1, "unauthorized", 1);
-      return 0;
+      return;
     }
     s->refresh_id = hfs__id(c);
     hfs__send(c, s->refresh_id, "sub_refresh",
               json_pack("{s:s,s:s}", "channel", s->channel, "token", t));
   }
-  return 0;
 }
 
 int hfs_sub_subscribe(hfs_sub *s) {
   if (s->state != HFS_SUB_UNSUBSCRIBED || s->dead || s->c->state == HFS_CLOSED)
     return HF_EINVAL;
+  hfs_client *c = s->c;
+  hfs__enter(c);
   s->resub_attempts = 0;
   set_subscribing(s, 0, "subscribe called");
   hfs__sub_send_subscribe(s);
+  hfs__leave(c);
   return 0;
 }
 
 int hfs_sub_unsubscribe(hfs_sub *s) {
-  if (s->state == HFS_SUB_UNSUBSCRIBED)
+  if (s->state == HFS_SUB_UNSUBSCRIBED || s->dead)
     return HF_EINVAL;
+  hfs_client *c = s->c;
+  hfs__enter(c);
   set_unsubscribed(s, 0, "unsubscribe called", 1);
+  hfs__leave(c);
   return 0;
 }
 
@@ -238,14 +253,9 @@ void hfs_sub_remove(hfs_sub *s) {
     if (was_active && c->state == HFS_CONNECTED)
       hfs__send(c, hfs__id(c), "unsubscribe", json_pack("{s:s}", "channel", s->channel));
   }
-  s->dead = 1;
-  if (c->depth == 0) {
-    hfs_sub **pp = &c->subs;
-    while (*pp != s)
-      pp = &(*pp)->next;
-    *pp = s->next;
-    hfs__sub_free(s);
-  }
+  s->dead = 1; /* freed when the outermost call into the client returns */
+  hfs__enter(c);
+  hfs__leave(c);
 }
 
 hfs_sub_state hfs_sub_get_state(const hfs_sub *s) { return s->state; }

@@ -36,6 +36,7 @@
 #include "channels/chan.h"
 #include "evproxy/evproxy.h"
 #include "protocol/client.h"
+#include "protocol/pbcodec.h"
 #include "channels/hub.h"
 #include "engine/engine.h"
 #include "engine/redis.h"
@@ -861,6 +862,9 @@ static uintptr_t resolve_client(worker *w, hf_conn *c, const hf_http_request *re
 /* ---- HTTP streaming, SSE and the emulation endpoint (transport/) ---------- */
 
 enum { TB_HTTP_STREAM = TR_HTTP_STREAM, TB_SSE = TR_SSE, TB_EMULATION = 8 };
+/* or-ed into a pending body's kind: the body is Protobuf
+ * (Content-Type: application/octet-stream; http_stream and emulation) */
+#define TB_PROTOBUF 0x100
 
 static int is_method(const hf_http_request *req, const char *m) {
   return req->method_len == strlen(m) && memcmp(req->method, m, req->method_len) == 0;
@@ -894,7 +898,7 @@ static void uni_connect(cl_client *cl, const uint8_t *req, size_t len) {
 }
 
 static void tr_start(worker *w, hf_conn *c, tr_kind k, const char *extra,
-                     uint8_t *cmd, size_t len) {
+                     uint8_t *cmd, size_t len, int pb) {
   server *s = w->srv;
   uintptr_t u = (uintptr_t)hf_conn_udata(c) & ~(uintptr_t)U_BODY;
   char hdrs[2048];
@@ -912,6 +916,8 @@ static void tr_start(worker *w, hf_conn *c, tr_kind k, const char *extra,
     return;
   }
   cl_set_transport(cl, k, ss ? tr_session_id(ss) : NULL, ss ? s->api.node_uid : NULL);
+  if (pb)
+    cl_set_protobuf(cl);
   cl_set_tag(cl, u);
   hf_conn_set_udata(c, cl);
   atomic_fetch_add(&s->rt_clients, 1);
@@ -924,7 +930,7 @@ static void tr_start(worker *w, hf_conn *c, tr_kind k, const char *extra,
   if (tr_is_uni(k))
     uni_connect(cl, cmd, len);
   else
-    cl_on_message(cl, HF_OP_TEXT, cmd, len);
+    cl_on_message(cl, pb ? HF_OP_BINARY : HF_OP_TEXT, cmd, len);
 }
 
 /* The connection of client cl is gone: forget its session. Returns the
@@ -940,6 +946,7 @@ static uint32_t tr_close_client(worker *w, cl_client *cl) {
 typedef struct {
   hf_msg m;
   size_t slen, dlen;
+  int opcode; /* HF_OP_TEXT (JSON) or HF_OP_BINARY (Protobuf commands) */
   char buf[]; /* session, then data */
 } emu_msg;
 
@@ -948,9 +955,11 @@ static void emu_run(hf_loop *loop, hf_msg *m) {
   emu_msg *e = (emu_msg *)m;
   cl_client *cl = tr_session_deliver(w->sessions, e->buf, e->slen);
   if (cl) /* in arrival order: the inbox is FIFO and this loop serial */
-    cl_on_message(cl, HF_OP_TEXT, (uint8_t *)e->buf + e->slen, e->dlen);
+    cl_on_message(cl, e->opcode, (uint8_t *)e->buf + e->slen, e->dlen);
   free(e);
 }
+
+static void emu_drop(hf_msg *m) { free(m); }
 
 static void tr_reject(hf_conn *c, const hf_http_request *req, const char *path,
                       size_t pl, int status, const char *reason,
@@ -1058,7 +1067,7 @@ static int tr_route(worker *w, hf_conn *c, const hf_http_request *req,
                          "(sse.max_request_body_size).\n");
       return 1;
     }
-    tr_start(w, c, (tr_kind)what, cors, cmd, len);
+    tr_start(w, c, (tr_kind)what, cors, cmd, len, 0);
     free(cmd);
     return 1;
   }
@@ -1083,7 +1092,12 @@ static int tr_route(worker *w, hf_conn *c, const hf_http_request *req,
               "Bad Request: the body must hold the commands (JSON).\n");
     return 1;
   }
-  if (tr_pending_add(&w->bodies, c, what, cors) < 0) {
+  /* the Protobuf builds of the SDKs post their commands (http_stream) and
+   * EmulationRequests as application/octet-stream */
+  const hf_http_header *ct = hf_http_find(req, "Content-Type");
+  int pb = ct && ct->value_len >= 24 && strncasecmp(ct->value, "application/octet-stream", 24) == 0 &&
+           (what == TB_HTTP_STREAM || what == TB_EMULATION);
+  if (tr_pending_add(&w->bodies, c, what | (pb ? TB_PROTOBUF : 0), cors) < 0) {
     respond_text(c, 500, NULL, "Internal Server Error\n");
     return 1;
   }
@@ -1115,19 +1129,22 @@ static void emu_bad(hf_conn *c, int status, const char *cors, const char *reason
   hf_conn_respond(c, status, cors, NULL, body, strlen(body));
 }
 
-/* An emulation request body: {"session":..,"node":..,"data":"<commands>"}. */
+/* An emulation request body: {"session":..,"node":..,"data":"<commands>"},
+ * or with pb a Protobuf EmulationRequest (data: Protobuf commands). */
 static void tr_emulation(worker *w, hf_conn *c, const char *cors, uint8_t *body,
-                         size_t len) {
+                         size_t len, int pb) {
   server *s = w->srv;
   json_error_t jerr;
-  json_t *j = json_loadb((const char *)body, len, 0, &jerr);
+  json_t *j = pb ? pb_emulation_json(body, len)
+                 : json_loadb((const char *)body, len, 0, &jerr);
   json_t *sess = json_object_get(j, "session"), *node = json_object_get(j, "node"),
          *data = json_object_get(j, "data");
   if (!json_is_object(j) || !json_is_string(sess) || !json_is_string(data) ||
       (node && !json_is_string(node))) {
     json_decref(j);
     emu_bad(c, 400, cors, "bad_body",
-            "Bad Request: the body must be {\"session\":..,\"node\":..,\"data\":\"<commands>\"}.\n");
+            pb ? "Bad Request: the body must be a Protobuf EmulationRequest.\n"
+               : "Bad Request: the body must be {\"session\":..,\"node\":..,\"data\":\"<commands>\"}.\n");
     return;
   }
   const char *nid = node ? json_string_value(node) : "";
@@ -1151,8 +1168,10 @@ static void tr_emulation(worker *w, hf_conn *c, const char *cors, uint8_t *body,
     emu_msg *e = malloc(sizeof *e + sl + dl);
     if (e) {
       e->m.run = emu_run;
+      e->m.drop = emu_drop;
       e->slen = sl;
       e->dlen = dl;
+      e->opcode = pb ? HF_OP_BINARY : HF_OP_TEXT;
       memcpy(e->buf, json_string_value(sess), sl);
       memcpy(e->buf + sl, json_string_value(data), dl);
       hf_loop_post(s->w[owner].loop, &e->m);
@@ -1169,17 +1188,21 @@ static void tr_on_body(worker *w, hf_conn *c, uint8_t *body, size_t len) {
     respond_text(c, 500, NULL, "Internal Server Error\n");
     return;
   }
-  if (p->what == TB_EMULATION)
-    tr_emulation(w, c, p->headers, body, len);
+  int pb = (p->what & TB_PROTOBUF) != 0, what = p->what & ~TB_PROTOBUF;
+  if (what == TB_EMULATION)
+    tr_emulation(w, c, p->headers, body, len, pb);
   else
-    tr_start(w, c, (tr_kind)p->what, p->headers, body, len);
+    tr_start(w, c, (tr_kind)what, p->headers, body, len, pb);
   free(p);
 }
 
 /* A stream ends: the disconnect push goes before its last chunk. */
 static void on_stream_end(hf_conn *c, uint16_t code, const char *reason) {
   cl_client *cl = conn_client(c);
-  tr_disconnect_push(c, cl ? (tr_kind)cl_transport(cl) : TR_HTTP_STREAM, code, reason);
+  if (cl && cl_protobuf(cl))
+    cl_disconnect_push(cl, code, reason);
+  else
+    tr_disconnect_push(c, cl ? (tr_kind)cl_transport(cl) : TR_HTTP_STREAM, code, reason);
 }
 
 /* ---- admin API and dashboard ---------------------------------------------- */
@@ -2265,7 +2288,7 @@ static void recheck_post(server *s) {
   j->next = s->rechecks;
   s->rechecks = j;
   for (size_t i = 0; i < s->nw; i++) {
-    j->msg[i] = (recheck_msg){{NULL, on_recheck}, j, &s->w[i]};
+    j->msg[i] = (recheck_msg){{NULL, on_recheck, NULL}, j, &s->w[i]};
     hf_loop_post(s->w[i].loop, &j->msg[i].m);
   }
 }

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "hf/frame.h"
@@ -77,7 +78,12 @@ void cl__send(cl_client *cl, const char *json, size_t len) {
   jw_buf *b = &cl->list->pb; /* the worker's scratch: no allocation per message */
   jw_reset(b);
   if (pb_from_json(b, json, len) == 0) {
-    hf_conn_send(cl->conn, HF_OP_BINARY, (const uint8_t *)b->p, b->len);
+    if (cl->transport == TR_HTTP_STREAM) { /* one chunk of delimited Replies */
+      struct iovec v = {b->p, b->len};
+      hf_conn_send_chunk(cl->conn, &v, 1);
+    } else {
+      hf_conn_send(cl->conn, HF_OP_BINARY, (const uint8_t *)b->p, b->len);
+    }
   } else {
     srv_logline l;
     cl__log_begin(cl, LOG_ERROR, "protobuf_encode_failed", &l);
@@ -1021,7 +1027,7 @@ void cl_send_shared(cl_client *cl, hf_shared *frame) {
     return;
   }
   /* built once per publication for every Protobuf recipient of any worker */
-  hf_shared *v = pb_shared_variant(frame);
+  hf_shared *v = pb_shared_variant(frame, cl->transport == TR_HTTP_STREAM);
   if (v) {
     hf_conn_send_shared(cl->conn, v, 0, v->len);
   } else { /* out of memory: this recipient misses it; said once */
@@ -1036,6 +1042,21 @@ void cl_send_shared(cl_client *cl, hf_shared *frame) {
 }
 
 void cl_set_protobuf(cl_client *cl) { cl->pb = 1; }
+
+void cl_disconnect_push(cl_client *cl, uint16_t code, const char *reason) {
+  if (!tr_is_stream(cl->transport))
+    return;
+  jw_buf b;
+  jw_init(&b);
+  jw_lit(&b, "{\"push\":{\"disconnect\":{\"code\":");
+  jw_u64(&b, code);
+  jw_lit(&b, ",\"reason\":");
+  jw_cstr(&b, reason ? reason : "");
+  jw_lit(&b, "}}}");
+  if (jw_ok(&b))
+    cl__send(cl, b.p, b.len);
+  jw_free(&b);
+}
 int cl_protobuf(const cl_client *cl) { return cl->pb; }
 
 void cl_set_transport(cl_client *cl, int kind, const char *session,

@@ -116,11 +116,15 @@ void cl_set_transport(cl_client *cl, int kind, const char *session,
                       const char *node);
 int cl_transport(const cl_client *cl);
 /* The client speaks the Protobuf encoding (the centrifuge-protobuf
- * sub-protocol or cf_protocol=protobuf; WebSocket only): commands are
- * binary frames of length-delimited Commands, replies and pushes likewise.
+ * sub-protocol or cf_protocol=protobuf on WebSocket; an
+ * application/octet-stream body on http_stream): commands are binary frames
+ * (chunks) of length-delimited Commands, replies and pushes likewise.
  * Call right after cl_new. */
 void cl_set_protobuf(cl_client *cl);
 int cl_protobuf(const cl_client *cl);
+/* A stream transport ends: the disconnect push in the client's encoding
+ * (JSON clients: tr_disconnect_push does it). Nothing for WebSocket. */
+void cl_disconnect_push(cl_client *cl, uint16_t code, const char *reason);
 /* The session given to cl_set_transport, or NULL. */
 const char *cl_session(const cl_client *cl);
 /* A WebSocket message for this client (commands, one per line). */

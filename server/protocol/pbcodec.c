@@ -5,6 +5,7 @@
 #include "protocol/pbcodec.h"
 
 #include <protobuf-c/protobuf-c.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -627,7 +628,7 @@ int pb_from_json(jw_buf *out, const char *json, size_t len) {
 /* ---- the fan-out variant ----------------------------------------------------- */
 
 static hf_shared *build_variant(const hf_shared *f, void *arg) {
-  (void)arg;
+  int chunked = arg != NULL;
   if (f->len < 2)
     return NULL;
   uint8_t l = f->data[1] & 0x7f;
@@ -637,17 +638,54 @@ static hf_shared *build_variant(const hf_shared *f, void *arg) {
   jw_buf b;
   jw_init(&b);
   hf_shared *v = NULL;
-  if (pb_from_json(&b, (const char *)f->data + off, f->len - off) == 0 &&
-      (v = hf_shared_new(b.len + HF_FRAME_MAX_HEADER))) {
+  if (chunked) { /* http_stream: one chunk "<hex>\r\n<replies>\r\n" */
+    if (pb_from_json(&b, (const char *)f->data + off, f->len - off) == 0 &&
+        (v = hf_shared_new(b.len + 24))) {
+      int hl = snprintf((char *)v->data, 20, "%zx\r\n", b.len);
+      memcpy(v->data + hl, b.p, b.len);
+      memcpy(v->data + (size_t)hl + b.len, "\r\n", 2);
+      v->len = (uint32_t)((size_t)hl + b.len + 2);
+      v->flags = f->flags;
+    }
+  } else if (pb_from_json(&b, (const char *)f->data + off, f->len - off) == 0 &&
+             (v = hf_shared_new(b.len + HF_FRAME_MAX_HEADER))) {
     size_t hl = hf_frame_header(v->data, 1, HF_OP_BINARY, b.len, NULL);
     memcpy(v->data + hl, b.p, b.len);
     v->len = (uint32_t)(hl + b.len);
     v->flags = f->flags; /* droppable publications stay droppable */
+    /* permessage-deflate recipients: compressed once too, if worth it (a
+     * failure leaves the plain frame, still correct) */
+    (void)hf_shared_deflate(v, hl);
   }
   jw_free(&b);
   return v;
 }
 
-hf_shared *pb_shared_variant(hf_shared *frame) {
-  return hf_shared_variant(frame, PB_VARIANT_KIND, build_variant, NULL);
+hf_shared *pb_shared_variant(hf_shared *frame, int chunked) {
+  static int tag; /* any non-NULL argument means chunked */
+  return hf_shared_variant(frame, chunked ? PB_VARIANT_KIND + 1 : PB_VARIANT_KIND,
+                           build_variant, chunked ? &tag : NULL);
+}
+
+json_t *pb_emulation_json(const uint8_t *body, size_t len) {
+  Hfpb__EmulationRequest *e = hfpb__emulation_request__unpack(NULL, len, body);
+  if (!e)
+    return NULL;
+  json_t *o = json_object();
+  json_t *s = json_string(e->session ? e->session : "");
+  json_t *n = json_string(e->node ? e->node : "");
+  json_t *d = json_stringn_nocheck((const char *)e->data.data, e->data.len);
+  if (!o || !s || !n || !d) {
+    json_decref(o);
+    json_decref(s);
+    json_decref(n);
+    json_decref(d);
+    o = NULL;
+  } else {
+    json_object_set_new(o, "session", s);
+    json_object_set_new(o, "node", n);
+    json_object_set_new(o, "data", d);
+  }
+  hfpb__emulation_request__free_unpacked(e, NULL);
+  return o;
 }

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "hf/shared.h"
 #include "protocol/jsonw.h"
 #include "protocol/proto.h"
@@ -41,14 +43,24 @@ int pb_parse(const uint8_t *data, size_t n, proto_cmd *cmd, const char **why);
 int pb_from_json(jw_buf *out, const char *json, size_t len);
 
 /* The Protobuf form of a fan-out push frame (a server WebSocket text frame
- * holding JSON Replies): one binary frame built the first time any
+ * holding JSON Replies): one binary frame (chunked: one HTTP chunk of the
+ * delimited Replies, for http_stream) built the first time any
  * Protobuf recipient on any worker asks, kept with frame
- * (hf_shared_variant) and shared by every Protobuf recipient. Borrowed;
+ * (hf_shared_variant) and shared by every Protobuf recipient, with its
+ * compressed form for permessage-deflate recipients when shared-frame
+ * compression applies (hf_shared_deflate). Borrowed;
  * NULL on failure (out of memory, or a payload that cannot be transcoded).
  */
-hf_shared *pb_shared_variant(hf_shared *frame);
+hf_shared *pb_shared_variant(hf_shared *frame, int chunked);
 
-/* The variant kind pb_shared_variant uses (above the transports' kinds). */
+/* The variant kinds pb_shared_variant uses (above the transports' kinds):
+ * this one for WebSocket, the next for http_stream chunks. */
 #define PB_VARIANT_KIND 0x100u
+
+/* A Protobuf EmulationRequest body as {"session":S,"node":N,"data":D}, the
+ * shape of the JSON body, where D holds the Protobuf commands' bytes
+ * unchecked (read it with json_string_value/json_string_length only).
+ * NULL if body is not an EmulationRequest (or out of memory). */
+json_t *pb_emulation_json(const uint8_t *body, size_t len);
 
 #endif

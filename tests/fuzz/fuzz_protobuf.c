@@ -10,7 +10,9 @@
  *    with 3501 or 1009;
  *  - as the JSON text the protocol writes: whatever pb_from_json accepts
  *    must be a sequence of delimited messages that protobuf-c unpacks as
- *    Replies. */
+ *    Replies;
+ *  - as an /emulation body: pb_emulation_json gives the three members or
+ *    NULL. */
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -78,8 +80,19 @@ static void check_json(const uint8_t *data, size_t size) {
   jw_free(&out);
 }
 
+static void check_emulation(const uint8_t *data, size_t size) {
+  json_t *e = pb_emulation_json(data, size);
+  if (!e)
+    return;
+  if (!json_is_string(json_object_get(e, "session")) ||
+      !json_is_string(json_object_get(e, "node")) || !json_is_string(json_object_get(e, "data")))
+    __builtin_trap();
+  json_decref(e);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   check_frame(data, size);
   check_json(data, size);
+  check_emulation(data, size);
   return 0;
 }

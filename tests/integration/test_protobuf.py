@@ -9,11 +9,14 @@ Commands per binary frame, replies likewise; malformed length prefixes and
 messages (truncated varint, length beyond the frame, length over the message
 size limit, zero length = pong, garbage, text frame) each get their close
 code and a log line; one API publication reaches JSON and Protobuf
-subscribers of one channel with the same payload bytes."""
+subscribers of one channel with the same payload bytes; `holdfast bench -m
+fanout --protobuf` works; http_stream and /emulation with
+application/octet-stream bodies speak it too."""
 import json
 import socket
+import subprocess
 
-from harness import (WS, Server, connect, http_call, jwt_hs, read_http_response, rt_recv,
+from harness import (BIN, WS, Server, connect, http_call, jwt_hs, read_http_response, rt_recv,
                      rt_send, run_module, upgrade_request)
 
 PATH = "/connection/websocket"
@@ -289,6 +292,73 @@ def test_api_publication_reaches_json_and_protobuf_subscribers():
         assert seen == [{"n": n, "s": "\u00e9"} for n in range(3)], seen
         js.close()
         pb.ws.close()
+
+
+def read_chunk(s, raw):
+    """One HTTP chunk's bytes from socket s (raw: bytes already read)."""
+    while True:
+        if b"\r\n" in raw:
+            size, rest = raw.split(b"\r\n", 1)
+            n = int(size, 16)
+            if len(rest) >= n + 2:
+                return rest[:n], rest[n + 2:]
+        data = s.recv(65536)
+        assert data, "stream closed"
+        raw += data
+
+
+def test_http_stream_and_emulation_in_protobuf():
+    cfg = config()
+    cfg["http_stream"] = {"enabled": True}
+    with Server(config=cfg) as srv:
+        body = delimited(connect_cmd())
+        s = connect(srv.port)
+        s.sendall(b"POST /connection/http_stream HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % len(body)
+                  + body)
+        status, hdrs, _, raw = read_http_response(s)
+        assert status == 200 and hdrs.get("transfer-encoding") == "chunked", (status, hdrs)
+        chunk, raw = read_chunk(s, raw)
+        res = parse(split(chunk)[0][5][0])  # Reply.connect
+        session, node = res[9][0], res[10][0]
+        # a subscribe through /emulation as a Protobuf EmulationRequest
+        emu = fld(1, node) + fld(2, session) + fld(3, delimited(subscribe_cmd(2, "hs")))
+        st, _, _ = http_call(srv.port, "POST", "/emulation", emu,
+                             {"Content-Type": "application/octet-stream"})
+        assert st == 204, st
+        chunk, raw = read_chunk(s, raw)
+        rep = split(chunk)[0]
+        assert rep[1] == [2] and 6 in rep, rep
+        # not an EmulationRequest: 400, logged
+        st, _, b = http_call(srv.port, "POST", "/emulation", b"\x0f\x01",
+                             {"Content-Type": "application/octet-stream"})
+        assert st == 400 and b"EmulationRequest" in b, (st, b)
+        srv.wait_event("transport_rejected", lambda e: e.get("reason") == "bad_body")
+        s.close()
+
+
+def bench(*args):
+    p = subprocess.run([BIN, "bench"] + list(args), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=120)
+    out = p.stdout.decode("utf-8", "replace")
+    lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
+    assert p.returncode == 0 and len(lines) == 1, out[-3000:]
+    return dict(kv.split("=", 1) for kv in lines[0].split()[1:] if "=" in kv)
+
+
+def test_bench_fanout_protobuf_subscribers():
+    # holdfast bench -m fanout --protobuf: every publication delivered, and
+    # fewer bytes per delivery than the same load over JSON
+    with Server("--client.insecure=true", "--http_api.insecure=true") as srv:
+        args = ["-m", "fanout", "-u", "ws://127.0.0.1:%d%s" % (srv.port, PATH),
+                "-A", "http://127.0.0.1:%d/api" % srv.port, "-c", "20", "-r", "50",
+                "-w", "0.3", "-d", "1"]
+        js, pb = bench(*args), bench(*(args + ["--protobuf"]))
+        for r in (js, pb):
+            assert r["missing"] == "0" and r["bad"] == "0", r
+            assert int(r["deliveries"]) == 20 * int(r["pub_ok"]), r
+        assert js["encoding"] == "json" and pb["encoding"] == "protobuf", (js, pb)
+        assert float(pb["rx_bytes_per_delivery"]) < float(js["rx_bytes_per_delivery"]), (js, pb)
 
 
 if __name__ == "__main__":

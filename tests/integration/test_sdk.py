@@ -19,8 +19,10 @@ import tempfile
 import threading
 import time
 
-from harness import BIN, ROOT, Server, free_port, http_call, jwt_hs, run_module, wait_until
+from harness import (BIN, ROOT, RedisServer, Server, free_port, http_call, jwt_hs, run_module,
+                     wait_until)
 from chaosproc import Chaos
+from clientkit import ScriptServer, accept_upgrade, close_frame, frame, read_frame
 
 SECRET = "sdk-secret-0123456789-0123456789"
 API_KEY = "sdk-api-key"
@@ -38,7 +40,7 @@ CONFIG = {
     "websocket": {"close_timeout": "300ms"},
     "shutdown": {"timeout": "2s"},
     "channel": {"namespaces": [
-        {"name": "p", "presence": True, "allow_presence_for_client": True,
+        {"name": "p", "presence": True, "allow_presence_for_client": True, "join_leave": True,
          "history_size": 100, "history_ttl": "300s", "allow_history_for_client": True,
          "allow_subscribe_for_client": True, "allow_publish_for_client": True},
         {"name": "r", "history_size": 1000, "history_ttl": "300s", "force_recovery": True,
@@ -158,8 +160,9 @@ def norm(events, ch_tag):
     out = []
     for e in events:
         e = dict(e)
-        if "ch" in e:
-            e["ch"] = e["ch"].replace(ch_tag, "T")
+        for k in ("ch", "user"):
+            if k in e:
+                e[k] = e[k].replace(ch_tag, "T")
         out.append(e)
     return out
 
@@ -188,12 +191,21 @@ def test_connect_subscribe_calls():
         d = Driver(kind, WS % s.port, "--token", token("u-" + tag))
         d.cmd("connect")
         d.wait("connected")
-        d.cmd("sub " + ch)
-        d.wait("subscribed")
+        d.cmd("sub %s joinleave" % ch)
+        d.wait("join")  # its own join follows the subscribe reply
+        other_client = Driver("c", WS % s.port, "--token", token("v-" + tag))
+        other_client.cmd("connect")
+        other_client.cmd("sub " + ch)
+        d.wait("join", n=2)
+        other_client.cmd("disconnect")
+        d.wait("leave")
+        other_client.stop()
         api(s.port, "publish", {"channel": ch, "data": {"n": 1}})
         d.wait("publication")
         d.cmd('publish %s {"n":2}' % other)
         d.wait("reply", op="publish")
+        d.cmd("presence " + ch)
+        d.wait("reply", op="presence")
         d.cmd("presence_stats " + ch)
         d.wait("reply", op="presence_stats")
         d.cmd("history " + ch)
@@ -212,8 +224,12 @@ def test_connect_subscribe_calls():
         {"ev": "connected"},
         {"ev": "subscribing", "ch": "p:T", "code": 0, "reason": "subscribe called"},
         {"ev": "subscribed", "ch": "p:T", "wasRecovering": False, "recovered": False},
+        {"ev": "join", "ch": "p:T", "user": "u-T"},
+        {"ev": "join", "ch": "p:T", "user": "v-T"},
+        {"ev": "leave", "ch": "p:T", "user": "v-T"},
         {"ev": "publication", "ch": "p:T", "data": {"n": 1}, "offset": 1},
         {"ev": "reply", "op": "publish", "code": 0},
+        {"ev": "reply", "op": "presence", "code": 0},
         {"ev": "reply", "op": "presence_stats", "code": 0,
          "result": {"num_clients": 1, "num_users": 1}},
         {"ev": "reply", "op": "history", "code": 0},
@@ -395,6 +411,48 @@ def test_recovery_after_a_cut():
     assert {"ev": "connecting", "code": 1, "reason": "transport closed"} in seq
 
 
+def test_server_side_subscription_from_the_token_recovers():
+    s = srv()
+    with Chaos(s.port) as chaos:
+        def run(kind, tag):
+            ch = "r:ss-" + tag
+            d = Driver(kind, WS % chaos.port, "--token", token("u", channels=[ch]),
+                       "--min-delay", "100", "--max-delay", "300")
+            d.cmd("connect")
+            d.wait("server_subscribed")
+            for i in (1, 2):
+                api(s.port, "publish", {"channel": ch, "data": {"n": i}})
+            d.wait("server_publication", n=2)
+            chaos.rules({"refuse": True})
+            chaos.call("POST", "/cut?mode=rst")
+            d.wait("connecting", code=1)
+            for i in (3, 4):
+                api(s.port, "publish", {"channel": ch, "data": {"n": i}})
+            d.wait("error", type="transport")
+            chaos.rules({})
+            d.wait("server_publication", n=4)
+            d.cmd("disconnect")
+            d.wait("disconnected")
+            return norm(d.stop(), tag)
+
+        seq = compare("serverside", run)
+    pub = lambda n: {"ev": "server_publication", "ch": "r:ss-T", "data": {"n": n}, "offset": n}
+    expect(seq, [
+        {"ev": "connecting", "code": 0, "reason": "connect called"},
+        {"ev": "connected"},
+        {"ev": "server_subscribed", "ch": "r:ss-T", "wasRecovering": False, "recovered": False},
+        pub(1), pub(2),
+        {"ev": "server_subscribing", "ch": "r:ss-T"},
+        {"ev": "connecting", "code": 1, "reason": "transport closed"},
+        {"ev": "error", "type": "transport", "code": 2},
+        {"ev": "connected"},
+        {"ev": "server_subscribed", "ch": "r:ss-T", "wasRecovering": True, "recovered": True},
+        pub(3), pub(4),
+        {"ev": "server_subscribing", "ch": "r:ss-T"},
+        {"ev": "disconnected", "code": 0, "reason": "disconnect called"},
+    ])
+
+
 def test_server_drain_and_restart():
     port = free_port()
     cfg = dict(CONFIG)
@@ -430,6 +488,245 @@ def test_server_drain_and_restart():
         {"ev": "subscribing", "ch": "p:T", "code": 1, "reason": "transport closed"},
         {"ev": "disconnected", "code": 0, "reason": "disconnect called"},
     ])
+
+
+# ---- scripted servers: what holdfast never sends ----------------------------------------
+
+class Conn:
+    """The server side of one scripted real-time connection."""
+
+    def __init__(self, s):
+        self.s = s
+        self.pending = []
+        accept_upgrade(s)
+
+    def cmd(self, timeout=10.0):
+        while not self.pending:
+            op, p, _ = read_frame(self.s, timeout)
+            if op == 8:
+                raise EOFError("client closed")
+            if op == 1:
+                self.pending += [json.loads(x) for x in p.decode().split("\n") if x.strip()]
+        return self.pending.pop(0)
+
+    def until(self, kind):
+        while True:
+            c = self.cmd()
+            if kind in c:
+                return c
+
+    def send(self, *objs):
+        self.s.sendall(frame(1, "\n".join(json.dumps(o) for o in objs).encode()))
+
+    def connected(self, **res):
+        c = self.until("connect")
+        r = {"client": "c1", "ping": 25, "pong": True}
+        r.update(res)
+        self.send({"id": c["id"], "connect": r})
+
+    def subscribed(self, **res):
+        c = self.until("subscribe")
+        self.send({"id": c["id"], "subscribe": res})
+        return c
+
+    def idle(self):
+        try:
+            while True:
+                self.cmd(30)
+        except (OSError, EOFError):
+            pass
+
+
+def scripted(name, handler, *driver_args, steps):
+    """compare() over a ScriptServer running handler(conn, index)."""
+    def run(kind, tag):
+        with ScriptServer(lambda sock, idx: handler(Conn(sock), idx)) as ss:
+            d = Driver(kind, WS % ss.port, "--token", "t", "--min-delay", "50", "--max-delay",
+                       "200", *driver_args)
+            steps(d)
+            seq = d.stop()
+            assert not ss.errors, ss.errors
+            return seq
+    return compare(name, run)
+
+
+def test_ping_watchdog_reconnects():
+    def handler(c, idx):
+        c.connected(ping=1)  # announces a ping every second, then is silent
+        if idx == 0:
+            c.idle()
+            return
+        for _ in range(100):  # the second connection pings
+            time.sleep(0.2)
+            c.send({})
+
+    def steps(d):
+        d.cmd("connect")
+        d.wait("connecting", code=2, timeout=10)
+        d.wait("connected", n=2)
+        d.cmd("disconnect")
+        d.wait("disconnected")
+
+    seq = scripted("noping", handler, "--ping-delay", "500", steps=steps)
+    expect(seq, [
+        {"ev": "connecting", "code": 0, "reason": "connect called"},
+        {"ev": "connected"},
+        {"ev": "connecting", "code": 2, "reason": "no ping"},
+        {"ev": "connected"},
+        {"ev": "disconnected", "code": 0, "reason": "disconnect called"},
+    ])
+
+
+def test_close_codes_the_server_never_sends_itself():
+    def handler(c, idx):
+        if idx == 0:  # a temporary connect error: retried
+            cmd = c.until("connect")
+            c.send({"id": cmd["id"], "error": {"code": 100, "message": "internal server error",
+                                               "temporary": True}})
+            c.idle()
+            return
+        c.connected()
+        if idx == 1:
+            c.s.sendall(close_frame(3500))  # terminal code, empty reason: reconnect
+        elif idx == 2:
+            c.s.sendall(close_frame(4100, b'{"reason":"v1 advice","reconnect":false}'))
+        else:
+            c.idle()
+
+    def steps(d):
+        d.cmd("connect")
+        d.wait("disconnected", timeout=10)
+        d.cmd("connect")
+        d.wait("connected", n=3)
+        d.cmd("disconnect")
+        d.wait("disconnected", n=2)
+
+    seq = scripted("codes2", handler, steps=steps)
+    expect(seq, [
+        {"ev": "connecting", "code": 0, "reason": "connect called"},
+        {"ev": "error", "type": "connect", "code": 100},
+        {"ev": "connected"},
+        {"ev": "connecting", "code": 3500, "reason": "connection closed"},
+        {"ev": "connected"},
+        {"ev": "disconnected", "code": 4100, "reason": "v1 advice"},
+        {"ev": "connecting", "code": 0, "reason": "connect called"},
+        {"ev": "connected"},
+        {"ev": "disconnected", "code": 0, "reason": "disconnect called"},
+    ])
+
+
+def test_message_too_big_is_terminal():
+    def handler(c, idx):
+        c.connected()
+        c.s.sendall(close_frame(1009, b"too big"))
+
+    def steps(d):
+        d.cmd("connect")
+        d.wait("disconnected")
+
+    seq = scripted("toobig", handler, steps=steps)
+    expect(seq, [
+        {"ev": "connecting", "code": 0, "reason": "connect called"},
+        {"ev": "connected"},
+        {"ev": "disconnected", "code": 3, "reason": "message size limit exceeded"},
+    ])
+
+
+def test_server_side_subscriptions_and_unsubscribe_pushes():
+    def handler(c, idx):
+        c.connected(subs={"srv": {"recoverable": True, "positioned": True, "epoch": "e",
+                                  "offset": 1}})
+        c.send({"push": {"channel": "srv", "pub": {"data": {"n": 2}, "offset": 2}}})
+        c.subscribed()
+        c.send({"push": {"channel": "mine", "pub": {"data": {"m": 1}}}},
+               {"push": {"channel": "mine", "unsubscribe": {"code": 2500,
+                                                            "reason": "insufficient state"}}})
+        c.subscribed()
+        c.send({"push": {"channel": "mine", "unsubscribe": {"code": 2000,
+                                                            "reason": "server unsubscribe"}}},
+               {"push": {"channel": "srv", "unsubscribe": {"code": 2000,
+                                                           "reason": "server unsubscribe"}}})
+        c.idle()
+
+    def steps(d):
+        d.cmd("sub mine")
+        d.cmd("connect")
+        d.wait("server_unsubscribed")
+        d.cmd("disconnect")
+        d.wait("disconnected")
+
+    seq = scripted("serversubs", handler, steps=steps)
+    expect(seq, [
+        {"ev": "subscribing", "ch": "mine", "code": 0, "reason": "subscribe called"},
+        {"ev": "connecting", "code": 0, "reason": "connect called"},
+        {"ev": "connected"},
+        {"ev": "server_subscribed", "ch": "srv", "wasRecovering": False, "recovered": False},
+        {"ev": "server_publication", "ch": "srv", "data": {"n": 2}, "offset": 2},
+        {"ev": "subscribed", "ch": "mine", "wasRecovering": False, "recovered": False},
+        {"ev": "publication", "ch": "mine", "data": {"m": 1}, "offset": 0},
+        {"ev": "subscribing", "ch": "mine", "code": 2500, "reason": "insufficient state"},
+        {"ev": "subscribed", "ch": "mine", "wasRecovering": False, "recovered": False},
+        {"ev": "unsubscribed", "ch": "mine", "code": 2000, "reason": "server unsubscribe"},
+        {"ev": "server_unsubscribed", "ch": "srv"},
+        {"ev": "disconnected", "code": 0, "reason": "disconnect called"},
+    ])
+
+
+def test_subscribe_timeout_reconnects():
+    def handler(c, idx):
+        c.connected()
+        if idx == 0:
+            c.idle()  # never answers the subscribe
+            return
+        c.subscribed()
+        c.idle()
+
+    def steps(d):
+        d.cmd("connect")
+        d.cmd("sub x")
+        d.wait("subscribed", timeout=10)
+        d.cmd("disconnect")
+        d.wait("disconnected")
+
+    seq = scripted("subtimeout", handler, "--timeout", "1000", steps=steps)
+    expect(seq, [
+        {"ev": "connecting", "code": 0, "reason": "connect called"},
+        {"ev": "subscribing", "ch": "x", "code": 0, "reason": "subscribe called"},
+        {"ev": "connected"},
+        {"ev": "connecting", "code": 3, "reason": "subscribe timeout"},
+        {"ev": "connected"},
+        {"ev": "subscribed", "ch": "x", "wasRecovering": False, "recovered": False},
+        {"ev": "subscribing", "ch": "x", "code": 1, "reason": "transport closed"},
+        {"ev": "disconnected", "code": 0, "reason": "disconnect called"},
+    ])
+
+
+def test_duplicate_offsets_are_dropped_by_the_c_sdk():
+    """A documented difference: centrifuge-js delivers a repeated offset
+    (reference 5.6), the C SDK drops it."""
+    def handler(c, idx):
+        c.connected()
+        c.subscribed(recoverable=True, positioned=True, epoch="e", offset=5)
+        c.send(*[{"push": {"channel": "r", "pub": {"data": o, "offset": o}}}
+                 for o in (6, 7, 7, 6, 8)])
+        c.idle()
+
+    got = {}
+    for kind in (["c", "js"] if HAVE_NODE else ["c"]):
+        with ScriptServer(lambda sock, idx: handler(Conn(sock), idx)) as ss:
+            d = Driver(kind, WS % ss.port, "--token", "t")
+            d.cmd("connect")
+            d.cmd("sub r recoverable")
+            d.wait("publication", n=3)
+            if kind == "js":
+                d.wait("publication", n=5)
+            d.cmd("disconnect")
+            d.wait("disconnected")
+            d.stop()
+            got[kind] = [e["offset"] for e in d.events if e["ev"] == "publication"]
+    assert got["c"] == [6, 7, 8], got
+    if "js" in got:
+        assert got["js"] == [6, 7, 7, 6, 8], got
 
 
 # ---- holdfast sub / holdfast pub -------------------------------------------------------
@@ -485,6 +782,49 @@ def test_holdfast_sub_survives_cuts_without_gaps():
     assert r.returncode == 0, r
     got = [json.loads(x) for x in r.stdout.splitlines()]
     assert [g["offset"] for g in got] == list(range(n_total - 4, n_total + 1)), r.stdout
+
+
+def test_holdfast_sub_survives_a_server_restart():
+    """Two nodes on one Redis: `holdfast sub` on node A, which is drained
+    and restarted while node B's API publishes a numbered sequence; the
+    streams live in Redis, so A recovers the subscriber: 1..N once each."""
+    ch, n_total = "r:restart-%d" % os.getpid(), 200
+    with RedisServer() as redis:
+        cfg = json.loads(json.dumps(CONFIG))
+        cfg["engine"] = {"type": "redis", "redis": {
+            "address": [redis.address], "prefix": "sdk%d" % os.getpid(),
+            "connect_timeout": "300ms", "io_timeout": "1s"}}
+        port = free_port()
+        a = Server("--listen", "127.0.0.1:%d" % port, config=cfg)
+        b = Server(config=cfg)
+        out = tempfile.NamedTemporaryFile("w+", suffix=".out")
+        err = tempfile.NamedTemporaryFile("w+", suffix=".err")
+        p = subprocess.Popen([BIN, "sub", WS % port, ch, "--token", token("r")], stdout=out,
+                             stderr=err)
+        try:
+            wait_until(lambda: "subscribed" in open(err.name).read(), 10, "subscribed")
+            pub = threading.Thread(target=publish_numbered, args=(b.port, ch, 1, n_total, 0.005))
+            pub.start()
+            wait_until(lambda: len(lines_of(out.name)) >= 50, 20, "50 lines")
+            a.stop()  # drain: 3001 shutdown; B keeps publishing
+            wait_until(lambda: "3001" in open(err.name).read(), 10, "3001 seen")
+            a = Server("--listen", "127.0.0.1:%d" % port, config=cfg)
+            wait_until(lambda: "(recovered)" in open(err.name).read(), 20, "recovered")
+            pub.join()
+            wait_until(lambda: len(lines_of(out.name)) >= n_total, 20, "all lines")
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(timeout=10) == 0
+            got = lines_of(out.name)
+            assert [g["data"]["n"] for g in got] == list(range(1, n_total + 1)), \
+                [g["data"]["n"] for g in got][:60]
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            a.stop()
+            b.stop()
+            out.close()
+            err.close()
 
 
 def test_holdfast_sub_exit_statuses():
@@ -592,6 +932,17 @@ def test_example_subscriber_survives_restarts_without_gaps():
             assert p.returncode == 0, (run, e)
             got += [json.loads(x)["n"] for x in o.splitlines()]
     assert got == list(range(1, n + 1)), got
+
+
+def test_memory_per_connection_tool():
+    """build/tests/sdk_memory (docs/sdk.md) runs and reports a sane figure."""
+    s = srv()
+    r = subprocess.run([os.path.join(BUILD, "tests", "sdk_memory"), WS % s.port, "p:mem-", "50",
+                        token("mem")], capture_output=True, text=True, timeout=90)
+    assert r.returncode == 0, r
+    fields = dict(kv.split("=") for kv in r.stdout.split()[1:])
+    assert fields["clients"] == "50", r.stdout
+    assert 0 < int(fields["per_client_bytes"]) < 1024 * 1024, r.stdout
 
 
 def test_stop_shared_server():

@@ -6,11 +6,12 @@
 //    reaching JSON and Protobuf subscribers, history and recovery after a
 //    cut connection (a TCP proxy resets it), an RPC error, token refresh
 //    keeping an expiring connection open, binary (non-JSON) data refused
-//    with 107;
+//    with 107; the same over http_stream + /emulation (octet-stream bodies),
+//    ended by a Protobuf disconnect push;
 //  - in headless Chromium (dist/centrifuge.protobuf.js served from the npm
 //    package, the browser's WebSocket): connect, subscribe, a server API
-//    publication arriving as bytes, a publication from the page reaching a
-//    JSON client in Node.
+//    publication arriving as bytes (compressed: permessage-deflate is on),
+//    a publication from the page reaching a JSON client in Node.
 //   node centrifuge_protobuf.mjs serve-page PORTFILE   the page + bundle
 //   node centrifuge_protobuf.mjs    the cases; environment: MAIN_PORT,
 //                                   MAIN_LOG, PAGE_PORT, HF_SECRET, HF_API_KEY
@@ -215,6 +216,40 @@ async function main() {
     assert(gone.length === 0 && c.state === 'connected', `closed ${JSON.stringify(gone[0])}; ${brief(c.ev)}`);
   }, 15000);
 
+  await runCase('http_stream_with_emulation', async () => {
+    // the Protobuf build over http_stream: octet-stream bodies, delimited
+    // Replies in the chunked response, commands through /emulation
+    const base = `http://127.0.0.1:${MAIN.port}`;
+    const c = new CentrifugePB([{ transport: 'http_stream', endpoint: `${base}/connection/http_stream` }], {
+      emulationEndpoint: `${base}/emulation`, token: token('pb-hs'), minReconnectDelay: 50,
+      maxReconnectDelay: 300, timeout: 5000 });
+    c.ev = [];
+    for (const n of ['connecting', 'connected', 'disconnected', 'error']) c.on(n, (ctx) => c.ev.push({ n, ctx }));
+    clients.add(c);
+    const s = sub(c, 'hs-mix');
+    const j = client('json-hs', {}, true);
+    const js = sub(j, 'hs-mix');
+    await ready(c, s);
+    await ready(j, js);
+    const conn = c.ev.find((e) => e.n === 'connected').ctx;
+    assert(conn.transport === 'http_stream', `transport ${conn.transport}`);
+    await api('publish', { channel: 'hs-mix', data: { from: 'api' } });
+    await s.publish(enc({ from: 'pb-hs' })); /* through /emulation */
+    await until(() => s.pubs.length >= 2 && js.pubs.length >= 2, 5000,
+      () => `pubs: pb ${s.pubs.length}, json ${js.pubs.length}`);
+    assert(isDeepStrictEqual(s.pubs.map((x) => dec(x.data)), [{ from: 'api' }, { from: 'pb-hs' }]), 'pb stream data');
+    assert(isDeepStrictEqual(js.pubs.map((x) => x.data), [{ from: 'api' }, { from: 'pb-hs' }]), 'json data');
+    let err = null;
+    try { await c.rpc('none', enc({})); } catch (e) { err = e; }
+    assert(err && err.code === 108, `rpc over emulation: ${JSON.stringify(err)}`);
+    // the server ends the stream: a disconnect push in Protobuf, then the SDK
+    // reconnects (3011 is a reconnect code)
+    await api('disconnect', { user: 'pb-hs', disconnect: { code: 3011, reason: 'go away' } });
+    const d = await until(() => c.ev.find((e) => e.n === 'disconnected' || (e.n === 'connecting' && e.ctx.code === 3011)),
+      5000, () => `no disconnect seen: ${brief(c.ev)}`);
+    assert(d.ctx.code === 3011, `disconnect ${JSON.stringify(d.ctx)}`);
+  });
+
   const pageOrigin = `http://127.0.0.1:${+env.PAGE_PORT}`;
   const state = {};
   await withChromium(runCase, ['chromium_connect_subscribe', 'chromium_publications_both_ways'], async (page) => {
@@ -229,6 +264,7 @@ async function main() {
       assert(conn && evs.some((e) => e.kind === 'subscribed'), `page events ${JSON.stringify(evs)}`);
       const acc = await waitEvent(MAIN.log, 'upgrade_accepted', (e) => e.conn_id === conn.client);
       assert(acc.subprotocol === 'centrifuge-protobuf' && acc.origin === pageOrigin, `upgrade_accepted ${JSON.stringify(acc)}`);
+      assert(/permessage-deflate/.test(acc.extensions || ''), `no permessage-deflate: ${JSON.stringify(acc)}`);
       state.ok = true;
     });
     await runCase('chromium_publications_both_ways', async () => {
@@ -236,14 +272,15 @@ async function main() {
       const j = client('json-7', {}, true);
       const js = sub(j, 'browser');
       await ready(j, js);
-      await api('publish', { channel: 'browser', data: { from: 'api' } });
+      const pad = 'compressible '.repeat(40); /* big enough to be sent compressed */
+      await api('publish', { channel: 'browser', data: { from: 'api', pad } });
       const r = await page.evaluate((o) => window.hfPublish(o), { from: 'page' });
       assert(r === 'ok', `page publish: ${r}`);
       const pubs = await page.evaluate(() => window.hfWaitPubs(2));
       assert(pubs.length === 2 && pubs.every((p) => p.isBytes), `page pubs ${JSON.stringify(pubs)}`);
-      assert(isDeepStrictEqual(pubs.map((p) => JSON.parse(p.text)), [{ from: 'api' }, { from: 'page' }]), `page pubs ${JSON.stringify(pubs)}`);
+      assert(isDeepStrictEqual(pubs.map((p) => JSON.parse(p.text)), [{ from: 'api', pad }, { from: 'page' }]), `page pubs ${JSON.stringify(pubs)}`);
       await until(() => js.pubs.length >= 2, 5000, () => `json client got ${js.pubs.length}`);
-      assert(isDeepStrictEqual(js.pubs.map((p) => p.data), [{ from: 'api' }, { from: 'page' }]), `json got ${JSON.stringify(js.pubs.map((p) => p.data))}`);
+      assert(isDeepStrictEqual(js.pubs.map((p) => p.data), [{ from: 'api', pad }, { from: 'page' }]), `json got ${JSON.stringify(js.pubs.map((p) => p.data))}`);
       await page.evaluate(() => window.hfStop());
       assert(state.errors.length === 0, `page errors: ${state.errors.join('; ')}`);
     });

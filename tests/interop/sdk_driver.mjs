@@ -4,8 +4,9 @@
 // every event as one JSON line in the normalised form tests/sdk/driver.c
 // prints for the C SDK. Same arguments and commands as that program:
 //   node sdk_driver.mjs URL [--token T] [--get-token] [--min-delay MS] [--max-delay MS]
-// commands: connect | disconnect | token T | sub CH [recoverable] [token] |
-// unsub CH | subtoken CH T | publish CH JSON | presence_stats CH |
+//     [--ping-delay MS] [--timeout MS]
+// commands: connect | disconnect | token T | sub CH [recoverable|token|joinleave] |
+// unsub CH | subtoken CH T | publish CH JSON | presence CH | presence_stats CH |
 // history CH | rpc METHOD | quit
 import readline from 'node:readline';
 import { Centrifuge } from 'centrifuge';
@@ -24,6 +25,10 @@ for (let i = 1; i < argv.length; i++) {
   } else if (argv[i] === '--min-delay') {
     opts.minReconnectDelay = +argv[++i];
     opts.minResubscribeDelay = opts.minReconnectDelay;
+  } else if (argv[i] === '--timeout') {
+    opts.timeout = +argv[++i];
+  } else if (argv[i] === '--ping-delay') {
+    opts.maxServerPingDelay = +argv[++i];
   } else if (argv[i] === '--max-delay') {
     opts.maxReconnectDelay = +argv[++i];
     opts.maxResubscribeDelay = opts.maxReconnectDelay;
@@ -41,14 +46,14 @@ c.on('subscribed', (ctx) => out({
 }));
 c.on('unsubscribed', (ctx) => out({ ev: 'server_unsubscribed', ch: ctx.channel }));
 c.on('publication', (ctx) => out({ ev: 'server_publication', ch: ctx.channel, data: ctx.data, offset: ctx.offset || 0 }));
-c.on('join', (ctx) => out({ ev: 'server_join', ch: ctx.channel }));
-c.on('leave', (ctx) => out({ ev: 'server_leave', ch: ctx.channel }));
+c.on('join', (ctx) => out({ ev: 'server_join', ch: ctx.channel, user: ctx.info.user }));
+c.on('leave', (ctx) => out({ ev: 'server_leave', ch: ctx.channel, user: ctx.info.user }));
 c.on('message', () => out({ ev: 'message' }));
 
 function subscribe(ch, flags) {
   let s = c.getSubscription(ch);
   if (!s) {
-    const so = { recoverable: flags.includes('recoverable') };
+    const so = { recoverable: flags.includes('recoverable'), joinLeave: flags.includes('joinleave') };
     if (flags.includes('token')) {
       so.getToken = () => new Promise((resolve) => { subTokenWaiters[ch] = resolve; out({ ev: 'get_sub_token', ch }); });
     }
@@ -58,8 +63,8 @@ function subscribe(ch, flags) {
     s.on('unsubscribed', (ctx) => out({ ev: 'unsubscribed', ch, code: ctx.code, reason: ctx.reason }));
     s.on('error', (ctx) => out({ ev: 'sub_error', ch, type: ctx.type, code: ctx.error.code }));
     s.on('publication', (ctx) => out({ ev: 'publication', ch, data: ctx.data, offset: ctx.offset || 0 }));
-    s.on('join', () => out({ ev: 'join', ch }));
-    s.on('leave', () => out({ ev: 'leave', ch }));
+    s.on('join', (ctx) => out({ ev: 'join', ch, user: ctx.info.user }));
+    s.on('leave', (ctx) => out({ ev: 'leave', ch, user: ctx.info.user }));
   }
   s.subscribe();
 }
@@ -83,6 +88,7 @@ rl.on('line', (line) => {
     case 'unsub': c.getSubscription(a1)?.unsubscribe(); break;
     case 'subtoken': if (subTokenWaiters[a1]) { const w = subTokenWaiters[a1]; delete subTokenWaiters[a1]; w(a2 || ''); } break;
     case 'publish': reply('publish', c.publish(a1, JSON.parse(a2))); break;
+    case 'presence': reply('presence', c.presence(a1)); break;
     case 'presence_stats': reply('presence_stats', c.presenceStats(a1)); break;
     case 'history': reply('history', c.history(a1, { limit: -1 })); break;
     case 'rpc': reply('rpc', c.rpc(a1, {})); break;

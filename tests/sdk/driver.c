@@ -5,10 +5,11 @@
  * SDK) prints too, so the test can compare the two sequences.
  *
  *   sdk_driver URL [--token T] [--get-token] [--min-delay MS] [--max-delay MS]
+ *              [--ping-delay MS] [--timeout MS]
  *
  * Commands (one per line): connect | disconnect | token T | sub CH
- * [recoverable] [token] | unsub CH | subtoken CH T | publish CH JSON [KEY] |
- * presence_stats CH | history CH | rpc METHOD | quit. With --get-token the
+ * [recoverable|token|joinleave] | unsub CH | subtoken CH T | publish CH JSON [KEY] |
+ * presence CH | presence_stats CH | history CH | rpc METHOD | quit. With --get-token the
  * token callback prints {"ev":"get_token"} and waits for a `token` line;
  * with `token` a sub's token callback prints {"ev":"get_sub_token","ch":..}. */
 #include <errno.h>
@@ -77,6 +78,12 @@ static void on_event(hfs_client *c, const hfs_event *ev, void *user) {
   case HFS_EV_PUBLICATION:
     printf(",\"data\":%s,\"offset\":%llu", ev->data, (unsigned long long)ev->offset);
     break;
+  case HFS_EV_JOIN:
+  case HFS_EV_LEAVE: { /* the user id from the ClientInfo */
+    const char *u = ev->info ? strstr(ev->info, "\"user\":\"") : NULL;
+    printf(",\"user\":\"%.*s\"", u ? (int)strcspn(u + 8, "\"") : 0, u ? u + 8 : "");
+    break;
+  }
   default:
     break;
   }
@@ -109,6 +116,7 @@ static void command(hfs_client *c, char *line, int *quit) {
     sc.channel = a1;
     int rec = (a2 && !strcmp(a2, "recoverable")) || (a3 && !strcmp(a3, "recoverable"));
     int tok = (a2 && !strcmp(a2, "token")) || (a3 && !strcmp(a3, "token"));
+    sc.join_leave = (a2 && !strcmp(a2, "joinleave")) || (a3 && !strcmp(a3, "joinleave"));
     sc.recoverable = rec;
     sc.get_token = tok ? get_sub_token : NULL;
     hfs_sub *s = hfs_client_sub(c, a1);
@@ -123,6 +131,8 @@ static void command(hfs_client *c, char *line, int *quit) {
     rc = s ? hfs_sub_set_token(s, a2 ? a2 : "") : -1;
   } else if (!strcmp(cmd, "publish") && a1 && a2) {
     rc = hfs_publish(c, a1, a2, a3, on_reply, "publish");
+  } else if (!strcmp(cmd, "presence") && a1) {
+    rc = hfs_presence(c, a1, on_reply, "presence");
   } else if (!strcmp(cmd, "presence_stats") && a1) {
     rc = hfs_presence_stats(c, a1, on_reply, "presence_stats");
   } else if (!strcmp(cmd, "history") && a1) {
@@ -157,6 +167,10 @@ int main(int argc, char **argv) {
       cfg.get_token = get_token;
     else if (!strcmp(argv[i], "--min-delay") && i + 1 < argc)
       cfg.min_reconnect_ms = cfg.min_resubscribe_ms = (uint32_t)atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
+      cfg.timeout_ms = (uint32_t)atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--ping-delay") && i + 1 < argc)
+      cfg.max_server_ping_delay_ms = (uint32_t)atoi(argv[++i]);
     else if (!strcmp(argv[i], "--max-delay") && i + 1 < argc)
       cfg.max_reconnect_ms = cfg.max_resubscribe_ms = (uint32_t)atoi(argv[++i]);
   }

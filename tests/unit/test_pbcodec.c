@@ -292,7 +292,7 @@ static void pb_variant_matches_protobuf_c(void) {
   size_t n;
   uint8_t *want = pack(&rep.base, &n);
 
-  hf_shared *v = pb_shared_variant(f);
+  hf_shared *v = pb_shared_variant(f, 0);
   CHECK(v != NULL);
   if (v) {
     CHECK_INT(v->data[0], 0x82); /* FIN + binary */
@@ -300,10 +300,33 @@ static void pb_variant_matches_protobuf_c(void) {
     size_t off = (v->data[1] & 0x7f) < 126 ? 2 : 4;
     CHECK_INT(v->data[off], (int)n); /* the length prefix (one byte here) */
     CHECK(v->len == off + 1 + n && memcmp(v->data + off + 1, want, n) == 0);
-    CHECK(pb_shared_variant(f) == v); /* built once, then shared */
+    CHECK(pb_shared_variant(f, 0) == v); /* built once, then shared */
   }
   free(want);
   hf_shared_unref(f);
+
+  /* with shared-frame compression on and deflate users, the variant is
+   * compressed once as well */
+  hf_shared_deflate_cfg dc = {1, 6, 8, 15, 16};
+  hf_shared_deflate_setup(&dc);
+  hf_shared_deflate_users(1);
+  char big[600];
+  int bn = snprintf(big, sizeof big, "{\"push\":{\"channel\":\"news\",\"pub\":{\"data\":\"");
+  memset(big + bn, 'a', 400);
+  bn += 400;
+  bn += snprintf(big + bn, sizeof big - (size_t)bn, "\"}}}");
+  f = hf_shared_new((size_t)bn + HF_FRAME_MAX_HEADER);
+  hl = hf_frame_header(f->data, 1, HF_OP_TEXT, (size_t)bn, NULL);
+  memcpy(f->data + hl, big, (size_t)bn);
+  f->len = (uint32_t)(hl + (size_t)bn);
+  v = pb_shared_variant(f, 0);
+  CHECK(v && v->alt && v->alt->len < v->len);
+  if (v && v->alt)
+    CHECK_INT(v->alt->data[0], 0xc2); /* FIN + RSV1 + binary */
+  hf_shared_unref(f);
+  hf_shared_deflate_users(-1);
+  dc.enabled = 0;
+  hf_shared_deflate_setup(&dc);
 }
 
 int main(void) {
