@@ -770,6 +770,7 @@ static void on_ws_event(hf_conn *c, hf_ws_event *ev) {
   case HF_WS_EV_DATA:
     if (c->state != ST_OPEN)
       return; /* after our close frame: discard */
+    c->io.bulk = 0; /* established: served before new-connection work */
     if (ev->compressed) {
       on_compressed(c, ev);
       return;
@@ -1496,6 +1497,7 @@ hf_conn *hf_conn_accept_ex(hf_conn_ctx *ctx, int fd, const struct sockaddr *sa,
   c->ctx = ctx;
   c->io.fd = fd;
   c->io.cb = conn_io;
+  c->io.bulk = 1; /* new-connection work until its first message (loop.h) */
   c->timer.cb = conn_timer;
   c->t_accept = hf_loop_now(ctx->loop);
   c->state = ST_HTTP;

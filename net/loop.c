@@ -15,6 +15,8 @@
 
 #define WHEEL_SLOTS 512 /* power of two */
 #define MAX_EVENTS 512
+#define MAX_EVENTS_BUDGETED 128 /* with a bulk budget: a shorter batch, so that
+                                   one batch of urgent events is short too */
 
 struct hf_loop {
   int epfd;
@@ -30,7 +32,18 @@ struct hf_loop {
   uint8_t *rbuf;
   size_t rbuf_size;
   void *data;
+  /* bulk budget (hf_io.bulk) */
+  uint64_t bulk_budget_ns; /* 0: none */
+  uint64_t bulk_t0;        /* when this iteration's bulk pass began (ns) */
+  int in_bulk;             /* inside the bulk pass */
+  hf_io *park_head, *park_tail;
 };
+
+static uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static uint64_t mono_ms(void) {
   struct timespec ts;
@@ -114,15 +127,66 @@ void hf_loop_free(hf_loop *loop) {
 
 int hf_loop_add(hf_loop *loop, hf_io *io, uint32_t events) {
   struct epoll_event ev = {.events = events, .data.ptr = io};
+  io->_parked = 0;
+  io->_pnext = io->_pprev = NULL;
   if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, io->fd, &ev) < 0)
     return -errno;
   io->events = events;
   return 0;
 }
 
+/* Take io out of epoll until unpark (its events wait in io->_revents). */
+static void park(hf_loop *loop, hf_io *io, uint32_t revents) {
+  if (epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->fd, NULL) < 0) {
+    io->cb(loop, io, revents); /* cannot park it: serve it now */
+    return;
+  }
+  io->_parked = 1;
+  io->_revents = revents;
+  io->_pnext = NULL;
+  io->_pprev = loop->park_tail;
+  if (loop->park_tail)
+    loop->park_tail->_pnext = io;
+  else
+    loop->park_head = io;
+  loop->park_tail = io;
+}
+
+static void unlink_parked(hf_loop *loop, hf_io *io) {
+  if (io->_pprev)
+    io->_pprev->_pnext = io->_pnext;
+  else
+    loop->park_head = io->_pnext;
+  if (io->_pnext)
+    io->_pnext->_pprev = io->_pprev;
+  else
+    loop->park_tail = io->_pprev;
+  io->_pnext = io->_pprev = NULL;
+  io->_parked = 0;
+}
+
+/* Back into epoll with its current events; 0 or -errno. */
+static int unpark(hf_loop *loop, hf_io *io) {
+  unlink_parked(loop, io);
+  struct epoll_event ev = {.events = io->events, .data.ptr = io};
+  return epoll_ctl(loop->epfd, EPOLL_CTL_ADD, io->fd, &ev) < 0 ? -errno : 0;
+}
+
+void hf_loop_set_bulk_budget(hf_loop *loop, unsigned budget_us) {
+  loop->bulk_budget_ns = (uint64_t)budget_us * 1000u;
+}
+
+int hf_loop_bulk_over(hf_loop *loop) {
+  return loop->in_bulk && mono_ns() - loop->bulk_t0 >= loop->bulk_budget_ns;
+}
+
 int hf_loop_mod(hf_loop *loop, hf_io *io, uint32_t events) {
   if (io->events == events)
     return 0;
+  if (io->_parked) { /* registered again when it is unparked */
+    io->events = events;
+    return 0;
+  }
   struct epoll_event ev = {.events = events, .data.ptr = io};
   if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, io->fd, &ev) < 0)
     return -errno;
@@ -131,6 +195,11 @@ int hf_loop_mod(hf_loop *loop, hf_io *io, uint32_t events) {
 }
 
 int hf_loop_del(hf_loop *loop, hf_io *io) {
+  if (io->_parked) { /* not in epoll */
+    unlink_parked(loop, io);
+    io->events = 0;
+    return 0;
+  }
   if (epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->fd, NULL) < 0)
     return -errno;
   io->events = 0;
@@ -231,16 +300,58 @@ void hf_loop_post(hf_loop *loop, hf_msg *m) {
   }
 }
 
+/* The bulk pass of one iteration: parked ios first (oldest work first),
+ * then this batch's bulk events evs[0..n), while the budget lasts; the rest
+ * are parked. At least one is served per iteration. */
+static void run_bulk(hf_loop *loop, struct epoll_event *evs, int n) {
+  loop->in_bulk = 1;
+  loop->bulk_t0 = mono_ns();
+  int served = 0;
+  while (loop->park_head) {
+    if (served && mono_ns() - loop->bulk_t0 >= loop->bulk_budget_ns)
+      break;
+    hf_io *io = loop->park_head;
+    uint32_t e = io->_revents;
+    if (unpark(loop, io) < 0)
+      e |= EPOLLERR; /* the callback finds out what is wrong */
+    io->cb(loop, io, e);
+    served++;
+  }
+  for (int i = 0; i < n; i++) {
+    hf_io *io = evs[i].data.ptr;
+    if (io->_parked) { /* parked earlier in this pass */
+      io->_revents |= evs[i].events;
+      continue;
+    }
+    if (served && mono_ns() - loop->bulk_t0 >= loop->bulk_budget_ns) {
+      park(loop, io, evs[i].events);
+      continue;
+    }
+    io->cb(loop, io, evs[i].events);
+    served++;
+  }
+  loop->in_bulk = 0;
+}
+
 int hf_loop_run(hf_loop *loop) {
   struct epoll_event evs[MAX_EVENTS];
   while (!loop->stop) {
-    int timeout = loop->deferred ? 0 : (loop->armed ? (int)loop->tick_ms : -1);
-    int n = epoll_wait(loop->epfd, evs, MAX_EVENTS, timeout);
+    int timeout = loop->deferred || loop->park_head ? 0 : (loop->armed ? (int)loop->tick_ms : -1);
+    int budgeted = loop->bulk_budget_ns != 0;
+    int n = epoll_wait(loop->epfd, evs, budgeted ? MAX_EVENTS_BUDGETED : MAX_EVENTS, timeout);
     loop->now = mono_ms();
+    int nbulk = 0;
     for (int i = 0; i < n; i++) {
       hf_io *io = evs[i].data.ptr;
+      if (budgeted &&
+          (io->bulk || (evs[i].events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)))) {
+        evs[nbulk++] = evs[i]; /* nbulk <= i: entries not read yet stay */
+        continue;
+      }
       io->cb(loop, io, evs[i].events);
     }
+    if (nbulk || loop->park_head)
+      run_bulk(loop, evs, nbulk);
     run_deferred(loop);
     run_timers(loop);
     run_deferred(loop);

@@ -133,6 +133,13 @@ static const setting settings[] = {
     {"client.accept_burst_per_ip", T_UINT, O(accept_burst_per_ip), "0", 0,
      10000000, NULL, HF,
      "upgrades one address may make at once (0 = one second's worth)"},
+    /* reconnect storms: new-connection work per loop iteration (net/loop.c) */
+    {"client.handshake_budget_us", T_UINT, O(handshake_budget_us), "50", 0, 1000000, NULL,
+     HF,
+     "microseconds per event-loop iteration spent on new-connection work (accepts, "
+     "handshakes, a connection's first message, hang-ups) after established "
+     "connections were served; the rest waits for the next iteration, so a reconnect "
+     "storm delays established connections by about this much (0 = no budget)"},
     {"client.rate_limit.command_rate", T_UINT, O(rl_command_rate), "0", 0,
      10000000, NULL, HF,
      "commands a second per connection (token bucket; 0 = no limit); over it "

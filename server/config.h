@@ -159,6 +159,8 @@ typedef struct {
   char *admin_secret;
   bool admin_insecure;
   uint64_t admin_session_ttl_ms;
+  /* reconnect storms: new-connection work per loop iteration (net/loop.c) */
+  uint64_t handshake_budget_us;
 } srv_config;
 
 /* Defaults. */

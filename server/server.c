@@ -174,12 +174,16 @@ struct server {
  * policies (allowed origins), the containment values, and the real-time
  * policy (channel namespaces and permissions, token keys and claims,
  * anonymous / insecure access). Workers read the current one through
- * live_get / cl_policy_get / api_chans (an acquire load, no lock); a reload
- * publishes a new one and keeps the old ones (chained through `older`,
- * each owning the configuration its strings point into) until exit, so a
- * worker still reading one (a subscribe waiting for the proxy holds a
- * namespace pointer) is never left with freed memory. A few KiB per
- * successful reload. */
+ * live_get / cl_policy_get / api_chans (an acquire load, no lock) and use
+ * it within one callback (nothing keeps a pointer into a snapshot across
+ * callbacks; the event proxy's answers resolve the namespace again). A
+ * reload publishes a new one and keeps the old ones (chained through
+ * `older`, each owning the configuration its strings point into) until
+ * every worker has run the re-check posted after it (a message on each
+ * inbox, so each worker has finished every callback that could have read
+ * an older one); the next reload then frees the snapshots older than the
+ * newest fully re-checked one (rechecks_free). So at most a few snapshots
+ * exist, and no worker is left with freed memory. */
 struct live {
   hf_handshake_policy ws_pol, echo_pol;
   rl_limits limits;
@@ -1605,6 +1609,8 @@ static void on_accept(hf_loop *loop, hf_io *io, uint32_t revents) {
   worker *w = hf_loop_data(loop);
   server *s = w->srv;
   for (int i = 0; i < 64; i++) {
+    if (i && hf_loop_bulk_over(loop))
+      return; /* the rest next iteration (client.handshake_budget_us) */
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     int fd = accept4(io->fd, (struct sockaddr *)&ss, &sl,
@@ -2224,6 +2230,7 @@ typedef struct {
 
 typedef struct recheck_job {
   struct recheck_job *next;
+  struct live *lv;    /* the snapshot its reload published */
   atomic_size_t left; /* workers still to run it */
   atomic_ullong checked, subs, conns;
   uint64_t t0_us;
@@ -2251,8 +2258,16 @@ static void on_recheck(hf_loop *loop, hf_msg *m) {
 }
 
 /* Free the jobs every worker has finished (all of them at exit, after the
- * workers stopped: force). Main thread. */
+ * workers stopped: force), and the snapshots older than the newest
+ * finished job's: every worker has passed its re-check since that
+ * snapshot was published, so none reads an older one. Main thread. */
 static void rechecks_free(server *s, int force) {
+  for (recheck_job *j = s->rechecks; j && !force; j = j->next) /* newest first */
+    if (atomic_load_explicit(&j->left, memory_order_acquire) == 0) {
+      live_free_all(j->lv->older);
+      j->lv->older = NULL;
+      break;
+    }
   for (recheck_job **pp = &s->rechecks; *pp;) {
     recheck_job *j = *pp;
     if (force || atomic_load_explicit(&j->left, memory_order_acquire) == 0) {
@@ -2277,6 +2292,7 @@ static void recheck_post(server *s) {
     return;
   }
   atomic_init(&j->left, s->nw);
+  j->lv = s->live;
   j->t0_us = mono_us();
   j->next = s->rechecks;
   s->rechecks = j;
@@ -2462,6 +2478,7 @@ int srv_run(const srv_config *cfg) {
       return 1;
     }
     hf_loop_set_data(w->loop, w);
+    hf_loop_set_bulk_budget(w->loop, (unsigned)cfg->handshake_budget_us);
     w->hl = hub_attach(s->hub, i, w->loop);
     if (strcmp(cfg->engine_type, "redis") == 0 && eng_redis_attach(s->eng, i, w->loop, w->hl) < 0) {
       fprintf(stderr, "holdfast: cannot set up the Redis engine: out of memory\n");
@@ -2486,6 +2503,7 @@ int srv_run(const srv_config *cfg) {
     for (size_t a = 0; a < s->naddr; a++) {
       w->lis[a].fd = s->lfds[a * s->nw + i];
       w->lis[a].cb = on_accept;
+      w->lis[a].bulk = 1;
       hf_loop_add(w->loop, &w->lis[a], EPOLLIN);
     }
   }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* `holdfast bench -m reconnect|flood`: failure-shaped load. One thread,
- * level-triggered epoll, loopback only, bounded by a hard deadline.
+/* `holdfast bench -m reconnect|flood`: failure-shaped load. One thread
+ * (plus, with --probe, one probe process), level-triggered epoll, loopback
+ * only, bounded by a hard deadline.
  *
  *   reconnect  N clients connect (WebSocket upgrade; with --rt also the
  *              protocol's connect command and its reply), then all lose
@@ -12,7 +13,13 @@
  *              max) or none (retry at once). Reported: the time until all
  *              are back, per-client reconnect time percentiles, attempts and
  *              why they failed, and the arrival curve (reconnections per
- *              time bucket since the drop).
+ *              time bucket since the drop). With --probe URL a separate
+ *              process (pinned with --probe-cpu, real-time priority when
+ *              allowed) keeps echo connections that are not part of the
+ *              storm and measures their round trips before the drop and
+ *              during the storm (the drop to the last reconnection);
+ *              --before-drop CMD runs a command between the set-up and the
+ *              drop (e.g. switching client.accept_rate on by a reload).
  *   flood      K observers each keep one small echo in flight at a fixed
  *              rate and measure its round trip; after a baseline, one
  *              flooder sends S-byte messages as fast as the socket takes
@@ -29,9 +36,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "hf/err.h"
@@ -69,10 +80,29 @@ typedef struct {
   uint64_t t_sent; /* observer: its echo in flight since (0: none) */
 } sconn;
 
+/* The probe's samples, shared with the probe process (MAP_SHARED). */
+#define PROBE_MAX_SAMPLES (1u << 20)
+typedef struct {
+  volatile int ready;   /* probe: every echo connection is open */
+  volatile int stop;    /* bench: finish now */
+  volatile int fifo;    /* probe: runs with SCHED_FIFO */
+  volatile long fails;  /* probe: connections lost */
+  volatile uint64_t n;  /* samples written (the probe is the only writer) */
+  char why[160];        /* probe: the first failure */
+  struct {
+    uint64_t t_sent, rtt; /* CLOCK_MONOTONIC ns */
+  } s[PROBE_MAX_SAMPLES];
+} probe_shm;
+
 static struct {
   int mode, trigger, backoff_jitter, rt, json, flood_read, drop_rst;
   const char *url;
   bu_target tg;
+  /* reconnect --probe */
+  const char *probe_url, *before_drop;
+  bu_target probe_tg;
+  long probe_conns, cpu, probe_cpu;
+  double probe_rate, probe_base;
   long n, pending, size;
   double min_delay, max_delay, wait, deadline, warmup, duration, rate, bucket;
   char token[512];
@@ -98,6 +128,9 @@ static struct {
   char flood_fate[160];
   bu_hist base, during;
   long obs_fail;
+  /* reconnect --probe */
+  probe_shm *probe; /* NULL: no probe */
+  pid_t probe_pid;
 } S;
 
 static uint32_t rnd32(void) { /* xorshift64* */
@@ -184,6 +217,8 @@ static void conn_down(sconn *c, const char *why) {
   }
   if (c->kind == K_OBSERVER) {
     bu_fail(&S.fails, "observer: %s", why);
+    if (S.probe && !S.probe->fails++)
+      snprintf(S.probe->why, sizeof S.probe->why, "%s", why);
     S.obs_fail++;
     c->state = C_DONE;
     return;
@@ -263,7 +298,15 @@ static void came_up(sconn *c, uint64_t now) {
 
 static void on_text(sconn *c, const uint8_t *p, size_t n, uint64_t now) {
   if (c->kind == K_OBSERVER) {
-    if (c->t_sent) {
+    if (c->t_sent && S.probe) { /* the probe process: one sample */
+      uint64_t i = S.probe->n;
+      if (i < PROBE_MAX_SAMPLES) {
+        S.probe->s[i].t_sent = c->t_sent;
+        S.probe->s[i].rtt = now - c->t_sent;
+        __atomic_store_n(&S.probe->n, i + 1, __ATOMIC_RELEASE);
+      }
+      c->t_sent = 0;
+    } else if (c->t_sent) {
       bu_hist_add(S.flooding ? &S.during : &S.base, now - c->t_sent);
       c->t_sent = 0;
     }
@@ -480,6 +523,139 @@ static void check_timeouts(uint64_t now) {
   }
 }
 
+/* ------------------------------------------------------------ the probe */
+
+static int pin_cpu(long cpu) {
+  if (cpu < 0)
+    return 0;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET((int)cpu, &set);
+  return sched_setaffinity(0, sizeof set, &set);
+}
+
+/* Keep echo round trips going on every observer that is up (one in flight
+ * each, `period` ns apart); returns the next time something is due. */
+static uint64_t observers_tick(long nobs, uint64_t period, uint64_t now) {
+  uint64_t wake = now + 20 * MS;
+  for (long i = 0; i < nobs; i++) {
+    sconn *c = &S.c[i];
+    if (c->state != C_UP)
+      continue;
+    if (!c->t_sent && c->t_next <= now) {
+      static const char ping[32] = "observer round trip 0123456789ab";
+      c->t_sent = now;
+      c->t_next += period;
+      if (c->t_next < now)
+        c->t_next = now + period;
+      if (ws_queue(c, HF_OP_TEXT, ping, sizeof ping) == 0)
+        flush(c);
+    } else if (c->t_sent && now - c->t_sent > 10 * NS) {
+      conn_down(c, "no echo within 10 s");
+    }
+    if (c->state == C_UP && !c->t_sent && c->t_next < wake)
+      wake = c->t_next; /* one in flight: its echo wakes us (no spinning) */
+  }
+  return wake;
+}
+
+/* The probe process (forked before the set-up, so it holds none of the
+ * storm's sockets): --probe-conns echo connections to --probe, each with
+ * one round trip in flight --probe-rate times a second, every sample
+ * written to the shared region until the bench says stop (or exits).
+ * Pinned to --probe-cpu and at SCHED_FIFO priority 1 when allowed, so that
+ * sharing a core with the storm generator does not delay its wake-ups.
+ * Never returns. */
+static void probe_main(void) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  pin_cpu(cfg.probe_cpu);
+  struct sched_param sp = {.sched_priority = 1};
+  S.probe->fifo = sched_setscheduler(0, SCHED_FIFO, &sp) == 0;
+  long k = cfg.probe_conns;
+  close(S.ep);
+  S.ep = epoll_create1(EPOLL_CLOEXEC);
+  S.c = calloc((size_t)k, sizeof *S.c);
+  if (S.ep < 0 || !S.c) {
+    snprintf(S.probe->why, sizeof S.probe->why, "out of memory");
+    S.probe->fails = 1;
+    _exit(1);
+  }
+  cfg.tg = cfg.probe_tg;
+  cfg.n = k;
+  S.up = 0;
+  for (long i = 0; i < k; i++) {
+    S.c[i].fd = -1;
+    S.c[i].idx = (uint32_t)i;
+    S.c[i].kind = K_OBSERVER;
+    start(&S.c[i]);
+  }
+  uint64_t t0 = bu_now_ns();
+  while (S.up < k && !S.probe->fails && !S.probe->stop && bu_now_ns() - t0 < SETUP_TIMEOUT_NS)
+    wait_events(bu_now_ns() + 20 * MS);
+  if (S.up < k) {
+    if (!S.probe->fails++)
+      snprintf(S.probe->why, sizeof S.probe->why, "not every echo connection opened in 10 s");
+    _exit(1);
+  }
+  uint64_t period = (uint64_t)(1e9 / cfg.probe_rate), now = bu_now_ns();
+  for (long i = 0; i < k; i++)
+    S.c[i].t_next = now + (uint64_t)i * period / (uint64_t)k; /* spread */
+  S.probe->ready = 1;
+  while (!S.probe->stop && getppid() != 1) {
+    now = bu_now_ns();
+    wait_events(observers_tick(k, period, now));
+  }
+  _exit(0);
+}
+
+/* Start the probe process and wait until its connections are open.
+ * 0, or -1 with the reason printed. */
+static int probe_start(void) {
+  S.probe = mmap(NULL, sizeof *S.probe, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                 -1, 0);
+  if (S.probe == MAP_FAILED) {
+    S.probe = NULL;
+    fprintf(stderr, "holdfast bench: --probe: cannot map the sample area\n");
+    return -1;
+  }
+  fflush(stdout);
+  S.probe_pid = fork();
+  if (S.probe_pid < 0) {
+    fprintf(stderr, "holdfast bench: --probe: fork: %s\n", strerror(errno));
+    return -1;
+  }
+  if (S.probe_pid == 0)
+    probe_main();
+  uint64_t t0 = bu_now_ns();
+  while (!S.probe->ready && !S.probe->fails && bu_now_ns() - t0 < SETUP_TIMEOUT_NS + NS &&
+         !S.stop)
+    usleep(2000);
+  if (!S.probe->ready) {
+    fprintf(stderr, "holdfast bench: --probe %s: %s\n", cfg.probe_url,
+            S.probe->why[0] ? S.probe->why : "the probe did not start");
+    return -1;
+  }
+  return 0;
+}
+
+static void probe_stop(void) {
+  if (!S.probe || S.probe_pid <= 0)
+    return;
+  S.probe->stop = 1;
+  int st;
+  waitpid(S.probe_pid, &st, 0);
+  S.probe_pid = 0;
+}
+
+/* Samples sent in [from, to) into h. */
+static void probe_hist(bu_hist *h, uint64_t from, uint64_t to) {
+  memset(h, 0, sizeof *h);
+  uint64_t n = __atomic_load_n(&S.probe->n, __ATOMIC_ACQUIRE);
+  for (uint64_t i = 0; i < n; i++)
+    if (S.probe->s[i].t_sent >= from && S.probe->s[i].t_sent < to)
+      bu_hist_add(h, S.probe->s[i].rtt);
+}
+
 /* ------------------------------------------------------------ reconnect */
 
 static int cmp_u64(const void *a, const void *b) {
@@ -488,8 +664,14 @@ static int cmp_u64(const void *a, const void *b) {
 }
 
 static int run_reconnect(void) {
-  uint64_t t_last_check = 0, t_wait_end = 0;
+  uint64_t t_last_check = 0, t_wait_end = 0, t_base0 = 0, t_base1 = 0;
   int phase = 0; /* 0 connect all, 1 waiting for the drop, 2 storm, 3 end */
+  if (cfg.probe_url && probe_start() < 0) {
+    probe_stop();
+    return 1;
+  }
+  if (pin_cpu(cfg.cpu) < 0)
+    fprintf(stderr, "holdfast bench: --cpu %ld: %s\n", cfg.cpu, strerror(errno));
   while (phase != 3) {
     uint64_t now = bu_now_ns(), wake = now + 20 * MS;
     if (S.stop || now >= S.t_deadline)
@@ -510,6 +692,19 @@ static int run_reconnect(void) {
       if (S.next_connect == cfg.n && S.up + S.done == cfg.n) {
         if (S.up == 0)
           break;
+        if (S.probe) { /* the probe's baseline: the set-up is over, all idle */
+          t_base0 = bu_now_ns();
+          t_base1 = t_base0 + (uint64_t)(cfg.probe_base * 1e9);
+          while (!S.stop && bu_now_ns() < t_base1)
+            wait_events(t_base1);
+        }
+        if (cfg.before_drop) {
+          fflush(stdout);
+          int st = system(cfg.before_drop);
+          if (st != 0)
+            fprintf(stderr, "holdfast bench: --before-drop exited with status %d\n",
+                    WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        }
         printf("holdfast bench: reconnect %s, %ld client%s up; %s\n", cfg.url, S.up,
                S.up == 1 ? "" : "s",
                cfg.trigger == T_SELF ? "dropping them all now"
@@ -565,6 +760,7 @@ static int run_reconnect(void) {
       wait_events(wake < S.t_deadline ? wake : S.t_deadline);
   }
   uint64_t t_end = bu_now_ns();
+  probe_stop();
   int deadline = t_end >= S.t_deadline, ok = S.storm && S.narr == cfg.n && !S.done;
   /* ---- report */
   double total = S.narr && S.t_last_up > S.t_drop0 ? secs(S.t_last_up - S.t_drop0) : 0;
@@ -599,6 +795,34 @@ static int run_reconnect(void) {
     printf("    +%7.3f s %7ld %.*s\n", (double)r * b, cnt[r], bar,
            "##################################################");
   }
+  double pb50 = 0, pb99 = 0, ps50 = 0, ps99 = 0, psmax = 0;
+  uint64_t pbn = 0, psn = 0;
+  if (S.probe) {
+    bu_hist *h = malloc(sizeof *h);
+    if (h) {
+      probe_hist(h, t_base0, t_base1);
+      pb50 = (double)bu_hist_quantile(h, 0.5) / 1e3;
+      pb99 = (double)bu_hist_quantile(h, 0.99) / 1e3;
+      pbn = h->n;
+      probe_hist(h, S.t_drop0, S.t_last_up > S.t_drop0 ? S.t_last_up : t_end);
+      ps50 = (double)bu_hist_quantile(h, 0.5) / 1e3;
+      ps99 = (double)bu_hist_quantile(h, 0.99) / 1e3;
+      psmax = (double)h->max / 1e3;
+      psn = h->n;
+      free(h);
+    }
+    printf("  probe     %ld echo connection%s (%s) at %g round trips/s each, cpu %s, %s\n",
+           cfg.probe_conns, cfg.probe_conns == 1 ? "" : "s", cfg.probe_url, cfg.probe_rate,
+           cfg.probe_cpu < 0 ? "any" : cfg.probe_cpu == 0 ? "0" : cfg.probe_cpu == 1 ? "1" : "N",
+           S.probe->fifo ? "SCHED_FIFO" : "normal priority (SCHED_FIFO refused)");
+    printf("            before the drop (%g s idle): p50 %.1f us, p99 %.1f us (%" PRIu64 ")\n",
+           cfg.probe_base, pb50, pb99, pbn);
+    printf("            during the storm: p50 %.1f us, p99 %.1f us, max %.1f us (%" PRIu64
+           "); p99 ratio %.2f; failures %ld\n",
+           ps50, ps99, psmax, psn, pb99 > 0 ? ps99 / pb99 : 0, (long)S.probe->fails);
+    if (S.probe->fails)
+      bu_fail(&S.fails, "probe: %s", S.probe->why);
+  }
   bu_results *rs = &S.res;
   bu_res(rs, "mode", BU_STR, "reconnect");
   bu_res(rs, "url", BU_STR, "%s", cfg.url);
@@ -619,6 +843,18 @@ static int run_reconnect(void) {
     o += (size_t)snprintf(curve + o, sizeof curve - o, "%s%ld", r ? "," : "", cnt[r]);
   curve[o] = 0;
   bu_res(rs, "curve", BU_STR, "%s", curve);
+  if (S.probe) {
+    bu_res(rs, "probe_base_p50_us", BU_NUM, "%.1f", pb50);
+    bu_res(rs, "probe_base_p99_us", BU_NUM, "%.1f", pb99);
+    bu_res(rs, "probe_storm_p50_us", BU_NUM, "%.1f", ps50);
+    bu_res(rs, "probe_storm_p99_us", BU_NUM, "%.1f", ps99);
+    bu_res(rs, "probe_storm_max_us", BU_NUM, "%.1f", psmax);
+    bu_res(rs, "probe_p99_ratio", BU_NUM, "%.2f", pb99 > 0 ? ps99 / pb99 : 0);
+    bu_res(rs, "probe_samples", BU_NUM, "%" PRIu64, psn);
+    bu_res(rs, "probe_failures", BU_NUM, "%ld", (long)S.probe->fails);
+    bu_res(rs, "probe_fifo", BU_NUM, "%d", S.probe->fifo);
+    ok = ok && !S.probe->fails && psn > 0;
+  }
   bu_res(rs, "status", BU_STR, "%s", deadline ? "deadline" : S.stop ? "interrupted" : ok ? "ok" : "failed");
 #undef PCT
   free(cnt);
@@ -688,24 +924,9 @@ static int run_flood(void) {
       else
         flooder_push(fl);
     }
-    for (long i = 0; i < nobs; i++) {
-      sconn *c = &S.c[i];
-      if (c->state != C_UP)
-        continue;
-      if (!c->t_sent && c->t_next <= now) {
-        static const char ping[32] = "observer round trip 0123456789ab";
-        c->t_sent = now;
-        c->t_next += period;
-        if (c->t_next < now)
-          c->t_next = now + period;
-        if (ws_queue(c, HF_OP_TEXT, ping, sizeof ping) == 0)
-          flush(c);
-      } else if (c->t_sent && now - c->t_sent > 10 * NS) {
-        conn_down(c, "no echo within 10 s");
-      }
-      if (c->t_next < wake)
-        wake = c->t_next;
-    }
+    uint64_t due = observers_tick(nobs, period, now);
+    if (due < wake)
+      wake = due;
     if (S.flooding && fl->fd >= 0 && wake > now + MS)
       wake = now + MS; /* keep the flood going */
     wait_events(wake < t_end ? wake : t_end);
@@ -794,6 +1015,15 @@ static void usage(FILE *out) {
       "  --flood-read  flood: the flooder reads its echoes (else never reads)\n"
       "  -w W        flood: seconds of baseline before the flood           [1]\n"
       "  -d D        flood: seconds of flood                               [3]\n"
+      "  --probe URL reconnect: a separate process keeps echo connections to URL\n"
+      "              (ws://HOST:PORT/echo) that are not part of the storm and\n"
+      "              reports their round trips before the drop and during it\n"
+      "  --probe-conns K, --probe-rate R  its connections, round trips/s each [10, 200]\n"
+      "  --probe-base D  seconds of idle baseline after the set-up         [2]\n"
+      "  --probe-cpu C   pin the probe to CPU C (it also asks for SCHED_FIFO)\n"
+      "  --cpu C     pin the bench (the storm generator) to CPU C\n"
+      "  --before-drop CMD  reconnect: run CMD (sh -c) after the set-up, before\n"
+      "              the drop, e.g. a reload that switches client.accept_rate on\n"
       "  -T T        hard deadline in seconds    [reconnect: wait + max-delay x 4\n"
       "              + N/100 + 60; flood: W + D + 30]\n"
       "  -j          also print the result as one JSON line\n"
@@ -816,13 +1046,18 @@ static int parse_dsecs(const char *s, const char *name, double lo, double hi, do
 }
 
 static int parse_args(int argc, char **argv) {
-  enum { O_RT = 256, O_TRIGGER, O_DROP, O_WAIT, O_BACKOFF, O_MIN, O_MAX, O_BUCKET, O_FREAD };
+  enum { O_RT = 256, O_TRIGGER, O_DROP, O_WAIT, O_BACKOFF, O_MIN, O_MAX, O_BUCKET, O_FREAD,
+         O_PROBE, O_PCONNS, O_PRATE, O_PBASE, O_PCPU, O_CPU, O_BEFORE };
   static const struct option lo[] = {
       {"help", no_argument, NULL, 'h'},         {"rt", no_argument, NULL, O_RT},
       {"trigger", required_argument, NULL, O_TRIGGER}, {"drop", required_argument, NULL, O_DROP},
       {"wait", required_argument, NULL, O_WAIT}, {"backoff", required_argument, NULL, O_BACKOFF},
       {"min-delay", required_argument, NULL, O_MIN}, {"max-delay", required_argument, NULL, O_MAX},
       {"bucket", required_argument, NULL, O_BUCKET}, {"flood-read", no_argument, NULL, O_FREAD},
+      {"probe", required_argument, NULL, O_PROBE}, {"probe-conns", required_argument, NULL, O_PCONNS},
+      {"probe-rate", required_argument, NULL, O_PRATE}, {"probe-base", required_argument, NULL, O_PBASE},
+      {"probe-cpu", required_argument, NULL, O_PCPU}, {"cpu", required_argument, NULL, O_CPU},
+      {"before-drop", required_argument, NULL, O_BEFORE},
       {NULL, 0, NULL, 0}};
   char **av = calloc((size_t)argc + 2, sizeof *av);
   if (!av)
@@ -878,6 +1113,13 @@ static int parse_args(int argc, char **argv) {
     case O_MIN: rc = parse_dsecs(optarg, "min-delay", 0, 600, &cfg.min_delay); break;
     case O_MAX: rc = parse_dsecs(optarg, "max-delay", 0.001, 3600, &cfg.max_delay); break;
     case O_BUCKET: rc = parse_dsecs(optarg, "bucket", 0.001, 60, &cfg.bucket); break;
+    case O_PROBE: cfg.probe_url = optarg; break;
+    case O_PCONNS: rc = bu_parse_long(optarg, 'c', 1, 1000, &cfg.probe_conns); break;
+    case O_PRATE: rc = parse_dsecs(optarg, "probe-rate (per second)", 1, 10000, &cfg.probe_rate); break;
+    case O_PBASE: rc = parse_dsecs(optarg, "probe-base", 0.1, 600, &cfg.probe_base); break;
+    case O_PCPU: rc = bu_parse_long(optarg, 'c', 0, CPU_SETSIZE - 1, &cfg.probe_cpu); break;
+    case O_CPU: rc = bu_parse_long(optarg, 'c', 0, CPU_SETSIZE - 1, &cfg.cpu); break;
+    case O_BEFORE: cfg.before_drop = optarg; break;
     case 'h': usage(stdout); rc = 1; break;
     default: rc = -1; break;
     }
@@ -900,6 +1142,11 @@ static int parse_args(int argc, char **argv) {
     cfg.n = cfg.mode == M_FLOOD ? 10 : 1000;
   if (bu_parse_url(&cfg.tg, cfg.url, "ws") < 0)
     return -1;
+  if (cfg.probe_url && (cfg.mode != M_RECONNECT || bu_parse_url(&cfg.probe_tg, cfg.probe_url, "ws") < 0)) {
+    if (cfg.mode != M_RECONNECT)
+      fprintf(stderr, "holdfast bench: --probe is for -m reconnect (flood has its observers)\n");
+    return -1;
+  }
   if (secret && (!*secret || bu_hs256_token(secret, cfg.token, sizeof cfg.token) < 0)) {
     fprintf(stderr, "holdfast bench: -t: cannot sign a token with that secret\n");
     return -1;
@@ -930,6 +1177,10 @@ int bench_storm_main(int argc, char **argv) {
   cfg.size = 1024;
   cfg.warmup = 1;
   cfg.duration = 3;
+  cfg.probe_conns = 10;
+  cfg.probe_rate = 200;
+  cfg.probe_base = 2;
+  cfg.cpu = cfg.probe_cpu = -1;
   int r = parse_args(argc, argv);
   if (r != 0) {
     if (r < 0)
@@ -937,7 +1188,7 @@ int bench_storm_main(int argc, char **argv) {
     return r > 0 ? 0 : 2;
   }
   long nconns = cfg.n + (cfg.mode == M_FLOOD);
-  if (bu_raise_nofile(nconns) < 0)
+  if (bu_raise_nofile(nconns + (cfg.probe_url ? cfg.probe_conns : 0)) < 0)
     return 2;
   S.nsrc = bu_source_addresses(cfg.tg.dst.ss_family, nconns * 2);
   if (getrandom(&S.rng, sizeof S.rng, 0) != (ssize_t)sizeof S.rng || !S.rng)
@@ -978,5 +1229,7 @@ out:
   free(S.rbuf);
   free(S.arrivals);
   free(S.payload);
+  if (S.probe)
+    munmap(S.probe, sizeof *S.probe);
   return rc;
 }

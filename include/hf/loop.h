@@ -17,12 +17,25 @@ extern "C" {
 typedef struct hf_loop hf_loop;
 typedef struct hf_io hf_io;
 
-/* An fd registered with the loop. Embed it in your object; the callback gets
- * it back and recovers the object (container_of). */
+/* An fd registered with the loop. Embed it in your object (zeroed); the
+ * callback gets it back and recovers the object (container_of).
+ *
+ * bulk: the io carries new-connection work (a listener, a connection still
+ * in its handshake). With a bulk budget (hf_loop_set_bulk_budget), each
+ * iteration serves the other ios first, then bulk events (and every hang-up
+ * or error event) for at most the budget; the rest are parked (taken out of
+ * epoll) and served first in the next iterations. So a burst of new
+ * connections delays an established connection's event by about one budget,
+ * not by a whole batch of handshakes. Without a budget, bulk is ignored. */
 struct hf_io {
   int fd;
   uint32_t events; /* EPOLLIN/EPOLLOUT currently registered */
   void (*cb)(hf_loop *loop, hf_io *io, uint32_t revents);
+  uint8_t bulk;
+  /* loop-private: parked while over the bulk budget */
+  uint8_t _parked;
+  uint32_t _revents;
+  hf_io *_pnext, *_pprev;
 };
 
 typedef struct hf_timer hf_timer;
@@ -73,6 +86,15 @@ uint64_t hf_loop_now(const hf_loop *loop);
 void hf_timer_set(hf_loop *loop, hf_timer *t, uint64_t delay_ms);
 void hf_timer_cancel(hf_loop *loop, hf_timer *t);
 static inline int hf_timer_armed(const hf_timer *t) { return t->_prev != 0; }
+
+/* Serve bulk ios (see hf_io) for at most budget_us microseconds per
+ * iteration, after the others; 0 (the default) = no budget, every event in
+ * arrival order. Loop thread (or before the loop runs). */
+void hf_loop_set_bulk_budget(hf_loop *loop, unsigned budget_us);
+/* Inside a bulk callback: is this iteration's bulk budget spent? A callback
+ * doing many units of work (an accept loop) stops there; a level-triggered
+ * fd is reported again. 0 without a budget. */
+int hf_loop_bulk_over(hf_loop *loop);
 
 /* Post m to loop from any thread; m->run is called on the loop's thread.
  * Lock-free (multi-producer, single-consumer); one eventfd write wakes the

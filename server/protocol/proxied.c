@@ -19,7 +19,6 @@ typedef struct {
   px_event ev;
   int ep;
   json_t *req;        /* the command (connect, subscribe), or NULL */
-  const chan_ns *ns;  /* subscribe, publish */
   char *text;         /* publish: the client's data (JSON text) */
   size_t len;
   char ch[];          /* subscribe, publish, sub_refresh: the channel */
@@ -205,11 +204,25 @@ static void connect_answer(cl_client *cl, px_op *po, const px_result *r) {
                     po->req, cl__claim_info(res, "data", "b64data"));
 }
 
+/* The channel's namespace now (not kept while the backend answers: a
+ * reload may have replaced the namespaces and freed the old ones); NULL
+ * after an error reply when it is gone. */
+static const chan_ns *answer_ns(cl_client *cl, px_op *po) {
+  const chan_ns *ns;
+  int r = chan_resolve(cl_policy_get(cl->cfg)->chans, po->ch, po->len, &ns);
+  if (r != CHAN_OK) {
+    cl__channel_error(cl, po->op.id, r);
+    return NULL;
+  }
+  return ns;
+}
+
 static void subscribe_answer(cl_client *cl, px_op *po, const px_result *r) {
   json_t *res = command_outcome(cl, po, r);
-  if (!res)
+  const chan_ns *ns = res ? answer_ns(cl, po) : NULL;
+  if (!ns)
     return;
-  unsigned err = cl__subscribe_allowed(cl, po->op.id, po->ch, po->len, po->ns, po->req,
+  unsigned err = cl__subscribe_allowed(cl, po->op.id, po->ch, po->len, ns, po->req,
                                        json_object_get(res, "override"),
                                        cl__claim_info(res, "info", "b64info"),
                                        cl__claim_info(res, "data", "b64data"),
@@ -221,7 +234,8 @@ static void subscribe_answer(cl_client *cl, px_op *po, const px_result *r) {
 
 static void publish_answer(cl_client *cl, px_op *po, const px_result *r) {
   json_t *res = command_outcome(cl, po, r);
-  if (!res)
+  const chan_ns *ns = res ? answer_ns(cl, po) : NULL;
+  if (!ns)
     return;
   /* the backend may publish other data instead of the client's */
   char *text = cl__claim_info(res, "data", "b64data");
@@ -229,7 +243,7 @@ static void publish_answer(cl_client *cl, px_op *po, const px_result *r) {
     cl__error_reply(cl, po->op.id, 107, "bad request: b64data is not JSON", 0);
     return;
   }
-  cl__publish_allowed(cl, po->op.id, po->ch, po->len, po->ns, text ? text : po->text,
+  cl__publish_allowed(cl, po->op.id, po->ch, po->len, ns, text ? text : po->text,
                       json_is_true(json_object_get(res, "skip_history")));
   free(text);
 }
@@ -445,7 +459,6 @@ int cl__proxy_subscribe(cl_client *cl, uint32_t id, json_t *req, const char *ch,
     cl__error_reply(cl, id, 100, "internal server error", 1);
     return 1;
   }
-  po->ns = ns;
   po->req = json_incref(req);
   send_channel_event(cl, po, json_object_get(req, "data"));
   return 1;
@@ -464,7 +477,6 @@ int cl__proxy_publish(cl_client *cl, uint32_t id, json_t *req, const char *ch, s
     cl__error_reply(cl, id, 100, "internal server error", 1);
     return 1;
   }
-  po->ns = ns;
   send_channel_event(cl, po, data);
   return 1;
 }

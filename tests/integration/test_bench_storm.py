@@ -4,7 +4,8 @@ sizes: a reconnect storm (reset by the bench; with and without jitter; and
 dropped by the server through `holdfast chaos`'s control endpoint, with the
 protocol's connect command), a message flood (the flooder that never reads
 is ended by the server with 3008 while the observers keep their round
-trips), and slow readers in a fan-out (reported apart; nobody else misses a
+trips), a storm measured by the separate probe process with the accept rate
+switched on by a reload between the set-up and the drop, and slow readers in a fan-out (reported apart; nobody else misses a
 publication; their own fate and lag are reported). Asserts the RESULT fields, not performance."""
 import json
 import os
@@ -52,6 +53,30 @@ def test_reconnect_storm_self_jitter_and_none():
         assert sum(int(x) for x in r["curve"].split(",")) == 200, r
         rc, r, out = bench("-m", "reconnect", "-u", url, "-c", "200", "--backoff", "none")
         assert rc == 0 and r["reconnected"] == "200" and r["backoff"] == "none", out
+
+
+def test_reconnect_storm_with_probe_and_accept_rate_switched_on_before_the_drop():
+    # the set-up is not limited; a reload between the set-up and the drop
+    # switches client.accept_rate on, so the storm meets it (503 + retries)
+    with Server(config={"client": {"insecure": True}}) as srv:
+        on = {"client": {"insecure": True, "accept_rate": 100, "retry_after": 1}}
+        cmd = "printf '%%s' '%s' > %s && kill -HUP %d" % (
+            __import__("json").dumps(on), srv.cfgpath, srv.proc.pid)
+        rc, r, out = bench("-m", "reconnect", "--rt", "-c", "150",
+                           "-u", "ws://127.0.0.1:%d/connection/websocket" % srv.port,
+                           "--min-delay", "0.05", "--max-delay", "0.3",
+                           "--probe", "ws://127.0.0.1:%d/echo" % srv.port, "--probe-conns", "2",
+                           "--probe-base", "0.5", "--before-drop", cmd)
+        assert rc == 0 and r["status"] == "ok", out
+        assert r["reconnected"] == "150", r
+        assert int(r["attempts"]) > 150, r  # some upgrades got 503 during the storm
+        assert r["probe_failures"] == "0" and int(r["probe_samples"]) > 0, r
+        for k in ("probe_base_p50_us", "probe_base_p99_us", "probe_storm_p50_us",
+                  "probe_storm_p99_us", "probe_p99_ratio"):
+            assert float(r[k]) > 0, (k, r)
+        assert "before the drop" in out and "during the storm" in out, out
+        srv.wait_event("config_reloaded")
+        srv.wait_event("upgrade_rejected", lambda e: e.get("status") == 503)
 
 
 def test_reconnect_storm_dropped_by_server_rt():

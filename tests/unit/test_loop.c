@@ -1,8 +1,18 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests for the event loop's inbox: messages run on the loop in posting
- * order, and a loop freed after it stopped releases the messages still
- * queued through their drop callback (ASan's leak check sees any it misses). */
+/* Unit tests for the event loop (net/loop.c): the inbox (messages run on
+ * the loop in posting order, and a loop freed after it stopped releases the
+ * messages still queued through their drop callback; ASan's leak check sees
+ * any it misses), and the bulk budget (established (urgent) ios are served
+ * before new-connection (bulk) work, bulk work beyond the per-iteration
+ * budget is parked and served in later iterations in order, and removing or
+ * changing a parked io is safe). */
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "hf/loop.h"
 #include "test.h"
@@ -102,10 +112,164 @@ static void test_free_unrun_loop(void) {
   hf_loop_free(NULL);
 }
 
+#define NB 8
+
+typedef struct {
+  hf_io io;
+  int wfd;
+  int id;
+} pio;
+
+static int order[64], norder, stop_after;
+static pio bulk[NB], urgent;
+static int delete_id = -1; /* a bulk callback removes this io */
+
+static void spin_us(unsigned us) {
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  do
+    clock_gettime(CLOCK_MONOTONIC, &b);
+  while ((uint64_t)(b.tv_sec - a.tv_sec) * 1000000000u + (uint64_t)(b.tv_nsec - a.tv_nsec) <
+         (uint64_t)us * 1000u);
+}
+
+static void on_io(hf_loop *loop, hf_io *io, uint32_t revents) {
+  pio *p = (pio *)io;
+  char c;
+  if (read(io->fd, &c, 1) != 1)
+    return;
+  order[norder++] = p->id;
+  if (p->id == 0) /* the first bulk callback makes the urgent io ready */
+    CHECK(write(urgent.wfd, "u", 1) == 1);
+  if (p->id == -1 && delete_id >= 0) { /* the next iteration: it is parked */
+    hf_loop_del(loop, &bulk[delete_id].io);
+    delete_id = -1;
+  }
+  if (p->id >= 0)
+    spin_us(200);
+  if (norder == stop_after)
+    hf_loop_stop(loop);
+}
+
+static int make(hf_loop *loop, pio *p, int id, int is_bulk) {
+  int fds[2];
+  if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
+    return -1;
+  memset(p, 0, sizeof *p);
+  p->io.fd = fds[0];
+  p->io.cb = on_io;
+  p->io.bulk = (uint8_t)is_bulk;
+  p->wfd = fds[1];
+  p->id = id;
+  return hf_loop_add(loop, &p->io, EPOLLIN);
+}
+
+static void close_all(void) {
+  for (int i = 0; i < NB; i++) {
+    close(bulk[i].io.fd);
+    close(bulk[i].wfd);
+  }
+  close(urgent.io.fd);
+  close(urgent.wfd);
+}
+
+/* Runs the loop over NB ready bulk ios (each 200 us of work) and an urgent
+ * io that becomes ready during the first one. */
+static void run(unsigned budget_us, int expect) {
+  hf_loop *loop = hf_loop_new(10, 4096);
+  CHECK(loop != NULL);
+  if (!loop)
+    return;
+  hf_loop_set_bulk_budget(loop, budget_us);
+  norder = 0;
+  stop_after = expect;
+  for (int i = 0; i < NB; i++) {
+    CHECK_INT(make(loop, &bulk[i], i, 1), 0);
+    CHECK(write(bulk[i].wfd, "b", 1) == 1);
+  }
+  CHECK_INT(make(loop, &urgent, -1, 0), 0);
+  hf_loop_run(loop);
+  hf_loop_free(loop);
+  close_all();
+}
+
+static void urgent_io_overtakes_bulk_work(void) {
+  run(300, NB + 1);
+  CHECK_INT(norder, NB + 1);
+  int upos = -1;
+  for (int i = 0; i < norder; i++)
+    if (order[i] == -1)
+      upos = i;
+  /* 300 us of budget: one or two bulk callbacks (200 us each; one when this
+   * thread was preempted), then the urgent one (ready since the first)
+   * before the parked rest */
+  CHECK(upos == 1 || upos == 2);
+  for (int i = 0, want = 0; i < norder; i++) /* bulk work keeps its order */
+    if (order[i] >= 0)
+      CHECK_INT(order[i], want++);
+}
+
+static void without_a_budget_the_batch_comes_first(void) {
+  run(0, NB + 1);
+  CHECK_INT(norder, NB + 1);
+  CHECK_INT(order[NB], -1); /* served only after the whole batch */
+}
+
+static void a_parked_io_can_be_removed(void) {
+  delete_id = NB - 1; /* parked when the urgent callback removes it */
+  run(300, NB);        /* never served */
+  CHECK_INT(norder, NB);
+  for (int i = 0; i < norder; i++)
+    CHECK(order[i] != NB - 1);
+  delete_id = -1;
+}
+
+static int mod_rc = -1;
+static void mod_parked(hf_loop *loop, hf_io *io, uint32_t revents) {
+  pio *p = (pio *)io;
+  char c;
+  if (read(io->fd, &c, 1) == 1) {
+    order[norder++] = p->id;
+    if (p->id == 1) /* served from the park list; bulk[2] is still parked */
+      mod_rc = hf_loop_mod(loop, &bulk[2].io, EPOLLIN | EPOLLRDHUP);
+    spin_us(400);
+  }
+  if (norder == 3)
+    hf_loop_stop(loop);
+}
+
+static void a_parked_io_can_change_its_events(void) {
+  hf_loop *loop = hf_loop_new(10, 4096);
+  CHECK(loop != NULL);
+  if (!loop)
+    return;
+  hf_loop_set_bulk_budget(loop, 100);
+  norder = 0;
+  for (int i = 0; i < 3; i++) {
+    CHECK_INT(make(loop, &bulk[i], i, 1), 0);
+    bulk[i].io.cb = mod_parked;
+    CHECK(write(bulk[i].wfd, "b", 1) == 1);
+  }
+  hf_loop_run(loop);
+  CHECK_INT(mod_rc, 0);
+  CHECK_INT(norder, 3);
+  CHECK_INT(order[2], 2); /* unparked with its new events and served */
+  CHECK_INT(bulk[2].io.events, EPOLLIN | EPOLLRDHUP);
+  hf_loop_free(loop);
+  for (int i = 0; i < 3; i++) {
+    close(bulk[i].io.fd);
+    close(bulk[i].wfd);
+  }
+}
+
 int main(void) {
   hf_t_suite = "loop";
   RUN_TEST(test_inbox_runs_fifo);
   RUN_TEST(test_free_drops_queued);
   RUN_TEST(test_free_unrun_loop);
+  RUN_TEST(urgent_io_overtakes_bulk_work);
+  RUN_TEST(without_a_budget_the_batch_comes_first);
+  RUN_TEST(a_parked_io_can_be_removed);
+  RUN_TEST(a_parked_io_can_change_its_events);
   TEST_MAIN_END();
 }
