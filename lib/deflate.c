@@ -333,9 +333,11 @@ void hf_deflate_enc_free(hf_deflate_enc *e) {
 }
 
 size_t hf_deflate_bound(size_t len) {
-  /* stored blocks in the worst case: 5 bytes per 16 KiB block, plus the
-   * sync-flush marker and a final partial block */
-  return len + (len >> 12) + (len >> 14) + 32;
+  /* zlib's own bound for non-default parameters: with a small mem_level
+   * its blocks are short (2^(mem_level+6) symbols), so incompressible data
+   * costs a 5-byte stored-block header every few hundred bytes, and a
+   * fixed-code block can grow 1/8; plus the sync-flush marker */
+  return len + (len >> 3) + (len >> 7) + 64;
 }
 
 long hf_deflate_compress(hf_deflate_enc *e, int reset, const uint8_t *in,
@@ -412,12 +414,12 @@ static int feed(hf_inflate *z, const uint8_t *in, size_t len, uint8_t **buf,
   z->z.next_in = (Bytef *)(uintptr_t)in;
   z->z.avail_in = 0;
   size_t left = len;
-  while (left || z->z.avail_in) {
+  for (;;) {
     if (z->ended) { /* bytes after a final block are not DEFLATE data */
       z->z.avail_in = 0;
       return 0;
     }
-    if (!z->z.avail_in) {
+    if (!z->z.avail_in && left) {
       z->z.avail_in = (uInt)(left > 0x40000000u ? 0x40000000u : left);
       left -= z->z.avail_in;
     }
@@ -458,6 +460,8 @@ static int feed(hf_inflate *z, const uint8_t *in, size_t len, uint8_t **buf,
     }
     if (r != Z_OK)
       return HF_EPROTO;
+    /* a full output buffer may leave output pending inside zlib even when
+     * all input is used: grow and call again until it has room to spare */
     if (!z->z.avail_in && z->z.avail_out && !left)
       break;
   }

@@ -272,6 +272,72 @@ static const char *find_offered(const hf_http_request *req, const char *proto,
   return NULL;
 }
 
+/* 1 if the request carries at least one non-empty sub-protocol token. */
+static int offers_subprotocol(const hf_http_request *req) {
+  static const char name[] = "Sec-WebSocket-Protocol";
+  for (size_t i = 0; i < req->num_headers; i++) {
+    const hf_http_header *h = &req->headers[i];
+    if (!name_is(h, name, sizeof name - 1))
+      continue;
+    for (size_t j = 0; j < h->value_len; j++)
+      if (h->value[j] != ',' && !is_ows(h->value[j]))
+        return 1;
+  }
+  return 0;
+}
+
+/* The refusal body of an unsupported offer: what this endpoint speaks and
+ * what the client offered (values truncated to fit out->msgbuf). */
+static void subprotocol_message(const hf_http_request *req,
+                                const hf_handshake_policy *pol,
+                                hf_handshake_result *out) {
+  static const char name[] = "Sec-WebSocket-Protocol";
+  char *b = out->msgbuf;
+  size_t cap = sizeof out->msgbuf, n = 0;
+#define PUT(s, l)                                                              \
+  do {                                                                         \
+    size_t l_ = (l);                                                           \
+    if (l_ > cap - 2 - n)                                                      \
+      l_ = cap - 2 - n;                                                        \
+    memcpy(b + n, (s), l_);                                                    \
+    n += l_;                                                                   \
+  } while (0)
+  static const char a[] = "None of the offered WebSocket sub-protocols is "
+                          "supported here. Supported: ";
+  PUT(a, sizeof a - 1);
+  int first = 1;
+  for (size_t i = 0; i < pol->n_subprotocols; i++) {
+    if (!pol->subprotocols[i])
+      continue;
+    if (!first)
+      PUT(", ", 2);
+    first = 0;
+    PUT(pol->subprotocols[i], strlen(pol->subprotocols[i]));
+  }
+  static const char o[] = ". Offered: ";
+  PUT(o, sizeof o - 1);
+  first = 1;
+  for (size_t i = 0; i < req->num_headers; i++) {
+    const hf_http_header *h = &req->headers[i];
+    if (!name_is(h, name, sizeof name - 1))
+      continue;
+    if (!first)
+      PUT(", ", 2);
+    first = 0;
+    size_t vl = h->value_len > 200 ? 200 : h->value_len;
+    for (size_t j = 0; j < vl; j++) /* keep the body printable text */
+      if ((unsigned char)h->value[j] < 0x20 || (unsigned char)h->value[j] > 0x7e)
+        vl = j;
+    PUT(h->value, vl);
+  }
+  static const char e[] = ". Offer one of the supported sub-protocols, or "
+                          "none for the default.";
+  PUT(e, sizeof e - 1);
+#undef PUT
+  b[n++] = '\n';
+  b[n] = '\0';
+}
+
 static hf_hs_code reject(hf_handshake_result *out, hf_hs_code code, int status,
                          const char *reason, const char *message,
                          const char *extra) {
@@ -386,6 +452,12 @@ hf_hs_code hf_handshake_check(const hf_http_request *req,
       out->subprotocol_len = len;
       break;
     }
+  }
+  if (!out->subprotocol && pol && pol->refuse_unmatched &&
+      offers_subprotocol(req)) {
+    subprotocol_message(req, pol, out);
+    return reject(out, HF_HS_SUBPROTOCOL, 400, "unsupported_subprotocol",
+                  out->msgbuf, NULL);
   }
   if (pol && pol->deflate &&
       hf_deflate_negotiate(pol->deflate, req, &out->deflate_params) &&

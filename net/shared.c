@@ -71,7 +71,10 @@ int hf_shared_deflate(hf_shared *frame, size_t hdr_len) {
     return 0; /* control frames are never compressed */
   hf_deflate_enc *e =
       hf_deflate_thread_enc(dcfg.level, dcfg.mem_level, dcfg.window_bits);
-  size_t bound = hf_deflate_bound(plen);
+  /* only a frame that gets smaller is worth sending compressed: the
+   * buffer holds up to plen bytes plus the 4-byte tail the codec strips,
+   * and a larger result is HF_ETOOBIG (sent as it is) */
+  size_t bound = plen + 4;
   hf_shared *alt = e ? hf_shared_new(HF_FRAME_MAX_HEADER + bound) : NULL;
   if (!alt)
     return HF_ENOMEM;
@@ -82,7 +85,7 @@ int hf_shared_deflate(hf_shared *frame, size_t hdr_len) {
   atomic_fetch_add_explicit(&n_compressed, 1, memory_order_relaxed);
   if (n < 0 || (size_t)n >= plen) {
     hf_shared_unref(alt);
-    return n < 0 ? HF_ENOMEM : 0;
+    return n < 0 && n != HF_ETOOBIG ? (int)n : 0;
   }
   uint8_t hdr[HF_FRAME_MAX_HEADER];
   size_t hl = hf_frame_header(hdr, 1, opcode | HF_FRAME_RSV1, (uint64_t)n, NULL);

@@ -592,6 +592,13 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
     srv_log_str(&l, "hint", "set client.allow_null_origin to allow it");
   else if (code == HF_HS_MISSING_ORIGIN)
     srv_log_str(&l, "hint", "set client.allow_missing_origin to allow it");
+  else if (code == HF_HS_SUBPROTOCOL) {
+    const hf_http_header *sp = hdr(req, "Sec-WebSocket-Protocol");
+    if (sp)
+      srv_log_strn(&l, "offered", sp->value, sp->value_len > 200 ? 200 : sp->value_len);
+    srv_log_str(&l, "hint", rt == 2 ? "this endpoint speaks centrifuge-json (or none offered)"
+                                    : "offer centrifuge-json or centrifuge-protobuf, or none");
+  }
   srv_log_end(&l);
 }
 
@@ -1852,11 +1859,14 @@ static struct live *live_new(const srv_config *cfg, srv_config *own,
   lv->echo_pol.allow_same_origin = cfg->allow_same_origin;
   lv->echo_pol.subprotocols = (const char *const *)cfg->echo_subprotocols.v;
   lv->echo_pol.n_subprotocols = cfg->echo_subprotocols.n;
-  /* the real-time endpoint speaks JSON: a client may name it or nothing */
+  /* the real-time endpoint speaks JSON (named or nothing offered) and
+   * Protobuf; an offer of only other sub-protocols is refused (400 naming
+   * these), never accepted without one (docs/protocol.md) */
   static const char *const rt_protocols[] = {"centrifuge-json"};
   lv->ws_pol = lv->echo_pol;
   lv->ws_pol.subprotocols = rt_protocols;
   lv->ws_pol.n_subprotocols = 1;
+  lv->ws_pol.refuse_unmatched = 1;
   /* permessage-deflate: which endpoints offer it (the codec settings are
    * fixed at start) */
   lv->echo_pol.deflate = cfg->echo_compression ? dfl : NULL;

@@ -84,13 +84,17 @@ typedef struct hf_deflate_enc hf_deflate_enc;
 hf_deflate_enc *hf_deflate_enc_new(int level, int mem_level, int window_bits);
 void hf_deflate_enc_free(hf_deflate_enc *e);
 
-/* Upper bound of hf_deflate_compress's output for len input bytes. */
+/* Upper bound of hf_deflate_compress's output for len input bytes, for
+ * every level and mem_level. */
 size_t hf_deflate_bound(size_t len);
 
 /* Compress one whole message in[0..len) into out[0..cap) (cap at least
- * hf_deflate_bound(len)). With reset (no context takeover) the window is
+ * hf_deflate_bound(len) for the call to always succeed; a caller that only
+ * wants a message that got smaller may pass len + 4 and treat HF_ETOOBIG as
+ * "send it uncompressed"). With reset (no context takeover) the window is
  * forgotten first. The 0x00 0x00 0xff 0xff tail of the sync flush is
- * removed (RFC 7692 7.2.1). Returns the length or a negative HF_E*. */
+ * removed (RFC 7692 7.2.1). Returns the length, HF_ETOOBIG when the output
+ * does not fit cap, or another negative HF_E*. */
 long hf_deflate_compress(hf_deflate_enc *e, int reset, const uint8_t *in,
                          size_t len, uint8_t *out, size_t cap);
 

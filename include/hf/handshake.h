@@ -36,9 +36,13 @@ typedef struct {
   /* Sub-protocols this endpoint speaks, in the server's preference order.
    * The first of these that the client offers is selected. If the client
    * offers some but none matches, the upgrade still succeeds without
-   * Sec-WebSocket-Protocol (RFC 6455 4.2.2); the client decides. */
+   * Sec-WebSocket-Protocol (RFC 6455 4.2.2); the client decides, unless
+   * refuse_unmatched is set: then such an offer is refused (400,
+   * HF_HS_SUBPROTOCOL, a body naming the supported ones). A request that
+   * offers none is always accepted without one. */
   const char *const *subprotocols;
   size_t n_subprotocols;
+  int refuse_unmatched;
   /* permessage-deflate: NULL = not offered to clients (the default) */
   const hf_deflate_config *deflate;
 } hf_handshake_policy;
@@ -57,7 +61,9 @@ typedef enum {
   HF_HS_BAD_WS_VERSION,   /* 426, Sec-WebSocket-Version: 13 */
   HF_HS_ORIGIN_REJECTED,  /* 403 */
   HF_HS_NULL_ORIGIN,      /* 403: Origin "null" not allowed */
-  HF_HS_MISSING_ORIGIN    /* 403: no Origin and allow_missing_origin is 0 */
+  HF_HS_MISSING_ORIGIN,   /* 403: no Origin and allow_missing_origin is 0 */
+  HF_HS_SUBPROTOCOL       /* 400: offered sub-protocols, none supported
+                             (pol->refuse_unmatched) */
 } hf_hs_code;
 
 typedef struct {
@@ -80,6 +86,9 @@ typedef struct {
   int deflate;
   hf_deflate_params deflate_params;
   char extensions[160]; /* the longest response is 128 characters */
+  /* HF_HS_SUBPROTOCOL: message points here (supported and offered lists,
+   * truncated to fit) */
+  char msgbuf[512];
 } hf_handshake_result;
 
 /* Validate req as a WebSocket upgrade under pol. Checks, in order: method

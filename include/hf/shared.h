@@ -64,7 +64,7 @@ int hf_shared_deflate_bits(void);
  * and RSV1 set, for every permessage-deflate recipient. Does nothing
  * (returns 0) when compression is off, the payload is under min_size, no
  * connection has deflate right now, or compressing does not make it
- * smaller. Returns 1 when attached, HF_ENOMEM on failure (the frame stays
+ * smaller. Returns 1 when attached, a negative HF_E* on failure (the frame stays
  * usable, uncompressed). Call before the frame is shared. */
 int hf_shared_deflate(hf_shared *frame, size_t hdr_len);
 

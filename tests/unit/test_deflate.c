@@ -295,6 +295,97 @@ static void roundtrip_sizes_and_windows(void) {
   free(src);
 }
 
+/* hf_deflate_bound holds for every level and mem_level: with mem_level 1
+ * zlib writes short blocks, so incompressible input grows by a stored-block
+ * header every few hundred bytes (found by fuzz_deflate); a cap of len + 4
+ * is refused with HF_ETOOBIG, never overrun. */
+static void bound_holds_for_small_mem_levels(void) {
+  size_t n = 70000;
+  uint8_t *src = malloc(n);
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  for (size_t i = 0; i < n; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    src[i] = (uint8_t)x;
+  }
+  for (int level = 0; level <= 9; level += 3) {
+    for (int mem = 1; mem <= 9; mem += 4) {
+      hf_deflate_enc *e = hf_deflate_enc_new(level, mem, 9 + mem % 7);
+      size_t sizes[] = {1, 500, 3000, n};
+      for (size_t k = 0; k < 4; k++) {
+        size_t len = sizes[k], cap = hf_deflate_bound(len);
+        uint8_t *c = malloc(cap + 1);
+        c[cap] = 0xa5;
+        long cl = hf_deflate_compress(e, 1, src, len, c, cap);
+        CHECK(cl >= 0 && (size_t)cl <= cap);
+        CHECK(c[cap] == 0xa5);
+        hf_inflate *z = hf_inflate_thread();
+        hf_inflate_reset(z);
+        uint8_t *out = NULL;
+        size_t olen = 0, ocap = 0;
+        CHECK_INT(hf_inflate_feed(z, c, (size_t)cl, 1, &out, &olen, &ocap, len), 0);
+        CHECK(olen == len && memcmp(out, src, len) == 0);
+        free(out);
+        if (len >= 500)
+          CHECK_INT(hf_deflate_compress(e, 1, src, len, c, len + 4), HF_ETOOBIG);
+        free(c);
+      }
+      hf_deflate_enc_free(e);
+    }
+  }
+  free(src);
+}
+
+/* When the input of a feed ends just as the output buffer is full, zlib
+ * may still hold output: it must come out (found by fuzz_deflate: 16,411
+ * bytes inflated to 16,384). Every split of a message whose output crosses
+ * the buffer's doubling points gives the whole message. */
+static void inflate_drains_pending_output(void) {
+  static const uint8_t found[] = {
+      0xec, 0xc1, 0x31, 0x01, 0x00, 0x00, 0x00, 0xc2, 0xa0, 0xf5, 0x4f,
+      0x6d, 0x06, 0x7f, 0xa0, 0x00, 0x00, 0x32, 0x00, 0x00, 0x00, 0x00,
+      0xa8, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0x00};
+  hf_inflate *z = hf_inflate_new(15);
+  size_t cuts[][2] = {{10, 20}, {31, 31}, {0, 31}, {15, 16}};
+  for (size_t k = 0; k < 4; k++) {
+    hf_inflate_reset(z);
+    uint8_t *out = NULL;
+    size_t olen = 0, ocap = 0, a = cuts[k][0], b = cuts[k][1];
+    int r = hf_inflate_feed(z, found, a, 0, &out, &olen, &ocap, 1 << 20);
+    if (!r)
+      r = hf_inflate_feed(z, found + a, b - a, 0, &out, &olen, &ocap, 1 << 20);
+    if (!r)
+      r = hf_inflate_feed(z, found + b, sizeof found - b, 1, &out, &olen, &ocap, 1 << 20);
+    CHECK_INT(r, 0);
+    CHECK_INT(olen, 16411);
+    free(out);
+  }
+  /* compressible messages around each doubling point, whole and split */
+  uint8_t src[20000], c[21000];
+  for (size_t i = 0; i < sizeof src; i++)
+    src[i] = (uint8_t)("abcabd"[i % 6] + (i % 1031 == 0));
+  hf_deflate_enc *e = hf_deflate_enc_new(9, 9, 15);
+  size_t centres[] = {1024, 2048, 4096, 8192, 16384};
+  for (size_t k = 0; k < 5; k++) {
+    for (size_t n = centres[k] - 40; n <= centres[k] + 40; n++) {
+      long cl = hf_deflate_compress(e, 1, src, n, c, sizeof c);
+      CHECK(cl > 0);
+      for (size_t cut = 0; cut <= (size_t)cl; cut += 1 + (size_t)cl / 8) {
+        hf_inflate_reset(z);
+        uint8_t *out = NULL;
+        size_t olen = 0, ocap = 0;
+        int r = hf_inflate_feed(z, c, cut, 0, &out, &olen, &ocap, n);
+        if (!r)
+          r = hf_inflate_feed(z, c + cut, (size_t)cl - cut, 1, &out, &olen, &ocap, n);
+        CHECK_INT(r, 0);
+        CHECK(olen == n && memcmp(out, src, n) == 0);
+        free(out);
+      }
+    }
+  }
+  hf_deflate_enc_free(e);
+  hf_inflate_free(z);
+}
+
 static void inflate_bomb_is_bounded(void) {
   /* 16 MiB of zeros compress to ~16 KiB; a 64 KiB limit stops it at once
    * and the output buffer never grows past limit + 1 */
@@ -394,6 +485,8 @@ int main(void) {
   RUN_TEST(client_offer_and_response);
   RUN_TEST(rfc7692_examples);
   RUN_TEST(roundtrip_sizes_and_windows);
+  RUN_TEST(bound_holds_for_small_mem_levels);
+  RUN_TEST(inflate_drains_pending_output);
   RUN_TEST(inflate_bomb_is_bounded);
   RUN_TEST(parser_rsv1_rules);
   RUN_TEST(thread_instances);

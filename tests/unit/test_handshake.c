@@ -533,6 +533,35 @@ static void hs_subprotocols(void) {
                        &res),
             HF_HS_OK);
   CHECK(res.subprotocol == NULL);
+
+  /* refuse_unmatched: an offer without overlap is refused, naming both
+   * sides; a match or no offer at all still passes. */
+  pol = policy();
+  pol.refuse_unmatched = 1;
+  CHECK_INT(check_with(BASE "Sec-WebSocket-Protocol: mqtt, wamp\r\n" END, &pol,
+                       &res),
+            HF_HS_SUBPROTOCOL);
+  CHECK_INT(res.status, 400);
+  CHECK(strcmp(res.reason, "unsupported_subprotocol") == 0);
+  CHECK(strstr(res.message, "Supported: chat.v2, chat.v1") != NULL);
+  CHECK(strstr(res.message, "Offered: mqtt, wamp") != NULL);
+  CHECK(res.message[strlen(res.message) - 1] == '\n');
+  CHECK_INT(check_with(BASE "Sec-WebSocket-Protocol: mqtt, chat.v1\r\n" END, &pol,
+                       &res),
+            HF_HS_OK);
+  CHECK_MEM(res.subprotocol, res.subprotocol_len, "chat.v1");
+  CHECK_INT(check_with(BASE END, &pol, &res), HF_HS_OK);
+  CHECK_INT(check_with(BASE "Sec-WebSocket-Protocol: , \r\n" END, &pol, &res), HF_HS_OK);
+  /* a long or non-printable offer is cut, the body stays bounded text */
+  char big[3000];
+  int n = snprintf(big, sizeof big, "%sSec-WebSocket-Protocol: ", BASE);
+  memset(big + n, 'x', 1500);
+  big[n + 5] = '\x80'; /* obs-text: allowed in a value, not echoed */
+  snprintf(big + n + 1500, sizeof big - (size_t)n - 1500, "\r\n%s", END);
+  if (check_with(big, &pol, &res) != HF_HS_SUBPROTOCOL)
+    HF_T_FAILF("long offer: not refused");
+  CHECK(strlen(res.message) < sizeof res.msgbuf);
+  CHECK(strstr(res.message, "Offered: xxxxx.") != NULL);
 #undef BASE
 }
 
