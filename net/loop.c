@@ -38,22 +38,27 @@ static uint64_t mono_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void drain_inbox(hf_loop *loop, hf_io *io, uint32_t revents) {
-  uint64_t v;
-  while (read(io->fd, &v, sizeof v) > 0) {
-  }
+/* Take the whole inbox, in posting order (the stack is LIFO: reversed). */
+static hf_msg *take_inbox(hf_loop *loop) {
   hf_msg *m = atomic_exchange(&loop->inbox, NULL);
-  hf_msg *rev = NULL; /* the stack is LIFO: reverse for FIFO order */
+  hf_msg *rev = NULL;
   while (m) {
     hf_msg *n = atomic_load_explicit(&m->_next, memory_order_relaxed);
     atomic_store_explicit(&m->_next, rev, memory_order_relaxed);
     rev = m;
     m = n;
   }
-  while (rev) {
-    hf_msg *n = atomic_load_explicit(&rev->_next, memory_order_relaxed);
-    rev->run(loop, rev);
-    rev = n;
+  return rev;
+}
+
+static void drain_inbox(hf_loop *loop, hf_io *io, uint32_t revents) {
+  uint64_t v;
+  while (read(io->fd, &v, sizeof v) > 0) {
+  }
+  for (hf_msg *m = take_inbox(loop); m;) {
+    hf_msg *n = atomic_load_explicit(&m->_next, memory_order_relaxed);
+    m->run(loop, m);
+    m = n;
   }
 }
 
@@ -93,6 +98,12 @@ fail:
 void hf_loop_free(hf_loop *loop) {
   if (!loop)
     return;
+  for (hf_msg *m = take_inbox(loop); m;) { /* posted, never run */
+    hf_msg *n = atomic_load_explicit(&m->_next, memory_order_relaxed);
+    if (m->drop)
+      m->drop(m);
+    m = n;
+  }
   if (loop->wake.fd >= 0)
     close(loop->wake.fd);
   if (loop->epfd >= 0)

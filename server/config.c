@@ -816,6 +816,50 @@ void srv_config_free(srv_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
 }
 
+size_t srv_config_diff(const srv_config *a, const srv_config *b,
+                       void (*fn)(void *arg, const char *key), void *arg) {
+  size_t n = 0;
+  for (size_t i = 0; i < NSETTINGS; i++) {
+    const void *pa = (const char *)a + settings[i].off;
+    const void *pb = (const char *)b + settings[i].off;
+    int same = 1;
+    switch (settings[i].type) {
+    case T_STR:
+    case T_ENUM: {
+      const char *x = *(char *const *)pa, *y = *(char *const *)pb;
+      same = strcmp(x ? x : "", y ? y : "") == 0;
+      break;
+    }
+    case T_BOOL:
+      same = *(const bool *)pa == *(const bool *)pb;
+      break;
+    case T_UINT:
+    case T_SIZE:
+    case T_DUR:
+      same = *(const uint64_t *)pa == *(const uint64_t *)pb;
+      break;
+    case T_LIST: {
+      const srv_strlist *x = pa, *y = pb;
+      same = x->n == y->n;
+      for (size_t j = 0; same && j < x->n; j++)
+        same = strcmp(x->v[j], y->v[j]) == 0;
+      break;
+    }
+    case T_JSON: {
+      json_t *x = *(json_t *const *)pa, *y = *(json_t *const *)pb;
+      same = (!x && !y) || (x && y && json_equal(x, y));
+      break;
+    }
+    }
+    if (!same) {
+      n++;
+      if (fn)
+        fn(arg, settings[i].key);
+    }
+  }
+  return n;
+}
+
 static void env_name(const char *key, char *out, size_t cap) {
   size_t j = snprintf(out, cap, "HOLDFAST_");
   for (const char *k = key; *k && j + 1 < cap; k++)

@@ -183,6 +183,12 @@ int srv_config_parse_duration(const char *s, uint64_t *out);
 /* "1048576", "64KiB", "1MiB" (also KB/MB/GB) -> bytes. Returns 0 or -1. */
 int srv_config_parse_size(const char *s, uint64_t *out);
 
+/* Compare two loaded configurations setting by setting: fn(arg, key) for
+ * each key whose value differs (fn may be NULL). Returns how many differ.
+ * Reads only; any thread that owns both. */
+size_t srv_config_diff(const srv_config *a, const srv_config *b,
+                       void (*fn)(void *arg, const char *key), void *arg);
+
 /* Record an "ignored key" warning (used by chan_config_load too). */
 void srv_config_warn_unsupported(const char *key);
 

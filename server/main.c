@@ -14,6 +14,7 @@
 #include "../tools/chaos.h"
 #include "../tools/connect.h"
 #include "../tools/probe.h"
+#include "../tools/pubsub.h"
 #include "../tools/tokens.h"
 
 #define HOLDFAST_VERSION "0.1.0"
@@ -27,6 +28,8 @@ static void usage(FILE *out) {
           "  holdfast chaos [options]   fault-injecting proxy (holdfast chaos --help)\n"
           "  holdfast connect URL       terminal WebSocket client (--help)\n"
           "  holdfast probe URL         diagnose a WebSocket endpoint layer by layer (--help)\n"
+          "  holdfast sub URL CHANNEL   print a channel's publications, gap-free (--help)\n"
+          "  holdfast pub URL CH JSON   publish one message (--help)\n"
           "  holdfast genconfig [-o F]  a starter configuration with fresh secrets\n"
           "  holdfast gentoken ...      a connection token (holdfast gentoken --help)\n"
           "  holdfast checktoken TOKEN  why the server would accept or refuse a token\n"
@@ -76,6 +79,10 @@ int main(int argc, char **argv) {
     return connect_main(argc - 2, argv + 2);
   if (strcmp(cmd, "probe") == 0)
     return probe_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "sub") == 0)
+    return pubsub_sub_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "pub") == 0)
+    return pubsub_pub_main(argc - 2, argv + 2);
   if (strcmp(cmd, "genconfig") == 0)
     return tok_genconfig_main(argc - 2, argv + 2);
   if (strcmp(cmd, "gentoken") == 0)

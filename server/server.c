@@ -36,6 +36,7 @@
 #include "channels/chan.h"
 #include "evproxy/evproxy.h"
 #include "protocol/client.h"
+#include "protocol/pbcodec.h"
 #include "channels/hub.h"
 #include "engine/engine.h"
 #include "engine/redis.h"
@@ -140,9 +141,7 @@ struct server {
   struct live *live; /* what a reload may change: read with live_get */
   hub *hub;
   eng *eng;
-  chan_config chans;
-  srv_jwt_keys *keys;
-  cl_config clcfg;
+  cl_config clcfg; /* clcfg.policy: the live snapshot's pol */
 
   uint64_t fd_max, fd_headroom; /* RLIMIT_NOFILE after raising; margin kept */
   px_config px; /* backend event proxy (evproxy/evproxy.h) */
@@ -168,17 +167,26 @@ struct server {
   srv_tls *tls;   /* NULL when no listener speaks TLS */
   srv_proxies *proxies;
   uint64_t expiry_checked; /* last daily certificate check (mono ms) */
+  struct recheck_job *rechecks; /* posted by reloads; freed when done or at exit */
 };
 
 /* What a SIGHUP reload may change, as one immutable snapshot: handshake
- * policies (allowed origins) and the containment values. Workers read the
- * current one through live_get (an acquire load, no lock); a reload
+ * policies (allowed origins), the containment values, and the real-time
+ * policy (channel namespaces and permissions, token keys and claims,
+ * anonymous / insecure access). Workers read the current one through
+ * live_get / cl_policy_get / api_chans (an acquire load, no lock); a reload
  * publishes a new one and keeps the old ones (chained through `older`,
  * each owning the configuration its strings point into) until exit, so a
- * worker still reading one is never left with freed memory. */
+ * worker still reading one (a subscribe waiting for the proxy holds a
+ * namespace pointer) is never left with freed memory. A few KiB per
+ * successful reload. */
 struct live {
   hf_handshake_policy ws_pol, echo_pol;
   rl_limits limits;
+  chan_config chans; /* owned when has_chans */
+  srv_jwt_keys *keys; /* owned; NULL: no key configured */
+  cl_policy pol;      /* points into chans, keys and the configuration */
+  int has_chans;
   srv_config *own; /* the reloaded configuration (NULL: srv_run's) */
   struct live *older;
 };
@@ -503,6 +511,31 @@ static void setup_deflate(server *s) {
   hf_shared_deflate_setup(&sd);
 }
 
+/* The real-time connection speaks the Protobuf encoding: the client chose
+ * the centrifuge-protobuf sub-protocol, or asked with cf_protocol=protobuf
+ * (or the legacy format=protobuf) in the query (reference 1.1). */
+static int wants_protobuf(const hf_http_request *req, const hf_handshake_result *res) {
+  static const char pb[] = "centrifuge-protobuf";
+  if (res->subprotocol && res->subprotocol_len == sizeof pb - 1 &&
+      memcmp(res->subprotocol, pb, sizeof pb - 1) == 0)
+    return 1;
+  if (res->subprotocol) /* centrifuge-json named explicitly */
+    return 0;
+  const char *q = memchr(req->target, '?', req->target_len);
+  if (!q)
+    return 0;
+  size_t n = req->target_len - (size_t)(q - req->target);
+  for (const char *p = q + 1, *e = q + n; p < e;) {
+    const char *amp = memchr(p, '&', (size_t)(e - p));
+    size_t l = amp ? (size_t)(amp - p) : (size_t)(e - p);
+    if ((l == 20 && memcmp(p, "cf_protocol=protobuf", 20) == 0) ||
+        (l == 15 && memcmp(p, "format=protobuf", 15) == 0))
+      return 1;
+    p += l + 1;
+  }
+  return 0;
+}
+
 /* Upgrade on the echo (rt = 0), the real-time (rt = 1) or the
  * unidirectional WebSocket endpoint (rt = 2). */
 static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
@@ -530,6 +563,8 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
   hf_handshake_result res;
   const struct live *lv = live_get(s);
   hf_handshake_policy pol = rt ? lv->ws_pol : lv->echo_pol;
+  if (rt == 2) /* unidirectional WebSocket: JSON only */
+    pol.n_subprotocols = 1;
   if (fw->host) { /* same-origin against the host the client asked the proxy for */
     pol.same_origin_host = fw->host;
     pol.same_origin_host_len = fw->host_len;
@@ -553,6 +588,8 @@ static void route_upgrade(worker *w, hf_conn *c, const hf_http_request *req,
       atomic_fetch_add(&s->rt_clients, 1);
       if (rt == 2)
         cl_set_transport(cl, TR_UNI_WEBSOCKET, NULL, NULL);
+      else if (wants_protobuf(req, &res))
+        cl_set_protobuf(cl);
     } else {
       hf_conn_set_udata(c, (void *)(u | U_ECHO));
     }
@@ -821,6 +858,9 @@ static uintptr_t resolve_client(worker *w, hf_conn *c, const hf_http_request *re
 /* ---- HTTP streaming, SSE and the emulation endpoint (transport/) ---------- */
 
 enum { TB_HTTP_STREAM = TR_HTTP_STREAM, TB_SSE = TR_SSE, TB_EMULATION = 8 };
+/* or-ed into a pending body's kind: the body is Protobuf
+ * (Content-Type: application/octet-stream; http_stream and emulation) */
+#define TB_PROTOBUF 0x100
 
 static int is_method(const hf_http_request *req, const char *m) {
   return req->method_len == strlen(m) && memcmp(req->method, m, req->method_len) == 0;
@@ -854,7 +894,7 @@ static void uni_connect(cl_client *cl, const uint8_t *req, size_t len) {
 }
 
 static void tr_start(worker *w, hf_conn *c, tr_kind k, const char *extra,
-                     uint8_t *cmd, size_t len) {
+                     uint8_t *cmd, size_t len, int pb) {
   server *s = w->srv;
   uintptr_t u = (uintptr_t)hf_conn_udata(c) & ~(uintptr_t)U_BODY;
   char hdrs[2048];
@@ -872,6 +912,8 @@ static void tr_start(worker *w, hf_conn *c, tr_kind k, const char *extra,
     return;
   }
   cl_set_transport(cl, k, ss ? tr_session_id(ss) : NULL, ss ? s->api.node_uid : NULL);
+  if (pb)
+    cl_set_protobuf(cl);
   cl_set_tag(cl, u);
   hf_conn_set_udata(c, cl);
   atomic_fetch_add(&s->rt_clients, 1);
@@ -884,7 +926,7 @@ static void tr_start(worker *w, hf_conn *c, tr_kind k, const char *extra,
   if (tr_is_uni(k))
     uni_connect(cl, cmd, len);
   else
-    cl_on_message(cl, HF_OP_TEXT, cmd, len);
+    cl_on_message(cl, pb ? HF_OP_BINARY : HF_OP_TEXT, cmd, len);
 }
 
 /* The connection of client cl is gone: forget its session. Returns the
@@ -900,6 +942,7 @@ static uint32_t tr_close_client(worker *w, cl_client *cl) {
 typedef struct {
   hf_msg m;
   size_t slen, dlen;
+  int opcode; /* HF_OP_TEXT (JSON) or HF_OP_BINARY (Protobuf commands) */
   char buf[]; /* session, then data */
 } emu_msg;
 
@@ -908,9 +951,11 @@ static void emu_run(hf_loop *loop, hf_msg *m) {
   emu_msg *e = (emu_msg *)m;
   cl_client *cl = tr_session_deliver(w->sessions, e->buf, e->slen);
   if (cl) /* in arrival order: the inbox is FIFO and this loop serial */
-    cl_on_message(cl, HF_OP_TEXT, (uint8_t *)e->buf + e->slen, e->dlen);
+    cl_on_message(cl, e->opcode, (uint8_t *)e->buf + e->slen, e->dlen);
   free(e);
 }
+
+static void emu_drop(hf_msg *m) { free(m); }
 
 static void tr_reject(hf_conn *c, const hf_http_request *req, const char *path,
                       size_t pl, int status, const char *reason,
@@ -1018,7 +1063,7 @@ static int tr_route(worker *w, hf_conn *c, const hf_http_request *req,
                          "(sse.max_request_body_size).\n");
       return 1;
     }
-    tr_start(w, c, (tr_kind)what, cors, cmd, len);
+    tr_start(w, c, (tr_kind)what, cors, cmd, len, 0);
     free(cmd);
     return 1;
   }
@@ -1043,7 +1088,12 @@ static int tr_route(worker *w, hf_conn *c, const hf_http_request *req,
               "Bad Request: the body must hold the commands (JSON).\n");
     return 1;
   }
-  if (tr_pending_add(&w->bodies, c, what, cors) < 0) {
+  /* the Protobuf builds of the SDKs post their commands (http_stream) and
+   * EmulationRequests as application/octet-stream */
+  const hf_http_header *ct = hf_http_find(req, "Content-Type");
+  int pb = ct && ct->value_len >= 24 && strncasecmp(ct->value, "application/octet-stream", 24) == 0 &&
+           (what == TB_HTTP_STREAM || what == TB_EMULATION);
+  if (tr_pending_add(&w->bodies, c, what | (pb ? TB_PROTOBUF : 0), cors) < 0) {
     respond_text(c, 500, NULL, "Internal Server Error\n");
     return 1;
   }
@@ -1075,19 +1125,22 @@ static void emu_bad(hf_conn *c, int status, const char *cors, const char *reason
   hf_conn_respond(c, status, cors, NULL, body, strlen(body));
 }
 
-/* An emulation request body: {"session":..,"node":..,"data":"<commands>"}. */
+/* An emulation request body: {"session":..,"node":..,"data":"<commands>"},
+ * or with pb a Protobuf EmulationRequest (data: Protobuf commands). */
 static void tr_emulation(worker *w, hf_conn *c, const char *cors, uint8_t *body,
-                         size_t len) {
+                         size_t len, int pb) {
   server *s = w->srv;
   json_error_t jerr;
-  json_t *j = json_loadb((const char *)body, len, 0, &jerr);
+  json_t *j = pb ? pb_emulation_json(body, len)
+                 : json_loadb((const char *)body, len, 0, &jerr);
   json_t *sess = json_object_get(j, "session"), *node = json_object_get(j, "node"),
          *data = json_object_get(j, "data");
   if (!json_is_object(j) || !json_is_string(sess) || !json_is_string(data) ||
       (node && !json_is_string(node))) {
     json_decref(j);
     emu_bad(c, 400, cors, "bad_body",
-            "Bad Request: the body must be {\"session\":..,\"node\":..,\"data\":\"<commands>\"}.\n");
+            pb ? "Bad Request: the body must be a Protobuf EmulationRequest.\n"
+               : "Bad Request: the body must be {\"session\":..,\"node\":..,\"data\":\"<commands>\"}.\n");
     return;
   }
   const char *nid = node ? json_string_value(node) : "";
@@ -1111,8 +1164,10 @@ static void tr_emulation(worker *w, hf_conn *c, const char *cors, uint8_t *body,
     emu_msg *e = malloc(sizeof *e + sl + dl);
     if (e) {
       e->m.run = emu_run;
+      e->m.drop = emu_drop;
       e->slen = sl;
       e->dlen = dl;
+      e->opcode = pb ? HF_OP_BINARY : HF_OP_TEXT;
       memcpy(e->buf, json_string_value(sess), sl);
       memcpy(e->buf + sl, json_string_value(data), dl);
       hf_loop_post(s->w[owner].loop, &e->m);
@@ -1129,17 +1184,21 @@ static void tr_on_body(worker *w, hf_conn *c, uint8_t *body, size_t len) {
     respond_text(c, 500, NULL, "Internal Server Error\n");
     return;
   }
-  if (p->what == TB_EMULATION)
-    tr_emulation(w, c, p->headers, body, len);
+  int pb = (p->what & TB_PROTOBUF) != 0, what = p->what & ~TB_PROTOBUF;
+  if (what == TB_EMULATION)
+    tr_emulation(w, c, p->headers, body, len, pb);
   else
-    tr_start(w, c, (tr_kind)p->what, p->headers, body, len);
+    tr_start(w, c, (tr_kind)what, p->headers, body, len, pb);
   free(p);
 }
 
 /* A stream ends: the disconnect push goes before its last chunk. */
 static void on_stream_end(hf_conn *c, uint16_t code, const char *reason) {
   cl_client *cl = conn_client(c);
-  tr_disconnect_push(c, cl ? (tr_kind)cl_transport(cl) : TR_HTTP_STREAM, code, reason);
+  if (cl && cl_protobuf(cl))
+    cl_disconnect_push(cl, code, reason);
+  else
+    tr_disconnect_push(c, cl ? (tr_kind)cl_transport(cl) : TR_HTTP_STREAM, code, reason);
 }
 
 /* ---- admin API and dashboard ---------------------------------------------- */
@@ -1862,10 +1921,10 @@ static struct live *live_new(const srv_config *cfg, srv_config *own,
   /* the real-time endpoint speaks JSON (named or nothing offered) and
    * Protobuf; an offer of only other sub-protocols is refused (400 naming
    * these), never accepted without one (docs/protocol.md) */
-  static const char *const rt_protocols[] = {"centrifuge-json"};
+  static const char *const rt_protocols[] = {"centrifuge-json", "centrifuge-protobuf"};
   lv->ws_pol = lv->echo_pol;
   lv->ws_pol.subprotocols = rt_protocols;
-  lv->ws_pol.n_subprotocols = 1;
+  lv->ws_pol.n_subprotocols = 2;
   lv->ws_pol.refuse_unmatched = 1;
   /* permessage-deflate: which endpoints offer it (the codec settings are
    * fixed at start) */
@@ -1878,6 +1937,9 @@ static struct live *live_new(const srv_config *cfg, srv_config *own,
 static void live_free_all(struct live *lv) {
   while (lv) {
     struct live *o = lv->older;
+    if (lv->has_chans)
+      chan_config_free(&lv->chans);
+    srv_jwt_keys_free(lv->keys);
     if (lv->own) {
       srv_config_free(lv->own);
       free(lv->own);
@@ -1902,21 +1964,40 @@ static void limits_of(const srv_config *cfg, rl_limits *l) {
   l->disconnect_after = (uint32_t)cfg->rl_disconnect_after;
 }
 
-static int setup_realtime(server *s) {
-  const srv_config *cfg = s->cfg;
-  if (chan_config_load(&s->chans, cfg->channel_without_ns,
-                       cfg->channel_namespaces, cfg->channel_max_length,
-                       cfg->insecure, warn_key, stderr) < 0)
+/* The real-time policy of cfg into lv: namespaces (checked against the
+ * event proxy's endpoints when px is given), token keys, claims and access
+ * flags. An error goes to err naming the key (start: with the
+ * "invalid configuration" prefix). Returns 0 or -1 (lv keeps what it
+ * loaded; live_free_all frees it). */
+static int live_realtime(struct live *lv, const srv_config *cfg, const px_config *px,
+                         FILE *err) {
+  lv->has_chans = 1; /* a half-loaded set is freed too (a failed reload) */
+  if (chan_config_load(&lv->chans, cfg->channel_without_ns, cfg->channel_namespaces,
+                       cfg->channel_max_length, cfg->insecure, warn_key, err) < 0)
     return -1;
-  int px_on = px_config_load(&s->px, cfg, &s->chans, stderr);
-  if (px_on < 0)
+  if (px && px_check_namespaces(px, &lv->chans, err) < 0)
     return -1;
   char kerr[300];
-  s->keys = tk_keys(cfg, kerr, sizeof kerr);
-  if (!s->keys && *kerr) {
-    fprintf(stderr, "holdfast: invalid configuration: %s\n", kerr);
+  lv->keys = tk_keys(cfg, kerr, sizeof kerr);
+  if (!lv->keys && *kerr) {
+    fprintf(err, "holdfast: invalid configuration: %s\n", kerr);
     return -1;
   }
+  lv->pol = (cl_policy){&lv->chans,         lv->keys,
+                        cfg->token_audience, cfg->token_issuer,
+                        cfg->token_user_id_claim, cfg->allow_anonymous,
+                        cfg->insecure};
+  return 0;
+}
+
+static int setup_realtime(server *s) {
+  const srv_config *cfg = s->cfg;
+  /* namespaces and keys first (no proxy check yet: px needs them) */
+  if (live_realtime(s->live, cfg, NULL, stderr) < 0)
+    return -1;
+  int px_on = px_config_load(&s->px, cfg, &s->live->chans, stderr);
+  if (px_on < 0)
+    return -1;
   hub_options ho = {{cfg->history_memory_limit, cfg->idempotency_window_ms,
                      (uint32_t)cfg->idempotency_max_keys},
                     1000, 1000};
@@ -1946,13 +2027,7 @@ static int setup_realtime(server *s) {
   }
   cl_config *cc = &s->clcfg;
   cc->eng = s->eng;
-  cc->chans = &s->chans;
-  cc->keys = s->keys;
-  cc->audience = cfg->token_audience;
-  cc->issuer = cfg->token_issuer;
-  cc->user_id_claim = cfg->token_user_id_claim;
-  cc->allow_anonymous = cfg->allow_anonymous;
-  cc->insecure = cfg->insecure;
+  cc->policy = &s->live->pol;
   cc->ping_interval_ms = (uint32_t)cfg->client_ping_ms;
   cc->pong_timeout_ms = (uint32_t)cfg->client_pong_ms;
   cc->expired_close_delay_ms = (uint32_t)cfg->expired_close_delay_ms;
@@ -1966,9 +2041,10 @@ static int setup_realtime(server *s) {
   if (!(cc->rl = rl_shared_new(&cc->limits)))
     return -1;
   cc->px = px_on ? &s->px : NULL;
+  cc->max_message = cfg->message_size_limit;
   s->api.h = s->hub;
   s->api.eng = s->eng;
-  s->api.chans = &s->chans;
+  s->api.chans = &s->live->chans;
   s->api.version = HOLDFAST_VERSION_STR;
   s->api.node_uid = eng_node_id(s->eng);
   if (cfg->node_name && *cfg->node_name) {
@@ -1999,12 +2075,62 @@ void srv_set_reload_args(int argc, char **argv) {
   g_argv = argv;
 }
 
+/* The settings a reload applies (prefixes end with '.'); every other
+ * setting keeps its start-up value and a change to it is logged as
+ * needing a restart. docs/operations.md lists the same. */
+static const char *const live_keys[] = {
+    "log.level", "client.allowed_origins", "client.allow_null_origin",
+    "client.allow_missing_origin", "client.allow_same_origin", "echo.subprotocols",
+    "echo.compression", "websocket.compression", "client.rate_limit.",
+    "client.accept_rate", "client.accept_burst", "client.accept_rate_per_ip",
+    "client.accept_burst_per_ip", "client.user_connection_limit",
+    "channel.without_namespace", "channel.namespaces", "channel.max_length",
+    "client.insecure", "client.allow_anonymous_connect_without_token",
+    "client.token.hmac_secret_key", "client.token.rsa_public_key",
+    "client.token.ecdsa_public_key", "client.token.jwks_file", "client.token.audience",
+    "client.token.issuer", "client.token.user_id_claim",
+    /* reloaded by srv_tls_reload (files re-read even when unchanged) */
+    "http_server.tls.cert_pem_file", "http_server.tls.key_pem_file",
+    "http_server.tls.sni"};
+
+static int is_live_key(const char *key) {
+  for (size_t i = 0; i < sizeof live_keys / sizeof live_keys[0]; i++) {
+    size_t n = strlen(live_keys[i]);
+    if (live_keys[i][n - 1] == '.' ? strncmp(key, live_keys[i], n) == 0
+                                   : strcmp(key, live_keys[i]) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+/* Collects changed keys as a comma-separated list (srv_config_diff). */
+typedef struct {
+  char buf[600];
+  size_t n;
+  int live; /* collect live keys (1) or restart-only ones (0) */
+  size_t count;
+} key_list;
+
+static void collect_key(void *arg, const char *key) {
+  key_list *k = arg;
+  if (is_live_key(key) != k->live)
+    return;
+  k->count++;
+  int w = snprintf(k->buf + k->n, sizeof k->buf - k->n, "%s%s", k->n ? "," : "", key);
+  if (w > 0 && k->n + (size_t)w < sizeof k->buf)
+    k->n += (size_t)w;
+}
+
 /* Re-read the configuration (file, environment, flags) and publish what
- * can change live: log.level, client.allowed_origins and the other origin
- * settings, and every containment value (rate limits, user connection
- * limit, accept rates). A configuration with an error changes nothing and
- * the log says why. Other settings keep their start-up values. Main
- * thread. Returns 0 or -1. */
+ * can change live (live_keys: log level, origin settings, containment
+ * values, channel namespaces and permissions, token keys and claims,
+ * anonymous / insecure access). A configuration with an error (also a
+ * namespace naming a missing proxy, an unreadable key file) changes
+ * nothing and the log says why. Other settings keep their start-up values
+ * and a change to one is logged as needing a restart. Main thread.
+ * Returns 0 or -1. */
+static void recheck_post(server *s);
+
 static int reload_config(server *s) {
   if (!g_argv)
     return 0;
@@ -2021,8 +2147,14 @@ static int reload_config(server *s) {
   }
   srv_config_init(nc);
   int r = srv_config_load(nc, g_argc, g_argv, err);
-  fclose(err);
   struct live *lv = r == 0 ? live_new(nc, nc, &s->deflate) : NULL;
+  if (lv && live_realtime(lv, nc, &s->px, err) < 0) {
+    live_free_all(lv); /* frees nc too */
+    nc = NULL;
+    lv = NULL;
+    r = -1;
+  }
+  fclose(err);
   if (!lv) {
     while (whylen && (why[whylen - 1] == '\n' || why[whylen - 1] == ' '))
       why[--whylen] = 0;
@@ -2032,24 +2164,117 @@ static int reload_config(server *s) {
     srv_log_str(&l, "kept", "the running configuration");
     srv_log_end(&l);
     free(why);
-    srv_config_free(nc);
-    free(nc);
+    if (nc) {
+      srv_config_free(nc);
+      free(nc);
+    }
     return -1;
   }
   free(why);
   const struct live *old = live_get(s);
+  key_list changed = {.live = 1}, restart = {.live = 0};
+  srv_config_diff(old->own ? old->own : s->cfg, nc, collect_key, &changed);
+  srv_config_diff(s->cfg, nc, collect_key, &restart);
   lv->older = s->live;
   srv_log_set_level(srv_log_parse_level(nc->log_level));
   __atomic_store_n(&s->live, lv, __ATOMIC_RELEASE);
   rl_limits_publish(&s->clcfg.limits, &lv->limits);
+  cl_policy_publish(&s->clcfg, &lv->pol);
+  __atomic_store_n(&s->api.chans, &lv->chans, __ATOMIC_RELEASE);
   srv_logline l;
   srv_log_begin(&l, LOG_INFO, "config_reloaded");
   srv_log_str(&l, "log_level", nc->log_level);
   srv_log_int(&l, "allowed_origins", (long long)nc->allowed_origins.n);
   srv_log_bool(&l, "limits_changed",
                memcmp(&old->limits, &lv->limits, sizeof lv->limits) != 0);
+  srv_log_int(&l, "namespaces", (long long)lv->chans.n_ns);
+  srv_log_bool(&l, "token_keys", lv->keys != NULL);
+  srv_log_str(&l, "changed", changed.buf);
   srv_log_end(&l);
+  if (restart.count) {
+    srv_log_begin(&l, LOG_WARN, "config_restart_needed");
+    srv_log_str(&l, "keys", restart.buf);
+    srv_log_str(&l, "message", "changed but needs a restart; the running values stay");
+    srv_log_end(&l);
+  }
+  recheck_post(s);
   return 0;
+}
+
+/* ---- re-check after a reload ------------------------------------------- */
+
+/* One re-check of every worker's clients after a successful reload: one
+ * message per worker inbox; the last worker to finish logs the totals.
+ * The main thread owns the job and frees it once every worker is done
+ * (next reload) or at exit. */
+typedef struct {
+  hf_msg m;
+  struct recheck_job *job;
+  worker *w;
+} recheck_msg;
+
+typedef struct recheck_job {
+  struct recheck_job *next;
+  atomic_size_t left; /* workers still to run it */
+  atomic_ullong checked, subs, conns;
+  uint64_t t0_us;
+  recheck_msg msg[];
+} recheck_job;
+
+static void on_recheck(hf_loop *loop, hf_msg *m) {
+  recheck_msg *rm = (recheck_msg *)m;
+  recheck_job *j = rm->job;
+  cl_recheck_counts n = {0, 0, 0};
+  cl_list_recheck(&rm->w->clients, &rm->w->srv->clcfg, &n);
+  atomic_fetch_add(&j->checked, n.checked);
+  atomic_fetch_add(&j->subs, n.subs_removed);
+  atomic_fetch_add(&j->conns, n.conns_closed);
+  /* the values are read by the last worker only (acq_rel orders them) */
+  if (atomic_fetch_sub_explicit(&j->left, 1, memory_order_acq_rel) != 1)
+    return;
+  srv_logline l;
+  srv_log_begin(&l, LOG_INFO, "reload_recheck");
+  srv_log_int(&l, "clients", (long long)atomic_load(&j->checked));
+  srv_log_int(&l, "subscriptions_removed", (long long)atomic_load(&j->subs));
+  srv_log_int(&l, "connections_closed", (long long)atomic_load(&j->conns));
+  srv_log_int(&l, "duration_us", (long long)(mono_us() - j->t0_us));
+  srv_log_end(&l);
+}
+
+/* Free the jobs every worker has finished (all of them at exit, after the
+ * workers stopped: force). Main thread. */
+static void rechecks_free(server *s, int force) {
+  for (recheck_job **pp = &s->rechecks; *pp;) {
+    recheck_job *j = *pp;
+    if (force || atomic_load_explicit(&j->left, memory_order_acquire) == 0) {
+      *pp = j->next;
+      free(j);
+    } else {
+      pp = &j->next;
+    }
+  }
+}
+
+/* Post a re-check to every worker (the new policy is already published).
+ * Main thread. */
+static void recheck_post(server *s) {
+  rechecks_free(s, 0);
+  recheck_job *j = calloc(1, sizeof *j + s->nw * sizeof j->msg[0]);
+  if (!j) {
+    srv_logline l;
+    srv_log_begin(&l, LOG_ERROR, "reload_recheck_failed");
+    srv_log_str(&l, "reason", "out of memory");
+    srv_log_end(&l);
+    return;
+  }
+  atomic_init(&j->left, s->nw);
+  j->t0_us = mono_us();
+  j->next = s->rechecks;
+  s->rechecks = j;
+  for (size_t i = 0; i < s->nw; i++) {
+    j->msg[i] = (recheck_msg){{NULL, on_recheck, NULL}, j, &s->w[i]};
+    hf_loop_post(s->w[i].loop, &j->msg[i].m);
+  }
 }
 
 static int srv_reload(server *s) {
@@ -2240,6 +2465,7 @@ int srv_run(const srv_config *cfg) {
       return 1;
     }
     jw_init(&w->clients.out);
+    jw_init(&w->clients.pb);
     if (s->clcfg.px && !(w->clients.px = px_worker_new(&s->px, w->loop))) {
       fprintf(stderr, "holdfast: cannot set up the proxy HTTP client (libcurl)\n");
       return 1;
@@ -2306,6 +2532,7 @@ int srv_run(const srv_config *cfg) {
   s->eng = NULL;
   for (size_t i = 0; i < s->nw; i++) {
     jw_free(&s->w[i].clients.out);
+    jw_free(&s->w[i].clients.pb);
     while (s->w[i].waits) { /* calls the engine never answered */
       api_wait *aw = s->w[i].waits;
       s->w[i].waits = aw->next;
@@ -2330,11 +2557,10 @@ int srv_run(const srv_config *cfg) {
   free(s->lfds);
   free(s->w);
   hub_free(s->hub);
-  chan_config_free(&s->chans);
   rl_shared_free(s->clcfg.rl);
+  rechecks_free(s, 1);
   live_free_all(s->live);
   px_config_free(&s->px);
-  srv_jwt_keys_free(s->keys);
   srv_tls_free(s->tls);
   srv_proxies_free(s->proxies);
   pthread_mutex_destroy(&s->ip_mu);

@@ -963,55 +963,11 @@ static int wait_events(uint64_t until) {
 
 /* ------------------------------------------------------------ results */
 
-enum { R_NUM, R_STR, R_PCT };
-static struct {
-  const char *key;
-  int kind;
-  char val[112];
-} R[48];
-static int nR;
-
-__attribute__((format(printf, 3, 4))) static void res(const char *key, int kind,
-                                                      const char *fmt, ...) {
-  if (nR == (int)(sizeof R / sizeof R[0]))
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(R[nR].val, sizeof R[nR].val, fmt, ap);
-  va_end(ap);
-  R[nR].key = key;
-  R[nR].kind = kind;
-  nR++;
-}
+static bu_results RS;
 
 static void res_pct(const char *key, double v) {
   if (v >= 0 && isfinite(v))
-    res(key, R_PCT, "%.0f", v);
-}
-
-static void print_results(int json) {
-  printf("RESULT");
-  for (int i = 0; i < nR; i++)
-    printf(" %s=%s%s", R[i].key, R[i].val, R[i].kind == R_PCT ? "%" : "");
-  printf("\n");
-  if (!json)
-    return;
-  printf("{");
-  for (int i = 0; i < nR; i++) {
-    printf("%s\"%s\":", i ? "," : "", R[i].key);
-    if (R[i].kind != R_STR) {
-      printf("%s", R[i].val);
-      continue;
-    }
-    putchar('"');
-    for (const char *s = R[i].val; *s; s++) {
-      if (*s == '"' || *s == '\\')
-        putchar('\\');
-      putchar(*s);
-    }
-    putchar('"');
-  }
-  printf("}\n");
+    bu_res(&RS, key, BU_PCT, "%.0f", v);
 }
 
 static double pct(double cpu_s, double wall_s) {
@@ -1041,16 +997,16 @@ static void print_cpu_line(const double c[4]) {
 }
 
 static void res_common(void) {
-  res("mode", R_STR, "%s", mode_names[B.cfg.mode]);
-  res("url", R_STR, "%s", B.cfg.url);
-  res("port", R_NUM, "%d", B.cfg.tg.port);
-  res("conns", R_NUM, "%ld", B.cfg.conns);
+  bu_res(&RS, "mode", BU_STR, "%s", mode_names[B.cfg.mode]);
+  bu_res(&RS, "url", BU_STR, "%s", B.cfg.url);
+  bu_res(&RS, "port", BU_NUM, "%d", B.cfg.tg.port);
+  bu_res(&RS, "conns", BU_NUM, "%ld", B.cfg.conns);
 }
 
 static void res_tail(const char *status) {
   if (B.cfg.server_pid > 0)
-    res("server_pid", R_NUM, "%ld", B.cfg.server_pid);
-  res("status", R_STR, "%s", status);
+    bu_res(&RS, "server_pid", BU_NUM, "%ld", B.cfg.server_pid);
+  bu_res(&RS, "status", BU_STR, "%s", status);
 }
 
 /* ------------------------------------------------------------ the run */
@@ -1214,22 +1170,22 @@ static int run(void) {
     if (have_c1)
       print_cpu_line(cpu);
     res_common();
-    res("inflight", R_NUM, "%ld", cfg->inflight);
-    res("size", R_NUM, "%ld", cfg->size);
-    res("binary", R_NUM, "%d", cfg->binary);
-    res("open", R_NUM, "%ld", B.opened);
-    res("failed", R_NUM, "%ld", failed);
-    res("dropped", R_NUM, "%ld", B.dropped);
-    res("bad", R_NUM, "%" PRIu64, B.bad);
-    res("warmup_s", R_NUM, "%g", cfg->warmup);
-    res("duration_s", R_NUM, "%.3f", window);
-    res("msgs", R_NUM, "%" PRIu64, B.msgs);
-    res("msgs_per_s", R_NUM, "%.0f", mps);
-    res("MBps", R_NUM, "%.2f", mbps);
-    res("p50_us", R_NUM, "%.1f", p50);
-    res("p99_us", R_NUM, "%.1f", p99);
-    res("p999_us", R_NUM, "%.1f", p999);
-    res("max_us", R_NUM, "%.1f", pmax);
+    bu_res(&RS, "inflight", BU_NUM, "%ld", cfg->inflight);
+    bu_res(&RS, "size", BU_NUM, "%ld", cfg->size);
+    bu_res(&RS, "binary", BU_NUM, "%d", cfg->binary);
+    bu_res(&RS, "open", BU_NUM, "%ld", B.opened);
+    bu_res(&RS, "failed", BU_NUM, "%ld", failed);
+    bu_res(&RS, "dropped", BU_NUM, "%ld", B.dropped);
+    bu_res(&RS, "bad", BU_NUM, "%" PRIu64, B.bad);
+    bu_res(&RS, "warmup_s", BU_NUM, "%g", cfg->warmup);
+    bu_res(&RS, "duration_s", BU_NUM, "%.3f", window);
+    bu_res(&RS, "msgs", BU_NUM, "%" PRIu64, B.msgs);
+    bu_res(&RS, "msgs_per_s", BU_NUM, "%.0f", mps);
+    bu_res(&RS, "MBps", BU_NUM, "%.2f", mbps);
+    bu_res(&RS, "p50_us", BU_NUM, "%.1f", p50);
+    bu_res(&RS, "p99_us", BU_NUM, "%.1f", p99);
+    bu_res(&RS, "p999_us", BU_NUM, "%.1f", p999);
+    bu_res(&RS, "max_us", BU_NUM, "%.1f", pmax);
     res_pct("client_cpu", cpu[0]);
     res_pct("server_cpu", cpu[1]);
     res_pct("host_cpu", cpu[2]);
@@ -1253,14 +1209,14 @@ static int run(void) {
     if (have_c1)
       print_cpu_line(cpu);
     res_common();
-    res("pending", R_NUM, "%ld", cfg->pending_max);
-    res("open", R_NUM, "%ld", B.opened);
-    res("failed", R_NUM, "%ld", failed);
-    res("elapsed_s", R_NUM, "%.3f", el);
-    res("handshakes_per_s", R_NUM, "%.0f", rate);
-    res("hs_p50_us", R_NUM, "%.1f", p50);
-    res("hs_p99_us", R_NUM, "%.1f", p99);
-    res("hs_max_us", R_NUM, "%.1f", pmax);
+    bu_res(&RS, "pending", BU_NUM, "%ld", cfg->pending_max);
+    bu_res(&RS, "open", BU_NUM, "%ld", B.opened);
+    bu_res(&RS, "failed", BU_NUM, "%ld", failed);
+    bu_res(&RS, "elapsed_s", BU_NUM, "%.3f", el);
+    bu_res(&RS, "handshakes_per_s", BU_NUM, "%.0f", rate);
+    bu_res(&RS, "hs_p50_us", BU_NUM, "%.1f", p50);
+    bu_res(&RS, "hs_p99_us", BU_NUM, "%.1f", p99);
+    bu_res(&RS, "hs_max_us", BU_NUM, "%.1f", pmax);
     res_pct("client_cpu", cpu[0]);
     res_pct("server_cpu", cpu[1]);
     res_pct("host_cpu", cpu[2]);
@@ -1268,20 +1224,20 @@ static int run(void) {
     long alive = B.alive;
     printf("  hold      %g s with %ld open\n", cfg->hold, alive);
     res_common();
-    res("open", R_NUM, "%ld", B.opened);
-    res("alive", R_NUM, "%ld", alive);
-    res("failed", R_NUM, "%ld", failed);
-    res("hold_s", R_NUM, "%g", cfg->hold);
+    bu_res(&RS, "open", BU_NUM, "%ld", B.opened);
+    bu_res(&RS, "alive", BU_NUM, "%ld", alive);
+    bu_res(&RS, "failed", BU_NUM, "%ld", failed);
+    bu_res(&RS, "hold_s", BU_NUM, "%g", cfg->hold);
     if (connect_s >= 0)
-      res("connect_s", R_NUM, "%.3f", connect_s);
+      bu_res(&RS, "connect_s", BU_NUM, "%.3f", connect_s);
     if (rss0 >= 0 && rss1 >= 0 && alive > 0) {
       double per = (double)(rss1 - rss0) * 1024.0 / (double)alive;
       printf("  server    RSS %ld kB before, %ld kB after: %.0f bytes per "
              "connection\n",
              rss0, rss1, per);
-      res("rss_before_kb", R_NUM, "%ld", rss0);
-      res("rss_after_kb", R_NUM, "%ld", rss1);
-      res("rss_per_conn_bytes", R_NUM, "%.0f", per);
+      bu_res(&RS, "rss_before_kb", BU_NUM, "%ld", rss0);
+      bu_res(&RS, "rss_after_kb", BU_NUM, "%ld", rss1);
+      bu_res(&RS, "rss_per_conn_bytes", BU_NUM, "%.0f", per);
     } else if (cfg->server_pid <= 0) {
       printf("  server    RSS not measured: no server PID (give -R PID)\n");
     }
@@ -1301,7 +1257,7 @@ static int run(void) {
            : B.interrupted ? "interrupted"
            : ok            ? "ok"
                            : "failed");
-  print_results(cfg->json);
+  bu_res_print(&RS, cfg->json);
   fflush(stdout);
 
   if (!B.deadline_hit && !B.interrupted)
@@ -1519,7 +1475,7 @@ int bench_main(int argc, char **argv) {
   if (mode && (strcmp(mode, "reconnect") == 0 || strcmp(mode, "flood") == 0))
     return bench_storm_main(argc, argv);
   memset(&B, 0, sizeof B);
-  nR = 0;
+  RS.n = 0;
   bench_cfg *cfg = &B.cfg;
   cfg->mode = MODE_ECHO;
   cfg->url = "ws://127.0.0.1:8000/echo";

@@ -46,8 +46,7 @@ typedef struct {
   hf_ws_parser ps;
   uint8_t *in;
   uint32_t in_len, in_cap;
-  uint8_t *out;
-  uint32_t out_len, out_off;
+  bu_out out;
   uint64_t offset; /* subscriber: position before the cut */
   char epoch[16];
   int32_t fetching; /* API connection: the subscriber it fetches for, -1 */
@@ -95,39 +94,20 @@ static void fail(bconn *c, const char *what, const char *detail) {
   }
 }
 
-static int out_add(bconn *c, const void *p, size_t n) {
-  uint8_t *o = realloc(c->out, c->out_len + n);
-  if (!o)
-    return -1;
-  memcpy(o + c->out_len, p, n);
-  c->out = o;
-  c->out_len += (uint32_t)n;
-  return 0;
-}
-
 static void flush(bconn *c) {
-  while (c->out_off < c->out_len) {
-    ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
-    if (w < 0) {
-      if (errno == EAGAIN)
-        break;
-      fail(c, "send", strerror(errno));
-      return;
-    }
-    c->out_off += (uint32_t)w;
+  int r = bu_out_send(&c->out, c->fd);
+  if (r < 0) {
+    fail(c, "send", strerror(errno));
+    return;
   }
-  if (c->out_off == c->out_len) {
-    free(c->out);
-    c->out = NULL;
-    c->out_len = c->out_off = 0;
-  }
-  struct epoll_event ev = {.events = EPOLLIN | (c->out_len ? EPOLLOUT : 0), .data.ptr = c};
+  struct epoll_event ev = {.events = EPOLLIN | (r == BU_OUT_AGAIN ? EPOLLOUT : 0),
+                           .data.ptr = c};
   epoll_ctl(B.ep, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
 static void ws_text(bconn *c, const char *s, size_t n) {
   uint8_t *f = malloc(n + HF_FRAME_MAX_HEADER);
-  if (!f || out_add(c, f, bu_client_frame(f, HF_OP_TEXT, s, n, rnd())) < 0)
+  if (!f || bu_out_add(&c->out, f, bu_client_frame(f, HF_OP_TEXT, s, n, rnd())) < 0)
     fail(c, "out of memory", NULL);
   free(f);
 }
@@ -135,7 +115,8 @@ static void ws_text(bconn *c, const char *s, size_t n) {
 static void open_conn(bconn *c, const bu_target *t) {
   char why[128];
   c->fd = -1;
-  c->in_len = c->out_len = c->out_off = 0;
+  c->in_len = 0;
+  bu_out_free(&c->out);
   memset(&c->ps, 0, sizeof c->ps);
   c->ps.expect_mask = 0;
   c->state = C_CONNECTING;
@@ -293,7 +274,7 @@ static void sub_event(bconn *c, uint32_t ev, int storm) {
     bu_ws_key(c->key, rnd);
     int n = bu_upgrade_request(req, sizeof req, &B.ws, c->key);
     c->state = C_HANDSHAKE;
-    if (out_add(c, req, (size_t)n) < 0) {
+    if (bu_out_add(&c->out, req, (size_t)n) < 0) {
       fail(c, "out of memory", NULL);
       return;
     }
@@ -337,7 +318,7 @@ static int http_post(bconn *h, const char *method, const char *body, size_t n) {
                     "%s%s%sContent-Length: %zu\r\n\r\n",
                     B.api.path, method, B.api.authority, B.key ? "X-API-Key: " : "",
                     B.key ? B.key : "", B.key ? "\r\n" : "", n);
-  if (out_add(h, head, (size_t)hl) < 0 || out_add(h, body, n) < 0)
+  if (bu_out_add(&h->out, head, (size_t)hl) < 0 || bu_out_add(&h->out, body, n) < 0)
     return -1;
   flush(h);
   return 0;
@@ -634,28 +615,35 @@ int bench_recover_main(int argc, char **argv) {
   int r = run_phase(1, deadline);
   double wall = (double)(bu_now_ns() - t0) / NS;
   double cpu = pid && cpu0 >= 0 ? bu_proc_cpu(pid) - cpu0 : -1;
-  printf("RESULT mode=recover%s subscribers=%ld missed=%ld caught_up=%ld failed=%ld "
-         "elapsed_s=%.3f per_s=%.0f server_cpu_s=%.3f status=%s%s%s\n",
-         B.refetch ? " refetch=api_history" : "", B.subs, B.missed, B.done, B.failed, wall,
-         wall > 0 ? (double)B.done / wall : 0, cpu, r < 0 ? "deadline" : B.failed ? "failed" : "ok",
-         B.why[0] ? " first_failure=" : "", B.why[0] ? B.why : "");
-  if (B.json)
-    printf("{\"mode\":\"recover\",\"refetch\":%s,\"subscribers\":%ld,\"missed\":%ld,"
-           "\"caught_up\":%ld,\"failed\":%ld,\"elapsed_s\":%.3f,\"server_cpu_s\":%.3f}\n",
-           B.refetch ? "true" : "false", B.subs, B.missed, B.done, B.failed, wall, cpu);
+  static bu_results rs; /* large: off the stack */
+  rs.n = 0;
+  bu_res(&rs, "mode", BU_STR, "recover");
+  if (B.refetch)
+    bu_res(&rs, "refetch", BU_STR, "api_history");
+  bu_res(&rs, "subscribers", BU_NUM, "%ld", B.subs);
+  bu_res(&rs, "missed", BU_NUM, "%ld", B.missed);
+  bu_res(&rs, "caught_up", BU_NUM, "%ld", B.done);
+  bu_res(&rs, "failed", BU_NUM, "%ld", B.failed);
+  bu_res(&rs, "elapsed_s", BU_NUM, "%.3f", wall);
+  bu_res(&rs, "per_s", BU_NUM, "%.0f", wall > 0 ? (double)B.done / wall : 0);
+  bu_res(&rs, "server_cpu_s", BU_NUM, "%.3f", cpu);
+  bu_res(&rs, "status", BU_STR, "%s", r < 0 ? "deadline" : B.failed ? "failed" : "ok");
+  if (B.why[0])
+    bu_res(&rs, "first_failure", BU_STR, "%s", B.why);
+  bu_res_print(&rs, B.json);
   rc = r < 0 || B.failed ? 1 : 0;
 out:
   for (long i = 0; i < B.subs; i++) {
     if (B.c[i].fd >= 0)
       close(B.c[i].fd);
     free(B.c[i].in);
-    free(B.c[i].out);
+    bu_out_free(&B.c[i].out);
   }
   for (long k = 0; k < B.pool; k++) {
     if (B.http[k].fd >= 0)
       close(B.http[k].fd);
     free(B.http[k].in);
-    free(B.http[k].out);
+    bu_out_free(&B.http[k].out);
   }
   free(B.c);
   free(B.http);

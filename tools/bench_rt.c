@@ -101,6 +101,7 @@ static struct {
   double rate, warmup, duration, hold, drain, deadline;
   int syscalls, json, pid_found;
   int deflate; /* -z: subscribers offer permessage-deflate */
+  int protobuf; /* --protobuf: subscribers speak centrifuge-protobuf */
   long slow;        /* --slow: the last N subscribers read slowly */
   double slow_rate; /* --slow-rate: their bytes per second */
   char token[512];
@@ -133,8 +134,7 @@ typedef struct {
   uint64_t cycle;   /* churn: the cycle this slot runs */
   uint64_t t_start; /* connect() */
   char key[25];
-  uint8_t *out; /* unsent bytes */
-  uint32_t out_len, out_off;
+  bu_out out; /* unsent bytes */
   uint8_t *in; /* 101 head / partial frame / HTTP response */
   uint32_t in_len, in_cap;
   uint8_t *msg; /* a fragmented message being assembled */
@@ -175,6 +175,7 @@ static struct {
   /* deliveries */
   uint64_t deliveries, deliveries_win, bad, dup, ooo;
   uint64_t inflated; /* -z: compressed messages received */
+  uint64_t rx_ready; /* bytes subscribers received once subscribed */
   double shared0;    /* -z: the server's shared compressions at the start */
   bu_hist lat, api_rtt, cycle_lat;
   /* slow readers */
@@ -275,11 +276,11 @@ static void conn_release(rconn *c) {
   if (c->fd >= 0)
     close(c->fd);
   c->fd = -1;
-  free(c->out);
+  bu_out_free(&c->out);
   free(c->in);
   free(c->msg);
-  c->out = c->in = c->msg = NULL;
-  c->out_len = c->out_off = c->in_len = c->in_cap = c->msg_len = c->msg_cap = 0;
+  c->in = c->msg = NULL;
+  c->in_len = c->in_cap = c->msg_len = c->msg_cap = 0;
   c->ev_out = 0;
 }
 
@@ -327,41 +328,14 @@ __attribute__((format(printf, 2, 3))) static void conn_fail(rconn *c,
     slot_done(c);
 }
 
-static int out_append(rconn *c, const void *p, size_t n) {
-  if (c->out_off == c->out_len)
-    c->out_off = c->out_len = 0;
-  if ((size_t)c->out_len + n > UINT32_MAX / 2)
-    return -1;
-  uint8_t *b = realloc(c->out, c->out_len + n);
-  if (!b)
-    return -1;
-  memcpy(b + c->out_len, p, n);
-  c->out = b;
-  c->out_len += (uint32_t)n;
-  return 0;
-}
-
 /* Send what is pending. 0, or -1 if the connection failed. */
 static int conn_flush(rconn *c) {
-  while (c->out_off < c->out_len) {
-    ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-                     MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        set_out(c, 1);
-        return 0;
-      }
-      conn_fail(c, "send: %s", strerror(errno));
-      return -1;
-    }
-    c->out_off += (uint32_t)w;
+  int r = bu_out_send(&c->out, c->fd);
+  if (r < 0) {
+    conn_fail(c, "send: %s", strerror(errno));
+    return -1;
   }
-  free(c->out);
-  c->out = NULL;
-  c->out_len = c->out_off = 0;
-  set_out(c, 0);
+  set_out(c, r == BU_OUT_AGAIN);
   return 0;
 }
 
@@ -371,7 +345,7 @@ static int ws_queue(rconn *c, int opcode, const void *p, size_t n) {
   size_t cap = n + HF_FRAME_MAX_HEADER;
   if (cap > sizeof stack && !(f = malloc(cap)))
     return -1;
-  int r = out_append(c, f, bu_client_frame(f, opcode, p, n, rnd32()));
+  int r = bu_out_add(&c->out, f, bu_client_frame(f, opcode, p, n, rnd32()));
   if (f != stack)
     free(f);
   return r;
@@ -436,7 +410,7 @@ static void on_connected_stream(rconn *c) {
     n = snprintf(req, sizeof req, "GET %s?cf_connect=%s HTTP/1.1\r\nHost: %s\r\n\r\n",
                  cfg.ws.path, q, cfg.ws.authority);
   }
-  if (n <= 0 || (size_t)n >= sizeof req || out_append(c, req, (size_t)n) < 0) {
+  if (n <= 0 || (size_t)n >= sizeof req || bu_out_add(&c->out, req, (size_t)n) < 0) {
     conn_fail(c, "cannot build the stream request");
     return;
   }
@@ -452,12 +426,13 @@ static void on_connected_ws(rconn *c) {
     return;
   }
   bu_ws_key(c->key, rnd32);
-  char req[1400];
-  int n = bu_upgrade_request_ext(req, sizeof req, &cfg.ws, c->key,
-                                 cfg.deflate ? "Sec-WebSocket-Extensions: "
-                                               "permessage-deflate; client_max_window_bits\r\n"
-                                             : "");
-  if (n <= 0 || (size_t)n >= sizeof req || out_append(c, req, (size_t)n) < 0) {
+  char req[1400], extra[160];
+  snprintf(extra, sizeof extra, "%s%s",
+           cfg.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+                       : "",
+           cfg.protobuf ? "Sec-WebSocket-Protocol: centrifuge-protobuf\r\n" : "");
+  int n = bu_upgrade_request_ext(req, sizeof req, &cfg.ws, c->key, extra);
+  if (n <= 0 || (size_t)n >= sizeof req || bu_out_add(&c->out, req, (size_t)n) < 0) {
     conn_fail(c, "handshake: cannot build the request");
     return;
   }
@@ -469,10 +444,58 @@ static void on_connected_ws(rconn *c) {
 
 static void on_subscribed(rconn *c, uint64_t now);
 
+/* --protobuf: a varint, a length-delimited field, a varint field. */
+static size_t pb_varint(uint8_t *o, uint64_t v) {
+  size_t n = 0;
+  while (v >= 0x80) {
+    o[n++] = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  o[n++] = (uint8_t)v;
+  return n;
+}
+
+static size_t pb_bytes(uint8_t *o, unsigned num, const void *p, size_t len) {
+  size_t n = pb_varint(o, (uint64_t)num << 3 | 2);
+  n += pb_varint(o + n, len);
+  memcpy(o + n, p, len);
+  return n + len;
+}
+
+/* Two delimited Commands: {id 1, connect{token}}, {id 2, subscribe{channel}}. */
+static size_t pb_connect_subscribe(uint8_t *o, const char *ch) {
+  uint8_t a[700], b[400], m[720];
+  size_t an = pb_bytes(a, 1, cfg.token, strlen(cfg.token)); /* ConnectRequest.token */
+  size_t mn = pb_varint(m, 1 << 3);                            /* Command.id = 1 */
+  mn += pb_varint(m + mn, 1);
+  mn += pb_bytes(m + mn, 4, a, cfg.token[0] ? an : 0); /* Command.connect */
+  size_t n = pb_varint(o, mn);
+  memcpy(o + n, m, mn);
+  n += mn;
+  size_t bn = pb_bytes(b, 1, ch, strlen(ch)); /* SubscribeRequest.channel */
+  mn = pb_varint(m, 1 << 3);
+  mn += pb_varint(m + mn, 2);
+  mn += pb_bytes(m + mn, 5, b, bn); /* Command.subscribe */
+  n += pb_varint(o + n, mn);
+  memcpy(o + n, m, mn);
+  return n + mn;
+}
+
 static void send_connect_subscribe(rconn *c) {
   char ch[300], m[1024];
   channel_name(ch, sizeof ch, cfg.mode == RT_CHURN ? c->cycle : c->idx);
   int n;
+  if (cfg.protobuf) {
+    uint8_t pb[1100];
+    size_t pn = pb_connect_subscribe(pb, ch);
+    if (ws_queue(c, HF_OP_BINARY, pb, pn) < 0) {
+      conn_fail(c, "cannot build the connect command");
+      return;
+    }
+    c->state = S_SUBSCRIBE;
+    conn_flush(c);
+    return;
+  }
   if (cfg.token[0])
     n = snprintf(m, sizeof m,
                  "{\"connect\":{\"token\":\"%s\"},\"id\":1}\n"
@@ -493,14 +516,31 @@ static void send_connect_subscribe(rconn *c) {
 
 /* One publication pushed to subscriber c: {"push":{"channel":..,"pub":{
  * "data":{"t":T,"n":N..}..}}}. */
+static void count_delivery(rconn *c, const uint8_t *d, size_t dn, const uint8_t *chan,
+                           size_t chn, uint64_t now);
+
 static void on_publication(rconn *c, const uint8_t *p, size_t n, uint64_t now) {
   const uint8_t *d = memmem(p, n, "\"data\":", 7);
-  uint64_t t, seq;
-  if (!d || num_after(d, n - (size_t)(d - p), "\"t\":", 4, &t) < 0 ||
-      num_after(d, n - (size_t)(d - p), "\"n\":", 4, &seq) < 0 || t > now ||
-      t < R.t_begin) {
+  const uint8_t *q = memmem(p, n, "\"channel\":\"", 11);
+  const uint8_t *qe = q ? memchr(q + 11, '"', (size_t)(p + n - (q + 11))) : NULL;
+  if (!d) {
     R.bad++;
     note_failure("bad push: %.60s", (const char *)p);
+    return;
+  }
+  count_delivery(c, d, n - (size_t)(d - p), qe ? q + 11 : NULL, qe ? (size_t)(qe - q - 11) : 0,
+                 now);
+}
+
+/* A publication's data d[0..dn) ({"t":..,"n":..}) for channel chan[0..chn)
+ * (NULL: not given) delivered to c: check and count it. */
+static void count_delivery(rconn *c, const uint8_t *d, size_t dn, const uint8_t *chan,
+                           size_t chn, uint64_t now) {
+  uint64_t t, seq;
+  if (num_after(d, dn, "\"t\":", 4, &t) < 0 || num_after(d, dn, "\"n\":", 4, &seq) < 0 ||
+      t > now || t < R.t_begin) {
+    R.bad++;
+    note_failure("bad push: %.60s", (const char *)d);
     return;
   }
   uint64_t sent = cfg.per_channel ? R.chan_sent[c->idx] : R.pub_sent;
@@ -512,9 +552,7 @@ static void on_publication(rconn *c, const uint8_t *p, size_t n, uint64_t now) {
   if (cfg.per_channel) { /* "channel":"C.idx" */
     char want[300];
     int wl = channel_name(want, sizeof want, c->idx);
-    const uint8_t *q = memmem(p, n, "\"channel\":\"", 11);
-    if (!q || (size_t)(p + n - (q + 11)) < (size_t)wl + 1 ||
-        memcmp(q + 11, want, (size_t)wl) != 0 || q[11 + wl] != '"') {
+    if (!chan || chn != (size_t)wl || memcmp(chan, want, chn) != 0) {
       R.bad++;
       note_failure("bad push: publication for another channel");
       return;
@@ -601,8 +639,118 @@ static void on_line(rconn *c, const uint8_t *p, size_t n, uint64_t now) {
   }
 }
 
+/* --protobuf: read a varint at *i of p[0..n); -1 if truncated. */
+static int pb_get(const uint8_t *p, size_t n, size_t *i, uint64_t *v) {
+  *v = 0;
+  for (unsigned sh = 0; sh < 64; sh += 7) {
+    if (*i >= n)
+      return -1;
+    uint8_t b = p[(*i)++];
+    *v |= (uint64_t)(b & 0x7f) << sh;
+    if (!(b & 0x80))
+      return 0;
+  }
+  return -1;
+}
+
+/* The length-delimited field num of message p[0..n) (the first one), or
+ * NULL; *ln its length. Other wire types are skipped. */
+static const uint8_t *pb_field(const uint8_t *p, size_t n, unsigned num, size_t *ln,
+                               uint64_t *varint_out) {
+  size_t i = 0;
+  uint64_t key, v;
+  while (i < n && pb_get(p, n, &i, &key) == 0) {
+    unsigned wt = (unsigned)(key & 7);
+    if (wt == 0) {
+      if (pb_get(p, n, &i, &v) < 0)
+        return NULL;
+      if ((key >> 3) == num && varint_out) {
+        *varint_out = v;
+        *ln = 0;
+        return p + i;
+      }
+    } else if (wt == 2) {
+      if (pb_get(p, n, &i, &v) < 0 || v > n - i)
+        return NULL;
+      if ((key >> 3) == num) {
+        *ln = (size_t)v;
+        return p + i;
+      }
+      i += (size_t)v;
+    } else {
+      return NULL; /* no fixed-width fields in Replies */
+    }
+  }
+  return NULL;
+}
+
+/* One Protobuf Reply (--protobuf), as on_line does for a JSON one. */
+static void on_reply_pb(rconn *c, const uint8_t *p, size_t n, uint64_t now) {
+  size_t ln, pl, dl, chl;
+  uint64_t id = 0;
+  if (n == 0) { /* application ping: an empty Reply; the pong an empty Command */
+    if (c->state == S_READY || c->state == S_SUBSCRIBE) {
+      static const uint8_t pong[1] = {0}; /* length 0, no fields */
+      if (ws_queue(c, HF_OP_BINARY, pong, 1) < 0)
+        conn_fail(c, "out of memory");
+    }
+    return;
+  }
+  const uint8_t *push = pb_field(p, n, 4, &ln, NULL);
+  if (push) {
+    const uint8_t *pub = pb_field(push, ln, 4, &pl, NULL);
+    if (pub) {
+      if (c->state != S_READY) {
+        R.bad++;
+        note_failure("publication before the subscribe reply");
+        return;
+      }
+      const uint8_t *d = pb_field(pub, pl, 4, &dl, NULL);
+      const uint8_t *ch = pb_field(push, ln, 2, &chl, NULL);
+      if (!d) {
+        R.bad++;
+        note_failure("bad Protobuf push");
+        return;
+      }
+      count_delivery(c, d, dl, ch, ch ? chl : 0, now);
+    } else if (pb_field(push, ln, 7, &pl, NULL) || pb_field(push, ln, 11, &pl, NULL)) {
+      conn_fail(c, "server push: unsubscribe or disconnect");
+    }
+    return;
+  }
+  if (pb_field(p, n, 2, &ln, NULL)) {
+    conn_fail(c, "error reply (Protobuf)");
+    return;
+  }
+  pb_field(p, n, 1, &ln, &id);
+  if (id == 1 && pb_field(p, n, 5, &ln, NULL)) {
+    c->got_connect = 1;
+  } else if (id == 2 && pb_field(p, n, 6, &ln, NULL)) {
+    if (!c->got_connect) {
+      conn_fail(c, "subscribe reply before the connect reply");
+      return;
+    }
+    if (c->state == S_SUBSCRIBE)
+      on_subscribed(c, now);
+  } else {
+    note_failure("unexpected Protobuf reply (id %" PRIu64 ")", id);
+  }
+}
+
 static void on_message(rconn *c, const uint8_t *p, size_t n, uint64_t now) {
   size_t off = 0;
+  if (cfg.protobuf) { /* length-delimited Replies */
+    while (off < n && c->state != S_FAILED && c->state != S_DONE && c->state != S_FREE) {
+      uint64_t len;
+      if (pb_get(p, n, &off, &len) < 0 || len > n - off) {
+        conn_fail(c, "bad Protobuf length prefix from the server");
+        return;
+      }
+      on_reply_pb(c, p + off, (size_t)len, now);
+      off += (size_t)len;
+    }
+    return;
+  }
   while (off < n && c->state != S_FAILED && c->state != S_DONE &&
          c->state != S_FREE) {
     const uint8_t *nl = memchr(p + off, '\n', n - off);
@@ -690,8 +838,9 @@ static ssize_t feed_frames(rconn *c, uint8_t *buf, size_t len, uint64_t now) {
     }
     switch (ev.type) {
     case HF_WS_EV_DATA:
-      if (ev.opcode != HF_OP_TEXT) {
-        conn_fail(c, "binary message from the server");
+      if (ev.opcode != (cfg.protobuf ? HF_OP_BINARY : HF_OP_TEXT)) {
+        conn_fail(c, cfg.protobuf ? "text message on a Protobuf connection"
+                                  : "binary message from the server");
         return -1;
       }
       if (ev.first && ev.fin) {
@@ -778,7 +927,7 @@ static void feed_rbuf(rconn *c, size_t total) {
     c->in_cap = 0;
   }
   c->in_len = (uint32_t)left;
-  if (c->out_len > c->out_off && !c->ev_out)
+  if (bu_out_pending(&c->out) && !c->ev_out)
     conn_flush(c);
 }
 
@@ -800,6 +949,8 @@ static void read_handshake(rconn *c) {
       cfg.transport != TR_WS
           ? (memcmp(c->in, "HTTP/1.1 200 ", 13) == 0 ? NULL : "stream request refused")
           : bu_check_101((const char *)c->in, head_len, c->key, 0, why, sizeof why);
+  if (!bad && cfg.protobuf && !memmem(c->in, head_len, "centrifuge-protobuf", 19))
+    bad = "handshake: the server did not select centrifuge-protobuf (--protobuf)";
   if (!bad && cfg.deflate && !memmem(c->in, head_len, "permessage-deflate", 18))
     bad = "handshake: the server did not accept permessage-deflate (-z; "
           "websocket.compression on?)";
@@ -845,6 +996,8 @@ static void ws_read(rconn *c) {
   ssize_t r = recv(c->fd, R.rbuf + have, room, 0);
   if (metered && r > 0)
     c->tokens -= (double)r;
+  if (r > 0 && c->state == S_READY)
+    R.rx_ready += (uint64_t)r;
   if (r == 0) {
     if (c->state == S_CLOSING) {
       R.closing--;
@@ -950,7 +1103,7 @@ static void api_start(uint64_t k, uint64_t now) {
   R.req_pubs = (uint32_t)k;
   R.req_batch = k > 1;
   R.req_sent++;
-  if (out_append(c, req, (size_t)hl + bl) < 0) {
+  if (bu_out_add(&c->out, req, (size_t)hl + bl) < 0) {
     conn_fail(c, "out of memory");
     return;
   }
@@ -1081,51 +1234,7 @@ static int wait_events(uint64_t until) {
 
 /* ------------------------------------------------------------ results */
 
-static struct {
-  const char *key;
-  int str;
-  char val[112];
-} RES[64];
-static int nres;
-
-__attribute__((format(printf, 3, 4))) static void res(const char *key, int str,
-                                                      const char *fmt, ...) {
-  if (nres == (int)(sizeof RES / sizeof RES[0]))
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(RES[nres].val, sizeof RES[nres].val, fmt, ap);
-  va_end(ap);
-  RES[nres].key = key;
-  RES[nres].str = str;
-  nres++;
-}
-
-static void print_results(void) {
-  printf("RESULT");
-  for (int i = 0; i < nres; i++)
-    printf(" %s=%s", RES[i].key, RES[i].val);
-  printf("\n");
-  if (cfg.json) {
-    printf("{");
-    for (int i = 0; i < nres; i++) {
-      printf("%s\"%s\":", i ? "," : "", RES[i].key);
-      if (!RES[i].str) {
-        printf("%s", RES[i].val);
-        continue;
-      }
-      putchar('"');
-      for (const char *s = RES[i].val; *s; s++) {
-        if (*s == '"' || *s == '\\')
-          putchar('\\');
-        putchar(*s);
-      }
-      putchar('"');
-    }
-    printf("}\n");
-  }
-  fflush(stdout);
-}
+static bu_results RS;
 
 typedef struct {
   uint64_t t;
@@ -1571,6 +1680,10 @@ static int run_fanout(void) {
     printf("  deliver   %" PRIu64 " in the window = %.0f/s; missing %" PRIu64
            ", duplicate %" PRIu64 ", out of order %" PRIu64 ", bad %" PRIu64 "\n",
            R.deliveries_win, dps, missing, R.dup, R.ooo, R.bad);
+    if (R.deliveries + R.slow_deliveries)
+      printf("  wire      %s: %.1f bytes received per delivery (frames, pings and "
+             "replies after subscribing included)\n", cfg.protobuf ? "protobuf" : "json",
+             (double)R.rx_ready / (double)(R.deliveries + R.slow_deliveries));
     printf("  latency   publish to delivery: p50 %.1f us, p99 %.1f us, p99.9 %.1f us, "
            "max %.1f us\n",
            p50, p99, p999, pmax);
@@ -1606,65 +1719,69 @@ static int run_fanout(void) {
            "subscriber), %ld kB at the end\n",
            rss0, rss_sub, (double)(rss_sub - rss0) * 1024.0 / (double)R.ready, rss_end);
 
-  res("mode", 1, "fanout");
-  res("url", 1, "%s", cfg.url);
-  res("subs", 0, "%ld", cfg.subs);
-  res("channels", 0, "%ld", cfg.per_channel ? cfg.subs : 1);
-  res("token", 0, "%d", cfg.token[0] != 0);
-  res("transport", 1, "%s", cfg.transport == TR_WS ? "websocket"
+  bu_res(&RS, "mode", BU_STR, "fanout");
+  bu_res(&RS, "url", BU_STR, "%s", cfg.url);
+  bu_res(&RS, "subs", BU_NUM, "%ld", cfg.subs);
+  bu_res(&RS, "channels", BU_NUM, "%ld", cfg.per_channel ? cfg.subs : 1);
+  bu_res(&RS, "token", BU_NUM, "%d", cfg.token[0] != 0);
+  bu_res(&RS, "transport", BU_STR, "%s", cfg.transport == TR_WS ? "websocket"
                             : cfg.transport == TR_SSE ? "sse" : "http_stream");
-  res("rate", 0, "%g", cfg.rate);
-  res("batch", 0, "%ld", cfg.batch);
-  res("size", 0, "%ld", cfg.size);
-  res("subscribed", 0, "%ld", R.ready);
-  res("alive", 0, "%ld", R.alive);
-  res("failed", 0, "%ld", failed);
-  res("dropped", 0, "%ld", R.dropped);
+  bu_res(&RS, "rate", BU_NUM, "%g", cfg.rate);
+  bu_res(&RS, "batch", BU_NUM, "%ld", cfg.batch);
+  bu_res(&RS, "size", BU_NUM, "%ld", cfg.size);
+  bu_res(&RS, "subscribed", BU_NUM, "%ld", R.ready);
+  bu_res(&RS, "alive", BU_NUM, "%ld", R.alive);
+  bu_res(&RS, "failed", BU_NUM, "%ld", failed);
+  bu_res(&RS, "dropped", BU_NUM, "%ld", R.dropped);
   if (setup_s >= 0)
-    res("sub_s", 0, "%.2f", setup_s);
-  res("duration_s", 0, "%.3f", window);
-  res("pubs", 0, "%" PRIu64, R.pub_sent);
-  res("pub_ok", 0, "%" PRIu64, R.pub_ok);
-  res("pub_err", 0, "%" PRIu64, R.pub_err);
-  res("pubs_per_s", 0, "%.1f", pps);
-  res("deliveries", 0, "%" PRIu64, R.deliveries);
-  res("deliveries_per_s", 0, "%.0f", dps);
+    bu_res(&RS, "sub_s", BU_NUM, "%.2f", setup_s);
+  bu_res(&RS, "duration_s", BU_NUM, "%.3f", window);
+  bu_res(&RS, "pubs", BU_NUM, "%" PRIu64, R.pub_sent);
+  bu_res(&RS, "pub_ok", BU_NUM, "%" PRIu64, R.pub_ok);
+  bu_res(&RS, "pub_err", BU_NUM, "%" PRIu64, R.pub_err);
+  bu_res(&RS, "pubs_per_s", BU_NUM, "%.1f", pps);
+  bu_res(&RS, "deliveries", BU_NUM, "%" PRIu64, R.deliveries);
+  bu_res(&RS, "deliveries_per_s", BU_NUM, "%.0f", dps);
+  bu_res(&RS, "encoding", BU_STR, "%s", cfg.protobuf ? "protobuf" : "json");
+  if (R.deliveries + R.slow_deliveries)
+    bu_res(&RS, "rx_bytes_per_delivery", BU_NUM, "%.1f",
+           (double)R.rx_ready / (double)(R.deliveries + R.slow_deliveries));
   if (cfg.deflate) { /* the compress-once claim, from the server's counter */
     double s1 = bu_metric(&cfg.api, SHARED_SERIES);
-    res("inflated", 0, "%" PRIu64, R.inflated);
+    bu_res(&RS, "inflated", BU_NUM, "%" PRIu64, R.inflated);
     if (R.shared0 >= 0 && s1 >= 0 && R.pub_ok) {
-      res("shared_compressions", 0, "%.0f", s1 - R.shared0);
-      res("compressions_per_pub", 0, "%.3f", (s1 - R.shared0) / (double)R.pub_ok);
+      bu_res(&RS, "shared_compressions", BU_NUM, "%.0f", s1 - R.shared0);
+      bu_res(&RS, "compressions_per_pub", BU_NUM, "%.3f", (s1 - R.shared0) / (double)R.pub_ok);
     }
   }
-  res("p50_us", 0, "%.1f", p50);
-  res("p99_us", 0, "%.1f", p99);
-  res("p999_us", 0, "%.1f", p999);
-  res("max_us", 0, "%.1f", pmax);
-  res("missing", 0, "%" PRIu64, missing);
-  res("dup", 0, "%" PRIu64, R.dup);
-  res("ooo", 0, "%" PRIu64, R.ooo);
-  res("bad", 0, "%" PRIu64, R.bad);
-  res("subs_missing", 0, "%ld", subs_missing);
-  res("subs_dup", 0, "%ld", subs_dup);
-  res("subs_ooo", 0, "%ld", subs_ooo);
-  res("sched_lag_max_ms", 0, "%.1f", (double)R.sched_lag_max / 1e6);
-  res("api_p50_us", 0, "%.1f", (double)bu_hist_quantile(&R.api_rtt, 0.5) / 1e3);
-  res("api_p99_us", 0, "%.1f", (double)bu_hist_quantile(&R.api_rtt, 0.99) / 1e3);
+  bu_res(&RS, "p50_us", BU_NUM, "%.1f", p50);
+  bu_res(&RS, "p99_us", BU_NUM, "%.1f", p99);
+  bu_res(&RS, "p999_us", BU_NUM, "%.1f", p999);
+  bu_res(&RS, "max_us", BU_NUM, "%.1f", pmax);
+  bu_res(&RS, "missing", BU_NUM, "%" PRIu64, missing);
+  bu_res(&RS, "dup", BU_NUM, "%" PRIu64, R.dup);
+  bu_res(&RS, "ooo", BU_NUM, "%" PRIu64, R.ooo);
+  bu_res(&RS, "bad", BU_NUM, "%" PRIu64, R.bad);
+  bu_res(&RS, "subs_missing", BU_NUM, "%ld", subs_missing);
+  bu_res(&RS, "subs_dup", BU_NUM, "%ld", subs_dup);
+  bu_res(&RS, "subs_ooo", BU_NUM, "%ld", subs_ooo);
+  bu_res(&RS, "sched_lag_max_ms", BU_NUM, "%.1f", (double)R.sched_lag_max / 1e6);
+  bu_res(&RS, "api_p50_us", BU_NUM, "%.1f", (double)bu_hist_quantile(&R.api_rtt, 0.5) / 1e3);
+  bu_res(&RS, "api_p99_us", BU_NUM, "%.1f", (double)bu_hist_quantile(&R.api_rtt, 0.99) / 1e3);
   if (cli >= 0)
-    res("client_cpu", 0, "%.0f%%", cli);
+    bu_res(&RS, "client_cpu", BU_PCT, "%.0f", cli);
   if (srv >= 0)
-    res("server_cpu", 0, "%.0f%%", srv);
+    bu_res(&RS, "server_cpu", BU_PCT, "%.0f", srv);
   if (host >= 0)
-    res("host_cpu", 0, "%.0f%%", host);
+    bu_res(&RS, "host_cpu", BU_PCT, "%.0f", host);
   if (other >= 0)
-    res("other_cpu", 0, "%.0f%%", other);
+    bu_res(&RS, "other_cpu", BU_PCT, "%.0f", other);
   if (rss0 >= 0) {
-    res("rss_before_kb", 0, "%ld", rss0);
-    res("rss_sub_kb", 0, "%ld", rss_sub);
-    res("rss_end_kb", 0, "%ld", rss_end);
+    bu_res(&RS, "rss_before_kb", BU_NUM, "%ld", rss0);
+    bu_res(&RS, "rss_sub_kb", BU_NUM, "%ld", rss_sub);
+    bu_res(&RS, "rss_end_kb", BU_NUM, "%ld", rss_end);
     if (rss_sub >= 0 && R.ready > 0)
-      res("rss_per_sub_bytes", 0, "%.0f",
+      bu_res(&RS, "rss_per_sub_bytes", BU_NUM, "%.0f",
           (double)(rss_sub - rss0) * 1024.0 / (double)R.ready);
   }
   if (PF.ok && R.deliveries_win > 0) {
@@ -1676,30 +1793,30 @@ static int run_fanout(void) {
            "%.4f\n",
            PF.counts[0] / d, w / d, PF.counts[1] / d, PF.counts[2] / d,
            PF.counts[3] / d, PF.counts[4] / d, PF.counts[8] / d);
-    res("syscalls_per_delivery", 0, "%.4f", PF.counts[0] / d);
-    res("writes_per_delivery", 0, "%.4f", w / d);
-    res("sendmsg_per_delivery", 0, "%.4f", PF.counts[1] / d);
-    res("sendto_per_delivery", 0, "%.4f", PF.counts[2] / d);
-    res("writev_per_delivery", 0, "%.4f", PF.counts[4] / d);
-    res("epoll_wait_per_delivery", 0, "%.4f", PF.counts[8] / d);
+    bu_res(&RS, "syscalls_per_delivery", BU_NUM, "%.4f", PF.counts[0] / d);
+    bu_res(&RS, "writes_per_delivery", BU_NUM, "%.4f", w / d);
+    bu_res(&RS, "sendmsg_per_delivery", BU_NUM, "%.4f", PF.counts[1] / d);
+    bu_res(&RS, "sendto_per_delivery", BU_NUM, "%.4f", PF.counts[2] / d);
+    bu_res(&RS, "writev_per_delivery", BU_NUM, "%.4f", PF.counts[4] / d);
+    bu_res(&RS, "epoll_wait_per_delivery", BU_NUM, "%.4f", PF.counts[8] / d);
   }
   if (cfg.slow) {
-    res("slow", 0, "%ld", cfg.slow);
-    res("slow_rate", 0, "%.0f", cfg.slow_rate);
-    res("slow_ended", 0, "%ld", R.slow_ended);
-    res("slow_alive", 0, "%ld", slow_alive);
-    res("slow_deliveries", 0, "%" PRIu64, R.slow_deliveries);
-    res("slow_lag_p50_ms", 0, "%.1f", (double)bu_hist_quantile(&R.slow_lat, 0.5) / 1e6);
-    res("slow_lag_max_ms", 0, "%.1f", (double)R.slow_lat.max / 1e6);
+    bu_res(&RS, "slow", BU_NUM, "%ld", cfg.slow);
+    bu_res(&RS, "slow_rate", BU_NUM, "%.0f", cfg.slow_rate);
+    bu_res(&RS, "slow_ended", BU_NUM, "%ld", R.slow_ended);
+    bu_res(&RS, "slow_alive", BU_NUM, "%ld", slow_alive);
+    bu_res(&RS, "slow_deliveries", BU_NUM, "%" PRIu64, R.slow_deliveries);
+    bu_res(&RS, "slow_lag_p50_ms", BU_NUM, "%.1f", (double)bu_hist_quantile(&R.slow_lat, 0.5) / 1e6);
+    bu_res(&RS, "slow_lag_max_ms", BU_NUM, "%.1f", (double)R.slow_lat.max / 1e6);
     if (R.t_slow_first_end && R.t_pub0 && R.t_slow_first_end > R.t_pub0)
-      res("slow_first_end_s", 0, "%.2f", secs(R.t_slow_first_end - R.t_pub0));
+      bu_res(&RS, "slow_first_end_s", BU_NUM, "%.2f", secs(R.t_slow_first_end - R.t_pub0));
   }
   if (cfg.server_pid > 0)
-    res("server_pid", 0, "%ld", cfg.server_pid);
-  res("status", 1, "%s",
+    bu_res(&RS, "server_pid", BU_NUM, "%ld", cfg.server_pid);
+  bu_res(&RS, "status", BU_STR, "%s",
       R.deadline_hit ? "deadline" : R.interrupted ? "interrupted" : ok ? "ok" : "failed");
   report_failures();
-  print_results();
+  bu_res_print(&RS, cfg.json);
   if (!R.deadline_hit && !R.interrupted)
     close_all();
   return ok ? 0 : 1;
@@ -1785,33 +1902,33 @@ static int run_churn(void) {
            "the end: %+ld kB since the 10%% mark\n",
            rss0, R.rss_mid, mark, rss_end,
            R.rss_mid >= 0 && rss_end >= 0 ? rss_end - R.rss_mid : 0);
-  res("mode", 1, "churn");
-  res("url", 1, "%s", cfg.url);
-  res("cycles", 0, "%ld", R.cycles_done);
-  res("requested", 0, "%ld", cfg.cycles);
-  res("failed", 0, "%ld", failed);
-  res("pending", 0, "%ld", cfg.pending);
-  res("drop", 1, "%s", cfg.drop == DROP_RST ? "rst" : cfg.drop == DROP_FIN ? "fin" : "mix");
-  res("elapsed_s", 0, "%.3f", el);
-  res("cycles_per_s", 0, "%.0f", rate);
-  res("cycle_p50_us", 0, "%.1f", (double)bu_hist_quantile(&R.cycle_lat, 0.5) / 1e3);
-  res("cycle_p99_us", 0, "%.1f", (double)bu_hist_quantile(&R.cycle_lat, 0.99) / 1e3);
-  res("cycle_max_us", 0, "%.1f", (double)R.cycle_lat.max / 1e3);
+  bu_res(&RS, "mode", BU_STR, "churn");
+  bu_res(&RS, "url", BU_STR, "%s", cfg.url);
+  bu_res(&RS, "cycles", BU_NUM, "%ld", R.cycles_done);
+  bu_res(&RS, "requested", BU_NUM, "%ld", cfg.cycles);
+  bu_res(&RS, "failed", BU_NUM, "%ld", failed);
+  bu_res(&RS, "pending", BU_NUM, "%ld", cfg.pending);
+  bu_res(&RS, "drop", BU_STR, "%s", cfg.drop == DROP_RST ? "rst" : cfg.drop == DROP_FIN ? "fin" : "mix");
+  bu_res(&RS, "elapsed_s", BU_NUM, "%.3f", el);
+  bu_res(&RS, "cycles_per_s", BU_NUM, "%.0f", rate);
+  bu_res(&RS, "cycle_p50_us", BU_NUM, "%.1f", (double)bu_hist_quantile(&R.cycle_lat, 0.5) / 1e3);
+  bu_res(&RS, "cycle_p99_us", BU_NUM, "%.1f", (double)bu_hist_quantile(&R.cycle_lat, 0.99) / 1e3);
+  bu_res(&RS, "cycle_max_us", BU_NUM, "%.1f", (double)R.cycle_lat.max / 1e3);
   if (cli >= 0)
-    res("client_cpu", 0, "%.0f%%", cli);
+    bu_res(&RS, "client_cpu", BU_PCT, "%.0f", cli);
   if (srv >= 0)
-    res("server_cpu", 0, "%.0f%%", srv);
-  res("rss_start_kb", 0, "%ld", rss0);
-  res("rss_mid_kb", 0, "%ld", R.rss_mid);
-  res("rss_end_kb", 0, "%ld", rss_end);
-  res("rss_growth_kb", 0, "%ld",
+    bu_res(&RS, "server_cpu", BU_PCT, "%.0f", srv);
+  bu_res(&RS, "rss_start_kb", BU_NUM, "%ld", rss0);
+  bu_res(&RS, "rss_mid_kb", BU_NUM, "%ld", R.rss_mid);
+  bu_res(&RS, "rss_end_kb", BU_NUM, "%ld", rss_end);
+  bu_res(&RS, "rss_growth_kb", BU_NUM, "%ld",
       R.rss_mid >= 0 && rss_end >= 0 ? rss_end - R.rss_mid : -1);
   if (cfg.server_pid > 0)
-    res("server_pid", 0, "%ld", cfg.server_pid);
-  res("status", 1, "%s",
+    bu_res(&RS, "server_pid", BU_NUM, "%ld", cfg.server_pid);
+  bu_res(&RS, "status", BU_STR, "%s",
       R.deadline_hit ? "deadline" : R.interrupted ? "interrupted" : ok ? "ok" : "failed");
   report_failures();
-  print_results();
+  bu_res_print(&RS, cfg.json);
   return ok ? 0 : 1;
 }
 
@@ -1858,6 +1975,10 @@ static void usage(FILE *out) {
       "  -d D      fanout: measured seconds; 0 = subscribe and hold only [5]\n"
       "  -H H      fanout -d 0: seconds to hold the subscribers         [5]\n"
       "  -G G      fanout: most seconds to wait for late deliveries     [5]\n"
+      "  --protobuf  fanout/churn: subscribers speak the Protobuf encoding\n"
+      "            (centrifuge-protobuf sub-protocol, length-delimited binary\n"
+      "            frames); WebSocket only. Every run reports the bytes received\n"
+      "            per delivery (compare with and without)\n"
       "  -z        fanout/churn: subscribers offer permessage-deflate and inflate\n"
       "            what arrives compressed; fanout reports the server's shared\n"
       "            compressions per publication (/metrics)\n"
@@ -1885,13 +2006,14 @@ static void usage(FILE *out) {
 }
 
 static int parse_args(int argc, char **argv) {
-  enum { O_CHANNEL = 256, O_DROP, O_SLOW, O_SLOW_RATE, O_TRANSPORT };
+  enum { O_CHANNEL = 256, O_DROP, O_SLOW, O_SLOW_RATE, O_TRANSPORT, O_PROTOBUF };
   static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
                                            {"channel", required_argument, NULL, O_CHANNEL},
                                            {"drop", required_argument, NULL, O_DROP},
                                            {"slow", required_argument, NULL, O_SLOW},
                                            {"slow-rate", required_argument, NULL, O_SLOW_RATE},
                                            {"transport", required_argument, NULL, O_TRANSPORT},
+                                           {"protobuf", no_argument, NULL, O_PROTOBUF},
                                            {NULL, 0, NULL, 0}};
   char **av = calloc((size_t)argc + 2, sizeof *av);
   if (!av)
@@ -1950,6 +2072,7 @@ static int parse_args(int argc, char **argv) {
     case 'G': rc = bu_parse_secs(optarg, 'G', 0, MAX_DURATION, 0, &cfg.drain); break;
     case 'S': cfg.syscalls = 1; break;
     case 'z': cfg.deflate = 1; break;
+    case O_PROTOBUF: cfg.protobuf = 1; break;
     case 'n': rc = bu_parse_long(optarg, 'n', 1, MAX_CYCLES, &cfg.cycles); break;
     case 'C': rc = bu_parse_long(optarg, 'C', 1, MAX_PENDING, &cfg.pending); break;
     case O_TRANSPORT:
@@ -2033,6 +2156,10 @@ static int parse_args(int argc, char **argv) {
     fprintf(stderr, "holdfast bench: --channel: at most 200 characters\n");
     return -1;
   }
+  if (cfg.protobuf && cfg.transport != TR_WS) {
+    fprintf(stderr, "holdfast bench: --protobuf is for WebSocket subscribers only\n");
+    return -1;
+  }
   if (cfg.transport != TR_WS && (cfg.mode != RT_FANOUT || cfg.per_channel || !cfg.secret)) {
     fprintf(stderr, "holdfast bench: --transport http_stream|sse: fanout on one channel "
                     "with -t (the subscription comes from the token)\n");
@@ -2077,7 +2204,7 @@ int bench_rt_main(int argc, char **argv) {
   memset(&cfg, 0, sizeof cfg);
   memset(&R, 0, sizeof R);
   memset(&PF, 0, sizeof PF);
-  nres = 0;
+  RS.n = 0;
   cfg.mode = RT_FANOUT;
   cfg.url = "ws://127.0.0.1:8000/connection/websocket";
   cfg.api_url = "http://127.0.0.1:8000/api";

@@ -62,8 +62,7 @@ typedef struct {
   char key[25];
   uint8_t *in; /* response head, or the tail of an incomplete frame */
   uint32_t in_len, in_cap;
-  uint8_t *out;
-  uint32_t out_len, out_off;
+  bu_out out;
   hf_ws_parser ps;
   uint32_t attempt;
   uint64_t t_start, t_drop, t_next;
@@ -131,9 +130,9 @@ static void release(sconn *c, int rst) {
   }
   c->fd = -1;
   free(c->in);
-  free(c->out);
-  c->in = c->out = NULL;
-  c->in_len = c->in_cap = c->out_len = c->out_off = 0;
+  c->in = NULL;
+  bu_out_free(&c->out);
+  c->in_len = c->in_cap = 0;
   c->ev_out = 0;
 }
 
@@ -213,40 +212,15 @@ static void conn_down(sconn *c, const char *why) {
   c->t_next = now + backoff_ns(c->attempt);
 }
 
-static int out_add(sconn *c, const void *p, size_t n) {
-  if (c->out_off == c->out_len)
-    c->out_off = c->out_len = 0;
-  uint8_t *b = realloc(c->out, c->out_len + n);
-  if (!b)
-    return -1;
-  memcpy(b + c->out_len, p, n);
-  c->out = b;
-  c->out_len += (uint32_t)n;
-  return 0;
-}
-
 static int flush(sconn *c) {
-  while (c->out_off < c->out_len) {
-    ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-                     MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN) {
-        set_out(c, 1);
-        return 0;
-      }
-      char why[96];
-      snprintf(why, sizeof why, "send: %s", strerror(errno));
-      conn_down(c, why);
-      return -1;
-    }
-    c->out_off += (uint32_t)w;
+  int r = bu_out_send(&c->out, c->fd);
+  if (r < 0) {
+    char why[96];
+    snprintf(why, sizeof why, "send: %s", strerror(errno));
+    conn_down(c, why);
+    return -1;
   }
-  free(c->out);
-  c->out = NULL;
-  c->out_len = c->out_off = 0;
-  set_out(c, 0);
+  set_out(c, r == BU_OUT_AGAIN);
   return 0;
 }
 
@@ -254,7 +228,7 @@ static int ws_queue(sconn *c, int op, const void *p, size_t n) {
   uint8_t stack[1024], *f = n + HF_FRAME_MAX_HEADER <= sizeof stack ? stack : malloc(n + 14);
   if (!f)
     return -1;
-  int r = out_add(c, f, bu_client_frame(f, op, p, n, rnd32()));
+  int r = bu_out_add(&c->out, f, bu_client_frame(f, op, p, n, rnd32()));
   if (f != stack)
     free(f);
   return r;
@@ -398,7 +372,7 @@ static void after_101(sconn *c, size_t extra, uint64_t now) {
   } else {
     c->in_len = 0;
   }
-  if (c->fd >= 0 && c->out_len)
+  if (c->fd >= 0 && bu_out_pending(&c->out))
     flush(c);
 }
 
@@ -447,7 +421,7 @@ static void on_readable(sconn *c) {
   if (u < 0)
     return;
   keep_tail(c, S.rbuf + u, total - (size_t)u);
-  if (c->fd >= 0 && c->out_len && !c->ev_out)
+  if (c->fd >= 0 && bu_out_pending(&c->out) && !c->ev_out)
     flush(c);
 }
 
@@ -462,7 +436,7 @@ static void on_connected(sconn *c) {
   bu_ws_key(c->key, rnd32);
   char req[1400];
   int n = bu_upgrade_request(req, sizeof req, &cfg.tg, c->key);
-  if (n <= 0 || (size_t)n >= sizeof req || out_add(c, req, (size_t)n) < 0) {
+  if (n <= 0 || (size_t)n >= sizeof req || bu_out_add(&c->out, req, (size_t)n) < 0) {
     conn_down(c, "cannot build the upgrade request");
     return;
   }
@@ -626,26 +600,26 @@ static int run_reconnect(void) {
            "##################################################");
   }
   bu_results *rs = &S.res;
-  bu_res(rs, "mode", 1, "reconnect");
-  bu_res(rs, "url", 1, "%s", cfg.url);
-  bu_res(rs, "clients", 0, "%ld", cfg.n);
-  bu_res(rs, "trigger", 1, "%s", cfg.trigger == T_SELF ? "self" : "server");
-  bu_res(rs, "backoff", 1, "%s", cfg.backoff_jitter ? "jitter" : "none");
-  bu_res(rs, "reconnected", 0, "%ld", S.narr);
-  bu_res(rs, "all_back_s", 0, "%.3f", total);
-  bu_res(rs, "p50_s", 0, "%.3f", PCT(0.5));
-  bu_res(rs, "p90_s", 0, "%.3f", PCT(0.9));
-  bu_res(rs, "p99_s", 0, "%.3f", PCT(0.99));
-  bu_res(rs, "attempts", 0, "%ld", S.attempts);
-  bu_res(rs, "peak_per_s", 0, "%.0f", (double)peak / b);
-  bu_res(rs, "bucket_s", 0, "%g", b);
+  bu_res(rs, "mode", BU_STR, "reconnect");
+  bu_res(rs, "url", BU_STR, "%s", cfg.url);
+  bu_res(rs, "clients", BU_NUM, "%ld", cfg.n);
+  bu_res(rs, "trigger", BU_STR, "%s", cfg.trigger == T_SELF ? "self" : "server");
+  bu_res(rs, "backoff", BU_STR, "%s", cfg.backoff_jitter ? "jitter" : "none");
+  bu_res(rs, "reconnected", BU_NUM, "%ld", S.narr);
+  bu_res(rs, "all_back_s", BU_NUM, "%.3f", total);
+  bu_res(rs, "p50_s", BU_NUM, "%.3f", PCT(0.5));
+  bu_res(rs, "p90_s", BU_NUM, "%.3f", PCT(0.9));
+  bu_res(rs, "p99_s", BU_NUM, "%.3f", PCT(0.99));
+  bu_res(rs, "attempts", BU_NUM, "%ld", S.attempts);
+  bu_res(rs, "peak_per_s", BU_NUM, "%.0f", (double)peak / b);
+  bu_res(rs, "bucket_s", BU_NUM, "%g", b);
   char curve[112];
   size_t o = 0;
   for (long r = 0; cnt && r < rows && o + 12 < sizeof curve; r++)
     o += (size_t)snprintf(curve + o, sizeof curve - o, "%s%ld", r ? "," : "", cnt[r]);
   curve[o] = 0;
-  bu_res(rs, "curve", 1, "%s", curve);
-  bu_res(rs, "status", 1, "%s", deadline ? "deadline" : S.stop ? "interrupted" : ok ? "ok" : "failed");
+  bu_res(rs, "curve", BU_STR, "%s", curve);
+  bu_res(rs, "status", BU_STR, "%s", deadline ? "deadline" : S.stop ? "interrupted" : ok ? "ok" : "failed");
 #undef PCT
   free(cnt);
   bu_fail_print(&S.fails);
@@ -662,7 +636,7 @@ static int run_reconnect(void) {
 
 static void flooder_push(sconn *c) {
   /* keep about 256 KiB handed to the kernel or queued: as fast as it takes */
-  while (c->fd >= 0 && S.flooding && c->out_len - c->out_off < 256 * 1024) {
+  while (c->fd >= 0 && S.flooding && bu_out_pending(&c->out) < 256 * 1024) {
     if (ws_queue(c, HF_OP_TEXT, S.payload, (size_t)cfg.size) < 0) {
       conn_down(c, "out of memory");
       return;
@@ -670,7 +644,7 @@ static void flooder_push(sconn *c) {
     S.flood_msgs++;
     S.flood_bytes += (uint64_t)cfg.size;
   }
-  if (c->fd >= 0 && c->out_len)
+  if (c->fd >= 0 && bu_out_pending(&c->out))
     flush(c);
 }
 
@@ -757,25 +731,25 @@ static int run_flood(void) {
          "); p99 ratio %.2f; failures %ld\n",
          d50, d99, (double)S.during.max / 1e3, S.during.n, b99 > 0 ? d99 / b99 : 0, S.obs_fail);
   bu_results *rs = &S.res;
-  bu_res(rs, "mode", 1, "flood");
-  bu_res(rs, "url", 1, "%s", cfg.url);
-  bu_res(rs, "observers", 0, "%ld", nobs);
-  bu_res(rs, "size", 0, "%ld", cfg.size);
-  bu_res(rs, "flood_read", 0, "%d", cfg.flood_read);
-  bu_res(rs, "flood_msgs", 0, "%" PRIu64, S.flood_msgs);
-  bu_res(rs, "flood_MBps", 0, "%.2f", fl_s > 0 ? (double)S.flood_bytes / 1e6 / fl_s : 0);
-  bu_res(rs, "flooder_ended", 0, "%d", S.t_flood_gone != 0);
+  bu_res(rs, "mode", BU_STR, "flood");
+  bu_res(rs, "url", BU_STR, "%s", cfg.url);
+  bu_res(rs, "observers", BU_NUM, "%ld", nobs);
+  bu_res(rs, "size", BU_NUM, "%ld", cfg.size);
+  bu_res(rs, "flood_read", BU_NUM, "%d", cfg.flood_read);
+  bu_res(rs, "flood_msgs", BU_NUM, "%" PRIu64, S.flood_msgs);
+  bu_res(rs, "flood_MBps", BU_NUM, "%.2f", fl_s > 0 ? (double)S.flood_bytes / 1e6 / fl_s : 0);
+  bu_res(rs, "flooder_ended", BU_NUM, "%d", S.t_flood_gone != 0);
   if (S.t_flood_gone)
-    bu_res(rs, "flooder_ended_after_s", 0, "%.3f", secs(S.t_flood_gone - S.t_flood0));
-  bu_res(rs, "flooder_fate", 1, "%s", S.t_flood_gone ? S.flood_fate : "connected");
-  bu_res(rs, "base_p50_us", 0, "%.1f", b50);
-  bu_res(rs, "base_p99_us", 0, "%.1f", b99);
-  bu_res(rs, "flood_p50_us", 0, "%.1f", d50);
-  bu_res(rs, "flood_p99_us", 0, "%.1f", d99);
-  bu_res(rs, "flood_max_us", 0, "%.1f", (double)S.during.max / 1e3);
-  bu_res(rs, "observer_failures", 0, "%ld", S.obs_fail);
+    bu_res(rs, "flooder_ended_after_s", BU_NUM, "%.3f", secs(S.t_flood_gone - S.t_flood0));
+  bu_res(rs, "flooder_fate", BU_STR, "%s", S.t_flood_gone ? S.flood_fate : "connected");
+  bu_res(rs, "base_p50_us", BU_NUM, "%.1f", b50);
+  bu_res(rs, "base_p99_us", BU_NUM, "%.1f", b99);
+  bu_res(rs, "flood_p50_us", BU_NUM, "%.1f", d50);
+  bu_res(rs, "flood_p99_us", BU_NUM, "%.1f", d99);
+  bu_res(rs, "flood_max_us", BU_NUM, "%.1f", (double)S.during.max / 1e3);
+  bu_res(rs, "observer_failures", BU_NUM, "%ld", S.obs_fail);
   int ok = ready && !S.obs_fail && S.during.n > 0 && !deadline && !S.stop;
-  bu_res(rs, "status", 1, "%s", deadline ? "deadline" : S.stop ? "interrupted" : ok ? "ok" : "failed");
+  bu_res(rs, "status", BU_STR, "%s", deadline ? "deadline" : S.stop ? "interrupted" : ok ? "ok" : "failed");
   bu_fail_print(&S.fails);
   if (!ready)
     fprintf(stderr, "holdfast bench: not every connection opened\n");

@@ -693,6 +693,42 @@ void bu_fail_print(const bu_fails *f) {
     fprintf(stderr, "holdfast bench: %ld x other failures\n", f->other);
 }
 
+int bu_out_add(bu_out *o, const void *p, size_t n) {
+  if (o->off == o->len)
+    o->off = o->len = 0;
+  if ((size_t)o->len + n > UINT32_MAX / 2)
+    return -1;
+  uint8_t *b = realloc(o->p, o->len + n);
+  if (!b)
+    return -1;
+  memcpy(b + o->len, p, n);
+  o->p = b;
+  o->len += (uint32_t)n;
+  return 0;
+}
+
+int bu_out_send(bu_out *o, int fd) {
+  while (o->off < o->len) {
+    ssize_t w = send(fd, o->p + o->off, o->len - o->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return BU_OUT_AGAIN;
+      return -1;
+    }
+    o->off += (uint32_t)w;
+  }
+  bu_out_free(o);
+  return BU_OUT_DONE;
+}
+
+void bu_out_free(bu_out *o) {
+  free(o->p);
+  o->p = NULL;
+  o->len = o->off = 0;
+}
+
 void bu_res(bu_results *rs, const char *key, int str, const char *fmt, ...) {
   if (rs->n == (int)(sizeof rs->r / sizeof rs->r[0]))
     return;
@@ -705,27 +741,62 @@ void bu_res(bu_results *rs, const char *key, int str, const char *fmt, ...) {
   rs->n++;
 }
 
+/* Whether v is a JSON number (RFC 8259: -?int frac? exp?). */
+static int json_number(const char *v) {
+  const char *p = v;
+  if (*p == '-')
+    p++;
+  if (*p == '0')
+    p++;
+  else if (*p >= '1' && *p <= '9')
+    while (*p >= '0' && *p <= '9')
+      p++;
+  else
+    return 0;
+  if (*p == '.') {
+    if (!(*++p >= '0' && *p <= '9'))
+      return 0;
+    while (*p >= '0' && *p <= '9')
+      p++;
+  }
+  if (*p == 'e' || *p == 'E') {
+    p++;
+    if (*p == '+' || *p == '-')
+      p++;
+    if (!(*p >= '0' && *p <= '9'))
+      return 0;
+    while (*p >= '0' && *p <= '9')
+      p++;
+  }
+  return *p == 0;
+}
+
 void bu_res_print(const bu_results *rs, int json) {
   printf("RESULT");
   for (int i = 0; i < rs->n; i++)
-    printf(" %s=%s", rs->r[i].key, rs->r[i].val);
+    printf(" %s=%s%s", rs->r[i].key, rs->r[i].val, rs->r[i].str == BU_PCT ? "%" : "");
   printf("\n");
-  if (!json)
-    return;
-  printf("{");
-  for (int i = 0; i < rs->n; i++) {
-    printf("%s\"%s\":", i ? "," : "", rs->r[i].key);
-    if (!rs->r[i].str) {
-      printf("%s", rs->r[i].val);
-      continue;
+  if (json) {
+    printf("{");
+    for (int i = 0; i < rs->n; i++) {
+      printf("%s\"%s\":", i ? "," : "", rs->r[i].key);
+      if (rs->r[i].str != BU_STR) {
+        printf("%s", json_number(rs->r[i].val) ? rs->r[i].val : "null");
+        continue;
+      }
+      putchar('"');
+      for (const char *c = rs->r[i].val; *c; c++) {
+        if ((unsigned char)*c < 0x20) {
+          printf("\\u%04x", (unsigned char)*c);
+          continue;
+        }
+        if (*c == '"' || *c == '\\')
+          putchar('\\');
+        putchar(*c);
+      }
+      putchar('"');
     }
-    putchar('"');
-    for (const char *c = rs->r[i].val; *c; c++) {
-      if (*c == '"' || *c == '\\')
-        putchar('\\');
-      putchar(*c);
-    }
-    putchar('"');
+    printf("}\n");
   }
-  printf("}\n");
+  fflush(stdout);
 }

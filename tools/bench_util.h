@@ -145,6 +145,29 @@ int bu_hs256_token(const char *secret, char *out, size_t cap);
 /* The same for the claims JSON pay (at most 300 bytes). */
 int bu_hs256_token_claims(const char *secret, const char *pay, char *out, size_t cap);
 
+/* ---- output buffer ----------------------------------------------------------------- */
+
+/* Bytes queued for one non-blocking socket: appended at len, sent from off.
+ * Zero-initialised is empty. Not thread-safe (one connection's buffer). */
+typedef struct {
+  uint8_t *p;
+  uint32_t len, off;
+} bu_out;
+
+enum { BU_OUT_DONE = 0, BU_OUT_AGAIN = 1 };
+
+/* Append p[0..n) (a fully sent buffer starts over). 0, or -1 when out of
+ * memory or over 2 GiB would be queued (nothing appended). */
+int bu_out_add(bu_out *o, const void *p, size_t n);
+/* send() what is pending to fd (MSG_NOSIGNAL | MSG_DONTWAIT, EINTR
+ * retried). BU_OUT_DONE: all sent and the memory freed; BU_OUT_AGAIN: the
+ * socket is full (wait for EPOLLOUT); -1: send failed, errno set. */
+int bu_out_send(bu_out *o, int fd);
+/* Bytes queued and not yet sent. */
+static inline uint32_t bu_out_pending(const bu_out *o) { return o->len - o->off; }
+/* Drop whatever is queued and free the memory; o is empty after. */
+void bu_out_free(bu_out *o);
+
 /* ---- reporting ------------------------------------------------------------------ */
 
 /* Failures counted by description ("connect: Connection refused" x 12). */
@@ -163,11 +186,14 @@ __attribute__((format(printf, 2, 3))) void bu_fail(bu_fails *f, const char *fmt,
 void bu_fail_print(const bu_fails *f);
 
 /* The RESULT line (KEY=VALUE ...) and, with json, the same as one JSON
- * object: values are numbers unless added with str set. */
+ * object. A value's kind: BU_NUM a number, BU_STR a string (quoted and
+ * escaped in JSON), BU_PCT a percentage (a number; "%" appended on the
+ * RESULT line only). A number that is not valid JSON (nan, inf) is null. */
+enum { BU_NUM = 0, BU_STR = 1, BU_PCT = 2 };
 typedef struct {
   struct {
     const char *key; /* a string literal */
-    int str;
+    int str; /* the kind: BU_NUM, BU_STR, BU_PCT */
     char val[112];
   } r[64];
   int n;
@@ -175,6 +201,7 @@ typedef struct {
 
 __attribute__((format(printf, 4, 5))) void bu_res(bu_results *rs, const char *key,
                                                   int str, const char *fmt, ...);
+/* Prints to stdout and flushes it. */
 void bu_res_print(const bu_results *rs, int json);
 
 #endif

@@ -32,6 +32,8 @@ typedef struct {
   hf_loop *loop;
   int binary, timestamps, quiet;
   uint64_t wait_ms;
+  uint64_t count;    /* --count: close once this many messages arrived (0: off) */
+  uint64_t received; /* messages received */
   /* stdin */
   hf_io in;
   int in_registered, eof;
@@ -71,6 +73,8 @@ static void usage(FILE *out) {
           "  --max-attempts N            give up after N reconnects (default: never)\n"
           "  -w, --wait DUR              after stdin ends and all was sent, wait DUR\n"
           "                              for replies before closing (default 0)\n"
+          "  -n, --count N               with --wait: close as soon as N messages\n"
+          "                              have been received in all (default: wait DUR)\n"
           "  --queue-max BYTES           outgoing queue limit (default 1MiB)\n"
           "  --max-message BYTES         largest message accepted (default 16MiB)\n"
           "  -q, --quiet                 no status lines\n\n"
@@ -204,6 +208,7 @@ static void on_message(hf_client *c, int op, const uint8_t *p, size_t n, void *u
   }
   fputc('\n', stdout);
   fflush(stdout);
+  a->received++;
 }
 
 static int hexval(int ch) {
@@ -320,7 +325,7 @@ static void on_check(hf_loop *loop, hf_timer *t) {
   if (s == HF_CLIENT_OPEN && hf_client_queued(a->c) == 0) {
     if (!a->eof_flushed_at)
       a->eof_flushed_at = now;
-    if (now - a->eof_flushed_at >= a->wait_ms) {
+    if (now - a->eof_flushed_at >= a->wait_ms || (a->count && a->received >= a->count)) {
       a->closing = 1;
       hf_client_close(a->c, 1000, "");
       return;
@@ -410,6 +415,16 @@ int connect_main(int argc, char **argv) {
       if (!(v = cli_value(PROG, argc, argv, &i, arg)) ||
           cli_duration(PROG, "--wait", v, &a.wait_ms) < 0)
         return CLI_EXIT_USAGE;
+    } else if (cli_is(arg, "-n") || cli_is(arg, "--count")) {
+      char *end;
+      if (!(v = cli_value(PROG, argc, argv, &i, arg)))
+        return CLI_EXIT_USAGE;
+      unsigned long long n = strtoull(v, &end, 10);
+      if (*end || end == v || *v == '-' || n < 1) {
+        fprintf(stderr, PROG ": --count %s: want a number of messages, 1 or more\n", v);
+        return CLI_EXIT_USAGE;
+      }
+      a.count = n;
     } else if (cli_is(arg, "--queue-max")) {
       if (!(v = cli_value(PROG, argc, argv, &i, arg)) ||
           cli_size(PROG, "--queue-max", v, &u) < 0)

@@ -36,13 +36,23 @@ struct hf_timer {
 typedef struct hf_msg hf_msg;
 struct hf_msg {
   hf_msg *_Atomic _next;
+  /* Called on the loop's thread when the message is taken from the inbox;
+   * takes ownership of m. */
   void (*run)(hf_loop *loop, hf_msg *m);
+  /* Called by hf_loop_free for a message still queued (posted to a loop
+   * that was stopped before it ran): releases m and what it holds. NULL
+   * when the inbox does not own m (memory embedded in a longer-lived
+   * object that frees it). Set it on every message posted. */
+  void (*drop)(hf_msg *m);
 };
 
 /* Create a loop. tick_ms is the timer granularity (timers fire up to one
  * tick late). rbuf_size is the size of the shared receive buffer. Returns
  * NULL on failure (errno set). */
 hf_loop *hf_loop_new(unsigned tick_ms, size_t rbuf_size);
+/* Free a loop that is not running (after hf_loop_run returned, or never
+ * run). Messages still in its inbox are released with their drop callback,
+ * in posting order; nothing may post to the loop any more. NULL is a no-op. */
 void hf_loop_free(hf_loop *loop);
 
 /* Register / change / remove an fd. events: EPOLLIN|EPOLLOUT|EPOLLRDHUP.

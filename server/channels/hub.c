@@ -369,12 +369,20 @@ void hub_frames_unref(const hub_frames *f) {
   hf_shared_unref(f->patch);
 }
 
-static void run_deliver(hf_loop *loop, hf_msg *m) {
+static void drop_deliver(hf_msg *m) {
   deliver_msg *d = (deliver_msg *)m;
-  deliver_local(d->to, d->name, d->len, d->hash, &d->f);
   hub_frames_unref(&d->f);
   free(d);
 }
+
+static void run_deliver(hf_loop *loop, hf_msg *m) {
+  deliver_msg *d = (deliver_msg *)m;
+  deliver_local(d->to, d->name, d->len, d->hash, &d->f);
+  drop_deliver(m);
+}
+
+/* pub_msg and ctl_msg hold nothing beyond their own allocation */
+static void drop_free(hf_msg *m) { free(m); }
 
 /* Wrap the JSON text in b as one text frame in a new shared buffer. */
 static hf_shared *frame_of(jw_buf *b, uint32_t flags) {
@@ -510,6 +518,7 @@ static int fan_out(hub_local *hl, const pub_view *p) {
     if (!d)
       continue; /* out of memory: positioned subscribers there see a gap */
     d->m.run = run_deliver;
+    d->m.drop = drop_deliver;
     d->to = &h->w[i];
     d->f = f;
     hub_frames_ref(&f);
@@ -536,6 +545,7 @@ static pub_msg *new_pub_msg(hub_local *to, const pub_view *v) {
   if (!p)
     return NULL;
   p->m.run = run_pub;
+  p->m.drop = drop_free;
   p->to = to;
   p->v = *v;
   char *o = p->bytes;
@@ -750,6 +760,7 @@ int hub_broadcast_ctl(hub *h, hub_ctl_fn fn, const void *arg, size_t len) {
     if (!c)
       return -1;
     c->m.run = run_ctl;
+    c->m.drop = drop_free;
     c->to = &h->w[i];
     c->fn = fn;
     memcpy(c->arg, arg, len);

@@ -181,6 +181,20 @@ static int rpc_ns_endpoint(const px_config *px, json_t *o, const char *key, FILE
   return 0;
 }
 
+int px_check_namespaces(const px_config *px, const chan_config *chans, FILE *err) {
+  for (size_t n = 0; n < 1 + chans->n_ns; n++) {
+    const chan_ns *ns = n ? &chans->ns[n - 1] : &chans->without_ns;
+    if (check_ns_proxy(px, ns, PX_SUBSCRIBE, ns->subscribe_proxy_enabled,
+                       ns->subscribe_proxy_name, err) < 0 ||
+        check_ns_proxy(px, ns, PX_PUBLISH, ns->publish_proxy_enabled,
+                       ns->publish_proxy_name, err) < 0 ||
+        check_ns_proxy(px, ns, PX_SUB_REFRESH, ns->sub_refresh_proxy_enabled,
+                       ns->sub_refresh_proxy_name, err) < 0)
+      return -1;
+  }
+  return 0;
+}
+
 int px_config_load(px_config *px, const srv_config *cfg, const chan_config *chans,
                    FILE *err) {
   memset(px, 0, sizeof *px);
@@ -250,20 +264,8 @@ int px_config_load(px_config *px, const srv_config *cfg, const chan_config *chan
   px->connect_enabled = px->ev_ep[PX_CONNECT] >= 0;
   px->refresh_enabled = px->ev_ep[PX_REFRESH] >= 0;
   /* channel namespaces */
-  const chan_ns *all[1 + chans->n_ns];
-  all[0] = &chans->without_ns;
-  for (size_t n = 0; n < chans->n_ns; n++)
-    all[1 + n] = &chans->ns[n];
-  for (size_t n = 0; n < 1 + chans->n_ns; n++) {
-    const chan_ns *ns = all[n];
-    if (check_ns_proxy(px, ns, PX_SUBSCRIBE, ns->subscribe_proxy_enabled,
-                       ns->subscribe_proxy_name, err) < 0 ||
-        check_ns_proxy(px, ns, PX_PUBLISH, ns->publish_proxy_enabled,
-                       ns->publish_proxy_name, err) < 0 ||
-        check_ns_proxy(px, ns, PX_SUB_REFRESH, ns->sub_refresh_proxy_enabled,
-                       ns->sub_refresh_proxy_name, err) < 0)
-      return -1;
-  }
+  if (px_check_namespaces(px, chans, err) < 0)
+    return -1;
   /* RPC namespaces */
   if (cfg->rpc_without_ns && !json_is_object(cfg->rpc_without_ns))
     return cfg_error(err, "rpc.without_namespace", "expected an object");

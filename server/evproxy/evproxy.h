@@ -76,6 +76,12 @@ typedef struct px_config {
   uint32_t max_timeout_ms; /* the longest endpoint timeout */
 } px_config;
 
+/* Check the namespaces' proxy options against px's endpoints (every
+ * enabled event names an existing proxy): 0, or -1 after writing an error
+ * naming the key to err. Used again for namespaces loaded by a reload (the
+ * endpoints themselves need a restart). Reads only. */
+int px_check_namespaces(const px_config *px, const chan_config *chans, FILE *err);
+
 /* Load and check the proxy settings of cfg against the channel namespaces
  * (every enabled namespace must name an existing proxy). Returns 1 when
  * some proxy is configured, 0 when none is (px stays empty), -1 after

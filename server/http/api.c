@@ -200,7 +200,7 @@ static void publish_one(api_item *it, const char *ch, size_t len, const pub_req 
     return;
   }
   const chan_ns *ns;
-  int rr = chan_resolve(ctx->chans, ch, len, &ns);
+  int rr = chan_resolve(api_chans(ctx), ch, len, &ns);
   if (rr != CHAN_OK) {
     write_channel_error(&it->out, rr);
     item_done(it);
@@ -228,7 +228,7 @@ static const chan_ns *read_channel(const api_ctx *ctx, json_t *req, int presence
     return NULL;
   }
   const chan_ns *ns;
-  int r = chan_resolve(ctx->chans, *ch, *len, &ns);
+  int r = chan_resolve(api_chans(ctx), *ch, *len, &ns);
   if (r != CHAN_OK) {
     write_channel_error(o, r);
     return NULL;
@@ -448,7 +448,7 @@ static void targeted_arg(const api_ctx *ctx, hub_local *hl, int op, json_t *req,
       api_error(o, 107, "bad request: channel required");
       return;
     }
-    int r = chan_resolve(ctx->chans, ap->channel, strlen(ap->channel), &ns);
+    int r = chan_resolve(api_chans(ctx), ap->channel, strlen(ap->channel), &ns);
     if (r != CHAN_OK) {
       api_error(o, (unsigned)r, r == CHAN_E_UNKNOWN ? "unknown channel" : "bad request: invalid channel name");
       return;

@@ -19,7 +19,8 @@ struct eng;
 typedef struct {
   hub *h;
   struct eng *eng;
-  const chan_config *chans;
+  const chan_config *chans; /* the current namespaces: read with api_chans
+                               (a SIGHUP reload replaces them) */
   const char *version;
   const char *node_uid;  /* unique per process (the engine's node id) */
   const char *node_name; /* node.name or the host name */
@@ -27,6 +28,11 @@ typedef struct {
   uint64_t (*num_clients)(void *arg);
   void *arg;
 } api_ctx;
+
+/* The namespaces in force (an acquire load of ctx->chans; any thread). */
+static inline const chan_config *api_chans(const api_ctx *ctx) {
+  return __atomic_load_n(&ctx->chans, __ATOMIC_ACQUIRE);
+}
 
 /* This node's info object and its channels matching a glob pattern ("" =
  * all), summed into map: the engine's eng_local callbacks (arg: api_ctx). */

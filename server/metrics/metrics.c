@@ -497,6 +497,13 @@ void met_render(jw_buf *o, const met_snapshot *s) {
   counter(o, "holdfast_history_evictions_total",
           "Publications evicted from history to stay under channel.history_memory_limit.",
           MET_HISTORY_EVICTIONS);
+  head(o, "holdfast_reload_recheck_total", "counter",
+       "After a SIGHUP reload: subscriptions ended (unsubscribe 2000) and "
+       "connections closed (3501) because the new configuration no longer allows them.");
+  emit(o, "holdfast_reload_recheck_total{action=\"unsubscribe\"} %llu\n",
+       (unsigned long long)SUM(n[MET_RELOAD_UNSUBSCRIBED]));
+  emit(o, "holdfast_reload_recheck_total{action=\"disconnect\"} %llu\n",
+       (unsigned long long)SUM(n[MET_RELOAD_DISCONNECTED]));
   counter(o, "holdfast_engine_disconnects_total",
           "Connections to the engine's broker (Redis) that were lost.", MET_ENGINE_DISCONNECTS);
 

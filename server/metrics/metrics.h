@@ -35,6 +35,10 @@ typedef enum {
   MET_HISTORY_EVICTIONS,
   MET_ENGINE_DISCONNECTS,
   MET_API_REQUESTS,
+  /* reload re-check (protocol/recheck.c): subscriptions and connections
+   * the reloaded configuration no longer allows */
+  MET_RELOAD_UNSUBSCRIBED,
+  MET_RELOAD_DISCONNECTED,
   /* below HTTP: TLS and PROXY-protocol failures (holdfast_transport_errors_total) */
   MET_TX_TLS_HANDSHAKE,
   MET_TX_PLAIN_ON_TLS,

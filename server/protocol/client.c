@@ -8,13 +8,16 @@
  * subscriptions live in subscribe.c, publish/history/presence in
  * commands.c. */
 #include "protocol/client_impl.h"
+#include "protocol/pbcodec.h"
 #include "metrics/metrics.h"
 #include "evproxy/evproxy.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "hf/frame.h"
@@ -68,13 +71,36 @@ uint64_t cl__now_us(void) {
   return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+void cl__send(cl_client *cl, const char *json, size_t len) {
+  if (!cl->pb) {
+    tr_send(cl->conn, cl->transport, (const uint8_t *)json, len);
+    return;
+  }
+  jw_buf *b = &cl->list->pb; /* the worker's scratch: no allocation per message */
+  jw_reset(b);
+  if (pb_from_json(b, json, len) == 0) {
+    if (cl->transport == TR_HTTP_STREAM) { /* one chunk of delimited Replies */
+      struct iovec v = {b->p, b->len};
+      hf_conn_send_chunk(cl->conn, &v, 1);
+    } else {
+      hf_conn_send(cl->conn, HF_OP_BINARY, (const uint8_t *)b->p, b->len);
+    }
+  } else {
+    srv_logline l;
+    cl__log_begin(cl, LOG_ERROR, "protobuf_encode_failed", &l);
+    srv_log_int(&l, "bytes", (long long)len);
+    srv_log_end(&l);
+  }
+  jw_reset(b);
+}
+
 /* Send the replies gathered so far as one message. */
 void cl__flush_replies(cl_client *cl) {
   jw_buf *o = cl__out(cl);
   if (!o->len)
     return;
   if (jw_ok(o))
-    tr_send(cl->conn, cl->transport, (const uint8_t *)o->p, o->len);
+    cl__send(cl, o->p, o->len);
   jw_reset(o);
 }
 
@@ -198,9 +224,8 @@ const char *cl__require_channel(cl_client *cl, json_t *req, const char *cmd,
 /* ---- token handling ----------------------------------------------------- */
 
 const char *cl__claim_user(const cl_client *cl, json_t *claims) {
-  const char *name = cl->cfg->user_id_claim && *cl->cfg->user_id_claim
-                         ? cl->cfg->user_id_claim
-                         : "sub";
+  const char *claim = cl_policy_get(cl->cfg)->user_id_claim;
+  const char *name = claim && *claim ? claim : "sub";
   json_t *v = json_object_get(claims, name);
   return json_is_string(v) ? json_string_value(v) : "";
 }
@@ -235,7 +260,7 @@ char *cl__claim_info(json_t *obj, const char *key, const char *b64key) {
 void cl__set_expiry(cl_client *cl, int64_t expire_at) {
   cl->expire_at = expire_at;
   cl->refresh_due = 0;
-  if (!expire_at || cl->cfg->insecure) {
+  if (!expire_at || cl_policy_get(cl->cfg)->insecure) {
     cl->expire_at = 0;
     cl->expire_deadline = 0;
     return;
@@ -256,10 +281,10 @@ void cl__set_expiry(cl_client *cl, int64_t expire_at) {
 }
 
 srv_jwt_status cl__verify(cl_client *cl, const char *token, json_t **claims) {
-  if (!cl->cfg->keys)
+  const cl_policy *p = cl_policy_get(cl->cfg);
+  if (!p->keys)
     return SRV_JWT_ALG;
-  return srv_jwt_verify(cl->cfg->keys, token, cl__wall_s(), cl->cfg->audience,
-                        cl->cfg->issuer, claims);
+  return srv_jwt_verify(p->keys, token, cl__wall_s(), p->audience, p->issuer, claims);
 }
 
 /* ---- connect and refresh --------------------------------------------------- */
@@ -323,7 +348,8 @@ static void cmd_connect(cl_client *cl, uint32_t id, json_t *req) {
   } else if (cl__proxy_connect_enabled(cl)) {
     cl__proxy_connect(cl, id, req); /* the backend decides (v6 rules) */
     return;
-  } else if (!cl->cfg->allow_anonymous && !cl->cfg->insecure) {
+  } else if (!cl_policy_get(cl->cfg)->allow_anonymous &&
+             !cl_policy_get(cl->cfg)->insecure) {
     srv_logline l;
     cl__log_begin(cl, LOG_WARN, "connect_rejected", &l);
     srv_log_str(&l, "reason", "no token and anonymous connections are not allowed");
@@ -331,6 +357,7 @@ static void cmd_connect(cl_client *cl, uint32_t id, json_t *req) {
     cl_disconnect(cl, 3501, "bad request: client credentials not found");
     return;
   }
+  cl->anonymous = claims == NULL;
   cl__begin_session(cl, id, claims ? cl__claim_user(cl, claims) : "",
                     claims ? cl__claim_info(claims, "info", "b64info") : NULL,
                     claims ? cl__claim_expiry(claims) : 0, claims, req, NULL);
@@ -343,7 +370,7 @@ void cl__begin_session(cl_client *cl, uint32_t id, const char *user, char *info,
   cl->user = strdup(user);
   free(cl->conn_info);
   cl->conn_info = info;
-  if (exp && exp <= cl__wall_s() && !cl->cfg->insecure) {
+  if (exp && exp <= cl__wall_s() && !cl_policy_get(cl->cfg)->insecure) {
     free(data);
     cl__error_reply(cl, id, 110, "expired", 0);
     cl->state = CS_FAILED;
@@ -703,6 +730,16 @@ static void handle_command(cl_client *cl, const proto_cmd *cmd, size_t bytes) {
   met_command_inc(cmd->kind);
   if (!rate_check(cl, cmd, bytes))
     return;
+  if (cmd->bad) { /* Protobuf: a payload that is not JSON (cmd->bad) */
+    srv_logline l;
+    cl__log_begin(cl, LOG_WARN, "command_rejected", &l);
+    srv_log_str(&l, "method", proto_kind_name(cmd->kind));
+    srv_log_str(&l, "reason", cmd->bad);
+    srv_log_end(&l);
+    if (id)
+      cl__error_reply(cl, id, 107, "bad request", 0);
+    return;
+  }
   if (cmd->kind >= 0 && srv_log_enabled(LOG_DEBUG)) {
     static const char *const names[PROTO_KINDS] = {
         "connect", "ping", "subscribe", "unsubscribe", "publish", "presence",
@@ -805,10 +842,40 @@ static void process_lines(cl_client *cl, uint8_t *data, size_t len, int *command
         cl_disconnect(cl, 3013, "too many requests: commands queued behind a slow one");
         return;
       }
-      if (cl->queued.len)
+      if (cl->queued.len && !cl->pb) /* Protobuf: the prefixes delimit */
         jw_char(&cl->queued, '\n');
       jw_raw(&cl->queued, (const char *)data + off, len - off);
       return;
+    }
+    if (cl->pb) {
+      const uint8_t *m;
+      size_t n;
+      uint16_t code;
+      const char *why;
+      int r = pb_next(data, len, &off, cl->cfg->max_message, &m, &n, &code, &why);
+      if (r <= 0) {
+        if (r < 0) {
+          srv_logline l;
+          cl__log_begin(cl, LOG_WARN, "protocol_violation", &l);
+          srv_log_str(&l, "reason", why);
+          srv_log_end(&l);
+          cl_disconnect(cl, code, why);
+        }
+        return;
+      }
+      proto_cmd cmd;
+      if (pb_parse(m, n, &cmd, &why) < 0) {
+        srv_logline l;
+        cl__log_begin(cl, LOG_WARN, "protocol_violation", &l);
+        srv_log_str(&l, "reason", why);
+        srv_log_end(&l);
+        cl_disconnect(cl, 3501, why);
+        return;
+      }
+      (*commands)++;
+      handle_command(cl, &cmd, n);
+      proto_cmd_free(&cmd);
+      continue;
     }
     uint8_t *nl = memchr(data + off, '\n', len - off);
     size_t end = nl ? (size_t)(nl - data) : len;
@@ -831,7 +898,11 @@ static void process_lines(cl_client *cl, uint8_t *data, size_t len, int *command
 static void process(cl_client *cl, int opcode, uint8_t *data, size_t len) {
   if (cl->state == CS_CLOSED)
     return;
-  if (opcode != HF_OP_TEXT) {
+  if (cl->pb && opcode != HF_OP_BINARY) {
+    cl_disconnect(cl, 3506, "inappropriate protocol: text frame on a Protobuf connection");
+    return;
+  }
+  if (!cl->pb && opcode != HF_OP_TEXT) {
     cl_disconnect(cl, 3506, "inappropriate protocol: binary frame on a JSON connection");
     return;
   }
@@ -878,7 +949,7 @@ static void on_timer(hf_loop *loop, hf_timer *t) {
   if (cl__check_sub_deadlines(cl, now) < 0)
     return;
   if (!cl->await_pong && cl->next_ping && now >= cl->next_ping) {
-    tr_send(cl->conn, cl->transport, (const uint8_t *)"{}", 2);
+    cl__send(cl, "{}", 2);
     cl->ping_sent_us = cl__now_us();
     cl->next_ping = now + cl->cfg->ping_interval_ms;
     if (cl->cfg->pong_timeout_ms && !tr_is_uni(cl->transport)) { /* uni: no pongs */
@@ -973,9 +1044,44 @@ static void release(cl_client *cl) {
 }
 
 void cl_send_shared(cl_client *cl, hf_shared *frame) {
-  if (cl->state == CS_CONNECTED)
+  if (cl->state != CS_CONNECTED)
+    return;
+  if (!cl->pb) {
     tr_send_shared(cl->conn, cl->transport, frame);
+    return;
+  }
+  /* built once per publication for every Protobuf recipient of any worker */
+  hf_shared *v = pb_shared_variant(frame, cl->transport == TR_HTTP_STREAM);
+  if (v) {
+    hf_conn_send_shared(cl->conn, v, 0, v->len);
+  } else { /* out of memory: this recipient misses it; said once */
+    static atomic_int said;
+    if (!atomic_exchange(&said, 1)) {
+      srv_logline l;
+      cl__log_begin(cl, LOG_ERROR, "protobuf_encode_failed", &l);
+      srv_log_int(&l, "bytes", (long long)frame->len);
+      srv_log_end(&l);
+    }
+  }
 }
+
+void cl_set_protobuf(cl_client *cl) { cl->pb = 1; }
+
+void cl_disconnect_push(cl_client *cl, uint16_t code, const char *reason) {
+  if (!tr_is_stream(cl->transport))
+    return;
+  jw_buf b;
+  jw_init(&b);
+  jw_lit(&b, "{\"push\":{\"disconnect\":{\"code\":");
+  jw_u64(&b, code);
+  jw_lit(&b, ",\"reason\":");
+  jw_cstr(&b, reason ? reason : "");
+  jw_lit(&b, "}}}");
+  if (jw_ok(&b))
+    cl__send(cl, b.p, b.len);
+  jw_free(&b);
+}
+int cl_protobuf(const cl_client *cl) { return cl->pb; }
 
 void cl_set_transport(cl_client *cl, int kind, const char *session,
                       const char *node) {

@@ -27,14 +27,23 @@ struct eng;
 struct px_config;
 struct px_worker;
 
-typedef struct {
-  struct eng *eng;           /* memory or Redis (engine/engine.h) */
+/* What a SIGHUP reload may change for real-time clients: namespaces and
+ * their permissions, token keys and claims, anonymous/insecure access. One
+ * immutable snapshot; server.c publishes a new one with cl_policy_publish
+ * and keeps the old ones readable (a client may be in the middle of a
+ * command with one). */
+typedef struct cl_policy {
   const chan_config *chans;
   const srv_jwt_keys *keys; /* NULL: no token can be verified */
   const char *audience, *issuer;
   const char *user_id_claim; /* "" = "sub" */
   bool allow_anonymous;      /* client.allow_anonymous_connect_without_token */
   bool insecure;             /* client.insecure */
+} cl_policy;
+
+typedef struct {
+  struct eng *eng;           /* memory or Redis (engine/engine.h) */
+  const cl_policy *policy;   /* the current snapshot: read with cl_policy_get */
   uint32_t ping_interval_ms; /* client.ping_interval (0 = no pings) */
   uint32_t pong_timeout_ms;  /* client.pong_timeout (0 = no pong asked) */
   uint32_t expired_close_delay_ms;
@@ -49,13 +58,25 @@ typedef struct {
   const rl_limits *limits; /* the current snapshot: read with rl_limits_get */
   struct rl_shared *rl;
   const struct px_config *px; /* backend event proxy, or NULL */
+  uint64_t max_message;       /* websocket.message_size_limit: the longest
+                                 Protobuf command a length prefix may give */
 } cl_config;
+
+/* The current policy snapshot of c (an acquire load; any thread). */
+static inline const cl_policy *cl_policy_get(const cl_config *c) {
+  return __atomic_load_n(&c->policy, __ATOMIC_ACQUIRE);
+}
+/* Publish p as c's policy (a release store; the old one stays readable). */
+static inline void cl_policy_publish(cl_config *c, const cl_policy *p) {
+  __atomic_store_n(&c->policy, p, __ATOMIC_RELEASE);
+}
 
 /* All clients of one worker (for the server API's targeted commands). */
 typedef struct cl_list {
   cl_client *head;
   size_t count;
   jw_buf out; /* replies of the frame being processed (one at a time) */
+  jw_buf pb;  /* scratch for their Protobuf form (Protobuf clients) */
   cl_client *cursor; /* the next client a spread drain closes, or NULL */
   struct px_worker *px; /* this worker's proxy client, or NULL */
 } cl_list;
@@ -67,6 +88,24 @@ typedef struct cl_list {
 void cl_list_drain_begin(cl_list *l);
 size_t cl_list_disconnect_next(cl_list *l, size_t n, uint16_t code, const char *reason);
 
+/* What a reload re-check did on one worker (added to by cl_list_recheck). */
+typedef struct {
+  uint64_t checked;      /* clients looked at */
+  uint64_t subs_removed; /* unsubscribe pushes (2000) */
+  uint64_t conns_closed; /* connections closed (3501) */
+} cl_recheck_counts;
+
+/* After a reload published a new policy into cfg: check every connected
+ * client of l against it (protocol/recheck.c). A subscription whose
+ * channel no longer resolves (namespace removed) gets an unsubscribe push
+ * 2000; one the client made itself (no subscription token, not the
+ * subscribe proxy, not server-side) whose subscribe permission was revoked
+ * too; a connection made without a token while anonymous connections are
+ * now refused is closed with 3501. Connections verified with a key that
+ * was removed stay (their token is checked again at its next refresh).
+ * Counts into n and the metrics. Loop thread of l only. */
+void cl_list_recheck(cl_list *l, const cl_config *cfg, cl_recheck_counts *n);
+
 /* Create the protocol state for an upgraded connection. NULL on OOM. */
 cl_client *cl_new(hf_conn *conn, hub_local *hl, cl_list *list,
                   const cl_config *cfg);
@@ -76,6 +115,16 @@ cl_client *cl_new(hf_conn *conn, hub_local *hl, cl_list *list,
 void cl_set_transport(cl_client *cl, int kind, const char *session,
                       const char *node);
 int cl_transport(const cl_client *cl);
+/* The client speaks the Protobuf encoding (the centrifuge-protobuf
+ * sub-protocol or cf_protocol=protobuf on WebSocket; an
+ * application/octet-stream body on http_stream): commands are binary frames
+ * (chunks) of length-delimited Commands, replies and pushes likewise.
+ * Call right after cl_new. */
+void cl_set_protobuf(cl_client *cl);
+int cl_protobuf(const cl_client *cl);
+/* A stream transport ends: the disconnect push in the client's encoding
+ * (JSON clients: tr_disconnect_push does it). Nothing for WebSocket. */
+void cl_disconnect_push(cl_client *cl, uint16_t code, const char *reason);
 /* The session given to cl_set_transport, or NULL. */
 const char *cl_session(const cl_client *cl);
 /* A WebSocket message for this client (commands, one per line). */

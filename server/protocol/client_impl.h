@@ -41,6 +41,9 @@ typedef struct cl_sub {
   cl_sub_tok *tok;         /* NULL: no chan_info, no expiry, no proxy refresh */
   uint32_t npend, cappend;
   uint8_t server_side;     /* from the token's channels/subs or the API */
+  uint8_t granted;         /* a subscription token, the subscribe proxy or
+                              server-side: not re-checked against the
+                              namespace's permissions on reload */
   uint8_t emit_join_leave; /* join/leave pushes are sent for this client */
   uint8_t recoverable;     /* the client keeps a position to recover from */
   uint8_t node_ref;        /* holds an eng_node_subscribe reference */
@@ -117,11 +120,14 @@ struct cl_client {
   uint32_t nsubs, capsubs;
   uint32_t inflight;
   uint8_t state;
-  uint8_t await_pong;
   uint8_t transport; /* tr_kind: how replies and pushes are framed */
-  uint8_t busy;   /* inside cl_on_message: a teardown must not free yet */
-  uint8_t zombie; /* cl_free was called while busy */
-  uint8_t px_session;  /* authenticated by the connect proxy (proxied.c) */
+  uint8_t pb;        /* Protobuf encoding (centrifuge-protobuf): binary
+                        frames, length-delimited (pbcodec.h) */
+  uint8_t await_pong : 1;
+  uint8_t anonymous : 1;  /* connected without a token (nor the connect proxy) */
+  uint8_t busy : 1;       /* inside cl_on_message: a teardown must not free yet */
+  uint8_t zombie : 1;     /* cl_free was called while busy */
+  uint8_t px_session : 1; /* authenticated by the connect proxy (proxied.c) */
   char id[37];       /* connection id (UUID text), the protocol's client */
 };
 
@@ -183,6 +189,9 @@ void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
 /* The reply buffer of the frame being processed (replies leave together). */
 static inline jw_buf *cl__out(cl_client *cl) { return &cl->list->out; }
 void cl__flush_replies(cl_client *cl);
+/* Send one protocol message now: JSON Replies joined by '\n', framed for
+ * the client's transport, or transcoded to Protobuf for a Protobuf client. */
+void cl__send(cl_client *cl, const char *json, size_t len);
 /* CLOCK_MONOTONIC in microseconds. */
 uint64_t cl__now_us(void);
 /* Deliver what s held while its subscription was being established (after

@@ -16,7 +16,7 @@
 static const chan_ns *resolve(cl_client *cl, uint32_t id, const char *ch,
                               size_t len) {
   const chan_ns *ns;
-  int r = chan_resolve(cl->cfg->chans, ch, len, &ns);
+  int r = chan_resolve(cl_policy_get(cl->cfg)->chans, ch, len, &ns);
   if (r != CHAN_OK) {
     cl__channel_error(cl, id, r);
     return NULL;
@@ -41,6 +41,10 @@ static void on_published(void *arg, int status, const stream_pos *pos) {
   cl__op_done(op);
   cl__op_exit(cl, token);
 }
+
+static void publish_keyed(cl_client *cl, uint32_t id, const char *ch, size_t len,
+                          const chan_ns *ns, const char *text, bool skip_history,
+                          const char *idem, size_t idem_len);
 
 void cl__cmd_publish(cl_client *cl, uint32_t id, json_t *req) {
   size_t len;
@@ -67,10 +71,17 @@ void cl__cmd_publish(cl_client *cl, uint32_t id, json_t *req) {
   if (cl__proxy_publish(cl, id, req, ch, len, ns))
     return; /* the backend decides, and may rewrite the data */
   cl_sub *own = cl__find_sub(cl, ch, len);
-  int r = chan_can_publish(cl->cfg->chans, ns, cl->user, own != NULL);
+  int r = chan_can_publish(cl_policy_get(cl->cfg)->chans, ns, cl->user, own != NULL);
   if (r != CHAN_OK) {
     cl__log_denied(cl, "publish", ch, len, (unsigned)r);
     cl__error_reply(cl, id, (unsigned)r, "permission denied", 0);
+    return;
+  }
+  /* idempotency_key (a holdfast extension used by the C SDK): applied once
+   * per key within channel.idempotency_window, as in the server API */
+  json_t *key = json_object_get(req, "idempotency_key");
+  if (key && (!json_is_string(key) || json_string_length(key) > 256)) {
+    cl__error_reply(cl, id, 107, "bad request: idempotency_key must be a string of at most 256 bytes", 0);
     return;
   }
   char *text = jw_dump(data); /* minified: never a raw newline */
@@ -78,12 +89,19 @@ void cl__cmd_publish(cl_client *cl, uint32_t id, json_t *req) {
     cl__error_reply(cl, id, 100, "internal server error", 1);
     return;
   }
-  cl__publish_allowed(cl, id, ch, len, ns, text, false);
+  publish_keyed(cl, id, ch, len, ns, text, false, key ? json_string_value(key) : NULL,
+                key ? json_string_length(key) : 0);
   free(text);
 }
 
 void cl__publish_allowed(cl_client *cl, uint32_t id, const char *ch, size_t len,
                          const chan_ns *ns, const char *text, bool skip_history) {
+  publish_keyed(cl, id, ch, len, ns, text, skip_history, NULL, 0);
+}
+
+static void publish_keyed(cl_client *cl, uint32_t id, const char *ch, size_t len,
+                          const chan_ns *ns, const char *text, bool skip_history,
+                          const char *idem, size_t idem_len) {
   cl_sub *own = cl__find_sub(cl, ch, len);
   /* A publication into a channel this worker owns may be delivered at
    * once, possibly to this very client: the replies so far (e.g. its
@@ -100,8 +118,8 @@ void cl__publish_allowed(cl_client *cl, uint32_t id, const char *ch, size_t len,
   }
   stream_opts so = query_stream_opts(ns);
   hub_pub p = {ch, len, text, pinfo, NULL, strlen(text), strlen(pinfo), 0,
-               chan_has_history(ns) && !skip_history ? &so : NULL, NULL, 0,
-               ns->delta_publish, ns->delta_fossil};
+               chan_has_history(ns) && !skip_history ? &so : NULL,
+               idem_len ? idem : NULL, idem_len, ns->delta_publish, ns->delta_fossil};
   cl_op *op = cl__op_new(cl, sizeof *op, id);
   if (!op || eng_publish(cl->cfg->eng, cl->hl, &p, on_published, op) < 0) {
     if (op)
@@ -126,8 +144,8 @@ static const chan_ns *read_access(cl_client *cl, uint32_t id, json_t *req,
     return NULL;
   }
   bool subscribed = cl__find_sub(cl, *ch, *len) != NULL;
-  int r = presence ? chan_can_presence(cl->cfg->chans, ns, cl->user, subscribed)
-                   : chan_can_history(cl->cfg->chans, ns, cl->user, subscribed);
+  int r = presence ? chan_can_presence(cl_policy_get(cl->cfg)->chans, ns, cl->user, subscribed)
+                   : chan_can_history(cl_policy_get(cl->cfg)->chans, ns, cl->user, subscribed);
   if (r != CHAN_OK) {
     cl__log_denied(cl, cmd, *ch, *len, (unsigned)r);
     cl__error_reply(cl, id, (unsigned)r, "permission denied", 0);

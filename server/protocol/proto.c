@@ -17,16 +17,23 @@ void proto_cmd_free(proto_cmd *cmd) {
 
 int proto_parse(const char *line, size_t n, proto_cmd *cmd, const char **why) {
   json_error_t je;
-  cmd->root = cmd->req = NULL;
-  cmd->id = 0;
-  cmd->kind = PROTO_PONG;
   /* jansson limits nesting depth, so hostile input cannot exhaust the stack */
   json_t *root = json_loadb(line, n, 0, &je);
   if (!root || !json_is_object(root)) {
     json_decref(root);
+    cmd->root = cmd->req = NULL;
+    cmd->bad = NULL;
     *why = "bad request: invalid JSON command";
     return -1;
   }
+  return proto_envelope(root, cmd, why);
+}
+
+int proto_envelope(json_t *root, proto_cmd *cmd, const char **why) {
+  cmd->root = cmd->req = NULL;
+  cmd->id = 0;
+  cmd->kind = PROTO_PONG;
+  cmd->bad = NULL;
   json_t *jid = json_object_get(root, "id");
   if (jid && (!json_is_integer(jid) || json_integer_value(jid) < 0 ||
               json_integer_value(jid) > UINT32_MAX)) {

@@ -478,7 +478,7 @@ void cl__proxy_sub_refresh(cl_client *cl, cl_sub *s) {
   size_t len;
   const char *ch = hub_chan_name(s->hs.ch, &len);
   const chan_ns *ns;
-  if (chan_resolve(cl->cfg->chans, ch, len, &ns) != CHAN_OK)
+  if (chan_resolve(cl_policy_get(cl->cfg)->chans, ch, len, &ns) != CHAN_OK)
     return;
   int ep = cl->list->px ? px_channel_endpoint(cl->cfg->px, PX_SUB_REFRESH, ns) : -1;
   if (ep < 0)

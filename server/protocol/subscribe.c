@@ -31,6 +31,7 @@ typedef struct {
   char *data;       /* result data (JSON text) or NULL; the caller's */
   int64_t expire_at;
   uint8_t px_refresh; /* the sub_refresh proxy prolongs it */
+  uint8_t granted;    /* by a subscription token or the subscribe proxy */
 } sub_spec;
 
 /* ---- the subscription list --------------------------------------------- */
@@ -137,12 +138,12 @@ void cl__unsubscribe_push(cl_client *cl, cl_sub *s, unsigned code,
   jw_cstr(&b, reason);
   jw_lit(&b, "}}}");
   if (jw_ok(&b))
-    tr_send(cl->conn, cl->transport, (const uint8_t *)b.p, b.len);
+    cl__send(cl, b.p, b.len);
   jw_free(&b);
 }
 
 void cl__set_sub_expiry(cl_client *cl, cl_sub *s, int64_t expire_at) {
-  if (cl->cfg->insecure)
+  if (cl_policy_get(cl->cfg)->insecure)
     expire_at = 0;
   if (!expire_at && !s->tok)
     return; /* nothing to forget */
@@ -336,7 +337,7 @@ static void settle(cl_client *cl, sub_op *so, unsigned err, const jw_buf *fields
     if (pushes)
       jw_raw(&b, pushes->p, pushes->len);
     if (jw_ok(&b) && cl->state == CS_CONNECTED)
-      tr_send(cl->conn, cl->transport, (const uint8_t *)b.p, b.len);
+      cl__send(cl, b.p, b.len);
     jw_free(&b);
   }
   if (s && !err) {
@@ -535,8 +536,8 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
   const chan_ns *ns = sp->ns;
   json_t *req = sp->req, *ov = sp->override;
   bool history = chan_has_history(ns);
-  bool hist_access = chan_can_history(cl->cfg->chans, ns, cl->user, true) == CHAN_OK;
-  bool pres_access = chan_can_presence(cl->cfg->chans, ns, cl->user, true) == CHAN_OK;
+  bool hist_access = chan_can_history(cl_policy_get(cl->cfg)->chans, ns, cl->user, true) == CHAN_OK;
+  bool pres_access = chan_can_presence(cl_policy_get(cl->cfg)->chans, ns, cl->user, true) == CHAN_OK;
   bool presence = overridden(ov, "presence", ns->presence);
   bool emit_jl = overridden(ov, "join_leave", ns->join_leave);
   bool push_jl = overridden(ov, "force_push_join_leave", ns->force_push_join_leave) ||
@@ -545,7 +546,9 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
                               (req_bool(req, "recoverable") &&
                                (ns->allow_recovery || hist_access)));
   json_t *dv = json_object_get(req, "delta");
-  bool delta = history && ns->delta_fossil && json_is_string(dv) &&
+  /* Protobuf clients get full payloads: delta is not negotiated for them
+   * (the result says so; docs/protocol.md) */
+  bool delta = history && ns->delta_fossil && json_is_string(dv) && !cl->pb &&
                strcmp(json_string_value(dv), "fossil") == 0;
   /* a delta subscriber must never miss a publication silently: positioned */
   bool positioning = history && (recovery || delta ||
@@ -588,6 +591,7 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
     cl__op_adopt(parent, &so->op);
   s->cl = cl;
   s->server_side = (uint8_t)(kind != SO_CLIENT);
+  s->granted = (uint8_t)(s->server_side || sp->granted);
   s->emit_join_leave = emit_jl;
   s->recoverable = recovery;
   if ((sp->chan_info || sp->px_refresh) && !(s->tok = calloc(1, sizeof *s->tok))) {
@@ -700,12 +704,12 @@ void cl__cmd_subscribe(cl_client *cl, uint32_t id, json_t *req) {
     return;
   }
   const chan_ns *ns;
-  int r = chan_resolve(cl->cfg->chans, ch, len, &ns);
+  int r = chan_resolve(cl_policy_get(cl->cfg)->chans, ch, len, &ns);
   if (r != CHAN_OK) {
     cl__channel_error(cl, id, r);
     return;
   }
-  sub_spec sp = {ch, len, ns, req, NULL, NULL, NULL, 0, 0};
+  sub_spec sp = {ch, len, ns, req, NULL, NULL, NULL, 0, 0, 0};
   json_t *tok = json_object_get(req, "token");
   json_t *claims = NULL;
   if (json_is_string(tok) && json_string_length(tok)) {
@@ -718,13 +722,14 @@ void cl__cmd_subscribe(cl_client *cl, uint32_t id, json_t *req) {
       cl__error_reply(cl, id, 109, "token expired", 0);
       return;
     }
+    sp.granted = 1;
     sp.expire_at = cl__claim_expiry(claims);
     sp.override = json_object_get(claims, "override");
     sp.chan_info = cl__claim_info(claims, "info", "b64info");
     sp.data = cl__claim_info(claims, "data", "b64data");
   } else if (cl__proxy_subscribe(cl, id, req, ch, len, ns)) {
     return; /* the backend decides */
-  } else if ((r = chan_can_subscribe(cl->cfg->chans, ns, ch, len, cl->user)) != CHAN_OK) {
+  } else if ((r = chan_can_subscribe(cl_policy_get(cl->cfg)->chans, ns, ch, len, cl->user)) != CHAN_OK) {
     cl__log_denied(cl, "subscribe", ch, len, (unsigned)r);
     cl__error_reply(cl, id, (unsigned)r, "permission denied", 0);
     return;
@@ -741,7 +746,7 @@ unsigned cl__subscribe_allowed(cl_client *cl, uint32_t id, const char *ch, size_
                                const chan_ns *ns, json_t *req, json_t *override,
                                char *chan_info, char *data, int64_t expire_at) {
   sub_spec sp = {ch, len, ns, req, override, chan_info, data, expire_at,
-                 expire_at && cl__proxy_sub_refresh_enabled(cl, ns)};
+                 expire_at && cl__proxy_sub_refresh_enabled(cl, ns), 1};
   /* already subscribed meanwhile (e.g. by the server API)? */
   unsigned err = cl__find_sub(cl, ch, len) ? 105 : establish(cl, &sp, SO_CLIENT, id, NULL);
   free(sp.chan_info);
@@ -822,7 +827,7 @@ unsigned cl__server_side_subs(cl_client *cl, cl_connect_op *c, json_t *claims,
   json_t *nv;
   json_array_foreach(names, i, nv) { /* every channel is known, or nothing starts */
     const chan_ns *ns;
-    int r = chan_resolve(cl->cfg->chans, json_string_value(nv), json_string_length(nv), &ns);
+    int r = chan_resolve(cl_policy_get(cl->cfg)->chans, json_string_value(nv), json_string_length(nv), &ns);
     if (r != CHAN_OK) {
       json_decref(names);
       return (unsigned)r;
@@ -832,14 +837,14 @@ unsigned cl__server_side_subs(cl_client *cl, cl_connect_op *c, json_t *claims,
     const char *name = json_string_value(nv);
     size_t len = json_string_length(nv);
     const chan_ns *ns;
-    chan_resolve(cl->cfg->chans, name, len, &ns);
+    chan_resolve(cl_policy_get(cl->cfg)->chans, name, len, &ns);
     if (cl__find_sub(cl, name, len))
       continue;
     json_t *opts = json_object_get(list, name); /* {info, data, override} */
     sub_spec sp = {name, len, ns, json_object_get(req_subs, name),
                    json_object_get(opts, "override"),
                    cl__claim_info(opts, "info", "b64info"),
-                   cl__claim_info(opts, "data", "b64data"), 0, 0};
+                   cl__claim_info(opts, "data", "b64data"), 0, 0, 0};
     c->pending++; /* before: it may settle before establish returns */
     unsigned e = establish(cl, &sp, SO_SERVER_SIDE, 0, &c->op);
     free(sp.chan_info);
@@ -865,7 +870,7 @@ void cl_server_subscribe(cl_client *cl, const char *ch, size_t len,
   if (cl->state != CS_CONNECTED || cl__find_sub(cl, ch, len))
     return;
   const chan_ns *ns;
-  if (chan_resolve(cl->cfg->chans, ch, len, &ns) != CHAN_OK)
+  if (chan_resolve(cl_policy_get(cl->cfg)->chans, ch, len, &ns) != CHAN_OK)
     return;
   /* recover_since {offset, epoch} from the API works like a client's
    * recover request; the recovered publications follow as pushes */
@@ -883,7 +888,7 @@ void cl_server_subscribe(cl_client *cl, const char *ch, size_t len,
   sub_spec sp = {ch, len, ns, req, json_object_get(opts, "override"),
                  cl__claim_info(opts, "info", "b64info"),
                  cl__claim_info(opts, "data", "b64data"),
-                 json_is_integer(ea) ? json_integer_value(ea) : 0, 0};
+                 json_is_integer(ea) ? json_integer_value(ea) : 0, 0, 0};
   establish(cl, &sp, SO_API, 0, NULL);
   free(sp.chan_info);
   free(sp.data);
@@ -943,7 +948,7 @@ int cl_on_slow(cl_client *cl, size_t queued) {
     const char *ch = hub_chan_name(s->hs.ch, &len);
     const chan_ns *ns;
     if (s->server_side || !s->recoverable || !(s->hs.flags & HUB_SUB_POSITIONED) ||
-        chan_resolve(cl->cfg->chans, ch, len, &ns) != CHAN_OK ||
+        chan_resolve(cl_policy_get(cl->cfg)->chans, ch, len, &ns) != CHAN_OK ||
         ns->slow_policy != CHAN_SLOW_RECOVER)
       return 0;
   }

@@ -23,6 +23,9 @@ import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("HOLDFAST_BIN", os.path.join(ROOT, "build", "holdfast"))
+# The ASan+UBSan build (build/asan/): load-style tests run it with smaller
+# counts; leaks there are LeakSanitizer's to find, at the server's exit.
+SANITIZED = "/asan/" in BIN
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SAN_PATTERNS = ("AddressSanitizer", "LeakSanitizer", "runtime error:",
                 "UndefinedBehaviorSanitizer", "Segmentation fault", "SUMMARY:")
@@ -429,6 +432,38 @@ def run_module(suite, namespace, only=None):
 
 
 # ---- real-time protocol (Centrifugo JSON) and server API helpers ------------
+
+class ApiKit:
+    """The helpers a test file needs around one HMAC token secret and one
+    server API key: tokens, API calls and connected real-time clients."""
+
+    def __init__(self, secret, api_key):
+        self.secret, self.api_key = secret, api_key
+
+    def token(self, sub="42", **claims):
+        claims = dict(claims)
+        claims["sub"] = sub
+        return jwt_hs(claims, self.secret)
+
+    def api(self, srv, method, body):
+        """POST /api/METHOD on srv: the decoded answer (HTTP 200 asserted)."""
+        st, _, data = http_call(srv.port, "POST", "/api/" + method, json.dumps(body).encode(),
+                                {"X-API-Key": self.api_key})
+        assert st == 200, (st, data)
+        return json.loads(data)
+
+    def result(self, srv, method, body):
+        """The result of an API call that must succeed."""
+        r = self.api(srv, method, body)
+        assert "result" in r, r
+        return r["result"]
+
+    def client(self, srv, user="42"):
+        """A real-time client connected to srv with a token for user."""
+        c = RT(srv.port)
+        c.connect(self.token(user))
+        return c
+
 
 def b64url(data):
     if isinstance(data, str):

@@ -6,6 +6,7 @@ protocol's connect command), a message flood (the flooder that never reads
 is ended by the server with 3008 while the observers keep their round
 trips), and slow readers in a fan-out (reported apart; nobody else misses a
 publication; their own fate and lag are reported). Asserts the RESULT fields, not performance."""
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +17,9 @@ from harness import BIN, Server, run_module, wait_until
 
 
 def bench(*args, timeout=120):
-    p = subprocess.run([BIN, "bench"] + list(args), stdout=subprocess.PIPE,
+    """Runs `holdfast bench ARGS -j`: the RESULT line as a dict, and checks
+    that the -j line is valid JSON with the same keys and values."""
+    p = subprocess.run([BIN, "bench"] + list(args) + ["-j"], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=timeout, env=dict(os.environ))
     out = p.stdout.decode("utf-8", "replace")
     lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
@@ -26,6 +29,14 @@ def bench(*args, timeout=120):
         if "=" in kv:
             k, v = kv.split("=", 1)
             res[k] = v
+    js = [ln for ln in out.splitlines() if ln.startswith("{")]
+    assert len(js) == 1, "expected one JSON line:\n%s" % out[-3000:]
+    j = json.loads(js[0])  # raises on invalid JSON (e.g. 13% as a value)
+    for k, v in res.items():
+        assert k in j, (k, js[0])
+        if isinstance(j[k], str) or j[k] is None or " " in v:
+            continue
+        assert float(v.rstrip("%")) == float(j[k]), (k, v, j[k])
     return p.returncode, res, out
 
 
@@ -71,9 +82,12 @@ def test_reconnect_storm_dropped_by_server_rt():
 
 
 def test_flood_ends_the_flooder_not_the_observers():
-    with Server("--client.queue_max_size=64KiB", "--client.queue_grace=500ms") as srv:
+    # the flooder never reads the close frame either: the server ends TCP
+    # after websocket.close_timeout (5 s by default; 500 ms here)
+    with Server("--client.queue_max_size=64KiB", "--client.queue_grace=500ms",
+                "--websocket.close_timeout=500ms") as srv:
         url = "ws://127.0.0.1:%d/echo" % srv.port
-        rc, r, out = bench("-m", "flood", "-u", url, "-c", "4", "-w", "0.5", "-d", "8")
+        rc, r, out = bench("-m", "flood", "-u", url, "-c", "4", "-w", "0.5", "-d", "3")
         assert rc == 0 and r["status"] == "ok", out
         assert r["flooder_ended"] == "1", r
         assert r["observer_failures"] == "0", r
@@ -95,6 +109,28 @@ def test_fanout_slow_readers_reported_apart():
         # the backlog first, so whether the server ended them yet varies)
         assert float(r["slow_lag_max_ms"]) > 500 or int(r["slow_ended"]) >= 1, r
         assert int(r["deliveries"]) == 17 * int(r["pub_ok"]), r
+
+
+def test_every_mode_json_output_parses():
+    """echo, storm, idle, churn and recover with -j (reconnect, flood and
+    fanout above): each a second or less."""
+    cfg = {"client": {"insecure": True}, "http_api": {"insecure": True},
+           "channel": {"namespaces": [{"name": "churn"},
+                                      {"name": "bench", "history_size": 100,
+                                       "history_ttl": "60s", "force_recovery": True}]}}
+    with Server(config=cfg) as srv:
+        echo = "ws://127.0.0.1:%d/echo" % srv.port
+        rt = "ws://127.0.0.1:%d/connection/websocket" % srv.port
+        api = "http://127.0.0.1:%d/api" % srv.port
+        for args in (["-m", "echo", "-u", echo, "-c", "2", "-k", "2", "-w", "0", "-d", "0.3"],
+                     ["-m", "storm", "-u", echo, "-c", "10"],
+                     ["-m", "idle", "-u", echo, "-c", "5", "-H", "0"],
+                     ["-m", "churn", "-u", rt, "-A", api, "-n", "20", "-C", "4"],
+                     ["-m", "recover", "-u", rt, "-A", api, "--channel", "bench:r",
+                      "-c", "5", "-p", "3", "-C", "5"]):
+            rc, r, out = bench(*args)
+            assert rc == 0 and r["status"] == "ok", (args, out)
+            assert r["mode"] == args[1], r
 
 
 if __name__ == "__main__":

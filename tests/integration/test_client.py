@@ -28,12 +28,17 @@ def connect(*args, stdin=b"", timeout=20):
     return run_tool("connect", args, stdin=stdin, timeout=timeout)
 
 
+def replies(n):
+    """Wait for the n replies (at most 10 s) instead of a fixed time."""
+    return ("-w", "10s", "-n", str(n))
+
+
 def check_echo(url, extra=()):
-    rc, out, err, _ = connect(url, "-w", "1s", *extra, stdin=b"hello\nworld\n")
+    rc, out, err, _ = connect(url, *replies(2), *extra, stdin=b"hello\nworld\n")
     assert rc == 0, "status %d: %s" % (rc, err)
     assert out.splitlines() == ["hello", "world"], out
     assert "closed by the client: 1000" in err, err
-    rc, out, err, _ = connect(url, "-b", "-w", "1s", stdin=b"00ff10 20\n")
+    rc, out, err, _ = connect(url, "-b", *replies(1), stdin=b"00ff10 20\n")
     assert rc == 0 and out.strip() == "00ff1020", (rc, out, err)
     return err
 
@@ -43,9 +48,16 @@ def test_echo_holdfast():
     try:
         url = "ws://127.0.0.1:%d/echo" % srv.port
         check_echo(url)
-        rc, out, err, _ = connect(url, "-t", "-w", "1s", stdin=b"stamp\n")
+        rc, out, err, _ = connect(url, "-t", *replies(1), stdin=b"stamp\n")
         assert rc == 0 and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z stamp$",
                                     out.strip()), out
+        # --count ends the wait at the Nth reply (the 60 s wait would
+        # outlast the tool's 20 s timeout), with a normal close
+        rc, out, err, secs = connect(url, "-w", "60s", "-n", "2", stdin=b"a\nb\n")
+        assert rc == 0 and out.splitlines() == ["a", "b"], (rc, out, err)
+        assert "closed by the client: 1000" in err, err
+        rc, out, err, _ = connect(url, "-n", "0")
+        assert rc == 2 and "--count" in err, (rc, err)
     finally:
         srv.stop()
 
@@ -65,7 +77,7 @@ def test_ipv6_literal():
         serve_until_close(s)
 
     with ScriptServer(echo_once, family=socket.AF_INET6) as ss:
-        rc, out, err, _ = connect("ws://[::1]:%d/" % ss.port, "-w", "1s", stdin=b"six\n")
+        rc, out, err, _ = connect("ws://[::1]:%d/" % ss.port, *replies(1), stdin=b"six\n")
         assert rc == 0 and out.strip() == "six", (rc, err)
         assert "[::1]:%d" % ss.port in err, err
 
@@ -75,7 +87,7 @@ def test_python_websockets_peer():
     try:
         url = "ws://127.0.0.1:%d/" % peer.port
         check_echo(url)
-        rc, out, err, _ = connect(url, "--subprotocol", "chat", "-w", "1s", stdin=b"x\n")
+        rc, out, err, _ = connect(url, "--subprotocol", "chat", *replies(1), stdin=b"x\n")
         assert rc == 0 and "sub-protocol chat" in err, err
         rc, out, err, _ = connect(url, "-w", "3s", stdin=b"close-me\n")
         assert rc == 1, (rc, err)
@@ -91,10 +103,10 @@ def test_node_ws_peer():
         url = "ws://127.0.0.1:%d/" % peer.port
         check_echo(url)
         rc, out, err, _ = connect(url, "--subprotocol", "chat", "--subprotocol", "x",
-                                  "-w", "1s", stdin=b"x\n")
+                                  *replies(1), stdin=b"x\n")
         assert rc == 0 and "sub-protocol chat" in err, err
         big = b"y" * 200000
-        rc, out, err, _ = connect(url, "-w", "1s", stdin=big + b"\n")
+        rc, out, err, _ = connect(url, *replies(1), stdin=big + b"\n")
         assert rc == 0 and out.strip() == big.decode(), (rc, len(out), err)
         rc, out, err, _ = connect(url, "-w", "3s", stdin=b"close-me\n")
         assert rc == 1 and "4001" in err, (rc, err)
@@ -115,13 +127,13 @@ def test_deflate():
         urls = ["ws://127.0.0.1:%d/echo" % srv.port] + \
             ["ws://127.0.0.1:%d/" % p.port for p in peers]
         for url in urls:
-            rc, out, err, _ = connect(url, "--deflate", "-w", "1s",
+            rc, out, err, _ = connect(url, "--deflate", *replies(3),
                                       stdin=b"small\n" + big + b"\n\xc3\xa9t\xc3\xa9\n")
             assert rc == 0, (url, rc, err)
             assert "permessage-deflate" in err, (url, err)
             assert out.split("\n")[:3] == ["small", big.decode(), "\u00e9t\u00e9"], (url, out[:80])
-        rc, out, err, _ = connect("ws://127.0.0.1:%d/echo" % plain.port, "--deflate", "-w",
-                                  "500ms", stdin=b"no compression\n")
+        rc, out, err, _ = connect("ws://127.0.0.1:%d/echo" % plain.port, "--deflate",
+                                  *replies(1), stdin=b"no compression\n")
         assert rc == 0 and out.strip() == "no compression", (rc, err)
         assert "permessage-deflate" not in err, err
     finally:
@@ -138,7 +150,7 @@ def test_exit_statuses():
         base = "ws://127.0.0.1:%d" % srv.port
         # 0: through the c-ares resolver (our DNS server on loopback)
         rc, out, err, _ = connect("ws://echo.test:%d/echo" % srv.port, "--dns-server",
-                                  "127.0.0.1:%d" % dns.port, "-w", "1s", stdin=b"via dns\n")
+                                  "127.0.0.1:%d" % dns.port, *replies(1), stdin=b"via dns\n")
         assert rc == 0 and out.strip() == "via dns", (rc, err)
         assert ("echo.test", 1) in dns.queries, dns.queries
         # 3: the name does not exist
@@ -154,7 +166,7 @@ def test_exit_statuses():
         rc, out, err, _ = connect(base + "/echo", "--origin", "https://evil.example")
         assert rc == 6 and "403" in err and "allowed_origins" in err, (rc, err)
         rc, out, err, _ = connect(base + "/echo", "--origin", "https://good.example",
-                                  "-w", "500ms", stdin=b"ok\n")
+                                  *replies(1), stdin=b"ok\n")
         assert rc == 0 and out.strip() == "ok", (rc, err)
         # 1: the server closed with a code other than 1000/1001
         rc, out, err, _ = connect(base + "/connection/websocket", "-w", "3s",
@@ -334,7 +346,7 @@ def test_max_attempts_and_queue():
     srv = Server()
     try:
         rc, out, err, _ = connect("ws://127.0.0.1:%d/echo" % srv.port, "--queue-max", "64",
-                                  "-w", "1s", stdin=b"z" * 100 + b"\nsmall\n")
+                                  *replies(1), stdin=b"z" * 100 + b"\nsmall\n")
         assert rc == 0 and out.strip() == "small", (rc, out, err)
         assert "outgoing queue full" in err, err
     finally:
@@ -398,15 +410,15 @@ def test_wss():
         try:
             url = "wss://127.0.0.1:%d/echo" % srv.port
             big = b"t" * 300000
-            rc, out, err, _ = connect(url, "--ca", ca.cert, "-w", "1s",
+            rc, out, err, _ = connect(url, "--ca", ca.cert, *replies(2),
                                       stdin=b"over tls\n" + big + b"\n")
             assert rc == 0 and out.splitlines() == ["over tls", big.decode()], (rc, err)
             rc, out, err, _ = connect("wss://localhost:%d/echo" % srv.port, "--ca", ca.cert,
-                                      "-w", "500ms", stdin=b"by name\n")
+                                      *replies(1), stdin=b"by name\n")
             assert rc == 0 and out.strip() == "by name", (rc, err)
             rc, out, err, _ = connect(url)
             assert rc == 5 and "unknown issuer" in err and "--ca" in err, (rc, err)
-            rc, out, err, _ = connect(url, "--insecure", "-w", "500ms", stdin=b"k\n")
+            rc, out, err, _ = connect(url, "--insecure", *replies(1), stdin=b"k\n")
             assert rc == 0 and out.strip() == "k", (rc, err)
             rc, out, err, _ = connect(url, "--ca", "/nonexistent/ca.pem")
             assert rc == 2 and "/nonexistent/ca.pem" in err, (rc, err)

@@ -12,7 +12,7 @@ import struct
 import sys
 import time
 
-from harness import WS, Server, connect, upgrade_request, read_http_response, run_module
+from harness import WS, Server, connect, http_call, upgrade_request, read_http_response, run_module
 
 HB = ("--websocket.ping_interval=500ms", "--websocket.pong_timeout=300ms")
 
@@ -83,6 +83,11 @@ def test_heartbeat_silent_client_closed_3012():
         ev = closed_of(srv, ws)
         assert ev["code"] == 3012 and ev["who"] == "server" and ev["reason"] == reason, ev
         assert 700 <= ev["duration_ms"] <= 1500, ev
+        # counted once, at the level that noticed: the WebSocket ping
+        st, _, body = http_call(srv.port, "GET", "/metrics")
+        lines = body.decode().splitlines()
+        assert st == 200 and 'holdfast_heartbeat_timeouts_total{level="websocket"} 1' in lines, lines
+        assert 'holdfast_heartbeat_timeouts_total{level="protocol"} 0' in lines
 
 
 def test_heartbeat_data_counts_as_liveness():

@@ -147,6 +147,7 @@ def test_metrics_count_a_scripted_load():
         assert v('holdfast_closes_total{code="1006",side="abnormal"}') == 1
         assert v('holdfast_closes_total{code="3012",side="server"}') == 1
         assert v('holdfast_heartbeat_timeouts_total{level="protocol"}') == 1
+        assert v('holdfast_heartbeat_timeouts_total{level="websocket"}') == 0  # not both
         assert v('holdfast_connections{transport="websocket"}') == 2  # c and d
         assert v("holdfast_clients") == 2
         assert v('holdfast_commands_total{method="connect"}') == 3

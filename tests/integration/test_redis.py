@@ -5,12 +5,13 @@ idempotency and server API commands across several holdfast nodes; info
 and channels across nodes; two shards; and what happens when Redis fails
 (stopped: fail fast and report; paused: the I/O timeout; restarted empty:
 subscribers learn their position is gone, then recover what exists)."""
+import contextlib
 import json
 import os
 import threading
 import time
 
-from harness import (RT, RedisCluster, RedisSentinelSet, RedisServer, Server, http_call, jwt_hs,
+from harness import (ApiKit, RT, RedisCluster, RedisSentinelSet, RedisServer, Server, http_call,
                      rt_recv, rt_send, run_module, wait_until)
 
 SECRET = "redis-secret-0123456789"
@@ -40,29 +41,8 @@ def config(redis, extra_ns=(), prefix="hf", **engine):
                         ] + list(extra_ns)}}
 
 
-def token(sub="42", **claims):
-    claims = dict(claims)
-    claims["sub"] = sub
-    return jwt_hs(claims, SECRET)
-
-
-def api(srv, method, body):
-    st, _, data = http_call(srv.port, "POST", "/api/" + method, json.dumps(body).encode(),
-                            {"X-API-Key": API_KEY})
-    assert st == 200, (st, data)
-    return json.loads(data)
-
-
-def result(srv, method, body):
-    r = api(srv, method, body)
-    assert "result" in r, r
-    return r["result"]
-
-
-def client(srv, user="42"):
-    c = RT(srv.port)
-    c.connect(token(user))
-    return c
+KIT = ApiKit(SECRET, API_KEY)
+token, api, result, client = KIT.token, KIT.api, KIT.result, KIT.client
 
 
 def health(srv):
@@ -86,98 +66,97 @@ def stop_all(srvs):
         s.stop()
 
 
+@contextlib.contextmanager
+def running(n, redis, start=None, **kw):
+    """n holdfast nodes on redis (start: nodes, or cluster_nodes), stopped
+    at the end of the block."""
+    srvs = (start or nodes)(n, redis, **kw)
+    try:
+        yield srvs
+    finally:
+        stop_all(srvs)
+
+
 def test_publications_cross_nodes_in_order_with_offsets():
-    with RedisServer() as rd:
-        a, b = nodes(2, rd)
-        try:
-            subs = [client(a, "u%d" % i) for i in range(3)] + [client(b, "v%d" % i) for i in range(3)]
-            epochs = set()
-            for c in subs:
-                r = c.ok("subscribe", {"channel": "h:x", "recoverable": True})
-                epochs.add(r["epoch"])
-            assert len(epochs) == 1, epochs  # one stream, whichever node
-            offs = []
-            for i in range(1, 101):
-                srv = a if i % 2 else b  # publishers on both nodes
-                offs.append(result(srv, "publish", {"channel": "h:x", "data": {"n": i}})["offset"])
-            assert offs == list(range(1, 101)), offs
-            for c in subs:
-                got = c.pubs("h:x", 100)
-                assert [p["data"]["n"] for p in got] == list(range(1, 101))
-                assert [p["offset"] for p in got] == list(range(1, 101))
-                c.silent(0.1)
-            # a channel without history: delivered across nodes, no position
-            for c in subs:
-                c.ok("subscribe", {"channel": "plain"})
-            assert result(b, "publish", {"channel": "plain", "data": "x"}) == {}
-            for c in subs:
-                assert c.pubs("plain", 1)[0]["data"] == "x"
-            # broadcast through node a reaches subscribers of both nodes
-            r = result(a, "broadcast", {"channels": ["h:x", "plain"], "data": 7})
-            assert r["responses"][0]["result"]["offset"] == 101, r
-            for c in subs:
-                assert c.pubs("h:x", 1)[0]["offset"] == 101
-                assert c.pubs("plain", 1)[0]["data"] == 7
-                c.close()
-        finally:
-            stop_all([a, b])
+    with RedisServer() as rd, running(2, rd) as (a, b):
+        subs = [client(a, "u%d" % i) for i in range(3)] + [client(b, "v%d" % i) for i in range(3)]
+        epochs = set()
+        for c in subs:
+            r = c.ok("subscribe", {"channel": "h:x", "recoverable": True})
+            epochs.add(r["epoch"])
+        assert len(epochs) == 1, epochs  # one stream, whichever node
+        offs = []
+        for i in range(1, 101):
+            srv = a if i % 2 else b  # publishers on both nodes
+            offs.append(result(srv, "publish", {"channel": "h:x", "data": {"n": i}})["offset"])
+        assert offs == list(range(1, 101)), offs
+        for c in subs:
+            got = c.pubs("h:x", 100)
+            assert [p["data"]["n"] for p in got] == list(range(1, 101))
+            assert [p["offset"] for p in got] == list(range(1, 101))
+            c.silent(0.1)
+        # a channel without history: delivered across nodes, no position
+        for c in subs:
+            c.ok("subscribe", {"channel": "plain"})
+        assert result(b, "publish", {"channel": "plain", "data": "x"}) == {}
+        for c in subs:
+            assert c.pubs("plain", 1)[0]["data"] == "x"
+        # broadcast through node a reaches subscribers of both nodes
+        r = result(a, "broadcast", {"channels": ["h:x", "plain"], "data": 7})
+        assert r["responses"][0]["result"]["offset"] == 101, r
+        for c in subs:
+            assert c.pubs("h:x", 1)[0]["offset"] == 101
+            assert c.pubs("plain", 1)[0]["data"] == 7
+            c.close()
 
 
 def test_recovery_and_history_across_nodes():
-    with RedisServer() as rd:
-        a, b = nodes(2, rd)
-        try:
-            c = client(a)
-            sub = c.ok("subscribe", {"channel": "h:r", "recoverable": True})
-            for i in range(1, 4):
-                result(b, "publish", {"channel": "h:r", "data": i})
-            last = c.pubs("h:r", 3)[-1]["offset"]
-            c.ws.close()
-            for i in range(4, 9):
-                result(a, "publish", {"channel": "h:r", "data": i})
-            # reconnect to the other node: it recovers exactly what was missed
-            c2 = client(b)
-            res = c2.ok("subscribe", {"channel": "h:r", "recoverable": True, "recover": True,
-                                      "offset": last, "epoch": sub["epoch"]})
-            assert res["recovered"] is True, res
-            assert [p["data"] for p in res["publications"]] == [4, 5, 6, 7, 8], res
-            assert [p["offset"] for p in res["publications"]] == [4, 5, 6, 7, 8], res
-            result(a, "publish", {"channel": "h:r", "data": 9})
-            assert c2.pubs("h:r", 1)[0]["offset"] == 9
-            # history through either node and the client protocol
-            h = result(a, "history", {"channel": "h:r", "limit": 3, "reverse": True})
-            assert [p["data"] for p in h["publications"]] == [9, 8, 7], h
-            assert h["epoch"] == sub["epoch"] and h["offset"] == 9, h
-            h = c2.ok("history", {"channel": "h:r", "limit": -1, "since": {"offset": 6, "epoch": sub["epoch"]}})
-            assert [p["data"] for p in h["publications"]] == [7, 8, 9], h
-            # a wrong epoch is reported, not papered over
-            res = client(a).ok("subscribe", {"channel": "h:r", "recover": True, "recoverable": True,
-                                             "offset": 2, "epoch": "abcdefgh"})
-            assert not res.get("recovered") and res["was_recovering"] is True, res
-            assert res["epoch"] == sub["epoch"], res
-            # history_remove: the stream keeps its epoch and top offset
-            assert result(b, "history_remove", {"channel": "h:r"}) == {}
-            h = result(a, "history", {"channel": "h:r", "limit": -1})
-            assert h.get("publications", []) == [] and h["offset"] == 9, h
-            c2.close()
-        finally:
-            stop_all([a, b])
+    with RedisServer() as rd, running(2, rd) as (a, b):
+        c = client(a)
+        sub = c.ok("subscribe", {"channel": "h:r", "recoverable": True})
+        for i in range(1, 4):
+            result(b, "publish", {"channel": "h:r", "data": i})
+        last = c.pubs("h:r", 3)[-1]["offset"]
+        c.ws.close()
+        for i in range(4, 9):
+            result(a, "publish", {"channel": "h:r", "data": i})
+        # reconnect to the other node: it recovers exactly what was missed
+        c2 = client(b)
+        res = c2.ok("subscribe", {"channel": "h:r", "recoverable": True, "recover": True,
+                                  "offset": last, "epoch": sub["epoch"]})
+        assert res["recovered"] is True, res
+        assert [p["data"] for p in res["publications"]] == [4, 5, 6, 7, 8], res
+        assert [p["offset"] for p in res["publications"]] == [4, 5, 6, 7, 8], res
+        result(a, "publish", {"channel": "h:r", "data": 9})
+        assert c2.pubs("h:r", 1)[0]["offset"] == 9
+        # history through either node and the client protocol
+        h = result(a, "history", {"channel": "h:r", "limit": 3, "reverse": True})
+        assert [p["data"] for p in h["publications"]] == [9, 8, 7], h
+        assert h["epoch"] == sub["epoch"] and h["offset"] == 9, h
+        h = c2.ok("history", {"channel": "h:r", "limit": -1, "since": {"offset": 6, "epoch": sub["epoch"]}})
+        assert [p["data"] for p in h["publications"]] == [7, 8, 9], h
+        # a wrong epoch is reported, not papered over
+        res = client(a).ok("subscribe", {"channel": "h:r", "recover": True, "recoverable": True,
+                                         "offset": 2, "epoch": "abcdefgh"})
+        assert not res.get("recovered") and res["was_recovering"] is True, res
+        assert res["epoch"] == sub["epoch"], res
+        # history_remove: the stream keeps its epoch and top offset
+        assert result(b, "history_remove", {"channel": "h:r"}) == {}
+        h = result(a, "history", {"channel": "h:r", "limit": -1})
+        assert h.get("publications", []) == [] and h["offset"] == 9, h
+        c2.close()
 
 
 def test_idempotent_publish_across_nodes():
-    with RedisServer() as rd:
-        a, b = nodes(2, rd)
-        try:
-            c = client(a)
-            c.ok("subscribe", {"channel": "h:i"})
-            r1 = result(a, "publish", {"channel": "h:i", "data": 1, "idempotency_key": "k1"})
-            r2 = result(b, "publish", {"channel": "h:i", "data": 1, "idempotency_key": "k1"})
-            assert r1 == r2 and r1["offset"] == 1, (r1, r2)
-            assert c.pubs("h:i", 1)[0]["offset"] == 1
-            c.silent(0.3)  # the retry through node b was not delivered again
-            c.close()
-        finally:
-            stop_all([a, b])
+    with RedisServer() as rd, running(2, rd) as (a, b):
+        c = client(a)
+        c.ok("subscribe", {"channel": "h:i"})
+        r1 = result(a, "publish", {"channel": "h:i", "data": 1, "idempotency_key": "k1"})
+        r2 = result(b, "publish", {"channel": "h:i", "data": 1, "idempotency_key": "k1"})
+        assert r1 == r2 and r1["offset"] == 1, (r1, r2)
+        assert c.pubs("h:i", 1)[0]["offset"] == 1
+        c.silent(0.3)  # the retry through node b was not delivered again
+        c.close()
 
 
 def test_presence_and_join_leave_across_nodes():
@@ -214,27 +193,23 @@ def test_presence_and_join_leave_across_nodes():
 
 
 def test_server_api_commands_reach_clients_on_other_nodes():
-    with RedisServer() as rd:
-        a, b = nodes(2, rd)
-        try:
-            c = client(a, "sam")
-            c.ok("subscribe", {"channel": "news"})
-            # server-side subscribe through node b
-            assert result(b, "subscribe", {"user": "sam", "channel": "h:srv"}) == {}
-            p = c.push(lambda p: "subscribe" in p)
-            assert p["channel"] == "h:srv", p
-            result(b, "publish", {"channel": "h:srv", "data": 1})
-            assert c.pubs("h:srv", 1)[0]["data"] == 1
-            # unsubscribe through b
-            assert result(b, "unsubscribe", {"user": "sam", "channel": "news"}) == {}
-            p = c.push(lambda p: "unsubscribe" in p)
-            assert p["channel"] == "news", p
-            # disconnect through b, with a code the client sees
-            assert result(b, "disconnect", {"user": "sam", "disconnect": {"code": 4001, "reason": "bye"}}) == {}
-            code, reason = c.ws.expect_close(4001)
-            assert reason == "bye", reason
-        finally:
-            stop_all([a, b])
+    with RedisServer() as rd, running(2, rd) as (a, b):
+        c = client(a, "sam")
+        c.ok("subscribe", {"channel": "news"})
+        # server-side subscribe through node b
+        assert result(b, "subscribe", {"user": "sam", "channel": "h:srv"}) == {}
+        p = c.push(lambda p: "subscribe" in p)
+        assert p["channel"] == "h:srv", p
+        result(b, "publish", {"channel": "h:srv", "data": 1})
+        assert c.pubs("h:srv", 1)[0]["data"] == 1
+        # unsubscribe through b
+        assert result(b, "unsubscribe", {"user": "sam", "channel": "news"}) == {}
+        p = c.push(lambda p: "unsubscribe" in p)
+        assert p["channel"] == "news", p
+        # disconnect through b, with a code the client sees
+        assert result(b, "disconnect", {"user": "sam", "disconnect": {"code": 4001, "reason": "bye"}}) == {}
+        code, reason = c.ws.expect_close(4001)
+        assert reason == "bye", reason
 
 
 class Publisher(threading.Thread):
@@ -327,51 +302,44 @@ def test_server_side_subscriptions_hold_publications_until_connected():
 
 
 def test_info_and_channels_across_nodes():
-    with RedisServer() as rd:
-        a, b = nodes(2, rd)
-        try:
-            ca = [client(a, "a%d" % i) for i in range(2)]
-            cb = [client(b, "b%d" % i) for i in range(3)]
-            for c in ca + cb:
-                c.ok("subscribe", {"channel": "chat1" if c in ca else "chat2"})
-            cb[0].ok("subscribe", {"channel": "chat1"})
+    with RedisServer() as rd, running(2, rd) as (a, b):
+        ca = [client(a, "a%d" % i) for i in range(2)]
+        cb = [client(b, "b%d" % i) for i in range(3)]
+        for c in ca + cb:
+            c.ok("subscribe", {"channel": "chat1" if c in ca else "chat2"})
+        cb[0].ok("subscribe", {"channel": "chat1"})
 
-            def two_nodes():
-                ns = result(a, "info", {})["nodes"]
-                return len(ns) == 2 and sum(n["num_clients"] for n in ns) == 5
-            wait_until(two_nodes, 6, "both nodes in info")
-            ns = result(b, "info", {})["nodes"]
-            assert len({n["uid"] for n in ns}) == 2, ns
-            for srv in (a, b):
-                ch = result(srv, "channels", {})["channels"]
-                assert ch == {"chat1": {"num_clients": 3}, "chat2": {"num_clients": 3}}, ch
-                ch = result(srv, "channels", {"pattern": "*2"})["channels"]
-                assert ch == {"chat2": {"num_clients": 3}}, ch
-            for c in ca + cb:
-                c.close()
-        finally:
-            stop_all([a, b])
+        def two_nodes():
+            ns = result(a, "info", {})["nodes"]
+            return len(ns) == 2 and sum(n["num_clients"] for n in ns) == 5
+        wait_until(two_nodes, 6, "both nodes in info")
+        ns = result(b, "info", {})["nodes"]
+        assert len({n["uid"] for n in ns}) == 2, ns
+        for srv in (a, b):
+            ch = result(srv, "channels", {})["channels"]
+            assert ch == {"chat1": {"num_clients": 3}, "chat2": {"num_clients": 3}}, ch
+            ch = result(srv, "channels", {"pattern": "*2"})["channels"]
+            assert ch == {"chat2": {"num_clients": 3}}, ch
+        for c in ca + cb:
+            c.close()
 
 
 def test_two_shards_spread_channels():
-    with RedisServer() as r1, RedisServer() as r2:
-        a, b = nodes(2, [r1, r2])
-        try:
-            c = client(b)
-            chans = ["h:s%d" % i for i in range(16)]
-            for ch in chans:
-                c.ok("subscribe", {"channel": ch, "recoverable": True})
-            for ch in chans:
-                assert result(a, "publish", {"channel": ch, "data": ch})["offset"] == 1
-            for ch in chans:
-                assert c.pubs(ch, 1)[0]["data"] == ch
-            k1 = r1.cmd("KEYS", "hf*")
-            k2 = r2.cmd("KEYS", "hf*")
-            assert k1 and k2, (k1, k2)  # both shards hold streams
-            assert not set(k1) & set(k2), (k1, k2)
-            c.close()
-        finally:
-            stop_all([a, b])
+    with RedisServer() as r1, RedisServer() as r2, \
+            running(2, [r1, r2]) as (a, b):
+        c = client(b)
+        chans = ["h:s%d" % i for i in range(16)]
+        for ch in chans:
+            c.ok("subscribe", {"channel": ch, "recoverable": True})
+        for ch in chans:
+            assert result(a, "publish", {"channel": ch, "data": ch})["offset"] == 1
+        for ch in chans:
+            assert c.pubs(ch, 1)[0]["data"] == ch
+        k1 = r1.cmd("KEYS", "hf*")
+        k2 = r2.cmd("KEYS", "hf*")
+        assert k1 and k2, (k1, k2)  # both shards hold streams
+        assert not set(k1) & set(k2), (k1, k2)
+        c.close()
 
 
 def test_redis_stopped_fails_fast_and_reports_then_recovers():
@@ -399,6 +367,8 @@ def test_redis_stopped_fails_fast_and_reports_then_recovers():
         t0 = time.time()
         r = api(a, "publish", {"channel": "h:f", "data": 2})
         assert r["error"]["code"] == 100, r
+        # server API errors are {code, message} (reference 8.2): no temporary
+        assert set(r["error"]) == {"code", "message"} and "retry" in r["error"]["message"], r
         assert time.time() - t0 < 1.5
         # a client's recovering subscribe gets a temporary error too
         d = client(a, "d")
@@ -471,50 +441,46 @@ def test_redis_paused_times_out_then_resumes():
 def test_pubsub_connections_killed_under_fire_lose_nothing_silently():
     """CLIENT KILL TYPE pubsub while publishing: every subscriber gets every
     publication in order, or is told (2500) and recovers the rest."""
-    with RedisServer() as rd:
-        a, b = nodes(2, rd)
-        try:
-            subs = [client(a, "s%d" % i) for i in range(3)]
-            state = []
-            for c in subs:
-                r = c.ok("subscribe", {"channel": "h:k", "recoverable": True})
-                state.append({"epoch": r["epoch"], "offs": []})
-            n = 60
-            for i in range(1, n + 1):
-                result(b, "publish", {"channel": "h:k", "data": i})
-                if i in (15, 40):
-                    rd.cmd("CLIENT", "KILL", "TYPE", "pubsub")
-                time.sleep(0.005)
-            told = 0
-            for c, st in zip(subs, state):
-                while not st["offs"] or st["offs"][-1] < n:
-                    p = c.push(lambda p: "pub" in p or "unsubscribe" in p, timeout=6)
-                    if "pub" in p:
-                        off = p["pub"]["offset"]
-                        assert not st["offs"] or off == st["offs"][-1] + 1, (st["offs"][-3:], off)
-                        st["offs"].append(off)
-                        continue
-                    assert p["unsubscribe"]["code"] == 2500, p
-                    told += 1
-                    last = st["offs"][-1] if st["offs"] else 0
-                    for _ in range(50):  # as an SDK does: retry a temporary error
-                        r = c.call("subscribe", {"channel": "h:k", "recoverable": True,
-                                                 "recover": True, "offset": last,
-                                                 "epoch": st["epoch"]})
-                        if "error" not in r:
-                            break
-                        assert r["error"].get("temporary") is True, r
-                        time.sleep(0.1)
-                    res = r["subscribe"]
-                    assert res["recovered"] is True, res
-                    st["offs"] += [q["offset"] for q in res.get("publications", [])]
-                assert st["offs"] == list(range(1, n + 1)), st["offs"]
-            print("  subscribers told to recover: %d" % told)
-            a.wait_event("engine_redis_down")
-            for c in subs:
-                c.close()
-        finally:
-            stop_all([a, b])
+    with RedisServer() as rd, running(2, rd) as (a, b):
+        subs = [client(a, "s%d" % i) for i in range(3)]
+        state = []
+        for c in subs:
+            r = c.ok("subscribe", {"channel": "h:k", "recoverable": True})
+            state.append({"epoch": r["epoch"], "offs": []})
+        n = 60
+        for i in range(1, n + 1):
+            result(b, "publish", {"channel": "h:k", "data": i})
+            if i in (15, 40):
+                rd.cmd("CLIENT", "KILL", "TYPE", "pubsub")
+            time.sleep(0.005)
+        told = 0
+        for c, st in zip(subs, state):
+            while not st["offs"] or st["offs"][-1] < n:
+                p = c.push(lambda p: "pub" in p or "unsubscribe" in p, timeout=6)
+                if "pub" in p:
+                    off = p["pub"]["offset"]
+                    assert not st["offs"] or off == st["offs"][-1] + 1, (st["offs"][-3:], off)
+                    st["offs"].append(off)
+                    continue
+                assert p["unsubscribe"]["code"] == 2500, p
+                told += 1
+                last = st["offs"][-1] if st["offs"] else 0
+                for _ in range(50):  # as an SDK does: retry a temporary error
+                    r = c.call("subscribe", {"channel": "h:k", "recoverable": True,
+                                             "recover": True, "offset": last,
+                                             "epoch": st["epoch"]})
+                    if "error" not in r:
+                        break
+                    assert r["error"].get("temporary") is True, r
+                    time.sleep(0.1)
+                res = r["subscribe"]
+                assert res["recovered"] is True, res
+                st["offs"] += [q["offset"] for q in res.get("publications", [])]
+            assert st["offs"] == list(range(1, n + 1)), st["offs"]
+        print("  subscribers told to recover: %d" % told)
+        a.wait_event("engine_redis_down")
+        for c in subs:
+            c.close()
 
 
 def test_scripts_flushed_are_loaded_again():
@@ -630,49 +596,45 @@ def cluster_nodes(n, cl, workers=2):
 
 
 def test_cluster_nodes_share_channels_over_every_master():
-    with RedisCluster(masters=3) as cl:
-        a, b = cluster_nodes(2, cl)
-        try:
-            a.wait_event("engine_redis_cluster_layout", lambda ev: ev["masters"].count(",") == 2)
-            c = client(a)
-            chans = ["h:c%d" % i for i in range(24)]
-            epochs = {}
+    with RedisCluster(masters=3) as cl, running(2, cl, start=cluster_nodes) as (a, b):
+        a.wait_event("engine_redis_cluster_layout", lambda ev: ev["masters"].count(",") == 2)
+        c = client(a)
+        chans = ["h:c%d" % i for i in range(24)]
+        epochs = {}
+        for ch in chans:
+            epochs[ch] = c.ok("subscribe", {"channel": ch, "recoverable": True})["epoch"]
+        for i in (1, 2):
             for ch in chans:
-                epochs[ch] = c.ok("subscribe", {"channel": ch, "recoverable": True})["epoch"]
-            for i in (1, 2):
-                for ch in chans:
-                    assert result(b, "publish", {"channel": ch, "data": [ch, i]})["offset"] == i
-            for ch in chans:
-                assert [p["data"][1] for p in c.pubs(ch, 2)] == [1, 2]
-            # the streams are spread over every master, each channel's keys on one
-            sizes = [m.cmd("DBSIZE") for m in cl.nodes]
-            assert all(n > 0 for n in sizes), sizes
-            # recovery across nodes, history, idempotency, presence, info
-            c.ws.close()
-            for ch in chans[:4]:
-                result(a, "publish", {"channel": ch, "data": [ch, 3], "idempotency_key": "k" + ch})
-                result(b, "publish", {"channel": ch, "data": [ch, 3], "idempotency_key": "k" + ch})
-            c2 = client(b)
-            for ch in chans[:4]:
-                res = c2.ok("subscribe", {"channel": ch, "recoverable": True, "recover": True,
-                                          "offset": 2, "epoch": epochs[ch]})
-                assert res["recovered"] is True and [p["data"][1] for p in res["publications"]] == [3], res
-            x = client(a, "x")
-            x.ok("subscribe", {"channel": "p:cl"})
-            y = client(b, "y")
-            y.ok("subscribe", {"channel": "p:cl"})
-            wait_until(lambda: result(a, "presence_stats", {"channel": "p:cl"}) ==
-                       {"num_clients": 2, "num_users": 2})
-            assert x.push(lambda p: "join" in p and p["join"]["info"]["user"] == "y")
-            wait_until(lambda: len(result(a, "info", {})["nodes"]) == 2, 6, "both nodes in info")
-            ch = result(b, "channels", {"pattern": "p:*"})["channels"]
-            assert ch == {"p:cl": {"num_clients": 2}}, ch
-            assert result(a, "disconnect", {"user": "y"}) == {}
-            y.ws.expect_close(3503)
-            for t in (c2, x):
-                t.close()
-        finally:
-            stop_all([a, b])
+                assert result(b, "publish", {"channel": ch, "data": [ch, i]})["offset"] == i
+        for ch in chans:
+            assert [p["data"][1] for p in c.pubs(ch, 2)] == [1, 2]
+        # the streams are spread over every master, each channel's keys on one
+        sizes = [m.cmd("DBSIZE") for m in cl.nodes]
+        assert all(n > 0 for n in sizes), sizes
+        # recovery across nodes, history, idempotency, presence, info
+        c.ws.close()
+        for ch in chans[:4]:
+            result(a, "publish", {"channel": ch, "data": [ch, 3], "idempotency_key": "k" + ch})
+            result(b, "publish", {"channel": ch, "data": [ch, 3], "idempotency_key": "k" + ch})
+        c2 = client(b)
+        for ch in chans[:4]:
+            res = c2.ok("subscribe", {"channel": ch, "recoverable": True, "recover": True,
+                                      "offset": 2, "epoch": epochs[ch]})
+            assert res["recovered"] is True and [p["data"][1] for p in res["publications"]] == [3], res
+        x = client(a, "x")
+        x.ok("subscribe", {"channel": "p:cl"})
+        y = client(b, "y")
+        y.ok("subscribe", {"channel": "p:cl"})
+        wait_until(lambda: result(a, "presence_stats", {"channel": "p:cl"}) ==
+                   {"num_clients": 2, "num_users": 2})
+        assert x.push(lambda p: "join" in p and p["join"]["info"]["user"] == "y")
+        wait_until(lambda: len(result(a, "info", {})["nodes"]) == 2, 6, "both nodes in info")
+        ch = result(b, "channels", {"pattern": "p:*"})["channels"]
+        assert ch == {"p:cl": {"num_clients": 2}}, ch
+        assert result(a, "disconnect", {"user": "y"}) == {}
+        y.ws.expect_close(3503)
+        for t in (c2, x):
+            t.close()
 
 
 def test_cluster_master_failover_is_followed():

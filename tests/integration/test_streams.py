@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 
-from harness import (BIN, RT, Server, http_call, jwt_hs, run_module, wait_until)
+from harness import (ApiKit, BIN, RT, SANITIZED, Server, http_call, run_module, wait_until)
 
 SECRET = "streams-secret-0123456789"
 API_KEY = "streams-api-key"
@@ -61,29 +61,8 @@ def config(namespaces=(), client=None, channel=None, workers=None):
     return c
 
 
-def token(sub="42", **claims):
-    claims = dict(claims)
-    claims["sub"] = sub
-    return jwt_hs(claims, SECRET)
-
-
-def api(srv, method, body):
-    st, _, data = http_call(srv.port, "POST", "/api/" + method, json.dumps(body).encode(),
-                            {"X-API-Key": API_KEY})
-    assert st == 200, (st, data)
-    return json.loads(data)
-
-
-def result(srv, method, body):
-    r = api(srv, method, body)
-    assert "result" in r, r
-    return r["result"]
-
-
-def client(srv, user="42"):
-    c = RT(srv.port)
-    c.connect(token(user))
-    return c
+KIT = ApiKit(SECRET, API_KEY)
+token, api, result, client = KIT.token, KIT.api, KIT.result, KIT.client
 
 
 # ---- offsets, epochs and recovery ---------------------------------------------
@@ -605,7 +584,7 @@ def test_slow_consumer_recover_policy():
 # ---- memory ----------------------------------------------------------------------------
 
 
-ASAN = "/asan/" in BIN
+ASAN = SANITIZED
 
 
 def small_quarantine():

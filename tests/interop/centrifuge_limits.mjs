@@ -4,10 +4,15 @@
 // client stays connected, and goes through once the bucket refills; a client
 // that keeps publishing past disconnect_after is closed with 3013 and the
 // SDK reconnects (reconnect range); a second connection of a user over
-// client.user_connection_limit gets 3504 and the SDK stops (terminal).
-// Started by test_centrifuge_limits.sh (LIM_PORT, LIM_LOG, HF_SECRET).
+// client.user_connection_limit gets 3504 and the SDK stops (terminal); a
+// SIGHUP reload that removes a namespace ends its subscriptions with an
+// unsubscribe push 2000, which the SDK reports as unsubscribed (no
+// resubscribe) while the client stays connected.
+// Started by test_centrifuge_limits.sh (LIM_PORT, LIM_LOG, LIM_PID,
+// LIM_CONFIG, HF_SECRET).
+import fs from 'node:fs';
 import { sleep, waitEvent, assert, hs256, nowS, caseRunner } from './serverlog.mjs';
-import { configure, until, agent, client, brief, cleanupAll } from './sdkkit.mjs';
+import { configure, until, agent, client, subscription, brief, cleanupAll } from './sdkkit.mjs';
 
 const SUITE = 'interop/centrifuge_limits';
 const env = process.env;
@@ -74,6 +79,24 @@ await runCase('user_connection_limit_gives_3504_terminal', async () => {
     await sleep(100);
     return false;
   }, 5000, () => `the slot was not freed: ${brief(third.ev)}`);
+});
+
+await runCase('namespace_removed_by_reload_gives_unsubscribed_2000', async () => {
+  const c = client(LIM.port, 'ns-gone');
+  await connected(c);
+  const sub = subscription(c, 'gone:1');
+  sub.subscribe();
+  await until(() => sub.state === 'subscribed', 5000, () => `not subscribed: ${brief(sub.ev)}`);
+  fs.writeFileSync(env.LIM_CONFIG, JSON.stringify({ channel: { namespaces: [] } }));
+  process.kill(+env.LIM_PID, 'SIGHUP');
+  await until(() => sub.ev.some((e) => e.n === 'unsubscribed'), 5000, () => `no unsubscribed: ${brief(sub.ev)}`);
+  const u = sub.ev.find((e) => e.n === 'unsubscribed').ctx;
+  assert(u.code === 2000 && u.reason === 'unknown channel', `unsubscribed: ${JSON.stringify(u)}`);
+  await waitEvent(LIM.log, 'reload_recheck', (e) => e.subscriptions_removed === 1);
+  // 2000 < 2500: the SDK does not resubscribe
+  const after = sub.ev.slice(sub.ev.findIndex((e) => e.n === 'unsubscribed'));
+  assert(sub.state === 'unsubscribed' && !after.some((e) => e.n === 'subscribing'), `resubscribed: ${brief(sub.ev)}`);
+  assert(c.state === 'connected', `the client stays connected: ${brief(c.ev)}`);
 });
 
 agent.destroy();
