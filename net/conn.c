@@ -1756,9 +1756,10 @@ int hf_conn_send_shared(hf_conn *c, hf_shared *sh, size_t off, size_t len) {
   if (c->state != ST_OPEN)
     return HF_ECLOSED;
   hf_conn_ctx *ctx = c->ctx;
-  if (c->dfl && sh->alt && off == 0 && len == sh->len &&
-      c->dfl_sbits >= hf_shared_deflate_bits()) {
-    sh = sh->alt; /* compressed once for every deflate recipient */
+  hf_shared *z;
+  if (c->dfl && off == 0 && len == sh->len && c->dfl_sbits >= hf_shared_deflate_bits() &&
+      (z = hf_shared_variant_find(sh, HF_SHARED_VARIANT_DEFLATE))) {
+    sh = z; /* compressed once for every deflate recipient */
     len = sh->len;
   }
   if (ctx->cork_owner == c) {

@@ -20,7 +20,6 @@ hf_shared *hf_shared_new(size_t cap) {
   s->len = 0;
   s->cap = (uint32_t)cap;
   s->flags = 0;
-  s->alt = NULL;
   s->vkind = 0;
   atomic_init(&s->variants, NULL);
   s->vnext = NULL;
@@ -34,7 +33,6 @@ void hf_shared_unref_n(hf_shared *s, uint32_t n) {
     return;
   /* release our writes; the last owner acquires everyone's before free */
   if (atomic_fetch_sub_explicit(&s->refs, n, memory_order_acq_rel) == n) {
-    hf_shared_unref(s->alt);
     hf_shared *v = atomic_load_explicit(&s->variants, memory_order_acquire);
     while (v) {
       hf_shared *next = v->vnext;
@@ -61,8 +59,15 @@ void hf_shared_deflate_users(int delta) {
   atomic_fetch_add_explicit(&n_users, delta, memory_order_relaxed);
 }
 
+/* hf_shared_variant's builder for a variant built beforehand (arg). */
+static hf_shared *take_built(const hf_shared *s, void *arg) {
+  (void)s;
+  return arg;
+}
+
 int hf_shared_deflate(hf_shared *frame, size_t hdr_len) {
-  if (!dcfg.enabled || !frame || frame->alt || hdr_len > frame->len ||
+  if (!dcfg.enabled || !frame || hdr_len > frame->len ||
+      hf_shared_variant_find(frame, HF_SHARED_VARIANT_DEFLATE) ||
       atomic_load_explicit(&n_users, memory_order_relaxed) <= 0)
     return 0;
   size_t plen = frame->len - hdr_len;
@@ -95,8 +100,17 @@ int hf_shared_deflate(hf_shared *frame, size_t hdr_len) {
   memcpy(alt->data, hdr, hl);
   alt->len = (uint32_t)(hl + (size_t)n);
   alt->flags = frame->flags;
-  frame->alt = alt;
+  /* built here, before sharing: the variant mechanism only keeps it */
+  (void)hf_shared_variant(frame, HF_SHARED_VARIANT_DEFLATE, take_built, alt);
   return 1;
+}
+
+hf_shared *hf_shared_variant_find(const hf_shared *s, uint32_t kind) {
+  for (hf_shared *v = atomic_load_explicit(&((hf_shared *)s)->variants, memory_order_acquire);
+       v; v = v->vnext)
+    if (v->vkind == kind)
+      return v;
+  return NULL;
 }
 
 hf_shared *hf_shared_variant(hf_shared *s, uint32_t kind,

@@ -893,18 +893,22 @@ static void uni_connect(cl_client *cl, const uint8_t *req, size_t len) {
   free(text);
 }
 
+/* px_headers: the request headers the event proxy forwards (taken). */
 static void tr_start(worker *w, hf_conn *c, tr_kind k, const char *extra,
-                     uint8_t *cmd, size_t len, int pb) {
+                     uint8_t *cmd, size_t len, int pb, char *px_headers) {
   server *s = w->srv;
   uintptr_t u = (uintptr_t)hf_conn_udata(c) & ~(uintptr_t)U_BODY;
   char hdrs[2048];
   if (tr_stream_headers(k, extra, hdrs, sizeof hdrs) < 0 ||
-      hf_conn_stream_start(c, hdrs) < 0)
+      hf_conn_stream_start(c, hdrs) < 0) {
+    free(px_headers);
     return;
+  }
   cl_client *cl = cl_new(c, w->hl, &w->clients, &s->clcfg);
   tr_session *ss = cl && !tr_is_uni(k) ? tr_session_add(w->sessions, (unsigned)w->idx, cl)
                                        : NULL;
   if (!cl || (!ss && !tr_is_uni(k))) {
+    free(px_headers);
     if (cl)
       cl_free(cl);
     hf_conn_set_udata(c, (void *)u);
@@ -912,6 +916,7 @@ static void tr_start(worker *w, hf_conn *c, tr_kind k, const char *extra,
     return;
   }
   cl_set_transport(cl, k, ss ? tr_session_id(ss) : NULL, ss ? s->api.node_uid : NULL);
+  cl_take_request_headers(cl, px_headers); /* Cookie etc. for the proxy */
   if (pb)
     cl_set_protobuf(cl);
   cl_set_tag(cl, u);
@@ -1063,7 +1068,8 @@ static int tr_route(worker *w, hf_conn *c, const hf_http_request *req,
                          "(sse.max_request_body_size).\n");
       return 1;
     }
-    tr_start(w, c, (tr_kind)what, cors, cmd, len, 0);
+    tr_start(w, c, (tr_kind)what, cors, cmd, len, 0,
+             s->clcfg.px ? px_capture_headers(s->clcfg.px, req) : NULL);
     free(cmd);
     return 1;
   }
@@ -1093,7 +1099,8 @@ static int tr_route(worker *w, hf_conn *c, const hf_http_request *req,
   const hf_http_header *ct = hf_http_find(req, "Content-Type");
   int pb = ct && ct->value_len >= 24 && strncasecmp(ct->value, "application/octet-stream", 24) == 0 &&
            (what == TB_HTTP_STREAM || what == TB_EMULATION);
-  if (tr_pending_add(&w->bodies, c, what | (pb ? TB_PROTOBUF : 0), cors) < 0) {
+  char *pxh = s->clcfg.px && what != TB_EMULATION ? px_capture_headers(s->clcfg.px, req) : NULL;
+  if (tr_pending_add(&w->bodies, c, what | (pb ? TB_PROTOBUF : 0), cors, pxh) < 0) {
     respond_text(c, 500, NULL, "Internal Server Error\n");
     return 1;
   }
@@ -1187,9 +1194,11 @@ static void tr_on_body(worker *w, hf_conn *c, uint8_t *body, size_t len) {
   int pb = (p->what & TB_PROTOBUF) != 0, what = p->what & ~TB_PROTOBUF;
   if (what == TB_EMULATION)
     tr_emulation(w, c, p->headers, body, len, pb);
-  else
-    tr_start(w, c, (tr_kind)what, p->headers, body, len, pb);
-  free(p);
+  else {
+    tr_start(w, c, (tr_kind)what, p->headers, body, len, pb, p->px_headers);
+    p->px_headers = NULL;
+  }
+  tr_pending_free(p);
 }
 
 /* A stream ends: the disconnect push goes before its last chunk. */
@@ -1414,7 +1423,7 @@ static void on_close(hf_conn *c, const hf_conn_close_info *ci) {
       if (aw->c == c)
         aw->c = NULL;
   if (u & U_BODY)
-    free(tr_pending_take(&w->bodies, c));
+    tr_pending_free(tr_pending_take(&w->bodies, c));
   cl_client *cl = conn_client(c);
   const char *transport = cl ? tr_name((tr_kind)cl_transport(cl)) : NULL;
   int stream = cl && cl_session(cl) != NULL; /* an emulation session */

@@ -587,6 +587,16 @@ static void count_delivery(rconn *c, const uint8_t *d, size_t dn, const uint8_t 
   }
 }
 
+/* The reply to the subscribe command (id 2), in either encoding. */
+static void on_subscribe_reply(rconn *c, uint64_t now) {
+  if (!c->got_connect) {
+    conn_fail(c, "subscribe reply before the connect reply");
+    return;
+  }
+  if (c->state == S_SUBSCRIBE)
+    on_subscribed(c, now);
+}
+
 static void on_line(rconn *c, const uint8_t *p, size_t n, uint64_t now) {
   if (n == 2 && p[0] == '{' && p[1] == '}') { /* application ping */
     if ((c->state == S_READY || c->state == S_SUBSCRIBE) && cfg.transport == TR_WS) {
@@ -628,12 +638,7 @@ static void on_line(rconn *c, const uint8_t *p, size_t n, uint64_t now) {
       on_subscribed(c, now);
     }
   } else if (id == 2 && memmem(p, n, "\"subscribe\":", 12)) {
-    if (!c->got_connect) {
-      conn_fail(c, "subscribe reply before the connect reply");
-      return;
-    }
-    if (c->state == S_SUBSCRIBE)
-      on_subscribed(c, now);
+    on_subscribe_reply(c, now);
   } else {
     note_failure("unexpected reply: %.*s", (int)(n > 80 ? 80 : n), (const char *)p);
   }
@@ -726,12 +731,7 @@ static void on_reply_pb(rconn *c, const uint8_t *p, size_t n, uint64_t now) {
   if (id == 1 && pb_field(p, n, 5, &ln, NULL)) {
     c->got_connect = 1;
   } else if (id == 2 && pb_field(p, n, 6, &ln, NULL)) {
-    if (!c->got_connect) {
-      conn_fail(c, "subscribe reply before the connect reply");
-      return;
-    }
-    if (c->state == S_SUBSCRIBE)
-      on_subscribed(c, now);
+    on_subscribe_reply(c, now);
   } else {
     note_failure("unexpected Protobuf reply (id %" PRIu64 ")", id);
   }

@@ -19,12 +19,11 @@ typedef struct hf_shared {
   uint32_t len;   /* bytes used in data[] */
   uint32_t cap;   /* bytes allocated in data[] */
   uint32_t flags; /* HF_SHARED_*; set before the buffer is shared */
-  /* The same frame compressed (permessage-deflate, no context takeover),
-   * owned by this buffer; NULL when not built. Set before sharing. */
-  struct hf_shared *alt;
   uint32_t vkind; /* as a variant: its kind (hf_shared_variant) */
-  /* Re-encodings of these bytes built on first use (another transport's
-   * framing of the same message), owned by this buffer; NULL if none. */
+  /* Re-encodings of these bytes, owned by this buffer, NULL if none: the
+   * frame compressed for permessage-deflate recipients
+   * (HF_SHARED_VARIANT_DEFLATE, attached before sharing), and other
+   * framings built on first use (another transport's or encoding's). */
   struct hf_shared *_Atomic variants;
   struct hf_shared *vnext; /* as a variant: the next of its parent's */
   uint8_t data[];
@@ -50,8 +49,8 @@ static inline hf_shared *hf_shared_ref_n(hf_shared *s, uint32_t n) {
   return s;
 }
 
-/* Drop a reference; the last one frees the buffer (and its alt). Any
- * thread. */
+/* Drop a reference; the last one frees the buffer (and its variants).
+ * Any thread. */
 void hf_shared_unref(hf_shared *s);
 /* Drop n references held by the caller at once; the last frees. n may be
  * 0 (no-op); s may be NULL. Any thread. */
@@ -69,9 +68,13 @@ void hf_shared_deflate_setup(const hf_shared_deflate_cfg *cfg);
  * negotiated a smaller server window gets the plain frame). */
 int hf_shared_deflate_bits(void);
 
-/* Attach frame->alt: the single frame in frame->data (header of hdr_len
- * bytes, then the payload) compressed once with this thread's compressor
- * and RSV1 set, for every permessage-deflate recipient. Does nothing
+/* The variant kind of a frame's compressed form (hf_shared_deflate). */
+#define HF_SHARED_VARIANT_DEFLATE 0x80000000u
+
+/* Attach the HF_SHARED_VARIANT_DEFLATE variant: the single frame in
+ * frame->data (header of hdr_len bytes, then the payload) compressed once
+ * with this thread's compressor and RSV1 set, for every permessage-deflate
+ * recipient. Does nothing
  * (returns 0) when compression is off, the payload is under min_size, no
  * connection has deflate right now, or compressing does not make it
  * smaller. Returns 1 when attached, a negative HF_E* on failure (the frame stays
@@ -91,6 +94,9 @@ void hf_shared_deflate_users(int delta);
 hf_shared *hf_shared_variant(hf_shared *s, uint32_t kind,
                              hf_shared *(*build)(const hf_shared *s, void *arg),
                              void *arg);
+/* The variant of s of kind if one was built, else NULL (nothing is built).
+ * Borrowed, as above. Any thread. */
+hf_shared *hf_shared_variant_find(const hf_shared *s, uint32_t kind);
 
 #ifdef __cplusplus
 }

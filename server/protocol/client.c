@@ -489,6 +489,7 @@ void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
     srv_log_int(&l, "expire_at", cl->expire_at);
     srv_log_int(&l, "server_side_subs", cl->nsubs);
     srv_log_str(&l, "transport", tr_name((tr_kind)cl->transport));
+    srv_log_str(&l, "encoding", cl->pb ? "protobuf" : "json");
     srv_log_end(&l);
     /* the reply first, then what the server-side subscriptions held (a gap
      * among it ends the connection: nsubs drops to 0) */

@@ -134,6 +134,9 @@ void cl_free(cl_client *cl);
 
 /* Keep the upgrade request's headers that proxies forward (Cookie, ...). */
 void cl_set_request_headers(cl_client *cl, const hf_http_request *req);
+/* The same, already captured (px_capture_headers; taken, NULL for none):
+ * for HTTP transports whose request head is gone when the session starts. */
+void cl_take_request_headers(cl_client *cl, char *headers);
 
 /* Queue a prepared push frame (fan-out). */
 void cl_send_shared(cl_client *cl, hf_shared *frame);

@@ -4,6 +4,7 @@
  * Protobuf Reply transcoder driven by the same generated descriptors. */
 #include "protocol/pbcodec.h"
 
+#include <ctype.h>
 #include <protobuf-c/protobuf-c.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -328,27 +329,17 @@ static const char *skip_value(const char *p, const char *e) {
   return p > s ? p : NULL;
 }
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
+/* Four hex digits at p as a code unit. */
 static int hex4(const char *p, const char *e, unsigned *out) {
+  char t[5];
   if (e - p < 4)
     return -1;
-  unsigned v = 0;
-  for (int i = 0; i < 4; i++) {
-    int h = hexval(p[i]);
-    if (h < 0)
+  memcpy(t, p, 4);
+  t[4] = '\0';
+  for (int i = 0; i < 4; i++)
+    if (!isxdigit((unsigned char)t[i]))
       return -1;
-    v = v << 4 | (unsigned)h;
-  }
-  *out = v;
+  *out = (unsigned)strtoul(t, NULL, 16);
   return 0;
 }
 

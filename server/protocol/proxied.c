@@ -34,13 +34,16 @@ bool cl__proxy_sub_refresh_enabled(const cl_client *cl, const chan_ns *ns) {
 }
 
 void cl_set_request_headers(cl_client *cl, const hf_http_request *req) {
-  char *h = px_capture_headers(cl->cfg->px, req);
-  cl_extra *ex = h ? cl__extra(cl) : cl->ex;
+  cl_take_request_headers(cl, px_capture_headers(cl->cfg->px, req));
+}
+
+void cl_take_request_headers(cl_client *cl, char *headers) {
+  cl_extra *ex = headers ? cl__extra(cl) : cl->ex;
   if (ex) {
     free(ex->px_headers);
-    ex->px_headers = h;
+    ex->px_headers = headers;
   } else {
-    free(h); /* out of memory: proxies get no headers */
+    free(headers); /* out of memory: proxies get no headers */
   }
 }
 
@@ -49,7 +52,12 @@ void cl_set_request_headers(cl_client *cl, const hf_http_request *req) {
 static void begin_body(jw_buf *b, cl_client *cl, const px_endpoint *e, int with_user) {
   jw_lit(b, "{\"client\":");
   jw_cstr(b, cl->id);
-  jw_lit(b, ",\"transport\":\"websocket\",\"protocol\":\"json\",\"encoding\":\"json\"");
+  /* the session's transport and protocol; payloads stay JSON text for
+   * both encodings */
+  jw_lit(b, ",\"transport\":");
+  jw_cstr(b, tr_name((tr_kind)cl->transport));
+  jw_lit(b, cl->pb ? ",\"protocol\":\"protobuf\",\"encoding\":\"json\""
+                   : ",\"protocol\":\"json\",\"encoding\":\"json\"");
   if (with_user) {
     jw_lit(b, ",\"user\":");
     jw_cstr(b, cl->user ? cl->user : "");

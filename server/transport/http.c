@@ -221,17 +221,27 @@ int tr_session_worker(const char *id, size_t len) {
 
 /* ---- pending bodies --------------------------------------------------------- */
 
-int tr_pending_add(tr_pending **list, hf_conn *c, int what, const char *headers) {
+int tr_pending_add(tr_pending **list, hf_conn *c, int what, const char *headers,
+                   char *px_headers) {
   size_t hl = strlen(headers);
   tr_pending *p = malloc(sizeof *p + hl + 1);
-  if (!p)
+  if (!p) {
+    free(px_headers);
     return HF_ENOMEM;
+  }
   p->c = c;
   p->what = what;
+  p->px_headers = px_headers;
   memcpy(p->headers, headers, hl + 1);
   p->next = *list;
   *list = p;
   return 0;
+}
+
+void tr_pending_free(tr_pending *p) {
+  if (p)
+    free(p->px_headers);
+  free(p);
 }
 
 tr_pending *tr_pending_take(tr_pending **list, hf_conn *c) {

@@ -104,18 +104,26 @@ int tr_session_worker(const char *id, size_t len);
 
 /* ---- requests waiting for their body (one list per worker) ---------------- */
 
-/* What the answer to a request needs once its body arrives: the transport
- * and the response headers computed from the request head (CORS). */
+/* What the answer to a request needs once its body arrives: the transport,
+ * the response headers computed from the request head (CORS) and the
+ * request headers the event proxy forwards (the head is gone by then). */
 typedef struct tr_pending {
   struct tr_pending *next;
   hf_conn *c;
-  int what; /* the caller's kind of request */
+  int what;         /* the caller's kind of request */
+  char *px_headers; /* owned; NULL when the proxy wants none */
   char headers[];
 } tr_pending;
 
-/* Remember headers for c (copied). Returns 0 or HF_ENOMEM. */
-int tr_pending_add(tr_pending **list, hf_conn *c, int what, const char *headers);
-/* Take c's entry off the list (the caller frees it), or NULL. */
+/* Remember headers for c (copied) and px_headers (taken: freed with the
+ * entry by tr_pending_free, or handed on by the caller who clears it).
+ * Returns 0 or HF_ENOMEM (px_headers is freed then too). */
+int tr_pending_add(tr_pending **list, hf_conn *c, int what, const char *headers,
+                   char *px_headers);
+/* Take c's entry off the list (the caller frees it with tr_pending_free),
+ * or NULL. */
 tr_pending *tr_pending_take(tr_pending **list, hf_conn *c);
+/* Free an entry taken off the list (NULL is fine). */
+void tr_pending_free(tr_pending *p);
 
 #endif

@@ -134,6 +134,36 @@ def test_connect_with_cookie():
     with_backend(run)
 
 
+def test_requests_name_the_sessions_transport():
+    """Sessions over http_stream and SSE are proxied with their transport's
+    name (Centrifugo's field) and with the Cookie of their own request (the
+    request head is gone when the body arrives: captured at head time)."""
+    from test_transports import Stream
+    be = Backend()
+    try:
+        cfg = config(be.port)
+        cfg["http_stream"] = {"enabled": True}
+        cfg["sse"] = {"enabled": True}
+        with Server(config=cfg) as srv:
+            st = Stream(srv.port, "http_stream", headers={"Cookie": "session=dora"})
+            res = st.msg()
+            assert st.status == 200 and "connect" in res, (st.status, res)
+            assert res["connect"]["client"], res
+            req = be.log("/connect")[-1]
+            b = req["body"]
+            assert b["transport"] == "http_stream" and b["protocol"] == "json", b
+            # the Cookie of the stream's request reached the backend
+            assert res["connect"]["data"] == {"hello": "dora"}, res
+            st.close()
+            st = Stream(srv.port, "sse", headers={"Cookie": "session=eve"})
+            res = st.msg()
+            assert st.status == 200 and res.get("connect", {}).get("data") == {"hello": "eve"}, res
+            assert be.log("/connect")[-1]["body"]["transport"] == "sse"
+            st.close()
+    finally:
+        be.stop()
+
+
 def test_disconnect_answer_and_token_side_by_side():
     def run(srv, be):
         c = cookie_client(srv, "banned")

@@ -294,6 +294,27 @@ def test_api_publication_reaches_json_and_protobuf_subscribers():
         pb.ws.close()
 
 
+def test_fanout_to_protobuf_subscribers_on_two_workers():
+    # the Protobuf variant is built once per publication by whichever worker
+    # gets there first; every subscriber on either worker gets the same bytes
+    with Server(config=config(), workers=2) as srv:
+        subs = []
+        for i in range(8):
+            c = PB(srv.port)
+            c.connected()
+            c.send(subscribe_cmd(2, "w2"))
+            c.reply(2)
+            subs.append(c)
+        for n in range(5):
+            st, _, body = http_call(srv.port, "POST", "/api/publish",
+                                    {"channel": "w2", "data": {"n": n}}, {"X-API-Key": API_KEY})
+            assert st == 200, body
+        for c in subs:
+            got = [parse(c.push()[4][0])[4][0] for _ in range(5)]
+            assert got == [b'{"n":%d}' % n for n in range(5)], got
+            c.ws.close()
+
+
 def read_chunk(s, raw):
     """One HTTP chunk's bytes from socket s (raw: bytes already read)."""
     while True:

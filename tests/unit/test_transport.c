@@ -140,16 +140,17 @@ static void sessions_table(void) {
 static void pending_bodies(void) {
   tr_pending *list = NULL;
   hf_conn *a = (hf_conn *)(uintptr_t)0x10, *b = (hf_conn *)(uintptr_t)0x20;
-  CHECK_INT(tr_pending_add(&list, a, 1, "A: 1\r\n"), 0);
-  CHECK_INT(tr_pending_add(&list, b, 2, ""), 0);
+  CHECK_INT(tr_pending_add(&list, a, 1, "A: 1\r\n", strdup("Cookie: s=1\n")), 0);
+  CHECK_INT(tr_pending_add(&list, b, 2, "", NULL), 0);
   tr_pending *p = tr_pending_take(&list, a);
   CHECK(p && p->what == 1);
   CHECK_STR(p->headers, "A: 1\r\n");
-  free(p);
+  CHECK_STR(p->px_headers, "Cookie: s=1\n");
+  tr_pending_free(p); /* frees the proxy headers too (ASan) */
   CHECK(tr_pending_take(&list, a) == NULL);
   p = tr_pending_take(&list, b);
-  CHECK(p && p->what == 2 && list == NULL);
-  free(p);
+  CHECK(p && p->what == 2 && list == NULL && !p->px_headers);
+  tr_pending_free(p);
 }
 
 int main(void) {
