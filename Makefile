@@ -55,7 +55,8 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
 NET_OBJ := $(NET_SRC:%.c=$(B)/obj/%.o)
 CLIENT_OBJ := $(CLIENT_SRC:%.c=$(B)/obj/%.o)
-SDK_OBJ := $(SDK_SRC:%.c=$(B)/obj/%.o)
+# the SDK carries the generated Protobuf message code too (codec_pb.c)
+SDK_OBJ := $(SDK_SRC:%.c=$(B)/obj/%.o) $(B)/obj/$(GEN)/client.pb-c.o
 EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(B)/examples/%)
 SRV_OBJ := $(SRV_SRC:%.c=$(B)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
@@ -111,8 +112,8 @@ $(PB_GEN) &: proto/client.proto
 
 proto: $(PB_GEN)
 
-# every server object may include the generated header (first build)
-$(SRV_OBJ): | $(GEN)/client.pb-c.h
+# every server and SDK object may include the generated header (first build)
+$(SRV_OBJ) $(SDK_OBJ): | $(GEN)/client.pb-c.h
 
 -include $(wildcard $(B)/obj/*/*.d $(B)/obj/*/*/*.d $(B)/obj/*/*/*/*.d)
 

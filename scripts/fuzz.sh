@@ -6,7 +6,8 @@
 # to the repository root, on a line of its own:
 #   // fuzz-sources: server/auth/jwt.c
 #
-#   scripts/fuzz.sh build            compile into build/fuzz/<name>
+#   scripts/fuzz.sh build            compile into build/fuzz/<name> (the
+#                                    targets whose sources changed)
 #   scripts/fuzz.sh run [SECONDS]    fuzz each target (default $FUZZ_SECONDS
 #                                    or 20 s) on a scratch copy of its corpus
 #   scripts/fuzz.sh replay           run each target once over its corpus
@@ -88,7 +89,7 @@ cmd_build() {
     while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do
       wait -n
     done
-    { build_one "$name"; echo $? >"$OUT/$name.build.rc"; } &
+    { if needs_build "$name"; then build_one "$name"; fi; echo $? >"$OUT/$name.build.rc"; } &
   done
   wait
   for name in "${names[@]}"; do

@@ -2,8 +2,9 @@
 /* The SDK's seam between the protocol logic and the wire encoding: commands
  * and replies are handled as jansson trees shaped like the protocol's JSON
  * (section 2 of the reference); a codec turns a command tree into one
- * WebSocket message and a received message into reply trees. JSON now
- * (codec_json.c); a Protobuf codec maps the same trees to client.proto. */
+ * WebSocket message and a received message into reply trees: JSON
+ * (codec_json.c) or Protobuf (codec_pb.c, the same trees mapped to
+ * proto/client.proto). */
 #ifndef HF_SDK_CODEC_H
 #define HF_SDK_CODEC_H
 
@@ -27,5 +28,8 @@ typedef struct {
 
 /* Newline-separated JSON objects (reference 1.2). */
 extern const hfs_codec hfs_codec_json;
+/* Varint length-delimited Protobuf Commands and Replies
+ * (proto/client.proto; codec_pb.c). */
+extern const hfs_codec hfs_codec_protobuf;
 
 #endif

@@ -410,7 +410,7 @@ void hfs__disconnect(hfs_client *c, uint32_t code, const char *reason, int recon
   c->refresh_id = 0;
   c->refreshing = 0;
   c->state = next;
-  fail_calls(c, reconnect ? 2 : 3, reconnect ? "transport closed" : "client disconnected",
+  fail_calls(c, reconnect ? 11 : 3, reconnect ? "connection closed" : "client disconnected",
              reconnect);
   if (prev == HFS_CONNECTED) {
     c->client_id[0] = '\0';
@@ -768,7 +768,7 @@ hfs_client *hfs_client_new(const hfs_config *cfg, char *err, size_t errcap) {
   c->version = dup_or_null(cfg->version);
   c->data = dup_or_null(cfg->data);
   c->calls_tail = &c->calls;
-  c->codec = &hfs_codec_json;
+  c->codec = cfg->protobuf ? &hfs_codec_protobuf : &hfs_codec_json;
   if (cfg->data) {
     json_t *d = hfs__parse(cfg->data);
     if (!d) {

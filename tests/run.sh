@@ -35,15 +35,21 @@ declare -a J_NAME J_VAR J_PID
 nj=0   # jobs started
 done_=0 # jobs reported
 
+# Test files that measure how events spread over time (an arrival curve
+# per second) run alone: another file beside them would shift the curve.
+SOLO=${SOLO:-" test_drain_spread "}
+
 # job NAME VARIANT CMD...: run CMD in the background (once fewer than JOBS
-# are running) with its output in $OUT/VARIANT-NAME.log, then write its exit
-# status and duration next to it.
+# are running; a SOLO file once none is, and nothing beside it) with its
+# output in $OUT/VARIANT-NAME.log, then write its exit status and duration
+# next to it.
 job() {
   local name=$1 variant=$2
   shift 2
-  local log="$OUT/$variant-$name.log"
+  local log="$OUT/$variant-$name.log" limit=$JOBS
+  [[ $SOLO == *" $name "* ]] && limit=1
   rm -f "$log.status"
-  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do
+  while [ "$(jobs -rp | wc -l)" -ge "$limit" ]; do
     wait -n
     report_finished
   done
@@ -59,6 +65,7 @@ job() {
   J_VAR[nj]=$variant
   J_PID[nj]=$!
   nj=$((nj + 1))
+  [ "$limit" -eq 1 ] && wait_for $((nj - 1))
   report_finished
 }
 
@@ -122,10 +129,21 @@ if [[ $VARIANTS == *asan* ]] && ! make -j2 SAN=1 all >"$OUT/build-asan.log" 2>&1
   exit 1
 fi
 
+# The longest jobs start first, so that they do not end the run alone: the
+# fuzz targets' build (one compiler, beside the tests), each variant's drills.
+fuzz_build=-1
+if [[ $TESTS == *fuzz* ]]; then
+  fuzz_build=$nj
+  job "fuzz-build" fuzz env FUZZ_JOBS=1 scripts/fuzz.sh build
+fi
+
 for v in ${VARIANTS//,/ }; do
   bdir=build
   [ "$v" = asan ] && bdir=build/asan
   export HOLDFAST_BIN=$ROOT/$bdir/holdfast
+  if [[ $TESTS == *drills* ]]; then # the short ones; DRILLS=long for all
+    job drills "$v" scripts/drills.sh
+  fi
   if [[ $TESTS == *unit* ]]; then
     for t in "$bdir"/tests/test_*; do
       [ -x "$t" ] || continue
@@ -143,14 +161,10 @@ for v in ${VARIANTS//,/ }; do
       job "interop-$(basename "$t" .sh)" "$v" timeout 600 bash "$t"
     done
   fi
-  if [[ $TESTS == *drills* ]]; then # the short ones; DRILLS=long for all
-    job drills "$v" scripts/drills.sh
-  fi
 done
 
 if [[ $TESTS == *fuzz* ]]; then
-  job "fuzz-build" fuzz scripts/fuzz.sh build
-  wait_for $((nj - 1)) # replay and run use what build made
+  wait_for "$fuzz_build" # replay and run use what build made
   job "fuzz-replay" fuzz scripts/fuzz.sh replay
   job "fuzz-run" fuzz scripts/fuzz.sh run "${FUZZ_SECONDS:-15}"
 fi

@@ -74,7 +74,6 @@
                                   buffering when every frame is partial */
 #define FIFO_BUDGET (32ull << 20) /* -V: conns * inflight timestamps */
 #define CLOSE_GRACE_NS (2 * BU_NS_PER_S)
-#define MAX_FAIL_KINDS 16
 /* -z: the client compresses each message on its own */
 #define DEFLATE_OFFER                                                          \
   "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; " \
@@ -171,12 +170,7 @@ static struct {
   uint64_t t_begin, t_all_open, t_last_open, t_run, t_ms, t_me, t_deadline;
   uint64_t msgs, echoes_total;
   bu_hist lat, hs;
-  struct {
-    char text[128];
-    long n;
-  } fails[MAX_FAIL_KINDS];
-  int nfails;
-  long fails_other;
+  bu_fails fails;
   volatile sig_atomic_t stop;
   int deadline_hit, interrupted;
 } B;
@@ -221,22 +215,10 @@ static double secs(uint64_t ns) { return (double)ns / 1e9; }
 /* Count a failure (or bad echo) under its description. */
 __attribute__((format(printf, 1, 2))) static void note_failure(const char *fmt,
                                                                ...) {
-  char text[128];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(text, sizeof text, fmt, ap);
+  bu_vfail(&B.fails, fmt, ap);
   va_end(ap);
-  for (int i = 0; i < B.nfails; i++)
-    if (strcmp(B.fails[i].text, text) == 0) {
-      B.fails[i].n++;
-      return;
-    }
-  if (B.nfails == MAX_FAIL_KINDS) {
-    B.fails_other++;
-    return;
-  }
-  memcpy(B.fails[B.nfails].text, text, sizeof text);
-  B.fails[B.nfails++].n = 1;
 }
 
 /* ------------------------------------------------------------ /proc readers */
@@ -1245,10 +1227,7 @@ static int run(void) {
   if (B.pongs_dropped)
     fprintf(stderr, "holdfast bench: %" PRIu64 " pongs not sent (control queue full)\n",
             B.pongs_dropped);
-  for (int i = 0; i < B.nfails; i++)
-    fprintf(stderr, "holdfast bench: %ld x %s\n", B.fails[i].n, B.fails[i].text);
-  if (B.fails_other)
-    fprintf(stderr, "holdfast bench: %ld x other failures\n", B.fails_other);
+  bu_fail_print(&B.fails);
   if (B.deadline_hit)
     fprintf(stderr, "holdfast bench: hard deadline (-T %g s) reached\n", cfg->deadline);
   if (B.interrupted)

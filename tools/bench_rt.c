@@ -81,7 +81,6 @@
 #define API_TIMEOUT_NS (10 * NS)
 #define CLOSE_GRACE_NS (2 * NS)
 #define SETTLE_NS (200 * 1000000ull)
-#define MAX_FAIL_KINDS 16
 
 /* ------------------------------------------------------------ config */
 
@@ -189,12 +188,7 @@ static struct {
   long rss_mid;
   uint64_t t_last_cycle;
   /* failures */
-  struct {
-    char text[160];
-    long n;
-  } fails[MAX_FAIL_KINDS];
-  int nfails;
-  long fails_other;
+  bu_fails fails;
 } R;
 
 /* ------------------------------------------------------------ helpers */
@@ -210,22 +204,10 @@ static double secs(uint64_t ns) { return (double)ns / 1e9; }
 
 __attribute__((format(printf, 1, 2))) static void note_failure(const char *fmt,
                                                                ...) {
-  char text[160];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(text, sizeof text, fmt, ap);
+  bu_vfail(&R.fails, fmt, ap);
   va_end(ap);
-  for (int i = 0; i < R.nfails; i++)
-    if (strcmp(R.fails[i].text, text) == 0) {
-      R.fails[i].n++;
-      return;
-    }
-  if (R.nfails == MAX_FAIL_KINDS) {
-    R.fails_other++;
-    return;
-  }
-  memcpy(R.fails[R.nfails].text, text, sizeof text);
-  R.fails[R.nfails++].n = 1;
 }
 
 /* Decimal number right after key in p[0..n); -1 if absent. */
@@ -1253,10 +1235,7 @@ static double pct(double a, double b, double wall) {
 }
 
 static void report_failures(void) {
-  for (int i = 0; i < R.nfails; i++)
-    fprintf(stderr, "holdfast bench: %ld x %s\n", R.fails[i].n, R.fails[i].text);
-  if (R.fails_other)
-    fprintf(stderr, "holdfast bench: %ld x other failures\n", R.fails_other);
+  bu_fail_print(&R.fails);
   if (R.deadline_hit)
     fprintf(stderr, "holdfast bench: hard deadline (-T %g s) reached\n", cfg.deadline);
   if (R.interrupted)

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth/tokenkeys.h"
 #include "hf/frame.h"
 #include "hf/handshake.h"
 #include "hf/http.h"
@@ -620,59 +621,29 @@ const char *bu_check_101(const char *head, size_t head_len, const char *key,
 
 /* ---- tokens ------------------------------------------------------------------- */
 
-static void b64url(const uint8_t *in, size_t n, char *out) {
-  static const char t[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  size_t i = 0, o = 0;
-  for (; i + 2 < n; i += 3) {
-    uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-    out[o++] = t[v >> 18];
-    out[o++] = t[(v >> 12) & 63];
-    out[o++] = t[(v >> 6) & 63];
-    out[o++] = t[v & 63];
-  }
-  if (i < n) {
-    uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
-    out[o++] = t[v >> 18];
-    out[o++] = t[(v >> 12) & 63];
-    if (i + 1 < n)
-      out[o++] = t[(v >> 6) & 63];
-  }
-  out[o] = '\0';
-}
-
 /* HS256 JWT for {"sub":"bench"} signed with secret. */
 int bu_hs256_token(const char *secret, char *out, size_t cap) {
   return bu_hs256_token_claims(secret, "{\"sub\":\"bench\"}", out, cap);
 }
 
 int bu_hs256_token_claims(const char *secret, const char *pay, char *out, size_t cap) {
-  static const char hdr[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
-  size_t pl = strlen(pay);
-  if (pl > 300)
+  if (strlen(pay) > 300)
     return -1;
-  char h64[64], p64[420], s64[64];
-  b64url((const uint8_t *)hdr, sizeof hdr - 1, h64);
-  b64url((const uint8_t *)pay, pl, p64);
-  char signing[500];
-  int n = snprintf(signing, sizeof signing, "%s.%s", h64, p64);
-  uint8_t mac[EVP_MAX_MD_SIZE];
-  unsigned mac_len = 0;
-  if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), (const uint8_t *)signing,
-            (size_t)n, mac, &mac_len))
-    return -1;
-  b64url(mac, mac_len, s64);
-  return snprintf(out, cap, "%s.%s", signing, s64) < (int)cap ? 0 : -1;
+  return tk_sign_hmac("HS256", secret, pay, out, cap); /* as holdfast gentoken signs */
 }
 
 /* ---- reporting ------------------------------------------------------------------ */
 
 void bu_fail(bu_fails *f, const char *fmt, ...) {
-  char text[160];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(text, sizeof text, fmt, ap);
+  bu_vfail(f, fmt, ap);
   va_end(ap);
+}
+
+void bu_vfail(bu_fails *f, const char *fmt, va_list ap) {
+  char text[160];
+  vsnprintf(text, sizeof text, fmt, ap);
   for (int i = 0; i < f->n; i++)
     if (strcmp(f->k[i].text, text) == 0) {
       f->k[i].n++;

@@ -182,6 +182,8 @@ typedef struct {
 } bu_fails;
 
 __attribute__((format(printf, 2, 3))) void bu_fail(bu_fails *f, const char *fmt, ...);
+/* The same with a va_list (for a mode's own printf-like wrapper). */
+__attribute__((format(printf, 2, 0))) void bu_vfail(bu_fails *f, const char *fmt, va_list ap);
 /* "holdfast bench: N x TEXT" lines on stderr. */
 void bu_fail_print(const bu_fails *f);
 

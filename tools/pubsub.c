@@ -142,7 +142,7 @@ static int run(hfs_client *c, ps_app *a, uint64_t deadline_ms) {
 static void sub_usage(FILE *f) {
   fprintf(f,
           "usage: holdfast sub URL CHANNEL [--token T] [--since OFFSET:EPOCH] [--count N] "
-          "[--quiet]\n"
+          "[--protobuf] [--quiet]\n"
           "  prints each publication as {\"offset\":N,\"data\":...}, one per line;\n"
           "  reconnects and recovers without gaps or duplicates. HOLDFAST_TOKEN replaces\n"
           "  --token. On exit the last position is printed to stderr (resume with\n"
@@ -153,7 +153,7 @@ static void sub_usage(FILE *f) {
 static void pub_usage(FILE *f) {
   fprintf(f,
           "usage: holdfast pub URL CHANNEL JSON [--token T] [--idempotency-key K] "
-          "[--timeout 10s] [--quiet]\n"
+          "[--timeout 10s] [--protobuf] [--quiet]\n"
           "  publishes one message and prints {\"ok\":true,...} or {\"ok\":false,\"code\":N,...}.\n"
           "  With a key the publish is retried through reconnects and applied once.\n"
           "  HOLDFAST_TOKEN replaces --token. Exit: 0 ok, 2 usage, 3 disconnected for good,\n"
@@ -171,6 +171,10 @@ static int common_opt(const char *prog, int argc, char **argv, int *i, hfs_confi
   }
   if (cli_is(arg, "-q") || cli_is(arg, "--quiet")) {
     a->quiet = 1;
+    return 1;
+  }
+  if (cli_is(arg, "--protobuf")) {
+    cfg->protobuf = 1;
     return 1;
   }
   return 0;

@@ -9,7 +9,8 @@
  * application can persist (hfs_position) with deduplication by offset,
  * idempotent publishes retried across reconnects, presence, history, RPC,
  * the server-ping watchdog, the disconnect-code table, backoff with full
- * jitter and a bounded offline queue. docs/sdk.md is the guide.
+ * jitter and a bounded offline queue; JSON or Protobuf. docs/sdk.md is the
+ * guide.
  *
  * Threading: a client and its subscriptions belong to one thread; no
  * threads are started. Drive it from an application's loop through one
@@ -137,6 +138,8 @@ typedef struct {
                               default 1000; more fail with HF_ELIMIT */
   uint32_t publish_retry_ms; /* how long an idempotent publish is retried
                                 across reconnects; default 60000 */
+  int protobuf;            /* 1: the Protobuf encoding (sub-protocol
+                              centrifuge-protobuf, binary frames); 0: JSON */
   const hf_client_config *transport; /* optional: headers, TLS, DNS, deflate...
                                         (url, callbacks, heartbeat and
                                         reconnect are the SDK's) */
@@ -191,9 +194,10 @@ int hfs_client_attach(hfs_client *c, hf_loop *loop);
 /* The answer to a call. error_code 0: result holds the reply's result
  * object as JSON text (e.g. {"presence":{...}}, {"publications":[...],
  * "epoch":"..","offset":N}, {"data":..}); else error_code is the server's
- * (100-1999) or the SDK's: 1 timeout, 3 client disconnected, 2 transport
- * closed (a call without an idempotency key that was sent on a connection
- * that then ended: it may or may not have been applied), 4 client closed. */
+ * (100-1999) or the SDK's (centrifuge-js's numbers): 1 timeout, 3 client
+ * disconnected, 4 client closed, 10 transport write error, 11 connection
+ * closed (a call without an idempotency key that was written to a
+ * connection that then ended: it may or may not have been applied). */
 typedef struct {
   uint32_t error_code;
   const char *error_message; /* "" when none */

@@ -1,4 +1,4 @@
-// fuzz-sources: sdk/sdk.c sdk/sdk_sub.c sdk/codec_json.c client/reconnect.c
+// fuzz-sources: sdk/sdk.c sdk/sdk_sub.c sdk/codec_json.c sdk/codec_pb.c client/reconnect.c build/gen/client.pb-c.c
 /* SPDX-License-Identifier: MIT */
 /* libFuzzer target for what the C SDK reads from a server: replies, pushes
  * and pings in any order and shape. The WebSocket client underneath is
@@ -8,11 +8,14 @@
  * (one recoverable with a position) and calls in flight, and then receives
  * the input, split into messages at 0xff bytes. Whatever arrives, the SDK
  * must not crash, leak or break its own invariants (a known state, every
- * call answered at most once), and must free everything at the end. */
+ * call answered at most once), and must free everything at the end. The
+ * same input also goes through the Protobuf codec's decoder, whose trees
+ * must be objects, and each is encoded back as a Command. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../sdk/codec.h"
 #include "hf/err.h"
 #include "hf/sdk.h"
 
@@ -112,7 +115,19 @@ static void feed(hfs_client *c, hf_client *t, const char *msg, size_t len) {
     t->cfg.on_message(t, 1, (const uint8_t *)msg, len, t->cfg.user);
 }
 
+static int pb_tree(void *arg, json_t *reply) {
+  if (!json_is_object(reply))
+    __builtin_trap();
+  char *out;
+  size_t len;
+  if (hfs_codec_protobuf.encode(reply, &out, &len) == 0)
+    free(out);
+  json_decref(reply);
+  return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  hfs_codec_protobuf.decode(data, size, pb_tree, NULL);
   hfs_config cfg;
   hfs_config_init(&cfg);
   cfg.url = "ws://127.0.0.1:1/connection/websocket";

@@ -323,7 +323,7 @@ def test_one_publication_to_every_transport():
 
 
 def test_ping_pong_through_emulation_and_disconnect_push():
-    with Server(config=config(client={"ping_interval": "1s", "pong_timeout": "500ms"})) as srv:
+    with Server(config=config(client={"ping_interval": "600ms", "pong_timeout": "400ms"})) as srv:
         for kind in ("http_stream", "sse"):
             st, res = opened(srv.port, kind)
             assert res.get("ping") == 1 and res.get("pong") is True, res

@@ -4,18 +4,25 @@
 // every event as one JSON line in the normalised form tests/sdk/driver.c
 // prints for the C SDK. Same arguments and commands as that program:
 //   node sdk_driver.mjs URL [--token T] [--get-token] [--min-delay MS] [--max-delay MS]
-//     [--ping-delay MS] [--timeout MS]
+//     [--ping-delay MS] [--timeout MS] [--protobuf]
 // commands: connect | disconnect | token T | sub CH [recoverable|token|joinleave] |
 // unsub CH | subtoken CH T | publish CH JSON | presence CH | presence_stats CH |
 // history CH | rpc METHOD | quit
 import readline from 'node:readline';
-import { Centrifuge } from 'centrifuge';
+import { Centrifuge as CentrifugeJSON } from 'centrifuge';
+import { Centrifuge as CentrifugePB } from 'centrifuge/build/protobuf';
 import WebSocket from 'ws';
 
 const out = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const argv = process.argv.slice(2);
 const url = argv[0];
 const opts = { websocket: WebSocket, name: 'js' };
+let Centrifuge = CentrifugeJSON;
+// The Protobuf build carries payloads as bytes: the application encodes
+// and decodes them (here JSON text, as the C SDK carries them).
+let pb = false;
+const enc = (v) => (pb ? new TextEncoder().encode(JSON.stringify(v)) : v);
+const dec = (d) => (pb && d instanceof Uint8Array ? JSON.parse(new TextDecoder().decode(d)) : d);
 let tokenWaiter = null;
 const subTokenWaiters = {};
 for (let i = 1; i < argv.length; i++) {
@@ -25,6 +32,9 @@ for (let i = 1; i < argv.length; i++) {
   } else if (argv[i] === '--min-delay') {
     opts.minReconnectDelay = +argv[++i];
     opts.minResubscribeDelay = opts.minReconnectDelay;
+  } else if (argv[i] === '--protobuf') {
+    Centrifuge = CentrifugePB; // the SDK's Protobuf build (binary frames)
+    pb = true;
   } else if (argv[i] === '--timeout') {
     opts.timeout = +argv[++i];
   } else if (argv[i] === '--ping-delay') {
@@ -45,7 +55,7 @@ c.on('subscribed', (ctx) => out({
   ev: 'server_subscribed', ch: ctx.channel, wasRecovering: !!ctx.wasRecovering, recovered: !!ctx.recovered,
 }));
 c.on('unsubscribed', (ctx) => out({ ev: 'server_unsubscribed', ch: ctx.channel }));
-c.on('publication', (ctx) => out({ ev: 'server_publication', ch: ctx.channel, data: ctx.data, offset: ctx.offset || 0 }));
+c.on('publication', (ctx) => out({ ev: 'server_publication', ch: ctx.channel, data: dec(ctx.data), offset: ctx.offset || 0 }));
 c.on('join', (ctx) => out({ ev: 'server_join', ch: ctx.channel, user: ctx.info.user }));
 c.on('leave', (ctx) => out({ ev: 'server_leave', ch: ctx.channel, user: ctx.info.user }));
 c.on('message', () => out({ ev: 'message' }));
@@ -62,7 +72,7 @@ function subscribe(ch, flags) {
     s.on('subscribed', (ctx) => out({ ev: 'subscribed', ch, wasRecovering: !!ctx.wasRecovering, recovered: !!ctx.recovered }));
     s.on('unsubscribed', (ctx) => out({ ev: 'unsubscribed', ch, code: ctx.code, reason: ctx.reason }));
     s.on('error', (ctx) => out({ ev: 'sub_error', ch, type: ctx.type, code: ctx.error.code }));
-    s.on('publication', (ctx) => out({ ev: 'publication', ch, data: ctx.data, offset: ctx.offset || 0 }));
+    s.on('publication', (ctx) => out({ ev: 'publication', ch, data: dec(ctx.data), offset: ctx.offset || 0 }));
     s.on('join', (ctx) => out({ ev: 'join', ch, user: ctx.info.user }));
     s.on('leave', (ctx) => out({ ev: 'leave', ch, user: ctx.info.user }));
   }
@@ -87,11 +97,11 @@ rl.on('line', (line) => {
     case 'sub': subscribe(a1, [a2, ...rest]); break;
     case 'unsub': c.getSubscription(a1)?.unsubscribe(); break;
     case 'subtoken': if (subTokenWaiters[a1]) { const w = subTokenWaiters[a1]; delete subTokenWaiters[a1]; w(a2 || ''); } break;
-    case 'publish': reply('publish', c.publish(a1, JSON.parse(a2))); break;
+    case 'publish': reply('publish', c.publish(a1, enc(JSON.parse(a2)))); break;
     case 'presence': reply('presence', c.presence(a1)); break;
     case 'presence_stats': reply('presence_stats', c.presenceStats(a1)); break;
     case 'history': reply('history', c.history(a1, { limit: -1 })); break;
-    case 'rpc': reply('rpc', c.rpc(a1, {})); break;
+    case 'rpc': reply('rpc', c.rpc(a1, enc({}))); break;
     case 'quit': c.disconnect(); process.exit(0); break;
     default: out({ ev: 'bad_command', cmd });
   }

@@ -5,7 +5,7 @@
  * SDK) prints too, so the test can compare the two sequences.
  *
  *   sdk_driver URL [--token T] [--get-token] [--min-delay MS] [--max-delay MS]
- *              [--ping-delay MS] [--timeout MS]
+ *              [--ping-delay MS] [--timeout MS] [--protobuf]
  *
  * Commands (one per line): connect | disconnect | token T | sub CH
  * [recoverable|token|joinleave] | unsub CH | subtoken CH T | publish CH JSON [KEY] |
@@ -163,6 +163,8 @@ int main(int argc, char **argv) {
   for (int i = 2; i < argc; i++) {
     if (!strcmp(argv[i], "--token") && i + 1 < argc)
       cfg.token = argv[++i];
+    else if (!strcmp(argv[i], "--protobuf"))
+      cfg.protobuf = 1;
     else if (!strcmp(argv[i], "--get-token"))
       cfg.get_token = get_token;
     else if (!strcmp(argv[i], "--min-delay") && i + 1 < argc)
