@@ -293,3 +293,5 @@ ssize_t hf_ws_parse(hf_ws_parser *p, uint8_t *buf, size_t len, hf_ws_event *ev,
   }
   return (ssize_t)total;
 }
+
+int hf_ws_parser_idle(const hf_ws_parser *p) { return !p->_hdr_len && !p->_in_msg; }

@@ -25,6 +25,10 @@
 #include "hf/tls.h"
 
 #define CORK_CAP (64 * 1024)
+/* References given back are collected per frame in a direct-mapped table:
+ * a connection's queue holds several frames (one per publication of the
+ * sweep) and the next connection's holds the same ones. */
+#define DROP_SLOTS 128
 /* Messages at least this big skip the cork and go out with writev, straight
  * from where they are: no copy. */
 #define DIRECT_MIN (16 * 1024)
@@ -77,50 +81,67 @@ typedef union {
   struct sockaddr_in6 in6;
 } conn_addr;
 
-struct hf_conn {
-  hf_io io;
-  hf_timer timer;
-  hf_conn *next, *prev; /* ctx list; next also links the graveyard */
-  hf_conn_ctx *ctx;
-  void *udata;
-  hf_ws_parser ws;
-  uint8_t *in; /* unconsumed input (partial head or frame); NULL when idle */
-  uint32_t in_len, in_cap, need;
+/* The rarely used part of a connection, allocated when first needed
+ * (fragmented or compressed input, a close reason, a client address behind
+ * a proxy) and kept until the connection is freed. */
+struct conn_x {
   uint8_t *msg; /* fragment assembly; NULL unless a fragmented message */
   uint32_t msg_len, msg_cap;
   /* permessage-deflate: an inflater of our own only while a fragmented
    * compressed message is in progress, or for good when the client keeps
    * its context (client_no_context_takeover not negotiated) */
   hf_inflate *inf;
-  uint8_t dfl;          /* negotiated */
-  uint8_t dfl_sbits;    /* our compression window */
-  uint8_t dfl_cbits;    /* the client's window */
-  uint8_t dfl_ctake;    /* the client keeps its context between messages */
+  char *peer_reason; /* close reason received from the peer */
+  char *own_reason;  /* copy of a reason given to hf_conn_close */
+  conn_addr client;  /* the client behind a proxy (PROXY header or set by
+                        the application), if has_client */
+  uint8_t has_client;
+};
+
+/* Laid out for size (an idle connection is mostly this struct): hot
+ * fields first, no holes; what idle connections do not need lives behind
+ * x, ws and in, which are NULL while unused. */
+struct hf_conn {
+  hf_io io;
+  hf_timer timer;
+  hf_conn *next, *prev; /* ctx list; next also links the graveyard */
+  hf_conn_ctx *ctx;
+  void *udata;
   /* Output the kernel did not take yet: segments of shared buffers, in
    * order (owned bytes live in buffers with one reference). NULL when
    * nothing is queued, so idle connections hold no output memory. */
   struct outseg *segs;
   uint32_t out_len; /* bytes queued over all segments */
   uint16_t seg_head, seg_n, seg_cap;
-  uint32_t body_need; /* ST_BODY: bytes of body expected */
+  uint16_t flags;
+  uint32_t ping_mark;  /* low bits of bytes_in when the last ping left */
   hf_conn *flush_next; /* end-of-iteration flush list */
-  uint32_t ping_mark; /* low bits of bytes_in when the last ping left */
+  uint8_t *in; /* unconsumed input (partial head or frame); NULL when idle */
+  uint32_t in_len, in_cap;
+  union {
+    uint32_t need;      /* WebSocket: bytes the incomplete frame needs */
+    uint32_t body_need; /* ST_BODY: bytes of body expected */
+  };
   uint32_t over_since; /* F_OVER: low bits of the loop clock (ms) */
+  /* The frame parser while a frame or a fragmented message is incomplete;
+   * NULL at a frame boundary (a fresh parser then reads the next one). */
+  hf_ws_parser *ws;
+  struct conn_x *x;    /* cold state (above), NULL until needed */
+  struct hf_tls *tls; /* the TLS session; NULL on plain connections */
+  uint8_t xport, xflags;
+  uint8_t state, who;
+  uint16_t close_code;
+  uint8_t upgraded;
+  uint8_t stream; /* a streaming (chunked) HTTP response, not WebSocket */
   uint64_t t_accept;
   uint64_t bytes_in, bytes_out, msgs_in, msgs_out;
-  char *peer_reason; /* close reason received from the peer */
-  char *own_reason;  /* copy of a reason given to hf_conn_close */
+  const char *close_reason; /* static text of our close */
   uint8_t id[16];
   conn_addr peer;
-  struct hf_tls *tls; /* the TLS session; NULL on plain connections */
-  conn_addr *client;  /* the client behind a proxy (PROXY header or set by
-                         the application); NULL: the TCP peer is the client */
-  uint8_t xport, xflags;
-  uint16_t flags;
-  uint8_t state, who, upgraded;
-  uint8_t stream; /* a streaming (chunked) HTTP response, not WebSocket */
-  uint16_t close_code;
-  const char *close_reason; /* static text of our close */
+  uint8_t dfl;       /* permessage-deflate negotiated */
+  uint8_t dfl_sbits; /* our compression window */
+  uint8_t dfl_cbits; /* the client's window */
+  uint8_t dfl_ctake; /* the client keeps its context between messages */
 };
 
 struct outseg {
@@ -147,6 +168,16 @@ struct hf_conn_ctx {
   hf_timer over_timer; /* re-checks them while any exist */
   uint64_t rng[4];
   hf_conn_stats stats;
+  /* batched references to shared frames (take_ref, drop_ref): taken ahead
+   * and not yet given to a segment; given back and not yet released */
+  hf_shared *refs_sh;
+  uint32_t refs_avail;
+  struct drop_slot {
+    hf_shared *sh;
+    uint32_t n;
+  } drops[DROP_SLOTS];
+  int drops_used; /* some slot holds references */
+  int reaping; /* inside reap, which settles them at its end */
   uint8_t *zbuf; /* inflated single-frame messages (kept, <= max_message+1) */
   size_t zbuf_cap;
   uint8_t cork[CORK_CAP];
@@ -159,6 +190,58 @@ static inline void st_add(_Atomic uint64_t *p, uint64_t n) {
 }
 
 static void teardown(hf_conn *c);
+
+/* ---- batched references to shared frames -------------------------------
+ * A sweep queues the same frame on thousands of connections, and one atomic
+ * increment and one decrement per recipient were ~5 % of a fan-out's
+ * server CPU (perf). The context takes references REF_BATCH at a time and
+ * collects the ones segments give back per frame (drops[]), applying each
+ * frame's count with one atomic
+ * operation; both are settled at the end of the loop iteration (reap), so
+ * a frame lives at most until then after its last send. */
+#define REF_BATCH 4096u
+
+static hf_shared *take_ref(hf_conn_ctx *ctx, hf_shared *sh) {
+  if (ctx->refs_sh != sh || !ctx->refs_avail) {
+    hf_shared_unref_n(ctx->refs_sh, ctx->refs_avail);
+    ctx->refs_sh = hf_shared_ref_n(sh, REF_BATCH);
+    ctx->refs_avail = REF_BATCH;
+    if (!ctx->reaping)
+      hf_loop_defer(ctx->loop, &ctx->reaper);
+  }
+  ctx->refs_avail--;
+  return sh;
+}
+
+static void drop_ref(hf_conn_ctx *ctx, hf_shared *sh) {
+  /* a slot holding references keeps its frame alive: equal pointers are
+   * the same frame */
+  uint64_t h = ((uint64_t)(uintptr_t)sh >> 4) * 0x9E3779B97F4A7C15ull;
+  struct drop_slot *d = &ctx->drops[h >> 57]; /* 7 bits: DROP_SLOTS */
+  if (d->sh != sh || !d->n) {
+    hf_shared_unref_n(d->sh, d->n);
+    d->sh = sh;
+    d->n = 0;
+    ctx->drops_used = 1;
+    if (!ctx->reaping)
+      hf_loop_defer(ctx->loop, &ctx->reaper);
+  }
+  d->n++;
+}
+
+_Static_assert(DROP_SLOTS == 1u << 7, "drop_ref indexes with 7 bits");
+
+static void settle_refs(hf_conn_ctx *ctx) {
+  hf_shared_unref_n(ctx->refs_sh, ctx->refs_avail);
+  ctx->refs_sh = NULL;
+  ctx->refs_avail = 0;
+  for (size_t i = 0; ctx->drops_used && i < DROP_SLOTS; i++) {
+    hf_shared_unref_n(ctx->drops[i].sh, ctx->drops[i].n);
+    ctx->drops[i].sh = NULL;
+    ctx->drops[i].n = 0;
+  }
+  ctx->drops_used = 0;
+}
 static void resume_pipelined(hf_loop *loop, hf_deferred *d);
 static void conn_io(hf_loop *loop, hf_io *io, uint32_t ev);
 static void conn_timer(hf_loop *loop, hf_timer *t);
@@ -177,6 +260,13 @@ static uint64_t rng_next(uint64_t s[4]) { /* xoshiro256** */
   s[2] ^= t;
   s[3] = rotl(s[3], 45);
   return r;
+}
+
+/* c's cold state, allocated on first use; NULL when out of memory. */
+static struct conn_x *conn_x(hf_conn *c) {
+  if (!c->x)
+    c->x = calloc(1, sizeof *c->x);
+  return c->x;
 }
 
 static void set_events(hf_conn *c) {
@@ -322,7 +412,7 @@ static int outq_append(hf_conn *c, const uint8_t *p, size_t n) {
 
 static void outq_free(hf_conn *c) {
   for (uint16_t i = 0; i < c->seg_n; i++)
-    hf_shared_unref(c->segs[c->seg_head + i].sh);
+    drop_ref(c->ctx, c->segs[c->seg_head + i].sh);
   free(c->segs);
   c->segs = NULL;
   c->seg_head = c->seg_n = c->seg_cap = 0;
@@ -350,7 +440,7 @@ static int outq_write(hf_conn *c) {
       struct outseg *g = &c->segs[c->seg_head];
       if ((size_t)w >= g->len) {
         w -= g->len;
-        hf_shared_unref(g->sh);
+        drop_ref(c->ctx, g->sh);
         c->seg_head++;
         c->seg_n--;
       } else {
@@ -465,6 +555,7 @@ static void on_flushed(hf_conn *c) {
  * connection on the flush list may be in the graveyard. */
 static void reap(hf_loop *loop, hf_deferred *d) {
   hf_conn_ctx *ctx = (hf_conn_ctx *)((char *)d - offsetof(hf_conn_ctx, reaper));
+  ctx->reaping = 1;
   while (ctx->flush) {
     hf_conn *c = ctx->flush;
     ctx->flush = c->flush_next;
@@ -489,15 +580,20 @@ static void reap(hf_loop *loop, hf_deferred *d) {
     hf_conn *c = ctx->grave;
     ctx->grave = c->next;
     free(c->in);
-    free(c->msg);
-    hf_inflate_free(c->inf);
+    free(c->ws);
     outq_free(c);
-    free(c->peer_reason);
-    free(c->own_reason);
+    if (c->x) {
+      free(c->x->msg);
+      hf_inflate_free(c->x->inf);
+      free(c->x->peer_reason);
+      free(c->x->own_reason);
+      free(c->x);
+    }
     hf_tls_free(c->tls);
-    free(c->client);
     free(c);
   }
+  settle_refs(ctx);
+  ctx->reaping = 0;
 }
 
 static void teardown(hf_conn *c) {
@@ -521,7 +617,7 @@ static void teardown(hf_conn *c) {
     info.code = c->close_code;
     info.who = (hf_conn_who)c->who;
     info.reason = c->who == HF_WHO_CLIENT
-                      ? (c->peer_reason ? c->peer_reason : "")
+                      ? (c->x && c->x->peer_reason ? c->x->peer_reason : "")
                       : (c->close_reason ? c->close_reason : "");
   } else {
     info.code = c->close_code ? c->close_code : HF_CLOSE_ABNORMAL;
@@ -613,9 +709,12 @@ static void set_own_reason(hf_conn *c, uint16_t code, const char *reason) {
   if (reason && *reason) {
     char buf[HF_FRAME_MAX_CONTROL - 1];
     snprintf(buf, sizeof buf, "%s", reason);
-    free(c->own_reason);
-    c->own_reason = strdup(buf);
-    c->close_reason = c->own_reason ? c->own_reason : reason;
+    struct conn_x *x = conn_x(c);
+    if (x) {
+      free(x->own_reason);
+      x->own_reason = strdup(buf);
+    }
+    c->close_reason = x && x->own_reason ? x->own_reason : reason;
   }
   c->who = HF_WHO_SERVER;
 }
@@ -675,20 +774,23 @@ static void protocol_fail(hf_conn *c, uint16_t code, const char *reason) {
 /* ---- WebSocket input ---------------------------------------------------- */
 
 static int assemble(hf_conn *c, const uint8_t *p, size_t n) {
+  struct conn_x *x = conn_x(c);
+  if (!x)
+    return HF_ENOMEM;
   if (!n)
     return 0; /* empty fragments are legal and add nothing */
-  if (c->msg_len + n > c->msg_cap) {
-    size_t cap = c->msg_cap ? c->msg_cap : 1024;
-    while (cap < c->msg_len + n)
+  if (x->msg_len + n > x->msg_cap) {
+    size_t cap = x->msg_cap ? x->msg_cap : 1024;
+    while (cap < x->msg_len + n)
       cap *= 2;
-    uint8_t *nb = realloc(c->msg, cap);
+    uint8_t *nb = realloc(x->msg, cap);
     if (!nb)
       return HF_ENOMEM;
-    c->msg = nb;
-    c->msg_cap = (uint32_t)cap;
+    x->msg = nb;
+    x->msg_cap = (uint32_t)cap;
   }
-  memcpy(c->msg + c->msg_len, p, n);
-  c->msg_len += (uint32_t)n;
+  memcpy(x->msg + x->msg_len, p, n);
+  x->msg_len += (uint32_t)n;
   return 0;
 }
 
@@ -702,6 +804,11 @@ static void on_compressed(hf_conn *c, hf_ws_event *ev) {
   hf_inflate *z;
   uint8_t **buf;
   size_t len, cap;
+  struct conn_x *x = NULL;
+  if (!whole && !(x = conn_x(c))) {
+    protocol_fail(c, HF_CLOSE_INTERNAL, "out of memory");
+    return;
+  }
   if (whole) {
     z = hf_inflate_thread();
     if (z)
@@ -710,26 +817,26 @@ static void on_compressed(hf_conn *c, hf_ws_event *ev) {
     len = 0;
     cap = ctx->zbuf_cap;
   } else {
-    if (!c->inf)
-      c->inf = hf_inflate_new(c->dfl_ctake && c->dfl_cbits > 9 ? c->dfl_cbits
+    if (!x->inf)
+      x->inf = hf_inflate_new(c->dfl_ctake && c->dfl_cbits > 9 ? c->dfl_cbits
                               : c->dfl_ctake ? 9 : 15);
-    z = c->inf;
+    z = x->inf;
     if (z && ev->first && !c->dfl_ctake)
       hf_inflate_reset(z);
-    buf = &c->msg;
-    len = c->msg_len;
-    cap = c->msg_cap;
+    buf = &x->msg;
+    len = x->msg_len;
+    cap = x->msg_cap;
   }
   int r = z ? hf_inflate_feed(z, ev->data, ev->len, ev->fin, buf, &len, &cap, limit)
             : HF_ENOMEM;
   if (whole)
     ctx->zbuf_cap = cap;
   else {
-    c->msg_len = (uint32_t)len;
-    c->msg_cap = (uint32_t)cap;
+    x->msg_len = (uint32_t)len;
+    x->msg_cap = (uint32_t)cap;
   }
   if (r < 0) {
-    if (z && z != c->inf)
+    if (z && whole)
       hf_inflate_reset(z);
     if (r == HF_ETOOBIG)
       protocol_fail(c, HF_CLOSE_TOO_BIG, "message too big (after inflating)");
@@ -743,11 +850,11 @@ static void on_compressed(hf_conn *c, hf_ws_event *ev) {
     return;
   uint8_t *m = *buf;
   if (!whole) { /* the message is ours now; no inflater kept without need */
-    c->msg = NULL;
-    c->msg_len = c->msg_cap = 0;
+    x->msg = NULL;
+    x->msg_len = x->msg_cap = 0;
     if (!c->dfl_ctake) {
-      hf_inflate_free(c->inf);
-      c->inf = NULL;
+      hf_inflate_free(x->inf);
+      x->inf = NULL;
     }
   }
   if (ev->opcode == HF_OP_TEXT && !hf_utf8_valid(m, len)) {
@@ -788,10 +895,10 @@ static void on_ws_event(hf_conn *c, hf_ws_event *ev) {
     if (ev->fin) {
       c->msgs_in++;
       st_add(&ctx->stats.msgs_in, 1);
-      uint8_t *m = c->msg;
-      size_t ml = c->msg_len;
-      c->msg = NULL;
-      c->msg_len = c->msg_cap = 0;
+      uint8_t *m = c->x->msg; /* assemble made c->x */
+      size_t ml = c->x->msg_len;
+      c->x->msg = NULL;
+      c->x->msg_len = c->x->msg_cap = 0;
       ctx->h.on_message(c, ev->opcode, m, ml);
       free(m);
     }
@@ -810,11 +917,12 @@ static void on_ws_event(hf_conn *c, hf_ws_event *ev) {
                                                             : ev->close_code;
       c->who = HF_WHO_CLIENT;
       c->close_code = ev->close_code;
-      if (ev->close_reason_len) {
-        c->peer_reason = malloc(ev->close_reason_len + 1);
-        if (c->peer_reason) {
-          memcpy(c->peer_reason, ev->close_reason, ev->close_reason_len);
-          c->peer_reason[ev->close_reason_len] = 0;
+      struct conn_x *x = ev->close_reason_len ? conn_x(c) : NULL;
+      if (x && !x->peer_reason) {
+        x->peer_reason = malloc(ev->close_reason_len + 1);
+        if (x->peer_reason) {
+          memcpy(x->peer_reason, ev->close_reason, ev->close_reason_len);
+          x->peer_reason[ev->close_reason_len] = 0;
         }
       }
       c->state = ST_CLOSING;
@@ -837,17 +945,30 @@ static void process_ws(hf_conn *c, uint8_t *buf, size_t len) {
   size_t off = 0;
   ctx->cork_owner = c;
   ctx->cork_len = 0;
+  /* Between frames the parser holds only its options: a fresh one on the
+   * stack reads the next frames, and only a frame or fragmented message
+   * left incomplete keeps a parser of its own in c->ws. */
+  hf_ws_parser fresh, *p = c->ws;
+  if (!p) {
+    memset(&fresh, 0, sizeof fresh);
+    fresh.expect_mask = 1;
+    fresh.max_message = ctx->cfg.max_message;
+    fresh.allow_rsv1 = c->dfl;
+    p = &fresh;
+  }
+  int failed = 0;
   while (off < len && c->state != ST_DEAD &&
          !(c->flags & (F_CLOSE_RCVD | F_DISCARD))) {
     hf_ws_event ev;
     size_t need = 0;
-    ssize_t r = hf_ws_parse(&c->ws, buf + off, len - off, &ev, &need);
+    ssize_t r = hf_ws_parse(p, buf + off, len - off, &ev, &need);
     if (r == HF_EAGAIN) {
       c->need = (uint32_t)need;
       break;
     }
     if (r < 0) {
-      protocol_fail(c, c->ws.err_code, c->ws.err_reason);
+      failed = 1;
+      protocol_fail(c, p->err_code, p->err_reason);
       off = len;
       break;
     }
@@ -856,6 +977,17 @@ static void process_ws(hf_conn *c, uint8_t *buf, size_t len) {
   }
   if (c->state == ST_DEAD)
     return;
+  if (!failed && !hf_ws_parser_idle(p) && p == &fresh) {
+    c->ws = malloc(sizeof *c->ws);
+    if (!c->ws) {
+      abort_with(c, HF_CLOSE_INTERNAL, "out of memory");
+      return;
+    }
+    *c->ws = fresh;
+  } else if (c->ws && (failed || hf_ws_parser_idle(c->ws))) {
+    free(c->ws);
+    c->ws = NULL;
+  }
   size_t rest =
       (c->flags & (F_CLOSE_RCVD | F_NO_READ | F_DISCARD)) ? 0 : len - off;
   if (!rest) {
@@ -1089,9 +1221,11 @@ static void transport_error(hf_conn *c, const char *reason, const char *detail) 
 }
 
 static void set_client(hf_conn *c, const conn_addr *a) {
-  if (!c->client && !(c->client = malloc(sizeof *c->client)))
+  struct conn_x *x = conn_x(c);
+  if (!x)
     return; /* out of memory: the TCP peer stays the client */
-  *c->client = *a;
+  x->client = *a;
+  x->has_client = 1;
 }
 
 /* Read the PROXY protocol header without reading past it: peek, parse,
@@ -1501,8 +1635,6 @@ hf_conn *hf_conn_accept_ex(hf_conn_ctx *ctx, int fd, const struct sockaddr *sa,
   c->timer.cb = conn_timer;
   c->t_accept = hf_loop_now(ctx->loop);
   c->state = ST_HTTP;
-  c->ws.expect_mask = 1;
-  c->ws.max_message = ctx->cfg.max_message;
   if (salen <= sizeof c->peer)
     memcpy(&c->peer, sa, salen);
   uint64_t a = rng_next(ctx->rng), b = rng_next(ctx->rng);
@@ -1548,12 +1680,12 @@ hf_hs_code hf_conn_upgrade(hf_conn *c, const hf_http_request *req,
   }
   c->state = ST_OPEN;
   c->upgraded = 1;
+  c->need = 0; /* shares its place with body_need */
   if (res->deflate) {
     c->dfl = 1;
     c->dfl_sbits = res->deflate_params.server_max_window_bits;
     c->dfl_cbits = res->deflate_params.client_max_window_bits;
     c->dfl_ctake = !res->deflate_params.client_no_context_takeover;
-    c->ws.allow_rsv1 = 1;
     hf_shared_deflate_users(1);
   }
   hf_timer_cancel(c->ctx->loop, &c->timer);
@@ -1637,9 +1769,9 @@ int hf_conn_send_shared(hf_conn *c, hf_shared *sh, size_t off, size_t len) {
     if (r < 0)
       return r;
   }
-  int r = seg_push(c, hf_shared_ref(sh), (uint32_t)off, (uint32_t)len);
+  int r = seg_push(c, take_ref(ctx, sh), (uint32_t)off, (uint32_t)len);
   if (r < 0) {
-    hf_shared_unref(sh);
+    drop_ref(ctx, sh);
     slow_consumer(c);
     return r;
   }
@@ -1706,7 +1838,7 @@ size_t hf_conn_drop_queued(hf_conn *c) {
   for (uint16_t i = 1; i < c->seg_n; i++) {
     if (g[i].sh->flags & HF_SHARED_DROPPABLE) {
       dropped += g[i].len;
-      hf_shared_unref(g[i].sh);
+      drop_ref(c->ctx, g[i].sh);
       c->msgs_out--;
     } else {
       g[keep++] = g[i];
@@ -1868,14 +2000,14 @@ size_t hf_conn_peer_ip(const hf_conn *c, uint8_t out[16]) {
 }
 
 void hf_conn_client(const hf_conn *c, char *out, size_t cap) {
-  addr_text(c->client ? c->client : &c->peer, out, cap);
+  addr_text(hf_conn_has_client(c) ? &c->x->client : &c->peer, out, cap);
 }
 
 size_t hf_conn_client_ip(const hf_conn *c, uint8_t out[16]) {
-  return addr_ip(c->client ? c->client : &c->peer, out);
+  return addr_ip(hf_conn_has_client(c) ? &c->x->client : &c->peer, out);
 }
 
-int hf_conn_has_client(const hf_conn *c) { return c->client != NULL; }
+int hf_conn_has_client(const hf_conn *c) { return c->x && c->x->has_client; }
 
 void hf_conn_set_client(hf_conn *c, const uint8_t *ip, size_t len,
                         uint16_t port) {

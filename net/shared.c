@@ -26,11 +26,13 @@ hf_shared *hf_shared_new(size_t cap) {
   return s;
 }
 
-void hf_shared_unref(hf_shared *s) {
-  if (!s)
+void hf_shared_unref(hf_shared *s) { hf_shared_unref_n(s, 1); }
+
+void hf_shared_unref_n(hf_shared *s, uint32_t n) {
+  if (!s || !n)
     return;
   /* release our writes; the last owner acquires everyone's before free */
-  if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
+  if (atomic_fetch_sub_explicit(&s->refs, n, memory_order_acq_rel) == n) {
     hf_shared *v = atomic_load_explicit(&s->variants, memory_order_acquire);
     while (v) {
       hf_shared *next = v->vnext;

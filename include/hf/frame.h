@@ -137,6 +137,13 @@ typedef struct {
 ssize_t hf_ws_parse(hf_ws_parser *p, uint8_t *buf, size_t len, hf_ws_event *ev,
                     size_t *need);
 
+/* 1 if p is between frames and outside a fragmented message: it then holds
+ * nothing but its options, and a freshly zeroed parser with the same
+ * options would continue identically (callers may drop it until the next
+ * frame starts). 0 while a frame or a fragmented message is incomplete.
+ * Thread-safe for distinct parsers; no allocation. */
+int hf_ws_parser_idle(const hf_ws_parser *p);
+
 #ifdef __cplusplus
 }
 #endif

@@ -42,9 +42,19 @@ static inline hf_shared *hf_shared_ref(hf_shared *s) {
   return s;
 }
 
+/* Take n references at once (one atomic operation for a whole sweep's
+ * worth of recipients). Any thread. */
+static inline hf_shared *hf_shared_ref_n(hf_shared *s, uint32_t n) {
+  atomic_fetch_add_explicit(&s->refs, n, memory_order_relaxed);
+  return s;
+}
+
 /* Drop a reference; the last one frees the buffer (and its variants).
  * Any thread. */
 void hf_shared_unref(hf_shared *s);
+/* Drop n references held by the caller at once; the last frees. n may be
+ * 0 (no-op); s may be NULL. Any thread. */
+void hf_shared_unref_n(hf_shared *s, uint32_t n);
 
 /* Shared-frame compression settings, set once before worker threads start
  * (zlib level 0..9, mem_level 1..9, window_bits 9..15; frames with a payload

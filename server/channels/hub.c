@@ -398,6 +398,7 @@ static hf_shared *frame_of(jw_buf *b, uint32_t flags) {
   frame->len = (uint32_t)(hl_len + b->len);
   frame->flags = flags;
   hf_shared_deflate(frame, hl_len); /* once, for every deflate recipient */
+  MET_INC(MET_PUSH_FRAMES);
   return frame;
 }
 

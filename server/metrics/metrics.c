@@ -457,6 +457,9 @@ void met_render(jw_buf *o, const met_snapshot *s) {
        (unsigned long long)SUM(n[MET_PUBLICATIONS_CLIENT]));
   counter(o, "holdfast_deliveries_total",
           "Publication pushes queued to subscribers' connections.", MET_DELIVERIES);
+  counter(o, "holdfast_push_frames_encoded_total",
+          "Push frames the hub encoded: one per publication, join or leave and frame "
+          "variant, shared by every subscriber on every worker.", MET_PUSH_FRAMES);
   render_hist(o, &H_FANOUT);
   render_hist(o, &H_QUEUE);
   head(o, "holdfast_slow_consumers_total", "counter",

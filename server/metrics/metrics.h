@@ -23,6 +23,7 @@ typedef enum {
   MET_PUBLICATIONS_API,
   MET_PUBLICATIONS_CLIENT,
   MET_DELIVERIES,
+  MET_PUSH_FRAMES, /* push frames the hub encoded (shared by all workers) */
   MET_SLOW_DISCONNECT,
   MET_SLOW_RECOVER,
   MET_TOKEN_EXPIRED,

@@ -50,10 +50,11 @@ void cl__arm_timer(cl_client *cl) {
     if (cl->refresh_due && cl->refresh_due < due)
       due = cl->refresh_due;
     for (uint32_t i = 0; i < cl->nsubs; i++) {
-      if (cl->subs[i]->deadline && cl->subs[i]->deadline < due)
-        due = cl->subs[i]->deadline;
-      if (cl->subs[i]->refresh_due && cl->subs[i]->refresh_due < due)
-        due = cl->subs[i]->refresh_due;
+      uint64_t d = cl__sub_deadline(cl->subs[i]), r = cl__sub_refresh_due(cl->subs[i]);
+      if (d && d < due)
+        due = d;
+      if (r && r < due)
+        due = r;
     }
   }
   if (due == UINT64_MAX) {
@@ -288,25 +289,31 @@ srv_jwt_status cl__verify(cl_client *cl, const char *token, json_t **claims) {
 
 /* ---- connect and refresh --------------------------------------------------- */
 
-void cl__build_client_info(cl_client *cl) {
-  char id[37];
-  hf_conn_id(cl->conn, id);
+const char *cl__client_info(cl_client *cl) {
+  if (cl->client_info)
+    return cl->client_info;
   jw_buf b;
   jw_init(&b);
   jw_lit(&b, "{\"user\":");
-  jw_cstr(&b, cl->user);
+  jw_cstr(&b, cl->user ? cl->user : "");
   jw_lit(&b, ",\"client\":");
-  jw_cstr(&b, id);
+  jw_cstr(&b, cl->id);
   if (cl->conn_info) {
     jw_lit(&b, ",\"conn_info\":");
     jw_lit(&b, cl->conn_info);
   }
   jw_char(&b, '}');
   jw_char(&b, 0);
-  free(cl->client_info);
-  cl->client_info = jw_ok(&b) ? b.p : NULL;
+  /* kept for the connection's life: exactly its size, not the buffer's */
+  cl->client_info = jw_ok(&b) ? realloc(b.p, b.len) : NULL;
   if (!cl->client_info)
     jw_free(&b);
+  return cl->client_info;
+}
+
+void cl__reset_client_info(cl_client *cl) {
+  free(cl->client_info);
+  cl->client_info = NULL;
 }
 
 static void cmd_connect(cl_client *cl, uint32_t id, json_t *req) {
@@ -369,8 +376,8 @@ void cl__begin_session(cl_client *cl, uint32_t id, const char *user, char *info,
     cl->state = CS_FAILED;
     return;
   }
-  cl__build_client_info(cl);
-  if (!cl->user || !cl->client_info) {
+  cl__reset_client_info(cl);
+  if (!cl->user) {
     free(data);
     cl_disconnect(cl, 3004, "internal server error");
     return;
@@ -446,11 +453,11 @@ void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
     cl__set_expiry(cl, c->exp);
     jw_buf *o = cl__out(cl);
     begin_identity_result(cl, id, "connect");
-    if (cl->session) { /* emulation: where later commands are sent */
+    if (cl->ex && cl->ex->session) { /* emulation: where later commands are sent */
       jw_lit(o, ",\"session\":");
-      jw_cstr(o, cl->session);
+      jw_cstr(o, cl->ex->session);
       jw_lit(o, ",\"node\":");
-      jw_cstr(o, cl->node ? cl->node : "");
+      jw_cstr(o, cl->ex->node ? cl->ex->node : "");
     }
     if (cl->cfg->ping_interval_ms) {
       jw_lit(o, ",\"ping\":");
@@ -528,7 +535,7 @@ static void cmd_refresh(cl_client *cl, uint32_t id, json_t *req) {
   if (info) {
     free(cl->conn_info);
     cl->conn_info = info;
-    cl__build_client_info(cl);
+    cl__reset_client_info(cl);
     cl__refresh_sub_infos(cl);
   }
   cl__set_expiry(cl, cl__claim_expiry(claims));
@@ -658,14 +665,23 @@ static int rate_check(cl_client *cl, const proto_cmd *cmd, size_t bytes) {
     return 1;
   uint64_t now = hf_loop_now(hf_conn_loop(cl->conn));
   met_ratelimit which;
-  if (!rl_take(&cl->rb_command, &lim->command, now, 1))
+  /* no limit of its own: no buckets (a bucket is full until first used,
+   * so one made when a reload sets a limit starts as a fresh one would) */
+  int own = lim->command.per_s || lim->bytes.per_s || lim->publish.per_s ||
+            lim->subscribe.per_s;
+  if (own && !cl->rb && !(cl->rb = calloc(1, sizeof *cl->rb))) {
+    cl_disconnect(cl, 3004, "internal server error");
+    return 0;
+  }
+  cl_buckets *b = cl->rb;
+  if (b && !rl_take(&b->command, &lim->command, now, 1))
     which = MET_RL_COMMAND;
-  else if (!rl_take(&cl->rb_bytes, &lim->bytes, now, bytes))
+  else if (b && !rl_take(&b->bytes, &lim->bytes, now, bytes))
     which = MET_RL_BYTES;
-  else if (cmd->kind == PROTO_PUBLISH && !rl_take(&cl->rb_publish, &lim->publish, now, 1))
+  else if (b && cmd->kind == PROTO_PUBLISH && !rl_take(&b->publish, &lim->publish, now, 1))
     which = MET_RL_PUBLISH;
-  else if (cmd->kind == PROTO_SUBSCRIBE &&
-           !rl_take(&cl->rb_subscribe, &lim->subscribe, now, 1))
+  else if (b && cmd->kind == PROTO_SUBSCRIBE &&
+           !rl_take(&b->subscribe, &lim->subscribe, now, 1))
     which = MET_RL_SUBSCRIBE;
   else if (cl->rl_user && !rl_user_take(c->rl, cl->rl_user, now))
     which = MET_RL_USER;
@@ -680,20 +696,24 @@ static int rate_check(cl_client *cl, const proto_cmd *cmd, size_t bytes) {
   static const char *const names[MET_RL_N] = {"command", "bytes",   "publish", "subscribe",
                                               "user",    "channel", "accept"};
   met_ratelimit_inc(which);
-  if (!cl->rl_strikes || now - cl->rl_last_refusal > RL_BURST_GAP_MS) {
-    cl->rl_strikes = 0; /* a new burst: say so once */
+  if (!b && !(b = cl->rb = calloc(1, sizeof *cl->rb))) { /* a shared limit refused */
+    cl_disconnect(cl, 3004, "internal server error");
+    return 0;
+  }
+  if (!b->strikes || now - b->last_refusal > RL_BURST_GAP_MS) {
+    b->strikes = 0; /* a new burst: say so once */
     srv_logline l;
     cl__log_begin(cl, LOG_WARN, "rate_limited", &l);
     srv_log_str(&l, "limit", names[which]);
     srv_log_end(&l);
   }
-  cl->rl_strikes++;
-  cl->rl_last_refusal = now;
-  if (lim->disconnect_after && cl->rl_strikes > lim->disconnect_after) {
+  b->strikes++;
+  b->last_refusal = now;
+  if (lim->disconnect_after && b->strikes > lim->disconnect_after) {
     srv_logline l;
     cl__log_begin(cl, LOG_WARN, "rate_limit_disconnect", &l);
     srv_log_str(&l, "limit", names[which]);
-    srv_log_int(&l, "refused", (long long)cl->rl_strikes);
+    srv_log_int(&l, "refused", (long long)b->strikes);
     srv_log_end(&l);
     cl_disconnect(cl, 3013, "too many requests");
     return 0;
@@ -1014,9 +1034,13 @@ static void release(cl_client *cl) {
   free(cl->user);
   free(cl->conn_info);
   free(cl->client_info);
-  free(cl->origin);
-  free(cl->px_headers);
-  free(cl->meta);
+  if (cl->ex) {
+    free(cl->ex->origin);
+    free(cl->ex->px_headers);
+    free(cl->ex->meta);
+    free(cl->ex);
+  }
+  free(cl->rb);
   free(cl);
 }
 
@@ -1063,12 +1087,21 @@ int cl_protobuf(const cl_client *cl) { return cl->pb; }
 void cl_set_transport(cl_client *cl, int kind, const char *session,
                       const char *node) {
   cl->transport = (uint8_t)kind;
-  cl->session = session;
-  cl->node = node;
+  cl_extra *ex = session || node ? cl__extra(cl) : cl->ex;
+  if (ex) { /* out of memory: the connect result names no session */
+    ex->session = session;
+    ex->node = node;
+  }
+}
+
+cl_extra *cl__extra(cl_client *cl) {
+  if (!cl->ex)
+    cl->ex = calloc(1, sizeof *cl->ex);
+  return cl->ex;
 }
 
 int cl_transport(const cl_client *cl) { return cl->transport; }
-const char *cl_session(const cl_client *cl) { return cl->session; }
+const char *cl_session(const cl_client *cl) { return cl->ex ? cl->ex->session : NULL; }
 
 const char *cl_user(const cl_client *cl) { return cl->user ? cl->user : ""; }
 hf_conn *cl_conn(const cl_client *cl) { return cl->conn; }
@@ -1087,10 +1120,13 @@ uintptr_t cl_tag(const cl_client *cl) { return cl->tag; }
 /* ---- what the admin API lists ------------------------------------------------ */
 
 void cl_set_origin(cl_client *cl, const char *origin, size_t len) {
-  free(cl->origin);
-  cl->origin = origin ? strndup(origin, len) : NULL;
+  cl_extra *ex = origin ? cl__extra(cl) : cl->ex;
+  if (!ex)
+    return; /* none, or out of memory: the admin list shows no origin */
+  free(ex->origin);
+  ex->origin = origin ? strndup(origin, len) : NULL;
 }
-const char *cl_origin(const cl_client *cl) { return cl->origin; }
+const char *cl_origin(const cl_client *cl) { return cl->ex ? cl->ex->origin : NULL; }
 uint64_t cl_rtt_us(const cl_client *cl) { return cl->rtt_us; }
 uint64_t cl_created_ms(const cl_client *cl) { return cl->created_ms; }
 size_t cl_num_channels(const cl_client *cl) { return cl->nsubs; }

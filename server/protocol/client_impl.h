@@ -21,6 +21,16 @@ typedef struct {
   hub_frames f;
 } cl_pending;
 
+/* What a subscription token or the sub_refresh proxy gives a subscription
+ * (most subscriptions have none of it: then cl_sub.tok is NULL). */
+typedef struct {
+  char *chan_info;      /* the subscription token's info, or NULL */
+  int64_t expire_at;    /* subscription token expiry (Unix s); 0 = none */
+  uint64_t deadline;    /* mono ms: expire_at + expired_sub_close_delay */
+  uint64_t refresh_due; /* mono ms: ask the sub_refresh proxy (0: no) */
+  uint8_t px_refresh;   /* expiry is prolonged by the sub_refresh proxy */
+} cl_sub_tok;
+
 /* One subscription. Its hub_sub comes first and the whole struct stays at
  * one address while subscribed (the hub holds a pointer to it). */
 typedef struct cl_sub {
@@ -28,6 +38,7 @@ typedef struct cl_sub {
   cl_client *cl;
   struct cl_op *op;        /* the subscribe being established, or NULL */
   cl_pending *pend;        /* pushes held while HUB_SUB_PENDING */
+  cl_sub_tok *tok;         /* NULL: no chan_info, no expiry, no proxy refresh */
   uint32_t npend, cappend;
   uint8_t server_side;     /* from the token's channels/subs or the API */
   uint8_t granted;         /* a subscription token, the subscribe proxy or
@@ -36,13 +47,47 @@ typedef struct cl_sub {
   uint8_t emit_join_leave; /* join/leave pushes are sent for this client */
   uint8_t recoverable;     /* the client keeps a position to recover from */
   uint8_t node_ref;        /* holds an eng_node_subscribe reference */
-  char *chan_info;         /* the subscription token's info, or NULL */
-  int64_t expire_at;       /* subscription token expiry (Unix s); 0 = none */
-  uint64_t deadline;       /* mono ms: expire_at + expired_sub_close_delay */
-  uint8_t px_refresh;      /* expiry is prolonged by the sub_refresh proxy */
-  uint64_t refresh_due;    /* mono ms: ask the sub_refresh proxy (0: no) */
 } cl_sub;
 
+/* Token state of s, NULL-safe reads. */
+static inline const char *cl__sub_chan_info(const cl_sub *s) {
+  return s->tok ? s->tok->chan_info : NULL;
+}
+static inline int64_t cl__sub_expire_at(const cl_sub *s) {
+  return s->tok ? s->tok->expire_at : 0;
+}
+static inline uint64_t cl__sub_deadline(const cl_sub *s) {
+  return s->tok ? s->tok->deadline : 0;
+}
+static inline uint64_t cl__sub_refresh_due(const cl_sub *s) {
+  return s->tok ? s->tok->refresh_due : 0;
+}
+
+/* Per-connection buckets of the per-connection rate limits and the current
+ * burst of refusals, allocated at the first command checked while any of
+ * those limits is set, or at the first refusal. */
+typedef struct {
+  rl_bucket command, bytes, publish, subscribe;
+  uint64_t last_refusal; /* mono ms of the last refused command */
+  uint32_t strikes;      /* refusals in the current burst */
+} cl_buckets;
+
+/* Strings few connections have, allocated with the first of them (the
+ * transport session of emulation, the Origin of browsers, what the event
+ * proxy needs); freed with the client. */
+typedef struct {
+  const char *session, *node; /* emulation transports: for the connect result */
+  char *origin;     /* the upgrade's Origin header, or NULL (admin list) */
+  char *px_headers; /* upgrade request headers proxies ask for, or NULL */
+  char *meta;       /* connection meta from the connect proxy (JSON), or NULL */
+} cl_extra;
+
+/* The extras of cl, allocated on first use; NULL when out of memory. */
+cl_extra *cl__extra(cl_client *cl);
+
+/* Laid out for size (every idle connection holds one): pointers, then
+ * 64-bit, 32-bit and byte fields, without holes; what most connections
+ * never use is a NULL pointer. */
 struct cl_client {
   hf_conn *conn;
   hub_local *hl;
@@ -51,43 +96,39 @@ struct cl_client {
   const cl_config *cfg;
   uintptr_t tag; /* the server's per-connection bits */
   hf_timer timer;
-  uint8_t state;
-  uint8_t await_pong;
-  uint64_t ping_sent_us; /* when the awaited ping left (CLOCK_MONOTONIC us) */
-  uint8_t transport; /* tr_kind: how replies and pushes are framed */
-  uint8_t pb;        /* Protobuf encoding (centrifuge-protobuf): binary
-                        frames, length-delimited (pbcodec.h) */
-  const char *session, *node; /* emulation transports: for the connect result */
-  uint64_t rtt_us;       /* the last ping's round trip (0: none yet) */
-  uint64_t created_ms;   /* loop clock when the connection upgraded */
-  char *origin;          /* the upgrade's Origin header, or NULL (admin list) */
-  uint8_t busy;   /* inside cl_on_message: a teardown must not free yet */
-  uint8_t zombie; /* cl_free was called while busy */
-  char id[37];       /* connection id (UUID text), the protocol's client */
+  cl_extra *ex;      /* NULL until one of its strings is set */
   char *user;        /* "" when anonymous */
   char *conn_info;   /* minified JSON of the token's info claim, or NULL */
-  char *client_info; /* {"user":..,"client":..,"conn_info":..} for pubs */
-  int64_t expire_at; /* Unix seconds; 0 = never */
-  uint64_t next_ping, pong_deadline, expire_deadline, stale_deadline; /* mono ms */
+  char *client_info; /* {"user":..,"client":..,"conn_info":..} for pubs and
+                        presence, made when first needed (cl__client_info) */
   cl_sub **subs;
-  uint32_t nsubs, capsubs;
   /* asynchronous commands (engines that answer later): while any is in
    * flight, later commands wait in `queued` (in order, bounded) */
   struct cl_op *ops;
-  uint32_t inflight;
   jw_buf queued;
-  /* containment (client.c, cl__rate_check): own buckets, the user's
-   * shared entry (held while connected), the current burst of refusals */
-  rl_bucket rb_command, rb_bytes, rb_publish, rb_subscribe;
+  /* containment (client.c, cl__rate_check): own buckets (NULL until a
+   * per-connection limit applies), the user's shared entry (held while
+   * connected), the current burst of refusals */
+  cl_buckets *rb; /* also holds the refusal burst */
   rl_user *rl_user;
-  uint64_t rl_last_refusal; /* mono ms of the last refused command */
-  uint32_t rl_strikes;      /* refusals in the current burst */
-  /* backend event proxy (proxied.c) */
-  char *px_headers;    /* upgrade request headers proxies ask for, or NULL */
-  char *meta;          /* connection meta from the connect proxy (JSON), or NULL */
-  uint8_t px_session;  /* authenticated by the connect proxy */
-  uint8_t anonymous;   /* connected without a token (nor the connect proxy) */
+  uint64_t ping_sent_us; /* when the awaited ping left (CLOCK_MONOTONIC us) */
+  uint64_t rtt_us;       /* the last ping's round trip (0: none yet) */
+  uint64_t created_ms;   /* loop clock when the connection upgraded */
+  int64_t expire_at; /* Unix seconds; 0 = never */
+  uint64_t next_ping, pong_deadline, expire_deadline, stale_deadline; /* mono ms */
   uint64_t refresh_due; /* mono ms: ask the refresh proxy (0: no) */
+  uint32_t nsubs, capsubs;
+  uint32_t inflight;
+  uint8_t state;
+  uint8_t transport; /* tr_kind: how replies and pushes are framed */
+  uint8_t pb;        /* Protobuf encoding (centrifuge-protobuf): binary
+                        frames, length-delimited (pbcodec.h) */
+  uint8_t await_pong : 1;
+  uint8_t anonymous : 1;  /* connected without a token (nor the connect proxy) */
+  uint8_t busy : 1;       /* inside cl_on_message: a teardown must not free yet */
+  uint8_t zombie : 1;     /* cl_free was called while busy */
+  uint8_t px_session : 1; /* authenticated by the connect proxy (proxied.c) */
+  char id[37];       /* connection id (UUID text), the protocol's client */
 };
 
 /* An asynchronous operation of a client (a command waiting for the
@@ -171,8 +212,11 @@ int64_t cl__wall_s(void);
 /* The connection expires at expire_at (Unix s; 0 = never); with a refresh
  * proxy the backend is asked first. */
 void cl__set_expiry(cl_client *cl, int64_t expire_at);
-/* Rebuild the ClientInfo after conn_info changed. */
-void cl__build_client_info(cl_client *cl);
+/* The ClientInfo JSON of cl ({"user":..,"client":..[,"conn_info":..]}),
+ * made at first use and kept (owned by cl); NULL when out of memory. */
+const char *cl__client_info(cl_client *cl);
+/* Forget it after user or conn_info changed (made again when needed). */
+void cl__reset_client_info(cl_client *cl);
 /* The request's channel; a missing or empty one closes 3501 (NULL). */
 const char *cl__require_channel(cl_client *cl, json_t *req, const char *cmd,
                                 size_t *len);

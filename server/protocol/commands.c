@@ -110,8 +110,12 @@ static void publish_keyed(cl_client *cl, uint32_t id, const char *ch, size_t len
   cl__flush_replies(cl);
   /* info: the publisher's ClientInfo, with chan_info of its own
    * subscription to the channel if any */
-  char *info = own && own->chan_info ? cl__sub_info(cl, own) : NULL;
-  const char *pinfo = info ? info : cl->client_info;
+  char *info = own && cl__sub_chan_info(own) ? cl__sub_info(cl, own) : NULL;
+  const char *pinfo = info ? info : cl__client_info(cl);
+  if (!pinfo) {
+    cl__error_reply(cl, id, 100, "internal server error", 1);
+    return;
+  }
   stream_opts so = query_stream_opts(ns);
   hub_pub p = {ch, len, text, pinfo, NULL, strlen(text), strlen(pinfo), 0,
                chan_has_history(ns) && !skip_history ? &so : NULL,

@@ -37,8 +37,13 @@ void cl_set_request_headers(cl_client *cl, const hf_http_request *req) {
 }
 
 void cl_take_request_headers(cl_client *cl, char *headers) {
-  free(cl->px_headers);
-  cl->px_headers = headers;
+  cl_extra *ex = headers ? cl__extra(cl) : cl->ex;
+  if (ex) {
+    free(ex->px_headers);
+    ex->px_headers = headers;
+  } else {
+    free(headers); /* out of memory: proxies get no headers */
+  }
 }
 
 /* ---- request bodies ---------------------------------------------------------- */
@@ -56,9 +61,9 @@ static void begin_body(jw_buf *b, cl_client *cl, const px_endpoint *e, int with_
     jw_lit(b, ",\"user\":");
     jw_cstr(b, cl->user ? cl->user : "");
   }
-  if (e->include_meta && cl->meta) {
+  if (e->include_meta && cl->ex && cl->ex->meta) {
     jw_lit(b, ",\"meta\":");
-    jw_lit(b, cl->meta);
+    jw_lit(b, cl->ex->meta);
   }
 }
 
@@ -92,7 +97,7 @@ static void send_op(cl_client *cl, px_op *po, jw_buf *body) {
     on_answer(po, &fail);
   } else {
     px_status st = px_call(cl->list->px, po->ep, po->ev, cl->id, body->p, body->len,
-                           cl->px_headers, on_answer, po);
+                           cl->ex ? cl->ex->px_headers : NULL, on_answer, po);
     if (st != PX_OK) {
       fail.st = st;
       on_answer(po, &fail);
@@ -195,9 +200,10 @@ static void connect_answer(cl_client *cl, px_op *po, const px_result *r) {
   json_t *user = json_object_get(res, "user");
   json_t *meta = json_object_get(res, "meta");
   cl->px_session = 1;
-  if (json_is_object(meta)) {
-    free(cl->meta);
-    cl->meta = jw_dump(meta);
+  cl_extra *ex = json_is_object(meta) ? cl__extra(cl) : NULL;
+  if (ex) { /* out of memory: no meta for later proxy requests */
+    free(ex->meta);
+    ex->meta = jw_dump(meta);
   }
   cl__begin_session(cl, po->op.id, json_is_string(user) ? json_string_value(user) : "",
                     cl__claim_info(res, "info", "b64info"), int_field(res, "expire_at"), res,
@@ -300,7 +306,7 @@ static void refresh_answer(cl_client *cl, px_op *po, const px_result *r) {
     if (info) {
       free(cl->conn_info);
       cl->conn_info = info;
-      cl__build_client_info(cl);
+      cl__reset_client_info(cl);
       cl__refresh_sub_infos(cl);
     }
     cl__set_expiry(cl, exp);
@@ -314,15 +320,17 @@ static void sub_refresh_answer(cl_client *cl, px_op *po, const px_result *r) {
   cl_sub *s = cl->state == CS_CONNECTED ? cl__find_sub(cl, po->ch, po->len) : NULL;
   if (!s)
     return; /* unsubscribed meanwhile */
-  int how = refresh_outcome(cl, r, &s->refresh_due, &exp, &info);
+  if (!s->tok)
+    return; /* not a proxy-refreshed subscription (cannot happen) */
+  int how = refresh_outcome(cl, r, &s->tok->refresh_due, &exp, &info);
   if (how == REFRESH_EXPIRED && s->server_side) {
     cl_disconnect(cl, 3006, "subscription expired");
   } else if (how == REFRESH_EXPIRED) {
     cl__unsubscribe_push(cl, s, 2501, "subscription expired");
   } else if (how == REFRESH_OK) {
     if (info) {
-      free(s->chan_info);
-      s->chan_info = info;
+      free(s->tok->chan_info);
+      s->tok->chan_info = info;
       cl__refresh_sub_infos(cl);
     }
     cl__set_sub_expiry(cl, s, exp);
@@ -377,8 +385,13 @@ static void emulated_headers(cl_client *cl, json_t *h) {
     jw_free(&b);
     return;
   }
-  free(cl->px_headers);
-  cl->px_headers = b.p;
+  cl_extra *ex = cl__extra(cl);
+  if (!ex) {
+    jw_free(&b);
+    return;
+  }
+  free(ex->px_headers);
+  ex->px_headers = b.p;
 }
 
 void cl__proxy_connect(cl_client *cl, uint32_t id, json_t *req) {

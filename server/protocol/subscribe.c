@@ -47,17 +47,21 @@ cl_sub *cl__find_sub(cl_client *cl, const char *ch, size_t len) {
 }
 
 char *cl__sub_info(cl_client *cl, const cl_sub *s) {
-  size_t n = strlen(cl->client_info);
-  if (!s->chan_info)
-    return strdup(cl->client_info);
+  const char *ci = cl__client_info(cl);
+  if (!ci)
+    return NULL;
+  size_t n = strlen(ci);
+  const char *chan_info = cl__sub_chan_info(s);
+  if (!chan_info)
+    return strdup(ci);
   /* {"user":..,"client":..[,"conn_info":..]} + ,"chan_info":X } */
-  size_t cl_len = strlen(s->chan_info);
+  size_t cl_len = strlen(chan_info);
   char *p = malloc(n + cl_len + 14);
   if (!p)
     return NULL;
-  memcpy(p, cl->client_info, n - 1);
+  memcpy(p, ci, n - 1);
   memcpy(p + n - 1, ",\"chan_info\":", 13);
-  memcpy(p + n + 12, s->chan_info, cl_len);
+  memcpy(p + n + 12, chan_info, cl_len);
   p[n + 12 + cl_len] = '}';
   p[n + 13 + cl_len] = 0;
   return p;
@@ -80,7 +84,9 @@ static void forget_op(cl_sub *s);
 static void free_sub(cl_sub *s) {
   free_pending(s);
   free(s->hs.info);
-  free(s->chan_info);
+  if (s->tok)
+    free(s->tok->chan_info);
+  free(s->tok);
   free(s);
 }
 
@@ -106,7 +112,7 @@ void cl__remove_sub(cl_client *cl, cl_sub *s) {
 
 static int add_to_list(cl_client *cl, cl_sub *s) {
   if (cl->nsubs == cl->capsubs) {
-    uint32_t cap = cl->capsubs ? cl->capsubs * 2 : 4;
+    uint32_t cap = cl->capsubs ? cl->capsubs * 2 : 1; /* most have one */
     cl_sub **ns = realloc(cl->subs, cap * sizeof *ns);
     if (!ns)
       return -1;
@@ -137,20 +143,29 @@ void cl__unsubscribe_push(cl_client *cl, cl_sub *s, unsigned code,
 }
 
 void cl__set_sub_expiry(cl_client *cl, cl_sub *s, int64_t expire_at) {
-  s->expire_at = cl_policy_get(cl->cfg)->insecure ? 0 : expire_at;
-  s->deadline = 0;
-  s->refresh_due = 0;
-  if (s->expire_at) {
-    int64_t left = s->expire_at - cl__wall_s();
+  if (cl_policy_get(cl->cfg)->insecure)
+    expire_at = 0;
+  if (!expire_at && !s->tok)
+    return; /* nothing to forget */
+  if (!s->tok && !(s->tok = calloc(1, sizeof *s->tok))) {
+    cl_disconnect(cl, 3004, "internal server error"); /* cannot keep the expiry */
+    return;
+  }
+  cl_sub_tok *t = s->tok;
+  t->expire_at = expire_at;
+  t->deadline = 0;
+  t->refresh_due = 0;
+  if (t->expire_at) {
+    int64_t left = t->expire_at - cl__wall_s();
     uint64_t now = hf_loop_now(hf_conn_loop(cl->conn));
-    s->deadline = now + (uint64_t)(left > 0 ? left : 0) * 1000 +
+    t->deadline = now + (uint64_t)(left > 0 ? left : 0) * 1000 +
                   cl->cfg->expired_sub_close_delay_ms;
-    if (s->px_refresh) { /* the backend is asked when it expires, and is
+    if (t->px_refresh) { /* the backend is asked when it expires, and is
                             * given its timeout even with a short delay */
-      s->refresh_due = now + (uint64_t)(left > 0 ? left : 0) * 1000 + 1;
-      uint64_t last = s->refresh_due + cl->cfg->px->max_timeout_ms + 1000;
-      if (s->deadline < last)
-        s->deadline = last;
+      t->refresh_due = now + (uint64_t)(left > 0 ? left : 0) * 1000 + 1;
+      uint64_t last = t->refresh_due + cl->cfg->px->max_timeout_ms + 1000;
+      if (t->deadline < last)
+        t->deadline = last;
     }
   }
 }
@@ -158,13 +173,15 @@ void cl__set_sub_expiry(cl_client *cl, cl_sub *s, int64_t expire_at) {
 int cl__check_sub_deadlines(cl_client *cl, uint64_t now) {
   for (uint32_t i = cl->nsubs; i > 0; i--) {
     cl_sub *s = cl->subs[i - 1];
-    if (s->refresh_due && now >= s->refresh_due) {
-      s->refresh_due = 0;
+    if (!s->tok)
+      continue; /* no expiry */
+    if (s->tok->refresh_due && now >= s->tok->refresh_due) {
+      s->tok->refresh_due = 0;
       cl__proxy_sub_refresh(cl, s);
       if (cl->state != CS_CONNECTED)
         return -1;
     }
-    if (!s->deadline || now < s->deadline)
+    if (!s->tok->deadline || now < s->tok->deadline)
       continue;
     if (s->server_side) { /* a server-side subscription cannot be redone */
       cl_disconnect(cl, 3006, "subscription expired");
@@ -387,8 +404,8 @@ static unsigned finish(cl_client *cl, sub_op *so, const eng_read_result *r,
       s->hs.flags |= HUB_SUB_DELTA_BASE;
   }
   int first = 1;
-  if (s->expire_at && !s->px_refresh) { /* the client refreshes it */
-    int64_t ttl = s->expire_at - cl__wall_s();
+  if (cl__sub_expire_at(s) && !s->tok->px_refresh) { /* the client refreshes it */
+    int64_t ttl = s->tok->expire_at - cl__wall_s();
     jw_key(out, &first, "expires");
     jw_lit(out, "true");
     jw_key(out, &first, "ttl");
@@ -577,9 +594,16 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
   s->granted = (uint8_t)(s->server_side || sp->granted);
   s->emit_join_leave = emit_jl;
   s->recoverable = recovery;
-  s->chan_info = sp->chan_info;
-  s->px_refresh = sp->px_refresh;
-  sp->chan_info = NULL;
+  if ((sp->chan_info || sp->px_refresh) && !(s->tok = calloc(1, sizeof *s->tok))) {
+    free_sub(s);
+    settle(cl, so, 100, NULL, NULL); /* also tells a parent */
+    return 0;
+  }
+  if (s->tok) {
+    s->tok->chan_info = sp->chan_info;
+    s->tok->px_refresh = sp->px_refresh;
+    sp->chan_info = NULL;
+  }
   s->hs.user = cl->user;
   s->hs.client = cl->id;
   s->hs.flags = HUB_SUB_PENDING | (positioning ? HUB_SUB_POSITIONED : 0) |
@@ -756,8 +780,8 @@ void cl__cmd_sub_refresh(cl_client *cl, uint32_t id, json_t *req) {
   json_decref(claims);
   MET_INC(MET_TOKEN_REFRESHED);
   cl__begin_result(cl, id, "sub_refresh");
-  if (s->expire_at) {
-    int64_t ttl = s->expire_at - cl__wall_s();
+  if (cl__sub_expire_at(s)) {
+    int64_t ttl = s->tok->expire_at - cl__wall_s();
     jw_lit(cl__out(cl), "\"expires\":true,\"ttl\":");
     jw_u64(cl__out(cl), (uint64_t)(ttl > 0 ? ttl : 0));
   }

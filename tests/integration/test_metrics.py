@@ -177,6 +177,34 @@ def test_metrics_count_a_scripted_load():
             x.close()
 
 
+def test_a_publication_is_encoded_once_for_subscribers_on_two_workers():
+    """Issue 14: with subscribers spread over two workers, each publication
+    is encoded once (holdfast_push_frames_encoded_total) and swept on both
+    workers (one fan-out latency sample per worker and publication)."""
+    n_subs, n_pubs = 24, 10  # 24 connections all on one worker: p = 2^-23
+    with Server(config=config(), workers=2) as srv:
+        subs = []
+        for i in range(n_subs):
+            c = RT(srv.port)
+            c.connect(token("s%d" % i))
+            c.ok("subscribe", {"channel": "spread"})
+            subs.append(c)
+        base = parse(scrape(srv.port))
+        for i in range(n_pubs):
+            api(srv.port, "publish", {"channel": "spread", "data": i})
+        for c in subs:
+            assert [p["data"] for p in c.pubs("spread", n_pubs)] == list(range(n_pubs))
+        m = parse(scrape(srv.port))
+
+        def grew(k):
+            return m.get(k, 0) - base.get(k, 0)
+        assert grew("holdfast_deliveries_total") == n_subs * n_pubs
+        assert grew("holdfast_push_frames_encoded_total") == n_pubs
+        assert grew("holdfast_fanout_latency_seconds_count") == 2 * n_pubs
+        for c in subs:
+            c.close()
+
+
 def test_metrics_sit_on_the_internal_listener_when_there_is_one():
     p = free_port()
     with Server("--http_server.internal_port=%d" % p, config=config()) as srv:

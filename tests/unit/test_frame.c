@@ -181,6 +181,23 @@ static uint32_t rnd(void) {
 /* Feed stream[0..n) like a real caller: chunks are appended after the
  * unconsumed bytes, which stay (as the parser left them) at the start of a
  * work buffer. */
+/* When set, run_stream replaces the parser by a fresh one with the same
+ * options whenever hf_ws_parser_idle says it holds no state (as the
+ * connection engine does between frames). */
+static int reset_idle;
+
+static void drop_if_idle(hf_ws_parser *p) {
+  if (!reset_idle || !hf_ws_parser_idle(p))
+    return;
+  hf_ws_parser fresh;
+  memset(&fresh, 0, sizeof fresh);
+  fresh.max_message = p->max_message;
+  fresh.expect_mask = p->expect_mask;
+  fresh.allow_rsv1 = p->allow_rsv1;
+  memset(p, 0x5A, sizeof *p); /* nothing of the old one may matter */
+  *p = fresh;
+}
+
 static void run_stream(const uint8_t *stream, size_t n, uint64_t max_message,
                        int expect_mask, int mode, uint32_t seed, run_res *out) {
   memset(out, 0, sizeof *out);
@@ -203,6 +220,7 @@ static void run_stream(const uint8_t *stream, size_t n, uint64_t max_message,
       if (r == HF_EAGAIN) {
         if (need != 0 && need <= have)
           out->contract_errors++;
+        drop_if_idle(&p);
         break;
       }
       if (r < 0) {
@@ -222,6 +240,7 @@ static void run_stream(const uint8_t *stream, size_t n, uint64_t max_message,
           (ev.close_reason < work || ev.close_reason + ev.close_reason_len > work + r))
         out->contract_errors++;
       rr_push(out, &ev);
+      drop_if_idle(&p);
       memmove(work, work + r, have - (size_t)r);
       have -= (size_t)r;
       out->consumed += (size_t)r;
@@ -291,6 +310,11 @@ static void parse_all_ways(const bytes *s, uint64_t max_message, int expect_mask
   run_res o;
   run_stream(s->b, s->len, max_message, expect_mask, SPLIT_BYTES, 0, &o);
   rr_same(out, &o, "byte by byte");
+  rr_free(&o);
+  reset_idle = 1; /* a fresh parser between frames continues identically */
+  run_stream(s->b, s->len, max_message, expect_mask, SPLIT_SMALL, 7, &o);
+  reset_idle = 0;
+  rr_same(out, &o, "fresh parser whenever idle");
   rr_free(&o);
   int tries = s->len > 200000 ? 2 : s->len > 20000 ? 4 : 12;
   for (int i = 0; i < tries; i++) {
@@ -1609,8 +1633,47 @@ static void frame_peek_decodes_without_judging(void) {
   CHECK(fi.payload_len == 0x8000000000000001ull);
 }
 
+/* hf_ws_parser_idle: 1 only between frames outside a fragmented message. */
+static void parser_idle_states(void) {
+  hf_ws_parser p;
+  memset(&p, 0, sizeof p);
+  p.expect_mask = 1;
+  CHECK_INT(hf_ws_parser_idle(&p), 1);
+  bytes s = {0};
+  put_str(&s, 0, HF_OP_TEXT, "frag");      /* first fragment */
+  put_frame(&s, 1, HF_OP_PING, "p", 1);    /* control frame inside it */
+  put_str(&s, 1, HF_OP_CONT, "ment");      /* last fragment */
+  size_t f1 = s.len;
+  put_str(&s, 1, HF_OP_TEXT, "whole");
+  hf_ws_event ev;
+  size_t off = 0;
+  /* a partial header leaves no state */
+  CHECK_INT(hf_ws_parse(&p, s.b, 1, &ev, NULL), HF_EAGAIN);
+  CHECK_INT(hf_ws_parser_idle(&p), 1);
+  /* a header without its payload does */
+  CHECK_INT(hf_ws_parse(&p, s.b, 7, &ev, NULL), HF_EAGAIN);
+  CHECK_INT(hf_ws_parser_idle(&p), 0);
+  ssize_t r = hf_ws_parse(&p, s.b, s.len, &ev, NULL);
+  CHECK(r > 0);
+  off += (size_t)r;
+  CHECK_INT(hf_ws_parser_idle(&p), 0); /* inside the fragmented message */
+  r = hf_ws_parse(&p, s.b + off, s.len - off, &ev, NULL);
+  CHECK_INT(ev.type, HF_WS_EV_PING);
+  off += (size_t)r;
+  CHECK_INT(hf_ws_parser_idle(&p), 0);
+  r = hf_ws_parse(&p, s.b + off, s.len - off, &ev, NULL);
+  off += (size_t)r;
+  CHECK_INT(off, f1);
+  CHECK_INT(hf_ws_parser_idle(&p), 1); /* the message ended */
+  r = hf_ws_parse(&p, s.b + off, s.len - off, &ev, NULL);
+  CHECK_INT(off + (size_t)r, s.len);
+  CHECK_INT(hf_ws_parser_idle(&p), 1);
+  b_free(&s);
+}
+
 int main(void) {
   hf_t_suite = "frame";
+  RUN_TEST(parser_idle_states);
   RUN_TEST(frame_peek_decodes_without_judging);
   RUN_TEST(frame_header_length_forms);
   RUN_TEST(frame_header_mask);
