@@ -101,6 +101,19 @@ void hfs__emit(hfs_client *c, hfs_event *ev) {
     c->cfg.on_event(c, ev, c->cfg.user);
 }
 
+void hfs__emit_error(hfs_client *c, hfs_sub *sub, const char *type, int code,
+                     const char *reason, int temporary) {
+  hfs_event ev = {0};
+  ev.type = HFS_EV_ERROR;
+  ev.sub = sub;
+  ev.channel = sub ? sub->channel : NULL;
+  ev.error_type = type;
+  ev.code = code;
+  ev.reason = reason;
+  ev.temporary = temporary;
+  hfs__emit(c, &ev);
+}
+
 uint32_t hfs__id(hfs_client *c) {
   if (++c->next_id == 0)
     c->next_id = 1;
@@ -459,12 +472,7 @@ static void start_attempt(hfs_client *c) {
     hfs__disconnect(c, 1, "unauthorized", 0);
   } else if (r != HFS_TOKEN_OK) {
     c->token_wait = 0;
-    hfs_event ev = {0};
-    ev.type = HFS_EV_ERROR;
-    ev.error_type = "connectToken";
-    ev.code = 5;
-    ev.reason = "could not get a connection token";
-    hfs__emit(c, &ev);
+    hfs__emit_error(c, NULL, "connectToken", 5, "could not get a connection token", 0);
     if (c->state == HFS_CONNECTING && !c->transport_active)
       schedule_reconnect(c);
   } else if (!c->token_wait) {
@@ -544,13 +552,7 @@ static void connect_reply(hfs_client *c, json_t *reply) {
     if (code == 109)
       c->refresh_required = 1;
     if (code < 100 || temporary || code == 109) {
-      hfs_event ev = {0};
-      ev.type = HFS_EV_ERROR;
-      ev.error_type = "connect";
-      ev.code = code;
-      ev.reason = msg;
-      ev.temporary = temporary;
-      hfs__emit(c, &ev);
+      hfs__emit_error(c, NULL, "connect", code, msg, temporary);
       if (c->state == HFS_CONNECTING)
         hfs__disconnect(c, code, msg, 1);
     } else {
@@ -594,13 +596,7 @@ static void refresh_reply(hfs_client *c, json_t *reply) {
     uint32_t code = (uint32_t)json_integer_value(json_object_get(err, "code"));
     const char *msg = json_string_value(json_object_get(err, "message"));
     int temporary = json_is_true(json_object_get(err, "temporary"));
-    hfs_event ev = {0};
-    ev.type = HFS_EV_ERROR;
-    ev.error_type = "refresh";
-    ev.code = code;
-    ev.reason = msg;
-    ev.temporary = temporary;
-    hfs__emit(c, &ev);
+    hfs__emit_error(c, NULL, "refresh", code, msg, temporary);
     if (c->state != HFS_CONNECTED)
       return;
     if (code < 100 || temporary)
@@ -631,12 +627,7 @@ static void start_refresh(hfs_client *c) {
     hfs__disconnect(c, 1, "unauthorized", 0);
   } else if (r != HFS_TOKEN_OK) {
     c->refreshing = 0;
-    hfs_event ev = {0};
-    ev.type = HFS_EV_ERROR;
-    ev.error_type = "refresh";
-    ev.code = 6;
-    ev.reason = "could not get a connection token";
-    hfs__emit(c, &ev);
+    hfs__emit_error(c, NULL, "refresh", 6, "could not get a connection token", 0);
     if (c->state == HFS_CONNECTED)
       c->refresh_due = hfs__now() + 5000 + hfs__rand(c) % 5000;
   }
@@ -906,12 +897,7 @@ static void timers(hfs_client *c) {
   if (c->reconnect_due && now >= c->reconnect_due && c->state == HFS_CONNECTING)
     start_attempt(c);
   if (c->connect_due && now >= c->connect_due && c->state == HFS_CONNECTING) {
-    hfs_event ev = {0};
-    ev.type = HFS_EV_ERROR;
-    ev.error_type = "connect";
-    ev.code = 1;
-    ev.reason = "timeout";
-    hfs__emit(c, &ev);
+    hfs__emit_error(c, NULL, "connect", 1, "timeout", 0);
     if (c->state == HFS_CONNECTING)
       hfs__disconnect(c, 1, "transport closed", 1);
   }

@@ -97,6 +97,10 @@ struct hfs_client {
 uint64_t hfs__now(void);
 uint32_t hfs__rand(hfs_client *c);
 void hfs__emit(hfs_client *c, hfs_event *ev);
+/* Emit an HFS_EV_ERROR of error_type type (sub: a subscription's, else
+ * NULL). */
+void hfs__emit_error(hfs_client *c, hfs_sub *sub, const char *type, int code,
+                     const char *reason, int temporary);
 int hfs__send(hfs_client *c, uint32_t id, const char *method, json_t *body);
 uint32_t hfs__id(hfs_client *c);
 void hfs__enter(hfs_client *c);

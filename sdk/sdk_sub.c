@@ -171,14 +171,7 @@ void hfs__sub_send_subscribe(hfs_sub *s) {
     set_unsubscribed(s, 1, "unauthorized", 1);
   } else if (r != HFS_TOKEN_OK) {
     s->token_wait = 0;
-    hfs_event ev = {0};
-    ev.type = HFS_EV_ERROR;
-    ev.sub = s;
-    ev.channel = s->channel;
-    ev.error_type = "subscribeToken";
-    ev.code = 8;
-    ev.reason = "could not get a subscription token";
-    hfs__emit(c, &ev);
+    hfs__emit_error(c, s, "subscribeToken", 8, "could not get a subscription token", 0);
     if (s->state == HFS_SUB_SUBSCRIBING)
       s->resub_due = hfs__now() + sub_backoff(s);
   } else if (!s->token_wait) {
@@ -382,15 +375,7 @@ static void subscribe_error(hfs_sub *s, json_t *err) {
       s->token = NULL;
       s->refresh_required = s->get_token != NULL;
     }
-    hfs_event ev = {0};
-    ev.type = HFS_EV_ERROR;
-    ev.sub = s;
-    ev.channel = s->channel;
-    ev.error_type = "subscribe";
-    ev.code = code;
-    ev.reason = msg;
-    ev.temporary = temporary;
-    hfs__emit(c, &ev);
+    hfs__emit_error(c, s, "subscribe", code, msg, temporary);
     if (s->state == HFS_SUB_SUBSCRIBING && !s->sub_id)
       s->resub_due = hfs__now() + sub_backoff(s);
   } else {
@@ -413,15 +398,7 @@ static void sub_refresh_reply(hfs_sub *s, json_t *reply) {
   uint32_t code = (uint32_t)json_integer_value(json_object_get(err, "code"));
   const char *msg = json_string_value(json_object_get(err, "message"));
   int temporary = json_is_true(json_object_get(err, "temporary"));
-  hfs_event ev = {0};
-  ev.type = HFS_EV_ERROR;
-  ev.sub = s;
-  ev.channel = s->channel;
-  ev.error_type = "subRefresh";
-  ev.code = code;
-  ev.reason = msg;
-  ev.temporary = temporary;
-  hfs__emit(c, &ev);
+  hfs__emit_error(c, s, "subRefresh", code, msg, temporary);
   if (s->state != HFS_SUB_SUBSCRIBED)
     return;
   if (code < 100 || temporary)
@@ -636,14 +613,7 @@ static void start_sub_refresh(hfs_sub *s) {
     set_unsubscribed(s, 1, "unauthorized", 1);
   } else if (r != HFS_TOKEN_OK) {
     s->refreshing = 0;
-    hfs_event ev = {0};
-    ev.type = HFS_EV_ERROR;
-    ev.sub = s;
-    ev.channel = s->channel;
-    ev.error_type = "subRefresh";
-    ev.code = 9;
-    ev.reason = "could not get a subscription token";
-    hfs__emit(s->c, &ev);
+    hfs__emit_error(s->c, s, "subRefresh", 9, "could not get a subscription token", 0);
     if (s->state == HFS_SUB_SUBSCRIBED)
       s->refresh_due = hfs__now() + 10000 + hfs__rand(s->c) % 10000;
   }
