@@ -315,14 +315,24 @@ static void join_leave(hfs_client *c, hfs_sub *s, const char *ch, hfs_event_type
 }
 
 /* Fill a SUBSCRIBED event from a subscribe result (client or server side). */
-static void subscribed_event(hfs_event *ev, json_t *res, const hfs_position *pos) {
-  ev->type = HFS_EV_SUBSCRIBED;
-  ev->recoverable = json_is_true(json_object_get(res, "recoverable"));
-  ev->positioned = json_is_true(json_object_get(res, "positioned"));
-  ev->was_recovering = json_is_true(json_object_get(res, "was_recovering"));
-  ev->recovered = json_is_true(json_object_get(res, "recovered"));
-  if (pos)
-    ev->position = *pos;
+/* Emit HFS_EV_SUBSCRIBED for a subscribe result res (sub: a client-side
+ * subscription, NULL for a server-side one), with its data as JSON text. */
+static void emit_subscribed(hfs_client *c, hfs_sub *sub, const char *channel, json_t *res,
+                            const hfs_position *pos) {
+  hfs_event ev = {0};
+  ev.type = HFS_EV_SUBSCRIBED;
+  ev.sub = sub;
+  ev.channel = channel;
+  ev.recoverable = json_is_true(json_object_get(res, "recoverable"));
+  ev.positioned = json_is_true(json_object_get(res, "positioned"));
+  ev.was_recovering = json_is_true(json_object_get(res, "was_recovering"));
+  ev.recovered = json_is_true(json_object_get(res, "recovered"));
+  ev.position = *pos;
+  json_t *d = json_object_get(res, "data");
+  char *dt = d ? json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+  ev.data = dt;
+  hfs__emit(c, &ev);
+  free(dt);
 }
 
 static void set_pos(hfs_position *p, json_t *res) {
@@ -344,15 +354,7 @@ static void subscribe_result(hfs_sub *s, json_t *res) {
       s->has_pos = 1;
   }
   s->state = HFS_SUB_SUBSCRIBED;
-  hfs_event ev = {0};
-  ev.sub = s;
-  ev.channel = s->channel;
-  subscribed_event(&ev, res, &s->pos);
-  json_t *d = json_object_get(res, "data");
-  char *dt = d ? json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-  ev.data = dt;
-  hfs__emit(c, &ev);
-  free(dt);
+  emit_subscribed(c, s, s->channel, res, &s->pos);
   json_t *pubs = json_object_get(res, "publications");
   for (size_t i = 0; i < json_array_size(pubs) && s->state == HFS_SUB_SUBSCRIBED && !s->dead;
        i++)
@@ -462,14 +464,7 @@ static void ssub_subscribed(hfs_client *c, hfs_ssub *ss, json_t *res) {
   if (ss->recoverable)
     set_pos(&ss->pos, res);
   ss->subscribed = 1;
-  hfs_event ev = {0};
-  ev.channel = ss->channel;
-  subscribed_event(&ev, res, &ss->pos);
-  json_t *d = json_object_get(res, "data");
-  char *dt = d ? json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-  ev.data = dt;
-  hfs__emit(c, &ev);
-  free(dt);
+  emit_subscribed(c, NULL, ss->channel, res, &ss->pos);
   json_t *pubs = json_object_get(res, "publications");
   for (size_t i = 0; i < json_array_size(pubs) && c->state == HFS_CONNECTED; i++)
     hfs__publication(c, NULL, ss, ss->channel, json_array_get(pubs, i));
