@@ -419,22 +419,36 @@ static void outq_free(hf_conn *c) {
   c->out_len = 0;
 }
 
-/* Write as much of the queue as the kernel takes (one sendmsg of up to 64
- * segments). Returns 0, or -1 if the connection failed. */
+/* Write as much of the queue as the kernel takes: one sendmsg of up to 64
+ * buffers, where segments that lie back to back in memory (frames carved
+ * one after another from a chunk, hf_shared_new_frame) go as one buffer, so
+ * the kernel copies one run instead of many small pieces. Returns 0, or -1
+ * if the connection failed. */
 static int outq_write(hf_conn *c) {
   while (c->seg_n) {
     struct iovec iov[64];
     int n = 0;
-    for (; n < 64 && n < c->seg_n; n++) {
-      struct outseg *g = &c->segs[c->seg_head + n];
-      iov[n].iov_base = g->sh->data + g->off;
-      iov[n].iov_len = g->len;
+    size_t total = 0;
+    for (uint16_t k = 0; k < c->seg_n; k++) {
+      struct outseg *g = &c->segs[c->seg_head + k];
+      uint8_t *p = g->sh->data + g->off;
+      if (n && (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == p) {
+        iov[n - 1].iov_len += g->len;
+      } else {
+        if (n == 64)
+          break;
+        iov[n].iov_base = p;
+        iov[n].iov_len = g->len;
+        n++;
+      }
+      total += g->len;
     }
     ssize_t w = send_iov(c, iov, n);
     if (w < 0)
       return -1;
     if (w == 0)
       return 0;
+    size_t sent = (size_t)w;
     c->out_len -= (uint32_t)w;
     while (w > 0) {
       struct outseg *g = &c->segs[c->seg_head];
@@ -449,7 +463,7 @@ static int outq_write(hf_conn *c) {
         w = 0;
       }
     }
-    if (n < 64 && c->seg_n)
+    if (sent < total)
       return 0; /* short write: the socket buffer is full */
   }
   outq_free(c); /* idle connections hold no output memory */
