@@ -1959,17 +1959,23 @@ int hf_conn_send(hf_conn *c, int opcode, const uint8_t *data, size_t len) {
 
 int hf_conn_deflate(const hf_conn *c) { return c->dfl; }
 
-void hf_conn_id(const hf_conn *c, char out[37]) {
+void hf_conn_id_format(const uint8_t id[16], char out[37]) {
   static const char hx[] = "0123456789abcdef";
   int j = 0;
   for (int i = 0; i < 16; i++) {
     if (i == 4 || i == 6 || i == 8 || i == 10)
       out[j++] = '-';
-    out[j++] = hx[c->id[i] >> 4];
-    out[j++] = hx[c->id[i] & 15];
+    out[j++] = hx[id[i] >> 4];
+    out[j++] = hx[id[i] & 15];
   }
   out[j] = 0;
 }
+
+void hf_conn_id(const hf_conn *c, char out[37]) { hf_conn_id_format(c->id, out); }
+
+const uint8_t *hf_conn_id_raw(const hf_conn *c) { return c->id; }
+
+uint64_t hf_conn_accept_ms(const hf_conn *c) { return c->t_accept; }
 
 static void addr_text(const conn_addr *a, char *out, size_t cap);
 

@@ -67,7 +67,8 @@ typedef struct hub_sub {
   uint64_t offset;   /* positioned: the last offset the client has */
   uint64_t epoch;    /* positioned: the stream epoch (0: adopt the next) */
   const char *user;   /* presence_stats; owned by the subscriber */
-  const char *client; /* connection id (presence key); owned likewise */
+  const uint8_t *client; /* connection id, 16 bytes (the presence key; text
+                            with hf_conn_id_format); owned likewise */
   char *info;        /* ClientInfo JSON for presence, or NULL; owned */
   uint32_t flags;    /* HUB_SUB_* */
 } hub_sub;

@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+#include "hf/conn.h"
+
 stream_opts query_stream_opts(const chan_ns *ns) {
   stream_opts o = {ns->history_size, ns->history_ttl_ms,
                    ns->history_meta_ttl_ms ? ns->history_meta_ttl_ms
@@ -18,7 +20,9 @@ typedef struct {
 
 static void add_presence(void *arg, const hub_sub *s) {
   pres_acc *a = arg;
-  jw_key(a->b, &a->first, s->client);
+  char id[37];
+  hf_conn_id_format(s->client, id);
+  jw_key(a->b, &a->first, id);
   jw_lit(a->b, s->info);
 }
 

@@ -87,13 +87,14 @@ cl_extra *cl__extra(cl_client *cl);
 
 /* Laid out for size (every idle connection holds one): pointers, then
  * 64-bit, 32-bit and byte fields, without holes; what most connections
- * never use is a NULL pointer. */
+ * never use is a NULL pointer. What every client of a worker shares (the
+ * hub, the configuration) is reached through list; the connection id is
+ * kept once, in the hf_conn (hf_conn_id / hf_conn_id_raw), and so is the
+ * accept time (cl_created_ms). */
 struct cl_client {
   hf_conn *conn;
-  hub_local *hl;
-  cl_list *list;
+  cl_list *list; /* the worker's clients; also its hub_local and cl_config */
   cl_client *next, *prev;
-  const cl_config *cfg;
   uintptr_t tag; /* the server's per-connection bits */
   hf_timer timer;
   cl_extra *ex;      /* NULL until one of its strings is set */
@@ -101,22 +102,27 @@ struct cl_client {
   char *conn_info;   /* minified JSON of the token's info claim, or NULL */
   char *client_info; /* {"user":..,"client":..,"conn_info":..} for pubs and
                         presence, made when first needed (cl__client_info) */
-  cl_sub **subs;
+  cl_sub **subs;     /* &sub0 while at most one (no array of its own) */
+  cl_sub *sub0;
   /* asynchronous commands (engines that answer later): while any is in
-   * flight, later commands wait in `queued` (in order, bounded) */
+   * flight, later commands wait in `queued` (in order, bounded; allocated
+   * for the first one that waits, NULL when none does) */
   struct cl_op *ops;
-  jw_buf queued;
+  jw_buf *queued;
   /* containment (client.c, cl__rate_check): own buckets (NULL until a
    * per-connection limit applies), the user's shared entry (held while
    * connected), the current burst of refusals */
   cl_buckets *rb; /* also holds the refusal burst */
   rl_user *rl_user;
-  uint64_t ping_sent_us; /* when the awaited ping left (CLOCK_MONOTONIC us) */
-  uint64_t rtt_us;       /* the last ping's round trip (0: none yet) */
-  uint64_t created_ms;   /* loop clock when the connection upgraded */
   int64_t expire_at; /* Unix seconds; 0 = never */
-  uint64_t next_ping, pong_deadline, expire_deadline, stale_deadline; /* mono ms */
-  uint64_t refresh_due; /* mono ms: ask the refresh proxy (0: no) */
+  uint64_t next_ping, expire_deadline; /* mono ms */
+  union { /* mono ms: CS_NEW closes at the first, CS_CONNECTED at the second */
+    uint64_t stale_deadline; /* no connect command by then */
+    uint64_t pong_deadline;  /* while await_pong */
+  };
+  uint64_t refresh_due;  /* mono ms: ask the refresh proxy (0: no) */
+  uint32_t ping_sent_us; /* low bits of cl__now_us() when the awaited ping left */
+  uint32_t rtt_us;       /* the last ping's round trip (0: none yet) */
   uint32_t nsubs, capsubs;
   uint32_t inflight;
   uint8_t state;
@@ -128,7 +134,6 @@ struct cl_client {
   uint8_t busy : 1;       /* inside cl_on_message: a teardown must not free yet */
   uint8_t zombie : 1;     /* cl_free was called while busy */
   uint8_t px_session : 1; /* authenticated by the connect proxy (proxied.c) */
-  char id[37];       /* connection id (UUID text), the protocol's client */
 };
 
 /* An asynchronous operation of a client (a command waiting for the

@@ -73,7 +73,7 @@ void cl__refresh_sub_infos(cl_client *cl) {
     if (s->hs.info) {
       char *info = cl__sub_info(cl, s);
       if (info)
-        hub_sub_set_info(cl->hl, &s->hs, info);
+        hub_sub_set_info(cl->list->hl, &s->hs, info);
     }
   }
 }
@@ -93,15 +93,15 @@ static void free_sub(cl_sub *s) {
 void cl__remove_sub(cl_client *cl, cl_sub *s) {
   size_t len;
   const char *ch = hub_chan_name(s->hs.ch, &len);
-  eng *e = cl->cfg->eng;
+  eng *e = cl->list->cfg->eng;
   forget_op(s); /* a subscribe still being established learns it is gone */
   if (s->emit_join_leave && s->hs.info && !(s->hs.flags & HUB_SUB_PENDING))
-    eng_join_leave(e, cl->hl, ch, len, s->hs.info, strlen(s->hs.info), 1); /* posted */
+    eng_join_leave(e, cl->list->hl, ch, len, s->hs.info, strlen(s->hs.info), 1); /* posted */
   if (s->hs.flags & HUB_SUB_PRESENCE)
-    eng_presence_update(e, cl->hl, ch, len, &s->hs, 0);
+    eng_presence_update(e, cl->list->hl, ch, len, &s->hs, 0);
   if (s->node_ref)
-    eng_node_unsubscribe(e, cl->hl, ch, len);
-  hub_unsubscribe(cl->hl, &s->hs);
+    eng_node_unsubscribe(e, cl->list->hl, ch, len);
+  hub_unsubscribe(cl->list->hl, &s->hs);
   for (uint32_t i = 0; i < cl->nsubs; i++)
     if (cl->subs[i] == s) {
       cl->subs[i] = cl->subs[--cl->nsubs];
@@ -111,11 +111,18 @@ void cl__remove_sub(cl_client *cl, cl_sub *s) {
 }
 
 static int add_to_list(cl_client *cl, cl_sub *s) {
+  if (!cl->capsubs) { /* most have one: the slot in the client */
+    cl->subs = &cl->sub0;
+    cl->capsubs = 1;
+  }
   if (cl->nsubs == cl->capsubs) {
-    uint32_t cap = cl->capsubs ? cl->capsubs * 2 : 1; /* most have one */
-    cl_sub **ns = realloc(cl->subs, cap * sizeof *ns);
+    uint32_t cap = cl->capsubs * 2;
+    cl_sub **ns = cl->subs == &cl->sub0 ? malloc(cap * sizeof *ns)
+                                        : realloc(cl->subs, cap * sizeof *ns);
     if (!ns)
       return -1;
+    if (cl->subs == &cl->sub0)
+      ns[0] = cl->sub0;
     cl->subs = ns;
     cl->capsubs = cap;
   }
@@ -143,7 +150,7 @@ void cl__unsubscribe_push(cl_client *cl, cl_sub *s, unsigned code,
 }
 
 void cl__set_sub_expiry(cl_client *cl, cl_sub *s, int64_t expire_at) {
-  if (cl_policy_get(cl->cfg)->insecure)
+  if (cl_policy_get(cl->list->cfg)->insecure)
     expire_at = 0;
   if (!expire_at && !s->tok)
     return; /* nothing to forget */
@@ -159,11 +166,11 @@ void cl__set_sub_expiry(cl_client *cl, cl_sub *s, int64_t expire_at) {
     int64_t left = t->expire_at - cl__wall_s();
     uint64_t now = hf_loop_now(hf_conn_loop(cl->conn));
     t->deadline = now + (uint64_t)(left > 0 ? left : 0) * 1000 +
-                  cl->cfg->expired_sub_close_delay_ms;
+                  cl->list->cfg->expired_sub_close_delay_ms;
     if (t->px_refresh) { /* the backend is asked when it expires, and is
                             * given its timeout even with a short delay */
       t->refresh_due = now + (uint64_t)(left > 0 ? left : 0) * 1000 + 1;
-      uint64_t last = t->refresh_due + cl->cfg->px->max_timeout_ms + 1000;
+      uint64_t last = t->refresh_due + cl->list->cfg->px->max_timeout_ms + 1000;
       if (t->deadline < last)
         t->deadline = last;
     }
@@ -254,7 +261,7 @@ static void announce_join(cl_client *cl, cl_sub *s) {
     return;
   size_t len;
   const char *ch = hub_chan_name(s->hs.ch, &len);
-  eng_join_leave(cl->cfg->eng, cl->hl, ch, len, s->hs.info, strlen(s->hs.info), 0);
+  eng_join_leave(cl->list->cfg->eng, cl->list->hl, ch, len, s->hs.info, strlen(s->hs.info), 0);
 }
 
 void cl__announce_joins(cl_client *cl) {
@@ -369,7 +376,7 @@ static unsigned finish(cl_client *cl, sub_op *so, const eng_read_result *r,
   if (r && so->recovery && so->recover) {
     int epoch_ok = !so->req_epoch_len ||
                    stream_epoch_parse(so->req_epoch, so->req_epoch_len) == r->top.epoch;
-    uint32_t max = cl->cfg->recovery_max_publication_limit;
+    uint32_t max = cl->list->cfg->recovery_max_publication_limit;
     if (so->cache) { /* recovered means "has the latest publication" */
       char cur[STREAM_EPOCH_LEN + 1];
       stream_epoch_text(r->top.epoch, cur);
@@ -505,12 +512,12 @@ static void on_node_ready(void *arg, int status) {
         rq.has_bound = 0;
         rq.limit = 1;
       } else {
-        uint32_t max = cl->cfg->recovery_max_publication_limit;
+        uint32_t max = cl->list->cfg->recovery_max_publication_limit;
         rq.limit = max ? (size_t)max + 1 : SIZE_MAX;
       }
     }
     /* may complete (and free so) before it returns */
-    if (eng_read(cl->cfg->eng, cl->hl, so->ch, so->len, &so->so, &rq, on_read, so) < 0)
+    if (eng_read(cl->list->cfg->eng, cl->list->hl, so->ch, so->len, &so->so, &rq, on_read, so) < 0)
       fail_establish(cl, so, 100);
   }
   cl__op_exit(cl, token);
@@ -536,8 +543,8 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
   const chan_ns *ns = sp->ns;
   json_t *req = sp->req, *ov = sp->override;
   bool history = chan_has_history(ns);
-  bool hist_access = chan_can_history(cl_policy_get(cl->cfg)->chans, ns, cl->user, true) == CHAN_OK;
-  bool pres_access = chan_can_presence(cl_policy_get(cl->cfg)->chans, ns, cl->user, true) == CHAN_OK;
+  bool hist_access = chan_can_history(cl_policy_get(cl->list->cfg)->chans, ns, cl->user, true) == CHAN_OK;
+  bool pres_access = chan_can_presence(cl_policy_get(cl->list->cfg)->chans, ns, cl->user, true) == CHAN_OK;
   bool presence = overridden(ov, "presence", ns->presence);
   bool emit_jl = overridden(ov, "join_leave", ns->join_leave);
   bool push_jl = overridden(ov, "force_push_join_leave", ns->force_push_join_leave) ||
@@ -605,7 +612,7 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
     sp->chan_info = NULL;
   }
   s->hs.user = cl->user;
-  s->hs.client = cl->id;
+  s->hs.client = hf_conn_id_raw(cl->conn);
   s->hs.flags = HUB_SUB_PENDING | (positioning ? HUB_SUB_POSITIONED : 0) |
                 (push_jl ? HUB_SUB_JOIN_LEAVE : 0) | (presence ? HUB_SUB_PRESENCE : 0) |
                 (delta ? HUB_SUB_DELTA : 0);
@@ -615,7 +622,7 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
     settle(cl, so, 100, NULL, NULL); /* also tells a parent */
     return 0;
   }
-  if (hub_subscribe(cl->hl, sp->ch, sp->len, &s->hs) < 0) {
+  if (hub_subscribe(cl->list->hl, sp->ch, sp->len, &s->hs) < 0) {
     cl->nsubs--;
     free_sub(s);
     settle(cl, so, 100, NULL, NULL);
@@ -625,11 +632,11 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
   so->s = s;
   cl__set_sub_expiry(cl, s, sp->expire_at);
   if (presence)
-    eng_presence_update(cl->cfg->eng, cl->hl, sp->ch, sp->len, &s->hs, 1);
+    eng_presence_update(cl->list->cfg->eng, cl->list->hl, sp->ch, sp->len, &s->hs, 1);
   /* may complete (and free so) before it returns; on -1 it did neither,
    * and took no reference to release */
   s->node_ref = 1;
-  if (eng_node_subscribe(cl->cfg->eng, cl->hl, sp->ch, sp->len, on_node_ready, so) < 0) {
+  if (eng_node_subscribe(cl->list->cfg->eng, cl->list->hl, sp->ch, sp->len, on_node_ready, so) < 0) {
     s->node_ref = 0;
     fail_establish(cl, so, 100);
   }
@@ -699,12 +706,12 @@ void cl__cmd_subscribe(cl_client *cl, uint32_t id, json_t *req) {
     cl__error_reply(cl, id, 105, "already subscribed", 0);
     return;
   }
-  if (cl->cfg->channel_limit && cl->nsubs >= cl->cfg->channel_limit) {
+  if (cl->list->cfg->channel_limit && cl->nsubs >= cl->list->cfg->channel_limit) {
     cl__error_reply(cl, id, 106, "limit exceeded", 0);
     return;
   }
   const chan_ns *ns;
-  int r = chan_resolve(cl_policy_get(cl->cfg)->chans, ch, len, &ns);
+  int r = chan_resolve(cl_policy_get(cl->list->cfg)->chans, ch, len, &ns);
   if (r != CHAN_OK) {
     cl__channel_error(cl, id, r);
     return;
@@ -729,7 +736,7 @@ void cl__cmd_subscribe(cl_client *cl, uint32_t id, json_t *req) {
     sp.data = cl__claim_info(claims, "data", "b64data");
   } else if (cl__proxy_subscribe(cl, id, req, ch, len, ns)) {
     return; /* the backend decides */
-  } else if ((r = chan_can_subscribe(cl_policy_get(cl->cfg)->chans, ns, ch, len, cl->user)) != CHAN_OK) {
+  } else if ((r = chan_can_subscribe(cl_policy_get(cl->list->cfg)->chans, ns, ch, len, cl->user)) != CHAN_OK) {
     cl__log_denied(cl, "subscribe", ch, len, (unsigned)r);
     cl__error_reply(cl, id, (unsigned)r, "permission denied", 0);
     return;
@@ -827,7 +834,7 @@ unsigned cl__server_side_subs(cl_client *cl, cl_connect_op *c, json_t *claims,
   json_t *nv;
   json_array_foreach(names, i, nv) { /* every channel is known, or nothing starts */
     const chan_ns *ns;
-    int r = chan_resolve(cl_policy_get(cl->cfg)->chans, json_string_value(nv), json_string_length(nv), &ns);
+    int r = chan_resolve(cl_policy_get(cl->list->cfg)->chans, json_string_value(nv), json_string_length(nv), &ns);
     if (r != CHAN_OK) {
       json_decref(names);
       return (unsigned)r;
@@ -837,7 +844,7 @@ unsigned cl__server_side_subs(cl_client *cl, cl_connect_op *c, json_t *claims,
     const char *name = json_string_value(nv);
     size_t len = json_string_length(nv);
     const chan_ns *ns;
-    chan_resolve(cl_policy_get(cl->cfg)->chans, name, len, &ns);
+    chan_resolve(cl_policy_get(cl->list->cfg)->chans, name, len, &ns);
     if (cl__find_sub(cl, name, len))
       continue;
     json_t *opts = json_object_get(list, name); /* {info, data, override} */
@@ -870,7 +877,7 @@ void cl_server_subscribe(cl_client *cl, const char *ch, size_t len,
   if (cl->state != CS_CONNECTED || cl__find_sub(cl, ch, len))
     return;
   const chan_ns *ns;
-  if (chan_resolve(cl_policy_get(cl->cfg)->chans, ch, len, &ns) != CHAN_OK)
+  if (chan_resolve(cl_policy_get(cl->list->cfg)->chans, ch, len, &ns) != CHAN_OK)
     return;
   /* recover_since {offset, epoch} from the API works like a client's
    * recover request; the recovered publications follow as pushes */
@@ -948,7 +955,7 @@ int cl_on_slow(cl_client *cl, size_t queued) {
     const char *ch = hub_chan_name(s->hs.ch, &len);
     const chan_ns *ns;
     if (s->server_side || !s->recoverable || !(s->hs.flags & HUB_SUB_POSITIONED) ||
-        chan_resolve(cl_policy_get(cl->cfg)->chans, ch, len, &ns) != CHAN_OK ||
+        chan_resolve(cl_policy_get(cl->list->cfg)->chans, ch, len, &ns) != CHAN_OK ||
         ns->slow_policy != CHAN_SLOW_RECOVER)
       return 0;
   }
