@@ -75,10 +75,11 @@ enum {
   XF_RD_WANTS_WR = 2 /* a TLS read waits for the socket to be writable */
 };
 
-typedef union {
-  struct sockaddr sa;
-  struct sockaddr_in in4;
-  struct sockaddr_in6 in6;
+/* An IP address and port, compactly (20 bytes, not a 28-byte sockaddr). */
+typedef struct {
+  uint8_t ip[16]; /* the first len bytes */
+  uint16_t port;  /* host order; 0: not known */
+  uint8_t len;    /* 4 (IPv4), 16 (IPv6) or 0 (unknown) */
 } conn_addr;
 
 /* The rarely used part of a connection, allocated when first needed
@@ -93,6 +94,8 @@ struct conn_x {
   hf_inflate *inf;
   char *peer_reason; /* close reason received from the peer */
   char *own_reason;  /* copy of a reason given to hf_conn_close */
+  const char *reason; /* the reason of our close as logged: static text or
+                         own_reason (set_reason) */
   conn_addr client;  /* the client behind a proxy (PROXY header or set by
                         the application), if has_client */
   uint8_t has_client;
@@ -114,7 +117,7 @@ struct hf_conn {
   uint32_t out_len; /* bytes queued over all segments */
   uint16_t seg_head, seg_n, seg_cap;
   uint16_t flags;
-  uint32_t ping_mark;  /* low bits of bytes_in when the last ping left */
+  uint32_t over_since; /* F_OVER: low bits of the loop clock (ms) */
   hf_conn *flush_next; /* end-of-iteration flush list */
   uint8_t *in; /* unconsumed input (partial head or frame); NULL when idle */
   uint32_t in_len, in_cap;
@@ -122,26 +125,25 @@ struct hf_conn {
     uint32_t need;      /* WebSocket: bytes the incomplete frame needs */
     uint32_t body_need; /* ST_BODY: bytes of body expected */
   };
-  uint32_t over_since; /* F_OVER: low bits of the loop clock (ms) */
+  uint16_t close_code;
+  uint8_t state;
+  uint8_t xport : 2, xflags : 2, who : 2;
+  uint8_t upgraded : 1;
+  uint8_t stream : 1; /* a streaming (chunked) HTTP response, not WebSocket */
   /* The frame parser while a frame or a fragmented message is incomplete;
    * NULL at a frame boundary (a fresh parser then reads the next one). */
   hf_ws_parser *ws;
   struct conn_x *x;    /* cold state (above), NULL until needed */
   struct hf_tls *tls; /* the TLS session; NULL on plain connections */
-  uint8_t xport, xflags;
-  uint8_t state, who;
-  uint16_t close_code;
-  uint8_t upgraded;
-  uint8_t stream; /* a streaming (chunked) HTTP response, not WebSocket */
   uint64_t t_accept;
   uint64_t bytes_in, bytes_out, msgs_in, msgs_out;
-  const char *close_reason; /* static text of our close */
   uint8_t id[16];
   conn_addr peer;
-  uint8_t dfl;       /* permessage-deflate negotiated */
-  uint8_t dfl_sbits; /* our compression window */
-  uint8_t dfl_cbits; /* the client's window */
-  uint8_t dfl_ctake; /* the client keeps its context between messages */
+  uint8_t dfl : 1;       /* permessage-deflate negotiated */
+  uint8_t dfl_ctake : 1; /* the client keeps its context between messages */
+  uint8_t heard : 1;     /* input arrived since the last ping left */
+  uint8_t dfl_sbits : 4; /* our compression window (8..15) */
+  uint8_t dfl_cbits : 4; /* the client's window */
 };
 
 struct outseg {
@@ -262,11 +264,41 @@ static uint64_t rng_next(uint64_t s[4]) { /* xoshiro256** */
   return r;
 }
 
+/* The address and port of sa (AF_INET or AF_INET6; else unknown). */
+static void addr_from_sockaddr(conn_addr *a, const struct sockaddr *sa, socklen_t salen) {
+  memset(a, 0, sizeof *a);
+  if (sa && sa->sa_family == AF_INET && salen >= sizeof(struct sockaddr_in)) {
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+    memcpy(a->ip, &s4->sin_addr, 4);
+    a->port = ntohs(s4->sin_port);
+    a->len = 4;
+  } else if (sa && sa->sa_family == AF_INET6 && salen >= sizeof(struct sockaddr_in6)) {
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+    memcpy(a->ip, &s6->sin6_addr, 16);
+    a->port = ntohs(s6->sin6_port);
+    a->len = 16;
+  }
+}
+
 /* c's cold state, allocated on first use; NULL when out of memory. */
 static struct conn_x *conn_x(hf_conn *c) {
   if (!c->x)
     c->x = calloc(1, sizeof *c->x);
   return c->x;
+}
+
+/* Record the reason of our close (static text, or x->own_reason) for the
+ * close report. It lives in the cold block: a connection closes once, and
+ * an idle one should not carry the pointer. Out of memory: no reason. */
+static void set_reason(hf_conn *c, const char *reason) {
+  struct conn_x *x = reason ? conn_x(c) : c->x;
+  if (x)
+    x->reason = reason;
+}
+
+/* The reason set_reason recorded, "" if none. */
+static const char *our_reason(const hf_conn *c) {
+  return c->x && c->x->reason ? c->x->reason : "";
 }
 
 static void set_events(hf_conn *c) {
@@ -632,11 +664,11 @@ static void teardown(hf_conn *c) {
     info.who = (hf_conn_who)c->who;
     info.reason = c->who == HF_WHO_CLIENT
                       ? (c->x && c->x->peer_reason ? c->x->peer_reason : "")
-                      : (c->close_reason ? c->close_reason : "");
+                      : our_reason(c);
   } else {
     info.code = c->close_code ? c->close_code : HF_CLOSE_ABNORMAL;
     info.who = c->close_code ? (hf_conn_who)c->who : HF_WHO_ABNORMAL;
-    info.reason = c->close_reason ? c->close_reason : "";
+    info.reason = our_reason(c);
   }
   c->state = ST_DEAD;
   if (c->dfl)
@@ -675,7 +707,7 @@ static void teardown(hf_conn *c) {
 static void abort_with(hf_conn *c, uint16_t code, const char *reason) {
   if (!(c->flags & (F_CLOSE_SENT | F_CLOSE_RCVD))) {
     c->close_code = code;
-    c->close_reason = reason;
+    set_reason(c, reason);
     c->who = HF_WHO_SERVER;
   }
   teardown(c);
@@ -704,10 +736,10 @@ static void slow_consumer(hf_conn *c) {
   }
   if (c->state == ST_OPEN) {
     c->close_code = HF_CLOSE_SLOW;
-    c->close_reason = "slow consumer: output queue limit exceeded";
+    set_reason(c, "slow consumer: output queue limit exceeded");
     c->who = HF_WHO_SERVER;
     c->state = ST_CLOSING;
-    send_close_frame(c, HF_CLOSE_SLOW, c->close_reason);
+    send_close_frame(c, HF_CLOSE_SLOW, "slow consumer: output queue limit exceeded");
     if (c->state == ST_DEAD)
       return;
     hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.close_timeout_ms);
@@ -719,7 +751,7 @@ static void slow_consumer(hf_conn *c) {
  * close, and the caller's text may not live that long). */
 static void set_own_reason(hf_conn *c, uint16_t code, const char *reason) {
   c->close_code = code;
-  c->close_reason = hf_close_reason(code);
+  set_reason(c, hf_close_reason(code));
   if (reason && *reason) {
     char buf[HF_FRAME_MAX_CONTROL - 1];
     snprintf(buf, sizeof buf, "%s", reason);
@@ -728,7 +760,7 @@ static void set_own_reason(hf_conn *c, uint16_t code, const char *reason) {
       free(x->own_reason);
       x->own_reason = strdup(buf);
     }
-    c->close_reason = x && x->own_reason ? x->own_reason : reason;
+    set_reason(c, x && x->own_reason ? x->own_reason : reason);
   }
   c->who = HF_WHO_SERVER;
 }
@@ -740,7 +772,7 @@ static void stream_end(hf_conn *c, uint16_t code, const char *reason) {
     return;
   set_own_reason(c, code, reason);
   if (c->ctx->h.on_stream_end)
-    c->ctx->h.on_stream_end(c, code, c->close_reason);
+    c->ctx->h.on_stream_end(c, code, our_reason(c));
   if (c->state != ST_OPEN)
     return;
   c->state = ST_RESPONDED;
@@ -764,7 +796,7 @@ void hf_conn_close(hf_conn *c, uint16_t code, const char *reason) {
   }
   c->state = ST_CLOSING;
   set_own_reason(c, code, reason);
-  send_close_frame(c, code, c->close_reason);
+  send_close_frame(c, code, our_reason(c));
   if (c->state == ST_DEAD)
     return;
   hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.close_timeout_ms);
@@ -922,7 +954,7 @@ static void on_ws_event(hf_conn *c, hf_ws_event *ev) {
       send_frame(c, HF_OP_PONG, ev->data, ev->len);
     return;
   case HF_WS_EV_PONG:
-    return; /* any input counts as liveness (ping_mark) */
+    return; /* any input counts as liveness (heard) */
   case HF_WS_EV_CLOSE:
     c->flags |= F_CLOSE_RCVD;
     if (c->state == ST_OPEN) {
@@ -1291,17 +1323,8 @@ static int read_proxy(hf_conn *c) {
   if (r == HF_EAGAIN)
     return 0; /* the rest of the header is still coming */
   if (!pi.local) {
-    conn_addr a;
-    memset(&a, 0, sizeof a);
-    if (pi.family == 4) {
-      a.in4.sin_family = AF_INET;
-      memcpy(&a.in4.sin_addr, pi.src, 4);
-      a.in4.sin_port = htons(pi.src_port);
-    } else {
-      a.in6.sin6_family = AF_INET6;
-      memcpy(&a.in6.sin6_addr, pi.src, 16);
-      a.in6.sin6_port = htons(pi.src_port);
-    }
+    conn_addr a = {.port = pi.src_port, .len = pi.family == 4 ? 4 : 16};
+    memcpy(a.ip, pi.src, a.len);
     set_client(c, &a);
   }
   free(c->in);
@@ -1378,12 +1401,13 @@ static void on_readable(hf_conn *c) {
     ssize_t n = conn_recv(c, rb, rc);
     if (n > 0 && c->upgraded) {
       c->bytes_in += (uint64_t)n; /* dropped, but received: count it */
+      c->heard = 1;
       st_add(&ctx->stats.bytes_in, (uint64_t)n);
     }
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
       if (c->state == ST_OPEN) { /* the normal end of a stream */
         c->close_code = HF_CLOSE_GOING_AWAY;
-        c->close_reason = "client closed the stream";
+        set_reason(c, "client closed the stream");
         c->who = HF_WHO_CLIENT;
       }
       teardown(c);
@@ -1445,6 +1469,7 @@ static void on_readable(hf_conn *c) {
     }
   } else {
     c->bytes_in += (uint64_t)n;
+    c->heard = 1;
     st_add(&ctx->stats.bytes_in, (uint64_t)n);
     process_ws(c, buf, len);
   }
@@ -1507,7 +1532,7 @@ static void conn_timer(hf_loop *loop, hf_timer *t) {
   case ST_BODY:
     if (c->flags & F_DEFERRED) { /* the application never answered */
       c->who = HF_WHO_SERVER;
-      c->close_reason = "response timeout";
+      set_reason(c, "response timeout");
       teardown(c);
       return;
     }
@@ -1517,7 +1542,7 @@ static void conn_timer(hf_loop *loop, hf_timer *t) {
     }
     c->flags |= F_HS_TIMEOUT;
     c->who = HF_WHO_SERVER;
-    c->close_reason = "handshake timeout";
+    set_reason(c, "handshake timeout");
     teardown(c);
     return;
   case ST_RESPONDED:
@@ -1526,13 +1551,13 @@ static void conn_timer(hf_loop *loop, hf_timer *t) {
     return;
   case ST_OPEN:
     if (c->flags & F_AWAIT_PONG) {
-      if ((uint32_t)c->bytes_in == c->ping_mark) {
+      if (!c->heard) {
         /* silent since the ping: half-open or dead peer */
         c->close_code = HF_CLOSE_NO_PONG;
-        c->close_reason = "no pong: heartbeat timeout";
+        set_reason(c, "no pong: heartbeat timeout");
         st_add(&ctx->stats.pong_timeouts, 1);
         c->who = HF_WHO_SERVER;
-        send_close_frame(c, HF_CLOSE_NO_PONG, c->close_reason);
+        send_close_frame(c, HF_CLOSE_NO_PONG, "no pong: heartbeat timeout");
         teardown(c);
         return;
       }
@@ -1544,7 +1569,7 @@ static void conn_timer(hf_loop *loop, hf_timer *t) {
       return;
     }
     c->flags |= F_AWAIT_PONG;
-    c->ping_mark = (uint32_t)c->bytes_in;
+    c->heard = 0;
     send_frame(c, HF_OP_PING, (const uint8_t *)"hf", 2);
     if (c->state == ST_OPEN)
       hf_timer_set(loop, &c->timer, ctx->cfg.pong_timeout_ms);
@@ -1582,7 +1607,7 @@ void hf_conn_ctx_free(hf_conn_ctx *ctx) {
     hf_conn *c = ctx->head;
     if (!(c->flags & (F_CLOSE_SENT | F_CLOSE_RCVD))) {
       c->close_code = HF_CLOSE_GOING_AWAY;
-      c->close_reason = "server stopped";
+      set_reason(c, "server stopped");
       c->who = HF_WHO_SERVER;
     }
     teardown(c); /* a started close handshake keeps its own code/reason */
@@ -1649,8 +1674,7 @@ hf_conn *hf_conn_accept_ex(hf_conn_ctx *ctx, int fd, const struct sockaddr *sa,
   c->timer.cb = conn_timer;
   c->t_accept = hf_loop_now(ctx->loop);
   c->state = ST_HTTP;
-  if (salen <= sizeof c->peer)
-    memcpy(&c->peer, sa, salen);
+  addr_from_sockaddr(&c->peer, sa, salen);
   uint64_t a = rng_next(ctx->rng), b = rng_next(ctx->rng);
   memcpy(c->id, &a, 8);
   memcpy(c->id + 8, &b, 8);
@@ -1986,16 +2010,10 @@ void hf_conn_peer(const hf_conn *c, char *out, size_t cap) {
 static void addr_text(const conn_addr *a, char *out, size_t cap) {
   char ip[INET6_ADDRSTRLEN] = "?";
   /* port 0: not known (a client named by a forwarding header) */
-  if (a->sa.sa_family == AF_INET) {
-    inet_ntop(AF_INET, &a->in4.sin_addr, ip, sizeof ip);
-    if (a->in4.sin_port)
-      snprintf(out, cap, "%s:%u", ip, ntohs(a->in4.sin_port));
-    else
-      snprintf(out, cap, "%s", ip);
-  } else if (a->sa.sa_family == AF_INET6) {
-    inet_ntop(AF_INET6, &a->in6.sin6_addr, ip, sizeof ip);
-    if (a->in6.sin6_port)
-      snprintf(out, cap, "[%s]:%u", ip, ntohs(a->in6.sin6_port));
+  if (a->len == 4 || a->len == 16) {
+    inet_ntop(a->len == 4 ? AF_INET : AF_INET6, a->ip, ip, sizeof ip);
+    if (a->port)
+      snprintf(out, cap, a->len == 4 ? "%s:%u" : "[%s]:%u", ip, a->port);
     else
       snprintf(out, cap, "%s", ip);
   } else {
@@ -2004,15 +2022,8 @@ static void addr_text(const conn_addr *a, char *out, size_t cap) {
 }
 
 static size_t addr_ip(const conn_addr *a, uint8_t out[16]) {
-  if (a->sa.sa_family == AF_INET) {
-    memcpy(out, &a->in4.sin_addr, 4);
-    return 4;
-  }
-  if (a->sa.sa_family == AF_INET6) {
-    memcpy(out, &a->in6.sin6_addr, 16);
-    return 16;
-  }
-  return 0;
+  memcpy(out, a->ip, a->len);
+  return a->len;
 }
 
 size_t hf_conn_peer_ip(const hf_conn *c, uint8_t out[16]) {
@@ -2031,19 +2042,10 @@ int hf_conn_has_client(const hf_conn *c) { return c->x && c->x->has_client; }
 
 void hf_conn_set_client(hf_conn *c, const uint8_t *ip, size_t len,
                         uint16_t port) {
-  conn_addr a;
-  memset(&a, 0, sizeof a);
-  if (len == 4) {
-    a.in4.sin_family = AF_INET;
-    memcpy(&a.in4.sin_addr, ip, 4);
-    a.in4.sin_port = htons(port);
-  } else if (len == 16) {
-    a.in6.sin6_family = AF_INET6;
-    memcpy(&a.in6.sin6_addr, ip, 16);
-    a.in6.sin6_port = htons(port);
-  } else {
+  if (len != 4 && len != 16)
     return;
-  }
+  conn_addr a = {.port = port, .len = (uint8_t)len};
+  memcpy(a.ip, ip, len);
   set_client(c, &a);
 }
 
