@@ -47,8 +47,9 @@ void cl__arm_timer(cl_client *cl) {
       due = cl->next_ping;
     if (cl->expire_deadline && cl->expire_deadline < due)
       due = cl->expire_deadline;
-    if (cl->refresh_due && cl->refresh_due < due)
-      due = cl->refresh_due;
+    uint64_t rd = cl__refresh_due(cl);
+    if (rd && rd < due)
+      due = rd;
     for (uint32_t i = 0; i < cl->nsubs; i++) {
       uint64_t d = cl__sub_deadline(cl->subs[i]), r = cl__sub_refresh_due(cl->subs[i]);
       if (d && d < due)
@@ -177,7 +178,7 @@ static void begin_identity_result(cl_client *cl, uint32_t id, const char *key) {
   jw_cstr(o, cid);
   jw_lit(o, ",\"version\":");
   jw_cstr(o, cl->list->cfg->version);
-  if (cl->expire_at && !cl->refresh_due) { /* the client refreshes */
+  if (cl->expire_at && !cl__refresh_due(cl)) { /* the client refreshes */
     int64_t ttl = cl->expire_at - cl__wall_s();
     jw_lit(o, ",\"expires\":true,\"ttl\":");
     jw_u64(o, (uint64_t)(ttl > 0 ? ttl : 0));
@@ -259,7 +260,8 @@ char *cl__claim_info(json_t *obj, const char *key, const char *b64key) {
 
 void cl__set_expiry(cl_client *cl, int64_t expire_at) {
   cl->expire_at = expire_at;
-  cl->refresh_due = 0;
+  if (cl->ex)
+    cl->ex->refresh_due = 0;
   if (!expire_at || cl_policy_get(cl->list->cfg)->insecure) {
     cl->expire_at = 0;
     cl->expire_deadline = 0;
@@ -272,9 +274,10 @@ void cl__set_expiry(cl_client *cl, int64_t expire_at) {
   /* a proxy session with a refresh proxy: the backend prolongs it, and is
    * given its timeout (and a second) even when the close delay is shorter */
   const px_config *px = cl->list->cfg->px;
-  if (cl->px_session && px && px->refresh_enabled) {
-    cl->refresh_due = now + (uint64_t)(left > 0 ? left : 0) * 1000 + 1;
-    uint64_t last = cl->refresh_due + px->max_timeout_ms + 1000;
+  cl_extra *ex = cl->px_session && px && px->refresh_enabled ? cl__extra(cl) : NULL;
+  if (ex) { /* (out of memory: no refresh, the session just expires) */
+    ex->refresh_due = now + (uint64_t)(left > 0 ? left : 0) * 1000 + 1;
+    uint64_t last = ex->refresh_due + px->max_timeout_ms + 1000;
     if (cl->expire_deadline < last)
       cl->expire_deadline = last;
   }
@@ -944,8 +947,9 @@ static void on_timer(hf_loop *loop, hf_timer *t) {
   }
   if (cl->state != CS_CONNECTED)
     return;
-  if (cl->refresh_due && now >= cl->refresh_due) {
-    cl->refresh_due = 0;
+  uint64_t rd = cl__refresh_due(cl);
+  if (rd && now >= rd) {
+    cl->ex->refresh_due = 0;
     cl__proxy_refresh(cl); /* may close the connection */
     if (cl->state != CS_CONNECTED)
       return;
@@ -1146,4 +1150,4 @@ size_t cl_num_channels(const cl_client *cl) { return cl->nsubs; }
 const char *cl_channel_at(const cl_client *cl, size_t i, size_t *len) {
   return hub_chan_name(cl->subs[i]->hs.ch, len);
 }
-void cl_set_tag(cl_client *cl, uintptr_t tag) { cl->tag = tag; }
+void cl_set_tag(cl_client *cl, uintptr_t tag) { cl->tag = (uint32_t)tag; }

@@ -148,7 +148,8 @@ void cl_send_shared(cl_client *cl, hf_shared *frame);
 /* Close with a protocol disconnect code and plain-text reason. */
 void cl_disconnect(cl_client *cl, uint16_t code, const char *reason);
 
-/* An opaque word the server keeps per connection (limit bookkeeping). */
+/* An opaque word the server keeps per connection (limit bookkeeping): 32
+ * bits are kept (server.c's U_* bits fit). */
 uintptr_t cl_tag(const cl_client *cl);
 void cl_set_tag(cl_client *cl, uintptr_t tag);
 

@@ -72,7 +72,7 @@ typedef struct {
   uint32_t strikes;      /* refusals in the current burst */
 } cl_buckets;
 
-/* Strings few connections have, allocated with the first of them (the
+/* What few connections have, allocated with the first of it (the
  * transport session of emulation, the Origin of browsers, what the event
  * proxy needs); freed with the client. */
 typedef struct {
@@ -80,7 +80,9 @@ typedef struct {
   char *origin;     /* the upgrade's Origin header, or NULL (admin list) */
   char *px_headers; /* upgrade request headers proxies ask for, or NULL */
   char *meta;       /* connection meta from the connect proxy (JSON), or NULL */
+  uint64_t refresh_due; /* mono ms: ask the refresh proxy (0: no) */
 } cl_extra;
+
 
 /* The extras of cl, allocated on first use; NULL when out of memory. */
 cl_extra *cl__extra(cl_client *cl);
@@ -95,7 +97,6 @@ struct cl_client {
   hf_conn *conn;
   cl_list *list; /* the worker's clients; also its hub_local and cl_config */
   cl_client *next, *prev;
-  uintptr_t tag; /* the server's per-connection bits */
   hf_timer timer;
   cl_extra *ex;      /* NULL until one of its strings is set */
   char *user;        /* "" when anonymous */
@@ -111,7 +112,8 @@ struct cl_client {
   jw_buf *queued;
   /* containment (client.c, cl__rate_check): own buckets (NULL until a
    * per-connection limit applies), the user's shared entry (held while
-   * connected), the current burst of refusals */
+   * connected; the shared table is on by default), the current burst of
+   * refusals */
   cl_buckets *rb; /* also holds the refusal burst */
   rl_user *rl_user;
   int64_t expire_at; /* Unix seconds; 0 = never */
@@ -120,11 +122,11 @@ struct cl_client {
     uint64_t stale_deadline; /* no connect command by then */
     uint64_t pong_deadline;  /* while await_pong */
   };
-  uint64_t refresh_due;  /* mono ms: ask the refresh proxy (0: no) */
   uint32_t ping_sent_us; /* low bits of cl__now_us() when the awaited ping left */
   uint32_t rtt_us;       /* the last ping's round trip (0: none yet) */
-  uint32_t nsubs, capsubs;
+  uint32_t nsubs;        /* the array holds the next power of two (&sub0: 1) */
   uint32_t inflight;
+  uint32_t tag; /* the server's per-connection bits (cl_set_tag) */
   uint8_t state;
   uint8_t transport; /* tr_kind: how replies and pushes are framed */
   uint8_t pb;        /* Protobuf encoding (centrifuge-protobuf): binary
@@ -135,6 +137,11 @@ struct cl_client {
   uint8_t zombie : 1;     /* cl_free was called while busy */
   uint8_t px_session : 1; /* authenticated by the connect proxy (proxied.c) */
 };
+
+/* NULL-safe reads of the extras. */
+static inline uint64_t cl__refresh_due(const cl_client *cl) {
+  return cl->ex ? cl->ex->refresh_due : 0;
+}
 
 /* An asynchronous operation of a client (a command waiting for the
  * engine). Embed it first in the operation's own struct. */

@@ -303,7 +303,12 @@ static void refresh_answer(cl_client *cl, px_op *po, const px_result *r) {
   char *info;
   if (cl->state != CS_CONNECTED)
     return;
-  int how = refresh_outcome(cl, r, &cl->refresh_due, &exp, &info);
+  cl_extra *ex = cl__extra(cl); /* made when refresh_due was set */
+  if (!ex) {
+    cl_disconnect(cl, 3004, "internal server error");
+    return;
+  }
+  int how = refresh_outcome(cl, r, &ex->refresh_due, &exp, &info);
   if (how == REFRESH_EXPIRED) {
     cl_disconnect(cl, 3005, "connection expired");
   } else if (how == REFRESH_OK) {

@@ -111,20 +111,21 @@ void cl__remove_sub(cl_client *cl, cl_sub *s) {
 }
 
 static int add_to_list(cl_client *cl, cl_sub *s) {
-  if (!cl->capsubs) { /* most have one: the slot in the client */
+  if (!cl->subs) /* most have one: the slot in the client */
     cl->subs = &cl->sub0;
-    cl->capsubs = 1;
-  }
-  if (cl->nsubs == cl->capsubs) {
-    uint32_t cap = cl->capsubs * 2;
-    cl_sub **ns = cl->subs == &cl->sub0 ? malloc(cap * sizeof *ns)
-                                        : realloc(cl->subs, cap * sizeof *ns);
+  /* the array holds at least the power of two at or above nsubs (it never
+   * shrinks): full when nsubs is a power of two */
+  uint32_t n = cl->nsubs;
+  if (n && !(n & (n - 1))) {
+    if (n >= UINT32_MAX / 2)
+      return -1;
+    cl_sub **ns = cl->subs == &cl->sub0 ? malloc(2 * n * sizeof *ns)
+                                        : realloc(cl->subs, 2 * n * sizeof *ns);
     if (!ns)
       return -1;
     if (cl->subs == &cl->sub0)
       ns[0] = cl->sub0;
     cl->subs = ns;
-    cl->capsubs = cap;
   }
   cl->subs[cl->nsubs++] = s;
   return 0;
