@@ -42,8 +42,11 @@ enum {
   HUB_SUB_DELTA = 8,       /* fossil delta negotiated */
   HUB_SUB_DELTA_BASE = 16, /* has received a full payload to patch */
   HUB_SUB_PAUSED = 32,     /* receives nothing (being removed) */
-  HUB_SUB_PENDING = 64     /* its position is being established: pushes go
+  HUB_SUB_PENDING = 64,    /* its position is being established: pushes go
                               to the pending callback, in order */
+  /* bits 16-31 of hub_sub.flags belong to the owner that embeds the
+   * hub_sub (no room of its own is spent on them); the hub keeps them */
+  HUB_SUB_OWNER_BITS = 0xffff0000
 };
 
 /* The encoded frames of one push, shared by every recipient. */

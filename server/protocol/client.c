@@ -500,7 +500,7 @@ void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
      * among it ends the connection: nsubs drops to 0) */
     int held = 0;
     for (uint32_t i = 0; i < cl->nsubs; i++)
-      held |= cl->subs[i]->npend > 0;
+      held |= cl->subs[i]->pq && cl->subs[i]->pq->n > 0;
     if (held)
       cl__flush_replies(cl);
     for (uint32_t i = 0; i < cl->nsubs; i++)

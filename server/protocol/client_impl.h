@@ -21,6 +21,28 @@ typedef struct {
   hub_frames f;
 } cl_pending;
 
+/* The pushes held while a subscription's position is being set (allocated
+ * with the first of them). */
+typedef struct {
+  uint32_t n, cap;
+  cl_pending f[];
+} cl_pendq;
+
+/* A subscription's own bits, kept in the owner's part of its hub_sub's
+ * flags (HUB_SUB_OWNER_BITS). */
+enum {
+  CLS_SERVER_SIDE = 1u << 16, /* from the token's channels/subs or the API */
+  CLS_GRANTED = 1u << 17,     /* a subscription token, the subscribe proxy or
+                                 server-side: not re-checked against the
+                                 namespace's permissions on reload */
+  CLS_EMIT_JOIN_LEAVE = 1u << 18, /* join/leave pushes are sent for this client */
+  CLS_RECOVERABLE = 1u << 19,     /* the client keeps a position to recover from */
+  CLS_NODE_REF = 1u << 20         /* holds an eng_node_subscribe reference */
+};
+_Static_assert(((CLS_SERVER_SIDE | CLS_GRANTED | CLS_EMIT_JOIN_LEAVE | CLS_RECOVERABLE |
+                 CLS_NODE_REF) & ~HUB_SUB_OWNER_BITS) == 0,
+               "cl_sub bits live in the owner's part of hub_sub.flags");
+
 /* What a subscription token or the sub_refresh proxy gives a subscription
  * (most subscriptions have none of it: then cl_sub.tok is NULL). */
 typedef struct {
@@ -32,22 +54,17 @@ typedef struct {
 } cl_sub_tok;
 
 /* One subscription. Its hub_sub comes first and the whole struct stays at
- * one address while subscribed (the hub holds a pointer to it). */
+ * one address while subscribed (the hub holds a pointer to it). Its own
+ * bits (CLS_*) are in hs.flags. */
 typedef struct cl_sub {
   hub_sub hs;
   cl_client *cl;
   struct cl_op *op;        /* the subscribe being established, or NULL */
-  cl_pending *pend;        /* pushes held while HUB_SUB_PENDING */
+  cl_pendq *pq;            /* pushes held while HUB_SUB_PENDING, or NULL */
   cl_sub_tok *tok;         /* NULL: no chan_info, no expiry, no proxy refresh */
-  uint32_t npend, cappend;
-  uint8_t server_side;     /* from the token's channels/subs or the API */
-  uint8_t granted;         /* a subscription token, the subscribe proxy or
-                              server-side: not re-checked against the
-                              namespace's permissions on reload */
-  uint8_t emit_join_leave; /* join/leave pushes are sent for this client */
-  uint8_t recoverable;     /* the client keeps a position to recover from */
-  uint8_t node_ref;        /* holds an eng_node_subscribe reference */
 } cl_sub;
+
+static inline int cl__sub_has(const cl_sub *s, uint32_t bit) { return (s->hs.flags & bit) != 0; }
 
 /* Token state of s, NULL-safe reads. */
 static inline const char *cl__sub_chan_info(const cl_sub *s) {

@@ -332,7 +332,7 @@ static void sub_refresh_answer(cl_client *cl, px_op *po, const px_result *r) {
   if (!s->tok)
     return; /* not a proxy-refreshed subscription (cannot happen) */
   int how = refresh_outcome(cl, r, &s->tok->refresh_due, &exp, &info);
-  if (how == REFRESH_EXPIRED && s->server_side) {
+  if (how == REFRESH_EXPIRED && cl__sub_has(s, CLS_SERVER_SIDE)) {
     cl_disconnect(cl, 3006, "subscription expired");
   } else if (how == REFRESH_EXPIRED) {
     cl__unsubscribe_push(cl, s, 2501, "subscription expired");

@@ -16,7 +16,7 @@ static const char *sub_refused(const cl_client *cl, const cl_sub *s, const cl_po
   const chan_ns *ns;
   if (chan_resolve(p->chans, ch, len, &ns) != CHAN_OK)
     return "unknown channel"; /* namespace removed, or the name is no longer valid */
-  if (!s->granted && chan_can_subscribe(p->chans, ns, ch, len, cl->user) != CHAN_OK)
+  if (!cl__sub_has(s, CLS_GRANTED) && chan_can_subscribe(p->chans, ns, ch, len, cl->user) != CHAN_OK)
     return "permission denied"; /* the client-side permission was revoked */
   return NULL;
 }

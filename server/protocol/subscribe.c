@@ -95,11 +95,11 @@ void cl__remove_sub(cl_client *cl, cl_sub *s) {
   const char *ch = hub_chan_name(s->hs.ch, &len);
   eng *e = cl->list->cfg->eng;
   forget_op(s); /* a subscribe still being established learns it is gone */
-  if (s->emit_join_leave && s->hs.info && !(s->hs.flags & HUB_SUB_PENDING))
+  if (cl__sub_has(s, CLS_EMIT_JOIN_LEAVE) && s->hs.info && !(s->hs.flags & HUB_SUB_PENDING))
     eng_join_leave(e, cl->list->hl, ch, len, s->hs.info, strlen(s->hs.info), 1); /* posted */
   if (s->hs.flags & HUB_SUB_PRESENCE)
     eng_presence_update(e, cl->list->hl, ch, len, &s->hs, 0);
-  if (s->node_ref)
+  if (cl__sub_has(s, CLS_NODE_REF))
     eng_node_unsubscribe(e, cl->list->hl, ch, len);
   hub_unsubscribe(cl->list->hl, &s->hs);
   for (uint32_t i = 0; i < cl->nsubs; i++)
@@ -191,7 +191,7 @@ int cl__check_sub_deadlines(cl_client *cl, uint64_t now) {
     }
     if (!s->tok->deadline || now < s->tok->deadline)
       continue;
-    if (s->server_side) { /* a server-side subscription cannot be redone */
+    if (cl__sub_has(s, CLS_SERVER_SIDE)) { /* a server-side subscription cannot be redone */
       cl_disconnect(cl, 3006, "subscription expired");
       return -1;
     }
@@ -230,11 +230,10 @@ typedef struct {
 } sub_op;
 
 static void free_pending(cl_sub *s) {
-  for (uint32_t i = 0; i < s->npend; i++)
-    hub_frames_unref(&s->pend[i].f);
-  free(s->pend);
-  s->pend = NULL;
-  s->npend = s->cappend = 0;
+  for (uint32_t i = 0; s->pq && i < s->pq->n; i++)
+    hub_frames_unref(&s->pq->f[i].f);
+  free(s->pq);
+  s->pq = NULL;
 }
 
 /* The hub's pending callback: hold the push until the position is known.
@@ -242,23 +241,25 @@ static void free_pending(cl_sub *s) {
  * the replay reports the gap (insufficient state) instead. */
 static void hub_pending(hub_sub *hs, const hub_frames *f) {
   cl_sub *s = (cl_sub *)hs;
-  if (s->npend == s->cappend) {
-    uint32_t cap = s->cappend ? s->cappend * 2 : 8;
-    cl_pending *np = cap <= 4096 ? realloc(s->pend, cap * sizeof *np) : NULL;
-    if (!np) {
+  uint32_t n = s->pq ? s->pq->n : 0, cap = s->pq ? s->pq->cap : 0;
+  if (n == cap) {
+    cap = cap ? cap * 2 : 8;
+    cl_pendq *nq = cap <= 4096 ? realloc(s->pq, sizeof *nq + cap * sizeof nq->f[0]) : NULL;
+    if (!nq) {
       s->hs.flags |= HUB_SUB_PAUSED;
       return;
     }
-    s->pend = np;
-    s->cappend = cap;
+    nq->n = n;
+    nq->cap = cap;
+    s->pq = nq;
   }
-  s->pend[s->npend++].f = *f;
+  s->pq->f[s->pq->n++].f = *f;
   hub_frames_ref(f);
 }
 
 /* Emit the join of s (after its subscribe reply left: it is posted). */
 static void announce_join(cl_client *cl, cl_sub *s) {
-  if (!s->emit_join_leave || !s->hs.info)
+  if (!cl__sub_has(s, CLS_EMIT_JOIN_LEAVE) || !s->hs.info)
     return;
   size_t len;
   const char *ch = hub_chan_name(s->hs.ch, &len);
@@ -287,10 +288,10 @@ void cl__replay_pending(cl_client *cl, cl_sub *s) {
   s->hs.flags &= ~(uint32_t)HUB_SUB_PENDING;
   int lost = (s->hs.flags & HUB_SUB_PAUSED) != 0;
   s->hs.flags &= ~(uint32_t)HUB_SUB_PAUSED;
-  cl_pending *p = s->pend;
-  uint32_t n = s->npend;
-  s->pend = NULL;
-  s->npend = s->cappend = 0;
+  cl_pendq *q = s->pq;
+  cl_pending *p = q ? q->f : NULL;
+  uint32_t n = q ? q->n : 0;
+  s->pq = NULL;
   int gap = lost;
   for (uint32_t i = 0; i < n; i++) {
     if (!gap && cl->state == CS_CONNECTED) {
@@ -302,7 +303,7 @@ void cl__replay_pending(cl_client *cl, cl_sub *s) {
     }
     hub_frames_unref(&p[i].f);
   }
-  free(p);
+  free(q);
   if (gap && cl->state == CS_CONNECTED)
     cl_hub_callbacks()->gap(&s->hs);
 }
@@ -326,7 +327,7 @@ static void settle(cl_client *cl, sub_op *so, unsigned err, const jw_buf *fields
       cl__end_result(cl);
       /* held pushes go after the reply (an SDK drops publications that
        * arrive before its subscribe reply): then it leaves now */
-      if (s && s->npend)
+      if (s && s->pq && s->pq->n)
         cl__flush_replies(cl);
     }
   } else if (so->kind == SO_SERVER_SIDE) {
@@ -598,10 +599,6 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
   if (parent)
     cl__op_adopt(parent, &so->op);
   s->cl = cl;
-  s->server_side = (uint8_t)(kind != SO_CLIENT);
-  s->granted = (uint8_t)(s->server_side || sp->granted);
-  s->emit_join_leave = emit_jl;
-  s->recoverable = recovery;
   if ((sp->chan_info || sp->px_refresh) && !(s->tok = calloc(1, sizeof *s->tok))) {
     free_sub(s);
     settle(cl, so, 100, NULL, NULL); /* also tells a parent */
@@ -616,7 +613,10 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
   s->hs.client = hf_conn_id_raw(cl->conn);
   s->hs.flags = HUB_SUB_PENDING | (positioning ? HUB_SUB_POSITIONED : 0) |
                 (push_jl ? HUB_SUB_JOIN_LEAVE : 0) | (presence ? HUB_SUB_PRESENCE : 0) |
-                (delta ? HUB_SUB_DELTA : 0);
+                (delta ? HUB_SUB_DELTA : 0) |
+                (kind != SO_CLIENT ? CLS_SERVER_SIDE | CLS_GRANTED : 0) |
+                (sp->granted ? CLS_GRANTED : 0) | (emit_jl ? CLS_EMIT_JOIN_LEAVE : 0) |
+                (recovery ? CLS_RECOVERABLE : 0);
   if (((presence || emit_jl) && !(s->hs.info = cl__sub_info(cl, s))) ||
       add_to_list(cl, s) < 0) {
     free_sub(s);
@@ -636,9 +636,9 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
     eng_presence_update(cl->list->cfg->eng, cl->list->hl, sp->ch, sp->len, &s->hs, 1);
   /* may complete (and free so) before it returns; on -1 it did neither,
    * and took no reference to release */
-  s->node_ref = 1;
+  s->hs.flags |= CLS_NODE_REF;
   if (eng_node_subscribe(cl->list->cfg->eng, cl->list->hl, sp->ch, sp->len, on_node_ready, so) < 0) {
-    s->node_ref = 0;
+    s->hs.flags &= ~(uint32_t)CLS_NODE_REF;
     fail_establish(cl, so, 100);
   }
   return 0;
@@ -931,9 +931,9 @@ static void hub_gap(hub_sub *hs) {
   cl__log_begin(cl, LOG_INFO, "insufficient_state", &l);
   srv_log_strn(&l, "channel", ch, len);
   srv_log_int(&l, "offset", (long long)hs->offset);
-  srv_log_bool(&l, "server_side", s->server_side);
+  srv_log_bool(&l, "server_side", cl__sub_has(s, CLS_SERVER_SIDE));
   srv_log_end(&l);
-  if (s->server_side)
+  if (cl__sub_has(s, CLS_SERVER_SIDE))
     cl_disconnect(cl, 3010, "insufficient state");
   else
     cl__unsubscribe_push(cl, s, 2500, "insufficient state");
@@ -955,7 +955,7 @@ int cl_on_slow(cl_client *cl, size_t queued) {
     size_t len;
     const char *ch = hub_chan_name(s->hs.ch, &len);
     const chan_ns *ns;
-    if (s->server_side || !s->recoverable || !(s->hs.flags & HUB_SUB_POSITIONED) ||
+    if (cl__sub_has(s, CLS_SERVER_SIDE) || !cl__sub_has(s, CLS_RECOVERABLE) || !(s->hs.flags & HUB_SUB_POSITIONED) ||
         chan_resolve(cl_policy_get(cl->list->cfg)->chans, ch, len, &ns) != CHAN_OK ||
         ns->slow_policy != CHAN_SLOW_RECOVER)
       return 0;
