@@ -51,7 +51,7 @@ void cl__arm_timer(cl_client *cl) {
     if (rd && rd < due)
       due = rd;
     for (uint32_t i = 0; i < cl->nsubs; i++) {
-      uint64_t d = cl__sub_deadline(cl->subs[i]), r = cl__sub_refresh_due(cl->subs[i]);
+      uint64_t d = cl__sub_deadline(cl__subs(cl)[i]), r = cl__sub_refresh_due(cl__subs(cl)[i]);
       if (d && d < due)
         due = d;
       if (r && r < due)
@@ -125,7 +125,7 @@ void cl_disconnect(cl_client *cl, uint16_t code, const char *reason) {
   /* the client is gone for the protocol now, not when the close handshake
    * ends (a vanished peer never answers it): leave presence, emit leaves */
   while (cl->nsubs)
-    cl__remove_sub(cl, cl->subs[cl->nsubs - 1]);
+    cl__remove_sub(cl, cl__subs(cl)[cl->nsubs - 1]);
   hf_conn_close(cl->conn, code, reason);
 }
 
@@ -447,7 +447,7 @@ void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
   } else if (c->err || !jw_ok(&c->subs)) {
     unsigned e = c->err ? c->err : 100;
     while (cl->nsubs)
-      cl__remove_sub(cl, cl->subs[cl->nsubs - 1]);
+      cl__remove_sub(cl, cl__subs(cl)[cl->nsubs - 1]);
     cl__error_reply(cl, id, e,
                     e == 102 ? "unknown channel" : e == 100 ? "internal server error"
                                                              : "bad request",
@@ -500,12 +500,12 @@ void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
      * among it ends the connection: nsubs drops to 0) */
     int held = 0;
     for (uint32_t i = 0; i < cl->nsubs; i++)
-      held |= cl->subs[i]->pq && cl->subs[i]->pq->n > 0;
+      held |= cl__subs(cl)[i]->pq && cl__subs(cl)[i]->pq->n > 0;
     if (held)
       cl__flush_replies(cl);
     for (uint32_t i = 0; i < cl->nsubs; i++)
-      if (cl->subs[i]->hs.flags & HUB_SUB_PENDING)
-        cl__replay_pending(cl, cl->subs[i]);
+      if (cl__subs(cl)[i]->hs.flags & HUB_SUB_PENDING)
+        cl__replay_pending(cl, cl__subs(cl)[i]);
     if (cl->state == CS_CONNECTED)
       cl__announce_joins(cl);
   }
@@ -675,11 +675,11 @@ static int rate_check(cl_client *cl, const proto_cmd *cmd, size_t bytes) {
    * so one made when a reload sets a limit starts as a fresh one would) */
   int own = lim->command.per_s || lim->bytes.per_s || lim->publish.per_s ||
             lim->subscribe.per_s;
-  if (own && !cl->rb && !(cl->rb = calloc(1, sizeof *cl->rb))) {
+  cl_buckets *b = cl__buckets(cl, own);
+  if (own && !b) {
     cl_disconnect(cl, 3004, "internal server error");
     return 0;
   }
-  cl_buckets *b = cl->rb;
   if (b && !rl_take(&b->command, &lim->command, now, 1))
     which = MET_RL_COMMAND;
   else if (b && !rl_take(&b->bytes, &lim->bytes, now, bytes))
@@ -702,7 +702,7 @@ static int rate_check(cl_client *cl, const proto_cmd *cmd, size_t bytes) {
   static const char *const names[MET_RL_N] = {"command", "bytes",   "publish", "subscribe",
                                               "user",    "channel", "accept"};
   met_ratelimit_inc(which);
-  if (!b && !(b = cl->rb = calloc(1, sizeof *cl->rb))) { /* a shared limit refused */
+  if (!b && !(b = cl__buckets(cl, 1))) { /* a shared limit refused */
     cl_disconnect(cl, 3004, "internal server error");
     return 0;
   }
@@ -1005,7 +1005,7 @@ void cl_free(cl_client *cl) {
   while (cl->ops) /* their completions will find the client gone */
     detach(cl->ops);
   while (cl->nsubs)
-    cl__remove_sub(cl, cl->subs[cl->nsubs - 1]);
+    cl__remove_sub(cl, cl__subs(cl)[cl->nsubs - 1]);
   cl->state = CS_CLOSED;
   rl_user_release(cl->list->cfg->rl, cl->rl_user);
   cl->rl_user = NULL;
@@ -1042,8 +1042,8 @@ static void release(cl_client *cl) {
   if (cl->next)
     cl->next->prev = cl->prev;
   cl->list->count--;
-  if (cl->subs != &cl->sub0)
-    free(cl->subs);
+  if (cl->subs_arr)
+    free(cl->subv);
   if (cl->queued) {
     jw_free(cl->queued);
     free(cl->queued);
@@ -1055,9 +1055,9 @@ static void release(cl_client *cl) {
     free(cl->ex->origin);
     free(cl->ex->px_headers);
     free(cl->ex->meta);
+    free(cl->ex->rb);
     free(cl->ex);
   }
-  free(cl->rb);
   free(cl);
 }
 
@@ -1117,6 +1117,13 @@ cl_extra *cl__extra(cl_client *cl) {
   return cl->ex;
 }
 
+cl_buckets *cl__buckets(cl_client *cl, int make) {
+  if (cl->ex && cl->ex->rb)
+    return cl->ex->rb;
+  cl_extra *ex = make ? cl__extra(cl) : NULL;
+  return ex ? ex->rb = calloc(1, sizeof *ex->rb) : NULL;
+}
+
 int cl_transport(const cl_client *cl) { return cl->transport; }
 const char *cl_session(const cl_client *cl) { return cl->ex ? cl->ex->session : NULL; }
 
@@ -1148,6 +1155,6 @@ uint64_t cl_rtt_us(const cl_client *cl) { return cl->rtt_us; }
 uint64_t cl_created_ms(const cl_client *cl) { return hf_conn_accept_ms(cl->conn); }
 size_t cl_num_channels(const cl_client *cl) { return cl->nsubs; }
 const char *cl_channel_at(const cl_client *cl, size_t i, size_t *len) {
-  return hub_chan_name(cl->subs[i]->hs.ch, len);
+  return hub_chan_name(cl__subs(cl)[i]->hs.ch, len);
 }
 void cl_set_tag(cl_client *cl, uintptr_t tag) { cl->tag = (uint32_t)tag; }

@@ -91,18 +91,24 @@ typedef struct {
 
 /* What few connections have, allocated with the first of it (the
  * transport session of emulation, the Origin of browsers, what the event
- * proxy needs); freed with the client. */
+ * proxy needs, the buckets of per-connection rate limits); freed with the
+ * client. */
 typedef struct {
   const char *session, *node; /* emulation transports: for the connect result */
   char *origin;     /* the upgrade's Origin header, or NULL (admin list) */
   char *px_headers; /* upgrade request headers proxies ask for, or NULL */
   char *meta;       /* connection meta from the connect proxy (JSON), or NULL */
+  cl_buckets *rb; /* per-connection limits: NULL until one applies (or
+                     the first refusal); also holds the refusal burst */
   uint64_t refresh_due; /* mono ms: ask the refresh proxy (0: no) */
 } cl_extra;
 
 
 /* The extras of cl, allocated on first use; NULL when out of memory. */
 cl_extra *cl__extra(cl_client *cl);
+/* cl's rate-limit buckets: made (with the extras) when make is nonzero and
+ * there are none yet; NULL when none (or out of memory). */
+cl_buckets *cl__buckets(cl_client *cl, int make);
 
 /* Laid out for size (every idle connection holds one): pointers, then
  * 64-bit, 32-bit and byte fields, without holes; what most connections
@@ -120,18 +126,18 @@ struct cl_client {
   char *conn_info;   /* minified JSON of the token's info claim, or NULL */
   char *client_info; /* {"user":..,"client":..,"conn_info":..} for pubs and
                         presence, made when first needed (cl__client_info) */
-  cl_sub **subs;     /* &sub0 while at most one (no array of its own) */
-  cl_sub *sub0;
+  union {
+    cl_sub *sub0;  /* the subscription while there is no array (at most one) */
+    cl_sub **subv; /* the array once a second one came (subs_arr) */
+  };
   /* asynchronous commands (engines that answer later): while any is in
    * flight, later commands wait in `queued` (in order, bounded; allocated
    * for the first one that waits, NULL when none does) */
   struct cl_op *ops;
   jw_buf *queued;
-  /* containment (client.c, cl__rate_check): own buckets (NULL until a
-   * per-connection limit applies), the user's shared entry (held while
-   * connected; the shared table is on by default), the current burst of
-   * refusals */
-  cl_buckets *rb; /* also holds the refusal burst */
+  /* containment (client.c, rate_check): the user's shared entry (held
+   * while connected; the shared table is on by default); own buckets and
+   * the refusal burst are in ex (cl__buckets) */
   rl_user *rl_user;
   int64_t expire_at; /* Unix seconds; 0 = never */
   uint64_t next_ping, expire_deadline; /* mono ms */
@@ -153,7 +159,13 @@ struct cl_client {
   uint8_t busy : 1;       /* inside cl_on_message: a teardown must not free yet */
   uint8_t zombie : 1;     /* cl_free was called while busy */
   uint8_t px_session : 1; /* authenticated by the connect proxy (proxied.c) */
+  uint8_t subs_arr : 1;   /* the subscriptions are in subv, not sub0 */
 };
+
+/* cl's subscriptions, cl->nsubs of them. */
+static inline cl_sub **cl__subs(const cl_client *cl) {
+  return cl->subs_arr ? cl->subv : (cl_sub **)&cl->sub0;
+}
 
 /* NULL-safe reads of the extras. */
 static inline uint64_t cl__refresh_due(const cl_client *cl) {

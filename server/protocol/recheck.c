@@ -47,7 +47,7 @@ static int recheck_client(cl_client *cl, const cl_policy *p, cl_recheck_counts *
   for (uint32_t i = cl->nsubs; i-- > 0 && cl->state == CS_CONNECTED;) {
     if (i >= cl->nsubs)
       continue; /* an earlier removal shrank the list */
-    cl_sub *s = cl->subs[i];
+    cl_sub *s = cl__subs(cl)[i];
     if (s->op)
       continue; /* still being established: its reply has not left yet */
     const char *why = sub_refused(cl, s, p);

@@ -39,9 +39,9 @@ typedef struct {
 cl_sub *cl__find_sub(cl_client *cl, const char *ch, size_t len) {
   for (uint32_t i = 0; i < cl->nsubs; i++) {
     size_t n;
-    const char *name = hub_chan_name(cl->subs[i]->hs.ch, &n);
+    const char *name = hub_chan_name(cl__subs(cl)[i]->hs.ch, &n);
     if (n == len && memcmp(name, ch, len) == 0)
-      return cl->subs[i];
+      return cl__subs(cl)[i];
   }
   return NULL;
 }
@@ -69,7 +69,7 @@ char *cl__sub_info(cl_client *cl, const cl_sub *s) {
 
 void cl__refresh_sub_infos(cl_client *cl) {
   for (uint32_t i = 0; i < cl->nsubs; i++) {
-    cl_sub *s = cl->subs[i];
+    cl_sub *s = cl__subs(cl)[i];
     if (s->hs.info) {
       char *info = cl__sub_info(cl, s);
       if (info)
@@ -103,31 +103,31 @@ void cl__remove_sub(cl_client *cl, cl_sub *s) {
     eng_node_unsubscribe(e, cl->list->hl, ch, len);
   hub_unsubscribe(cl->list->hl, &s->hs);
   for (uint32_t i = 0; i < cl->nsubs; i++)
-    if (cl->subs[i] == s) {
-      cl->subs[i] = cl->subs[--cl->nsubs];
+    if (cl__subs(cl)[i] == s) {
+      cl__subs(cl)[i] = cl__subs(cl)[--cl->nsubs];
       break;
     }
   free_sub(s);
 }
 
 static int add_to_list(cl_client *cl, cl_sub *s) {
-  if (!cl->subs) /* most have one: the slot in the client */
-    cl->subs = &cl->sub0;
-  /* the array holds at least the power of two at or above nsubs (it never
-   * shrinks): full when nsubs is a power of two */
+  /* most have one, in the client (sub0); an array, once made, holds at
+   * least the power of two at or above nsubs (it never shrinks): full
+   * when nsubs is a power of two */
   uint32_t n = cl->nsubs;
   if (n && !(n & (n - 1))) {
     if (n >= UINT32_MAX / 2)
       return -1;
-    cl_sub **ns = cl->subs == &cl->sub0 ? malloc(2 * n * sizeof *ns)
-                                        : realloc(cl->subs, 2 * n * sizeof *ns);
+    cl_sub **ns = cl->subs_arr ? realloc(cl->subv, 2 * n * sizeof *ns)
+                               : malloc(2 * n * sizeof *ns);
     if (!ns)
       return -1;
-    if (cl->subs == &cl->sub0)
+    if (!cl->subs_arr)
       ns[0] = cl->sub0;
-    cl->subs = ns;
+    cl->subv = ns;
+    cl->subs_arr = 1;
   }
-  cl->subs[cl->nsubs++] = s;
+  cl__subs(cl)[cl->nsubs++] = s;
   return 0;
 }
 
@@ -180,7 +180,7 @@ void cl__set_sub_expiry(cl_client *cl, cl_sub *s, int64_t expire_at) {
 
 int cl__check_sub_deadlines(cl_client *cl, uint64_t now) {
   for (uint32_t i = cl->nsubs; i > 0; i--) {
-    cl_sub *s = cl->subs[i - 1];
+    cl_sub *s = cl__subs(cl)[i - 1];
     if (!s->tok)
       continue; /* no expiry */
     if (s->tok->refresh_due && now >= s->tok->refresh_due) {
@@ -268,7 +268,7 @@ static void announce_join(cl_client *cl, cl_sub *s) {
 
 void cl__announce_joins(cl_client *cl) {
   for (uint32_t i = 0; i < cl->nsubs; i++)
-    announce_join(cl, cl->subs[i]);
+    announce_join(cl, cl__subs(cl)[i]);
 }
 
 static void log_recovery(cl_client *cl, const sub_op *so, const char *reason,
@@ -951,7 +951,7 @@ int cl_on_slow(cl_client *cl, size_t queued) {
     return 0;
   /* only when every subscription can recover what is dropped */
   for (uint32_t i = 0; i < cl->nsubs; i++) {
-    cl_sub *s = cl->subs[i];
+    cl_sub *s = cl__subs(cl)[i];
     size_t len;
     const char *ch = hub_chan_name(s->hs.ch, &len);
     const chan_ns *ns;
@@ -971,6 +971,6 @@ int cl_on_slow(cl_client *cl, size_t queued) {
                             "and recovers them from history (unsubscribe 2500)");
   srv_log_end(&l);
   while (cl->nsubs && cl->state == CS_CONNECTED)
-    cl__unsubscribe_push(cl, cl->subs[cl->nsubs - 1], 2500, "insufficient state");
+    cl__unsubscribe_push(cl, cl__subs(cl)[cl->nsubs - 1], 2500, "insufficient state");
   return 1;
 }
