@@ -55,11 +55,23 @@ static inline v16 xor_at(uint8_t *p, v16 k) {
   return w;
 }
 
-/* The key rotated so that k[0] applies to the first byte (phase) */
+/* The key rotated so that k[0] applies to the first byte (phase), four
+ * times over: built as one 32-bit word and broadcast (no byte loop: small
+ * messages are the common case). */
+typedef uint32_t u4 __attribute__((vector_size(16)));
+static inline uint32_t key_word(const uint8_t key[4], size_t phase) {
+  uint8_t r[4] = {key[phase & 3], key[(phase + 1) & 3], key[(phase + 2) & 3],
+                  key[(phase + 3) & 3]};
+  uint32_t w;
+  memcpy(&w, r, 4);
+  return w;
+}
+
 static inline v16 key16(const uint8_t key[4], size_t phase) {
+  uint32_t w = key_word(key, phase);
+  u4 kk = {w, w, w, w};
   v16 k;
-  for (int i = 0; i < 16; i++)
-    k[i] = key[(phase + (size_t)i) & 3];
+  memcpy(&k, &kk, sizeof k);
   return k;
 }
 
@@ -96,9 +108,11 @@ typedef uint8_t v32 __attribute__((vector_size(32)));
 
 __attribute__((target("avx2"))) static size_t
 mask_ascii_32(uint8_t *p, size_t len, const uint8_t key[4], size_t phase) {
+  typedef uint32_t u8v __attribute__((vector_size(32)));
+  uint32_t kw = key_word(key, phase);
+  u8v kk = {kw, kw, kw, kw, kw, kw, kw, kw};
   v32 k;
-  for (int i = 0; i < 32; i++)
-    k[i] = key[(phase + (size_t)i) & 3];
+  memcpy(&k, &kk, sizeof k);
   size_t i = 0, ascii = len;
   for (; i + 128 <= len; i += 128) {
     v32 acc = {0};
