@@ -371,7 +371,17 @@ static void cmd_connect(cl_client *cl, uint32_t id, json_t *req) {
 
 void cl__begin_session(cl_client *cl, uint32_t id, const char *user, char *info,
                        int64_t exp, json_t *src, json_t *req, char *data) {
-  free(cl->user);
+  if (cl->rl_user) { /* a second session on one connection: start afresh */
+    if (!cl->user_shared)
+      free(cl->user);
+    cl->user = NULL;
+    cl->user_shared = 0;
+    rl_user_release(cl->list->cfg->rl, cl->rl_user);
+    cl->rl_user = NULL;
+  }
+  if (!cl->user_shared)
+    free(cl->user);
+  cl->user_shared = 0;
   cl->user = strdup(user);
   free(cl->conn_info);
   cl->conn_info = info;
@@ -404,6 +414,11 @@ void cl__begin_session(cl_client *cl, uint32_t id, const char *user, char *info,
       cl_disconnect(cl, 3504, "connection limit");
       return;
     }
+    /* the entry holds the name while the client holds the entry: one copy
+     * for all of the user's connections on this server */
+    free(cl->user);
+    cl->user = (char *)rl_user_name(cl->rl_user);
+    cl->user_shared = 1;
   }
   /* the result waits for the server-side subscriptions (the engine may
    * answer later); commands after connect wait for it */
@@ -1007,8 +1022,6 @@ void cl_free(cl_client *cl) {
   while (cl->nsubs)
     cl__remove_sub(cl, cl__subs(cl)[cl->nsubs - 1]);
   cl->state = CS_CLOSED;
-  rl_user_release(cl->list->cfg->rl, cl->rl_user);
-  cl->rl_user = NULL;
   if (cl->busy) {
     cl->zombie = 1;
     jw_reset(cl__out(cl)); /* its pending replies have nowhere to go */
@@ -1048,7 +1061,9 @@ static void release(cl_client *cl) {
     jw_free(cl->queued);
     free(cl->queued);
   }
-  free(cl->user);
+  if (!cl->user_shared)
+    free(cl->user);
+  rl_user_release(cl->list->cfg->rl, cl->rl_user); /* after: user may be its name */
   free(cl->conn_info);
   free(cl->client_info);
   if (cl->ex) {

@@ -122,7 +122,8 @@ struct cl_client {
   cl_client *next, *prev;
   hf_timer timer;
   cl_extra *ex;      /* NULL until one of its strings is set */
-  char *user;        /* "" when anonymous */
+  char *user;        /* "" when anonymous; the shared limits entry's name
+                        (rl_user_name) when user_shared, else owned */
   char *conn_info;   /* minified JSON of the token's info claim, or NULL */
   char *client_info; /* {"user":..,"client":..,"conn_info":..} for pubs and
                         presence, made when first needed (cl__client_info) */
@@ -160,6 +161,7 @@ struct cl_client {
   uint8_t zombie : 1;     /* cl_free was called while busy */
   uint8_t px_session : 1; /* authenticated by the connect proxy (proxied.c) */
   uint8_t subs_arr : 1;   /* the subscriptions are in subv, not sub0 */
+  uint8_t user_shared : 1; /* user is rl_user's name: not freed here */
 };
 
 /* cl's subscriptions, cl->nsubs of them. */
