@@ -1468,9 +1468,12 @@ static int r_presence(eng *eg, hub_local *from, const char *ch, size_t len, int 
 static void presence_write(rworker *w, const char *ch, size_t len, const hub_sub *s, int add) {
   reng *e = w->e;
   char k1[1400], k2[1400], id[37];
-  if (!s->client || presence_keys(e, ch, len, k1, k2) < 0 || (add && !s->info))
+  if (presence_keys(e, ch, len, k1, k2) < 0 || (add && !s->info))
     return;
-  hf_conn_id_format(s->client, id);
+  const char *user;
+  const uint8_t *client;
+  hub_sub_member(hub_of(w->hl), s, &user, &client);
+  hf_conn_id_format(client, id);
   rconn *c = cmd_for(w, ch, len);
   if (add) {
     char exp[24], ttl[24];

@@ -609,8 +609,6 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
     s->tok->px_refresh = sp->px_refresh;
     sp->chan_info = NULL;
   }
-  s->hs.user = cl->user;
-  s->hs.client = hf_conn_id_raw(cl->conn);
   s->hs.flags = HUB_SUB_PENDING | (positioning ? HUB_SUB_POSITIONED : 0) |
                 (push_jl ? HUB_SUB_JOIN_LEAVE : 0) | (presence ? HUB_SUB_PRESENCE : 0) |
                 (delta ? HUB_SUB_DELTA : 0) |
@@ -939,8 +937,16 @@ static void hub_gap(hub_sub *hs) {
     cl__unsubscribe_push(cl, s, 2500, "insufficient state");
 }
 
+/* The hub's member callback (any thread, under the worker's lock): the
+ * client's user and connection id do not change while it is subscribed. */
+static void hub_member(const hub_sub *hs, const char **user, const uint8_t **client) {
+  const cl_client *cl = ((const cl_sub *)hs)->cl;
+  *user = cl->user ? cl->user : "";
+  *client = hf_conn_id_raw(cl->conn);
+}
+
 const hub_callbacks *cl_hub_callbacks(void) {
-  static const hub_callbacks cb = {hub_deliver, hub_gap, hub_pending};
+  static const hub_callbacks cb = {hub_deliver, hub_gap, hub_pending, hub_member};
   return &cb;
 }
 
