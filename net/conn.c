@@ -67,7 +67,7 @@ enum {
   X_PLAIN,  /* bytes are HTTP/WebSocket as they come */
   X_PROXY,  /* reading the PROXY protocol header (then X_TLS_HS or X_PLAIN) */
   X_TLS_HS, /* TLS handshake in progress */
-  X_TLS     /* TLS established: reads and writes go through c->tls */
+  X_TLS     /* TLS established: reads and writes go through conn_tls(c) */
 };
 
 enum {
@@ -96,6 +96,8 @@ struct conn_x {
   char *own_reason;  /* copy of a reason given to hf_conn_close */
   const char *reason; /* the reason of our close as logged: static text or
                          own_reason (set_reason) */
+  struct hf_tls *tls; /* the TLS session; NULL on plain connections
+                         (conn_tls) */
   conn_addr client;  /* the client behind a proxy (PROXY header or set by
                         the application), if has_client */
   uint8_t has_client;
@@ -133,10 +135,11 @@ struct hf_conn {
   /* The frame parser while a frame or a fragmented message is incomplete;
    * NULL at a frame boundary (a fresh parser then reads the next one). */
   hf_ws_parser *ws;
-  struct conn_x *x;    /* cold state (above), NULL until needed */
-  struct hf_tls *tls; /* the TLS session; NULL on plain connections */
+  struct conn_x *x;    /* cold state (above), NULL until needed; always
+                          there on TLS connections (their session) */
   uint64_t t_accept;
-  uint64_t bytes_in, bytes_out, msgs_in, msgs_out;
+  uint64_t bytes_in, bytes_out;
+  uint32_t msgs_in, msgs_out; /* data messages (the close report): wrap at 2^32 */
   uint8_t id[16];
   conn_addr peer;
   uint8_t dfl : 1;       /* permessage-deflate negotiated */
@@ -287,6 +290,9 @@ static struct conn_x *conn_x(hf_conn *c) {
   return c->x;
 }
 
+/* c's TLS session, NULL on a plain connection. */
+static inline struct hf_tls *conn_tls(const hf_conn *c) { return c->x ? c->x->tls : NULL; }
+
 /* Record the reason of our close (static text, or x->own_reason) for the
  * close report. It lives in the cold block: a connection closes once, and
  * an idle one should not carry the pointer. Out of memory: no reason. */
@@ -304,7 +310,7 @@ static const char *our_reason(const hf_conn *c) {
 static void set_events(hf_conn *c) {
   uint32_t ev = 0;
   if (c->xport == X_TLS_HS) {
-    ev = hf_tls_want(c->tls) == HF_TLS_WANT_WRITE ? EPOLLOUT : EPOLLIN | EPOLLRDHUP;
+    ev = hf_tls_want(conn_tls(c)) == HF_TLS_WANT_WRITE ? EPOLLOUT : EPOLLIN | EPOLLRDHUP;
   } else {
     if (!(c->flags & F_NO_READ))
       ev |= EPOLLIN | EPOLLRDHUP;
@@ -316,8 +322,9 @@ static void set_events(hf_conn *c) {
 }
 
 static ssize_t send_iov(hf_conn *c, struct iovec *iov, int n) {
-  if (c->tls) { /* encrypted; what OpenSSL holds back is retried as is */
-    ssize_t t = hf_tls_writev(c->tls, iov, n);
+  struct hf_tls *tls = conn_tls(c);
+  if (tls) { /* encrypted; what OpenSSL holds back is retried as is */
+    ssize_t t = hf_tls_writev(tls, iov, n);
     if (t == HF_EAGAIN)
       return 0;
     if (t < 0)
@@ -588,7 +595,7 @@ static void on_flushed(hf_conn *c) {
   } else if ((c->state == ST_RESPONDED || (c->flags & F_DISCARD)) &&
              !(c->flags & F_LINGER)) {
     c->flags |= F_LINGER;
-    hf_tls_shutdown(c->tls); /* close_notify before the FIN */
+    hf_tls_shutdown(conn_tls(c)); /* close_notify before the FIN */
     shutdown(c->io.fd, SHUT_WR);
   }
 }
@@ -633,9 +640,9 @@ static void reap(hf_loop *loop, hf_deferred *d) {
       hf_inflate_free(c->x->inf);
       free(c->x->peer_reason);
       free(c->x->own_reason);
+      hf_tls_free(c->x->tls);
       free(c->x);
     }
-    hf_tls_free(c->tls);
     free(c);
   }
   settle_refs(ctx);
@@ -658,7 +665,7 @@ static void teardown(hf_conn *c) {
   info.bytes_out = c->bytes_out;
   info.msgs_in = c->msgs_in;
   info.msgs_out = c->msgs_out;
-  info.tls = c->xport == X_TLS ? 2 : c->tls ? 1 : 0;
+  info.tls = c->xport == X_TLS ? 2 : conn_tls(c) ? 1 : 0;
   if (c->flags & (F_CLOSE_SENT | F_CLOSE_RCVD)) {
     info.code = c->close_code;
     info.who = (hf_conn_who)c->who;
@@ -683,7 +690,7 @@ static void teardown(hf_conn *c) {
   hf_timer_cancel(ctx->loop, &c->timer);
   hf_loop_del(ctx->loop, &c->io);
   if (c->xport == X_TLS)
-    hf_tls_shutdown(c->tls);
+    hf_tls_shutdown(conn_tls(c));
   close(c->io.fd);
   c->io.fd = -1;
   /* unlink from the live list */
@@ -1109,7 +1116,7 @@ static void process_http(hf_conn *c, uint8_t *buf, size_t len, size_t last) {
                         ? ctx->cfg.max_headers
                         : MAX_HEADERS_CAP;
   const char *why = NULL;
-  if (!c->tls && !(c->flags & F_ANSWERED) && hf_tls_looks_like_hello(buf, len)) {
+  if (!conn_tls(c) && !(c->flags & F_ANSWERED) && hf_tls_looks_like_hello(buf, len)) {
     /* not a garbage request: a TLS client on a plain port */
     transport_error(c, "tls_on_plain_port",
                     "a TLS ClientHello arrived on a plain (ws://, http://) port: "
@@ -1239,18 +1246,18 @@ static void process_body(hf_conn *c) {
 /* recv() or its TLS equivalent: > 0 bytes, 0 at EOF, -1 with errno
  * (EAGAIN: nothing now). */
 static ssize_t conn_recv(hf_conn *c, void *buf, size_t cap) {
-  if (!c->tls)
+  if (!conn_tls(c))
     return recv(c->io.fd, buf, cap, 0);
   int waited = c->xflags & XF_RD_WANTS_WR;
   c->xflags &= (uint8_t)~XF_RD_WANTS_WR;
-  ssize_t n = hf_tls_read(c->tls, buf, cap);
+  ssize_t n = hf_tls_read(conn_tls(c), buf, cap);
   if (n >= 0) {
     if (waited)
       set_events(c);
     return n;
   }
   if (n == HF_EAGAIN) {
-    if (hf_tls_want(c->tls) == HF_TLS_WANT_WRITE)
+    if (hf_tls_want(conn_tls(c)) == HF_TLS_WANT_WRITE)
       c->xflags |= XF_RD_WANTS_WR;
     if ((c->xflags & XF_RD_WANTS_WR) != waited)
       set_events(c);
@@ -1301,7 +1308,7 @@ static int read_proxy(hf_conn *c) {
   ssize_t r = hf_proxy_parse(c->in, avail, &pi, &why);
   if (r < 0 && r != HF_EAGAIN) {
     transport_error(c, "bad_proxy_header", why ? why : "no PROXY protocol header");
-    if (!c->tls && c->in[0] >= 'A' && c->in[0] <= 'Z') {
+    if (!conn_tls(c) && c->in[0] >= 'A' && c->in[0] <= 'Z') {
       c->xport = X_PLAIN; /* an HTTP client sent straight to this port */
       free(c->in);
       c->in = NULL;
@@ -1330,7 +1337,7 @@ static int read_proxy(hf_conn *c) {
   free(c->in);
   c->in = NULL;
   c->in_len = c->in_cap = 0;
-  c->xport = c->tls ? X_TLS_HS : X_PLAIN;
+  c->xport = conn_tls(c) ? X_TLS_HS : X_PLAIN;
   set_events(c);
   return c->state != ST_DEAD;
 }
@@ -1350,8 +1357,8 @@ static void tls_step(hf_conn *c) {
     }
     c->xflags |= XF_PEEKED;
     if (b[0] >= 'A' && b[0] <= 'Z') {
-      hf_tls_free(c->tls);
-      c->tls = NULL;
+      hf_tls_free(c->x->tls); /* (a TLS connection has x) */
+      c->x->tls = NULL;
       c->xport = X_PLAIN;
       transport_error(c, "plain_http_on_tls_port",
                       "plain HTTP was sent to this TLS port (the client used "
@@ -1361,13 +1368,13 @@ static void tls_step(hf_conn *c) {
       return;
     }
   }
-  int r = hf_tls_handshake(c->tls);
+  int r = hf_tls_handshake(conn_tls(c));
   if (r == 0) {
     set_events(c);
     return;
   }
   if (r < 0) {
-    transport_error(c, "tls_handshake_failed", hf_tls_error(c->tls));
+    transport_error(c, "tls_handshake_failed", hf_tls_error(conn_tls(c)));
     abort_with(c, 0, "TLS handshake failed");
     return;
   }
@@ -1517,8 +1524,8 @@ static void conn_io(hf_loop *loop, hf_io *io, uint32_t ev) {
     on_readable(c);
     /* bytes OpenSSL decrypted but did not hand over (a short buffer)
      * raise no event: take them now */
-    for (int i = 0; i < 64 && c->tls && c->state != ST_DEAD &&
-                    !(c->flags & F_NO_READ) && hf_tls_pending(c->tls);
+    for (int i = 0; i < 64 && conn_tls(c) && c->state != ST_DEAD &&
+                    !(c->flags & F_NO_READ) && hf_tls_pending(conn_tls(c));
          i++)
       on_readable(c);
   }
@@ -1656,9 +1663,10 @@ hf_conn *hf_conn_accept_ex(hf_conn_ctx *ctx, int fd, const struct sockaddr *sa,
     close(fd);
     return NULL;
   }
-  if (o && o->tls) {
-    c->tls = hf_tls_accept(o->tls, fd);
-    if (!c->tls) {
+  if (o && o->tls) { /* TLS connections keep their session in the cold block */
+    struct conn_x *x = conn_x(c);
+    if (!x || !(x->tls = hf_tls_accept(o->tls, fd))) {
+      free(x);
       free(c);
       close(fd);
       return NULL;
@@ -1682,7 +1690,10 @@ hf_conn *hf_conn_accept_ex(hf_conn_ctx *ctx, int fd, const struct sockaddr *sa,
   c->id[8] = (uint8_t)((c->id[8] & 0x3f) | 0x80); /* RFC 4122 variant */
   if (hf_loop_add(ctx->loop, &c->io, EPOLLIN | EPOLLRDHUP) < 0) {
     close(fd);
-    hf_tls_free(c->tls);
+    if (c->x) {
+      hf_tls_free(c->x->tls);
+      free(c->x);
+    }
     free(c);
     return NULL;
   }
@@ -1753,7 +1764,7 @@ void hf_conn_respond(hf_conn *c, int status, const char *extra_headers,
     set_events(c);
     if (c->state == ST_DEAD)
       return;
-    if ((c->flags & F_PIPELINED) || (c->tls && hf_tls_pending(c->tls)))
+    if ((c->flags & F_PIPELINED) || (conn_tls(c) && hf_tls_pending(conn_tls(c))))
       resume_later(c);
   }
   int ka = (c->flags & F_KEEPALIVE) && !(c->ctx->draining);
@@ -1840,8 +1851,8 @@ static void resume_pipelined(hf_loop *loop, hf_deferred *d) {
       process_http(c, c->in, c->in_len, 0);
     }
     /* requests OpenSSL already decrypted raise no event */
-    if (c->tls && c->state == ST_HTTP && !(c->flags & (F_DEFERRED | F_NO_READ)) &&
-        hf_tls_pending(c->tls))
+    if (conn_tls(c) && c->state == ST_HTTP && !(c->flags & (F_DEFERRED | F_NO_READ)) &&
+        hf_tls_pending(conn_tls(c)))
       conn_io(loop, &c->io, EPOLLIN);
   }
 }
@@ -2050,12 +2061,12 @@ void hf_conn_set_client(hf_conn *c, const uint8_t *ip, size_t len,
 }
 
 struct hf_tls *hf_conn_tls(const hf_conn *c) {
-  return c->xport == X_TLS ? c->tls : NULL;
+  return c->xport == X_TLS ? conn_tls(c) : NULL;
 }
 
-int hf_conn_is_tls(const hf_conn *c) { return c->tls != NULL; }
+int hf_conn_is_tls(const hf_conn *c) { return conn_tls(c) != NULL; }
 
-struct hf_tls *hf_conn_tls_session(const hf_conn *c) { return c->tls; }
+struct hf_tls *hf_conn_tls_session(const hf_conn *c) { return conn_tls(c); }
 
 void hf_conn_set_udata(hf_conn *c, void *udata) { c->udata = udata; }
 void *hf_conn_udata(const hf_conn *c) { return c->udata; }
