@@ -441,13 +441,26 @@ static void outq_free(hf_conn *c) {
   c->out_len = 0;
 }
 
-/* The first (at most max) queued segments as iovecs; their count. */
-static int outq_iov(const hf_conn *c, struct iovec *iov, int max) {
+/* The queue's head as at most max iovecs, where segments that lie back to
+ * back in memory (frames carved one after another from a chunk,
+ * hf_shared_new_frame) go as one buffer, so the kernel copies one run
+ * instead of many small pieces. Returns the count; *total is their bytes. */
+static int outq_iov(const hf_conn *c, struct iovec *iov, int max, size_t *total) {
   int n = 0;
-  for (; n < max && n < c->seg_n; n++) {
-    const struct outseg *g = &c->segs[c->seg_head + n];
-    iov[n].iov_base = g->sh->data + g->off;
-    iov[n].iov_len = g->len;
+  *total = 0;
+  for (uint16_t k = 0; k < c->seg_n; k++) {
+    const struct outseg *g = &c->segs[c->seg_head + k];
+    uint8_t *p = g->sh->data + g->off;
+    if (n && (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == p) {
+      iov[n - 1].iov_len += g->len;
+    } else {
+      if (n == max)
+        break;
+      iov[n].iov_base = p;
+      iov[n].iov_len = g->len;
+      n++;
+    }
+    *total += g->len;
   }
   return n;
 }
@@ -470,19 +483,21 @@ static void outq_sent(hf_conn *c, ssize_t w) {
   }
 }
 
-/* Write as much of the queue as the kernel takes (one sendmsg of up to 64
- * segments). Returns 0, or -1 if the connection failed. */
+/* Write as much of the queue as the kernel takes: one sendmsg of up to 64
+ * buffers (outq_iov) at a time. Returns 0, or -1 if the connection
+ * failed. */
 static int outq_write(hf_conn *c) {
   while (c->seg_n) {
     struct iovec iov[OUT_IOV];
-    int n = outq_iov(c, iov, OUT_IOV);
+    size_t total;
+    int n = outq_iov(c, iov, OUT_IOV, &total);
     ssize_t w = send_iov(c, iov, n);
     if (w < 0)
       return -1;
     if (w == 0)
       return 0;
     outq_sent(c, w);
-    if (n < OUT_IOV && c->seg_n)
+    if ((size_t)w < total)
       return 0; /* short write: the socket buffer is full */
   }
   outq_free(c); /* idle connections hold no output memory */
@@ -669,13 +684,11 @@ static void us_add(hf_conn_ctx *ctx, hf_conn *c) {
     return;
   }
   struct iovec *iov = b->iov + b->niov_used;
-  unsigned n = (unsigned)outq_iov(c, iov, OUT_IOV);
-  uint32_t len = 0;
-  for (unsigned j = 0; j < n; j++)
-    len += (uint32_t)iov[j].iov_len;
+  size_t len;
+  unsigned n = (unsigned)outq_iov(c, iov, OUT_IOV, &len);
   b->mh[b->n] = (struct msghdr){.msg_iov = iov, .msg_iovlen = n};
   b->niov[b->n] = (uint8_t)n;
-  b->len[b->n] = len;
+  b->len[b->n] = (uint32_t)len;
   b->c[b->n] = c;
   b->res[b->n] = 0;
   c->xflags |= XF_US_Q;

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* Reference-counted byte buffers (see hf/shared.h), and the compress-once
- * variant of a shared frame for permessage-deflate recipients. */
+/* Reference-counted byte buffers (see hf/shared.h), the per-thread chunks
+ * small frames are carved from, and the compress-once variant of a shared
+ * frame for permessage-deflate recipients. */
 #include "hf/shared.h"
 
+#include <pthread.h>
+#include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,12 +13,7 @@
 #include "hf/err.h"
 #include "hf/frame.h"
 
-hf_shared *hf_shared_new(size_t cap) {
-  if (cap > UINT32_MAX)
-    return NULL;
-  hf_shared *s = malloc(sizeof *s + cap);
-  if (!s)
-    return NULL;
+static void init_header(hf_shared *s, size_t cap) {
   atomic_init(&s->refs, 1);
   s->len = 0;
   s->cap = (uint32_t)cap;
@@ -23,7 +21,90 @@ hf_shared *hf_shared_new(size_t cap) {
   s->vkind = 0;
   atomic_init(&s->variants, NULL);
   s->vnext = NULL;
+  s->chunk = NULL;
+}
+
+hf_shared *hf_shared_new(size_t cap) {
+  if (cap > UINT32_MAX - sizeof(hf_shared))
+    return NULL;
+  hf_shared *s = malloc(sizeof *s + cap);
+  if (!s)
+    return NULL;
+  init_header(s, cap);
+  s->data = (uint8_t *)(s + 1);
   return s;
+}
+
+/* ---- per-thread chunks ------------------------------------------------------
+ * Frame bytes are carved upwards from the start of a chunk (lo), frame
+ * headers downwards from its end (hi), so the bytes of frames carved one
+ * after another are contiguous. live counts the frames not yet freed plus
+ * one while the chunk is its thread's current one; the last release frees
+ * it (frames are released on any thread). */
+struct hf_shared_chunk {
+  atomic_uint live;
+  uint32_t lo, hi; /* owner thread only */
+  alignas(16) uint8_t mem[HF_SHARED_CHUNK];
+};
+
+static _Thread_local struct hf_shared_chunk *tl_chunk;
+static pthread_key_t chunk_key;
+static pthread_once_t chunk_once = PTHREAD_ONCE_INIT;
+
+static void chunk_release(struct hf_shared_chunk *k) {
+  if (atomic_fetch_sub_explicit(&k->live, 1, memory_order_acq_rel) == 1)
+    free(k);
+}
+
+void hf_shared_thread_done(void) {
+  if (tl_chunk) {
+    chunk_release(tl_chunk);
+    tl_chunk = NULL;
+  }
+}
+
+static void chunk_key_done(void *unused) {
+  (void)unused;
+  hf_shared_thread_done();
+}
+
+static void chunk_key_init(void) { (void)pthread_key_create(&chunk_key, chunk_key_done); }
+
+hf_shared *hf_shared_new_frame(size_t cap) {
+  if (cap > HF_SHARED_CHUNK_MAX)
+    return hf_shared_new(cap);
+  struct hf_shared_chunk *k = tl_chunk;
+  size_t hsz = (sizeof(hf_shared) + 15) & ~(size_t)15;
+  if (!k || (size_t)k->hi < hsz || (size_t)k->hi - hsz < (size_t)k->lo + cap) {
+    struct hf_shared_chunk *n = malloc(sizeof *n);
+    if (!n)
+      return hf_shared_new(cap);
+    if (!k) { /* the thread's first chunk: release it when the thread ends */
+      pthread_once(&chunk_once, chunk_key_init);
+      (void)pthread_setspecific(chunk_key, &chunk_key); /* any non-NULL */
+    } else {
+      chunk_release(k); /* retired: its frames keep it alive */
+    }
+    atomic_init(&n->live, 1);
+    n->lo = 0;
+    n->hi = HF_SHARED_CHUNK;
+    tl_chunk = k = n;
+  }
+  k->hi -= (uint32_t)hsz;
+  hf_shared *s = (hf_shared *)(void *)(k->mem + k->hi);
+  init_header(s, cap);
+  s->chunk = k;
+  s->data = k->mem + k->lo;
+  k->lo += (uint32_t)cap;
+  atomic_fetch_add_explicit(&k->live, 1, memory_order_relaxed);
+  return s;
+}
+
+void hf_shared_trim(hf_shared *s) {
+  struct hf_shared_chunk *k = s->chunk;
+  if (k && k == tl_chunk && s->data + s->cap == k->mem + k->lo)
+    k->lo -= s->cap - s->len;
+  s->cap = s->len;
 }
 
 void hf_shared_unref(hf_shared *s) { hf_shared_unref_n(s, 1); }
@@ -39,7 +120,10 @@ void hf_shared_unref_n(hf_shared *s, uint32_t n) {
       hf_shared_unref(v);
       v = next;
     }
-    free(s);
+    if (s->chunk)
+      chunk_release(s->chunk);
+    else
+      free(s);
   }
 }
 

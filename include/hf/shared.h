@@ -2,7 +2,10 @@
 /* Reference-counted byte buffers. A broadcast frame is built once into an
  * hf_shared and queued, by reference, on every recipient connection (on any
  * worker thread): no copy per recipient. The count is atomic; the bytes are
- * immutable once shared. */
+ * immutable once shared. Small frames can be carved from a per-thread
+ * chunk (hf_shared_new_frame), so that frames built one after another lie
+ * back to back in memory and a connection sends a run of them as one
+ * contiguous buffer. */
 #ifndef HF_SHARED_H
 #define HF_SHARED_H
 
@@ -26,7 +29,8 @@ typedef struct hf_shared {
    * framings built on first use (another transport's or encoding's). */
   struct hf_shared *_Atomic variants;
   struct hf_shared *vnext; /* as a variant: the next of its parent's */
-  uint8_t data[];
+  struct hf_shared_chunk *chunk; /* NULL: data follows this header */
+  uint8_t *data;
 } hf_shared;
 
 /* The buffer holds whole frames that a connection may drop from its output
@@ -36,6 +40,25 @@ typedef struct hf_shared {
 
 /* A buffer with room for cap bytes, len 0, one reference. NULL on OOM. */
 hf_shared *hf_shared_new(size_t cap);
+
+/* As hf_shared_new, for a frame about to be shared: a small one (cap up to
+ * HF_SHARED_CHUNK_MAX) is carved, header and bytes, from the calling
+ * thread's current chunk (no malloc), right behind the previous frame this
+ * thread carved, unless something else was carved in between; larger ones
+ * are malloc'd. Call hf_shared_trim() once len is final, so the next frame
+ * starts right after this one. A chunk is freed when its last frame is,
+ * on any thread; a chunk holds at most HF_SHARED_CHUNK bytes. */
+hf_shared *hf_shared_new_frame(size_t cap);
+#define HF_SHARED_CHUNK 16384u
+#define HF_SHARED_CHUNK_MAX 2048u
+/* Give the bytes from len to cap back to the chunk when s is the last frame
+ * carved from it (else nothing changes); cap becomes len. Call before s is
+ * shared, on the thread that made it. */
+void hf_shared_trim(hf_shared *s);
+/* Release the calling thread's current chunk (the thread is done building
+ * frames; frames still referenced keep it alive). Called automatically
+ * when a thread exits; safe to call any time. */
+void hf_shared_thread_done(void);
 
 static inline hf_shared *hf_shared_ref(hf_shared *s) {
   atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);

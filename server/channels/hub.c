@@ -390,7 +390,9 @@ static hf_shared *frame_of(jw_buf *b, uint32_t flags) {
     return NULL;
   uint8_t hdr[HF_FRAME_MAX_HEADER];
   size_t hl_len = hf_frame_header(hdr, 1, HF_OP_TEXT, b->len, NULL);
-  hf_shared *frame = hf_shared_new(hl_len + b->len);
+  /* carved from this worker's chunk: a run of publications lies back to
+   * back, and a subscriber's queue of them leaves as one buffer */
+  hf_shared *frame = hf_shared_new_frame(hl_len + b->len);
   if (!frame)
     return NULL;
   memcpy(frame->data, hdr, hl_len);

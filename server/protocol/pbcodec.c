@@ -631,18 +631,20 @@ static hf_shared *build_variant(const hf_shared *f, void *arg) {
   hf_shared *v = NULL;
   if (chunked) { /* http_stream: one chunk "<hex>\r\n<replies>\r\n" */
     if (pb_from_json(&b, (const char *)f->data + off, f->len - off) == 0 &&
-        (v = hf_shared_new(b.len + 24))) {
+        (v = hf_shared_new_frame(b.len + 24))) {
       int hl = snprintf((char *)v->data, 20, "%zx\r\n", b.len);
       memcpy(v->data + hl, b.p, b.len);
       memcpy(v->data + (size_t)hl + b.len, "\r\n", 2);
       v->len = (uint32_t)((size_t)hl + b.len + 2);
+      hf_shared_trim(v);
       v->flags = f->flags;
     }
   } else if (pb_from_json(&b, (const char *)f->data + off, f->len - off) == 0 &&
-             (v = hf_shared_new(b.len + HF_FRAME_MAX_HEADER))) {
+             (v = hf_shared_new_frame(b.len + HF_FRAME_MAX_HEADER))) {
     size_t hl = hf_frame_header(v->data, 1, HF_OP_BINARY, b.len, NULL);
     memcpy(v->data + hl, b.p, b.len);
     v->len = (uint32_t)(hl + b.len);
+    hf_shared_trim(v); /* the next variant this thread builds follows it */
     v->flags = f->flags; /* droppable publications stay droppable */
     /* permessage-deflate recipients: compressed once too, if worth it (a
      * failure leaves the plain frame, still correct) */
