@@ -192,7 +192,6 @@ struct hf_conn_ctx {
   struct us_batch {
     hf_conn *c[US_BATCH];
     struct msghdr mh[US_BATCH];
-    uint8_t niov[US_BATCH];
     int res[US_BATCH];
     uint32_t len[US_BATCH]; /* bytes in the write */
     struct iovec iov[US_IOV];
@@ -673,8 +672,8 @@ static void us_add(hf_conn_ctx *ctx, hf_conn *c) {
   struct us_batch *b = ctx->usb;
   if (b->n == US_BATCH || b->niov_used + OUT_IOV > US_IOV || !hf_usend_room(ctx->us)) {
     us_run(ctx);
-    if (c->state == ST_DEAD || !c->out_len)
-      return; /* ended or emptied by a callback of that batch */
+    if (c->state == ST_DEAD || !c->out_len || (c->io.events & EPOLLOUT))
+      return; /* ended, emptied or made to wait by a callback of that batch */
   }
   if (!ctx->us) { /* dropped by that run */
     if (outq_write(c) < 0)
@@ -687,7 +686,6 @@ static void us_add(hf_conn_ctx *ctx, hf_conn *c) {
   size_t len;
   unsigned n = (unsigned)outq_iov(c, iov, OUT_IOV, &len);
   b->mh[b->n] = (struct msghdr){.msg_iov = iov, .msg_iovlen = n};
-  b->niov[b->n] = (uint8_t)n;
   b->len[b->n] = (uint32_t)len;
   b->c[b->n] = c;
   b->res[b->n] = 0;

@@ -258,19 +258,22 @@ static void sweep(variant v, tally *t) {
   }
 }
 
-/* After a MSG_ZEROCOPY run: wait (bounded) for the notifications still due,
- * outside the measured window, so that the next run starts clean. */
-static void zc_settle(tally *t) {
-  for (int round = 0; round < 50; round++) {
-    long left = 0;
+/* After MSG_ZEROCOPY sends: wait (bounded, sleeping) for the notifications
+ * still due and read them. Returns how many sends are still unacknowledged
+ * after a second (0 normally). */
+static long zc_settle(tally *t) {
+  long left = 0;
+  for (int round = 0; round < 100; round++) {
+    left = 0;
     for (long i = 0; i < S.cfg.conns; i++) {
       zc_drain((int)i, t);
       left += S.zc_pending[i];
     }
     if (!left)
-      return;
-    usleep(20000);
+      return 0;
+    usleep(10000);
   }
+  return left;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -297,7 +300,8 @@ static void usage(FILE *out) {
       "  uring      io_uring SEND / SENDMSG SQEs, one submit per sweep\n"
       "  uring-reg  the same with registered (fixed) files\n"
       "  zerocopy   send() with MSG_ZEROCOPY, notifications read from the\n"
-      "             error queue inside the measured window\n"
+      "             error queue inside the measured window (waiting for the\n"
+      "             last ones at its end)\n"
       "  uring-zc   io_uring SEND_ZC (notification CQEs reaped)\n"
       "Messages under 16 KiB get one non-blocking attempt per connection (the\n"
       "server's flush); larger ones are sent whole (waiting for room).\n"
@@ -521,6 +525,9 @@ int bench_send_main(int argc, char **argv) {
       uint64_t w0 = bu_now_ns();
       for (long s = 0; s < c->sweeps; s++)
         sweep(v, &t);
+      long unacked = 0;
+      if (v == V_ZEROCOPY) /* the notifications still due count too */
+        unacked = zc_settle(&t);
       uint64_t w1 = bu_now_ns();
       getrusage(RUSAGE_SELF, &u1);
       double s0, s1;
@@ -534,16 +541,14 @@ int bench_send_main(int argc, char **argv) {
       printf("RESULT mode=sendpath variant=%s repeat=%ld conns=%ld size=%ld k=%ld "
              "sends=%llu cpu_ns_per_send=%.0f sys_pct=%.0f ns_per_kib=%.0f "
              "wall_ms=%.0f again=%llu errors=%llu syscalls_per_send=%.3f "
-             "notifs=%llu copied=%llu\n",
+             "notifs=%llu copied=%llu unacked=%ld\n",
              vnames[v], rep + 1, c->conns, c->size, c->k, (unsigned long long)t.sends, per,
              cpu > 0 ? 100 * sys / cpu : 0,
              t.bytes ? cpu * 1e9 / ((double)t.bytes / 1024) : 0, (double)(w1 - w0) / 1e6,
              (unsigned long long)t.again, (unsigned long long)t.errors,
              t.sends ? (double)t.syscalls / (double)t.sends : 0,
-             (unsigned long long)t.notifs, (unsigned long long)t.copied);
+             (unsigned long long)t.notifs, (unsigned long long)t.copied, unacked);
       fflush(stdout);
-      if (v == V_ZEROCOPY)
-        zc_settle(&t);
     }
   }
   variant base = c->vars[0];
