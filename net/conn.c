@@ -605,6 +605,14 @@ static void after_write(hf_conn *c) {
   }
 }
 
+/* The flush's write with sendmsg, and what follows it. */
+static void flush_plain(hf_conn *c) {
+  if (outq_write(c) < 0)
+    teardown(c);
+  else
+    after_write(c);
+}
+
 /* ---- the io_uring flush (send_uring) ----------------------------------------
  * The end-of-iteration flush queues one sendmsg per connection on the ring
  * and submits them together (hf_usend): the same writes as outq_write's
@@ -645,10 +653,7 @@ static void us_run(hf_conn_ctx *ctx) {
     if (c->state == ST_DEAD)
       continue; /* a callback of an earlier one ended it */
     if (b->res[i] == -ECANCELED) { /* not sent: the ring could not start */
-      if (outq_write(c) < 0)
-        teardown(c);
-      else
-        after_write(c);
+      flush_plain(c);
       continue;
     }
     if (b->res[i] < 0) {
@@ -676,10 +681,7 @@ static void us_add(hf_conn_ctx *ctx, hf_conn *c) {
       return; /* ended, emptied or made to wait by a callback of that batch */
   }
   if (!ctx->us) { /* dropped by that run */
-    if (outq_write(c) < 0)
-      teardown(c);
-    else
-      after_write(c);
+    flush_plain(c);
     return;
   }
   struct iovec *iov = b->iov + b->niov_used;
@@ -722,15 +724,10 @@ static void reap(hf_loop *loop, hf_deferred *d) {
       continue; /* already waiting for the kernel */
     if (c->xflags & XF_US_Q)
       continue; /* in the batch: its result writes the rest (us_run) */
-    if (ctx->us && !c->tls) {
+    if (ctx->us && !c->tls)
       us_add(ctx, c);
-      continue;
-    }
-    if (outq_write(c) < 0) {
-      teardown(c);
-      continue;
-    }
-    after_write(c);
+    else
+      flush_plain(c);
   }
   while (ctx->grave) {
     hf_conn *c = ctx->grave;

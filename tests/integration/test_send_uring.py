@@ -57,7 +57,7 @@ def send_path(srv):
     raise AssertionError("no send path logged:\n" + srv.log()[-3000:])
 
 
-def fanout_in_order(srv, subs=200):
+def fanout_in_order(srv, subs=300):  # over one ring batch (256)
     ws = "ws://127.0.0.1:%d/connection/websocket" % srv.port
     api = "http://127.0.0.1:%d/api" % srv.port
     rc, r, out = bench("-m", "fanout", "-u", ws, "-A", api, "-c", str(subs), "-r", "200",
