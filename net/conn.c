@@ -672,6 +672,19 @@ static void us_run(hf_conn_ctx *ctx) {
   }
 }
 
+/* c is torn down while its write waits in the batch: the entry becomes a
+ * no-op (its fd is about to be closed, and the number may be reused by a
+ * socket opened before the batch runs); us_run skips dead connections. */
+static void us_forget(hf_conn_ctx *ctx, hf_conn *c) {
+  struct us_batch *b = ctx->usb;
+  for (unsigned i = 0; b && ctx->us && i < b->n; i++)
+    if (b->c[i] == c) {
+      hf_usend_forget(ctx->us, i);
+      b->len[i] = 0;
+      return;
+    }
+}
+
 /* Queue c's first write on the ring (running the batch first if full). */
 static void us_add(hf_conn_ctx *ctx, hf_conn *c) {
   struct us_batch *b = ctx->usb;
@@ -791,6 +804,8 @@ static void teardown(hf_conn *c) {
   hf_loop_del(ctx->loop, &c->io);
   if (c->xport == X_TLS)
     hf_tls_shutdown(c->tls);
+  if (c->xflags & XF_US_Q) /* the io_uring batch names this fd: unname it */
+    us_forget(ctx, c);
   close(c->io.fd);
   c->io.fd = -1;
   /* unlink from the live list */
