@@ -1080,7 +1080,10 @@ void cl_send_shared(cl_client *cl, hf_shared *frame) {
   if (cl->state != CS_CONNECTED)
     return;
   if (!cl->pb) {
-    tr_send_shared(cl->conn, cl->transport, frame);
+    if (frame->flags & HF_SHARED_BINARY) /* JSON cannot carry it: 3506 */
+      cl__binary_for_json(cl, "publication", NULL, 0);
+    else
+      tr_send_shared(cl->conn, cl->transport, frame);
     return;
   }
   /* built once per publication for every Protobuf recipient of any worker */
