@@ -385,6 +385,31 @@ static int seg_push(hf_conn *c, hf_shared *sh, uint32_t off, uint32_t len) {
   return 0;
 }
 
+/* Room for n more segments behind the queue, in one allocation: a run of
+ * frames for one connection grows its array once, not 4 -> 8 -> ... */
+static int seg_reserve(hf_conn *c, size_t n) {
+  size_t need = (size_t)c->seg_n + n;
+  if ((size_t)c->seg_head + need <= c->seg_cap)
+    return 0;
+  if (c->seg_head) { /* slide down before growing */
+    memmove(c->segs, c->segs + c->seg_head, c->seg_n * sizeof *c->segs);
+    c->seg_head = 0;
+  }
+  if (need <= c->seg_cap)
+    return 0;
+  if (need > 32768)
+    return HF_ELIMIT;
+  size_t cap = c->seg_cap ? c->seg_cap : 4;
+  while (cap < need)
+    cap *= 2;
+  struct outseg *ns = realloc(c->segs, cap * sizeof *ns);
+  if (!ns)
+    return HF_ENOMEM;
+  c->segs = ns;
+  c->seg_cap = (uint16_t)cap;
+  return 0;
+}
+
 /* Queue a copy of p[0..n), filling the tail buffer when it is ours alone. */
 static int outq_append(hf_conn *c, const uint8_t *p, size_t n) {
   if (c->seg_n) {
@@ -1768,6 +1793,8 @@ void hf_conn_respond(hf_conn *c, int status, const char *extra_headers,
   on_flushed(c);
 }
 
+static void flush_later(hf_conn *c);
+
 int hf_conn_send_shared(hf_conn *c, hf_shared *sh, size_t off, size_t len) {
   if (c->state != ST_OPEN)
     return HF_ECLOSED;
@@ -1793,13 +1820,51 @@ int hf_conn_send_shared(hf_conn *c, hf_shared *sh, size_t off, size_t len) {
   st_add(&ctx->stats.msgs_out, 1);
   if (c->out_len > ctx->cfg.max_queue && queue_check(c))
     return HF_ELIMIT;
+  flush_later(c);
+  return 0;
+}
+
+static void flush_later(hf_conn *c) {
+  hf_conn_ctx *ctx = c->ctx;
   if (!(c->flags & F_FLUSH_Q)) {
     c->flags |= F_FLUSH_Q;
     c->flush_next = ctx->flush;
     ctx->flush = c;
     hf_loop_defer(ctx->loop, &ctx->reaper);
   }
-  return 0;
+}
+
+int hf_conn_send_shared_v(hf_conn *c, struct hf_shared *const *sh, size_t n) {
+  if (c->state != ST_OPEN)
+    return HF_ECLOSED;
+  hf_conn_ctx *ctx = c->ctx;
+  if (ctx->cork_owner == c) {
+    int r = flush_cork(ctx); /* keep the order of everything sent */
+    if (r < 0)
+      return r;
+  }
+  int r = seg_reserve(c, n);
+  if (r < 0) {
+    slow_consumer(c);
+    return r;
+  }
+  int dfl = c->dfl && c->dfl_sbits >= hf_shared_deflate_bits();
+  size_t i = 0;
+  while (i < n) {
+    hf_shared *f = sh[i++], *z;
+    if (dfl && (z = hf_shared_variant_find(f, HF_SHARED_VARIANT_DEFLATE)))
+      f = z; /* compressed once for every deflate recipient */
+    c->segs[c->seg_head + c->seg_n++] = (struct outseg){take_ref(ctx, f), 0, f->len};
+    c->out_len += f->len;
+    if (c->out_len > ctx->cfg.max_queue)
+      break; /* the caller looks again before sending the rest */
+  }
+  c->msgs_out += i;
+  st_add(&ctx->stats.msgs_out, i);
+  flush_later(c);
+  if (c->out_len > ctx->cfg.max_queue && queue_check(c))
+    return HF_ELIMIT;
+  return (int)i;
 }
 
 /* End of iteration: parse the requests pipelined behind deferred answers
