@@ -42,8 +42,19 @@ size_t hf_frame_header(uint8_t out[HF_FRAME_MAX_HEADER], int fin, int opcode,
                        uint64_t len, const uint8_t *mask);
 
 /* XOR p[0..len) with key, where p[0] is payload byte number 'phase' of the
- * frame (so only phase & 3 matters). Works a machine word at a time. */
+ * frame (so only phase & 3 matters). Works 16 bytes at a time. */
 void hf_frame_mask(uint8_t *p, size_t len, const uint8_t key[4], size_t phase);
+/* hf_frame_mask, and in the same pass: the length of the run of ASCII
+ * bytes (high bit clear, after unmasking) at the start of p, rounded down
+ * to a multiple of 16 (or of 128 within the first len & ~127 bytes) when it
+ * ends inside a block; len when every byte is ASCII. The text-frame parser validates UTF-8 only from
+ * there. */
+size_t hf_frame_mask_ascii(uint8_t *p, size_t len, const uint8_t key[4],
+                           size_t phase);
+/* Internal, for the unit tests: the 16-byte (SSE2 / NEON) version that
+ * hf_frame_mask_ascii uses where AVX2 is missing, and for short inputs. */
+size_t hf__frame_mask_ascii16(uint8_t *p, size_t len, const uint8_t key[4],
+                              size_t phase);
 
 /* Build a close frame payload: 2-byte code + reason truncated to what fits
  * in 123 bytes (never cutting a UTF-8 sequence). Returns the payload length

@@ -503,6 +503,95 @@ static void frame_mask_phases_vs_reference(void) {
   CHECK(memcmp(one, big, sizeof big) == 0);
 }
 
+/* The fused unmask + ASCII scan: same bytes as the reference XOR, and an
+ * ASCII run length that is right (everything before it is ASCII, and a
+ * byte with the high bit lies within the block after it). */
+static void frame_mask_ascii_vs_reference(void) {
+  const uint8_t key[4] = {0x3c, 0x5a, 0x11, 0x42};
+  static uint8_t src[1200], a[1200], ref[1200];
+  uint32_t seed = 7;
+  for (size_t len = 0; len <= 1100; len += (len < 300 ? 1 : 23)) {
+    for (int variant = 0; variant < 3; variant++) {
+      /* plain ASCII text, with one high byte at a pseudo-random spot
+       * (variant 1), or with a high byte only in the tail (variant 2) */
+      for (size_t i = 0; i < len; i++)
+        src[i] = (uint8_t)('a' + i % 26);
+      size_t hi = len;
+      if (len && variant == 1) {
+        seed = seed * 1103515245u + 12345u;
+        hi = (seed >> 8) % len;
+      } else if (len && variant == 2) {
+        hi = len - 1;
+      }
+      if (hi < len)
+        src[hi] = 0xc3;
+      size_t phase = len % 4;
+      for (int impl = 0; impl < 2; impl++) { /* as dispatched, and 16-byte */
+        for (size_t i = 0; i < len; i++)
+          a[i] = (uint8_t)(src[i] ^ key[(phase + i) % 4]); /* masked on the wire */
+        size_t r = impl ? hf__frame_mask_ascii16(a, len, key, phase)
+                        : hf_frame_mask_ascii(a, len, key, phase);
+        for (size_t i = 0; i < len; i++)
+          ref[i] = src[i];
+        if (memcmp(a, ref, len) != 0)
+          HF_T_FAILF("mask_ascii %d len %zu variant %d: bytes differ", impl, len, variant);
+        if (hi == len && r != len)
+          HF_T_FAILF("mask_ascii %d len %zu: all ASCII but run %zu", impl, len, r);
+        if (hi < len && (r > hi || hi - r >= 128))
+          HF_T_FAILF("mask_ascii %d len %zu: high byte at %zu, run %zu", impl, len, hi, r);
+      }
+    }
+  }
+}
+
+/* Long masked text frames: the validator starts where the ASCII run ends,
+ * also when the payload arrives in pieces that cut a code point. */
+static void parse_6_utf8_after_long_ascii(void) {
+  static char txt[1400];
+  run_res r;
+  size_t n = 0;
+  for (int i = 0; i < 600; i++)
+    txt[n++] = (char)('a' + i % 26);
+  memcpy(txt + n, "\xc3\xa9", 2); /* é */
+  n += 2;
+  for (int i = 0; i < 300; i++)
+    txt[n++] = (char)('A' + i % 26);
+  memcpy(txt + n, "\xe2\x82\xac", 3); /* € */
+  n += 3;
+  txt[n] = 0;
+  bytes s = {0};
+  put_str(&s, 1, HF_OP_TEXT, txt);
+  label = "long ascii then multi-byte";
+  parse_all_ways(&s, 0, 1, &r);
+  EXPECT_OUTCOME(&r, 0, 0);
+  EXPECT_DATA(&r, 0, HF_OP_TEXT, 1, 1, txt, n);
+  rr_free(&r);
+  b_free(&s);
+  /* a lone continuation byte after 700 ASCII bytes is refused */
+  for (int i = 0; i < 700; i++)
+    txt[i] = 'x';
+  txt[700] = (char)0x80;
+  txt[701] = 0;
+  put_str(&s, 1, HF_OP_TEXT, txt);
+  label = "long ascii then a bad byte";
+  parse_all_ways(&s, 0, 1, &r);
+  EXPECT_OUTCOME(&r, HF_EUTF8, 1007);
+  rr_free(&r);
+  b_free(&s);
+  /* a sequence begun in one fragment and ended after 300 ASCII bytes of
+   * the next is refused (the ASCII run is not a code-point boundary) */
+  bytes f = {0};
+  put_frame(&f, 0, HF_OP_TEXT, "ab\xc3", 3);
+  put_frame(&f, 0, HF_OP_CONT, txt, 300);
+  put_frame(&f, 1, HF_OP_CONT, "\xa9", 1); /* would complete the é */
+  label = "sequence cut by ascii";
+  parse_all_ways(&f, 0, 1, &r);
+  EXPECT_OUTCOME(&r, HF_EUTF8, 1007);
+  rr_free(&r);
+  b_free(&f);
+  label = "";
+}
+
 /* ---- hf_frame_close_payload --------------------------------------------- */
 
 static void frame_close_payload_truncation(void) {
@@ -1678,6 +1767,7 @@ int main(void) {
   RUN_TEST(frame_header_length_forms);
   RUN_TEST(frame_header_mask);
   RUN_TEST(frame_mask_phases_vs_reference);
+  RUN_TEST(frame_mask_ascii_vs_reference);
   RUN_TEST(frame_close_payload_truncation);
   RUN_TEST(close_code_valid_boundaries);
   RUN_TEST(parse_1_text_binary_lengths);
@@ -1689,6 +1779,7 @@ int main(void) {
   RUN_TEST(parse_5_fragmentation_violations);
   RUN_TEST(parse_6_utf8_valid_split);
   RUN_TEST(parse_6_utf8_invalid);
+  RUN_TEST(parse_6_utf8_after_long_ascii);
   RUN_TEST(parse_6_utf8_fail_fast);
   RUN_TEST(parse_7_close);
   RUN_TEST(parse_9_masks_and_lengths);
