@@ -144,6 +144,7 @@ void hub_free(hub *h) {
         free(c);
       }
     free(hl->buckets);
+    hub_run_free(hl->run); /* attached but never detached (start-up failed) */
     jw_free(&hl->scratch);
     pthread_mutex_destroy(&hl->mu);
   }
