@@ -5,6 +5,7 @@
  * the owner itself reads without locking. */
 #include "channels/hub.h"
 #include "channels/hubrun.h"
+#include "channels/pdata.h"
 #include "metrics/metrics.h"
 
 #include <stdlib.h>
@@ -453,13 +454,16 @@ static hf_shared *frame_of(jw_buf *b, uint32_t flags) {
 
 /* {"data":<data>,"info":..,"offset":..,"tags":..[,"delta":true]} of p with
  * data[0..len) spliced as JSON, or as a JSON string of it (as_string). */
-static void pub_object(jw_buf *b, const stream_pub *p, const char *data,
-                       size_t len, int as_string, int delta) {
-  jw_lit(b, "{\"data\":");
-  if (as_string)
+static int pub_object(jw_buf *b, const stream_pub *p, const char *data,
+                      size_t len, int as_string, int delta) {
+  int bin = 0;
+  if (as_string && !pd_is_binary(data, len)) {
+    jw_lit(b, "{\"data\":");
     jw_str(b, data, len);
-  else
-    jw_raw(b, data, len);
+  } else { /* binary data: "b64data" (pdata.h), whatever the form */
+    jw_char(b, '{');
+    bin = pd_write_member(b, data, len);
+  }
   if (p->info_len) {
     jw_lit(b, ",\"info\":");
     jw_raw(b, p->info, p->info_len);
@@ -475,10 +479,11 @@ static void pub_object(jw_buf *b, const stream_pub *p, const char *data,
   if (delta)
     jw_lit(b, ",\"delta\":true");
   jw_char(b, '}');
+  return bin;
 }
 
-void hub_encode_pub(jw_buf *b, const stream_pub *p, int data_as_string) {
-  pub_object(b, p, p->data, p->data_len, data_as_string, 0);
+int hub_encode_pub(jw_buf *b, const stream_pub *p, int data_as_string) {
+  return pub_object(b, p, p->data, p->data_len, data_as_string, 0);
 }
 
 /* {"push":{"channel":CH,"pub":{..}}} with data spliced as JSON (mode 0), or
@@ -524,12 +529,15 @@ static int encode_frames(hub_local *hl, const pub_view *p, frames *out) {
   frames f = {0};
   if (p->kind == K_PUB) {
     uint32_t fl = p->offset ? HF_SHARED_DROPPABLE : 0;
+    int bin = pd_is_binary(p->data, p->data_len);
+    if (bin) /* JSON recipients cannot take it (cl_send_shared) */
+      fl |= HF_SHARED_BINARY;
     encode_pub(b, p, 0, NULL, 0);
     f.plain = frame_of(b, fl);
     if (p->delta_allowed) {
       encode_pub(b, p, 1, NULL, 0);
       f.str = frame_of(b, fl);
-      if (p->delta && p->prev_len && p->offset)
+      if (p->delta && p->prev_len && p->offset && !bin && !pd_is_binary(p->prev, p->prev_len))
         f.patch = patch_frame(hl, p);
     }
   } else {

@@ -223,8 +223,9 @@ void *hub_data(const hub_local *hl);
 
 /* Write a stored publication as a Publication JSON object ({"data":..,
  * "info":..,"offset":..,"tags":..}); data_as_string: data as a JSON
- * string of its text (delta subscribers). */
-void hub_encode_pub(jw_buf *b, const stream_pub *p, int data_as_string);
+ * string of its text (delta subscribers). Binary data (pdata.h) is written
+ * as "b64data":"<base64>" instead of "data"; returns 1 then, else 0. */
+int hub_encode_pub(jw_buf *b, const stream_pub *p, int data_as_string);
 
 /* The hash that picks a channel's owner worker and stream shard. */
 uint32_t hub_hash(const char *ch, size_t len);

@@ -424,6 +424,8 @@ static unsigned finish(cl_client *cl, sub_op *so, const eng_read_result *r,
     jw_cstr(out, ep);
     jw_key(out, &first, "offset");
     jw_u64(out, recovered ? so->req_offset : r->top.offset);
+    if (with_pubs && r->binary && !cl->pb)
+      return 3506; /* binary data for a JSON client: complete() closes it */
     if (with_pubs) {
       if (pushes) {
         jw_raw(pushes, r->pubs->p, r->pubs->len);
@@ -461,6 +463,12 @@ static void complete(cl_client *cl, sub_op *so, const eng_read_result *r) {
   unsigned err = finish(cl, so, r, &fields, so->kind == SO_API ? &pushes : NULL);
   if (!err && (!jw_ok(&fields) || !jw_ok(&pushes)))
     err = 100;
+  if (err == 3506) { /* recovered publications hold binary data: JSON cannot */
+    size_t len;
+    const char *ch = hub_chan_name(so->s->hs.ch, &len);
+    cl__binary_for_json(cl, "recovery", ch, len);
+    err = 100; /* the subscription is undone; nothing reaches the client */
+  }
   if (err)
     fail_establish(cl, so, err);
   else
