@@ -6,7 +6,8 @@ channel's subscribers once, each subscriber getting all of them before the
 next one is touched. Every subscriber must still see exactly the
 publication order: several publications to one channel in one batch, two
 channels interleaved (a subscriber of both sees the batch order), JSON and
-Protobuf subscribers of one channel, positioned subscribers with
+Protobuf subscribers of one channel, binary data inside a run (3506 for the
+JSON subscriber after what came before), positioned subscribers with
 consecutive offsets, pipelined requests, two workers, and a slow subscriber
 that hits its queue limit in the middle of a batch is closed with 3008
 while the others keep every publication in order."""
@@ -113,6 +114,31 @@ def test_json_and_protobuf_subscribers_of_one_channel():
             c.ws.close()
         for c in js:
             c.close()
+
+
+def test_binary_data_inside_a_run():
+    """A run with binary data (b64data that is not JSON) in its middle: the
+    Protobuf subscriber gets all of it in order; the JSON subscriber gets
+    what came before, then is closed with 3506 as for a single push."""
+    import base64
+    with Server(config=config()) as srv:
+        pb = PB(srv.port)
+        pb.connected()
+        pb.send(subscribe_cmd(2, "bin"))
+        pb.reply(2)
+        js = subscriber(srv, "bin")
+        blob = bytes(range(256))
+        cmds = [{"publish": {"channel": "bin", "data": {"n": i}}} for i in range(3)]
+        cmds.append({"publish": {"channel": "bin", "b64data": base64.b64encode(blob).decode()}})
+        cmds += [{"publish": {"channel": "bin", "data": {"n": i}}} for i in range(4, 6)]
+        r = KIT.api(srv, "batch", {"commands": cmds})
+        assert all("error" not in x for x in r["replies"]), r
+        got = [parse(pb.push()[4][0])[4][0] for _ in range(6)]
+        assert got == [b'{"n":0}', b'{"n":1}', b'{"n":2}', blob, b'{"n":4}', b'{"n":5}'], got
+        assert [p["data"]["n"] for _, p in pushes(js, 3)] == [0, 1, 2]
+        code, reason = js.expect_close(3506)
+        assert "binary data for a JSON client" in reason, reason
+        pb.ws.close()
 
 
 def test_positioned_subscribers_get_consecutive_offsets():
