@@ -101,6 +101,7 @@ static struct {
   int syscalls, json, pid_found;
   int deflate; /* -z: subscribers offer permessage-deflate */
   int protobuf; /* --protobuf: subscribers speak centrifuge-protobuf */
+  int raw;      /* --raw: bare pub/sub peer: subscribed on open, bare data */
   long slow;        /* --slow: the last N subscribers read slowly */
   double slow_rate; /* --slow-rate: their bytes per second */
   char token[512];
@@ -721,6 +722,11 @@ static void on_reply_pb(rconn *c, const uint8_t *p, size_t n, uint64_t now) {
 
 static void on_message(rconn *c, const uint8_t *p, size_t n, uint64_t now) {
   size_t off = 0;
+  if (cfg.raw) { /* the message is the publication's data itself */
+    if (c->state == S_READY)
+      count_delivery(c, p, n, NULL, 0, now);
+    return;
+  }
   if (cfg.protobuf) { /* length-delimited Replies */
     while (off < n && c->state != S_FAILED && c->state != S_DONE && c->state != S_FREE) {
       uint64_t len;
@@ -949,9 +955,11 @@ static void read_handshake(rconn *c) {
   c->in_len = 0;
   if (cfg.transport != TR_WS)
     c->state = S_SUBSCRIBE; /* the connect command went with the request */
+  else if (cfg.raw)
+    on_subscribed(c, bu_now_ns()); /* the peer subscribes every socket on open */
   else
     send_connect_subscribe(c);
-  if (c->state != S_SUBSCRIBE || !extra)
+  if ((c->state != S_SUBSCRIBE && c->state != S_READY) || !extra)
     return;
   feed_rbuf(c, extra);
 }
@@ -1661,7 +1669,7 @@ static int run_fanout(void) {
            R.deliveries_win, dps, missing, R.dup, R.ooo, R.bad);
     if (R.deliveries + R.slow_deliveries)
       printf("  wire      %s: %.1f bytes received per delivery (frames, pings and "
-             "replies after subscribing included)\n", cfg.protobuf ? "protobuf" : "json",
+             "replies after subscribing included)\n", cfg.raw ? "raw" : cfg.protobuf ? "protobuf" : "json",
              (double)R.rx_ready / (double)(R.deliveries + R.slow_deliveries));
     printf("  latency   publish to delivery: p50 %.1f us, p99 %.1f us, p99.9 %.1f us, "
            "max %.1f us\n",
@@ -1721,7 +1729,7 @@ static int run_fanout(void) {
   bu_res(&RS, "pubs_per_s", BU_NUM, "%.1f", pps);
   bu_res(&RS, "deliveries", BU_NUM, "%" PRIu64, R.deliveries);
   bu_res(&RS, "deliveries_per_s", BU_NUM, "%.0f", dps);
-  bu_res(&RS, "encoding", BU_STR, "%s", cfg.protobuf ? "protobuf" : "json");
+  bu_res(&RS, "encoding", BU_STR, "%s", cfg.raw ? "raw" : cfg.protobuf ? "protobuf" : "json");
   if (R.deliveries + R.slow_deliveries)
     bu_res(&RS, "rx_bytes_per_delivery", BU_NUM, "%.1f",
            (double)R.rx_ready / (double)(R.deliveries + R.slow_deliveries));
@@ -1958,6 +1966,11 @@ static void usage(FILE *out) {
       "            (centrifuge-protobuf sub-protocol, length-delimited binary\n"
       "            frames); WebSocket only. Every run reports the bytes received\n"
       "            per delivery (compare with and without)\n"
+      "  --raw     fanout: the server is a bare pub/sub peer (no protocol): a\n"
+      "            WebSocket opened on -u is subscribed, every message is a\n"
+      "            publication's data; publications still go to -A (e.g. the\n"
+      "            uWebSockets peer of docs/benchmarks.md, to compare servers\n"
+      "            with the same generator and load)\n"
       "  -z        fanout/churn: subscribers offer permessage-deflate and inflate\n"
       "            what arrives compressed; fanout reports the server's shared\n"
       "            compressions per publication (/metrics)\n"
@@ -1985,7 +1998,7 @@ static void usage(FILE *out) {
 }
 
 static int parse_args(int argc, char **argv) {
-  enum { O_CHANNEL = 256, O_DROP, O_SLOW, O_SLOW_RATE, O_TRANSPORT, O_PROTOBUF };
+  enum { O_CHANNEL = 256, O_DROP, O_SLOW, O_SLOW_RATE, O_TRANSPORT, O_PROTOBUF, O_RAW };
   static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
                                            {"channel", required_argument, NULL, O_CHANNEL},
                                            {"drop", required_argument, NULL, O_DROP},
@@ -1993,6 +2006,7 @@ static int parse_args(int argc, char **argv) {
                                            {"slow-rate", required_argument, NULL, O_SLOW_RATE},
                                            {"transport", required_argument, NULL, O_TRANSPORT},
                                            {"protobuf", no_argument, NULL, O_PROTOBUF},
+                                           {"raw", no_argument, NULL, O_RAW},
                                            {NULL, 0, NULL, 0}};
   char **av = calloc((size_t)argc + 2, sizeof *av);
   if (!av)
@@ -2052,6 +2066,7 @@ static int parse_args(int argc, char **argv) {
     case 'S': cfg.syscalls = 1; break;
     case 'z': cfg.deflate = 1; break;
     case O_PROTOBUF: cfg.protobuf = 1; break;
+    case O_RAW: cfg.raw = 1; break;
     case 'n': rc = bu_parse_long(optarg, 'n', 1, MAX_CYCLES, &cfg.cycles); break;
     case 'C': rc = bu_parse_long(optarg, 'C', 1, MAX_PENDING, &cfg.pending); break;
     case O_TRANSPORT:
@@ -2133,6 +2148,12 @@ static int parse_args(int argc, char **argv) {
     }
   if (strlen(cfg.channel) > 200) {
     fprintf(stderr, "holdfast bench: --channel: at most 200 characters\n");
+    return -1;
+  }
+  if (cfg.raw && (cfg.mode != RT_FANOUT || cfg.protobuf || cfg.deflate || cfg.per_channel ||
+                  cfg.transport != TR_WS)) {
+    fprintf(stderr, "holdfast bench: --raw: fanout on one channel over WebSocket, "
+                    "without --protobuf, -z or -M\n");
     return -1;
   }
   if (cfg.protobuf && cfg.transport != TR_WS) {

@@ -6,7 +6,9 @@ protocol's connect command), a message flood (the flooder that never reads
 is ended by the server with 3008 while the observers keep their round
 trips), a storm measured by the separate probe process with the accept rate
 switched on by a reload between the set-up and the drop, and slow readers in a fan-out (reported apart; nobody else misses a
-publication; their own fate and lag are reported). Asserts the RESULT fields, not performance."""
+publication; their own fate and lag are reported), and the fan-out against a
+bare pub/sub server (--raw, the mode that compares holdfast with uWS using
+the same generator). Asserts the RESULT fields, not performance."""
 import json
 import os
 import subprocess
@@ -14,7 +16,29 @@ import sys
 import time
 
 from chaosproc import Chaos
-from harness import BIN, Server, run_module, wait_until
+from clientkit import PeerProcess
+from harness import BIN, ROOT, Server, run_module, wait_until
+
+# A bare pub/sub server on npm ws, shaped like the uWebSockets peer of
+# docs/benchmarks.md: every WebSocket is subscribed when it opens, and the
+# "data" objects of POST /api/publish and /api/batch bodies go to all of
+# them as text messages.
+NODE_RAW_FAN = r'''
+const http = require("http");
+const { WebSocketServer } = require("ws");
+const srv = http.createServer((req, res) => {
+  let body = "";
+  req.on("data", (c) => { body += c; });
+  req.on("end", () => {
+    for (const m of body.matchAll(/"data":(\{[^}]*\})/g))
+      for (const ws of wss.clients) ws.send(m[1]);
+    res.setHeader("Content-Type", "application/json");
+    res.end(req.url.endsWith("/batch") ? '{"replies":[]}' : '{"result":{}}');
+  });
+});
+const wss = new WebSocketServer({ server: srv });
+srv.listen(0, "127.0.0.1", () => console.log(srv.address().port));
+'''
 
 
 def bench(*args, timeout=120):
@@ -134,6 +158,27 @@ def test_fanout_slow_readers_reported_apart():
         # the backlog first, so whether the server ended them yet varies)
         assert float(r["slow_lag_max_ms"]) > 500 or int(r["slow_ended"]) >= 1, r
         assert int(r["deliveries"]) == 17 * int(r["pub_ok"]), r
+
+
+def test_fanout_raw_against_a_bare_pubsub_server():
+    peer = PeerProcess(["/usr/bin/node", "-e", NODE_RAW_FAN],
+                       cwd=os.path.join(ROOT, "tests", "interop"), what="node raw fan-out")
+    try:
+        ws = "ws://127.0.0.1:%d/sub" % peer.port
+        api = "http://127.0.0.1:%d/api" % peer.port
+        for batch in ("1", "8"):
+            rc, r, out = bench("-m", "fanout", "--raw", "-u", ws, "-A", api, "-c", "20",
+                               "-r", "100", "-b", batch, "-s", "64", "-d", "1", "-w", "0.3")
+            assert rc == 0 and r["status"] == "ok", out
+            assert r["encoding"] == "raw" and r["missing"] == "0" and r["bad"] == "0", r
+            assert int(r["deliveries"]) == 20 * int(r["pub_ok"]) > 0, r
+            # the bare data: 64 bytes and a 2-byte frame header per delivery
+            assert 60 <= float(r["rx_bytes_per_delivery"]) <= 70, r
+        p = subprocess.run([BIN, "bench", "-m", "fanout", "--raw", "--protobuf", "-u", ws],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+        assert p.returncode == 2 and b"--raw" in p.stdout, p.stdout
+    finally:
+        peer.close()
 
 
 def test_every_mode_json_output_parses():
