@@ -155,6 +155,18 @@ def test_binary_publish_redis_engine_across_nodes():
             # stored in Redis as binary: the API of the other node reads it back
             r = KIT.result(a, "history", {"channel": "h:bin", "limit": 1})
             assert base64.b64decode(r["publications"][0]["b64data"]) == BLOB
+            epoch = r["epoch"]
+            # a restarted node recovers them from Redis byte-identical
+            a.stop()
+            a = Server(config=config(eng))
+            wait_until(lambda: json.loads(http_call(a.port, "GET", "/health")[2])
+                       .get("status") == "ok", 5, "engine up")
+            c = pb_client(a)
+            res = pb_subscribe(c, 2, "h:bin", (epoch, 0))
+            assert res.get(8) == [1], res
+            assert [parse(p)[4][0] for p in res[7]] == \
+                [BLOB, b'{"j":1}', b"\x01\x02", b"\xfe" * 3000], res
+            c.ws.close()
         finally:
             a.stop()
             b.stop()
