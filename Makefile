@@ -11,7 +11,7 @@
 #   make fuzz       libFuzzer targets (clang), short runs over the corpus
 
 CC ?= cc
-PKGS := jansson libssl libcrypto hiredis libcares zlib libcurl libprotobuf-c
+PKGS := jansson libssl libcrypto hiredis libcares zlib libcurl libprotobuf-c liburing
 
 ifeq ($(SAN),1)
   B := build/asan

@@ -23,6 +23,7 @@
 #include "hf/proxy.h"
 #include "hf/shared.h"
 #include "hf/tls.h"
+#include "hf/usend.h"
 
 #define CORK_CAP (64 * 1024)
 /* References given back are collected per frame in a direct-mapped table:
@@ -33,6 +34,9 @@
  * from where they are: no copy. */
 #define DIRECT_MIN (16 * 1024)
 #define MAX_HEADERS_CAP 256
+#define OUT_IOV 64         /* segments per write */
+#define US_BATCH 256       /* io_uring flush: connections per submit */
+#define US_IOV 2048        /* ... and iovecs per submit */
 
 typedef enum {
   ST_HTTP,      /* reading the request head */
@@ -72,7 +76,8 @@ enum {
 
 enum {
   XF_PEEKED = 1,     /* the first bytes on the TLS port were looked at */
-  XF_RD_WANTS_WR = 2 /* a TLS read waits for the socket to be writable */
+  XF_RD_WANTS_WR = 2, /* a TLS read waits for the socket to be writable */
+  XF_US_Q = 4         /* its write is in the io_uring flush batch */
 };
 
 typedef union {
@@ -180,6 +185,18 @@ struct hf_conn_ctx {
   int reaping; /* inside reap, which settles them at its end */
   uint8_t *zbuf; /* inflated single-frame messages (kept, <= max_message+1) */
   size_t zbuf_cap;
+  /* the io_uring flush (send_uring): the ring, and one batch's connections,
+   * message headers and iovecs (borrowed by the ring until it has run) */
+  hf_usend *us;
+  int us_err;
+  struct us_batch {
+    hf_conn *c[US_BATCH];
+    struct msghdr mh[US_BATCH];
+    int res[US_BATCH];
+    uint32_t len[US_BATCH]; /* bytes in the write */
+    struct iovec iov[US_IOV];
+    unsigned n, niov_used;
+  } *usb;
   uint8_t cork[CORK_CAP];
 };
 
@@ -283,6 +300,12 @@ static void set_events(hf_conn *c) {
     teardown(c);
 }
 
+static void count_out(hf_conn *c, ssize_t w) {
+  c->bytes_out += (uint64_t)w;
+  if (c->upgraded)
+    st_add(&c->ctx->stats.bytes_out, (uint64_t)w);
+}
+
 static ssize_t send_iov(hf_conn *c, struct iovec *iov, int n) {
   if (c->tls) { /* encrypted; what OpenSSL holds back is retried as is */
     ssize_t t = hf_tls_writev(c->tls, iov, n);
@@ -305,9 +328,7 @@ static ssize_t send_iov(hf_conn *c, struct iovec *iov, int n) {
   while (w < 0 && errno == EINTR);
   if (w < 0)
     return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
-  c->bytes_out += (uint64_t)w;
-  if (c->upgraded)
-    st_add(&c->ctx->stats.bytes_out, (uint64_t)w);
+  count_out(c, w);
   return w;
 }
 
@@ -419,51 +440,63 @@ static void outq_free(hf_conn *c) {
   c->out_len = 0;
 }
 
+/* The queue's head as at most max iovecs, where segments that lie back to
+ * back in memory (frames carved one after another from a chunk,
+ * hf_shared_new_frame) go as one buffer, so the kernel copies one run
+ * instead of many small pieces. Returns the count; *total is their bytes. */
+static int outq_iov(const hf_conn *c, struct iovec *iov, int max, size_t *total) {
+  int n = 0;
+  *total = 0;
+  for (uint16_t k = 0; k < c->seg_n; k++) {
+    const struct outseg *g = &c->segs[c->seg_head + k];
+    uint8_t *p = g->sh->data + g->off;
+    if (n && (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == p) {
+      iov[n - 1].iov_len += g->len;
+    } else {
+      if (n == max)
+        break;
+      iov[n].iov_base = p;
+      iov[n].iov_len = g->len;
+      n++;
+    }
+    *total += g->len;
+  }
+  return n;
+}
+
+/* The kernel took w bytes from the head of the queue: drop them. */
+static void outq_sent(hf_conn *c, ssize_t w) {
+  c->out_len -= (uint32_t)w;
+  while (w > 0) {
+    struct outseg *g = &c->segs[c->seg_head];
+    if ((size_t)w >= g->len) {
+      w -= g->len;
+      drop_ref(c->ctx, g->sh);
+      c->seg_head++;
+      c->seg_n--;
+    } else {
+      g->off += (uint32_t)w;
+      g->len -= (uint32_t)w;
+      w = 0;
+    }
+  }
+}
+
 /* Write as much of the queue as the kernel takes: one sendmsg of up to 64
- * buffers, where segments that lie back to back in memory (frames carved
- * one after another from a chunk, hf_shared_new_frame) go as one buffer, so
- * the kernel copies one run instead of many small pieces. Returns 0, or -1
- * if the connection failed. */
+ * buffers (outq_iov) at a time. Returns 0, or -1 if the connection
+ * failed. */
 static int outq_write(hf_conn *c) {
   while (c->seg_n) {
-    struct iovec iov[64];
-    int n = 0;
-    size_t total = 0;
-    for (uint16_t k = 0; k < c->seg_n; k++) {
-      struct outseg *g = &c->segs[c->seg_head + k];
-      uint8_t *p = g->sh->data + g->off;
-      if (n && (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == p) {
-        iov[n - 1].iov_len += g->len;
-      } else {
-        if (n == 64)
-          break;
-        iov[n].iov_base = p;
-        iov[n].iov_len = g->len;
-        n++;
-      }
-      total += g->len;
-    }
+    struct iovec iov[OUT_IOV];
+    size_t total;
+    int n = outq_iov(c, iov, OUT_IOV, &total);
     ssize_t w = send_iov(c, iov, n);
     if (w < 0)
       return -1;
     if (w == 0)
       return 0;
-    size_t sent = (size_t)w;
-    c->out_len -= (uint32_t)w;
-    while (w > 0) {
-      struct outseg *g = &c->segs[c->seg_head];
-      if ((size_t)w >= g->len) {
-        w -= g->len;
-        drop_ref(c->ctx, g->sh);
-        c->seg_head++;
-        c->seg_n--;
-      } else {
-        g->off += (uint32_t)w;
-        g->len -= (uint32_t)w;
-        w = 0;
-      }
-    }
-    if (sent < total)
+    outq_sent(c, w);
+    if ((size_t)w < total)
       return 0; /* short write: the socket buffer is full */
   }
   outq_free(c); /* idle connections hold no output memory */
@@ -561,16 +594,139 @@ static void on_flushed(hf_conn *c) {
   }
 }
 
+/* After a flush write: wait for room and judge the queue, or finish what
+ * waited for the queue to empty. */
+static void after_write(hf_conn *c) {
+  if (c->out_len) {
+    set_events(c);
+    queue_check(c);
+  } else {
+    on_flushed(c);
+  }
+}
+
+/* The flush's write with sendmsg, and what follows it. */
+static void flush_plain(hf_conn *c) {
+  if (outq_write(c) < 0)
+    teardown(c);
+  else
+    after_write(c);
+}
+
+/* ---- the io_uring flush (send_uring) ----------------------------------------
+ * The end-of-iteration flush queues one sendmsg per connection on the ring
+ * and submits them together (hf_usend): the same writes as outq_write's
+ * first sendmsg, one io_uring_enter per US_BATCH connections instead of one
+ * syscall each. Results are applied in two passes: first every byte count
+ * (bookkeeping only), then what may call the application (teardown, the
+ * slow-consumer rule, close callbacks), so that a callback that queues to
+ * another connection of the batch finds its queue already settled. */
+
+static void us_result(void *arg, uint32_t i, int res) {
+  hf_conn_ctx *ctx = arg;
+  struct us_batch *b = ctx->usb;
+  hf_conn *c = b->c[i];
+  if (res == -EAGAIN || res == -EWOULDBLOCK || res == -EINTR)
+    res = 0;
+  b->res[i] = res;
+  c->xflags &= (uint8_t)~XF_US_Q;
+  if (res > 0) {
+    count_out(c, res);
+    outq_sent(c, res);
+  }
+}
+
+static void us_run(hf_conn_ctx *ctx) {
+  struct us_batch *b = ctx->usb;
+  if (!b || !b->n)
+    return;
+  int r = hf_usend_run(ctx->us, us_result, ctx);
+  if (r < 0) { /* the ring failed: sendmsg from now on */
+    hf_usend_free(ctx->us);
+    ctx->us = NULL;
+    ctx->us_err = r;
+  }
+  unsigned n = b->n;
+  b->n = b->niov_used = 0;
+  for (unsigned i = 0; i < n; i++) {
+    hf_conn *c = b->c[i];
+    if (c->state == ST_DEAD)
+      continue; /* a callback of an earlier one ended it */
+    if (b->res[i] == -ECANCELED) { /* not sent: the ring could not start */
+      flush_plain(c);
+      continue;
+    }
+    if (b->res[i] < 0) {
+      teardown(c);
+      continue;
+    }
+    /* the whole write taken and more queued (over 64 segments, or queued
+     * by a callback since): the rest now */
+    if ((uint32_t)b->res[i] == b->len[i] && c->seg_n && outq_write(c) < 0) {
+      teardown(c);
+      continue;
+    }
+    if (!c->seg_n)
+      outq_free(c); /* idle connections hold no output memory */
+    after_write(c);
+  }
+}
+
+/* c is torn down while its write waits in the batch: the entry becomes a
+ * no-op (its fd is about to be closed, and the number may be reused by a
+ * socket opened before the batch runs); us_run skips dead connections. */
+static void us_forget(hf_conn_ctx *ctx, hf_conn *c) {
+  struct us_batch *b = ctx->usb;
+  for (unsigned i = 0; b && ctx->us && i < b->n; i++)
+    if (b->c[i] == c) {
+      hf_usend_forget(ctx->us, i);
+      b->len[i] = 0;
+      return;
+    }
+}
+
+/* Queue c's first write on the ring (running the batch first if full). */
+static void us_add(hf_conn_ctx *ctx, hf_conn *c) {
+  struct us_batch *b = ctx->usb;
+  if (b->n == US_BATCH || b->niov_used + OUT_IOV > US_IOV || !hf_usend_room(ctx->us)) {
+    us_run(ctx);
+    if (c->state == ST_DEAD || !c->out_len || (c->io.events & EPOLLOUT))
+      return; /* ended, emptied or made to wait by a callback of that batch */
+  }
+  if (!ctx->us) { /* dropped by that run */
+    flush_plain(c);
+    return;
+  }
+  struct iovec *iov = b->iov + b->niov_used;
+  size_t len;
+  unsigned n = (unsigned)outq_iov(c, iov, OUT_IOV, &len);
+  b->mh[b->n] = (struct msghdr){.msg_iov = iov, .msg_iovlen = n};
+  b->len[b->n] = (uint32_t)len;
+  b->c[b->n] = c;
+  b->res[b->n] = 0;
+  c->xflags |= XF_US_Q;
+  hf_usend_queue(ctx->us, c->io.fd, &b->mh[b->n], b->n);
+  b->n++;
+  b->niov_used += n;
+}
+
 /* ---- lifecycle ---------------------------------------------------------- */
 
 /* End of a loop iteration: write the broadcast output queued this
- * iteration (everything due to one connection leaves in one sendmsg), then
+ * iteration (everything due to one connection leaves in one sendmsg, or
+ * in one io_uring batch entry with send_uring), then
  * free the connections torn down during it. The order matters: a
  * connection on the flush list may be in the graveyard. */
 static void reap(hf_loop *loop, hf_deferred *d) {
   hf_conn_ctx *ctx = (hf_conn_ctx *)((char *)d - offsetof(hf_conn_ctx, reaper));
   ctx->reaping = 1;
-  while (ctx->flush) {
+  for (;;) {
+    if (!ctx->flush) {
+      if (!ctx->usb || !ctx->usb->n)
+        break;
+      us_run(ctx); /* its callbacks may queue more */
+      continue;
+    }
     hf_conn *c = ctx->flush;
     ctx->flush = c->flush_next;
     c->flush_next = NULL;
@@ -579,16 +735,12 @@ static void reap(hf_loop *loop, hf_deferred *d) {
       continue;
     if (c->io.events & EPOLLOUT)
       continue; /* already waiting for the kernel */
-    if (outq_write(c) < 0) {
-      teardown(c);
-      continue;
-    }
-    if (c->out_len) {
-      set_events(c);
-      queue_check(c);
-    } else {
-      on_flushed(c);
-    }
+    if (c->xflags & XF_US_Q)
+      continue; /* in the batch: its result writes the rest (us_run) */
+    if (ctx->us && !c->tls)
+      us_add(ctx, c);
+    else
+      flush_plain(c);
   }
   while (ctx->grave) {
     hf_conn *c = ctx->grave;
@@ -652,6 +804,8 @@ static void teardown(hf_conn *c) {
   hf_loop_del(ctx->loop, &c->io);
   if (c->xport == X_TLS)
     hf_tls_shutdown(c->tls);
+  if (c->xflags & XF_US_Q) /* the io_uring batch names this fd: unname it */
+    us_forget(ctx, c);
   close(c->io.fd);
   c->io.fd = -1;
   /* unlink from the live list */
@@ -1568,6 +1722,17 @@ hf_conn_ctx *hf_conn_ctx_new(hf_loop *loop, const hf_conn_config *cfg,
   ctx->over_timer.cb = over_tick;
   ctx->resumer.cb = resume_pipelined;
   memset(ctx->cork, 0, sizeof ctx->cork); /* fault in at start-up */
+  if (cfg->send_uring) { /* io_uring if the kernel allows it, else sendmsg */
+    ctx->usb = malloc(sizeof *ctx->usb);
+    ctx->us = ctx->usb ? hf_usend_new(US_BATCH, &ctx->us_err) : NULL;
+    if (!ctx->us) {
+      ctx->us_err = ctx->usb ? ctx->us_err : -ENOMEM;
+      free(ctx->usb);
+      ctx->usb = NULL;
+    } else {
+      ctx->usb->n = ctx->usb->niov_used = 0;
+    }
+  }
   if (getrandom(ctx->rng, sizeof ctx->rng, 0) != (ssize_t)sizeof ctx->rng) {
     free(ctx);
     return NULL;
@@ -1589,8 +1754,16 @@ void hf_conn_ctx_free(hf_conn_ctx *ctx) {
   }
   reap(ctx->loop, &ctx->reaper);
   hf_timer_cancel(ctx->loop, &ctx->over_timer);
+  hf_usend_free(ctx->us);
+  free(ctx->usb);
   free(ctx->zbuf);
   free(ctx);
+}
+
+int hf_conn_ctx_send_uring(const hf_conn_ctx *ctx, int *err) {
+  if (err)
+    *err = ctx->us ? 0 : ctx->us_err;
+  return ctx->us != NULL;
 }
 
 size_t hf_conn_ctx_count(const hf_conn_ctx *ctx) { return ctx->count; }

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(make gcc pkg-config libjansson-dev libssl-dev libhiredis-dev libc-ares-dev zlib1g-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler openssl redis-server prometheus
+PKGS=(make gcc pkg-config libjansson-dev libssl-dev libhiredis-dev libc-ares-dev zlib1g-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler liburing-dev openssl redis-server prometheus
       clang libclang-rt-14-dev llvm
       python3 python3-websockets curl procps iproute2 chromium nginx haproxy)
 

@@ -140,6 +140,12 @@ static const setting settings[] = {
      "handshakes, a connection's first message, hang-ups) after established "
      "connections were served; the rest waits for the next iteration, so a reconnect "
      "storm delays established connections by about this much (0 = no budget)"},
+    /* io_uring send path: the end-of-iteration flush as one batch (net/usend.c) */
+    {"http_server.io_uring_send", T_BOOL, O(io_uring_send), "true", 0, 0, NULL, HF,
+     "write each worker's end-of-iteration output (fan-out deliveries: one write per "
+     "connection) as one io_uring batch instead of one sendmsg per connection; "
+     "falls back to sendmsg, with a warning, where the kernel refuses io_uring; "
+     "false: sendmsg always (docs/benchmarks.md: Send path)"},
     {"client.rate_limit.command_rate", T_UINT, O(rl_command_rate), "0", 0,
      10000000, NULL, HF,
      "commands a second per connection (token bucket; 0 = no limit); over it "

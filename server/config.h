@@ -161,6 +161,8 @@ typedef struct {
   uint64_t admin_session_ttl_ms;
   /* reconnect storms: new-connection work per loop iteration (net/loop.c) */
   uint64_t handshake_budget_us;
+  /* io_uring send path: the end-of-iteration flush as one batch (net/usend.c) */
+  bool io_uring_send;
 } srv_config;
 
 /* Defaults. */

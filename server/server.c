@@ -2346,6 +2346,21 @@ static int setup_admin(server *s) {
   s->adm = adm_new(&env);
   return s->adm ? 0 : -1;
 }
+/* Which send path a worker's flush took (http_server.io_uring_send): said
+ * once, by worker 0; a kernel that refuses io_uring is a warning. */
+static void log_send_path(const srv_config *cfg, const worker *w) {
+  int err = 0;
+  if (!cfg->io_uring_send || w->idx != 0)
+    return;
+  int on = hf_conn_ctx_send_uring(w->ctx, &err);
+  srv_logline l;
+  srv_log_begin(&l, on ? LOG_INFO : LOG_WARN, on ? "send_path" : "io_uring_unavailable");
+  srv_log_str(&l, "path", on ? "io_uring" : "sendmsg");
+  if (!on)
+    srv_log_str(&l, "error", strerror(-err));
+  srv_log_end(&l);
+}
+
 
 int srv_run(const srv_config *cfg) {
   server *s = calloc(1, sizeof *s);
@@ -2464,6 +2479,7 @@ int srv_run(const srv_config *cfg) {
       .deflate_level = (int)cfg->compression_level,
       .deflate_mem_level = (int)cfg->compression_mem_level,
       .deflate_min_size = (uint32_t)cfg->compression_min_size,
+      .send_uring = cfg->io_uring_send,
   };
   for (size_t i = 0; i < s->nw; i++) {
     worker *w = &s->w[i];
@@ -2479,6 +2495,7 @@ int srv_run(const srv_config *cfg) {
     }
     hf_loop_set_data(w->loop, w);
     hf_loop_set_bulk_budget(w->loop, (unsigned)cfg->handshake_budget_us);
+    log_send_path(cfg, w);
     w->hl = hub_attach(s->hub, i, w->loop);
     if (strcmp(cfg->engine_type, "redis") == 0 && eng_redis_attach(s->eng, i, w->loop, w->hl) < 0) {
       fprintf(stderr, "holdfast: cannot set up the Redis engine: out of memory\n");

@@ -1266,6 +1266,9 @@ static void usage(FILE *out) {
       "         or without: time until all are back and the arrival curve\n"
       "  flood  one client floods while observers measure their round trips:\n"
       "         see holdfast bench -m reconnect --help (both modes)\n"
+      "  sendpath  the sender's CPU per send: sendmsg vs io_uring vs\n"
+      "         MSG_ZEROCOPY over N loopback connections (no server):\n"
+      "         see holdfast bench -m sendpath --help\n"
       "\n"
       "options [default]:\n"
       "  -m MODE   echo, storm or idle                                 [echo]\n"
@@ -1326,7 +1329,7 @@ static int parse_args(bench_cfg *cfg, int argc, char **argv) {
       else if (strcmp(optarg, "idle") == 0)
         cfg->mode = MODE_IDLE;
       else {
-        fprintf(stderr, "holdfast bench: -m %s: want echo, storm, idle, fanout, churn, recover, reconnect or flood\n", optarg);
+        fprintf(stderr, "holdfast bench: -m %s: want echo, storm, idle, fanout, churn, recover, reconnect, flood or sendpath\n", optarg);
         rc = -1;
       }
       break;
@@ -1453,6 +1456,8 @@ int bench_main(int argc, char **argv) {
     return bench_recover_main(argc, argv);
   if (mode && (strcmp(mode, "reconnect") == 0 || strcmp(mode, "flood") == 0))
     return bench_storm_main(argc, argv);
+  if (mode && strcmp(mode, "sendpath") == 0)
+    return bench_send_main(argc, argv);
   memset(&B, 0, sizeof B);
   RS.n = 0;
   bench_cfg *cfg = &B.cfg;

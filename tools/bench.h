@@ -19,4 +19,8 @@ int bench_recover_main(int argc, char **argv);
  * client flooding while observers measure their round trips. */
 int bench_storm_main(int argc, char **argv);
 
+/* -m sendpath (bench_send.c): the sender's CPU per send over N loopback
+ * connections, send/sendmsg vs io_uring vs MSG_ZEROCOPY; no server. */
+int bench_send_main(int argc, char **argv);
+
 #endif

@@ -47,6 +47,11 @@ typedef struct {
    * messages, and the smallest message compressed. */
   int deflate_level, deflate_mem_level;
   uint32_t deflate_min_size;
+  /* 1: the end-of-iteration flush (broadcast output, one write per
+   * connection) goes out as one io_uring batch (hf_usend) when the kernel
+   * allows io_uring; sendmsg otherwise and with 0 (hf_conn_ctx_send_uring
+   * tells which). TLS connections always use their own writes. */
+  int send_uring;
 } hf_conn_config;
 
 /* Who ended a connection, as logged. */
@@ -123,6 +128,10 @@ typedef struct {
 hf_conn_ctx *hf_conn_ctx_new(hf_loop *loop, const hf_conn_config *cfg,
                              const hf_conn_handler *h);
 void hf_conn_ctx_free(hf_conn_ctx *ctx);
+/* 1 if ctx's flush batches its sends on io_uring, 0 if it uses sendmsg
+ * (send_uring off, or io_uring unavailable: then *err, if err is not NULL,
+ * is the negative errno of the failed set-up, else 0). */
+int hf_conn_ctx_send_uring(const hf_conn_ctx *ctx, int *err);
 /* Number of live connections in ctx. */
 size_t hf_conn_ctx_count(const hf_conn_ctx *ctx);
 
