@@ -218,6 +218,7 @@ static void publish_one(api_item *it, const char *ch, size_t len, const pub_req 
                 chan_has_history(ns) && !p->skip_history ? &so : NULL,
                 p->idem_key, p->idem_len, p->delta || ns->delta_publish,
                 ns->delta_fossil};
+  hub_hold(it->r->hl); /* the caller waits for no push: sweep runs of them */
   if (eng_publish(ctx->eng, it->r->hl, &hp, on_published, it) < 0)
     item_error(it, 100, "internal server error");
 }
