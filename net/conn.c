@@ -26,10 +26,12 @@
 #include "hf/usend.h"
 
 #define CORK_CAP (64 * 1024)
-/* References given back are collected per frame in a direct-mapped table:
- * a connection's queue holds several frames (one per publication of the
- * sweep) and the next connection's holds the same ones. */
-#define DROP_SLOTS 128
+/* References taken and given back are kept per frame in two-way tables:
+ * a connection's queue holds several frames (a run of publications, see
+ * hf_conn_send_shared_v) and the next connection's holds the same ones, so
+ * each of them needs its own slot. 2^REF_SLOT_BITS slots per table. */
+#define REF_SLOT_BITS 9
+#define REF_SLOTS (1u << REF_SLOT_BITS)
 /* Messages at least this big skip the cork and go out with writev, straight
  * from where they are: no copy. */
 #define DIRECT_MIN (16 * 1024)
@@ -154,6 +156,18 @@ struct outseg {
   uint32_t off, len;
 };
 
+/* Per frame: references held (taken ahead, or given back) in n. A slot
+ * with n > 0 keeps its frame alive, so equal pointers are the same frame.
+ * used[] lists the slots set since the last settle_refs. */
+struct ref_table {
+  struct ref_slot {
+    hf_shared *sh;
+    uint32_t n;
+  } s[REF_SLOTS];
+  uint16_t used[REF_SLOTS];
+  uint32_t nused;
+};
+
 struct hf_conn_ctx {
   hf_loop *loop;
   hf_conn_config cfg;
@@ -175,13 +189,7 @@ struct hf_conn_ctx {
   hf_conn_stats stats;
   /* batched references to shared frames (take_ref, drop_ref): taken ahead
    * and not yet given to a segment; given back and not yet released */
-  hf_shared *refs_sh;
-  uint32_t refs_avail;
-  struct drop_slot {
-    hf_shared *sh;
-    uint32_t n;
-  } drops[DROP_SLOTS];
-  int drops_used; /* some slot holds references */
+  struct ref_table takes, drops;
   int reaping; /* inside reap, which settles them at its end */
   uint8_t *zbuf; /* inflated single-frame messages (kept, <= max_message+1) */
   size_t zbuf_cap;
@@ -218,46 +226,55 @@ static void teardown(hf_conn *c);
  * a frame lives at most until then after its last send. */
 #define REF_BATCH 4096u
 
-static hf_shared *take_ref(hf_conn_ctx *ctx, hf_shared *sh) {
-  if (ctx->refs_sh != sh || !ctx->refs_avail) {
-    hf_shared_unref_n(ctx->refs_sh, ctx->refs_avail);
-    ctx->refs_sh = hf_shared_ref_n(sh, REF_BATCH);
-    ctx->refs_avail = REF_BATCH;
+/* The slot of sh in t: its own, else a free one of its two, else one of
+ * them whose count is applied first (evicted). */
+static struct ref_slot *ref_slot(hf_conn_ctx *ctx, struct ref_table *t, hf_shared *sh) {
+  uint64_t h = ((uint64_t)(uintptr_t)sh >> 4) * 0x9E3779B97F4A7C15ull;
+  uint32_t a = (uint32_t)(h >> (64 - REF_SLOT_BITS)), b = a ^ 1u;
+  if (t->s[a].sh == sh)
+    return &t->s[a];
+  if (t->s[b].sh == sh)
+    return &t->s[b];
+  uint32_t i = !t->s[a].n ? a : !t->s[b].n ? b : a;
+  struct ref_slot *r = &t->s[i];
+  if (!r->sh) {
+    t->used[t->nused++] = (uint16_t)i;
     if (!ctx->reaping)
       hf_loop_defer(ctx->loop, &ctx->reaper);
   }
-  ctx->refs_avail--;
+  hf_shared_unref_n(r->sh, r->n);
+  r->sh = sh;
+  r->n = 0;
+  return r;
+}
+
+static hf_shared *take_ref(hf_conn_ctx *ctx, hf_shared *sh) {
+  struct ref_slot *r = ref_slot(ctx, &ctx->takes, sh);
+  if (!r->n) {
+    hf_shared_ref_n(sh, REF_BATCH);
+    r->n = REF_BATCH;
+  }
+  r->n--;
   return sh;
 }
 
 static void drop_ref(hf_conn_ctx *ctx, hf_shared *sh) {
-  /* a slot holding references keeps its frame alive: equal pointers are
-   * the same frame */
-  uint64_t h = ((uint64_t)(uintptr_t)sh >> 4) * 0x9E3779B97F4A7C15ull;
-  struct drop_slot *d = &ctx->drops[h >> 57]; /* 7 bits: DROP_SLOTS */
-  if (d->sh != sh || !d->n) {
-    hf_shared_unref_n(d->sh, d->n);
-    d->sh = sh;
-    d->n = 0;
-    ctx->drops_used = 1;
-    if (!ctx->reaping)
-      hf_loop_defer(ctx->loop, &ctx->reaper);
-  }
-  d->n++;
+  ref_slot(ctx, &ctx->drops, sh)->n++;
 }
 
-_Static_assert(DROP_SLOTS == 1u << 7, "drop_ref indexes with 7 bits");
+static void settle_table(struct ref_table *t) {
+  for (uint32_t k = 0; k < t->nused; k++) {
+    struct ref_slot *r = &t->s[t->used[k]];
+    hf_shared_unref_n(r->sh, r->n);
+    r->sh = NULL;
+    r->n = 0;
+  }
+  t->nused = 0;
+}
 
 static void settle_refs(hf_conn_ctx *ctx) {
-  hf_shared_unref_n(ctx->refs_sh, ctx->refs_avail);
-  ctx->refs_sh = NULL;
-  ctx->refs_avail = 0;
-  for (size_t i = 0; ctx->drops_used && i < DROP_SLOTS; i++) {
-    hf_shared_unref_n(ctx->drops[i].sh, ctx->drops[i].n);
-    ctx->drops[i].sh = NULL;
-    ctx->drops[i].n = 0;
-  }
-  ctx->drops_used = 0;
+  settle_table(&ctx->takes); /* first: a frame's last reference may be here */
+  settle_table(&ctx->drops);
 }
 static void resume_pipelined(hf_loop *loop, hf_deferred *d);
 static void conn_io(hf_loop *loop, hf_io *io, uint32_t ev);
@@ -403,6 +420,31 @@ static int seg_push(hf_conn *c, hf_shared *sh, uint32_t off, uint32_t len) {
   }
   c->segs[c->seg_head + c->seg_n++] = (struct outseg){sh, off, len};
   c->out_len += len;
+  return 0;
+}
+
+/* Room for n more segments behind the queue, in one allocation: a run of
+ * frames for one connection grows its array once, not 4 -> 8 -> ... */
+static int seg_reserve(hf_conn *c, size_t n) {
+  size_t need = (size_t)c->seg_n + n;
+  if ((size_t)c->seg_head + need <= c->seg_cap)
+    return 0;
+  if (c->seg_head) { /* slide down before growing */
+    memmove(c->segs, c->segs + c->seg_head, c->seg_n * sizeof *c->segs);
+    c->seg_head = 0;
+  }
+  if (need <= c->seg_cap)
+    return 0;
+  if (need > 32768)
+    return HF_ELIMIT;
+  size_t cap = c->seg_cap ? c->seg_cap : 4;
+  while (cap < need)
+    cap *= 2;
+  struct outseg *ns = realloc(c->segs, cap * sizeof *ns);
+  if (!ns)
+    return HF_ENOMEM;
+  c->segs = ns;
+  c->seg_cap = (uint16_t)cap;
   return 0;
 }
 
@@ -672,6 +714,19 @@ static void us_run(hf_conn_ctx *ctx) {
   }
 }
 
+/* c is torn down while its write waits in the batch: the entry becomes a
+ * no-op (its fd is about to be closed, and the number may be reused by a
+ * socket opened before the batch runs); us_run skips dead connections. */
+static void us_forget(hf_conn_ctx *ctx, hf_conn *c) {
+  struct us_batch *b = ctx->usb;
+  for (unsigned i = 0; b && ctx->us && i < b->n; i++)
+    if (b->c[i] == c) {
+      hf_usend_forget(ctx->us, i);
+      b->len[i] = 0;
+      return;
+    }
+}
+
 /* Queue c's first write on the ring (running the batch first if full). */
 static void us_add(hf_conn_ctx *ctx, hf_conn *c) {
   struct us_batch *b = ctx->usb;
@@ -791,6 +846,8 @@ static void teardown(hf_conn *c) {
   hf_loop_del(ctx->loop, &c->io);
   if (c->xport == X_TLS)
     hf_tls_shutdown(c->tls);
+  if (c->xflags & XF_US_Q) /* the io_uring batch names this fd: unname it */
+    us_forget(ctx, c);
   close(c->io.fd);
   c->io.fd = -1;
   /* unlink from the live list */
@@ -1926,6 +1983,8 @@ void hf_conn_respond(hf_conn *c, int status, const char *extra_headers,
   on_flushed(c);
 }
 
+static void flush_later(hf_conn *c);
+
 int hf_conn_send_shared(hf_conn *c, hf_shared *sh, size_t off, size_t len) {
   if (c->state != ST_OPEN)
     return HF_ECLOSED;
@@ -1951,13 +2010,51 @@ int hf_conn_send_shared(hf_conn *c, hf_shared *sh, size_t off, size_t len) {
   st_add(&ctx->stats.msgs_out, 1);
   if (c->out_len > ctx->cfg.max_queue && queue_check(c))
     return HF_ELIMIT;
+  flush_later(c);
+  return 0;
+}
+
+static void flush_later(hf_conn *c) {
+  hf_conn_ctx *ctx = c->ctx;
   if (!(c->flags & F_FLUSH_Q)) {
     c->flags |= F_FLUSH_Q;
     c->flush_next = ctx->flush;
     ctx->flush = c;
     hf_loop_defer(ctx->loop, &ctx->reaper);
   }
-  return 0;
+}
+
+int hf_conn_send_shared_v(hf_conn *c, struct hf_shared *const *sh, size_t n) {
+  if (c->state != ST_OPEN)
+    return HF_ECLOSED;
+  hf_conn_ctx *ctx = c->ctx;
+  if (ctx->cork_owner == c) {
+    int r = flush_cork(ctx); /* keep the order of everything sent */
+    if (r < 0)
+      return r;
+  }
+  int r = seg_reserve(c, n);
+  if (r < 0) {
+    slow_consumer(c);
+    return r;
+  }
+  int dfl = c->dfl && c->dfl_sbits >= hf_shared_deflate_bits();
+  size_t i = 0;
+  while (i < n) {
+    hf_shared *f = sh[i++], *z;
+    if (dfl && (z = hf_shared_variant_find(f, HF_SHARED_VARIANT_DEFLATE)))
+      f = z; /* compressed once for every deflate recipient */
+    c->segs[c->seg_head + c->seg_n++] = (struct outseg){take_ref(ctx, f), 0, f->len};
+    c->out_len += f->len;
+    if (c->out_len > ctx->cfg.max_queue)
+      break; /* the caller looks again before sending the rest */
+  }
+  c->msgs_out += i;
+  st_add(&ctx->stats.msgs_out, i);
+  flush_later(c);
+  if (c->out_len > ctx->cfg.max_queue && queue_check(c))
+    return HF_ELIMIT;
+  return (int)i;
 }
 
 /* End of iteration: parse the requests pipelined behind deferred answers

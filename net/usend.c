@@ -19,6 +19,7 @@ struct hf_usend {
   unsigned cap;
   int disabled;     /* created disabled: enabled by its first run */
   uint32_t *token;  /* the caller's token per batch slot */
+  struct io_uring_sqe **sqe; /* the slot's entry, until the batch runs */
   uint8_t *done;    /* the slot's result was reported */
 };
 
@@ -49,7 +50,8 @@ hf_usend *hf_usend_new(unsigned entries, int *err) {
   u->disabled = (p.flags & IORING_SETUP_R_DISABLED) != 0;
   u->token = calloc(u->cap, sizeof *u->token);
   u->done = calloc(u->cap, 1);
-  if (!u->token || !u->done) {
+  u->sqe = calloc(u->cap, sizeof *u->sqe);
+  if (!u->token || !u->done || !u->sqe) {
     hf_usend_free(u);
     *err = -ENOMEM;
     return NULL;
@@ -64,6 +66,7 @@ void hf_usend_free(hf_usend *u) {
   io_uring_queue_exit(&u->ring);
   free(u->token);
   free(u->done);
+  free(u->sqe);
   free(u);
 }
 
@@ -77,8 +80,18 @@ int hf_usend_queue(hf_usend *u, int fd, const struct msghdr *mh, uint32_t token)
   io_uring_sqe_set_data64(sqe, u->queued);
   u->token[u->queued] = token;
   u->done[u->queued] = 0;
+  u->sqe[u->queued] = sqe;
   u->queued++;
   return 0;
+}
+
+void hf_usend_forget(hf_usend *u, uint32_t token) {
+  for (unsigned i = 0; i < u->queued; i++)
+    if (u->token[i] == token) {
+      io_uring_prep_nop(u->sqe[i]); /* clears the entry: fd, buffers, flags */
+      io_uring_sqe_set_data64(u->sqe[i], i);
+      return;
+    }
 }
 
 int hf_usend_run(hf_usend *u, void (*done)(void *arg, uint32_t token, int res), void *arg) {

@@ -231,6 +231,17 @@ struct hf_shared;
 int hf_conn_send_shared(hf_conn *c, struct hf_shared *sh, size_t off,
                         size_t len);
 
+/* Queue the whole frames sh[0..n) (n >= 1), in order, as n calls of
+ * hf_conn_send_shared(c, sh[i], 0, sh[i]->len) would, touching the
+ * connection once: one check of its state, one growth of its queue, one
+ * place on the end-of-iteration write list. Stops after the frame that
+ * takes the queue over max_queue (the slow-consumer rule is then applied
+ * as hf_conn_send_shared does), so that the caller can look again before
+ * queueing the rest. Returns the number of frames queued (1..n), or
+ * HF_ECLOSED, HF_ELIMIT (being closed with 3008), HF_ENOMEM. Loop thread
+ * only; the frames may be shared with connections on other loops. */
+int hf_conn_send_shared_v(hf_conn *c, struct hf_shared *const *sh, size_t n);
+
 /* Drop every queued frame held in an HF_SHARED_DROPPABLE buffer that has
  * not started to leave (the frame being written stays). Returns the bytes
  * dropped. Loop thread only. */

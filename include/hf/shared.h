@@ -37,6 +37,10 @@ typedef struct hf_shared {
  * queue without sending (publications the client can recover from a
  * stream); see hf_conn_drop_queued(). */
 #define HF_SHARED_DROPPABLE 1u
+/* The buffer carries a payload that only recipients of a binary-capable
+ * encoding may get (holdfast: binary publication data, which JSON
+ * recipients cannot represent; the server disconnects them instead). */
+#define HF_SHARED_BINARY 2u
 
 /* A buffer with room for cap bytes, len 0, one reference. NULL on OOM. */
 hf_shared *hf_shared_new(size_t cap);

@@ -33,6 +33,12 @@ unsigned hf_usend_room(const hf_usend *u);
  * back with the result. 0, or HF_ELIMIT if the batch is full (run it). */
 int hf_usend_queue(hf_usend *u, int fd, const struct msghdr *mh, uint32_t token);
 
+/* Turn the queued entry with this token into a no-op before the batch runs
+ * (its socket is being closed: the descriptor number must not be used by
+ * the batch, where a new socket may get it). Its result is 0. Nothing
+ * happens if no queued entry has the token. */
+void hf_usend_forget(hf_usend *u, uint32_t token);
+
 /* Submit the batch, wait for all of its results (immediate: nothing in it
  * blocks) and call done(arg, token, res) once per queued entry, in
  * completion order: res is the byte count or a negative errno (-EAGAIN:

@@ -4,6 +4,8 @@
  * that the server API may read counts and presence from another thread;
  * the owner itself reads without locking. */
 #include "channels/hub.h"
+#include "channels/hubrun.h"
+#include "channels/pdata.h"
 #include "metrics/metrics.h"
 
 #include <stdlib.h>
@@ -39,6 +41,7 @@ struct hub_local {
   hf_timer sweep;
   uint64_t evicted_unlogged, evict_logged_ms; /* once per burst */
   uint64_t stats_mark_ms; /* the last hub_local_stats call */
+  hub_run *run;           /* held pushes of one channel (hubrun.c), or NULL */
 };
 
 struct hub {
@@ -101,6 +104,8 @@ uint32_t hub_hash(const char *s, size_t n) {
 }
 
 static void sweep_tick(hf_loop *loop, hf_timer *t);
+static void deliver_local(hub_local *hl, const char *name, size_t len,
+                          uint32_t hash, const hub_frames *d, size_t n);
 
 hub *hub_new(size_t nw, const hub_callbacks *cb, const hub_options *opt) {
   hub *h = calloc(1, sizeof *h);
@@ -140,6 +145,7 @@ void hub_free(hub *h) {
         free(c);
       }
     free(hl->buckets);
+    hub_run_free(hl->run); /* attached but never detached (start-up failed) */
     jw_free(&hl->scratch);
     pthread_mutex_destroy(&hl->mu);
   }
@@ -151,12 +157,19 @@ void hub_free(hub *h) {
 hub_local *hub_attach(hub *h, size_t idx, hf_loop *loop) {
   hub_local *hl = &h->w[idx];
   hl->loop = loop;
+  hl->run = hub_run_new(hl, loop, deliver_local); /* NULL: no holding */
   if (h->opt.sweep_interval_ms)
     hf_timer_set(loop, &hl->sweep, h->opt.sweep_interval_ms);
   return hl;
 }
 
-void hub_detach(hub_local *hl) { hf_timer_cancel(hl->loop, &hl->sweep); }
+void hub_detach(hub_local *hl) {
+  hf_timer_cancel(hl->loop, &hl->sweep);
+  hub_run_free(hl->run); /* the loop stopped: what is held goes nowhere */
+  hl->run = NULL;
+}
+
+void hub_hold(hub_local *hl) { hub_run_hold(hl->run); }
 
 stream_set *hub_streams(hub *h) { return h->streams; }
 hub *hub_of(const hub_local *hl) { return hl->h; }
@@ -313,14 +326,20 @@ hf_shared *hub_frame_for(hub_sub *s, const frames *d, int *gap) {
   return d->str;
 }
 
+/* Sweep the n pushes d[0..n) of one channel over this worker's
+ * subscribers, subscriber-major: each subscriber gets all of them (in
+ * order, each through its position check) before the next one is touched,
+ * so a run of publications costs one visit per subscriber, not n. */
 static void deliver_local(hub_local *hl, const char *name, size_t len,
-                          uint32_t hash, const frames *d) {
+                          uint32_t hash, const frames *d, size_t n) {
   hub_chan *c = find(hl, name, len, hash);
   if (!c)
     return;
   hub *h = hl->h;
-  if (d->kind == K_PUB)
-    c->pubs++; /* the admin dashboard's publication rate */
+  for (size_t j = 0; j < n; j++)
+    if (d[j].kind == K_PUB)
+      c->pubs++; /* the admin dashboard's publication rate */
+  hf_shared *out[HUB_RUN_MAX];
   /* A send may close a slow subscriber, and a gap unsubscribes one; either
    * teardown removes it from c (moving the last subscriber into its slot,
    * or freeing c with the last one). Walk from the end, so a moved
@@ -338,21 +357,49 @@ static void deliver_local(hub_local *hl, const char *name, size_t len,
         return;
     }
     hub_sub *s = c->subs[i - 1];
+    if (i > 1)
+      __builtin_prefetch(c->subs[i - 2]); /* the next one's flags and position */
     if (s->flags & HUB_SUB_PENDING) {
-      h->cb.pending(s, d);
+      for (size_t j = 0; j < n; j++)
+        h->cb.pending(s, &d[j]);
       continue;
     }
     int gap = 0;
-    hf_shared *f = hub_frame_for(s, d, &gap);
-    if (gap)
+    size_t m = 0;
+    for (size_t j = 0; j < n && !gap; j++) {
+      hf_shared *f = hub_frame_for(s, &d[j], &gap);
+      if (f)
+        out[m++] = f;
+    }
+    /* a delivery that removed a subscriber (s may be gone) ends s's turn */
+    for (size_t k = 0; k < m && hl->removals == seen;) {
+      if (m - k == 1 || !h->cb.deliver_n)
+        h->cb.deliver(s, out[k++]);
+      else
+        k += h->cb.deliver_n(s, out + k, m - k);
+    }
+    /* what came before the gap is delivered; then it is told, unless a
+     * delivery already closed it (s may be gone) */
+    if (gap && hl->removals == seen)
       h->cb.gap(s);
-    else if (f)
-      h->cb.deliver(s, f);
   }
-  if (d->kind == K_PUB) { /* queued on every subscriber of this worker */
-    uint64_t now = now_us();
-    met_observe_fanout(now > d->t_us ? now - d->t_us : 0);
-  }
+  uint64_t now = 0;
+  for (size_t j = 0; j < n; j++)
+    if (d[j].kind == K_PUB) { /* queued on every subscriber of this worker */
+      if (!now)
+        now = now_us();
+      met_observe_fanout(now > d[j].t_us ? now - d[j].t_us : 0);
+    }
+}
+
+/* Deliver push d here: held in the run (swept at the end of the
+ * iteration) while a hold is active, else now, after what is held. */
+static void local_push(hub_local *hl, const char *name, size_t len,
+                       uint32_t hash, const frames *d) {
+  if (hub_run_push(hl->run, name, len, hash, d))
+    return;
+  hub_run_flush(hl->run);
+  deliver_local(hl, name, len, hash, d, 1);
 }
 
 void hub_frames_ref(const hub_frames *f) {
@@ -377,7 +424,8 @@ static void drop_deliver(hf_msg *m) {
 
 static void run_deliver(hf_loop *loop, hf_msg *m) {
   deliver_msg *d = (deliver_msg *)m;
-  deliver_local(d->to, d->name, d->len, d->hash, &d->f);
+  hub_run_hold(d->to->run); /* posted: nothing here waits for it */
+  local_push(d->to, d->name, d->len, d->hash, &d->f);
   drop_deliver(m);
 }
 
@@ -406,13 +454,16 @@ static hf_shared *frame_of(jw_buf *b, uint32_t flags) {
 
 /* {"data":<data>,"info":..,"offset":..,"tags":..[,"delta":true]} of p with
  * data[0..len) spliced as JSON, or as a JSON string of it (as_string). */
-static void pub_object(jw_buf *b, const stream_pub *p, const char *data,
-                       size_t len, int as_string, int delta) {
-  jw_lit(b, "{\"data\":");
-  if (as_string)
+static int pub_object(jw_buf *b, const stream_pub *p, const char *data,
+                      size_t len, int as_string, int delta) {
+  int bin = 0;
+  if (as_string && !pd_is_binary(data, len)) {
+    jw_lit(b, "{\"data\":");
     jw_str(b, data, len);
-  else
-    jw_raw(b, data, len);
+  } else { /* binary data: "b64data" (pdata.h), whatever the form */
+    jw_char(b, '{');
+    bin = pd_write_member(b, data, len);
+  }
   if (p->info_len) {
     jw_lit(b, ",\"info\":");
     jw_raw(b, p->info, p->info_len);
@@ -428,10 +479,11 @@ static void pub_object(jw_buf *b, const stream_pub *p, const char *data,
   if (delta)
     jw_lit(b, ",\"delta\":true");
   jw_char(b, '}');
+  return bin;
 }
 
-void hub_encode_pub(jw_buf *b, const stream_pub *p, int data_as_string) {
-  pub_object(b, p, p->data, p->data_len, data_as_string, 0);
+int hub_encode_pub(jw_buf *b, const stream_pub *p, int data_as_string) {
+  return pub_object(b, p, p->data, p->data_len, data_as_string, 0);
 }
 
 /* {"push":{"channel":CH,"pub":{..}}} with data spliced as JSON (mode 0), or
@@ -477,12 +529,15 @@ static int encode_frames(hub_local *hl, const pub_view *p, frames *out) {
   frames f = {0};
   if (p->kind == K_PUB) {
     uint32_t fl = p->offset ? HF_SHARED_DROPPABLE : 0;
+    int bin = pd_is_binary(p->data, p->data_len);
+    if (bin) /* JSON recipients cannot take it (cl_send_shared) */
+      fl |= HF_SHARED_BINARY;
     encode_pub(b, p, 0, NULL, 0);
     f.plain = frame_of(b, fl);
     if (p->delta_allowed) {
       encode_pub(b, p, 1, NULL, 0);
       f.str = frame_of(b, fl);
-      if (p->delta && p->prev_len && p->offset)
+      if (p->delta && p->prev_len && p->offset && !bin && !pd_is_binary(p->prev, p->prev_len))
         f.patch = patch_frame(hl, p);
     }
   } else {
@@ -529,13 +584,14 @@ static int fan_out(hub_local *hl, const pub_view *p) {
     memcpy(d->name, p->name, p->len);
     hf_loop_post(h->w[i].loop, &d->m);
   }
-  deliver_local(hl, p->name, p->len, hash, &f);
+  local_push(hl, p->name, p->len, hash, &f);
   hub_frames_unref(&f);
   return 0;
 }
 
 static void run_pub(hf_loop *loop, hf_msg *m) {
   pub_msg *p = (pub_msg *)m;
+  hub_run_hold(p->to->run); /* posted: nothing here waits for it */
   fan_out(p->to, &p->v);
   free(p);
 }
@@ -696,13 +752,15 @@ void hub_deliver_remote(hub_local *hl, const hub_remote *r) {
   frames f = {0};
   if (encode_frames(hl, &v, &f) < 0)
     return; /* positioned subscribers will see the gap */
-  deliver_local(hl, r->ch, r->len, hub_hash(r->ch, r->len), &f);
+  hub_run_flush(hl->run); /* the broker's order: after what is held */
+  deliver_local(hl, r->ch, r->len, hub_hash(r->ch, r->len), &f, 1);
   hub_frames_unref(&f);
 }
 
 void hub_check_positions(hub_local *hl, const char *ch, size_t len, uint64_t top,
                          uint64_t epoch, int ahead_too) {
   uint32_t hash = hub_hash(ch, len);
+  hub_run_flush(hl->run); /* judge positions after what is held */
   hub_chan *c = find(hl, ch, len, hash);
   uint64_t seen = hl->removals;
   for (uint32_t i = c ? c->n : 0; i > 0; i--) {

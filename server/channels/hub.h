@@ -81,6 +81,13 @@ typedef struct {
   /* A push for a HUB_SUB_PENDING subscriber: keep it (take references)
    * until the position is known, then pass it to hub_frame_for. */
   void (*pending)(hub_sub *s, const hub_frames *f);
+  /* Queue push frames[0..n) (n >= 2), in order, on the subscriber's
+   * connection (a run swept subscriber-major, see hub_hold). Returns how
+   * many it handled (1..n): fewer when the connection's queue went over
+   * its limit, so that the hub looks whether the subscriber is still
+   * there (a slow-consumer policy may have unsubscribed it) before
+   * offering the rest. NULL: deliver is called for each. */
+  size_t (*deliver_n)(hub_sub *s, hf_shared *const *frames, size_t n);
 } hub_callbacks;
 
 /* The frame subscriber s gets for push f after its position check (and
@@ -138,6 +145,15 @@ typedef enum {
 /* Publish from worker `from` (any worker's thread). *pos gets the stream
  * position ({0,0} without history). The bytes are copied. */
 hub_status hub_publish(hub_local *from, const hub_pub *p, stream_pos *pos);
+
+/* Hold this worker's local deliveries until the end of the current loop
+ * iteration: consecutive pushes into one channel are then swept over its
+ * subscribers once, subscriber-major (channels/hubrun.h), each subscriber
+ * still getting them in publication order. For publishers that do not
+ * wait for their own push on this thread (the server API calls it before
+ * publishing; the hub does for messages from other workers). Loop thread
+ * only; a no-op while hub_attach's run could not be allocated. */
+void hub_hold(hub_local *hl);
 
 /* Join (leave = 0) or leave push with the subscriber's ClientInfo JSON,
  * ordered with the channel's publications, for HUB_SUB_JOIN_LEAVE
@@ -207,8 +223,9 @@ void *hub_data(const hub_local *hl);
 
 /* Write a stored publication as a Publication JSON object ({"data":..,
  * "info":..,"offset":..,"tags":..}); data_as_string: data as a JSON
- * string of its text (delta subscribers). */
-void hub_encode_pub(jw_buf *b, const stream_pub *p, int data_as_string);
+ * string of its text (delta subscribers). Binary data (pdata.h) is written
+ * as "b64data":"<base64>" instead of "data"; returns 1 then, else 0. */
+int hub_encode_pub(jw_buf *b, const stream_pub *p, int data_as_string);
 
 /* The hash that picks a channel's owner worker and stream shard. */
 uint32_t hub_hash(const char *ch, size_t len);

@@ -113,7 +113,7 @@ void eng_free(eng *e) {
     e->ops->free(e);
 }
 
-void eng__encode_pub(jw_buf *b, const stream_pub *p, eng_pubs_form form,
+int eng__encode_pub(jw_buf *b, const stream_pub *p, eng_pubs_form form,
                      const char *ch, size_t len, int first) {
   if (form == ENG_PUBS_PUSHES) {
     jw_lit(b, "\n{\"push\":{\"channel\":");
@@ -122,9 +122,10 @@ void eng__encode_pub(jw_buf *b, const stream_pub *p, eng_pubs_form form,
   } else if (!first) {
     jw_char(b, ',');
   }
-  hub_encode_pub(b, p, form == ENG_PUBS_STRINGS);
+  int bin = hub_encode_pub(b, p, form == ENG_PUBS_STRINGS);
   if (form == ENG_PUBS_PUSHES)
     jw_lit(b, "}}");
+  return bin;
 }
 
 unsigned eng_history_request(json_t *req, uint32_t max_limit, eng_read_req *rq,

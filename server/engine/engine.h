@@ -67,6 +67,8 @@ typedef struct {
   stream_pos top;        /* the stream's position */
   uint64_t first;        /* oldest stored offset (top + 1 if none) */
   long count;            /* publications written to pubs */
+  long binary;           /* of those, with binary data ("b64data": JSON
+                            clients cannot take them, see pdata.h) */
   uint64_t first_offset, last_offset; /* of those (0 if none) */
   const jw_buf *pubs;    /* the publications in the requested form */
 } eng_read_result;

@@ -46,8 +46,9 @@ json_t *eng__local_nodes(eng *e);
 json_t *eng__local_channels(eng *e, const char *pattern);
 
 /* Encode one stored publication in the requested form (shared by the
- * engines' read results). */
-void eng__encode_pub(jw_buf *b, const stream_pub *p, eng_pubs_form form,
+ * engines' read results). Returns 1 if its data is binary (pdata.h: written
+ * as "b64data"; add it to eng_read_result.binary), else 0. */
+int eng__encode_pub(jw_buf *b, const stream_pub *p, eng_pubs_form form,
                      const char *ch, size_t len, int first);
 
 #endif

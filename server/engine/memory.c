@@ -35,7 +35,7 @@ static int add_pub(void *arg, const stream_pub *p) {
   if (!a->r->count)
     a->r->first_offset = p->offset;
   a->r->last_offset = p->offset;
-  eng__encode_pub(a->b, p, a->form, a->ch, a->len, !a->r->count);
+  a->r->binary += eng__encode_pub(a->b, p, a->form, a->ch, a->len, !a->r->count);
   a->r->count++;
   return 0;
 }

@@ -1298,7 +1298,7 @@ static void on_read(void *arg, redisReply *r) {
       if (!res.count)
         res.first_offset = p.offset;
       res.last_offset = p.offset;
-      eng__encode_pub(&pubs, &p, x->form, x->ch, x->len, !res.count);
+      res.binary += eng__encode_pub(&pubs, &p, x->form, x->ch, x->len, !res.count);
       res.count++;
     }
     if (!jw_ok(&pubs))

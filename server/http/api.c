@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "channels/pdata.h"
 #include "channels/query.h"
 #include "engine/engine.h"
 #include "protocol/client.h"
@@ -87,12 +88,17 @@ static const char *pub_req_parse(json_t *req, pub_req *p) {
   memset(p, 0, sizeof *p);
   json_t *data = json_object_get(req, "data");
   json_t *b64 = json_object_get(req, "b64data");
-  if (data)
+  if (data) {
     p->data = jw_dump(data);
-  else if (json_is_string(b64) &&
-           !(p->data = jw_b64_json(json_string_value(b64), json_string_length(b64))))
-    return "bad request: b64data must be base64 of a JSON document (the JSON "
-           "protocol cannot carry binary data)";
+  } else if (json_is_string(b64)) {
+    /* base64 of a JSON document is that document (JSON text, as before);
+     * anything else is binary data (channels/pdata.h): Protobuf
+     * subscribers get the bytes, JSON subscribers are closed with 3506 */
+    const char *t = json_string_value(b64);
+    size_t n = json_string_length(b64);
+    if (!(p->data = jw_b64_json(t, n)) && !(p->data = pd_from_b64(t, n)))
+      return "bad request: b64data must be standard base64 (with padding)";
+  }
   if (!p->data)
     return "bad request: data required";
   json_t *tags = json_object_get(req, "tags");
@@ -212,6 +218,7 @@ static void publish_one(api_item *it, const char *ch, size_t len, const pub_req 
                 chan_has_history(ns) && !p->skip_history ? &so : NULL,
                 p->idem_key, p->idem_len, p->delta || ns->delta_publish,
                 ns->delta_fossil};
+  hub_hold(it->r->hl); /* the caller waits for no push: sweep runs of them */
   if (eng_publish(ctx->eng, it->r->hl, &hp, on_published, it) < 0)
     item_error(it, 100, "internal server error");
 }

@@ -494,6 +494,10 @@ void met_render(jw_buf *o, const met_snapshot *s) {
   counter(o, "holdfast_insufficient_state_total",
           "Subscribers told they missed publications (unsubscribe 2500 or close 3010).",
           MET_INSUFFICIENT_STATE);
+  counter(o, "holdfast_binary_data_json_closes_total",
+          "JSON-encoded clients closed with 3506 because a publication, history or rpc "
+          "result for them held binary (non-JSON) data.",
+          MET_BINARY_JSON_CLOSES);
   counter(o, "holdfast_history_evictions_total",
           "Publications evicted from history to stay under channel.history_memory_limit.",
           MET_HISTORY_EVICTIONS);

@@ -33,6 +33,7 @@ typedef enum {
   MET_RECOVERIES_FAILED,
   MET_INSUFFICIENT_STATE,
   MET_HISTORY_EVICTIONS,
+  MET_BINARY_JSON_CLOSES, /* JSON clients closed with 3506: binary data for them */
   MET_ENGINE_DISCONNECTS,
   MET_API_REQUESTS,
   /* reload re-check (protocol/recheck.c): subscriptions and connections

@@ -1048,7 +1048,10 @@ void cl_send_shared(cl_client *cl, hf_shared *frame) {
   if (cl->state != CS_CONNECTED)
     return;
   if (!cl->pb) {
-    tr_send_shared(cl->conn, cl->transport, frame);
+    if (frame->flags & HF_SHARED_BINARY) /* JSON cannot carry it: 3506 */
+      cl__binary_for_json(cl, "publication", NULL, 0);
+    else
+      tr_send_shared(cl->conn, cl->transport, frame);
     return;
   }
   /* built once per publication for every Protobuf recipient of any worker */
@@ -1064,6 +1067,38 @@ void cl_send_shared(cl_client *cl, hf_shared *frame) {
       srv_log_end(&l);
     }
   }
+}
+
+size_t cl_send_shared_n(cl_client *cl, hf_shared *const *frames, size_t n) {
+  if (cl->state != CS_CONNECTED)
+    return n;
+  hf_shared *pbv[64];
+  if (cl->pb && cl->transport == TR_WEBSOCKET) {
+    /* the Protobuf variants, built once per publication (see above) */
+    if (n > 64)
+      n = 64;
+    for (size_t i = 0; i < n; i++)
+      if (!(pbv[i] = pb_shared_variant(frames[i], 0))) {
+        cl_send_shared(cl, frames[0]); /* it logs; the rest is offered again */
+        return 1;
+      }
+    frames = pbv;
+  } else if (cl->pb || cl->transport != TR_WEBSOCKET) {
+    for (size_t i = 0; i < n; i++) /* re-framed for a stream: one by one */
+      cl_send_shared(cl, frames[i]);
+    return n;
+  } else {
+    size_t b = 0; /* JSON: what comes before binary data goes as a run */
+    while (b < n && !(frames[b]->flags & HF_SHARED_BINARY))
+      b++;
+    if (!b) {
+      cl_send_shared(cl, frames[0]); /* binary: closed with 3506 */
+      return 1;
+    }
+    n = b;
+  }
+  int r = hf_conn_send_shared_v(cl->conn, frames, n);
+  return r > 0 ? (size_t)r : n; /* closed or closing: the rest goes nowhere */
 }
 
 void cl_set_protobuf(cl_client *cl) { cl->pb = 1; }

@@ -140,6 +140,13 @@ void cl_take_request_headers(cl_client *cl, char *headers);
 
 /* Queue a prepared push frame (fan-out). */
 void cl_send_shared(cl_client *cl, hf_shared *frame);
+/* Queue push frames[0..n) (n >= 1) in order, as n cl_send_shared calls
+ * would, touching a WebSocket JSON client's connection once. Returns how
+ * many were handled (queued, or dropped because the client is not
+ * connected): fewer than n when its output queue went over its limit and
+ * it is still open (the slow-consumer rule ran: the caller looks whether
+ * it is still subscribed before offering the rest). Loop thread only. */
+size_t cl_send_shared_n(cl_client *cl, hf_shared *const *frames, size_t n);
 
 /* Close with a protocol disconnect code and plain-text reason. */
 void cl_disconnect(cl_client *cl, uint16_t code, const char *reason);

@@ -203,6 +203,12 @@ void cl__error_reply(cl_client *cl, uint32_t id, unsigned code,
 /* {"id":N,"<key>":{ ... the caller writes fields, then cl__end_result(). */
 void cl__begin_result(cl_client *cl, uint32_t id, const char *key);
 void cl__end_result(cl_client *cl);
+/* Binary (non-JSON) data was to reach JSON client cl (what: "publication",
+ * "history", "recovery", "rpc"; channel ch[0..len) or NULL): log it, count
+ * it and close the connection with 3506, leaving its subscriptions to the
+ * connection's end (safe inside a hub sweep). Loop thread (bindata.c). */
+void cl__binary_for_json(cl_client *cl, const char *what, const char *ch, size_t len);
+
 void cl__log_begin(cl_client *cl, srv_log_level lvl, const char *event,
                    srv_logline *l);
 void cl__log_denied(cl_client *cl, const char *action, const char *ch,

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "channels/pdata.h"
 #include "channels/query.h"
 #include "engine/engine.h"
 
@@ -64,7 +65,9 @@ void cl__cmd_publish(cl_client *cl, uint32_t id, json_t *req) {
   if (!ns)
     return;
   json_t *data = json_object_get(req, "data");
-  if (!data) {
+  /* binary data (Protobuf clients only: pbcodec gives it as b64data) */
+  json_t *b64 = cl->pb && !data ? json_object_get(req, "b64data") : NULL;
+  if (!data && !json_is_string(b64)) {
     cl__error_reply(cl, id, 107, "bad request", 0);
     return;
   }
@@ -84,7 +87,8 @@ void cl__cmd_publish(cl_client *cl, uint32_t id, json_t *req) {
     cl__error_reply(cl, id, 107, "bad request: idempotency_key must be a string of at most 256 bytes", 0);
     return;
   }
-  char *text = jw_dump(data); /* minified: never a raw newline */
+  char *text = data ? jw_dump(data) /* minified: never a raw newline */
+                    : pd_from_b64(json_string_value(b64), json_string_length(b64));
   if (!text) {
     cl__error_reply(cl, id, 100, "internal server error", 1);
     return;
@@ -171,7 +175,9 @@ static void on_history(void *arg, int status, const eng_read_result *r) {
   unsigned err = status != ENG_OK ? 100 : eng_history_result(r, h->epoch, h->epoch_len, &fields);
   if (!err && !jw_ok(&fields))
     err = 100;
-  if (err) {
+  if (!err && r->binary && !cl->pb) { /* JSON cannot carry binary data */
+    cl__binary_for_json(cl, "history", NULL, 0);
+  } else if (err) {
     cl__error_reply(cl, h->op.id, err, err == 112 ? "unrecoverable position" : "internal server error",
                     err == 100);
   } else {

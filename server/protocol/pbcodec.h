@@ -5,7 +5,8 @@
  * and the JSON replies and pushes the protocol writes are transcoded into
  * Protobuf Replies, varint length-delimited, several per binary frame.
  * Payloads (bytes fields: data, info, conn_info, chan_info) are JSON text
- * inside holdfast and travel as those bytes. Pure: no I/O, no server
+ * inside holdfast and travel as those bytes; binary publication data
+ * (channels/pdata.h) is "b64data" in the JSON form and raw bytes here. Pure: no I/O, no server
  * state; any thread. */
 #ifndef SRV_PBCODEC_H
 #define SRV_PBCODEC_H
@@ -29,8 +30,10 @@ int pb_next(const uint8_t *data, size_t len, size_t *off, uint64_t max,
 
 /* Decode one Protobuf Command (data[0..n), without its length prefix) into
  * *cmd, exactly as proto_parse would give the JSON form: zero values are
- * left out, strings must be UTF-8, bytes fields are parsed as JSON (one
- * that is not JSON is left out and cmd->bad says so). Returns 0, or -1
+ * left out, strings must be UTF-8, bytes fields are parsed as JSON. A
+ * "data" field that is not JSON is binary data: given as "b64data" (its
+ * base64) in publish and rpc; elsewhere (and any other bytes field that is
+ * not JSON) cmd->bad says why it is refused. Returns 0, or -1
  * with the static reason for a 3501 close (not a Command, bad UTF-8, or
  * the envelope checks). */
 int pb_parse(const uint8_t *data, size_t n, proto_cmd *cmd, const char **why);

@@ -8,6 +8,7 @@
 #include "protocol/client_impl.h"
 #include "metrics/metrics.h"
 #include "evproxy/evproxy.h"
+#include "channels/pdata.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,8 +246,11 @@ static void publish_answer(cl_client *cl, px_op *po, const px_result *r) {
     return;
   /* the backend may publish other data instead of the client's */
   char *text = cl__claim_info(res, "data", "b64data");
-  if (!text && json_is_string(json_object_get(res, "b64data"))) {
-    cl__error_reply(cl, po->op.id, 107, "bad request: b64data is not JSON", 0);
+  json_t *b64 = json_object_get(res, "b64data");
+  if (!text && json_is_string(b64)) /* not JSON: binary data, as in Centrifugo */
+    text = pd_from_b64(json_string_value(b64), json_string_length(b64));
+  if (!text && json_is_string(b64)) {
+    cl__error_reply(cl, po->op.id, 107, "bad request: b64data is not base64", 0);
     return;
   }
   cl__publish_allowed(cl, po->op.id, po->ch, po->len, ns, text ? text : po->text,
@@ -259,11 +263,17 @@ static void rpc_answer(cl_client *cl, px_op *po, const px_result *r) {
   if (!res)
     return;
   char *data = cl__claim_info(res, "data", "b64data");
-  cl__begin_result(cl, po->op.id, "rpc");
-  if (data) {
-    jw_lit(cl__out(cl), "\"data\":");
-    jw_lit(cl__out(cl), data);
+  json_t *b64 = json_object_get(res, "b64data");
+  if (!data && json_is_string(b64)) { /* binary data: Protobuf clients only */
+    if (!cl->pb) {
+      cl__binary_for_json(cl, "rpc", NULL, 0);
+      return;
+    }
+    data = pd_from_b64(json_string_value(b64), json_string_length(b64));
   }
+  cl__begin_result(cl, po->op.id, "rpc");
+  if (data)
+    pd_write_member(cl__out(cl), data, strlen(data));
   cl__end_result(cl);
   free(data);
 }
@@ -482,15 +492,40 @@ int cl__proxy_publish(cl_client *cl, uint32_t id, json_t *req, const char *ch, s
   int ep = cl->list->px ? px_channel_endpoint(cl->cfg->px, PX_PUBLISH, ns) : -1;
   if (ep < 0)
     return 0;
-  px_op *po = new_op(cl, PX_PUBLISH, ep, id, 0, ch, len);
   json_t *data = json_object_get(req, "data");
-  if (!po || !(po->text = jw_dump(data))) {
+  json_t *b64 = data ? NULL : json_object_get(req, "b64data");
+  if (b64 && !cl->cfg->px->ep[ep].binary) {
+    /* binary data cannot be written as JSON "data": the backend would get
+     * something else than the client sent */
+    srv_logline l;
+    cl__log_begin(cl, LOG_WARN, "command_rejected", &l);
+    srv_log_str(&l, "method", "publish");
+    srv_log_str(&l, "reason", "binary data needs a publish proxy with binary_encoding");
+    srv_log_end(&l);
+    cl__error_reply(cl, id, 107, "bad request: binary data needs a publish proxy with binary_encoding", 0);
+    return 1;
+  }
+  px_op *po = new_op(cl, PX_PUBLISH, ep, id, 0, ch, len);
+  if (!po || !(po->text = data ? jw_dump(data)
+                               : pd_from_b64(json_string_value(b64), json_string_length(b64)))) {
     if (po)
       cl__op_done(&po->op);
     cl__error_reply(cl, id, 100, "internal server error", 1);
     return 1;
   }
-  send_channel_event(cl, po, data);
+  if (data) {
+    send_channel_event(cl, po, data);
+    return 1;
+  }
+  const px_endpoint *e = &cl->cfg->px->ep[po->ep];
+  jw_buf b;
+  jw_init(&b);
+  begin_body(&b, cl, e, 1);
+  jw_lit(&b, ",\"channel\":");
+  jw_str(&b, po->ch, po->len);
+  jw_lit(&b, ",\"b64data\":");
+  jw_json(&b, b64); /* the client's bytes, already base64 */
+  send_op(cl, po, &b);
   return 1;
 }
 
@@ -518,12 +553,22 @@ void cl__cmd_rpc(cl_client *cl, uint32_t id, json_t *req) {
     cl__error_reply(cl, id, 108, "not available", 0);
     return;
   }
+  const px_endpoint *e = &cl->cfg->px->ep[ep];
+  json_t *b64 = cl->pb ? json_object_get(req, "b64data") : NULL; /* binary data */
+  if (b64 && !e->binary) {
+    srv_logline l;
+    cl__log_begin(cl, LOG_WARN, "command_rejected", &l);
+    srv_log_str(&l, "method", "rpc");
+    srv_log_str(&l, "reason", "binary data needs an rpc proxy with binary_encoding");
+    srv_log_end(&l);
+    cl__error_reply(cl, id, 107, "bad request: binary data needs an rpc proxy with binary_encoding", 0);
+    return;
+  }
   px_op *po = new_op(cl, PX_RPC, ep, id, 0, NULL, 0);
   if (!po) {
     cl__error_reply(cl, id, 100, "internal server error", 1);
     return;
   }
-  const px_endpoint *e = &cl->cfg->px->ep[ep];
   jw_buf b;
   jw_init(&b);
   begin_body(&b, cl, e, 1);
@@ -532,5 +577,9 @@ void cl__cmd_rpc(cl_client *cl, uint32_t id, json_t *req) {
     jw_str(&b, method, mlen);
   }
   put_data(&b, e, json_object_get(req, "data"));
+  if (b64) {
+    jw_lit(&b, ",\"b64data\":");
+    jw_json(&b, b64); /* the client's bytes, already base64 */
+  }
   send_op(cl, po, &b);
 }

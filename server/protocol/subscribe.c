@@ -424,6 +424,8 @@ static unsigned finish(cl_client *cl, sub_op *so, const eng_read_result *r,
     jw_cstr(out, ep);
     jw_key(out, &first, "offset");
     jw_u64(out, recovered ? so->req_offset : r->top.offset);
+    if (with_pubs && r->binary && !cl->pb)
+      return 3506; /* binary data for a JSON client: complete() closes it */
     if (with_pubs) {
       if (pushes) {
         jw_raw(pushes, r->pubs->p, r->pubs->len);
@@ -461,6 +463,12 @@ static void complete(cl_client *cl, sub_op *so, const eng_read_result *r) {
   unsigned err = finish(cl, so, r, &fields, so->kind == SO_API ? &pushes : NULL);
   if (!err && (!jw_ok(&fields) || !jw_ok(&pushes)))
     err = 100;
+  if (err == 3506) { /* recovered publications hold binary data: JSON cannot */
+    size_t len;
+    const char *ch = hub_chan_name(so->s->hs.ch, &len);
+    cl__binary_for_json(cl, "recovery", ch, len);
+    err = 100; /* the subscription is undone; nothing reaches the client */
+  }
   if (err)
     fail_establish(cl, so, err);
   else
@@ -910,6 +918,13 @@ static void hub_deliver(hub_sub *hs, hf_shared *frame) {
   cl_send_shared(s->cl, frame);
 }
 
+static size_t hub_deliver_n(hub_sub *hs, hf_shared *const *frames, size_t n) {
+  cl_sub *s = (cl_sub *)hs;
+  size_t done = cl_send_shared_n(s->cl, frames, n);
+  MET_ADD(MET_DELIVERIES, done);
+  return done;
+}
+
 /* The subscriber missed publications: tell it, per reference 5.5. */
 static void hub_gap(hub_sub *hs) {
   cl_sub *s = (cl_sub *)hs;
@@ -932,7 +947,7 @@ static void hub_gap(hub_sub *hs) {
 }
 
 const hub_callbacks *cl_hub_callbacks(void) {
-  static const hub_callbacks cb = {hub_deliver, hub_gap, hub_pending};
+  static const hub_callbacks cb = {hub_deliver, hub_gap, hub_pending, hub_deliver_n};
   return &cb;
 }
 

@@ -8,9 +8,11 @@
  *    a request kind, id 0 only for pongs and send; a failure has a reason
  *    and leaves nothing allocated); a malformed prefix must stop the split
  *    with 3501 or 1009;
+ *    (binary "data" that is not JSON comes out as base64 "b64data", in
+ *    publish and rpc only);
  *  - as the JSON text the protocol writes: whatever pb_from_json accepts
  *    must be a sequence of delimited messages that protobuf-c unpacks as
- *    Replies;
+ *    Replies ("b64data" becoming the raw bytes of "data");
  *  - as an /emulation body: pb_emulation_json gives the three members or
  *    NULL. */
 #include <jansson.h>
@@ -51,6 +53,12 @@ static void check_frame(const uint8_t *data, size_t size) {
       } else if (!json_is_object(cmd.req) || (cmd.id == 0 && cmd.kind != PROTO_SEND)) {
         __builtin_trap();
       }
+      /* binary data (not JSON) is base64 text, accepted in publish and
+       * rpc only; anywhere else the command is refused (cmd.bad) */
+      json_t *b64 = cmd.req ? json_object_get(cmd.req, "b64data") : NULL;
+      if (b64 && (!json_is_string(b64) || json_string_length(b64) % 4 ||
+                  (!cmd.bad && cmd.kind != PROTO_PUBLISH && cmd.kind != PROTO_RPC)))
+        __builtin_trap();
       proto_cmd_free(&cmd);
     } else if (!why || !why[0] || cmd.root) {
       __builtin_trap();

@@ -449,6 +449,33 @@ def test_fanout_compressed_once_per_publication():
         srv.check_log_clean()
 
 
+def test_fanout_batch_run_compressed_in_order():
+    """A run of 20 publications in one /api/batch, swept subscriber-major:
+    the deflate subscriber gets each one's shared compressed frame, the
+    plain one the plain frames, both in publication order, compressed once
+    per publication."""
+    cfg = {"client": {"insecure": True}, "http_api": {"key": API_KEY}}
+    with Server("--websocket.compression=true", config=cfg) as srv:
+        dfl, plain = rt_client(srv.port, True), rt_client(srv.port, False)
+        for c in (dfl, plain):
+            c.connect()
+            assert c.ok("subscribe", {"channel": "run"}) == {}
+        name = 'holdfast_compressed_messages_total{kind="shared"}'
+        before = metric(srv, name)
+        data = {"text": "a fairly compressible publication " * 20}
+        st, _, b = http_call(srv.port, "POST", "/api/batch", {"commands": [
+            {"publish": {"channel": "run", "data": dict(data, n=i)}} for i in range(20)]},
+            {"X-API-Key": API_KEY})
+        assert st == 200, (st, b)
+        for c in (dfl, plain):
+            assert [p["data"]["n"] for p in c.pubs("run", 20)] == list(range(20))
+        assert dfl.ws.rsv1[-20:] == [True] * 20, dfl.ws.rsv1
+        assert plain.ws.rsv1[-20:] == [False] * 20, plain.ws.rsv1
+        assert metric(srv, name) - before == 20, (before, metric(srv, name))
+        for c in (dfl, plain):
+            c.close()
+
+
 def test_deflate_over_tls():
     """Compressed messages both ways over wss:// (compression sits above
     the TLS layer): 16 B..256 KiB echoes, a fragmented one, and a bomb."""

@@ -246,7 +246,8 @@ def test_zero_length_is_a_pong_and_errors_keep_the_connection():
         c = PB(srv.port)
         c.connected()
         c.ws.send(0x2, b"\x00")  # an empty Command: a pong
-        c.send(fld(1, 5) + fld(7, fld(1, "news") + fld(2, b"\xff\x00")))  # not JSON
+        # binary subscribe data: refused (binary publications: test_pbin.py)
+        c.send(fld(1, 5) + fld(5, fld(1, "news") + fld(8, b"\xff\x00")))
         err = parse(c.reply(5)[2][0])
         assert err[1] == [107], err
         srv.wait_event("command_rejected", lambda e: "non-JSON" in e.get("reason", ""))

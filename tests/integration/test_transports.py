@@ -299,16 +299,21 @@ def test_one_publication_to_every_transport():
             status, _, body = http_call(srv.port, "POST", "/api/publish", {"channel": "mix", "data": {"i": i}},
                                         headers={"X-API-Key": API_KEY})
             assert status == 200, body
-        got = [p["data"]["i"] for p in rt.pubs("mix", 20)]
-        assert got == list(range(20)), got
+        # and 20 in one batch: a run swept subscriber-major, one by one here
+        status, _, body = http_call(srv.port, "POST", "/api/batch", {"commands": [
+            {"publish": {"channel": "mix", "data": {"i": i}}} for i in range(20, 40)]},
+            headers={"X-API-Key": API_KEY})
+        assert status == 200, body
+        got = [p["data"]["i"] for p in rt.pubs("mix", 40)]
+        assert got == list(range(40)), got
         for st in streams:
             seen = []
-            while len(seen) < 20:
+            while len(seen) < 40:
                 m = st.msg()
                 if "push" in m:
                     assert m["push"]["channel"] == "mix"
                     seen.append(m["push"]["pub"]["data"]["i"])
-            assert seen == list(range(20)), (st.kind, seen)
+            assert seen == list(range(40)), (st.kind, seen)
         status, _, body = http_call(srv.port, "GET", "/metrics")
         text = body.decode()
         assert 'holdfast_transport_sessions_total{transport="sse"} 2' in text, text[:200]

@@ -5,8 +5,9 @@
 //    Protobuf and a JSON client of one channel, one server API publication
 //    reaching JSON and Protobuf subscribers, history and recovery after a
 //    cut connection (a TCP proxy resets it), an RPC error, token refresh
-//    keeping an expiring connection open, binary (non-JSON) data refused
-//    with 107; the same over http_stream + /emulation (octet-stream bodies),
+//    keeping an expiring connection open, binary (non-JSON) Uint8Array data
+//    reaching Protobuf subscribers byte-identical (live, recovery, history)
+//    while a JSON subscriber is closed with 3506; the same over http_stream + /emulation (octet-stream bodies),
 //    ended by a Protobuf disconnect push;
 //  - in headless Chromium (dist/centrifuge.protobuf.js served from the npm
 //    package, the browser's WebSocket): connect, subscribe, a server API
@@ -189,19 +190,44 @@ async function main() {
       `history ${JSON.stringify({ n: h.publications.length, offset: h.offset, epoch: h.epoch })}`);
   }, 20000);
 
-  await runCase('rpc_error_and_binary_data_refused', async () => {
+  await runCase('rpc_error_and_binary_data', async () => {
+    // a Uint8Array that is not JSON: Protobuf subscribers get it byte-
+    // identical (live, after a cut in recovery, in history); a JSON
+    // subscriber of the channel is closed with 3506 (as by Centrifugo)
+    const px = await proxy(MAIN.port);
+    cleanups.push(() => px.close());
     const c = client('pb-5');
-    const s = sub(c, 'bin');
+    const s = sub(c, 'rec:bin');
+    const r = client('pb-5r', {}, false, px.port);
+    const rs = sub(r, 'rec:bin');
+    const j = client('json-5', {}, true);
+    const js = sub(j, 'rec:bin');
     await ready(c, s);
+    await ready(r, rs);
+    await ready(j, js);
     let err = null;
     try { await c.rpc('nothing', enc({})); } catch (e) { err = e; }
     assert(err && err.code === 108, `rpc: ${JSON.stringify(err)}`);
-    err = null;
-    try { await s.publish(new Uint8Array([0xff, 0x00, 0x01])); } catch (e) { err = e; }
-    assert(err && err.code === 107, `binary publish: ${JSON.stringify(err)}`);
+    const bin = (n) => Uint8Array.from({ length: 300 }, (_, i) => (i * 7 + n) & 0xff); // 0x00.. not JSON
+    await s.publish(bin(0));
+    await until(() => rs.pubs.length >= 1 && s.pubs.length >= 1, 5000, () => `pubs ${rs.pubs.length}`);
+    assert(Buffer.from(rs.pubs[0].data).equals(Buffer.from(bin(0))), 'live bytes differ');
+    const gone = await until(() => j.ev.find((e) => e.n === 'disconnected'), 5000, () => `json: ${brief(j.ev)}`);
+    assert(gone.ctx.code === 3506, `json subscriber: ${JSON.stringify(gone.ctx)}`);
+    await waitEvent(MAIN.log, 'binary_data_for_json_client', (e) => e.user === 'json-5' && e.what === 'publication');
+    px.refuseUntil = Date.now() + 300;
+    px.cut();
+    await s.publish(bin(1));
+    await s.publish(bin(2));
+    await until(() => rs.pubs.length >= 3, 8000, () => `${rs.pubs.length} after the cut; ${brief(rs.ev)}`);
+    const again = rs.ev.filter((e) => e.n === 'subscribed');
+    assert(again.length === 2 && again[1].ctx.recovered, `subscribed ${JSON.stringify(again.map((e) => e.ctx))}`);
+    for (let n = 0; n < 3; n++) assert(Buffer.from(rs.pubs[n].data).equals(Buffer.from(bin(n))), `recovered ${n} differs`);
+    const h = await s.history({ limit: 10 });
+    assert(h.publications.length === 3 && h.publications.every((p, n) => Buffer.from(p.data).equals(Buffer.from(bin(n)))),
+      `history ${h.publications.length}`);
     assert(c.state === 'connected', `state ${c.state}`);
-    await waitEvent(MAIN.log, 'command_rejected', (e) => e.user === 'pb-5' && e.method === 'publish');
-  });
+  }, 20000);
 
   await runCase('token_refresh_keeps_connection', async () => {
     // MAIN: --client.expired_close_delay=1s: without a refresh the server

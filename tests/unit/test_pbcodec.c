@@ -11,6 +11,7 @@
 
 #include "client.pb-c.h"
 #include "hf/frame.h"
+#include "channels/pdata.h"
 #include "protocol/pbcodec.h"
 
 static void pb_prefixes(void) {
@@ -112,7 +113,7 @@ static void pb_commands(void) {
   CHECK(strstr(why, "without id") != NULL);
   free(b);
 
-  /* publish of bytes that are not JSON: decoded, data left out, bad set */
+  /* publish of bytes that are not JSON: binary data, given as b64data */
   Hfpb__PublishRequest pr = HFPB__PUBLISH_REQUEST__INIT;
   pr.channel = "news";
   pr.data.data = (uint8_t *)"\xff\x00";
@@ -122,8 +123,22 @@ static void pb_commands(void) {
   c3.publish = &pr;
   b = pack(&c3.base, &n);
   CHECK_INT(pb_parse(b, n, &cmd, &why), 0);
-  CHECK(cmd.bad != NULL);
+  CHECK(cmd.bad == NULL);
   CHECK(json_object_get(cmd.req, "data") == NULL);
+  CHECK_STR(json_string_value(json_object_get(cmd.req, "b64data")), "/wA=");
+  proto_cmd_free(&cmd);
+  free(b);
+
+  /* the same bytes in a subscribe: refused with a reason (107) */
+  Hfpb__SubscribeRequest bsr = HFPB__SUBSCRIBE_REQUEST__INIT;
+  bsr.channel = "news";
+  bsr.data = pr.data;
+  Hfpb__Command bc = HFPB__COMMAND__INIT;
+  bc.id = 4;
+  bc.subscribe = &bsr;
+  b = pack(&bc.base, &n);
+  CHECK_INT(pb_parse(b, n, &cmd, &why), 0);
+  CHECK(cmd.bad != NULL && strstr(cmd.bad, "only accepted in publish and rpc") != NULL);
   proto_cmd_free(&cmd);
   free(b);
 
@@ -330,8 +345,77 @@ static void pb_variant_matches_protobuf_c(void) {
   hf_shared_deflate_setup(&dc);
 }
 
+/* Binary publication data (channels/pdata.h): marked text, written as
+ * "b64data" in JSON, transcoded back to the raw bytes of Publication.data
+ * (and RPCResult.data); JSON data stays byte-identical. */
+static void pb_binary_data(void) {
+  static const uint8_t raw[] = {0x00, 0xff, 0x10, '"', '\\', 0x80};
+  char *d = pd_from_bytes(raw, sizeof raw);
+  CHECK(d && pd_is_binary(d, strlen(d)));
+  char *d2 = pd_from_b64(d + 1, strlen(d) - 1);
+  CHECK(d2 && strcmp(d, d2) == 0);
+  free(d2);
+  static const char *const notb64[] = {"", "AAE", "AA*=", "=AAA", "A===", "AAAA\n"};
+  for (size_t i = 0; i < sizeof notb64 / sizeof notb64[0]; i++)
+    if (pd_from_b64(notb64[i], strlen(notb64[i])))
+      HF_T_FAILF("accepted base64 %s", notb64[i]);
+  CHECK(!pd_is_binary("{\"a\":1}", 7) && !pd_is_binary("", 0));
+
+  jw_buf j, out;
+  jw_init(&j);
+  jw_init(&out);
+  jw_lit(&j, "{\"push\":{\"channel\":\"c\",\"pub\":{");
+  CHECK_INT(pd_write_member(&j, d, strlen(d)), 1);
+  jw_lit(&j, ",\"offset\":3}}}\n{\"id\":2,\"rpc\":{");
+  CHECK_INT(pd_write_member(&j, d, strlen(d)), 1);
+  jw_lit(&j, "}}\n{\"id\":3,\"rpc\":{");
+  CHECK_INT(pd_write_member(&j, "[1]", 3), 0);
+  jw_lit(&j, "}}");
+  CHECK(strstr(j.p, "\"b64data\":\"AP8QIlyA\"") != NULL);
+  CHECK(strstr(j.p, "\"data\":[1]") != NULL);
+  CHECK_INT(pb_from_json(&out, j.p, j.len), 0);
+  size_t off = 0, n;
+  const uint8_t *m;
+  uint16_t code;
+  const char *why;
+  CHECK_INT(pb_next((const uint8_t *)out.p, out.len, &off, 1 << 20, &m, &n, &code, &why), 1);
+  Hfpb__Reply *r = hfpb__reply__unpack(NULL, n, m);
+  CHECK(r && r->push && r->push->pub);
+  if (r && r->push && r->push->pub) {
+    CHECK(r->push->pub->data.len == sizeof raw &&
+          memcmp(r->push->pub->data.data, raw, sizeof raw) == 0);
+    CHECK(r->push->pub->offset == 3);
+  }
+  hfpb__reply__free_unpacked(r, NULL);
+  CHECK_INT(pb_next((const uint8_t *)out.p, out.len, &off, 1 << 20, &m, &n, &code, &why), 1);
+  r = hfpb__reply__unpack(NULL, n, m);
+  CHECK(r && r->rpc && r->rpc->data.len == sizeof raw &&
+        memcmp(r->rpc->data.data, raw, sizeof raw) == 0);
+  hfpb__reply__free_unpacked(r, NULL);
+  CHECK_INT(pb_next((const uint8_t *)out.p, out.len, &off, 1 << 20, &m, &n, &code, &why), 1);
+  r = hfpb__reply__unpack(NULL, n, m);
+  CHECK(r && r->rpc);
+  if (r && r->rpc)
+    CHECK_MEM(r->rpc->data.data, r->rpc->data.len, "[1]");
+  hfpb__reply__free_unpacked(r, NULL);
+
+  /* b64data that is not base64, or where the message has no bytes data */
+  static const char *const bad[] = {"{\"push\":{\"pub\":{\"b64data\":\"A*==\"}}}",
+                                    "{\"push\":{\"pub\":{\"b64data\":1}}}",
+                                    "{\"push\":{\"b64data\":\"AAAA\"}}"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    jw_reset(&out);
+    if (pb_from_json(&out, bad[i], strlen(bad[i])) != -1)
+      HF_T_FAILF("accepted %s", bad[i]);
+  }
+  jw_free(&j);
+  jw_free(&out);
+  free(d);
+}
+
 int main(void) {
   hf_t_suite = "pbcodec";
+  RUN_TEST(pb_binary_data);
   RUN_TEST(pb_prefixes);
   RUN_TEST(pb_commands);
   RUN_TEST(pb_replies);

@@ -3,7 +3,9 @@
  * sendmsg is reported once with its byte count and token, and the bytes
  * arrive in order; a full socket completes with -EAGAIN instead of blocking;
  * a failed socket with its own errno while the others in the batch succeed;
- * a full batch refuses more entries; a ring created on one thread runs on
+ * a full batch refuses more entries; a forgotten entry (its socket closed
+ * before the batch ran) sends nothing, even where a new socket got its
+ * descriptor number; a ring created on one thread runs on
  * another (the loop's); an impossible ring size is refused with an errno.
  * Where the kernel refuses io_uring altogether each test says so and checks
  * the refusal instead (the connection engine then uses sendmsg). */
@@ -125,6 +127,39 @@ static void full_socket_again_failed_socket_errno(void) {
   hf_usend_free(u);
 }
 
+static void a_forgotten_entry_sends_nothing(void) {
+  hf_usend *u = ring_or_skip(8);
+  if (!u)
+    return;
+  int sv[NS][2];
+  pairs(sv);
+  struct iovec iov = {(void *)"hello", 5};
+  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+  for (int i = 0; i < 3; i++)
+    CHECK_INT(hf_usend_queue(u, sv[i][0], &mh, (uint32_t)i), 0);
+  /* socket 1 is closed before the batch runs and its number reused */
+  hf_usend_forget(u, 1);
+  int fd1 = sv[1][0];
+  close(fd1);
+  int re[2];
+  CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, re), 0);
+  CHECK_INT(re[0], fd1); /* the lowest free number: the closed one */
+  sv[1][0] = re[0];
+  hf_usend_forget(u, 7); /* no such entry: nothing happens */
+  results r = {0};
+  CHECK_INT(hf_usend_run(u, note, &r), 0);
+  CHECK_INT(r.n, 3);
+  CHECK_INT(r.res[0], 5);
+  CHECK_INT(r.res[1], 0);
+  CHECK_INT(r.res[2], 5);
+  char got[16];
+  CHECK_INT(read(re[1], got, sizeof got), -1); /* the new socket got nothing */
+  CHECK_INT(errno, EAGAIN);
+  close(re[1]);
+  close_pairs(sv);
+  hf_usend_free(u);
+}
+
 static void a_full_batch_refuses_more(void) {
   hf_usend *u = ring_or_skip(4);
   if (!u)
@@ -198,6 +233,7 @@ int main(void) {
   hf_t_suite = "usend";
   RUN_TEST(every_send_reported_once_bytes_in_order);
   RUN_TEST(full_socket_again_failed_socket_errno);
+  RUN_TEST(a_forgotten_entry_sends_nothing);
   RUN_TEST(a_full_batch_refuses_more);
   RUN_TEST(created_on_one_thread_run_on_another);
   RUN_TEST(an_impossible_ring_is_refused);
