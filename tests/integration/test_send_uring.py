@@ -17,7 +17,7 @@ import os
 import platform
 import sys
 
-from harness import Server, run_module
+from harness import Server, run_module, wait_until
 from test_bench_storm import bench
 
 ON = ("--client.insecure=true", "--http_api.insecure=true", "--http_server.io_uring_send=true")
@@ -51,12 +51,21 @@ def refuse_io_uring(nr=425):
 
 
 def send_path(srv):
-    for ln in srv.log().splitlines():
-        if ln.startswith("{"):
-            ev = json.loads(ln)
-            if ev.get("event") in ("send_path", "io_uring_unavailable"):
-                return ev
-    raise AssertionError("no send path logged:\n" + srv.log()[-3000:])
+    """The start-up line naming the send path (awaited: the log may trail
+    the listening socket)."""
+    found = []
+
+    def logged():
+        for ln in srv.log().splitlines():
+            if ln.startswith("{"):
+                ev = json.loads(ln)
+                if ev.get("event") in ("send_path", "io_uring_unavailable"):
+                    found.append(ev)
+                    return True
+        return False
+
+    wait_until(logged, timeout=10, what="the send path log line")
+    return found[0]
 
 
 def fanout_in_order(srv, subs=300):  # over one ring batch (256)
