@@ -4,7 +4,10 @@
  * same trees the JSON codec gives, both by walking the descriptors protoc-c
  * generates from proto/client.proto, so no message needs code of its own.
  * bytes fields (data, info, ...) carry the JSON text of the value, as the
- * server does. Messages are varint length-delimited, several per frame. */
+ * server does; binary (non-JSON) "data" is "b64data" (its base64) in the
+ * trees, as in the server's JSON form. Messages are varint length-delimited, several per frame. */
+#include <limits.h>
+#include <openssl/evp.h>
 #include <protobuf-c/protobuf-c.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,6 +137,27 @@ static int set_repeated(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, 
   return 0;
 }
 
+/* "b64data" (binary data as base64) into the bytes field f: the raw bytes. */
+static int set_b64(const ProtobufCFieldDescriptor *f, void *p, json_t *v) {
+  size_t n = json_string_length(v);
+  if (!json_is_string(v) || !n || n % 4 || n > INT_MAX)
+    return -1;
+  const char *s = json_string_value(v);
+  uint8_t *raw = malloc(n / 4 * 3 + 1);
+  if (!raw)
+    return -1;
+  int len = EVP_DecodeBlock(raw, (const unsigned char *)s, (int)n);
+  if (len < 0) {
+    free(raw);
+    return -1;
+  }
+  len -= (s[n - 1] == '=') + (s[n - 2] == '=');
+  ((ProtobufCBinaryData *)p)->data = raw;
+  ((ProtobufCBinaryData *)p)->len = (size_t)len;
+  (void)f;
+  return 0;
+}
+
 static ProtobufCMessage *from_tree(const ProtobufCMessageDescriptor *d, json_t *obj) {
   ProtobufCMessage *m = calloc(1, d->sizeof_message);
   if (!m)
@@ -142,11 +166,15 @@ static ProtobufCMessage *from_tree(const ProtobufCMessageDescriptor *d, json_t *
   const char *key;
   json_t *v;
   json_object_foreach(obj, key, v) {
-    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(d, key);
-    if (!f || json_is_null(v))
+    int b64 = strcmp(key, "b64data") == 0;
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(d, b64 ? "data" : key);
+    if (!f || json_is_null(v) || (b64 && f->type != PROTOBUF_C_TYPE_BYTES))
       continue; /* keys the schema does not know are left out */
     int rc;
-    if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+    if (b64) {
+      rc = set_b64(f, (char *)m + f->offset, v);
+    } else if (f->label == PROTOBUF_C_LABEL_REPEATED) {
       rc = set_repeated(m, f, v);
     } else {
       if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->quantifier_offset)
@@ -225,7 +253,7 @@ static json_t *get_value(const ProtobufCFieldDescriptor *f, const void *p, int k
     const char *s = *(char *const *)p;
     return s && (*s || keep_zero) ? json_string(s) : NULL;
   }
-  case PROTOBUF_C_TYPE_BYTES: { /* JSON text; anything else as a string */
+  case PROTOBUF_C_TYPE_BYTES: { /* JSON text; anything else: see to_tree */
     const ProtobufCBinaryData *b = p;
     if (!b->len)
       return NULL;
@@ -241,6 +269,27 @@ static json_t *get_value(const ProtobufCFieldDescriptor *f, const void *p, int k
   return NULL;
 }
 
+/* The JSON value of the bytes at p, or NULL if empty or not JSON text. */
+static json_t *json_value(const void *p) {
+  const ProtobufCBinaryData *b = p;
+  json_error_t e;
+  return b->len ? json_loadb((const char *)b->data, b->len, JSON_DECODE_ANY, &e) : NULL;
+}
+
+/* Binary (non-JSON) bytes at p as a base64 JSON string, or NULL. */
+static json_t *b64_value(const void *p) {
+  const ProtobufCBinaryData *b = p;
+  if (b->len > INT_MAX / 2)
+    return NULL;
+  char *t = malloc(4 * ((b->len + 2) / 3) + 1);
+  if (!t)
+    return NULL;
+  int n = EVP_EncodeBlock((unsigned char *)t, b->data, (int)b->len);
+  json_t *j = json_stringn_nocheck(t, (size_t)n);
+  free(t);
+  return j;
+}
+
 static json_t *to_tree(const ProtobufCMessage *m) {
   const ProtobufCMessageDescriptor *d = m->descriptor;
   json_t *obj = json_object();
@@ -250,6 +299,7 @@ static json_t *to_tree(const ProtobufCMessage *m) {
     const ProtobufCFieldDescriptor *f = &d->fields[i];
     const char *p = (const char *)m + f->offset;
     json_t *v = NULL;
+    int bin = 0;
     if (f->label == PROTOBUF_C_LABEL_REPEATED) {
       size_t n = *(const size_t *)((const char *)m + f->quantifier_offset);
       const char *arr = *(char *const *)p;
@@ -278,10 +328,17 @@ static json_t *to_tree(const ProtobufCMessage *m) {
       if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->quantifier_offset &&
           !*(const protobuf_c_boolean *)((const char *)m + f->quantifier_offset))
         continue;
-      v = get_value(f, p, 0);
+      if (f->type == PROTOBUF_C_TYPE_BYTES && strcmp(f->name, "data") == 0) {
+        /* "data" that is not JSON text: binary data, as "b64data" */
+        v = json_value(p);
+        if (!v && ((const ProtobufCBinaryData *)p)->len)
+          bin = (v = b64_value(p)) != NULL;
+      } else {
+        v = get_value(f, p, 0);
+      }
     }
     if (v)
-      json_object_set_new(obj, f->name, v);
+      json_object_set_new(obj, bin ? "b64data" : f->name, v);
   }
   return obj;
 }

@@ -5,6 +5,7 @@
  * with idempotent retries, presence, history, rpc) with the bounded offline
  * queue, and the loop interface. Subscriptions are in sdk_sub.c. */
 #include <errno.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -317,6 +318,24 @@ int hfs_publish(hfs_client *c, const char *channel, const char *data,
   if (!d)
     return HF_EINVAL;
   json_t *req = json_pack("{s:s,s:o}", "channel", channel, "data", d);
+  int idem = idem_key && *idem_key;
+  if (req && idem)
+    json_object_set_new(req, "idempotency_key", json_string(idem_key));
+  return call_submit(c, "publish", req, idem, cb, arg);
+}
+
+int hfs_publish_bytes(hfs_client *c, const char *channel, const void *p, size_t len,
+                      const char *idem_key, hfs_reply_cb cb, void *arg) {
+  if (!c || c->codec != &hfs_codec_protobuf || !channel || !*channel || !p || !len ||
+      len > (1u << 30) || (idem_key && strlen(idem_key) > 256))
+    return HF_EINVAL;
+  char *t = malloc(4 * ((len + 2) / 3) + 1);
+  if (!t)
+    return HF_ENOMEM;
+  int n = EVP_EncodeBlock((unsigned char *)t, p, (int)len);
+  /* the codec turns "b64data" into the bytes of PublishRequest.data */
+  json_t *req = json_pack("{s:s,s:s%}", "channel", channel, "b64data", t, (size_t)n);
+  free(t);
   int idem = idem_key && *idem_key;
   if (req && idem)
     json_object_set_new(req, "idempotency_key", json_string(idem_key));

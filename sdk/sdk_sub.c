@@ -3,6 +3,8 @@
  * subscription tokens and sub_refresh, recovery from a stored position
  * with deduplication by offset, resubscribe with backoff, the unsubscribe
  * push codes, and server-side subscriptions (connect "subs" and pushes). */
+#include <limits.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -288,11 +290,25 @@ void hfs__publication(hfs_client *c, hfs_sub *s, hfs_ssub *ss, const char *chann
   if (pos)
     ev.position = *pos;
   json_t *d = json_object_get(pub, "data"), *info = json_object_get(pub, "info"),
-         *tags = json_object_get(pub, "tags");
+         *tags = json_object_get(pub, "tags"), *b64 = json_object_get(pub, "b64data");
   char *dt = d ? json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
   char *it = info ? json_dumps(info, JSON_COMPACT) : NULL;
   char *tt = tags ? json_dumps(tags, JSON_COMPACT) : NULL;
   ev.data = dt ? dt : "null";
+  ev.data_len = strlen(ev.data);
+  if (!d && json_is_string(b64)) { /* binary data (the Protobuf codec) */
+    size_t n = json_string_length(b64);
+    const char *t = json_string_value(b64);
+    dt = n % 4 == 0 && n <= INT_MAX ? malloc(n / 4 * 3 + 1) : NULL;
+    int len = dt ? EVP_DecodeBlock((unsigned char *)dt, (const unsigned char *)t, (int)n) : -1;
+    if (len >= 0) {
+      len -= n ? (t[n - 1] == '=') + (t[n - 2] == '=') : 0;
+      dt[len] = '\0';
+      ev.data = dt;
+      ev.data_len = (size_t)len;
+      ev.binary = 1;
+    }
+  }
   ev.info = it;
   ev.tags = tt;
   hfs__emit(c, &ev);

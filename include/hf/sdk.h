@@ -106,7 +106,11 @@ typedef struct {
   hfs_position position; /* SUBSCRIBED (when positioned) and PUBLICATION
                             (the subscription's position after it) */
   /* PUBLICATION, MESSAGE, SUBSCRIBED (subscription data), CONNECTED */
-  const char *data;      /* JSON text */
+  const char *data;      /* JSON text; PUBLICATION with binary set: the
+                            raw bytes (data_len of them, NUL after) */
+  size_t data_len;       /* PUBLICATION: the length of data */
+  int binary;            /* PUBLICATION: binary (non-JSON) data, which only
+                            the Protobuf encoding carries (hfs_publish_bytes) */
   uint64_t offset;       /* PUBLICATION: 0 if the channel keeps no history */
   const char *info;      /* PUBLICATION, JOIN, LEAVE: ClientInfo JSON */
   const char *tags;      /* PUBLICATION: JSON object or NULL */
@@ -216,6 +220,14 @@ typedef void (*hfs_reply_cb)(hfs_client *c, const hfs_reply *r, void *arg);
  * HF_ELIMIT (offline queue full), HF_ECLOSED (closed) or HF_ENOMEM. */
 int hfs_publish(hfs_client *c, const char *channel, const char *data,
                 const char *idem_key, hfs_reply_cb cb, void *arg);
+/* Publish binary (non-JSON) data p[0..len) into channel, as the Protobuf
+ * SDKs' publish(Uint8Array) does: Protobuf subscribers get the bytes, JSON
+ * subscribers are closed by the server with 3506. Only over the Protobuf
+ * encoding (cfg.protobuf): HF_EINVAL on a JSON client, or for len 0.
+ * Bytes that are JSON text are published as JSON. Otherwise as
+ * hfs_publish. */
+int hfs_publish_bytes(hfs_client *c, const char *channel, const void *p, size_t len,
+                      const char *idem_key, hfs_reply_cb cb, void *arg);
 int hfs_presence(hfs_client *c, const char *channel, hfs_reply_cb cb,
                  void *arg);
 int hfs_presence_stats(hfs_client *c, const char *channel, hfs_reply_cb cb,

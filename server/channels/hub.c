@@ -457,7 +457,7 @@ static hf_shared *frame_of(jw_buf *b, uint32_t flags) {
 static int pub_object(jw_buf *b, const stream_pub *p, const char *data,
                       size_t len, int as_string, int delta) {
   int bin = 0;
-  if (as_string && !pd_is_binary(data, len)) {
+  if (as_string && (delta || !pd_is_binary(data, len))) { /* a patch is text */
     jw_lit(b, "{\"data\":");
     jw_str(b, data, len);
   } else { /* binary data: "b64data" (pdata.h), whatever the form */

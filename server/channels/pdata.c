@@ -8,7 +8,7 @@
 
 #include <openssl/evp.h>
 
-#define PD_MAX_B64 (16u << 20)
+#define PD_MAX_B64 (16u << 20) /* as jw_b64_decode */
 
 static int b64_char(unsigned char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
@@ -16,7 +16,7 @@ static int b64_char(unsigned char c) {
 }
 
 char *pd_from_b64(const char *b64, size_t n) {
-  if (!n || n > PD_MAX_B64 || n % 4)
+  if (!n || n >= PD_MAX_B64 || n % 4)
     return NULL;
   /* strict: the alphabet, then at most two '=' at the very end */
   size_t pad = (b64[n - 1] == '=') + (b64[n - 1] == '=' && b64[n - 2] == '=');
@@ -33,7 +33,7 @@ char *pd_from_b64(const char *b64, size_t n) {
 }
 
 char *pd_from_bytes(const uint8_t *p, size_t n) {
-  if (!n || n > PD_MAX_B64 / 4 * 3)
+  if (!n || n >= PD_MAX_B64 / 4 * 3)
     return NULL;
   char *out = malloc(4 * ((n + 2) / 3) + 2);
   if (!out)

@@ -115,18 +115,28 @@ char *jw_dump(const json_t *v) {
   return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 }
 
-char *jw_b64_json(const char *b64, size_t n) {
-  if (!n || n >= (1u << 24) || n % 4)
+uint8_t *jw_b64_decode(const char *b64, size_t n, size_t *len) {
+  if (n >= (1u << 24) || n % 4)
     return NULL;
-  unsigned char *raw = malloc(n);
+  unsigned char *raw = malloc(n / 4 * 3 + 1);
   if (!raw)
     return NULL;
-  int len = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)n);
-  if (len < 0) {
+  int l = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)n);
+  if (l < 0) {
     free(raw);
     return NULL;
   }
-  len -= (b64[n - 1] == '=') + (b64[n - 2] == '=');
+  if (n)
+    l -= (b64[n - 1] == '=') + (b64[n - 2] == '=');
+  *len = (size_t)l;
+  return raw;
+}
+
+char *jw_b64_json(const char *b64, size_t n) {
+  size_t len;
+  unsigned char *raw = n ? jw_b64_decode(b64, n, &len) : NULL;
+  if (!raw)
+    return NULL;
   json_error_t je;
   json_t *doc = json_loadb((const char *)raw, (size_t)len, JSON_DECODE_ANY, &je);
   free(raw);

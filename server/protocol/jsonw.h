@@ -42,4 +42,9 @@ char *jw_dump(const json_t *v);
  * cannot travel in the JSON protocol. */
 char *jw_b64_json(const char *b64, size_t n);
 
+/* The bytes standard base64 text b64[0..n) encodes (malloc'd, *len of
+ * them), or NULL if n is not a multiple of 4 (or 16 MiB or more), the text
+ * is not base64, or out of memory. The caller frees it. */
+uint8_t *jw_b64_decode(const char *b64, size_t n, size_t *len);
+
 #endif

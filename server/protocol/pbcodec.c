@@ -610,22 +610,13 @@ static int encode_b64data(enc_ctx *c, const char *v, const char *ve) {
   size_t n = (size_t)(ve - v);
   if (!f || f->type != PROTOBUF_C_TYPE_BYTES || n < 2 || v[0] != '"' || v[n - 1] != '"')
     return -1;
-  n -= 2;
-  if (n % 4 || n > INT_MAX)
-    return -1;
-  unsigned char *raw = malloc(n / 4 * 3 + 1);
+  size_t len;
+  uint8_t *raw = jw_b64_decode(v + 1, n - 2, &len);
   if (!raw)
     return -1;
-  int len = EVP_DecodeBlock(raw, (const unsigned char *)v + 1, (int)n);
-  if (len < 0) {
-    free(raw);
-    return -1;
-  }
-  if (n)
-    len -= (v[n] == '=') + (v[n - 1] == '=');
   put_tag(c->b, f->id, 2);
   put_varint(c->b, (uint64_t)len);
-  jw_raw(c->b, (const char *)raw, (size_t)len);
+  jw_raw(c->b, (const char *)raw, len);
   free(raw);
   return 0;
 }

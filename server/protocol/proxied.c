@@ -496,6 +496,18 @@ int cl__proxy_subscribe(cl_client *cl, uint32_t id, json_t *req, const char *ch,
   return 1;
 }
 
+/* Binary data for a proxy without binary_encoding: JSON "data" cannot
+ * carry it, and the backend would get something else than the client
+ * sent. Refused with 107 and a command_rejected warning. */
+static void refuse_binary(cl_client *cl, uint32_t id, const char *method, const char *why) {
+  srv_logline l;
+  cl__log_begin(cl, LOG_WARN, "command_rejected", &l);
+  srv_log_str(&l, "method", method);
+  srv_log_str(&l, "reason", why);
+  srv_log_end(&l);
+  cl__error_reply(cl, id, 107, why, 0);
+}
+
 int cl__proxy_publish(cl_client *cl, uint32_t id, json_t *req, const char *ch, size_t len,
                       const chan_ns *ns) {
   int ep = cl->list->px ? px_channel_endpoint(cl->list->cfg->px, PX_PUBLISH, ns) : -1;
@@ -504,14 +516,7 @@ int cl__proxy_publish(cl_client *cl, uint32_t id, json_t *req, const char *ch, s
   json_t *data = json_object_get(req, "data");
   json_t *b64 = data ? NULL : json_object_get(req, "b64data");
   if (b64 && !cl->list->cfg->px->ep[ep].binary) {
-    /* binary data cannot be written as JSON "data": the backend would get
-     * something else than the client sent */
-    srv_logline l;
-    cl__log_begin(cl, LOG_WARN, "command_rejected", &l);
-    srv_log_str(&l, "method", "publish");
-    srv_log_str(&l, "reason", "binary data needs a publish proxy with binary_encoding");
-    srv_log_end(&l);
-    cl__error_reply(cl, id, 107, "bad request: binary data needs a publish proxy with binary_encoding", 0);
+    refuse_binary(cl, id, "publish", "bad request: binary data needs a publish proxy with binary_encoding");
     return 1;
   }
   px_op *po = new_op(cl, PX_PUBLISH, ep, id, 0, ch, len);
@@ -565,12 +570,7 @@ void cl__cmd_rpc(cl_client *cl, uint32_t id, json_t *req) {
   const px_endpoint *e = &cl->list->cfg->px->ep[ep];
   json_t *b64 = cl->pb ? json_object_get(req, "b64data") : NULL; /* binary data */
   if (b64 && !e->binary) {
-    srv_logline l;
-    cl__log_begin(cl, LOG_WARN, "command_rejected", &l);
-    srv_log_str(&l, "method", "rpc");
-    srv_log_str(&l, "reason", "binary data needs an rpc proxy with binary_encoding");
-    srv_log_end(&l);
-    cl__error_reply(cl, id, 107, "bad request: binary data needs an rpc proxy with binary_encoding", 0);
+    refuse_binary(cl, id, "rpc", "bad request: binary data needs an rpc proxy with binary_encoding");
     return;
   }
   px_op *po = new_op(cl, PX_RPC, ep, id, 0, NULL, 0);

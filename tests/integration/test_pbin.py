@@ -7,7 +7,8 @@ binary_data_for_json_client log line and a metric; the server API takes
 b64data and answers binary data as b64data; the publish and rpc proxies get
 it as b64data with binary_encoding and refuse it otherwise; binary data
 elsewhere (subscribe, connect) is still refused with 107. Memory engine and
-Redis engine (stored, read back across nodes)."""
+Redis engine (stored, read back across nodes); the C SDK's hfs_publish_bytes
+over Protobuf."""
 import base64
 import json
 import threading
@@ -154,6 +155,18 @@ def test_binary_publish_redis_engine_across_nodes():
             # stored in Redis as binary: the API of the other node reads it back
             r = KIT.result(a, "history", {"channel": "h:bin", "limit": 1})
             assert base64.b64decode(r["publications"][0]["b64data"]) == BLOB
+            epoch = r["epoch"]
+            # a restarted node recovers them from Redis byte-identical
+            a.stop()
+            a = Server(config=config(eng))
+            wait_until(lambda: json.loads(http_call(a.port, "GET", "/health")[2])
+                       .get("status") == "ok", 5, "engine up")
+            c = pb_client(a)
+            res = pb_subscribe(c, 2, "h:bin", (epoch, 0))
+            assert res.get(8) == [1], res
+            assert [parse(p)[4][0] for p in res[7]] == \
+                [BLOB, b'{"j":1}', b"\x01\x02", b"\xfe" * 3000], res
+            c.ws.close()
         finally:
             a.stop()
             b.stop()
@@ -194,6 +207,34 @@ def test_binary_data_refused_where_it_cannot_go():
         assert r["error"]["code"] == 107, r
         c.ws.close()
         js.ws.close()
+
+
+def test_c_sdk_publishes_binary_over_protobuf():
+    # the C SDK (hfs_publish_bytes) over Protobuf: its own subscription gets
+    # the bytes back (hfs_event.binary); a JSON SDK client of the channel is
+    # closed with 3506 (terminal); the JSON client cannot publish bytes
+    from test_sdk import Driver
+    with Server(config=config()) as srv:
+        url = "ws://127.0.0.1:%d/connection/websocket" % srv.port
+        pb = Driver("cpb", url, "--token", KIT.token("sdk-pb"))
+        js = Driver("c", url, "--token", KIT.token("sdk-js"))
+        try:
+            for d in (pb, js):
+                d.cmd("sub h:sdk")
+                d.cmd("connect")
+                d.wait("subscribed", ch="h:sdk")
+            blob = bytes(range(256)).hex() + "00ff"
+            js.cmd("publishhex h:sdk " + blob)
+            js.wait("bad_command", cmd="publishhex")
+            pb.cmd("publishhex h:sdk " + blob)
+            pb.wait("reply", op="publish", code=0)
+            pb.wait("publication", ch="h:sdk", hex=blob, offset=1)
+            js.wait("disconnected", code=3506)
+            pb.cmd('publish h:sdk {"after":1}')
+            pb.wait("publication", ch="h:sdk", data={"after": 1}, offset=2)
+        finally:
+            pb.stop()
+            js.stop()
 
 
 class Backend:

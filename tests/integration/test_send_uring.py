@@ -6,7 +6,9 @@ short writes) are judged as with sendmsg while the others miss nothing; a
 server whose kernel refuses io_uring (a seccomp filter answering
 io_uring_setup with EPERM, as Docker's default profile or
 kernel.io_uring_disabled do) says so in a warning and serves the same
-fan-out with sendmsg, as does a server with the setting off (it is on by
+fan-out with sendmsg, as does one whose ring cannot be enabled on the
+worker's thread (its first batch goes out with sendmsg) and one with the
+setting off (it is on by
 default: every other test that writes a fan-out goes through the ring
 where the kernel allows it)."""
 import ctypes
@@ -15,15 +17,15 @@ import os
 import platform
 import sys
 
-from harness import Server, run_module
+from harness import Server, run_module, wait_until
 from test_bench_storm import bench
 
 ON = ("--client.insecure=true", "--http_api.insecure=true", "--http_server.io_uring_send=true")
 
 
-def refuse_io_uring():
-    """preexec_fn: a seccomp filter making io_uring_setup fail with EPERM
-    (x86_64 and aarch64 syscall numbers: 425 on both)."""
+def refuse_io_uring(nr=425):
+    """preexec_fn: a seccomp filter making syscall nr fail with EPERM
+    (io_uring_setup 425, io_uring_register 427 on x86_64 and aarch64)."""
     libc = ctypes.CDLL(None, use_errno=True)
     arch = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}[platform.machine()]
 
@@ -38,7 +40,7 @@ def refuse_io_uring():
         Filter(0x20, 0, 0, 4),            # A = arch
         Filter(0x15, 0, 3, arch),         # other arch: allow
         Filter(0x20, 0, 0, 0),            # A = syscall number
-        Filter(0x15, 0, 1, 425),          # io_uring_setup?
+        Filter(0x15, 0, 1, nr),           # the refused call?
         Filter(0x06, 0, 0, 0x00050000 | 1),  # SECCOMP_RET_ERRNO | EPERM
         Filter(0x06, 0, 0, 0x7FFF0000))   # SECCOMP_RET_ALLOW
     prog = Prog(len(ins), ins)
@@ -49,12 +51,21 @@ def refuse_io_uring():
 
 
 def send_path(srv):
-    for ln in srv.log().splitlines():
-        if ln.startswith("{"):
-            ev = json.loads(ln)
-            if ev.get("event") in ("send_path", "io_uring_unavailable"):
-                return ev
-    raise AssertionError("no send path logged:\n" + srv.log()[-3000:])
+    """The start-up line naming the send path (awaited: the log may trail
+    the listening socket)."""
+    found = []
+
+    def logged():
+        for ln in srv.log().splitlines():
+            if ln.startswith("{"):
+                ev = json.loads(ln)
+                if ev.get("event") in ("send_path", "io_uring_unavailable"):
+                    found.append(ev)
+                    return True
+        return False
+
+    wait_until(logged, timeout=10, what="the send path log line")
+    return found[0]
 
 
 def fanout_in_order(srv, subs=300):  # over one ring batch (256)
@@ -95,6 +106,17 @@ def test_refused_io_uring_falls_back_to_sendmsg_with_a_warning():
         ev = send_path(srv)
         assert ev["event"] == "io_uring_unavailable" and ev["level"] == "warn", ev
         assert ev["path"] == "sendmsg" and ev["error"] == "Operation not permitted", ev
+        fanout_in_order(srv)
+
+
+def test_ring_that_cannot_start_falls_back_without_losing_a_send():
+    # io_uring_setup works, enabling the ring on the worker's thread
+    # (io_uring_register) does not: the first batch is written with sendmsg
+    # instead (nothing was sent through the ring) and the ring is dropped
+    with Server(*ON, preexec_fn=lambda: refuse_io_uring(427)) as srv:
+        ev = send_path(srv)
+        assert ev["event"] == "send_path" and ev["path"] == "io_uring", ev
+        fanout_in_order(srv)
         fanout_in_order(srv)
 
 

@@ -9,6 +9,7 @@
  *
  * Commands (one per line): connect | disconnect | token T | sub CH
  * [recoverable|token|joinleave] | unsub CH | subtoken CH T | publish CH JSON [KEY] |
+ * publishhex CH HEX [KEY] (binary data; publications of binary data print "hex") |
  * presence CH | presence_stats CH | history CH | rpc METHOD | quit. With --get-token the
  * token callback prints {"ev":"get_token"} and waits for a `token` line;
  * with `token` a sub's token callback prints {"ev":"get_sub_token","ch":..}. */
@@ -76,7 +77,14 @@ static void on_event(hfs_client *c, const hfs_event *ev, void *user) {
            ev->recovered ? "true" : "false");
     break;
   case HFS_EV_PUBLICATION:
-    printf(",\"data\":%s,\"offset\":%llu", ev->data, (unsigned long long)ev->offset);
+    if (ev->binary) { /* binary data (Protobuf): its bytes in hex */
+      printf(",\"hex\":\"");
+      for (size_t i = 0; i < ev->data_len; i++)
+        printf("%02x", (unsigned char)ev->data[i]);
+      printf("\",\"offset\":%llu", (unsigned long long)ev->offset);
+    } else {
+      printf(",\"data\":%s,\"offset\":%llu", ev->data, (unsigned long long)ev->offset);
+    }
     break;
   case HFS_EV_JOIN:
   case HFS_EV_LEAVE: { /* the user id from the ClientInfo */
@@ -131,6 +139,17 @@ static void command(hfs_client *c, char *line, int *quit) {
     rc = s ? hfs_sub_set_token(s, a2 ? a2 : "") : -1;
   } else if (!strcmp(cmd, "publish") && a1 && a2) {
     rc = hfs_publish(c, a1, a2, a3, on_reply, "publish");
+  } else if (!strcmp(cmd, "publishhex") && a1 && a2) { /* binary data, hex */
+    size_t n = strlen(a2) / 2;
+    unsigned char *b = malloc(n + 1);
+    for (size_t i = 0; b && i < n; i++) {
+      unsigned v;
+      if (sscanf(a2 + 2 * i, "%2x", &v) != 1)
+        v = 0;
+      b[i] = (unsigned char)v;
+    }
+    rc = b ? hfs_publish_bytes(c, a1, b, n, a3, on_reply, "publish") : -1;
+    free(b);
   } else if (!strcmp(cmd, "presence") && a1) {
     rc = hfs_presence(c, a1, on_reply, "presence");
   } else if (!strcmp(cmd, "presence_stats") && a1) {
