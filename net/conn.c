@@ -73,7 +73,7 @@ enum {
   X_PLAIN,  /* bytes are HTTP/WebSocket as they come */
   X_PROXY,  /* reading the PROXY protocol header (then X_TLS_HS or X_PLAIN) */
   X_TLS_HS, /* TLS handshake in progress */
-  X_TLS     /* TLS established: reads and writes go through c->tls */
+  X_TLS     /* TLS established: reads and writes go through conn_tls(c) */
 };
 
 enum {
@@ -82,10 +82,11 @@ enum {
   XF_US_Q = 4         /* its write is in the io_uring flush batch */
 };
 
-typedef union {
-  struct sockaddr sa;
-  struct sockaddr_in in4;
-  struct sockaddr_in6 in6;
+/* An IP address and port, compactly (20 bytes, not a 28-byte sockaddr). */
+typedef struct {
+  uint8_t ip[16]; /* the first len bytes */
+  uint16_t port;  /* host order; 0: not known */
+  uint8_t len;    /* 4 (IPv4), 16 (IPv6) or 0 (unknown) */
 } conn_addr;
 
 /* The rarely used part of a connection, allocated when first needed
@@ -100,6 +101,10 @@ struct conn_x {
   hf_inflate *inf;
   char *peer_reason; /* close reason received from the peer */
   char *own_reason;  /* copy of a reason given to hf_conn_close */
+  const char *reason; /* the reason of our close as logged: static text or
+                         own_reason (set_reason) */
+  struct hf_tls *tls; /* the TLS session; NULL on plain connections
+                         (conn_tls) */
   conn_addr client;  /* the client behind a proxy (PROXY header or set by
                         the application), if has_client */
   uint8_t has_client;
@@ -121,7 +126,7 @@ struct hf_conn {
   uint32_t out_len; /* bytes queued over all segments */
   uint16_t seg_head, seg_n, seg_cap;
   uint16_t flags;
-  uint32_t ping_mark;  /* low bits of bytes_in when the last ping left */
+  uint32_t over_since; /* F_OVER: low bits of the loop clock (ms) */
   hf_conn *flush_next; /* end-of-iteration flush list */
   uint8_t *in; /* unconsumed input (partial head or frame); NULL when idle */
   uint32_t in_len, in_cap;
@@ -129,27 +134,31 @@ struct hf_conn {
     uint32_t need;      /* WebSocket: bytes the incomplete frame needs */
     uint32_t body_need; /* ST_BODY: bytes of body expected */
   };
-  uint32_t over_since; /* F_OVER: low bits of the loop clock (ms) */
+  uint16_t close_code;
+  uint8_t state;
+  uint8_t xport : 2, xflags : 3, who : 2; /* X_*, XF_*, hf_conn_who */
+  uint8_t upgraded : 1;
   /* The frame parser while a frame or a fragmented message is incomplete;
    * NULL at a frame boundary (a fresh parser then reads the next one). */
   hf_ws_parser *ws;
-  struct conn_x *x;    /* cold state (above), NULL until needed */
-  struct hf_tls *tls; /* the TLS session; NULL on plain connections */
-  uint8_t xport, xflags;
-  uint8_t state, who;
-  uint16_t close_code;
-  uint8_t upgraded;
-  uint8_t stream; /* a streaming (chunked) HTTP response, not WebSocket */
+  struct conn_x *x;    /* cold state (above), NULL until needed; always
+                          there on TLS connections (their session) */
   uint64_t t_accept;
-  uint64_t bytes_in, bytes_out, msgs_in, msgs_out;
-  const char *close_reason; /* static text of our close */
+  uint64_t bytes_in, bytes_out;
+  uint32_t msgs_in, msgs_out; /* data messages (the close report): wrap at 2^32 */
   uint8_t id[16];
   conn_addr peer;
-  uint8_t dfl;       /* permessage-deflate negotiated */
-  uint8_t dfl_sbits; /* our compression window */
-  uint8_t dfl_cbits; /* the client's window */
-  uint8_t dfl_ctake; /* the client keeps its context between messages */
+  uint8_t dfl : 1;       /* permessage-deflate negotiated */
+  uint8_t dfl_ctake : 1; /* the client keeps its context between messages */
+  uint8_t heard : 1;     /* input arrived since the last ping left */
+  uint8_t dfl_sbits : 4; /* our compression window (8..15) */
+  uint8_t dfl_cbits : 4; /* the client's window */
+  uint8_t stream : 1; /* a streaming (chunked) HTTP response, not WebSocket */
 };
+
+/* The bit-fields above must hold every value put in them. */
+_Static_assert(X_TLS < 4 && HF_WHO_ABNORMAL < 4, "xport and who fit 2 bits");
+_Static_assert((XF_PEEKED | XF_RD_WANTS_WR | XF_US_Q) < 8, "xflags fits 3 bits");
 
 struct outseg {
   hf_shared *sh;
@@ -296,6 +305,22 @@ static uint64_t rng_next(uint64_t s[4]) { /* xoshiro256** */
   return r;
 }
 
+/* The address and port of sa (AF_INET or AF_INET6; else unknown). */
+static void addr_from_sockaddr(conn_addr *a, const struct sockaddr *sa, socklen_t salen) {
+  memset(a, 0, sizeof *a);
+  if (sa && sa->sa_family == AF_INET && salen >= sizeof(struct sockaddr_in)) {
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+    memcpy(a->ip, &s4->sin_addr, 4);
+    a->port = ntohs(s4->sin_port);
+    a->len = 4;
+  } else if (sa && sa->sa_family == AF_INET6 && salen >= sizeof(struct sockaddr_in6)) {
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+    memcpy(a->ip, &s6->sin6_addr, 16);
+    a->port = ntohs(s6->sin6_port);
+    a->len = 16;
+  }
+}
+
 /* c's cold state, allocated on first use; NULL when out of memory. */
 static struct conn_x *conn_x(hf_conn *c) {
   if (!c->x)
@@ -303,10 +328,27 @@ static struct conn_x *conn_x(hf_conn *c) {
   return c->x;
 }
 
+/* c's TLS session, NULL on a plain connection. */
+static inline struct hf_tls *conn_tls(const hf_conn *c) { return c->x ? c->x->tls : NULL; }
+
+/* Record the reason of our close (static text, or x->own_reason) for the
+ * close report. It lives in the cold block: a connection closes once, and
+ * an idle one should not carry the pointer. Out of memory: no reason. */
+static void set_reason(hf_conn *c, const char *reason) {
+  struct conn_x *x = reason ? conn_x(c) : c->x;
+  if (x)
+    x->reason = reason;
+}
+
+/* The reason set_reason recorded, "" if none. */
+static const char *our_reason(const hf_conn *c) {
+  return c->x && c->x->reason ? c->x->reason : "";
+}
+
 static void set_events(hf_conn *c) {
   uint32_t ev = 0;
   if (c->xport == X_TLS_HS) {
-    ev = hf_tls_want(c->tls) == HF_TLS_WANT_WRITE ? EPOLLOUT : EPOLLIN | EPOLLRDHUP;
+    ev = hf_tls_want(conn_tls(c)) == HF_TLS_WANT_WRITE ? EPOLLOUT : EPOLLIN | EPOLLRDHUP;
   } else {
     if (!(c->flags & F_NO_READ))
       ev |= EPOLLIN | EPOLLRDHUP;
@@ -324,8 +366,9 @@ static void count_out(hf_conn *c, ssize_t w) {
 }
 
 static ssize_t send_iov(hf_conn *c, struct iovec *iov, int n) {
-  if (c->tls) { /* encrypted; what OpenSSL holds back is retried as is */
-    ssize_t t = hf_tls_writev(c->tls, iov, n);
+  struct hf_tls *tls = conn_tls(c);
+  if (tls) { /* encrypted; what OpenSSL holds back is retried as is */
+    ssize_t t = hf_tls_writev(tls, iov, n);
     if (t == HF_EAGAIN)
       return 0;
     if (t < 0)
@@ -631,7 +674,7 @@ static void on_flushed(hf_conn *c) {
   } else if ((c->state == ST_RESPONDED || (c->flags & F_DISCARD)) &&
              !(c->flags & F_LINGER)) {
     c->flags |= F_LINGER;
-    hf_tls_shutdown(c->tls); /* close_notify before the FIN */
+    hf_tls_shutdown(conn_tls(c)); /* close_notify before the FIN */
     shutdown(c->io.fd, SHUT_WR);
   }
 }
@@ -779,7 +822,7 @@ static void reap(hf_loop *loop, hf_deferred *d) {
       continue; /* already waiting for the kernel */
     if (c->xflags & XF_US_Q)
       continue; /* in the batch: its result writes the rest (us_run) */
-    if (ctx->us && !c->tls)
+    if (ctx->us && !conn_tls(c))
       us_add(ctx, c);
     else
       flush_plain(c);
@@ -795,9 +838,9 @@ static void reap(hf_loop *loop, hf_deferred *d) {
       hf_inflate_free(c->x->inf);
       free(c->x->peer_reason);
       free(c->x->own_reason);
+      hf_tls_free(c->x->tls);
       free(c->x);
     }
-    hf_tls_free(c->tls);
     free(c);
   }
   settle_refs(ctx);
@@ -820,17 +863,17 @@ static void teardown(hf_conn *c) {
   info.bytes_out = c->bytes_out;
   info.msgs_in = c->msgs_in;
   info.msgs_out = c->msgs_out;
-  info.tls = c->xport == X_TLS ? 2 : c->tls ? 1 : 0;
+  info.tls = c->xport == X_TLS ? 2 : conn_tls(c) ? 1 : 0;
   if (c->flags & (F_CLOSE_SENT | F_CLOSE_RCVD)) {
     info.code = c->close_code;
     info.who = (hf_conn_who)c->who;
     info.reason = c->who == HF_WHO_CLIENT
                       ? (c->x && c->x->peer_reason ? c->x->peer_reason : "")
-                      : (c->close_reason ? c->close_reason : "");
+                      : our_reason(c);
   } else {
     info.code = c->close_code ? c->close_code : HF_CLOSE_ABNORMAL;
     info.who = c->close_code ? (hf_conn_who)c->who : HF_WHO_ABNORMAL;
-    info.reason = c->close_reason ? c->close_reason : "";
+    info.reason = our_reason(c);
   }
   c->state = ST_DEAD;
   if (c->dfl)
@@ -845,7 +888,7 @@ static void teardown(hf_conn *c) {
   hf_timer_cancel(ctx->loop, &c->timer);
   hf_loop_del(ctx->loop, &c->io);
   if (c->xport == X_TLS)
-    hf_tls_shutdown(c->tls);
+    hf_tls_shutdown(conn_tls(c));
   if (c->xflags & XF_US_Q) /* the io_uring batch names this fd: unname it */
     us_forget(ctx, c);
   close(c->io.fd);
@@ -871,7 +914,7 @@ static void teardown(hf_conn *c) {
 static void abort_with(hf_conn *c, uint16_t code, const char *reason) {
   if (!(c->flags & (F_CLOSE_SENT | F_CLOSE_RCVD))) {
     c->close_code = code;
-    c->close_reason = reason;
+    set_reason(c, reason);
     c->who = HF_WHO_SERVER;
   }
   teardown(c);
@@ -900,10 +943,10 @@ static void slow_consumer(hf_conn *c) {
   }
   if (c->state == ST_OPEN) {
     c->close_code = HF_CLOSE_SLOW;
-    c->close_reason = "slow consumer: output queue limit exceeded";
+    set_reason(c, "slow consumer: output queue limit exceeded");
     c->who = HF_WHO_SERVER;
     c->state = ST_CLOSING;
-    send_close_frame(c, HF_CLOSE_SLOW, c->close_reason);
+    send_close_frame(c, HF_CLOSE_SLOW, "slow consumer: output queue limit exceeded");
     if (c->state == ST_DEAD)
       return;
     hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.close_timeout_ms);
@@ -915,7 +958,7 @@ static void slow_consumer(hf_conn *c) {
  * close, and the caller's text may not live that long). */
 static void set_own_reason(hf_conn *c, uint16_t code, const char *reason) {
   c->close_code = code;
-  c->close_reason = hf_close_reason(code);
+  set_reason(c, hf_close_reason(code));
   if (reason && *reason) {
     char buf[HF_FRAME_MAX_CONTROL - 1];
     snprintf(buf, sizeof buf, "%s", reason);
@@ -924,7 +967,7 @@ static void set_own_reason(hf_conn *c, uint16_t code, const char *reason) {
       free(x->own_reason);
       x->own_reason = strdup(buf);
     }
-    c->close_reason = x && x->own_reason ? x->own_reason : reason;
+    set_reason(c, x && x->own_reason ? x->own_reason : reason);
   }
   c->who = HF_WHO_SERVER;
 }
@@ -936,7 +979,7 @@ static void stream_end(hf_conn *c, uint16_t code, const char *reason) {
     return;
   set_own_reason(c, code, reason);
   if (c->ctx->h.on_stream_end)
-    c->ctx->h.on_stream_end(c, code, c->close_reason);
+    c->ctx->h.on_stream_end(c, code, our_reason(c));
   if (c->state != ST_OPEN)
     return;
   c->state = ST_RESPONDED;
@@ -960,7 +1003,7 @@ void hf_conn_close(hf_conn *c, uint16_t code, const char *reason) {
   }
   c->state = ST_CLOSING;
   set_own_reason(c, code, reason);
-  send_close_frame(c, code, c->close_reason);
+  send_close_frame(c, code, our_reason(c));
   if (c->state == ST_DEAD)
     return;
   hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.close_timeout_ms);
@@ -1118,7 +1161,7 @@ static void on_ws_event(hf_conn *c, hf_ws_event *ev) {
       send_frame(c, HF_OP_PONG, ev->data, ev->len);
     return;
   case HF_WS_EV_PONG:
-    return; /* any input counts as liveness (ping_mark) */
+    return; /* any input counts as liveness (heard) */
   case HF_WS_EV_CLOSE:
     c->flags |= F_CLOSE_RCVD;
     if (c->state == ST_OPEN) {
@@ -1273,7 +1316,7 @@ static void process_http(hf_conn *c, uint8_t *buf, size_t len, size_t last) {
                         ? ctx->cfg.max_headers
                         : MAX_HEADERS_CAP;
   const char *why = NULL;
-  if (!c->tls && !(c->flags & F_ANSWERED) && hf_tls_looks_like_hello(buf, len)) {
+  if (!conn_tls(c) && !(c->flags & F_ANSWERED) && hf_tls_looks_like_hello(buf, len)) {
     /* not a garbage request: a TLS client on a plain port */
     transport_error(c, "tls_on_plain_port",
                     "a TLS ClientHello arrived on a plain (ws://, http://) port: "
@@ -1403,18 +1446,18 @@ static void process_body(hf_conn *c) {
 /* recv() or its TLS equivalent: > 0 bytes, 0 at EOF, -1 with errno
  * (EAGAIN: nothing now). */
 static ssize_t conn_recv(hf_conn *c, void *buf, size_t cap) {
-  if (!c->tls)
+  if (!conn_tls(c))
     return recv(c->io.fd, buf, cap, 0);
   int waited = c->xflags & XF_RD_WANTS_WR;
   c->xflags &= (uint8_t)~XF_RD_WANTS_WR;
-  ssize_t n = hf_tls_read(c->tls, buf, cap);
+  ssize_t n = hf_tls_read(conn_tls(c), buf, cap);
   if (n >= 0) {
     if (waited)
       set_events(c);
     return n;
   }
   if (n == HF_EAGAIN) {
-    if (hf_tls_want(c->tls) == HF_TLS_WANT_WRITE)
+    if (hf_tls_want(conn_tls(c)) == HF_TLS_WANT_WRITE)
       c->xflags |= XF_RD_WANTS_WR;
     if ((c->xflags & XF_RD_WANTS_WR) != waited)
       set_events(c);
@@ -1465,7 +1508,7 @@ static int read_proxy(hf_conn *c) {
   ssize_t r = hf_proxy_parse(c->in, avail, &pi, &why);
   if (r < 0 && r != HF_EAGAIN) {
     transport_error(c, "bad_proxy_header", why ? why : "no PROXY protocol header");
-    if (!c->tls && c->in[0] >= 'A' && c->in[0] <= 'Z') {
+    if (!conn_tls(c) && c->in[0] >= 'A' && c->in[0] <= 'Z') {
       c->xport = X_PLAIN; /* an HTTP client sent straight to this port */
       free(c->in);
       c->in = NULL;
@@ -1487,23 +1530,14 @@ static int read_proxy(hf_conn *c) {
   if (r == HF_EAGAIN)
     return 0; /* the rest of the header is still coming */
   if (!pi.local) {
-    conn_addr a;
-    memset(&a, 0, sizeof a);
-    if (pi.family == 4) {
-      a.in4.sin_family = AF_INET;
-      memcpy(&a.in4.sin_addr, pi.src, 4);
-      a.in4.sin_port = htons(pi.src_port);
-    } else {
-      a.in6.sin6_family = AF_INET6;
-      memcpy(&a.in6.sin6_addr, pi.src, 16);
-      a.in6.sin6_port = htons(pi.src_port);
-    }
+    conn_addr a = {.port = pi.src_port, .len = pi.family == 4 ? 4 : 16};
+    memcpy(a.ip, pi.src, a.len);
     set_client(c, &a);
   }
   free(c->in);
   c->in = NULL;
   c->in_len = c->in_cap = 0;
-  c->xport = c->tls ? X_TLS_HS : X_PLAIN;
+  c->xport = conn_tls(c) ? X_TLS_HS : X_PLAIN;
   set_events(c);
   return c->state != ST_DEAD;
 }
@@ -1523,8 +1557,8 @@ static void tls_step(hf_conn *c) {
     }
     c->xflags |= XF_PEEKED;
     if (b[0] >= 'A' && b[0] <= 'Z') {
-      hf_tls_free(c->tls);
-      c->tls = NULL;
+      hf_tls_free(c->x->tls); /* (a TLS connection has x) */
+      c->x->tls = NULL;
       c->xport = X_PLAIN;
       transport_error(c, "plain_http_on_tls_port",
                       "plain HTTP was sent to this TLS port (the client used "
@@ -1534,13 +1568,13 @@ static void tls_step(hf_conn *c) {
       return;
     }
   }
-  int r = hf_tls_handshake(c->tls);
+  int r = hf_tls_handshake(conn_tls(c));
   if (r == 0) {
     set_events(c);
     return;
   }
   if (r < 0) {
-    transport_error(c, "tls_handshake_failed", hf_tls_error(c->tls));
+    transport_error(c, "tls_handshake_failed", hf_tls_error(conn_tls(c)));
     abort_with(c, 0, "TLS handshake failed");
     return;
   }
@@ -1574,12 +1608,13 @@ static void on_readable(hf_conn *c) {
     ssize_t n = conn_recv(c, rb, rc);
     if (n > 0 && c->upgraded) {
       c->bytes_in += (uint64_t)n; /* dropped, but received: count it */
+      c->heard = 1;
       st_add(&ctx->stats.bytes_in, (uint64_t)n);
     }
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
       if (c->state == ST_OPEN) { /* the normal end of a stream */
         c->close_code = HF_CLOSE_GOING_AWAY;
-        c->close_reason = "client closed the stream";
+        set_reason(c, "client closed the stream");
         c->who = HF_WHO_CLIENT;
       }
       teardown(c);
@@ -1641,6 +1676,7 @@ static void on_readable(hf_conn *c) {
     }
   } else {
     c->bytes_in += (uint64_t)n;
+    c->heard = 1;
     st_add(&ctx->stats.bytes_in, (uint64_t)n);
     process_ws(c, buf, len);
   }
@@ -1688,8 +1724,8 @@ static void conn_io(hf_loop *loop, hf_io *io, uint32_t ev) {
     on_readable(c);
     /* bytes OpenSSL decrypted but did not hand over (a short buffer)
      * raise no event: take them now */
-    for (int i = 0; i < 64 && c->tls && c->state != ST_DEAD &&
-                    !(c->flags & F_NO_READ) && hf_tls_pending(c->tls);
+    for (int i = 0; i < 64 && conn_tls(c) && c->state != ST_DEAD &&
+                    !(c->flags & F_NO_READ) && hf_tls_pending(conn_tls(c));
          i++)
       on_readable(c);
   }
@@ -1703,7 +1739,7 @@ static void conn_timer(hf_loop *loop, hf_timer *t) {
   case ST_BODY:
     if (c->flags & F_DEFERRED) { /* the application never answered */
       c->who = HF_WHO_SERVER;
-      c->close_reason = "response timeout";
+      set_reason(c, "response timeout");
       teardown(c);
       return;
     }
@@ -1713,7 +1749,7 @@ static void conn_timer(hf_loop *loop, hf_timer *t) {
     }
     c->flags |= F_HS_TIMEOUT;
     c->who = HF_WHO_SERVER;
-    c->close_reason = "handshake timeout";
+    set_reason(c, "handshake timeout");
     teardown(c);
     return;
   case ST_RESPONDED:
@@ -1722,13 +1758,13 @@ static void conn_timer(hf_loop *loop, hf_timer *t) {
     return;
   case ST_OPEN:
     if (c->flags & F_AWAIT_PONG) {
-      if ((uint32_t)c->bytes_in == c->ping_mark) {
+      if (!c->heard) {
         /* silent since the ping: half-open or dead peer */
         c->close_code = HF_CLOSE_NO_PONG;
-        c->close_reason = "no pong: heartbeat timeout";
+        set_reason(c, "no pong: heartbeat timeout");
         st_add(&ctx->stats.pong_timeouts, 1);
         c->who = HF_WHO_SERVER;
-        send_close_frame(c, HF_CLOSE_NO_PONG, c->close_reason);
+        send_close_frame(c, HF_CLOSE_NO_PONG, "no pong: heartbeat timeout");
         teardown(c);
         return;
       }
@@ -1740,7 +1776,7 @@ static void conn_timer(hf_loop *loop, hf_timer *t) {
       return;
     }
     c->flags |= F_AWAIT_PONG;
-    c->ping_mark = (uint32_t)c->bytes_in;
+    c->heard = 0;
     send_frame(c, HF_OP_PING, (const uint8_t *)"hf", 2);
     if (c->state == ST_OPEN)
       hf_timer_set(loop, &c->timer, ctx->cfg.pong_timeout_ms);
@@ -1789,7 +1825,7 @@ void hf_conn_ctx_free(hf_conn_ctx *ctx) {
     hf_conn *c = ctx->head;
     if (!(c->flags & (F_CLOSE_SENT | F_CLOSE_RCVD))) {
       c->close_code = HF_CLOSE_GOING_AWAY;
-      c->close_reason = "server stopped";
+      set_reason(c, "server stopped");
       c->who = HF_WHO_SERVER;
     }
     teardown(c); /* a started close handshake keeps its own code/reason */
@@ -1846,9 +1882,10 @@ hf_conn *hf_conn_accept_ex(hf_conn_ctx *ctx, int fd, const struct sockaddr *sa,
     close(fd);
     return NULL;
   }
-  if (o && o->tls) {
-    c->tls = hf_tls_accept(o->tls, fd);
-    if (!c->tls) {
+  if (o && o->tls) { /* TLS connections keep their session in the cold block */
+    struct conn_x *x = conn_x(c);
+    if (!x || !(x->tls = hf_tls_accept(o->tls, fd))) {
+      free(x);
       free(c);
       close(fd);
       return NULL;
@@ -1864,8 +1901,7 @@ hf_conn *hf_conn_accept_ex(hf_conn_ctx *ctx, int fd, const struct sockaddr *sa,
   c->timer.cb = conn_timer;
   c->t_accept = hf_loop_now(ctx->loop);
   c->state = ST_HTTP;
-  if (salen <= sizeof c->peer)
-    memcpy(&c->peer, sa, salen);
+  addr_from_sockaddr(&c->peer, sa, salen);
   uint64_t a = rng_next(ctx->rng), b = rng_next(ctx->rng);
   memcpy(c->id, &a, 8);
   memcpy(c->id + 8, &b, 8);
@@ -1873,7 +1909,10 @@ hf_conn *hf_conn_accept_ex(hf_conn_ctx *ctx, int fd, const struct sockaddr *sa,
   c->id[8] = (uint8_t)((c->id[8] & 0x3f) | 0x80); /* RFC 4122 variant */
   if (hf_loop_add(ctx->loop, &c->io, EPOLLIN | EPOLLRDHUP) < 0) {
     close(fd);
-    hf_tls_free(c->tls);
+    if (c->x) {
+      hf_tls_free(c->x->tls);
+      free(c->x);
+    }
     free(c);
     return NULL;
   }
@@ -1944,7 +1983,7 @@ void hf_conn_respond(hf_conn *c, int status, const char *extra_headers,
     set_events(c);
     if (c->state == ST_DEAD)
       return;
-    if ((c->flags & F_PIPELINED) || (c->tls && hf_tls_pending(c->tls)))
+    if ((c->flags & F_PIPELINED) || (conn_tls(c) && hf_tls_pending(conn_tls(c))))
       resume_later(c);
   }
   int ka = (c->flags & F_KEEPALIVE) && !(c->ctx->draining);
@@ -2071,8 +2110,8 @@ static void resume_pipelined(hf_loop *loop, hf_deferred *d) {
       process_http(c, c->in, c->in_len, 0);
     }
     /* requests OpenSSL already decrypted raise no event */
-    if (c->tls && c->state == ST_HTTP && !(c->flags & (F_DEFERRED | F_NO_READ)) &&
-        hf_tls_pending(c->tls))
+    if (conn_tls(c) && c->state == ST_HTTP && !(c->flags & (F_DEFERRED | F_NO_READ)) &&
+        hf_tls_pending(conn_tls(c)))
       conn_io(loop, &c->io, EPOLLIN);
   }
 }
@@ -2214,17 +2253,23 @@ int hf_conn_send(hf_conn *c, int opcode, const uint8_t *data, size_t len) {
 
 int hf_conn_deflate(const hf_conn *c) { return c->dfl; }
 
-void hf_conn_id(const hf_conn *c, char out[37]) {
+void hf_conn_id_format(const uint8_t id[16], char out[37]) {
   static const char hx[] = "0123456789abcdef";
   int j = 0;
   for (int i = 0; i < 16; i++) {
     if (i == 4 || i == 6 || i == 8 || i == 10)
       out[j++] = '-';
-    out[j++] = hx[c->id[i] >> 4];
-    out[j++] = hx[c->id[i] & 15];
+    out[j++] = hx[id[i] >> 4];
+    out[j++] = hx[id[i] & 15];
   }
   out[j] = 0;
 }
+
+void hf_conn_id(const hf_conn *c, char out[37]) { hf_conn_id_format(c->id, out); }
+
+const uint8_t *hf_conn_id_raw(const hf_conn *c) { return c->id; }
+
+uint64_t hf_conn_accept_ms(const hf_conn *c) { return c->t_accept; }
 
 static void addr_text(const conn_addr *a, char *out, size_t cap);
 
@@ -2235,16 +2280,10 @@ void hf_conn_peer(const hf_conn *c, char *out, size_t cap) {
 static void addr_text(const conn_addr *a, char *out, size_t cap) {
   char ip[INET6_ADDRSTRLEN] = "?";
   /* port 0: not known (a client named by a forwarding header) */
-  if (a->sa.sa_family == AF_INET) {
-    inet_ntop(AF_INET, &a->in4.sin_addr, ip, sizeof ip);
-    if (a->in4.sin_port)
-      snprintf(out, cap, "%s:%u", ip, ntohs(a->in4.sin_port));
-    else
-      snprintf(out, cap, "%s", ip);
-  } else if (a->sa.sa_family == AF_INET6) {
-    inet_ntop(AF_INET6, &a->in6.sin6_addr, ip, sizeof ip);
-    if (a->in6.sin6_port)
-      snprintf(out, cap, "[%s]:%u", ip, ntohs(a->in6.sin6_port));
+  if (a->len == 4 || a->len == 16) {
+    inet_ntop(a->len == 4 ? AF_INET : AF_INET6, a->ip, ip, sizeof ip);
+    if (a->port)
+      snprintf(out, cap, a->len == 4 ? "%s:%u" : "[%s]:%u", ip, a->port);
     else
       snprintf(out, cap, "%s", ip);
   } else {
@@ -2253,15 +2292,8 @@ static void addr_text(const conn_addr *a, char *out, size_t cap) {
 }
 
 static size_t addr_ip(const conn_addr *a, uint8_t out[16]) {
-  if (a->sa.sa_family == AF_INET) {
-    memcpy(out, &a->in4.sin_addr, 4);
-    return 4;
-  }
-  if (a->sa.sa_family == AF_INET6) {
-    memcpy(out, &a->in6.sin6_addr, 16);
-    return 16;
-  }
-  return 0;
+  memcpy(out, a->ip, a->len);
+  return a->len;
 }
 
 size_t hf_conn_peer_ip(const hf_conn *c, uint8_t out[16]) {
@@ -2280,29 +2312,20 @@ int hf_conn_has_client(const hf_conn *c) { return c->x && c->x->has_client; }
 
 void hf_conn_set_client(hf_conn *c, const uint8_t *ip, size_t len,
                         uint16_t port) {
-  conn_addr a;
-  memset(&a, 0, sizeof a);
-  if (len == 4) {
-    a.in4.sin_family = AF_INET;
-    memcpy(&a.in4.sin_addr, ip, 4);
-    a.in4.sin_port = htons(port);
-  } else if (len == 16) {
-    a.in6.sin6_family = AF_INET6;
-    memcpy(&a.in6.sin6_addr, ip, 16);
-    a.in6.sin6_port = htons(port);
-  } else {
+  if (len != 4 && len != 16)
     return;
-  }
+  conn_addr a = {.port = port, .len = (uint8_t)len};
+  memcpy(a.ip, ip, len);
   set_client(c, &a);
 }
 
 struct hf_tls *hf_conn_tls(const hf_conn *c) {
-  return c->xport == X_TLS ? c->tls : NULL;
+  return c->xport == X_TLS ? conn_tls(c) : NULL;
 }
 
-int hf_conn_is_tls(const hf_conn *c) { return c->tls != NULL; }
+int hf_conn_is_tls(const hf_conn *c) { return conn_tls(c) != NULL; }
 
-struct hf_tls *hf_conn_tls_session(const hf_conn *c) { return c->tls; }
+struct hf_tls *hf_conn_tls_session(const hf_conn *c) { return conn_tls(c); }
 
 void hf_conn_set_udata(hf_conn *c, void *udata) { c->udata = udata; }
 void *hf_conn_udata(const hf_conn *c) { return c->udata; }

@@ -74,6 +74,7 @@ enum {
   U_ADMIN = 1 << 21,   /* an admin call (method id in bits 8-15) */
   U_ADMIN_WS = 1 << 22 /* a dashboard WebSocket */
 };
+_Static_assert(U_ADMIN_WS < (1u << 31), "cl_set_tag keeps 32 bits");
 
 /* What a listener speaks (server.lkind). */
 enum { LK_TLS = 1, LK_PROXY = 2, LK_INTERNAL = 4 };

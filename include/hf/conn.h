@@ -265,6 +265,12 @@ int hf_conn_deflate(const hf_conn *c);
 
 /* Connection id: 16 random bytes formatted as a UUID (36 chars + NUL). */
 void hf_conn_id(const hf_conn *c, char out[37]);
+/* The same 16 bytes unformatted: valid (and unchanged) until the connection
+ * is freed, readable from any thread while it lives. Kept once, here:
+ * layers above format it when they need the text (hf_conn_id_format). */
+const uint8_t *hf_conn_id_raw(const hf_conn *c);
+/* Format 16 id bytes as a UUID (36 chars + NUL). Any thread. */
+void hf_conn_id_format(const uint8_t id[16], char out[37]);
 /* Remote address as "ip:port" ("[ip]:port" for IPv6). */
 void hf_conn_peer(const hf_conn *c, char *out, size_t cap);
 /* Remote IP as bytes (4 or 16) for limit bookkeeping; returns its length. */
@@ -289,6 +295,9 @@ struct hf_tls *hf_conn_tls(const hf_conn *c);
 int hf_conn_is_tls(const hf_conn *c);
 /* The TLS session even during the handshake (for failure logs: SNI). */
 struct hf_tls *hf_conn_tls_session(const hf_conn *c);
+
+/* The loop clock (hf_loop_now, ms) when the connection was accepted. */
+uint64_t hf_conn_accept_ms(const hf_conn *c);
 
 void hf_conn_set_udata(hf_conn *c, void *udata);
 void *hf_conn_udata(const hf_conn *c);

@@ -792,6 +792,11 @@ void hub_each_local_sub(hub_local *hl, uint32_t flags, hub_sub_fn fn, void *arg)
 
 /* ---- presence, control and counts ---------------------------------------- */
 
+void hub_sub_member(const hub *h, const hub_sub *s, const char **user,
+                    const uint8_t **client) {
+  h->cb.member(s, user, client);
+}
+
 void hub_presence(hub *h, const char *ch, size_t len, hub_presence_fn each,
                   void *arg) {
   uint32_t hash = hub_hash(ch, len);
@@ -801,8 +806,12 @@ void hub_presence(hub *h, const char *ch, size_t len, hub_presence_fn each,
     hub_chan *c = find(hl, ch, len, hash);
     for (uint32_t k = 0; c && k < c->n; k++) {
       hub_sub *s = c->subs[k];
-      if ((s->flags & HUB_SUB_PRESENCE) && s->info && s->client)
-        each(arg, s);
+      if ((s->flags & HUB_SUB_PRESENCE) && s->info) {
+        const char *user;
+        const uint8_t *client;
+        h->cb.member(s, &user, &client);
+        each(arg, s, user, client);
+      }
     }
     pthread_mutex_unlock(&hl->mu);
   }

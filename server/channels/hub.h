@@ -42,8 +42,11 @@ enum {
   HUB_SUB_DELTA = 8,       /* fossil delta negotiated */
   HUB_SUB_DELTA_BASE = 16, /* has received a full payload to patch */
   HUB_SUB_PAUSED = 32,     /* receives nothing (being removed) */
-  HUB_SUB_PENDING = 64     /* its position is being established: pushes go
+  HUB_SUB_PENDING = 64,    /* its position is being established: pushes go
                               to the pending callback, in order */
+  /* bits 16-31 of hub_sub.flags belong to the owner that embeds the
+   * hub_sub (no room of its own is spent on them); the hub keeps them */
+  HUB_SUB_OWNER_BITS = 0xffff0000
 };
 
 /* The encoded frames of one push, shared by every recipient. */
@@ -60,14 +63,14 @@ enum { HUB_PUSH_PUB, HUB_PUSH_JOIN, HUB_PUSH_LEAVE };
 
 /* A subscriber. The owner embeds it and keeps it at a stable address while
  * subscribed. Fields are read by the hub on the subscriber's worker; info
- * and user are read by other threads under the worker's lock (presence):
- * change info only through hub_sub_set_info. */
+ * is read by other threads under the worker's lock (presence): change it
+ * only through hub_sub_set_info. Who the subscriber is (user, connection
+ * id) the owner tells through hub_callbacks.member, so that every
+ * subscription does not carry two more pointers. */
 typedef struct hub_sub {
   hub_chan *ch;      /* set by hub_subscribe */
   uint64_t offset;   /* positioned: the last offset the client has */
   uint64_t epoch;    /* positioned: the stream epoch (0: adopt the next) */
-  const char *user;   /* presence_stats; owned by the subscriber */
-  const char *client; /* connection id (presence key); owned likewise */
   char *info;        /* ClientInfo JSON for presence, or NULL; owned */
   uint32_t flags;    /* HUB_SUB_* */
 } hub_sub;
@@ -88,6 +91,11 @@ typedef struct {
    * there (a slow-consumer policy may have unsubscribed it) before
    * offering the rest. NULL: deliver is called for each. */
   size_t (*deliver_n)(hub_sub *s, hf_shared *const *frames, size_t n);
+  /* Who s is, for presence: its user (NUL-terminated, "" when anonymous)
+   * and its connection id (16 bytes; text with hf_conn_id_format), both
+   * unchanged while s is subscribed. Called from any thread, under the
+   * lock of s's worker or on that worker's loop. */
+  void (*member)(const hub_sub *s, const char **user, const uint8_t **client);
 } hub_callbacks;
 
 /* The frame subscriber s gets for push f after its position check (and
@@ -119,6 +127,9 @@ hub *hub_of(const hub_local *hl);
 int hub_subscribe(hub_local *hl, const char *ch, size_t len, hub_sub *s);
 void hub_unsubscribe(hub_local *hl, hub_sub *s);
 const char *hub_chan_name(const hub_chan *c, size_t *len);
+/* Who subscriber s of hub h is (hub_callbacks.member). */
+void hub_sub_member(const hub *h, const hub_sub *s, const char **user,
+                    const uint8_t **client);
 /* Replace s->info (under the worker's lock); the old one is freed. */
 void hub_sub_set_info(hub_local *hl, hub_sub *s, char *info);
 
@@ -191,9 +202,11 @@ typedef void (*hub_sub_fn)(void *arg, const char *ch, size_t len, hub_sub *s);
 void hub_each_local_sub(hub_local *hl, uint32_t flags, hub_sub_fn fn, void *arg);
 
 /* Presence over every worker (any thread; each worker's table is read
- * under its lock): calls each(arg, s) for every HUB_SUB_PRESENCE
- * subscriber of ch that has info; s is valid during the call only. */
-typedef void (*hub_presence_fn)(void *arg, const hub_sub *s);
+ * under its lock): calls each(arg, s, user, client) for every
+ * HUB_SUB_PRESENCE subscriber of ch that has info (user and client as
+ * hub_callbacks.member tells); all are valid during the call only. */
+typedef void (*hub_presence_fn)(void *arg, const hub_sub *s, const char *user,
+                                const uint8_t *client);
 void hub_presence(hub *h, const char *ch, size_t len, hub_presence_fn each,
                   void *arg);
 

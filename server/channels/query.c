@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+#include "hf/conn.h"
+
 stream_opts query_stream_opts(const chan_ns *ns) {
   stream_opts o = {ns->history_size, ns->history_ttl_ms,
                    ns->history_meta_ttl_ms ? ns->history_meta_ttl_ms
@@ -16,9 +18,12 @@ typedef struct {
   int first;
 } pres_acc;
 
-static void add_presence(void *arg, const hub_sub *s) {
+static void add_presence(void *arg, const hub_sub *s, const char *user,
+                         const uint8_t *client) {
   pres_acc *a = arg;
-  jw_key(a->b, &a->first, s->client);
+  char id[37];
+  hf_conn_id_format(client, id);
+  jw_key(a->b, &a->first, id);
   jw_lit(a->b, s->info);
 }
 
@@ -35,10 +40,11 @@ typedef struct {
   int oom;
 } stats_acc;
 
-static void count_presence(void *arg, const hub_sub *s) {
+static void count_presence(void *arg, const hub_sub *s, const char *user,
+                           const uint8_t *client) {
   stats_acc *a = arg;
   a->clients++;
-  if (json_object_set_new(a->users, s->user ? s->user : "", json_true()) < 0)
+  if (json_object_set_new(a->users, user, json_true()) < 0)
     a->oom = 1;
 }
 

@@ -28,6 +28,7 @@
 #include <openssl/sha.h>
 
 #include "engine/engine_impl.h"
+#include "hf/conn.h"
 #include "metrics/metrics.h"
 #include "engine/redis.h"
 #include "engine/redis_conn.h"
@@ -1466,17 +1467,21 @@ static int r_presence(eng *eg, hub_local *from, const char *ch, size_t len, int 
 /* ZADD / HSET (add) or ZREM / HDEL (remove) for one subscriber. */
 static void presence_write(rworker *w, const char *ch, size_t len, const hub_sub *s, int add) {
   reng *e = w->e;
-  char k1[1400], k2[1400];
-  if (!s->client || presence_keys(e, ch, len, k1, k2) < 0 || (add && !s->info))
+  char k1[1400], k2[1400], id[37];
+  if (presence_keys(e, ch, len, k1, k2) < 0 || (add && !s->info))
     return;
+  const char *user;
+  const uint8_t *client;
+  hub_sub_member(hub_of(w->hl), s, &user, &client);
+  hf_conn_id_format(client, id);
   rconn *c = cmd_for(w, ch, len);
   if (add) {
     char exp[24], ttl[24];
     snprintf(exp, sizeof exp, "%llu",
              (unsigned long long)((uint64_t)time(NULL) * 1000 + e->cfg.presence_ttl_ms));
     snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)e->cfg.presence_ttl_ms * 2);
-    const char *a1[4] = {"ZADD", k1, exp, s->client};
-    const char *a2[4] = {"HSET", k2, s->client, s->info};
+    const char *a1[4] = {"ZADD", k1, exp, id};
+    const char *a2[4] = {"HSET", k2, id, s->info};
     const char *a3[3] = {"PEXPIRE", k1, ttl};
     const char *a4[3] = {"PEXPIRE", k2, ttl};
     size_t l1[4], l2[4], l3[3], l4[3];
@@ -1493,8 +1498,8 @@ static void presence_write(rworker *w, const char *ch, size_t len, const hub_sub
     rconn_command(c, NULL, NULL, 3, a3, l3);
     rconn_command(c, NULL, NULL, 3, a4, l4);
   } else {
-    const char *a1[3] = {"ZREM", k1, s->client};
-    const char *a2[3] = {"HDEL", k2, s->client};
+    const char *a1[3] = {"ZREM", k1, id};
+    const char *a2[3] = {"HDEL", k2, id};
     size_t l1[3], l2[3];
     for (int i = 0; i < 3; i++) {
       l1[i] = strlen(a1[i]);

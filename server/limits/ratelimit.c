@@ -178,6 +178,8 @@ void rl_user_release(rl_shared *t, rl_user *u) {
   pthread_mutex_unlock(&s->mu);
 }
 
+const char *rl_user_name(const rl_user *u) { return u->e.name; }
+
 int rl_user_take(rl_shared *t, rl_user *u, uint64_t now_ms) {
   const rl_rate *r = &rl_limits_get(t->slot)->user;
   if (!r->per_s)

@@ -71,6 +71,9 @@ void rl_shared_free(rl_shared *t);
 int rl_user_acquire(rl_shared *t, const char *user, uint64_t limit, rl_user **out);
 /* The connection holding u ends. Thread-safe; NULL is ignored. */
 void rl_user_release(rl_shared *t, rl_user *u);
+/* The user's name as given to rl_user_acquire (NUL-terminated): one copy
+ * shared by the user's connections, valid while u is held. Any thread. */
+const char *rl_user_name(const rl_user *u);
 /* Take one command from the user's bucket; 1 ok, 0 over the rate.
  * Thread-safe (the entry's shard lock). */
 int rl_user_take(rl_shared *t, rl_user *u, uint64_t now_ms);

@@ -47,10 +47,11 @@ void cl__arm_timer(cl_client *cl) {
       due = cl->next_ping;
     if (cl->expire_deadline && cl->expire_deadline < due)
       due = cl->expire_deadline;
-    if (cl->refresh_due && cl->refresh_due < due)
-      due = cl->refresh_due;
+    uint64_t rd = cl__refresh_due(cl);
+    if (rd && rd < due)
+      due = rd;
     for (uint32_t i = 0; i < cl->nsubs; i++) {
-      uint64_t d = cl__sub_deadline(cl->subs[i]), r = cl__sub_refresh_due(cl->subs[i]);
+      uint64_t d = cl__sub_deadline(cl__subs(cl)[i]), r = cl__sub_refresh_due(cl__subs(cl)[i]);
       if (d && d < due)
         due = d;
       if (r && r < due)
@@ -124,7 +125,7 @@ void cl_disconnect(cl_client *cl, uint16_t code, const char *reason) {
   /* the client is gone for the protocol now, not when the close handshake
    * ends (a vanished peer never answers it): leave presence, emit leaves */
   while (cl->nsubs)
-    cl__remove_sub(cl, cl->subs[cl->nsubs - 1]);
+    cl__remove_sub(cl, cl__subs(cl)[cl->nsubs - 1]);
   hf_conn_close(cl->conn, code, reason);
 }
 
@@ -176,8 +177,8 @@ static void begin_identity_result(cl_client *cl, uint32_t id, const char *key) {
   jw_lit(o, "\"client\":");
   jw_cstr(o, cid);
   jw_lit(o, ",\"version\":");
-  jw_cstr(o, cl->cfg->version);
-  if (cl->expire_at && !cl->refresh_due) { /* the client refreshes */
+  jw_cstr(o, cl->list->cfg->version);
+  if (cl->expire_at && !cl__refresh_due(cl)) { /* the client refreshes */
     int64_t ttl = cl->expire_at - cl__wall_s();
     jw_lit(o, ",\"expires\":true,\"ttl\":");
     jw_u64(o, (uint64_t)(ttl > 0 ? ttl : 0));
@@ -224,7 +225,7 @@ const char *cl__require_channel(cl_client *cl, json_t *req, const char *cmd,
 /* ---- token handling ----------------------------------------------------- */
 
 const char *cl__claim_user(const cl_client *cl, json_t *claims) {
-  const char *claim = cl_policy_get(cl->cfg)->user_id_claim;
+  const char *claim = cl_policy_get(cl->list->cfg)->user_id_claim;
   const char *name = claim && *claim ? claim : "sub";
   json_t *v = json_object_get(claims, name);
   return json_is_string(v) ? json_string_value(v) : "";
@@ -259,8 +260,9 @@ char *cl__claim_info(json_t *obj, const char *key, const char *b64key) {
 
 void cl__set_expiry(cl_client *cl, int64_t expire_at) {
   cl->expire_at = expire_at;
-  cl->refresh_due = 0;
-  if (!expire_at || cl_policy_get(cl->cfg)->insecure) {
+  if (cl->ex)
+    cl->ex->refresh_due = 0;
+  if (!expire_at || cl_policy_get(cl->list->cfg)->insecure) {
     cl->expire_at = 0;
     cl->expire_deadline = 0;
     return;
@@ -268,20 +270,21 @@ void cl__set_expiry(cl_client *cl, int64_t expire_at) {
   int64_t left = expire_at - cl__wall_s();
   uint64_t now = hf_loop_now(hf_conn_loop(cl->conn));
   cl->expire_deadline =
-      now + (uint64_t)(left > 0 ? left : 0) * 1000 + cl->cfg->expired_close_delay_ms;
+      now + (uint64_t)(left > 0 ? left : 0) * 1000 + cl->list->cfg->expired_close_delay_ms;
   /* a proxy session with a refresh proxy: the backend prolongs it, and is
    * given its timeout (and a second) even when the close delay is shorter */
-  const px_config *px = cl->cfg->px;
-  if (cl->px_session && px && px->refresh_enabled) {
-    cl->refresh_due = now + (uint64_t)(left > 0 ? left : 0) * 1000 + 1;
-    uint64_t last = cl->refresh_due + px->max_timeout_ms + 1000;
+  const px_config *px = cl->list->cfg->px;
+  cl_extra *ex = cl->px_session && px && px->refresh_enabled ? cl__extra(cl) : NULL;
+  if (ex) { /* (out of memory: no refresh, the session just expires) */
+    ex->refresh_due = now + (uint64_t)(left > 0 ? left : 0) * 1000 + 1;
+    uint64_t last = ex->refresh_due + px->max_timeout_ms + 1000;
     if (cl->expire_deadline < last)
       cl->expire_deadline = last;
   }
 }
 
 srv_jwt_status cl__verify(cl_client *cl, const char *token, json_t **claims) {
-  const cl_policy *p = cl_policy_get(cl->cfg);
+  const cl_policy *p = cl_policy_get(cl->list->cfg);
   if (!p->keys)
     return SRV_JWT_ALG;
   return srv_jwt_verify(p->keys, token, cl__wall_s(), p->audience, p->issuer, claims);
@@ -297,7 +300,9 @@ const char *cl__client_info(cl_client *cl) {
   jw_lit(&b, "{\"user\":");
   jw_cstr(&b, cl->user ? cl->user : "");
   jw_lit(&b, ",\"client\":");
-  jw_cstr(&b, cl->id);
+  char id[37];
+  hf_conn_id(cl->conn, id);
+  jw_cstr(&b, id);
   if (cl->conn_info) {
     jw_lit(&b, ",\"conn_info\":");
     jw_lit(&b, cl->conn_info);
@@ -348,8 +353,8 @@ static void cmd_connect(cl_client *cl, uint32_t id, json_t *req) {
   } else if (cl__proxy_connect_enabled(cl)) {
     cl__proxy_connect(cl, id, req); /* the backend decides (v6 rules) */
     return;
-  } else if (!cl_policy_get(cl->cfg)->allow_anonymous &&
-             !cl_policy_get(cl->cfg)->insecure) {
+  } else if (!cl_policy_get(cl->list->cfg)->allow_anonymous &&
+             !cl_policy_get(cl->list->cfg)->insecure) {
     srv_logline l;
     cl__log_begin(cl, LOG_WARN, "connect_rejected", &l);
     srv_log_str(&l, "reason", "no token and anonymous connections are not allowed");
@@ -366,11 +371,21 @@ static void cmd_connect(cl_client *cl, uint32_t id, json_t *req) {
 
 void cl__begin_session(cl_client *cl, uint32_t id, const char *user, char *info,
                        int64_t exp, json_t *src, json_t *req, char *data) {
-  free(cl->user);
+  if (cl->rl_user) { /* a second session on one connection: start afresh */
+    if (!cl->user_shared)
+      free(cl->user);
+    cl->user = NULL;
+    cl->user_shared = 0;
+    rl_user_release(cl->list->cfg->rl, cl->rl_user);
+    cl->rl_user = NULL;
+  }
+  if (!cl->user_shared)
+    free(cl->user);
+  cl->user_shared = 0;
   cl->user = strdup(user);
   free(cl->conn_info);
   cl->conn_info = info;
-  if (exp && exp <= cl__wall_s() && !cl_policy_get(cl->cfg)->insecure) {
+  if (exp && exp <= cl__wall_s() && !cl_policy_get(cl->list->cfg)->insecure) {
     free(data);
     cl__error_reply(cl, id, 110, "expired", 0);
     cl->state = CS_FAILED;
@@ -382,9 +397,9 @@ void cl__begin_session(cl_client *cl, uint32_t id, const char *user, char *info,
     cl_disconnect(cl, 3004, "internal server error");
     return;
   }
-  if (*cl->user && cl->cfg->rl) { /* the user's connection count and bucket */
-    uint64_t limit = rl_limits_get(&cl->cfg->limits)->user_connection_limit;
-    int r = rl_user_acquire(cl->cfg->rl, cl->user, limit, &cl->rl_user);
+  if (*cl->user && cl->list->cfg->rl) { /* the user's connection count and bucket */
+    uint64_t limit = rl_limits_get(&cl->list->cfg->limits)->user_connection_limit;
+    int r = rl_user_acquire(cl->list->cfg->rl, cl->user, limit, &cl->rl_user);
     if (r) {
       free(data);
       if (r < 0) {
@@ -399,6 +414,11 @@ void cl__begin_session(cl_client *cl, uint32_t id, const char *user, char *info,
       cl_disconnect(cl, 3504, "connection limit");
       return;
     }
+    /* the entry holds the name while the client holds the entry: one copy
+     * for all of the user's connections on this server */
+    free(cl->user);
+    cl->user = (char *)rl_user_name(cl->rl_user);
+    cl->user_shared = 1;
   }
   /* the result waits for the server-side subscriptions (the engine may
    * answer later); commands after connect wait for it */
@@ -442,7 +462,7 @@ void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
   } else if (c->err || !jw_ok(&c->subs)) {
     unsigned e = c->err ? c->err : 100;
     while (cl->nsubs)
-      cl__remove_sub(cl, cl->subs[cl->nsubs - 1]);
+      cl__remove_sub(cl, cl__subs(cl)[cl->nsubs - 1]);
     cl__error_reply(cl, id, e,
                     e == 102 ? "unknown channel" : e == 100 ? "internal server error"
                                                              : "bad request",
@@ -459,10 +479,10 @@ void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
       jw_lit(o, ",\"node\":");
       jw_cstr(o, cl->ex->node ? cl->ex->node : "");
     }
-    if (cl->cfg->ping_interval_ms) {
+    if (cl->list->cfg->ping_interval_ms) {
       jw_lit(o, ",\"ping\":");
-      jw_u64(o, (cl->cfg->ping_interval_ms + 999) / 1000);
-      if (cl->cfg->pong_timeout_ms && !tr_is_uni(cl->transport))
+      jw_u64(o, (cl->list->cfg->ping_interval_ms + 999) / 1000);
+      if (cl->list->cfg->pong_timeout_ms && !tr_is_uni(cl->transport))
         jw_lit(o, ",\"pong\":true");
     }
     if (c->data) {
@@ -476,11 +496,11 @@ void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
     }
     cl__end_result(cl);
     /* first ping at a random moment in [interval/2, interval]: spreads load */
-    if (cl->cfg->ping_interval_ms) {
+    if (cl->list->cfg->ping_interval_ms) {
       uint32_t r = 0;
       if (getrandom(&r, sizeof r, GRND_NONBLOCK) != sizeof r)
         r = (uint32_t)(uintptr_t)cl;
-      uint32_t half = cl->cfg->ping_interval_ms / 2;
+      uint32_t half = cl->list->cfg->ping_interval_ms / 2;
       cl->next_ping = hf_loop_now(hf_conn_loop(cl->conn)) + half + r % (half + 1);
     }
     cl__arm_timer(cl);
@@ -495,12 +515,12 @@ void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
      * among it ends the connection: nsubs drops to 0) */
     int held = 0;
     for (uint32_t i = 0; i < cl->nsubs; i++)
-      held |= cl->subs[i]->npend > 0;
+      held |= cl__subs(cl)[i]->pq && cl__subs(cl)[i]->pq->n > 0;
     if (held)
       cl__flush_replies(cl);
     for (uint32_t i = 0; i < cl->nsubs; i++)
-      if (cl->subs[i]->hs.flags & HUB_SUB_PENDING)
-        cl__replay_pending(cl, cl->subs[i]);
+      if (cl__subs(cl)[i]->hs.flags & HUB_SUB_PENDING)
+        cl__replay_pending(cl, cl__subs(cl)[i]);
     if (cl->state == CS_CONNECTED)
       cl__announce_joins(cl);
   }
@@ -633,12 +653,13 @@ void cl__op_exit(cl_client *cl, int token) {
   if (!token)
     return; /* inside a frame (or an outer completion): it flushes */
   /* the commands that waited for this one, in order */
-  while (!cl->inflight && cl->queued.len && cl->state != CS_CLOSED && !cl->zombie) {
-    jw_buf q = cl->queued;
-    jw_init(&cl->queued);
+  while (!cl->inflight && cl->queued && cl->state != CS_CLOSED && !cl->zombie) {
+    jw_buf *q = cl->queued;
+    cl->queued = NULL;
     int commands = 0;
-    process_lines(cl, (uint8_t *)q.p, q.len, &commands);
-    jw_free(&q);
+    process_lines(cl, (uint8_t *)q->p, q->len, &commands);
+    jw_free(q);
+    free(q);
   }
   if (cl->state != CS_CLOSED)
     cl__flush_replies(cl);
@@ -659,7 +680,7 @@ void cl__op_exit(cl_client *cl, int token) {
  * logged once per burst; past client.rate_limit.disconnect_after refusals
  * in one burst the connection is closed with 3013). */
 static int rate_check(cl_client *cl, const proto_cmd *cmd, size_t bytes) {
-  const cl_config *c = cl->cfg;
+  const cl_config *c = cl->list->cfg;
   const rl_limits *lim = rl_limits_get(&c->limits);
   if (cmd->kind == PROTO_PONG)
     return 1;
@@ -669,11 +690,11 @@ static int rate_check(cl_client *cl, const proto_cmd *cmd, size_t bytes) {
    * so one made when a reload sets a limit starts as a fresh one would) */
   int own = lim->command.per_s || lim->bytes.per_s || lim->publish.per_s ||
             lim->subscribe.per_s;
-  if (own && !cl->rb && !(cl->rb = calloc(1, sizeof *cl->rb))) {
+  cl_buckets *b = cl__buckets(cl, own);
+  if (own && !b) {
     cl_disconnect(cl, 3004, "internal server error");
     return 0;
   }
-  cl_buckets *b = cl->rb;
   if (b && !rl_take(&b->command, &lim->command, now, 1))
     which = MET_RL_COMMAND;
   else if (b && !rl_take(&b->bytes, &lim->bytes, now, bytes))
@@ -696,7 +717,7 @@ static int rate_check(cl_client *cl, const proto_cmd *cmd, size_t bytes) {
   static const char *const names[MET_RL_N] = {"command", "bytes",   "publish", "subscribe",
                                               "user",    "channel", "accept"};
   met_ratelimit_inc(which);
-  if (!b && !(b = cl->rb = calloc(1, sizeof *cl->rb))) { /* a shared limit refused */
+  if (!b && !(b = cl__buckets(cl, 1))) { /* a shared limit refused */
     cl_disconnect(cl, 3004, "internal server error");
     return 0;
   }
@@ -759,7 +780,7 @@ static void handle_command(cl_client *cl, const proto_cmd *cmd, size_t bytes) {
     if (cl->await_pong) {
       cl->await_pong = 0;
       uint64_t now = cl__now_us();
-      cl->rtt_us = now > cl->ping_sent_us ? now - cl->ping_sent_us : 0;
+      cl->rtt_us = (uint32_t)now - cl->ping_sent_us; /* modulo 2^32: under 71 min */
       met_observe_ping_rtt(cl->rtt_us);
       cl__arm_timer(cl);
     }
@@ -839,13 +860,21 @@ static void process_lines(cl_client *cl, uint8_t *data, size_t len, int *command
   size_t off = 0;
   while (off < len && cl->state != CS_CLOSED) {
     if (cl->inflight) {
-      if (cl->queued.len + 1 + (len - off) > QUEUE_MAX) {
+      if (!cl->queued) { /* made for the first command that waits */
+        cl->queued = malloc(sizeof *cl->queued);
+        if (!cl->queued) {
+          cl_disconnect(cl, 3004, "internal server error");
+          return;
+        }
+        jw_init(cl->queued);
+      }
+      if (cl->queued->len + 1 + (len - off) > QUEUE_MAX) {
         cl_disconnect(cl, 3013, "too many requests: commands queued behind a slow one");
         return;
       }
-      if (cl->queued.len && !cl->pb) /* Protobuf: the prefixes delimit */
-        jw_char(&cl->queued, '\n');
-      jw_raw(&cl->queued, (const char *)data + off, len - off);
+      if (cl->queued->len && !cl->pb) /* Protobuf: the prefixes delimit */
+        jw_char(cl->queued, '\n');
+      jw_raw(cl->queued, (const char *)data + off, len - off);
       return;
     }
     if (cl->pb) {
@@ -853,7 +882,7 @@ static void process_lines(cl_client *cl, uint8_t *data, size_t len, int *command
       size_t n;
       uint16_t code;
       const char *why;
-      int r = pb_next(data, len, &off, cl->cfg->max_message, &m, &n, &code, &why);
+      int r = pb_next(data, len, &off, cl->list->cfg->max_message, &m, &n, &code, &why);
       if (r <= 0) {
         if (r < 0) {
           srv_logline l;
@@ -908,7 +937,7 @@ static void process(cl_client *cl, int opcode, uint8_t *data, size_t len) {
     return;
   }
   int commands = 0;
-  int queued_before = cl->queued.len != 0 || cl->inflight;
+  int queued_before = cl->queued != NULL || cl->inflight;
   process_lines(cl, data, len, &commands);
   if (cl->state == CS_CLOSED)
     return;
@@ -933,8 +962,9 @@ static void on_timer(hf_loop *loop, hf_timer *t) {
   }
   if (cl->state != CS_CONNECTED)
     return;
-  if (cl->refresh_due && now >= cl->refresh_due) {
-    cl->refresh_due = 0;
+  uint64_t rd = cl__refresh_due(cl);
+  if (rd && now >= rd) {
+    cl->ex->refresh_due = 0;
     cl__proxy_refresh(cl); /* may close the connection */
     if (cl->state != CS_CONNECTED)
       return;
@@ -951,11 +981,11 @@ static void on_timer(hf_loop *loop, hf_timer *t) {
     return;
   if (!cl->await_pong && cl->next_ping && now >= cl->next_ping) {
     cl__send(cl, "{}", 2);
-    cl->ping_sent_us = cl__now_us();
-    cl->next_ping = now + cl->cfg->ping_interval_ms;
-    if (cl->cfg->pong_timeout_ms && !tr_is_uni(cl->transport)) { /* uni: no pongs */
+    cl->ping_sent_us = (uint32_t)cl__now_us();
+    cl->next_ping = now + cl->list->cfg->ping_interval_ms;
+    if (cl->list->cfg->pong_timeout_ms && !tr_is_uni(cl->transport)) { /* uni: no pongs */
       cl->await_pong = 1;
-      cl->pong_deadline = now + cl->cfg->pong_timeout_ms;
+      cl->pong_deadline = now + cl->list->cfg->pong_timeout_ms;
     }
   }
   cl__arm_timer(cl);
@@ -969,18 +999,16 @@ cl_client *cl_new(hf_conn *conn, hub_local *hl, cl_list *list,
   if (!cl)
     return NULL;
   cl->conn = conn;
-  cl->hl = hl;
   cl->list = list;
-  cl->cfg = cfg;
+  list->hl = hl; /* the same for every client of the list */
+  list->cfg = cfg;
   cl->timer.cb = on_timer;
-  hf_conn_id(conn, cl->id);
   cl->next = list->head;
   if (list->head)
     list->head->prev = cl;
   list->head = cl;
   list->count++;
-  cl->created_ms = hf_loop_now(hf_conn_loop(conn));
-  cl->stale_deadline = cl->created_ms + cfg->stale_close_delay_ms;
+  cl->stale_deadline = hf_loop_now(hf_conn_loop(conn)) + cfg->stale_close_delay_ms;
   cl__arm_timer(cl);
   return cl;
 }
@@ -992,10 +1020,8 @@ void cl_free(cl_client *cl) {
   while (cl->ops) /* their completions will find the client gone */
     detach(cl->ops);
   while (cl->nsubs)
-    cl__remove_sub(cl, cl->subs[cl->nsubs - 1]);
+    cl__remove_sub(cl, cl__subs(cl)[cl->nsubs - 1]);
   cl->state = CS_CLOSED;
-  rl_user_release(cl->cfg->rl, cl->rl_user);
-  cl->rl_user = NULL;
   if (cl->busy) {
     cl->zombie = 1;
     jw_reset(cl__out(cl)); /* its pending replies have nowhere to go */
@@ -1029,18 +1055,24 @@ static void release(cl_client *cl) {
   if (cl->next)
     cl->next->prev = cl->prev;
   cl->list->count--;
-  free(cl->subs);
-  jw_free(&cl->queued);
-  free(cl->user);
+  if (cl->subs_arr)
+    free(cl->subv);
+  if (cl->queued) {
+    jw_free(cl->queued);
+    free(cl->queued);
+  }
+  if (!cl->user_shared)
+    free(cl->user);
+  rl_user_release(cl->list->cfg->rl, cl->rl_user); /* after: user may be its name */
   free(cl->conn_info);
   free(cl->client_info);
   if (cl->ex) {
     free(cl->ex->origin);
     free(cl->ex->px_headers);
     free(cl->ex->meta);
+    free(cl->ex->rb);
     free(cl->ex);
   }
-  free(cl->rb);
   free(cl);
 }
 
@@ -1135,6 +1167,13 @@ cl_extra *cl__extra(cl_client *cl) {
   return cl->ex;
 }
 
+cl_buckets *cl__buckets(cl_client *cl, int make) {
+  if (cl->ex && cl->ex->rb)
+    return cl->ex->rb;
+  cl_extra *ex = make ? cl__extra(cl) : NULL;
+  return ex ? ex->rb = calloc(1, sizeof *ex->rb) : NULL;
+}
+
 int cl_transport(const cl_client *cl) { return cl->transport; }
 const char *cl_session(const cl_client *cl) { return cl->ex ? cl->ex->session : NULL; }
 
@@ -1163,9 +1202,9 @@ void cl_set_origin(cl_client *cl, const char *origin, size_t len) {
 }
 const char *cl_origin(const cl_client *cl) { return cl->ex ? cl->ex->origin : NULL; }
 uint64_t cl_rtt_us(const cl_client *cl) { return cl->rtt_us; }
-uint64_t cl_created_ms(const cl_client *cl) { return cl->created_ms; }
+uint64_t cl_created_ms(const cl_client *cl) { return hf_conn_accept_ms(cl->conn); }
 size_t cl_num_channels(const cl_client *cl) { return cl->nsubs; }
 const char *cl_channel_at(const cl_client *cl, size_t i, size_t *len) {
-  return hub_chan_name(cl->subs[i]->hs.ch, len);
+  return hub_chan_name(cl__subs(cl)[i]->hs.ch, len);
 }
-void cl_set_tag(cl_client *cl, uintptr_t tag) { cl->tag = tag; }
+void cl_set_tag(cl_client *cl, uintptr_t tag) { cl->tag = (uint32_t)tag; }

@@ -79,6 +79,10 @@ typedef struct cl_list {
   jw_buf pb;  /* scratch for their Protobuf form (Protobuf clients) */
   cl_client *cursor; /* the next client a spread drain closes, or NULL */
   struct px_worker *px; /* this worker's proxy client, or NULL */
+  /* what every client of the worker shares, kept here rather than in each
+   * client (set by cl_new) */
+  hub_local *hl;
+  const cl_config *cfg;
 } cl_list;
 
 /* Spread drain (server.c): start a pass over every client of l (new ones
@@ -151,7 +155,8 @@ size_t cl_send_shared_n(cl_client *cl, hf_shared *const *frames, size_t n);
 /* Close with a protocol disconnect code and plain-text reason. */
 void cl_disconnect(cl_client *cl, uint16_t code, const char *reason);
 
-/* An opaque word the server keeps per connection (limit bookkeeping). */
+/* An opaque word the server keeps per connection (limit bookkeeping): 32
+ * bits are kept (server.c's U_* bits fit). */
 uintptr_t cl_tag(const cl_client *cl);
 void cl_set_tag(cl_client *cl, uintptr_t tag);
 
@@ -161,7 +166,7 @@ hf_conn *cl_conn(const cl_client *cl);
 cl_client *cl_next(const cl_client *cl);
 /* For the admin connection list (loop thread only). The upgrade's Origin
  * (copied; NULL: none), the last ping round trip in microseconds (0: not
- * measured yet), the loop-clock ms of the upgrade, and the subscribed
+ * measured yet), the loop-clock ms of the connection's accept, and the subscribed
  * channels by index (0 <= i < cl_num_channels; the name is not
  * NUL-terminated and lives while the subscription does). */
 void cl_set_origin(cl_client *cl, const char *origin, size_t len);

@@ -21,6 +21,28 @@ typedef struct {
   hub_frames f;
 } cl_pending;
 
+/* The pushes held while a subscription's position is being set (allocated
+ * with the first of them). */
+typedef struct {
+  uint32_t n, cap;
+  cl_pending f[];
+} cl_pendq;
+
+/* A subscription's own bits, kept in the owner's part of its hub_sub's
+ * flags (HUB_SUB_OWNER_BITS). */
+enum {
+  CLS_SERVER_SIDE = 1u << 16, /* from the token's channels/subs or the API */
+  CLS_GRANTED = 1u << 17,     /* a subscription token, the subscribe proxy or
+                                 server-side: not re-checked against the
+                                 namespace's permissions on reload */
+  CLS_EMIT_JOIN_LEAVE = 1u << 18, /* join/leave pushes are sent for this client */
+  CLS_RECOVERABLE = 1u << 19,     /* the client keeps a position to recover from */
+  CLS_NODE_REF = 1u << 20         /* holds an eng_node_subscribe reference */
+};
+_Static_assert(((CLS_SERVER_SIDE | CLS_GRANTED | CLS_EMIT_JOIN_LEAVE | CLS_RECOVERABLE |
+                 CLS_NODE_REF) & ~HUB_SUB_OWNER_BITS) == 0,
+               "cl_sub bits live in the owner's part of hub_sub.flags");
+
 /* What a subscription token or the sub_refresh proxy gives a subscription
  * (most subscriptions have none of it: then cl_sub.tok is NULL). */
 typedef struct {
@@ -32,22 +54,17 @@ typedef struct {
 } cl_sub_tok;
 
 /* One subscription. Its hub_sub comes first and the whole struct stays at
- * one address while subscribed (the hub holds a pointer to it). */
+ * one address while subscribed (the hub holds a pointer to it). Its own
+ * bits (CLS_*) are in hs.flags. */
 typedef struct cl_sub {
   hub_sub hs;
   cl_client *cl;
   struct cl_op *op;        /* the subscribe being established, or NULL */
-  cl_pending *pend;        /* pushes held while HUB_SUB_PENDING */
+  cl_pendq *pq;            /* pushes held while HUB_SUB_PENDING, or NULL */
   cl_sub_tok *tok;         /* NULL: no chan_info, no expiry, no proxy refresh */
-  uint32_t npend, cappend;
-  uint8_t server_side;     /* from the token's channels/subs or the API */
-  uint8_t granted;         /* a subscription token, the subscribe proxy or
-                              server-side: not re-checked against the
-                              namespace's permissions on reload */
-  uint8_t emit_join_leave; /* join/leave pushes are sent for this client */
-  uint8_t recoverable;     /* the client keeps a position to recover from */
-  uint8_t node_ref;        /* holds an eng_node_subscribe reference */
 } cl_sub;
+
+static inline int cl__sub_has(const cl_sub *s, uint32_t bit) { return (s->hs.flags & bit) != 0; }
 
 /* Token state of s, NULL-safe reads. */
 static inline const char *cl__sub_chan_info(const cl_sub *s) {
@@ -72,53 +89,68 @@ typedef struct {
   uint32_t strikes;      /* refusals in the current burst */
 } cl_buckets;
 
-/* Strings few connections have, allocated with the first of them (the
+/* What few connections have, allocated with the first of it (the
  * transport session of emulation, the Origin of browsers, what the event
- * proxy needs); freed with the client. */
+ * proxy needs, the buckets of per-connection rate limits); freed with the
+ * client. */
 typedef struct {
   const char *session, *node; /* emulation transports: for the connect result */
   char *origin;     /* the upgrade's Origin header, or NULL (admin list) */
   char *px_headers; /* upgrade request headers proxies ask for, or NULL */
   char *meta;       /* connection meta from the connect proxy (JSON), or NULL */
+  cl_buckets *rb; /* per-connection limits: NULL until one applies (or
+                     the first refusal); also holds the refusal burst */
+  uint64_t refresh_due; /* mono ms: ask the refresh proxy (0: no) */
 } cl_extra;
+
 
 /* The extras of cl, allocated on first use; NULL when out of memory. */
 cl_extra *cl__extra(cl_client *cl);
+/* cl's rate-limit buckets: made (with the extras) when make is nonzero and
+ * there are none yet; NULL when none (or out of memory). */
+cl_buckets *cl__buckets(cl_client *cl, int make);
 
 /* Laid out for size (every idle connection holds one): pointers, then
  * 64-bit, 32-bit and byte fields, without holes; what most connections
- * never use is a NULL pointer. */
+ * never use is a NULL pointer. What every client of a worker shares (the
+ * hub, the configuration) is reached through list; the connection id is
+ * kept once, in the hf_conn (hf_conn_id / hf_conn_id_raw), and so is the
+ * accept time (cl_created_ms). */
 struct cl_client {
   hf_conn *conn;
-  hub_local *hl;
-  cl_list *list;
+  cl_list *list; /* the worker's clients; also its hub_local and cl_config */
   cl_client *next, *prev;
-  const cl_config *cfg;
-  uintptr_t tag; /* the server's per-connection bits */
   hf_timer timer;
   cl_extra *ex;      /* NULL until one of its strings is set */
-  char *user;        /* "" when anonymous */
+  char *user;        /* "" when anonymous; the shared limits entry's name
+                        (rl_user_name) when user_shared, else owned */
   char *conn_info;   /* minified JSON of the token's info claim, or NULL */
   char *client_info; /* {"user":..,"client":..,"conn_info":..} for pubs and
                         presence, made when first needed (cl__client_info) */
-  cl_sub **subs;
+  union {
+    cl_sub *sub0;  /* the subscription while there is no array (at most one) */
+    cl_sub **subv; /* the array once a second one came (subs_arr) */
+  };
   /* asynchronous commands (engines that answer later): while any is in
-   * flight, later commands wait in `queued` (in order, bounded) */
+   * flight, later commands wait in `queued` (in order, bounded; allocated
+   * for the first one that waits, NULL when none does) */
   struct cl_op *ops;
-  jw_buf queued;
-  /* containment (client.c, cl__rate_check): own buckets (NULL until a
-   * per-connection limit applies), the user's shared entry (held while
-   * connected), the current burst of refusals */
-  cl_buckets *rb; /* also holds the refusal burst */
+  jw_buf *queued;
+  /* containment (client.c, rate_check): the user's shared entry (held
+   * while connected; the shared table is on by default); own buckets and
+   * the refusal burst are in ex (cl__buckets) */
   rl_user *rl_user;
-  uint64_t ping_sent_us; /* when the awaited ping left (CLOCK_MONOTONIC us) */
-  uint64_t rtt_us;       /* the last ping's round trip (0: none yet) */
-  uint64_t created_ms;   /* loop clock when the connection upgraded */
   int64_t expire_at; /* Unix seconds; 0 = never */
-  uint64_t next_ping, pong_deadline, expire_deadline, stale_deadline; /* mono ms */
-  uint64_t refresh_due; /* mono ms: ask the refresh proxy (0: no) */
-  uint32_t nsubs, capsubs;
+  uint64_t next_ping, expire_deadline; /* mono ms */
+  union { /* mono ms: CS_NEW closes at the first, CS_CONNECTED at the second */
+    uint64_t stale_deadline; /* no connect command by then */
+    uint64_t pong_deadline;  /* while await_pong */
+  };
+  uint32_t ping_sent_us; /* low bits of cl__now_us() when the awaited ping left */
+  uint32_t rtt_us;       /* the last ping's round trip (0: none yet) */
+  uint32_t nsubs;        /* the array holds the next power of two (&sub0: 1) */
   uint32_t inflight;
+  uint32_t tag; /* the server's per-connection bits (cl_set_tag) */
   uint8_t state;
   uint8_t transport; /* tr_kind: how replies and pushes are framed */
   uint8_t pb;        /* Protobuf encoding (centrifuge-protobuf): binary
@@ -128,8 +160,19 @@ struct cl_client {
   uint8_t busy : 1;       /* inside cl_on_message: a teardown must not free yet */
   uint8_t zombie : 1;     /* cl_free was called while busy */
   uint8_t px_session : 1; /* authenticated by the connect proxy (proxied.c) */
-  char id[37];       /* connection id (UUID text), the protocol's client */
+  uint8_t subs_arr : 1;   /* the subscriptions are in subv, not sub0 */
+  uint8_t user_shared : 1; /* user is rl_user's name: not freed here */
 };
+
+/* cl's subscriptions, cl->nsubs of them. */
+static inline cl_sub **cl__subs(const cl_client *cl) {
+  return cl->subs_arr ? cl->subv : (cl_sub **)&cl->sub0;
+}
+
+/* NULL-safe reads of the extras. */
+static inline uint64_t cl__refresh_due(const cl_client *cl) {
+  return cl->ex ? cl->ex->refresh_due : 0;
+}
 
 /* An asynchronous operation of a client (a command waiting for the
  * engine). Embed it first in the operation's own struct. */

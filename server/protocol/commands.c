@@ -17,7 +17,7 @@
 static const chan_ns *resolve(cl_client *cl, uint32_t id, const char *ch,
                               size_t len) {
   const chan_ns *ns;
-  int r = chan_resolve(cl_policy_get(cl->cfg)->chans, ch, len, &ns);
+  int r = chan_resolve(cl_policy_get(cl->list->cfg)->chans, ch, len, &ns);
   if (r != CHAN_OK) {
     cl__channel_error(cl, id, r);
     return NULL;
@@ -74,7 +74,7 @@ void cl__cmd_publish(cl_client *cl, uint32_t id, json_t *req) {
   if (cl__proxy_publish(cl, id, req, ch, len, ns))
     return; /* the backend decides, and may rewrite the data */
   cl_sub *own = cl__find_sub(cl, ch, len);
-  int r = chan_can_publish(cl_policy_get(cl->cfg)->chans, ns, cl->user, own != NULL);
+  int r = chan_can_publish(cl_policy_get(cl->list->cfg)->chans, ns, cl->user, own != NULL);
   if (r != CHAN_OK) {
     cl__log_denied(cl, "publish", ch, len, (unsigned)r);
     cl__error_reply(cl, id, (unsigned)r, "permission denied", 0);
@@ -125,7 +125,7 @@ static void publish_keyed(cl_client *cl, uint32_t id, const char *ch, size_t len
                chan_has_history(ns) && !skip_history ? &so : NULL,
                idem_len ? idem : NULL, idem_len, ns->delta_publish, ns->delta_fossil};
   cl_op *op = cl__op_new(cl, sizeof *op, id);
-  if (!op || eng_publish(cl->cfg->eng, cl->hl, &p, on_published, op) < 0) {
+  if (!op || eng_publish(cl->list->cfg->eng, cl->list->hl, &p, on_published, op) < 0) {
     if (op)
       cl__op_done(op);
     cl__error_reply(cl, id, 100, "internal server error", 1);
@@ -148,8 +148,8 @@ static const chan_ns *read_access(cl_client *cl, uint32_t id, json_t *req,
     return NULL;
   }
   bool subscribed = cl__find_sub(cl, *ch, *len) != NULL;
-  int r = presence ? chan_can_presence(cl_policy_get(cl->cfg)->chans, ns, cl->user, subscribed)
-                   : chan_can_history(cl_policy_get(cl->cfg)->chans, ns, cl->user, subscribed);
+  int r = presence ? chan_can_presence(cl_policy_get(cl->list->cfg)->chans, ns, cl->user, subscribed)
+                   : chan_can_history(cl_policy_get(cl->list->cfg)->chans, ns, cl->user, subscribed);
   if (r != CHAN_OK) {
     cl__log_denied(cl, cmd, *ch, *len, (unsigned)r);
     cl__error_reply(cl, id, (unsigned)r, "permission denied", 0);
@@ -199,7 +199,7 @@ void cl__cmd_history(cl_client *cl, uint32_t id, json_t *req) {
   eng_read_req rq;
   const char *epoch;
   size_t epoch_len;
-  unsigned err = eng_history_request(req, cl->cfg->history_max_publication_limit, &rq,
+  unsigned err = eng_history_request(req, cl->list->cfg->history_max_publication_limit, &rq,
                                      &epoch, &epoch_len);
   if (err) {
     cl__error_reply(cl, id, err, "bad request", 0);
@@ -218,7 +218,7 @@ void cl__cmd_history(cl_client *cl, uint32_t id, json_t *req) {
     h->epoch[0] = '?';
   }
   stream_opts so = query_stream_opts(ns);
-  if (eng_read(cl->cfg->eng, cl->hl, ch, len, &so, &rq, on_history, h) < 0) {
+  if (eng_read(cl->list->cfg->eng, cl->list->hl, ch, len, &so, &rq, on_history, h) < 0) {
     cl__op_done(&h->op);
     cl__error_reply(cl, id, 100, "internal server error", 1);
   }
@@ -258,7 +258,7 @@ void cl__cmd_presence(cl_client *cl, uint32_t id, json_t *req, int stats) {
     return;
   }
   p->cmd = cmd;
-  if (eng_presence(cl->cfg->eng, cl->hl, ch, len, stats, on_presence, p) < 0) {
+  if (eng_presence(cl->list->cfg->eng, cl->list->hl, ch, len, stats, on_presence, p) < 0) {
     cl__op_done(&p->op);
     cl__error_reply(cl, id, 100, "internal server error", 1);
   }

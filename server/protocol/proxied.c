@@ -26,15 +26,15 @@ typedef struct {
 } px_op;
 
 bool cl__proxy_connect_enabled(const cl_client *cl) {
-  return cl->cfg->px && cl->cfg->px->connect_enabled && cl->list->px;
+  return cl->list->cfg->px && cl->list->cfg->px->connect_enabled && cl->list->px;
 }
 
 bool cl__proxy_sub_refresh_enabled(const cl_client *cl, const chan_ns *ns) {
-  return cl->list->px && px_channel_endpoint(cl->cfg->px, PX_SUB_REFRESH, ns) >= 0;
+  return cl->list->px && px_channel_endpoint(cl->list->cfg->px, PX_SUB_REFRESH, ns) >= 0;
 }
 
 void cl_set_request_headers(cl_client *cl, const hf_http_request *req) {
-  cl_take_request_headers(cl, px_capture_headers(cl->cfg->px, req));
+  cl_take_request_headers(cl, px_capture_headers(cl->list->cfg->px, req));
 }
 
 void cl_take_request_headers(cl_client *cl, char *headers) {
@@ -50,8 +50,10 @@ void cl_take_request_headers(cl_client *cl, char *headers) {
 /* ---- request bodies ---------------------------------------------------------- */
 
 static void begin_body(jw_buf *b, cl_client *cl, const px_endpoint *e, int with_user) {
+  char id[37];
+  hf_conn_id(cl->conn, id);
   jw_lit(b, "{\"client\":");
-  jw_cstr(b, cl->id);
+  jw_cstr(b, id);
   /* the session's transport and protocol; payloads stay JSON text for
    * both encodings */
   jw_lit(b, ",\"transport\":");
@@ -97,7 +99,9 @@ static void send_op(cl_client *cl, px_op *po, jw_buf *body) {
   if (!jw_ok(body)) {
     on_answer(po, &fail);
   } else {
-    px_status st = px_call(cl->list->px, po->ep, po->ev, cl->id, body->p, body->len,
+    char id[37];
+    hf_conn_id(cl->conn, id);
+    px_status st = px_call(cl->list->px, po->ep, po->ev, id, body->p, body->len,
                            cl->ex ? cl->ex->px_headers : NULL, on_answer, po);
     if (st != PX_OK) {
       fail.st = st;
@@ -216,7 +220,7 @@ static void connect_answer(cl_client *cl, px_op *po, const px_result *r) {
  * after an error reply when it is gone. */
 static const chan_ns *answer_ns(cl_client *cl, px_op *po) {
   const chan_ns *ns;
-  int r = chan_resolve(cl_policy_get(cl->cfg)->chans, po->ch, po->len, &ns);
+  int r = chan_resolve(cl_policy_get(cl->list->cfg)->chans, po->ch, po->len, &ns);
   if (r != CHAN_OK) {
     cl__channel_error(cl, po->op.id, r);
     return NULL;
@@ -309,7 +313,12 @@ static void refresh_answer(cl_client *cl, px_op *po, const px_result *r) {
   char *info;
   if (cl->state != CS_CONNECTED)
     return;
-  int how = refresh_outcome(cl, r, &cl->refresh_due, &exp, &info);
+  cl_extra *ex = cl__extra(cl); /* made when refresh_due was set */
+  if (!ex) {
+    cl_disconnect(cl, 3004, "internal server error");
+    return;
+  }
+  int how = refresh_outcome(cl, r, &ex->refresh_due, &exp, &info);
   if (how == REFRESH_EXPIRED) {
     cl_disconnect(cl, 3005, "connection expired");
   } else if (how == REFRESH_OK) {
@@ -333,7 +342,7 @@ static void sub_refresh_answer(cl_client *cl, px_op *po, const px_result *r) {
   if (!s->tok)
     return; /* not a proxy-refreshed subscription (cannot happen) */
   int how = refresh_outcome(cl, r, &s->tok->refresh_due, &exp, &info);
-  if (how == REFRESH_EXPIRED && s->server_side) {
+  if (how == REFRESH_EXPIRED && cl__sub_has(s, CLS_SERVER_SIDE)) {
     cl_disconnect(cl, 3006, "subscription expired");
   } else if (how == REFRESH_EXPIRED) {
     cl__unsubscribe_push(cl, s, 2501, "subscription expired");
@@ -405,7 +414,7 @@ static void emulated_headers(cl_client *cl, json_t *h) {
 }
 
 void cl__proxy_connect(cl_client *cl, uint32_t id, json_t *req) {
-  const px_config *px = cl->cfg->px;
+  const px_config *px = cl->list->cfg->px;
   const px_endpoint *e = &px->ep[px->ev_ep[PX_CONNECT]];
   emulated_headers(cl, json_object_get(req, "headers"));
   px_op *po = new_op(cl, PX_CONNECT, px->ev_ep[PX_CONNECT], id, 0, NULL, 0);
@@ -445,7 +454,7 @@ void cl__proxy_connect(cl_client *cl, uint32_t id, json_t *req) {
 }
 
 void cl__proxy_refresh(cl_client *cl) {
-  const px_config *px = cl->cfg->px;
+  const px_config *px = cl->list->cfg->px;
   if (!px || !cl->list->px || px->ev_ep[PX_REFRESH] < 0)
     return;
   px_op *po = new_op(cl, PX_REFRESH, px->ev_ep[PX_REFRESH], 0, 1, NULL, 0);
@@ -459,7 +468,7 @@ void cl__proxy_refresh(cl_client *cl) {
 
 /* A channel event's request (user, the op's channel, data when given). */
 static void send_channel_event(cl_client *cl, px_op *po, json_t *data) {
-  const px_endpoint *e = &cl->cfg->px->ep[po->ep];
+  const px_endpoint *e = &cl->list->cfg->px->ep[po->ep];
   jw_buf b;
   jw_init(&b);
   begin_body(&b, cl, e, 1);
@@ -471,7 +480,7 @@ static void send_channel_event(cl_client *cl, px_op *po, json_t *data) {
 
 int cl__proxy_subscribe(cl_client *cl, uint32_t id, json_t *req, const char *ch,
                         size_t len, const chan_ns *ns) {
-  int ep = cl->list->px ? px_channel_endpoint(cl->cfg->px, PX_SUBSCRIBE, ns) : -1;
+  int ep = cl->list->px ? px_channel_endpoint(cl->list->cfg->px, PX_SUBSCRIBE, ns) : -1;
   if (ep < 0)
     return 0;
   /* user-limited channels carry their own permission (as in Centrifugo) */
@@ -501,12 +510,12 @@ static void refuse_binary(cl_client *cl, uint32_t id, const char *method, const 
 
 int cl__proxy_publish(cl_client *cl, uint32_t id, json_t *req, const char *ch, size_t len,
                       const chan_ns *ns) {
-  int ep = cl->list->px ? px_channel_endpoint(cl->cfg->px, PX_PUBLISH, ns) : -1;
+  int ep = cl->list->px ? px_channel_endpoint(cl->list->cfg->px, PX_PUBLISH, ns) : -1;
   if (ep < 0)
     return 0;
   json_t *data = json_object_get(req, "data");
   json_t *b64 = data ? NULL : json_object_get(req, "b64data");
-  if (b64 && !cl->cfg->px->ep[ep].binary) {
+  if (b64 && !cl->list->cfg->px->ep[ep].binary) {
     refuse_binary(cl, id, "publish", "bad request: binary data needs a publish proxy with binary_encoding");
     return 1;
   }
@@ -522,7 +531,7 @@ int cl__proxy_publish(cl_client *cl, uint32_t id, json_t *req, const char *ch, s
     send_channel_event(cl, po, data);
     return 1;
   }
-  const px_endpoint *e = &cl->cfg->px->ep[po->ep];
+  const px_endpoint *e = &cl->list->cfg->px->ep[po->ep];
   jw_buf b;
   jw_init(&b);
   begin_body(&b, cl, e, 1);
@@ -538,9 +547,9 @@ void cl__proxy_sub_refresh(cl_client *cl, cl_sub *s) {
   size_t len;
   const char *ch = hub_chan_name(s->hs.ch, &len);
   const chan_ns *ns;
-  if (chan_resolve(cl_policy_get(cl->cfg)->chans, ch, len, &ns) != CHAN_OK)
+  if (chan_resolve(cl_policy_get(cl->list->cfg)->chans, ch, len, &ns) != CHAN_OK)
     return;
-  int ep = cl->list->px ? px_channel_endpoint(cl->cfg->px, PX_SUB_REFRESH, ns) : -1;
+  int ep = cl->list->px ? px_channel_endpoint(cl->list->cfg->px, PX_SUB_REFRESH, ns) : -1;
   if (ep < 0)
     return;
   px_op *po = new_op(cl, PX_SUB_REFRESH, ep, 0, 1, ch, len);
@@ -553,12 +562,12 @@ void cl__cmd_rpc(cl_client *cl, uint32_t id, json_t *req) {
   json_t *m = json_object_get(req, "method");
   const char *method = json_is_string(m) ? json_string_value(m) : "";
   size_t mlen = json_is_string(m) ? json_string_length(m) : 0;
-  int ep = cl->list->px ? px_rpc_endpoint(cl->cfg->px, method, mlen) : -1;
+  int ep = cl->list->px ? px_rpc_endpoint(cl->list->cfg->px, method, mlen) : -1;
   if (ep < 0) {
     cl__error_reply(cl, id, 108, "not available", 0);
     return;
   }
-  const px_endpoint *e = &cl->cfg->px->ep[ep];
+  const px_endpoint *e = &cl->list->cfg->px->ep[ep];
   json_t *b64 = cl->pb ? json_object_get(req, "b64data") : NULL; /* binary data */
   if (b64 && !e->binary) {
     refuse_binary(cl, id, "rpc", "bad request: binary data needs an rpc proxy with binary_encoding");

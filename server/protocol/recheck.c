@@ -16,7 +16,7 @@ static const char *sub_refused(const cl_client *cl, const cl_sub *s, const cl_po
   const chan_ns *ns;
   if (chan_resolve(p->chans, ch, len, &ns) != CHAN_OK)
     return "unknown channel"; /* namespace removed, or the name is no longer valid */
-  if (!s->granted && chan_can_subscribe(p->chans, ns, ch, len, cl->user) != CHAN_OK)
+  if (!cl__sub_has(s, CLS_GRANTED) && chan_can_subscribe(p->chans, ns, ch, len, cl->user) != CHAN_OK)
     return "permission denied"; /* the client-side permission was revoked */
   return NULL;
 }
@@ -47,7 +47,7 @@ static int recheck_client(cl_client *cl, const cl_policy *p, cl_recheck_counts *
   for (uint32_t i = cl->nsubs; i-- > 0 && cl->state == CS_CONNECTED;) {
     if (i >= cl->nsubs)
       continue; /* an earlier removal shrank the list */
-    cl_sub *s = cl->subs[i];
+    cl_sub *s = cl__subs(cl)[i];
     if (s->op)
       continue; /* still being established: its reply has not left yet */
     const char *why = sub_refused(cl, s, p);

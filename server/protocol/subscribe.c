@@ -39,9 +39,9 @@ typedef struct {
 cl_sub *cl__find_sub(cl_client *cl, const char *ch, size_t len) {
   for (uint32_t i = 0; i < cl->nsubs; i++) {
     size_t n;
-    const char *name = hub_chan_name(cl->subs[i]->hs.ch, &n);
+    const char *name = hub_chan_name(cl__subs(cl)[i]->hs.ch, &n);
     if (n == len && memcmp(name, ch, len) == 0)
-      return cl->subs[i];
+      return cl__subs(cl)[i];
   }
   return NULL;
 }
@@ -69,11 +69,11 @@ char *cl__sub_info(cl_client *cl, const cl_sub *s) {
 
 void cl__refresh_sub_infos(cl_client *cl) {
   for (uint32_t i = 0; i < cl->nsubs; i++) {
-    cl_sub *s = cl->subs[i];
+    cl_sub *s = cl__subs(cl)[i];
     if (s->hs.info) {
       char *info = cl__sub_info(cl, s);
       if (info)
-        hub_sub_set_info(cl->hl, &s->hs, info);
+        hub_sub_set_info(cl->list->hl, &s->hs, info);
     }
   }
 }
@@ -93,33 +93,41 @@ static void free_sub(cl_sub *s) {
 void cl__remove_sub(cl_client *cl, cl_sub *s) {
   size_t len;
   const char *ch = hub_chan_name(s->hs.ch, &len);
-  eng *e = cl->cfg->eng;
+  eng *e = cl->list->cfg->eng;
   forget_op(s); /* a subscribe still being established learns it is gone */
-  if (s->emit_join_leave && s->hs.info && !(s->hs.flags & HUB_SUB_PENDING))
-    eng_join_leave(e, cl->hl, ch, len, s->hs.info, strlen(s->hs.info), 1); /* posted */
+  if (cl__sub_has(s, CLS_EMIT_JOIN_LEAVE) && s->hs.info && !(s->hs.flags & HUB_SUB_PENDING))
+    eng_join_leave(e, cl->list->hl, ch, len, s->hs.info, strlen(s->hs.info), 1); /* posted */
   if (s->hs.flags & HUB_SUB_PRESENCE)
-    eng_presence_update(e, cl->hl, ch, len, &s->hs, 0);
-  if (s->node_ref)
-    eng_node_unsubscribe(e, cl->hl, ch, len);
-  hub_unsubscribe(cl->hl, &s->hs);
+    eng_presence_update(e, cl->list->hl, ch, len, &s->hs, 0);
+  if (cl__sub_has(s, CLS_NODE_REF))
+    eng_node_unsubscribe(e, cl->list->hl, ch, len);
+  hub_unsubscribe(cl->list->hl, &s->hs);
   for (uint32_t i = 0; i < cl->nsubs; i++)
-    if (cl->subs[i] == s) {
-      cl->subs[i] = cl->subs[--cl->nsubs];
+    if (cl__subs(cl)[i] == s) {
+      cl__subs(cl)[i] = cl__subs(cl)[--cl->nsubs];
       break;
     }
   free_sub(s);
 }
 
 static int add_to_list(cl_client *cl, cl_sub *s) {
-  if (cl->nsubs == cl->capsubs) {
-    uint32_t cap = cl->capsubs ? cl->capsubs * 2 : 1; /* most have one */
-    cl_sub **ns = realloc(cl->subs, cap * sizeof *ns);
+  /* most have one, in the client (sub0); an array, once made, holds at
+   * least the power of two at or above nsubs (it never shrinks): full
+   * when nsubs is a power of two */
+  uint32_t n = cl->nsubs;
+  if (n && !(n & (n - 1))) {
+    if (n >= UINT32_MAX / 2)
+      return -1;
+    cl_sub **ns = cl->subs_arr ? realloc(cl->subv, 2 * n * sizeof *ns)
+                               : malloc(2 * n * sizeof *ns);
     if (!ns)
       return -1;
-    cl->subs = ns;
-    cl->capsubs = cap;
+    if (!cl->subs_arr)
+      ns[0] = cl->sub0;
+    cl->subv = ns;
+    cl->subs_arr = 1;
   }
-  cl->subs[cl->nsubs++] = s;
+  cl__subs(cl)[cl->nsubs++] = s;
   return 0;
 }
 
@@ -143,7 +151,7 @@ void cl__unsubscribe_push(cl_client *cl, cl_sub *s, unsigned code,
 }
 
 void cl__set_sub_expiry(cl_client *cl, cl_sub *s, int64_t expire_at) {
-  if (cl_policy_get(cl->cfg)->insecure)
+  if (cl_policy_get(cl->list->cfg)->insecure)
     expire_at = 0;
   if (!expire_at && !s->tok)
     return; /* nothing to forget */
@@ -159,11 +167,11 @@ void cl__set_sub_expiry(cl_client *cl, cl_sub *s, int64_t expire_at) {
     int64_t left = t->expire_at - cl__wall_s();
     uint64_t now = hf_loop_now(hf_conn_loop(cl->conn));
     t->deadline = now + (uint64_t)(left > 0 ? left : 0) * 1000 +
-                  cl->cfg->expired_sub_close_delay_ms;
+                  cl->list->cfg->expired_sub_close_delay_ms;
     if (t->px_refresh) { /* the backend is asked when it expires, and is
                             * given its timeout even with a short delay */
       t->refresh_due = now + (uint64_t)(left > 0 ? left : 0) * 1000 + 1;
-      uint64_t last = t->refresh_due + cl->cfg->px->max_timeout_ms + 1000;
+      uint64_t last = t->refresh_due + cl->list->cfg->px->max_timeout_ms + 1000;
       if (t->deadline < last)
         t->deadline = last;
     }
@@ -172,7 +180,7 @@ void cl__set_sub_expiry(cl_client *cl, cl_sub *s, int64_t expire_at) {
 
 int cl__check_sub_deadlines(cl_client *cl, uint64_t now) {
   for (uint32_t i = cl->nsubs; i > 0; i--) {
-    cl_sub *s = cl->subs[i - 1];
+    cl_sub *s = cl__subs(cl)[i - 1];
     if (!s->tok)
       continue; /* no expiry */
     if (s->tok->refresh_due && now >= s->tok->refresh_due) {
@@ -183,7 +191,7 @@ int cl__check_sub_deadlines(cl_client *cl, uint64_t now) {
     }
     if (!s->tok->deadline || now < s->tok->deadline)
       continue;
-    if (s->server_side) { /* a server-side subscription cannot be redone */
+    if (cl__sub_has(s, CLS_SERVER_SIDE)) { /* a server-side subscription cannot be redone */
       cl_disconnect(cl, 3006, "subscription expired");
       return -1;
     }
@@ -222,11 +230,10 @@ typedef struct {
 } sub_op;
 
 static void free_pending(cl_sub *s) {
-  for (uint32_t i = 0; i < s->npend; i++)
-    hub_frames_unref(&s->pend[i].f);
-  free(s->pend);
-  s->pend = NULL;
-  s->npend = s->cappend = 0;
+  for (uint32_t i = 0; s->pq && i < s->pq->n; i++)
+    hub_frames_unref(&s->pq->f[i].f);
+  free(s->pq);
+  s->pq = NULL;
 }
 
 /* The hub's pending callback: hold the push until the position is known.
@@ -234,32 +241,34 @@ static void free_pending(cl_sub *s) {
  * the replay reports the gap (insufficient state) instead. */
 static void hub_pending(hub_sub *hs, const hub_frames *f) {
   cl_sub *s = (cl_sub *)hs;
-  if (s->npend == s->cappend) {
-    uint32_t cap = s->cappend ? s->cappend * 2 : 8;
-    cl_pending *np = cap <= 4096 ? realloc(s->pend, cap * sizeof *np) : NULL;
-    if (!np) {
+  uint32_t n = s->pq ? s->pq->n : 0, cap = s->pq ? s->pq->cap : 0;
+  if (n == cap) {
+    cap = cap ? cap * 2 : 8;
+    cl_pendq *nq = cap <= 4096 ? realloc(s->pq, sizeof *nq + cap * sizeof nq->f[0]) : NULL;
+    if (!nq) {
       s->hs.flags |= HUB_SUB_PAUSED;
       return;
     }
-    s->pend = np;
-    s->cappend = cap;
+    nq->n = n;
+    nq->cap = cap;
+    s->pq = nq;
   }
-  s->pend[s->npend++].f = *f;
+  s->pq->f[s->pq->n++].f = *f;
   hub_frames_ref(f);
 }
 
 /* Emit the join of s (after its subscribe reply left: it is posted). */
 static void announce_join(cl_client *cl, cl_sub *s) {
-  if (!s->emit_join_leave || !s->hs.info)
+  if (!cl__sub_has(s, CLS_EMIT_JOIN_LEAVE) || !s->hs.info)
     return;
   size_t len;
   const char *ch = hub_chan_name(s->hs.ch, &len);
-  eng_join_leave(cl->cfg->eng, cl->hl, ch, len, s->hs.info, strlen(s->hs.info), 0);
+  eng_join_leave(cl->list->cfg->eng, cl->list->hl, ch, len, s->hs.info, strlen(s->hs.info), 0);
 }
 
 void cl__announce_joins(cl_client *cl) {
   for (uint32_t i = 0; i < cl->nsubs; i++)
-    announce_join(cl, cl->subs[i]);
+    announce_join(cl, cl__subs(cl)[i]);
 }
 
 static void log_recovery(cl_client *cl, const sub_op *so, const char *reason,
@@ -279,10 +288,10 @@ void cl__replay_pending(cl_client *cl, cl_sub *s) {
   s->hs.flags &= ~(uint32_t)HUB_SUB_PENDING;
   int lost = (s->hs.flags & HUB_SUB_PAUSED) != 0;
   s->hs.flags &= ~(uint32_t)HUB_SUB_PAUSED;
-  cl_pending *p = s->pend;
-  uint32_t n = s->npend;
-  s->pend = NULL;
-  s->npend = s->cappend = 0;
+  cl_pendq *q = s->pq;
+  cl_pending *p = q ? q->f : NULL;
+  uint32_t n = q ? q->n : 0;
+  s->pq = NULL;
   int gap = lost;
   for (uint32_t i = 0; i < n; i++) {
     if (!gap && cl->state == CS_CONNECTED) {
@@ -294,7 +303,7 @@ void cl__replay_pending(cl_client *cl, cl_sub *s) {
     }
     hub_frames_unref(&p[i].f);
   }
-  free(p);
+  free(q);
   if (gap && cl->state == CS_CONNECTED)
     cl_hub_callbacks()->gap(&s->hs);
 }
@@ -318,7 +327,7 @@ static void settle(cl_client *cl, sub_op *so, unsigned err, const jw_buf *fields
       cl__end_result(cl);
       /* held pushes go after the reply (an SDK drops publications that
        * arrive before its subscribe reply): then it leaves now */
-      if (s && s->npend)
+      if (s && s->pq && s->pq->n)
         cl__flush_replies(cl);
     }
   } else if (so->kind == SO_SERVER_SIDE) {
@@ -369,7 +378,7 @@ static unsigned finish(cl_client *cl, sub_op *so, const eng_read_result *r,
   if (r && so->recovery && so->recover) {
     int epoch_ok = !so->req_epoch_len ||
                    stream_epoch_parse(so->req_epoch, so->req_epoch_len) == r->top.epoch;
-    uint32_t max = cl->cfg->recovery_max_publication_limit;
+    uint32_t max = cl->list->cfg->recovery_max_publication_limit;
     if (so->cache) { /* recovered means "has the latest publication" */
       char cur[STREAM_EPOCH_LEN + 1];
       stream_epoch_text(r->top.epoch, cur);
@@ -513,12 +522,12 @@ static void on_node_ready(void *arg, int status) {
         rq.has_bound = 0;
         rq.limit = 1;
       } else {
-        uint32_t max = cl->cfg->recovery_max_publication_limit;
+        uint32_t max = cl->list->cfg->recovery_max_publication_limit;
         rq.limit = max ? (size_t)max + 1 : SIZE_MAX;
       }
     }
     /* may complete (and free so) before it returns */
-    if (eng_read(cl->cfg->eng, cl->hl, so->ch, so->len, &so->so, &rq, on_read, so) < 0)
+    if (eng_read(cl->list->cfg->eng, cl->list->hl, so->ch, so->len, &so->so, &rq, on_read, so) < 0)
       fail_establish(cl, so, 100);
   }
   cl__op_exit(cl, token);
@@ -544,8 +553,8 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
   const chan_ns *ns = sp->ns;
   json_t *req = sp->req, *ov = sp->override;
   bool history = chan_has_history(ns);
-  bool hist_access = chan_can_history(cl_policy_get(cl->cfg)->chans, ns, cl->user, true) == CHAN_OK;
-  bool pres_access = chan_can_presence(cl_policy_get(cl->cfg)->chans, ns, cl->user, true) == CHAN_OK;
+  bool hist_access = chan_can_history(cl_policy_get(cl->list->cfg)->chans, ns, cl->user, true) == CHAN_OK;
+  bool pres_access = chan_can_presence(cl_policy_get(cl->list->cfg)->chans, ns, cl->user, true) == CHAN_OK;
   bool presence = overridden(ov, "presence", ns->presence);
   bool emit_jl = overridden(ov, "join_leave", ns->join_leave);
   bool push_jl = overridden(ov, "force_push_join_leave", ns->force_push_join_leave) ||
@@ -598,10 +607,6 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
   if (parent)
     cl__op_adopt(parent, &so->op);
   s->cl = cl;
-  s->server_side = (uint8_t)(kind != SO_CLIENT);
-  s->granted = (uint8_t)(s->server_side || sp->granted);
-  s->emit_join_leave = emit_jl;
-  s->recoverable = recovery;
   if ((sp->chan_info || sp->px_refresh) && !(s->tok = calloc(1, sizeof *s->tok))) {
     free_sub(s);
     settle(cl, so, 100, NULL, NULL); /* also tells a parent */
@@ -612,18 +617,19 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
     s->tok->px_refresh = sp->px_refresh;
     sp->chan_info = NULL;
   }
-  s->hs.user = cl->user;
-  s->hs.client = cl->id;
   s->hs.flags = HUB_SUB_PENDING | (positioning ? HUB_SUB_POSITIONED : 0) |
                 (push_jl ? HUB_SUB_JOIN_LEAVE : 0) | (presence ? HUB_SUB_PRESENCE : 0) |
-                (delta ? HUB_SUB_DELTA : 0);
+                (delta ? HUB_SUB_DELTA : 0) |
+                (kind != SO_CLIENT ? CLS_SERVER_SIDE | CLS_GRANTED : 0) |
+                (sp->granted ? CLS_GRANTED : 0) | (emit_jl ? CLS_EMIT_JOIN_LEAVE : 0) |
+                (recovery ? CLS_RECOVERABLE : 0);
   if (((presence || emit_jl) && !(s->hs.info = cl__sub_info(cl, s))) ||
       add_to_list(cl, s) < 0) {
     free_sub(s);
     settle(cl, so, 100, NULL, NULL); /* also tells a parent */
     return 0;
   }
-  if (hub_subscribe(cl->hl, sp->ch, sp->len, &s->hs) < 0) {
+  if (hub_subscribe(cl->list->hl, sp->ch, sp->len, &s->hs) < 0) {
     cl->nsubs--;
     free_sub(s);
     settle(cl, so, 100, NULL, NULL);
@@ -633,12 +639,12 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
   so->s = s;
   cl__set_sub_expiry(cl, s, sp->expire_at);
   if (presence)
-    eng_presence_update(cl->cfg->eng, cl->hl, sp->ch, sp->len, &s->hs, 1);
+    eng_presence_update(cl->list->cfg->eng, cl->list->hl, sp->ch, sp->len, &s->hs, 1);
   /* may complete (and free so) before it returns; on -1 it did neither,
    * and took no reference to release */
-  s->node_ref = 1;
-  if (eng_node_subscribe(cl->cfg->eng, cl->hl, sp->ch, sp->len, on_node_ready, so) < 0) {
-    s->node_ref = 0;
+  s->hs.flags |= CLS_NODE_REF;
+  if (eng_node_subscribe(cl->list->cfg->eng, cl->list->hl, sp->ch, sp->len, on_node_ready, so) < 0) {
+    s->hs.flags &= ~(uint32_t)CLS_NODE_REF;
     fail_establish(cl, so, 100);
   }
   return 0;
@@ -707,12 +713,12 @@ void cl__cmd_subscribe(cl_client *cl, uint32_t id, json_t *req) {
     cl__error_reply(cl, id, 105, "already subscribed", 0);
     return;
   }
-  if (cl->cfg->channel_limit && cl->nsubs >= cl->cfg->channel_limit) {
+  if (cl->list->cfg->channel_limit && cl->nsubs >= cl->list->cfg->channel_limit) {
     cl__error_reply(cl, id, 106, "limit exceeded", 0);
     return;
   }
   const chan_ns *ns;
-  int r = chan_resolve(cl_policy_get(cl->cfg)->chans, ch, len, &ns);
+  int r = chan_resolve(cl_policy_get(cl->list->cfg)->chans, ch, len, &ns);
   if (r != CHAN_OK) {
     cl__channel_error(cl, id, r);
     return;
@@ -737,7 +743,7 @@ void cl__cmd_subscribe(cl_client *cl, uint32_t id, json_t *req) {
     sp.data = cl__claim_info(claims, "data", "b64data");
   } else if (cl__proxy_subscribe(cl, id, req, ch, len, ns)) {
     return; /* the backend decides */
-  } else if ((r = chan_can_subscribe(cl_policy_get(cl->cfg)->chans, ns, ch, len, cl->user)) != CHAN_OK) {
+  } else if ((r = chan_can_subscribe(cl_policy_get(cl->list->cfg)->chans, ns, ch, len, cl->user)) != CHAN_OK) {
     cl__log_denied(cl, "subscribe", ch, len, (unsigned)r);
     cl__error_reply(cl, id, (unsigned)r, "permission denied", 0);
     return;
@@ -835,7 +841,7 @@ unsigned cl__server_side_subs(cl_client *cl, cl_connect_op *c, json_t *claims,
   json_t *nv;
   json_array_foreach(names, i, nv) { /* every channel is known, or nothing starts */
     const chan_ns *ns;
-    int r = chan_resolve(cl_policy_get(cl->cfg)->chans, json_string_value(nv), json_string_length(nv), &ns);
+    int r = chan_resolve(cl_policy_get(cl->list->cfg)->chans, json_string_value(nv), json_string_length(nv), &ns);
     if (r != CHAN_OK) {
       json_decref(names);
       return (unsigned)r;
@@ -845,7 +851,7 @@ unsigned cl__server_side_subs(cl_client *cl, cl_connect_op *c, json_t *claims,
     const char *name = json_string_value(nv);
     size_t len = json_string_length(nv);
     const chan_ns *ns;
-    chan_resolve(cl_policy_get(cl->cfg)->chans, name, len, &ns);
+    chan_resolve(cl_policy_get(cl->list->cfg)->chans, name, len, &ns);
     if (cl__find_sub(cl, name, len))
       continue;
     json_t *opts = json_object_get(list, name); /* {info, data, override} */
@@ -878,7 +884,7 @@ void cl_server_subscribe(cl_client *cl, const char *ch, size_t len,
   if (cl->state != CS_CONNECTED || cl__find_sub(cl, ch, len))
     return;
   const chan_ns *ns;
-  if (chan_resolve(cl_policy_get(cl->cfg)->chans, ch, len, &ns) != CHAN_OK)
+  if (chan_resolve(cl_policy_get(cl->list->cfg)->chans, ch, len, &ns) != CHAN_OK)
     return;
   /* recover_since {offset, epoch} from the API works like a client's
    * recover request; the recovered publications follow as pushes */
@@ -938,16 +944,28 @@ static void hub_gap(hub_sub *hs) {
   cl__log_begin(cl, LOG_INFO, "insufficient_state", &l);
   srv_log_strn(&l, "channel", ch, len);
   srv_log_int(&l, "offset", (long long)hs->offset);
-  srv_log_bool(&l, "server_side", s->server_side);
+  srv_log_bool(&l, "server_side", cl__sub_has(s, CLS_SERVER_SIDE));
   srv_log_end(&l);
-  if (s->server_side)
+  if (cl__sub_has(s, CLS_SERVER_SIDE))
     cl_disconnect(cl, 3010, "insufficient state");
   else
     cl__unsubscribe_push(cl, s, 2500, "insufficient state");
 }
 
+/* The hub's member callback (any thread, under the worker's lock): the
+ * client's user and connection id do not change while it is subscribed. */
+static void hub_member(const hub_sub *hs, const char **user, const uint8_t **client) {
+  const cl_client *cl = ((const cl_sub *)hs)->cl;
+  *user = cl->user ? cl->user : "";
+  *client = hf_conn_id_raw(cl->conn);
+}
+
 const hub_callbacks *cl_hub_callbacks(void) {
-  static const hub_callbacks cb = {hub_deliver, hub_gap, hub_pending, hub_deliver_n};
+  static const hub_callbacks cb = {.deliver = hub_deliver,
+                                   .gap = hub_gap,
+                                   .pending = hub_pending,
+                                   .deliver_n = hub_deliver_n,
+                                   .member = hub_member};
   return &cb;
 }
 
@@ -958,12 +976,12 @@ int cl_on_slow(cl_client *cl, size_t queued) {
     return 0;
   /* only when every subscription can recover what is dropped */
   for (uint32_t i = 0; i < cl->nsubs; i++) {
-    cl_sub *s = cl->subs[i];
+    cl_sub *s = cl__subs(cl)[i];
     size_t len;
     const char *ch = hub_chan_name(s->hs.ch, &len);
     const chan_ns *ns;
-    if (s->server_side || !s->recoverable || !(s->hs.flags & HUB_SUB_POSITIONED) ||
-        chan_resolve(cl_policy_get(cl->cfg)->chans, ch, len, &ns) != CHAN_OK ||
+    if (cl__sub_has(s, CLS_SERVER_SIDE) || !cl__sub_has(s, CLS_RECOVERABLE) || !(s->hs.flags & HUB_SUB_POSITIONED) ||
+        chan_resolve(cl_policy_get(cl->list->cfg)->chans, ch, len, &ns) != CHAN_OK ||
         ns->slow_policy != CHAN_SLOW_RECOVER)
       return 0;
   }
@@ -978,6 +996,6 @@ int cl_on_slow(cl_client *cl, size_t queued) {
                             "and recovers them from history (unsubscribe 2500)");
   srv_log_end(&l);
   while (cl->nsubs && cl->state == CS_CONNECTED)
-    cl__unsubscribe_push(cl, cl->subs[cl->nsubs - 1], 2500, "insufficient state");
+    cl__unsubscribe_push(cl, cl__subs(cl)[cl->nsubs - 1], 2500, "insufficient state");
   return 1;
 }

@@ -418,6 +418,30 @@ def test_presence_across_workers():
                    {"num_clients": 5, "num_users": 5})
 
 
+def test_connections_of_one_user_share_its_name():
+    """A user's connections share one copy of the user name (the shared
+    limits entry's): the connection left after another one of the user
+    closed still carries it, in presence and presence_stats."""
+    with Server(config=config()) as srv:
+        first = client(srv, "dana")
+        second = client(srv, "dana")
+        first.ok("subscribe", {"channel": "p:share"})
+        first.ws.close()
+        wait_until(lambda: result(srv, "presence_stats", {"channel": "p:share"})["num_clients"] == 0)
+        second.ok("subscribe", {"channel": "p:share"})
+        pres = result(srv, "presence", {"channel": "p:share"})["presence"]
+        assert set(pres) == {second.cid} and pres[second.cid]["user"] == "dana", pres
+        assert pres[second.cid]["client"] == second.cid, pres
+        assert result(srv, "presence_stats", {"channel": "p:share"}) == \
+            {"num_clients": 1, "num_users": 1}
+        # the user's last connection gone, a new one makes the entry afresh
+        second.ws.close()
+        third = client(srv, "dana")
+        third.ok("subscribe", {"channel": "p:share"})
+        pres = result(srv, "presence", {"channel": "p:share"})["presence"]
+        assert pres[third.cid]["user"] == "dana", pres
+
+
 # ---- idempotency -------------------------------------------------------------------
 
 
