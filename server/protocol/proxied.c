@@ -466,15 +466,21 @@ void cl__proxy_refresh(cl_client *cl) {
   send_op(cl, po, &b);
 }
 
-/* A channel event's request (user, the op's channel, data when given). */
-static void send_channel_event(cl_client *cl, px_op *po, json_t *data) {
+/* A channel event's request (user, the op's channel, data when given; or
+ * b64, a client's binary data already in base64, as "b64data"). */
+static void send_channel_event(cl_client *cl, px_op *po, json_t *data, json_t *b64) {
   const px_endpoint *e = &cl->list->cfg->px->ep[po->ep];
   jw_buf b;
   jw_init(&b);
   begin_body(&b, cl, e, 1);
   jw_lit(&b, ",\"channel\":");
   jw_str(&b, po->ch, po->len);
-  put_data(&b, e, data);
+  if (b64) {
+    jw_lit(&b, ",\"b64data\":");
+    jw_json(&b, b64);
+  } else {
+    put_data(&b, e, data);
+  }
   send_op(cl, po, &b);
 }
 
@@ -492,7 +498,7 @@ int cl__proxy_subscribe(cl_client *cl, uint32_t id, json_t *req, const char *ch,
     return 1;
   }
   po->req = json_incref(req);
-  send_channel_event(cl, po, json_object_get(req, "data"));
+  send_channel_event(cl, po, json_object_get(req, "data"), NULL);
   return 1;
 }
 
@@ -527,19 +533,7 @@ int cl__proxy_publish(cl_client *cl, uint32_t id, json_t *req, const char *ch, s
     cl__error_reply(cl, id, 100, "internal server error", 1);
     return 1;
   }
-  if (data) {
-    send_channel_event(cl, po, data);
-    return 1;
-  }
-  const px_endpoint *e = &cl->list->cfg->px->ep[po->ep];
-  jw_buf b;
-  jw_init(&b);
-  begin_body(&b, cl, e, 1);
-  jw_lit(&b, ",\"channel\":");
-  jw_str(&b, po->ch, po->len);
-  jw_lit(&b, ",\"b64data\":");
-  jw_json(&b, b64); /* the client's bytes, already base64 */
-  send_op(cl, po, &b);
+  send_channel_event(cl, po, data, b64);
   return 1;
 }
 
@@ -555,7 +549,7 @@ void cl__proxy_sub_refresh(cl_client *cl, cl_sub *s) {
   px_op *po = new_op(cl, PX_SUB_REFRESH, ep, 0, 1, ch, len);
   if (!po)
     return;
-  send_channel_event(cl, po, NULL);
+  send_channel_event(cl, po, NULL, NULL);
 }
 
 void cl__cmd_rpc(cl_client *cl, uint32_t id, json_t *req) {
