@@ -184,7 +184,8 @@ struct hf_conn_ctx {
   hf_conn *head; /* live connections */
   size_t count;
   hf_conn *grave; /* torn down, freed at the end of the iteration */
-  hf_conn *flush; /* connections with broadcast output to write */
+  hf_conn *flush, *flush_tail; /* connections with broadcast output to
+                                  write, first queued first */
   hf_deferred reaper; /* end of iteration: write queued output, free grave */
   hf_conn *cork_owner;
   uint32_t cork_len;
@@ -799,14 +800,18 @@ static void us_add(hf_conn_ctx *ctx, hf_conn *c) {
 
 /* End of a loop iteration: write the broadcast output queued this
  * iteration (everything due to one connection leaves in one sendmsg, or
- * in one io_uring batch entry with send_uring), then
- * free the connections torn down during it. The order matters: a
- * connection on the flush list may be in the graveyard. */
+ * in one io_uring batch entry with send_uring), then free the connections
+ * torn down during it. With a flush budget, at most that many connections
+ * are written; the rest of the list waits for the next iteration (after
+ * its input: hf_loop_defer_next), where new output for a connection still
+ * waiting joins its one write. The order matters: a connection on the
+ * flush list may be in the graveyard, which keeps it until it is off. */
 static void reap(hf_loop *loop, hf_deferred *d) {
   hf_conn_ctx *ctx = (hf_conn_ctx *)((char *)d - offsetof(hf_conn_ctx, reaper));
   ctx->reaping = 1;
+  uint32_t budget = ctx->cfg.flush_budget, written = 0;
   for (;;) {
-    if (!ctx->flush) {
+    if (!ctx->flush || (budget && written >= budget)) {
       if (!ctx->usb || !ctx->usb->n)
         break;
       us_run(ctx); /* its callbacks may queue more */
@@ -814,6 +819,8 @@ static void reap(hf_loop *loop, hf_deferred *d) {
     }
     hf_conn *c = ctx->flush;
     ctx->flush = c->flush_next;
+    if (!ctx->flush)
+      ctx->flush_tail = NULL;
     c->flush_next = NULL;
     c->flags &= (uint16_t)~F_FLUSH_Q;
     if (c->state == ST_DEAD || !c->out_len)
@@ -822,14 +829,23 @@ static void reap(hf_loop *loop, hf_deferred *d) {
       continue; /* already waiting for the kernel */
     if (c->xflags & XF_US_Q)
       continue; /* in the batch: its result writes the rest (us_run) */
+    written++;
     if (ctx->us && !conn_tls(c))
       us_add(ctx, c);
     else
       flush_plain(c);
   }
-  while (ctx->grave) {
-    hf_conn *c = ctx->grave;
-    ctx->grave = c->next;
+  if (ctx->flush) { /* over budget: the rest after the next poll */
+    st_add(&ctx->stats.flush_yields, 1);
+    hf_loop_defer_next(loop, &ctx->reaper);
+  }
+  for (hf_conn **pp = &ctx->grave; *pp;) {
+    hf_conn *c = *pp;
+    if (c->flags & F_FLUSH_Q) { /* still on the flush list */
+      pp = &c->next;
+      continue;
+    }
+    *pp = c->next;
     free(c->in);
     free(c->ws);
     outq_free(c);
@@ -1830,6 +1846,7 @@ void hf_conn_ctx_free(hf_conn_ctx *ctx) {
     }
     teardown(c); /* a started close handshake keeps its own code/reason */
   }
+  ctx->cfg.flush_budget = 0; /* all of it, now */
   reap(ctx->loop, &ctx->reaper);
   hf_timer_cancel(ctx->loop, &ctx->over_timer);
   hf_usend_free(ctx->us);
@@ -2057,8 +2074,12 @@ static void flush_later(hf_conn *c) {
   hf_conn_ctx *ctx = c->ctx;
   if (!(c->flags & F_FLUSH_Q)) {
     c->flags |= F_FLUSH_Q;
-    c->flush_next = ctx->flush;
-    ctx->flush = c;
+    c->flush_next = NULL;
+    if (ctx->flush_tail)
+      ctx->flush_tail->flush_next = c;
+    else
+      ctx->flush = c;
+    ctx->flush_tail = c;
     hf_loop_defer(ctx->loop, &ctx->reaper);
   }
 }

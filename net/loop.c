@@ -27,6 +27,7 @@ struct hf_loop {
   size_t armed;      /* timers in the wheel */
   hf_timer wheel[WHEEL_SLOTS]; /* list heads (sentinels) */
   hf_deferred *deferred;
+  hf_deferred *next_iter; /* hf_loop_defer_next: run after the next poll */
   hf_io wake;        /* eventfd */
   hf_msg *_Atomic inbox;
   uint8_t *rbuf;
@@ -278,6 +279,24 @@ void hf_loop_defer(hf_loop *loop, hf_deferred *d) {
   loop->deferred = d;
 }
 
+void hf_loop_defer_next(hf_loop *loop, hf_deferred *d) {
+  if (d->_queued)
+    return;
+  d->_queued = 1;
+  d->_next = loop->next_iter;
+  loop->next_iter = d;
+}
+
+/* The nodes put off to this iteration join its deferred work. */
+static void take_next_iter(hf_loop *loop) {
+  while (loop->next_iter) {
+    hf_deferred *d = loop->next_iter;
+    loop->next_iter = d->_next;
+    d->_next = loop->deferred;
+    loop->deferred = d;
+  }
+}
+
 static void run_deferred(hf_loop *loop) {
   while (loop->deferred) {
     hf_deferred *d = loop->deferred;
@@ -336,7 +355,9 @@ static void run_bulk(hf_loop *loop, struct epoll_event *evs, int n) {
 int hf_loop_run(hf_loop *loop) {
   struct epoll_event evs[MAX_EVENTS];
   while (!loop->stop) {
-    int timeout = loop->deferred || loop->park_head ? 0 : (loop->armed ? (int)loop->tick_ms : -1);
+    int timeout = loop->deferred || loop->next_iter || loop->park_head
+                      ? 0
+                      : (loop->armed ? (int)loop->tick_ms : -1);
     int budgeted = loop->bulk_budget_ns != 0;
     int n = epoll_wait(loop->epfd, evs, budgeted ? MAX_EVENTS_BUDGETED : MAX_EVENTS, timeout);
     loop->now = mono_ms();
@@ -352,6 +373,7 @@ int hf_loop_run(hf_loop *loop) {
     }
     if (nbulk || loop->park_head)
       run_bulk(loop, evs, nbulk);
+    take_next_iter(loop);
     run_deferred(loop);
     run_timers(loop);
     run_deferred(loop);

@@ -146,6 +146,11 @@ static const setting settings[] = {
      "connection) as one io_uring batch instead of one sendmsg per connection; "
      "falls back to sendmsg, with a warning, where the kernel refuses io_uring; "
      "false: sendmsg always (docs/benchmarks.md: Send path)"},
+    {"http_server.flush_budget", T_UINT, O(flush_budget), "1024", 0, 1000000, NULL, HF,
+     "connections a worker's end-of-iteration flush writes before it reads input "
+     "again; the rest of a long fan-out sweep is written after that input, so a "
+     "publication arriving meanwhile joins the subscribers not yet written instead "
+     "of waiting for the sweep to end (0 = the whole sweep in one go)"},
     {"client.rate_limit.command_rate", T_UINT, O(rl_command_rate), "0", 0,
      10000000, NULL, HF,
      "commands a second per connection (token bucket; 0 = no limit); over it "

@@ -163,6 +163,7 @@ typedef struct {
   uint64_t handshake_budget_us;
   /* io_uring send path: the end-of-iteration flush as one batch (net/usend.c) */
   bool io_uring_send;
+  uint64_t flush_budget; /* http_server.flush_budget */
 } srv_config;
 
 /* Defaults. */

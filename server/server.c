@@ -418,6 +418,7 @@ static void route_metrics(worker *w, hf_conn *c, const hf_http_request *req) {
     snap.pong_timeouts += atomic_load_explicit(&st->pong_timeouts, memory_order_relaxed);
     snap.deflate_in += atomic_load_explicit(&st->msgs_inflated, memory_order_relaxed);
     snap.deflate_out += atomic_load_explicit(&st->msgs_deflated, memory_order_relaxed);
+    snap.flush_yields += atomic_load_explicit(&st->flush_yields, memory_order_relaxed);
   }
   snap.deflate_shared = hf_shared_deflate_count();
   char why[64];
@@ -2481,6 +2482,7 @@ int srv_run(const srv_config *cfg) {
       .deflate_mem_level = (int)cfg->compression_mem_level,
       .deflate_min_size = (uint32_t)cfg->compression_min_size,
       .send_uring = cfg->io_uring_send,
+      .flush_budget = (uint32_t)cfg->flush_budget,
   };
   for (size_t i = 0; i < s->nw; i++) {
     worker *w = &s->w[i];

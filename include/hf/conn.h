@@ -52,6 +52,13 @@ typedef struct {
    * allows io_uring; sendmsg otherwise and with 0 (hf_conn_ctx_send_uring
    * tells which). TLS connections always use their own writes. */
   int send_uring;
+  /* Connections the end-of-iteration flush writes before it lets the loop
+   * read input again (0: all of them in one go). The flush list is served
+   * in order (first queued, first written); the rest is written in the
+   * next iteration, after its I/O events, so that a publication arriving
+   * during a long sweep joins the connections not yet written instead of
+   * waiting for the whole sweep to end. */
+  uint32_t flush_budget;
 } hf_conn_config;
 
 /* Who ended a connection, as logged. */
@@ -143,6 +150,9 @@ typedef struct {
   /* permessage-deflate: messages inflated, messages compressed for one
    * connection (shared frames are counted by hf_shared_deflate_count) */
   _Atomic uint64_t msgs_inflated, msgs_deflated;
+  /* end-of-iteration flushes that stopped at flush_budget and went on in a
+   * later iteration */
+  _Atomic uint64_t flush_yields;
 } hf_conn_stats;
 const hf_conn_stats *hf_conn_ctx_stats(const hf_conn_ctx *ctx);
 

@@ -111,6 +111,13 @@ struct hf_deferred {
 };
 void hf_loop_defer(hf_loop *loop, hf_deferred *d);
 
+/* Call d->cb in the NEXT iteration, after that iteration's I/O events (the
+ * loop polls without sleeping meanwhile). For work done in portions, so
+ * that input is read between them: a long flush that re-queues itself here
+ * lets a publication that arrives meanwhile join the rest of it. A node
+ * already queued (either way) stays where it is. */
+void hf_loop_defer_next(hf_loop *loop, hf_deferred *d);
+
 /* Shared per-loop buffers: only valid within one callback. */
 uint8_t *hf_loop_rbuf(hf_loop *loop, size_t *cap);
 

@@ -423,6 +423,10 @@ void met_render(jw_buf *o, const met_snapshot *s) {
        (unsigned long long)s->deflate_out);
   emit(o, "holdfast_compressed_messages_total{kind=\"shared\"} %llu\n",
        (unsigned long long)s->deflate_shared);
+  head(o, "holdfast_flush_yields_total", "counter",
+       "End-of-iteration flushes that reached http_server.flush_budget and let the "
+       "worker read input before writing to the rest of their connections.");
+  emit(o, "holdfast_flush_yields_total %llu\n", (unsigned long long)s->flush_yields);
 
   head(o, "holdfast_commands_total", "counter", "Real-time protocol commands, by method.");
   for (int m = 0; m < MET_METHODS; m++)

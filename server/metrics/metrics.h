@@ -167,6 +167,7 @@ typedef struct {
   /* permessage-deflate: messages inflated, messages compressed for one
    * connection, shared frames compressed once for all recipients */
   uint64_t deflate_in, deflate_out, deflate_shared;
+  uint64_t flush_yields; /* flushes continued after input (flush_budget) */
   int engine_up;
   const char *engine, *version;
   double start_time_s; /* Unix */

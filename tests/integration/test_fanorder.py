@@ -12,10 +12,11 @@ consecutive offsets, pipelined requests, two workers, and a slow subscriber
 that hits its queue limit in the middle of a batch is closed with 3008
 while the others keep every publication in order."""
 import json
+import re
 import socket
 import time
 
-from harness import (WS, ApiKit, Server, read_http_response, rt_send, run_module,
+from harness import (WS, ApiKit, Server, http_call, read_http_response, rt_send, run_module,
                      upgrade_request)
 from test_protobuf import PB, parse, subscribe_cmd
 from test_protobuf import SECRET, API_KEY
@@ -225,6 +226,71 @@ def test_slow_subscriber_closed_mid_batch_others_keep_order():
             c.silent(0.2)
             c.close()
         s.close()
+
+
+
+def flush_yields(srv):
+    st, _, body = http_call(srv.port, "GET", "/metrics")
+    assert st == 200, st
+    m = re.search(r"^holdfast_flush_yields_total (\d+)$", body.decode(), re.M)
+    assert m, body[:200]
+    return int(m.group(1))
+
+
+def test_flush_in_portions_keeps_order_and_reads_input_between():
+    """http_server.flush_budget: a sweep is written a few connections per
+    loop iteration, with input read between portions (publications join
+    the connections not yet written). Every subscriber still gets every
+    publication once and in order, with the io_uring flush and with
+    sendmsg, while subscribers vanish (reset) in the middle of a sweep."""
+    for uring in (True, False):
+        cfg = config()
+        cfg["http_server"] = {"flush_budget": 2, "io_uring_send": uring}
+        with Server(config=cfg) as srv:
+            assert flush_yields(srv) == 0
+            subs = [subscriber(srv, "por") for _ in range(10)]
+            gone = []
+            for _ in range(4):  # raw subscribers reset mid-stream
+                s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+                req, _ = upgrade_request(PATH)
+                s.sendall(req)
+                st, _, _, rest = read_http_response(s)
+                assert st == 101, st
+                s.sendall(WS.frame(0x1, json.dumps({"id": 1, "connect": {"token": KIT.token()}})
+                                   + "\n" + json.dumps({"id": 2, "subscribe": {"channel": "por"}})))
+                while b'"id":2' not in rest:
+                    rest += s.recv(4096)
+                gone.append(s)
+            n, per = 0, 25
+            pipe = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            for rnd in range(6):
+                reqs = b""
+                for i in range(per):  # pipelined: read between portions
+                    body = json.dumps({"channel": "por", "data": {"n": n + i}}).encode()
+                    reqs += (b"POST /api/publish HTTP/1.1\r\nHost: x\r\nX-API-Key: %s\r\n"
+                             b"Content-Length: %d\r\n\r\n" % (API_KEY.encode(), len(body))) + body
+                half = len(reqs) // 2
+                pipe.sendall(reqs[:half])
+                if gone and rnd % 2:
+                    s = gone.pop()
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+                    s.close()  # RST while its output may wait in the flush list
+                pipe.sendall(reqs[half:])
+                buf, deadline = b"", time.time() + 10
+                while buf.count(b"HTTP/1.1 ") < per and time.time() < deadline:
+                    buf += pipe.recv(65536)
+                assert buf.count(b"HTTP/1.1 200 ") == per, buf[:300]
+                n += per
+            pipe.close()
+            for c in subs:
+                assert [p["data"]["n"] for _, p in pushes(c, n)] == list(range(n))
+            assert flush_yields(srv) > 0
+            time.sleep(0.2)  # a duplicate would have arrived by now
+            for c in subs:
+                c.silent(0.01)
+                c.close()
+            for s in gone:
+                s.close()
 
 
 if __name__ == "__main__":

@@ -262,6 +262,66 @@ static void a_parked_io_can_change_its_events(void) {
   }
 }
 
+/* hf_loop_defer_next: work done in portions. A portion that puts the rest
+ * off to the next iteration lets that iteration's I/O run first (here: a
+ * byte written to a pipe by the first portion is read before the second
+ * portion), and the loop does not sleep in between (no timers armed, so a
+ * sleeping loop would block forever). A node queued with hf_loop_defer while
+ * it waits for the next iteration runs once, not twice. */
+static struct {
+  hf_deferred d;
+  hf_io io;
+  int wfd;
+  int portions, left;
+  char log[16];
+  int nlog;
+} por;
+
+static void portion(hf_loop *loop, hf_deferred *d) {
+  por.log[por.nlog++] = (char)('0' + por.portions++);
+  if (por.portions == 1) {
+    CHECK(write(por.wfd, "x", 1) == 1); /* input arrives during the work */
+    hf_loop_defer_next(loop, d);
+    hf_loop_defer(loop, d); /* already queued: stays where it is */
+  } else if (--por.left > 0) {
+    hf_loop_defer_next(loop, d);
+  } else {
+    hf_loop_stop(loop);
+  }
+}
+
+static void por_read(hf_loop *loop, hf_io *io, uint32_t revents) {
+  (void)loop;
+  (void)revents;
+  char c;
+  if (read(io->fd, &c, 1) == 1)
+    por.log[por.nlog++] = c;
+}
+
+static void work_in_portions_reads_input_between(void) {
+  hf_loop *loop = hf_loop_new(10, 4096);
+  CHECK(loop != NULL);
+  if (!loop)
+    return;
+  int p[2];
+  CHECK(pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0);
+  memset(&por, 0, sizeof por);
+  por.d.cb = portion;
+  por.io.fd = p[0];
+  por.io.cb = por_read;
+  por.wfd = p[1];
+  por.left = 3;
+  CHECK(hf_loop_add(loop, &por.io, EPOLLIN) == 0);
+  hf_loop_defer(loop, &por.d);
+  hf_loop_run(loop);
+  por.log[por.nlog] = 0;
+  CHECK_STR(por.log, "0x123");
+  hf_loop_del(loop, &por.io);
+  close(p[0]);
+  close(p[1]);
+  hf_loop_free(loop);
+}
+
 int main(void) {
   hf_t_suite = "loop";
   RUN_TEST(test_inbox_runs_fifo);
@@ -271,5 +331,6 @@ int main(void) {
   RUN_TEST(without_a_budget_the_batch_comes_first);
   RUN_TEST(a_parked_io_can_be_removed);
   RUN_TEST(a_parked_io_can_change_its_events);
+  RUN_TEST(work_in_portions_reads_input_between);
   TEST_MAIN_END();
 }
