@@ -108,6 +108,7 @@ struct conn_x {
   conn_addr client;  /* the client behind a proxy (PROXY header or set by
                         the application), if has_client */
   uint8_t has_client;
+  uint32_t over_since; /* F_OVER: low bits of the loop clock (ms) */
 };
 
 /* Laid out for size (an idle connection is mostly this struct): hot
@@ -126,7 +127,11 @@ struct hf_conn {
   uint32_t out_len; /* bytes queued over all segments */
   uint16_t seg_head, seg_n, seg_cap;
   uint16_t flags;
-  uint32_t over_since; /* F_OVER: low bits of the loop clock (ms) */
+  /* One timer serves the engine's own deadline (handshake, response,
+   * close, ping/pong) and the application's (hf_conn_set_timer): it is
+   * armed at the earlier one, t_later ms before the other (both are
+   * decoded from timer.due_ms with t_own/t_app/t_own_first: timer_get) */
+  uint32_t t_later;
   hf_conn *flush_next; /* end-of-iteration flush list */
   uint8_t *in; /* unconsumed input (partial head or frame); NULL when idle */
   uint32_t in_len, in_cap;
@@ -154,7 +159,14 @@ struct hf_conn {
   uint8_t dfl_sbits : 4; /* our compression window (8..15) */
   uint8_t dfl_cbits : 4; /* the client's window */
   uint8_t stream : 1; /* a streaming (chunked) HTTP response, not WebSocket */
+  uint8_t t_own : 1;       /* the timer holds the engine's own deadline */
+  uint8_t t_app : 1;       /* ... and/or the application's */
+  uint8_t t_own_first : 1; /* the engine's is the earlier one (timer.due_ms) */
 };
+/* An idle connection is mostly this struct: 248 bytes is a 256-byte glibc
+ * chunk (size + 8 rounded up to 16); docs/benchmarks.md, "Memory per
+ * connection (issue 14)", has the byte table. */
+_Static_assert(sizeof(struct hf_conn) <= 248, "hf_conn crosses a malloc step");
 
 /* The bit-fields above must hold every value put in them. */
 _Static_assert(X_TLS < 4 && HF_WHO_ABNORMAL < 4, "xport and who fit 2 bits");
@@ -329,6 +341,52 @@ static struct conn_x *conn_x(hf_conn *c) {
   return c->x;
 }
 
+/* ---- the connection's one timer ------------------------------------------ */
+
+/* The engine's own deadline and the application's (absolute loop ms, 0:
+ * none), decoded from the timer, armed or just fired. */
+static void timer_get(const hf_conn *c, uint64_t *own, uint64_t *app) {
+  uint64_t lo = c->timer.due_ms, hi = lo + c->t_later;
+  *own = !c->t_own ? 0 : c->t_own_first ? lo : hi;
+  *app = !c->t_app ? 0 : c->t_own && c->t_own_first ? hi : lo;
+}
+
+/* Arm c's timer at the earlier of the engine's deadline own and the
+ * application's app (absolute loop ms, 0: none; both 0: cancelled). */
+static void timer_put(hf_conn *c, uint64_t own, uint64_t app) {
+  hf_loop *loop = c->ctx->loop;
+  c->t_own = own != 0;
+  c->t_app = app != 0;
+  c->t_later = 0;
+  if (!own && !app) {
+    hf_timer_cancel(loop, &c->timer);
+    return;
+  }
+  c->t_own_first = own && (!app || own <= app);
+  uint64_t lo = c->t_own_first ? own : app, hi = c->t_own_first ? app : own;
+  uint64_t now = hf_loop_now(loop);
+  hf_timer_set(loop, &c->timer, lo > now ? lo - now : 0);
+  /* due_ms is now max(lo, now); the later deadline is kept as an offset
+   * from it, clamped: one more than 49 days later comes early (only the
+   * application's can: the engine's are uint32 ms from now) */
+  uint64_t d = hi > c->timer.due_ms ? hi - c->timer.due_ms : 0;
+  c->t_later = d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
+}
+
+/* The engine's own deadline: delay_ms from now (the application's stays). */
+static void own_timer(hf_conn *c, uint64_t delay_ms) {
+  uint64_t own, app, due = hf_loop_now(c->ctx->loop) + delay_ms;
+  timer_get(c, &own, &app);
+  timer_put(c, due ? due : 1, app);
+}
+
+/* No engine deadline any more (the application's stays). */
+static void own_timer_cancel(hf_conn *c) {
+  uint64_t own, app;
+  timer_get(c, &own, &app);
+  timer_put(c, 0, app);
+}
+
 /* c's TLS session, NULL on a plain connection. */
 static inline struct hf_tls *conn_tls(const hf_conn *c) { return c->x ? c->x->tls : NULL; }
 
@@ -419,14 +477,19 @@ static int queue_check(hf_conn *c) {
     return 0;
   }
   uint32_t now = (uint32_t)hf_loop_now(ctx->loop);
+  struct conn_x *x = conn_x(c); /* over_since lives in the cold block */
+  if (!x) { /* out of memory: judged slow at once */
+    slow_consumer(c);
+    return (c->flags & F_SLOW) != 0;
+  }
   if (!(c->flags & F_OVER)) {
     c->flags |= F_OVER;
-    c->over_since = now;
+    x->over_since = now;
     /* a stuck queue gets no write events: a context timer re-checks it */
     if (!ctx->n_over++ && !hf_timer_armed(&ctx->over_timer))
       hf_timer_set(ctx->loop, &ctx->over_timer, 100);
   }
-  if (c->out_len > cfg->max_queue_hard || now - c->over_since >= cfg->slow_grace_ms) {
+  if (c->out_len > cfg->max_queue_hard || now - x->over_since >= cfg->slow_grace_ms) {
     slow_consumer(c);
     return (c->flags & F_SLOW) != 0;
   }
@@ -901,7 +964,7 @@ static void teardown(hf_conn *c) {
       c->flush_next = NULL;
       break;
     }
-  hf_timer_cancel(ctx->loop, &c->timer);
+  timer_put(c, 0, 0);
   hf_loop_del(ctx->loop, &c->io);
   if (c->xport == X_TLS)
     hf_tls_shutdown(conn_tls(c));
@@ -965,7 +1028,7 @@ static void slow_consumer(hf_conn *c) {
     send_close_frame(c, HF_CLOSE_SLOW, "slow consumer: output queue limit exceeded");
     if (c->state == ST_DEAD)
       return;
-    hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.close_timeout_ms);
+    own_timer(c, c->ctx->cfg.close_timeout_ms);
   }
   set_events(c);
 }
@@ -999,7 +1062,7 @@ static void stream_end(hf_conn *c, uint16_t code, const char *reason) {
   if (c->state != ST_OPEN)
     return;
   c->state = ST_RESPONDED;
-  hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.close_timeout_ms);
+  own_timer(c, c->ctx->cfg.close_timeout_ms);
   struct iovec iov = {(void *)"0\r\n\r\n", 5};
   if (write_or_queue(c, &iov, 1) < 0)
     return;
@@ -1022,7 +1085,7 @@ void hf_conn_close(hf_conn *c, uint16_t code, const char *reason) {
   send_close_frame(c, code, our_reason(c));
   if (c->state == ST_DEAD)
     return;
-  hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.close_timeout_ms);
+  own_timer(c, c->ctx->cfg.close_timeout_ms);
 }
 
 /* Peer broke the protocol: close with the parser's code, stop reading. */
@@ -1198,7 +1261,7 @@ static void on_ws_event(hf_conn *c, hf_ws_event *ev) {
       send_close_frame(c, code, hf_close_reason(code));
       if (c->state == ST_DEAD)
         return;
-      hf_timer_set(ctx->loop, &c->timer, ctx->cfg.close_timeout_ms);
+      own_timer(c, ctx->cfg.close_timeout_ms);
     }
     c->flags |= F_NO_READ;
     set_events(c);
@@ -1747,8 +1810,8 @@ static void conn_io(hf_loop *loop, hf_io *io, uint32_t ev) {
   }
 }
 
-static void conn_timer(hf_loop *loop, hf_timer *t) {
-  hf_conn *c = (hf_conn *)((char *)t - offsetof(hf_conn, timer));
+/* The engine's own deadline came. */
+static void own_expired(hf_conn *c) {
   hf_conn_ctx *ctx = c->ctx;
   switch (c->state) {
   case ST_HTTP:
@@ -1788,18 +1851,31 @@ static void conn_timer(hf_loop *loop, hf_timer *t) {
       uint32_t rest = ctx->cfg.ping_interval_ms > ctx->cfg.pong_timeout_ms
                           ? ctx->cfg.ping_interval_ms - ctx->cfg.pong_timeout_ms
                           : 1;
-      hf_timer_set(loop, &c->timer, rest);
+      own_timer(c, rest);
       return;
     }
     c->flags |= F_AWAIT_PONG;
     c->heard = 0;
     send_frame(c, HF_OP_PING, (const uint8_t *)"hf", 2);
     if (c->state == ST_OPEN)
-      hf_timer_set(loop, &c->timer, ctx->cfg.pong_timeout_ms);
+      own_timer(c, ctx->cfg.pong_timeout_ms);
     return;
   default:
     return;
   }
+}
+
+/* c's timer fired: the engine's deadline, the application's, or both. */
+static void conn_timer(hf_loop *loop, hf_timer *t) {
+  hf_conn *c = (hf_conn *)((char *)t - offsetof(hf_conn, timer));
+  uint64_t own, app, now = hf_loop_now(loop);
+  timer_get(c, &own, &app);
+  int own_due = own && own <= now, app_due = app && app <= now;
+  timer_put(c, own_due ? 0 : own, app_due ? 0 : app); /* what is not due stays */
+  if (own_due)
+    own_expired(c); /* may tear c down, or set the engine's next deadline */
+  if (app_due && c->state != ST_DEAD && c->ctx->h.on_timer)
+    c->ctx->h.on_timer(c);
 }
 
 /* ---- public API --------------------------------------------------------- */
@@ -1938,7 +2014,7 @@ hf_conn *hf_conn_accept_ex(hf_conn_ctx *ctx, int fd, const struct sockaddr *sa,
     ctx->head->prev = c;
   ctx->head = c;
   ctx->count++;
-  hf_timer_set(ctx->loop, &c->timer, ctx->cfg.handshake_timeout_ms);
+  own_timer(c, ctx->cfg.handshake_timeout_ms);
   return c;
 }
 
@@ -1973,13 +2049,13 @@ hf_hs_code hf_conn_upgrade(hf_conn *c, const hf_http_request *req,
     c->dfl_ctake = !res->deflate_params.client_no_context_takeover;
     hf_shared_deflate_users(1);
   }
-  hf_timer_cancel(c->ctx->loop, &c->timer);
+  own_timer_cancel(c);
   struct iovec iov = {head, (size_t)n};
   if (write_or_queue(c, &iov, 1) < 0)
     return code;
   c->bytes_out = 0; /* count WebSocket bytes only */
   if (c->state == ST_OPEN && c->ctx->cfg.ping_interval_ms)
-    hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.ping_interval_ms);
+    own_timer(c, c->ctx->cfg.ping_interval_ms);
   return code;
 }
 
@@ -2025,10 +2101,10 @@ void hf_conn_respond(hf_conn *c, int status, const char *extra_headers,
   c->flags |= F_ANSWERED;
   if (ka) { /* wait for the next request, bounded like the first one */
     c->state = ST_HTTP;
-    hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.handshake_timeout_ms);
+    own_timer(c, c->ctx->cfg.handshake_timeout_ms);
   } else {
     c->state = ST_RESPONDED;
-    hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.close_timeout_ms);
+    own_timer(c, c->ctx->cfg.close_timeout_ms);
   }
   struct iovec iov = {head, (size_t)n};
   int r = write_or_queue(c, &iov, 1);
@@ -2153,7 +2229,7 @@ void hf_conn_defer(hf_conn *c) {
   c->flags |= F_DEFERRED | F_NO_READ; /* one request at a time */
   set_events(c);
   if (c->state != ST_DEAD)
-    hf_timer_set(c->ctx->loop, &c->timer, c->ctx->cfg.response_timeout_ms
+    own_timer(c, c->ctx->cfg.response_timeout_ms
                                               ? c->ctx->cfg.response_timeout_ms
                                               : 30000);
 }
@@ -2210,7 +2286,7 @@ int hf_conn_stream_start(hf_conn *c, const char *extra_headers) {
   c->state = ST_OPEN;
   c->upgraded = 1;
   c->stream = 1;
-  hf_timer_cancel(c->ctx->loop, &c->timer);
+  own_timer_cancel(c);
   struct iovec iov = {head, (size_t)n};
   int r = write_or_queue(c, &iov, 1);
   if (r < 0)
@@ -2351,4 +2427,13 @@ struct hf_tls *hf_conn_tls_session(const hf_conn *c) { return conn_tls(c); }
 void hf_conn_set_udata(hf_conn *c, void *udata) { c->udata = udata; }
 void *hf_conn_udata(const hf_conn *c) { return c->udata; }
 hf_conn_ctx *hf_conn_get_ctx(const hf_conn *c) { return c->ctx; }
+
+void hf_conn_set_timer(hf_conn *c, uint64_t due) {
+  if (c->state == ST_DEAD)
+    return; /* gone: teardown cancelled the timer */
+  uint64_t own, app;
+  timer_get(c, &own, &app);
+  timer_put(c, own, due == UINT64_MAX ? 0 : due);
+}
+
 hf_loop *hf_conn_loop(const hf_conn *c) { return c->ctx->loop; }

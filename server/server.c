@@ -1552,6 +1552,14 @@ static int on_slow(hf_conn *c, size_t queued) {
   return cl ? cl_on_slow(cl, queued) : 0;
 }
 
+/* A real-time client's deadline (its ping, pong, stale, expiry and
+ * subscription due times share the connection's timer). */
+static void on_timer(hf_conn *c) {
+  cl_client *cl = conn_client(c);
+  if (cl)
+    cl_on_timer(cl);
+}
+
 static const hf_conn_handler handler = {
     .on_request = on_request,
     .on_message = on_message,
@@ -1561,6 +1569,7 @@ static const hf_conn_handler handler = {
     .on_stream_end = on_stream_end,
     .on_close = on_close,
     .on_transport_error = on_transport_error,
+    .on_timer = on_timer,
 };
 
 /* ---- accept ------------------------------------------------------------- */

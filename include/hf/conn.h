@@ -116,6 +116,9 @@ typedef struct {
    * "bad_proxy_header" (a PROXY-protocol listener got none or a malformed
    * one: closed, or 400 if it looks like HTTP). on_close follows. */
   void (*on_transport_error)(hf_conn *c, const char *reason, const char *detail);
+  /* Optional: the due time set with hf_conn_set_timer came (or may have:
+   * see there). Not called again until set again; may send or close. */
+  void (*on_timer)(hf_conn *c);
 } hf_conn_handler;
 
 struct hf_tls_server;
@@ -313,6 +316,17 @@ void hf_conn_set_udata(hf_conn *c, void *udata);
 void *hf_conn_udata(const hf_conn *c);
 hf_conn_ctx *hf_conn_get_ctx(const hf_conn *c);
 hf_loop *hf_conn_loop(const hf_conn *c);
+
+/* The application's deadline of c: the handler's on_timer runs on the loop
+ * thread at or after due (absolute ms on the hf_loop_now clock), once;
+ * 0 or UINT64_MAX cancels it, a later call replaces it. The connection's
+ * one timer serves it and the engine's own deadlines (handshake, close,
+ * ping), so an application needs no timer of its own per connection. A
+ * due time more than 49 days after the engine's next deadline may be
+ * reported early: on_timer does what is due at hf_loop_now and sets the
+ * next due time. No-op once the connection is gone (on_close may call
+ * it). Loop thread only. */
+void hf_conn_set_timer(hf_conn *c, uint64_t due);
 
 #ifdef __cplusplus
 }

@@ -24,6 +24,6 @@ void cl__binary_for_json(cl_client *cl, const char *what, const char *ch, size_t
    * connection does (as for a slow consumer) */
   cl__flush_replies(cl); /* replies before the close frame, in order */
   cl->state = CS_CLOSED; /* nothing more for it, and said once */
-  hf_timer_cancel(hf_conn_loop(cl->conn), &cl->timer);
+  hf_conn_set_timer(cl->conn, 0);
   hf_conn_close(cl->conn, 3506, "inappropriate protocol: binary data for a JSON client");
 }

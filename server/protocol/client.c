@@ -36,7 +36,6 @@ void cl__log_begin(cl_client *cl, srv_log_level lvl, const char *event,
 }
 
 void cl__arm_timer(cl_client *cl) {
-  hf_loop *loop = hf_conn_loop(cl->conn);
   uint64_t due = UINT64_MAX;
   if (cl->state == CS_NEW)
     due = cl->stale_deadline;
@@ -58,12 +57,7 @@ void cl__arm_timer(cl_client *cl) {
         due = r;
     }
   }
-  if (due == UINT64_MAX) {
-    hf_timer_cancel(loop, &cl->timer);
-    return;
-  }
-  uint64_t now = hf_loop_now(loop);
-  hf_timer_set(loop, &cl->timer, due > now ? due - now : 0);
+  hf_conn_set_timer(cl->conn, due); /* the connection's timer (UINT64_MAX: none) */
 }
 
 uint64_t cl__now_us(void) {
@@ -121,7 +115,7 @@ void cl_disconnect(cl_client *cl, uint16_t code, const char *reason) {
     MET_INC(MET_HEARTBEAT_TIMEOUTS_PROTO);
   cl__flush_replies(cl); /* replies before the close frame, in order */
   cl->state = CS_CLOSED;
-  hf_timer_cancel(hf_conn_loop(cl->conn), &cl->timer);
+  hf_conn_set_timer(cl->conn, 0);
   /* the client is gone for the protocol now, not when the close handshake
    * ends (a vanished peer never answers it): leave presence, emit leaves */
   while (cl->nsubs)
@@ -950,9 +944,8 @@ static void process(cl_client *cl, int opcode, uint8_t *data, size_t len) {
 
 /* ---- timers -------------------------------------------------------------- */
 
-static void on_timer(hf_loop *loop, hf_timer *t) {
-  cl_client *cl = (cl_client *)((char *)t - offsetof(cl_client, timer));
-  uint64_t now = hf_loop_now(loop);
+void cl_on_timer(cl_client *cl) {
+  uint64_t now = hf_loop_now(hf_conn_loop(cl->conn));
   if (cl->state == CS_NEW) {
     if (now >= cl->stale_deadline)
       cl_disconnect(cl, 3502, "stale: no connect command in time");
@@ -1002,7 +995,6 @@ cl_client *cl_new(hf_conn *conn, hub_local *hl, cl_list *list,
   cl->list = list;
   list->hl = hl; /* the same for every client of the list */
   list->cfg = cfg;
-  cl->timer.cb = on_timer;
   cl->next = list->head;
   if (list->head)
     list->head->prev = cl;
@@ -1016,7 +1008,7 @@ cl_client *cl_new(hf_conn *conn, hub_local *hl, cl_list *list,
 void cl_free(cl_client *cl) {
   if (!cl)
     return;
-  hf_timer_cancel(hf_conn_loop(cl->conn), &cl->timer);
+  hf_conn_set_timer(cl->conn, 0);
   while (cl->ops) /* their completions will find the client gone */
     detach(cl->ops);
   while (cl->nsubs)

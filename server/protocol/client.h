@@ -133,6 +133,11 @@ void cl_disconnect_push(cl_client *cl, uint16_t code, const char *reason);
 const char *cl_session(const cl_client *cl);
 /* A WebSocket message for this client (commands, one per line). */
 void cl_on_message(cl_client *cl, int opcode, uint8_t *data, size_t len);
+/* The due time cl gave its connection (hf_conn_set_timer) came: the stale
+ * close, pings and pong timeouts, connection and subscription expiry, the
+ * refresh proxies' due times; sets the next one. May close the connection.
+ * Calls at other times are harmless (only what is due is done). */
+void cl_on_timer(cl_client *cl);
 /* The connection is gone: leave every channel, stop timers, free. */
 void cl_free(cl_client *cl);
 

@@ -527,6 +527,64 @@ def test_app_ping_unanswered_closes_3012():
         c.close()
 
 
+def _pings(c, seconds, ws_pong=True, app_pong=True):
+    """Read raw frames for about `seconds`: count WebSocket pings and
+    application pings ({}), answering each kind when asked to. Returns
+    (ws_pings, app_pings, close) where close is (code, reason) or None."""
+    ws_n = app_n = 0
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            _, op, p = c.ws.recv_frame(max(0.05, end - time.time()))
+        except (TimeoutError, socket.timeout):
+            break
+        if op == 0x9:
+            ws_n += 1
+            if ws_pong:
+                c.ws.send(0xA, p)
+        elif op == 0x1 and p == b"{}":
+            app_n += 1
+            if app_pong:
+                c.send("{}")
+        elif op == 0x8:
+            code = int.from_bytes(p[:2], "big") if len(p) >= 2 else None
+            return ws_n, app_n, (code, p[2:].decode())
+    return ws_n, app_n, None
+
+
+def test_ws_and_app_deadlines_share_the_connection_timer():
+    # one timer per connection carries the engine's WebSocket ping/pong and
+    # the client's own deadlines (application ping/pong, stale close): each
+    # fires on its own schedule whichever of them is earlier
+    with Server("--websocket.ping_interval=600ms", "--websocket.pong_timeout=300ms",
+                "--client.ping_interval=1s", "--client.pong_timeout=400ms",
+                "--client.stale_close_delay=1500ms", config=config()) as srv:
+        c = RT(srv.port)
+        c.connect(token())
+        ws_n, app_n, closed = _pings(c, 3.5)
+        assert closed is None, closed
+        assert ws_n >= 3 and app_n >= 2, (ws_n, app_n)
+        # application pongs stop, WebSocket pongs go on: the client closes it
+        ws_n, app_n, closed = _pings(c, 5, app_pong=False)
+        assert closed is not None and closed[0] == 3012 and closed[1] == "no pong", closed
+        assert ws_n >= 1, ws_n
+        c.ws.close()
+        # WebSocket pongs stop, application pongs go on: the engine closes it
+        c = RT(srv.port)
+        c.connect(token())
+        ws_n, app_n, closed = _pings(c, 5, ws_pong=False)
+        assert closed is not None and closed[0] == 3012, closed
+        assert closed[1] == "no pong: heartbeat timeout", closed
+        c.ws.close()
+        # no connect command: the stale close comes after WebSocket pings
+        c = RT(srv.port)
+        t0 = time.time()
+        ws_n, app_n, closed = _pings(c, 5)
+        assert closed is not None and closed[0] == 3502, closed
+        assert ws_n >= 1 and app_n == 0 and time.time() - t0 >= 1.3, (ws_n, app_n)
+        c.ws.close()
+
+
 def test_stale_connection_without_connect_closes_3502():
     with Server("--client.stale_close_delay=300ms", config=config()) as srv:
         c = RT(srv.port)
