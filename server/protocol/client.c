@@ -509,7 +509,7 @@ void cl__connect_sub_done(cl_client *cl, cl_connect_op *c, unsigned err,
      * among it ends the connection: nsubs drops to 0) */
     int held = 0;
     for (uint32_t i = 0; i < cl->nsubs; i++)
-      held |= cl__subs(cl)[i]->pq && cl__subs(cl)[i]->pq->n > 0;
+      held |= cl__sub_pq(cl__subs(cl)[i]) && cl__sub_pq(cl__subs(cl)[i])->n > 0;
     if (held)
       cl__flush_replies(cl);
     for (uint32_t i = 0; i < cl->nsubs; i++)

@@ -44,7 +44,7 @@ _Static_assert(((CLS_SERVER_SIDE | CLS_GRANTED | CLS_EMIT_JOIN_LEAVE | CLS_RECOV
                "cl_sub bits live in the owner's part of hub_sub.flags");
 
 /* What a subscription token or the sub_refresh proxy gives a subscription
- * (most subscriptions have none of it: then cl_sub.tok is NULL). */
+ * (all zero: none). */
 typedef struct {
   char *chan_info;      /* the subscription token's info, or NULL */
   int64_t expire_at;    /* subscription token expiry (Unix s); 0 = none */
@@ -53,31 +53,53 @@ typedef struct {
   uint8_t px_refresh;   /* expiry is prolonged by the sub_refresh proxy */
 } cl_sub_tok;
 
+/* A subscription's cold state: what it has only while it is being
+ * established, or when a token or the sub_refresh proxy gave it state.
+ * Allocated with the first of it (cl__sub_x) and freed once all of it is
+ * gone (cl__sub_x_trim): an idle subscription without a token has none.
+ * Never read on the delivery path (held pushes only while
+ * HUB_SUB_PENDING). */
+typedef struct {
+  struct cl_op *op; /* the subscribe being established, or NULL */
+  cl_pendq *pq;     /* pushes held while HUB_SUB_PENDING, or NULL */
+  cl_sub_tok tok;
+} cl_sub_x;
+
 /* One subscription. Its hub_sub comes first and the whole struct stays at
  * one address while subscribed (the hub holds a pointer to it). Its own
- * bits (CLS_*) are in hs.flags. */
+ * bits (CLS_*) are in hs.flags. What delivery reads (hs, cl) is here; the
+ * rest is behind x. */
 typedef struct cl_sub {
   hub_sub hs;
   cl_client *cl;
-  struct cl_op *op;        /* the subscribe being established, or NULL */
-  cl_pendq *pq;            /* pushes held while HUB_SUB_PENDING, or NULL */
-  cl_sub_tok *tok;         /* NULL: no chan_info, no expiry, no proxy refresh */
+  cl_sub_x *x; /* NULL: not being established, no token state */
 } cl_sub;
+/* Every subscription holds one: 56 bytes is a 64-byte glibc chunk (size +
+ * 8 rounded up to 16); docs/benchmarks.md, "Memory per connection (issue
+ * 14)", has the byte table. */
+_Static_assert(sizeof(cl_sub) <= 56, "cl_sub crosses a malloc step");
 
 static inline int cl__sub_has(const cl_sub *s, uint32_t bit) { return (s->hs.flags & bit) != 0; }
 
-/* Token state of s, NULL-safe reads. */
+/* s's cold state, allocated on first use; NULL when out of memory. */
+cl_sub_x *cl__sub_x(cl_sub *s);
+/* Free s's cold state if nothing is left in it. */
+void cl__sub_x_trim(cl_sub *s);
+
+/* Cold state of s, NULL-safe reads. */
+static inline struct cl_op *cl__sub_op(const cl_sub *s) { return s->x ? s->x->op : NULL; }
+static inline cl_pendq *cl__sub_pq(const cl_sub *s) { return s->x ? s->x->pq : NULL; }
 static inline const char *cl__sub_chan_info(const cl_sub *s) {
-  return s->tok ? s->tok->chan_info : NULL;
+  return s->x ? s->x->tok.chan_info : NULL;
 }
 static inline int64_t cl__sub_expire_at(const cl_sub *s) {
-  return s->tok ? s->tok->expire_at : 0;
+  return s->x ? s->x->tok.expire_at : 0;
 }
 static inline uint64_t cl__sub_deadline(const cl_sub *s) {
-  return s->tok ? s->tok->deadline : 0;
+  return s->x ? s->x->tok.deadline : 0;
 }
 static inline uint64_t cl__sub_refresh_due(const cl_sub *s) {
-  return s->tok ? s->tok->refresh_due : 0;
+  return s->x ? s->x->tok.refresh_due : 0;
 }
 
 /* Per-connection buckets of the per-connection rate limits and the current

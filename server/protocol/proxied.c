@@ -339,17 +339,17 @@ static void sub_refresh_answer(cl_client *cl, px_op *po, const px_result *r) {
   cl_sub *s = cl->state == CS_CONNECTED ? cl__find_sub(cl, po->ch, po->len) : NULL;
   if (!s)
     return; /* unsubscribed meanwhile */
-  if (!s->tok)
+  if (!s->x)
     return; /* not a proxy-refreshed subscription (cannot happen) */
-  int how = refresh_outcome(cl, r, &s->tok->refresh_due, &exp, &info);
+  int how = refresh_outcome(cl, r, &s->x->tok.refresh_due, &exp, &info);
   if (how == REFRESH_EXPIRED && cl__sub_has(s, CLS_SERVER_SIDE)) {
     cl_disconnect(cl, 3006, "subscription expired");
   } else if (how == REFRESH_EXPIRED) {
     cl__unsubscribe_push(cl, s, 2501, "subscription expired");
   } else if (how == REFRESH_OK) {
     if (info) {
-      free(s->tok->chan_info);
-      s->tok->chan_info = info;
+      free(s->x->tok.chan_info);
+      s->x->tok.chan_info = info;
       cl__refresh_sub_infos(cl);
     }
     cl__set_sub_expiry(cl, s, exp);

@@ -48,7 +48,7 @@ static int recheck_client(cl_client *cl, const cl_policy *p, cl_recheck_counts *
     if (i >= cl->nsubs)
       continue; /* an earlier removal shrank the list */
     cl_sub *s = cl__subs(cl)[i];
-    if (s->op)
+    if (cl__sub_op(s))
       continue; /* still being established: its reply has not left yet */
     const char *why = sub_refused(cl, s, p);
     if (!why)

@@ -84,9 +84,9 @@ static void forget_op(cl_sub *s);
 static void free_sub(cl_sub *s) {
   free_pending(s);
   free(s->hs.info);
-  if (s->tok)
-    free(s->tok->chan_info);
-  free(s->tok);
+  if (s->x)
+    free(s->x->tok.chan_info);
+  free(s->x);
   free(s);
 }
 
@@ -153,13 +153,13 @@ void cl__unsubscribe_push(cl_client *cl, cl_sub *s, unsigned code,
 void cl__set_sub_expiry(cl_client *cl, cl_sub *s, int64_t expire_at) {
   if (cl_policy_get(cl->list->cfg)->insecure)
     expire_at = 0;
-  if (!expire_at && !s->tok)
+  if (!expire_at && !s->x)
     return; /* nothing to forget */
-  if (!s->tok && !(s->tok = calloc(1, sizeof *s->tok))) {
+  if (!cl__sub_x(s)) {
     cl_disconnect(cl, 3004, "internal server error"); /* cannot keep the expiry */
     return;
   }
-  cl_sub_tok *t = s->tok;
+  cl_sub_tok *t = &s->x->tok;
   t->expire_at = expire_at;
   t->deadline = 0;
   t->refresh_due = 0;
@@ -176,20 +176,21 @@ void cl__set_sub_expiry(cl_client *cl, cl_sub *s, int64_t expire_at) {
         t->deadline = last;
     }
   }
+  cl__sub_x_trim(s); /* an expiry forgotten may leave nothing in it */
 }
 
 int cl__check_sub_deadlines(cl_client *cl, uint64_t now) {
   for (uint32_t i = cl->nsubs; i > 0; i--) {
     cl_sub *s = cl__subs(cl)[i - 1];
-    if (!s->tok)
+    if (!s->x)
       continue; /* no expiry */
-    if (s->tok->refresh_due && now >= s->tok->refresh_due) {
-      s->tok->refresh_due = 0;
+    if (s->x->tok.refresh_due && now >= s->x->tok.refresh_due) {
+      s->x->tok.refresh_due = 0;
       cl__proxy_sub_refresh(cl, s);
       if (cl->state != CS_CONNECTED)
         return -1;
     }
-    if (!s->tok->deadline || now < s->tok->deadline)
+    if (!s->x->tok.deadline || now < s->x->tok.deadline)
       continue;
     if (cl__sub_has(s, CLS_SERVER_SIDE)) { /* a server-side subscription cannot be redone */
       cl_disconnect(cl, 3006, "subscription expired");
@@ -230,10 +231,27 @@ typedef struct {
 } sub_op;
 
 static void free_pending(cl_sub *s) {
-  for (uint32_t i = 0; s->pq && i < s->pq->n; i++)
-    hub_frames_unref(&s->pq->f[i].f);
-  free(s->pq);
-  s->pq = NULL;
+  cl_pendq *q = cl__sub_pq(s);
+  for (uint32_t i = 0; q && i < q->n; i++)
+    hub_frames_unref(&q->f[i].f);
+  free(q);
+  if (s->x)
+    s->x->pq = NULL;
+}
+
+cl_sub_x *cl__sub_x(cl_sub *s) {
+  if (!s->x)
+    s->x = calloc(1, sizeof *s->x);
+  return s->x;
+}
+
+void cl__sub_x_trim(cl_sub *s) {
+  cl_sub_x *x = s->x;
+  if (x && !x->op && !x->pq && !x->tok.chan_info && !x->tok.expire_at && !x->tok.deadline &&
+      !x->tok.refresh_due && !x->tok.px_refresh) {
+    free(x);
+    s->x = NULL;
+  }
 }
 
 /* The hub's pending callback: hold the push until the position is known.
@@ -241,19 +259,24 @@ static void free_pending(cl_sub *s) {
  * the replay reports the gap (insufficient state) instead. */
 static void hub_pending(hub_sub *hs, const hub_frames *f) {
   cl_sub *s = (cl_sub *)hs;
-  uint32_t n = s->pq ? s->pq->n : 0, cap = s->pq ? s->pq->cap : 0;
+  cl_sub_x *x = cl__sub_x(s); /* there while establishing (x->op) */
+  if (!x) {
+    s->hs.flags |= HUB_SUB_PAUSED;
+    return;
+  }
+  uint32_t n = x->pq ? x->pq->n : 0, cap = x->pq ? x->pq->cap : 0;
   if (n == cap) {
     cap = cap ? cap * 2 : 8;
-    cl_pendq *nq = cap <= 4096 ? realloc(s->pq, sizeof *nq + cap * sizeof nq->f[0]) : NULL;
+    cl_pendq *nq = cap <= 4096 ? realloc(x->pq, sizeof *nq + cap * sizeof nq->f[0]) : NULL;
     if (!nq) {
       s->hs.flags |= HUB_SUB_PAUSED;
       return;
     }
     nq->n = n;
     nq->cap = cap;
-    s->pq = nq;
+    x->pq = nq;
   }
-  s->pq->f[s->pq->n++].f = *f;
+  x->pq->f[x->pq->n++].f = *f;
   hub_frames_ref(f);
 }
 
@@ -288,10 +311,13 @@ void cl__replay_pending(cl_client *cl, cl_sub *s) {
   s->hs.flags &= ~(uint32_t)HUB_SUB_PENDING;
   int lost = (s->hs.flags & HUB_SUB_PAUSED) != 0;
   s->hs.flags &= ~(uint32_t)HUB_SUB_PAUSED;
-  cl_pendq *q = s->pq;
+  cl_pendq *q = cl__sub_pq(s);
   cl_pending *p = q ? q->f : NULL;
   uint32_t n = q ? q->n : 0;
-  s->pq = NULL;
+  if (q) {
+    s->x->pq = NULL;
+    cl__sub_x_trim(s);
+  }
   int gap = lost;
   for (uint32_t i = 0; i < n; i++) {
     if (!gap && cl->state == CS_CONNECTED) {
@@ -314,8 +340,10 @@ void cl__replay_pending(cl_client *cl, cl_sub *s) {
 static void settle(cl_client *cl, sub_op *so, unsigned err, const jw_buf *fields,
                    const jw_buf *pushes) {
   cl_sub *s = so->s;
-  if (s)
-    s->op = NULL;
+  if (s && s->x) {
+    s->x->op = NULL;
+    cl__sub_x_trim(s);
+  }
   if (so->kind == SO_CLIENT) {
     if (err)
       cl__error_reply(cl, so->op.id, err,
@@ -327,7 +355,7 @@ static void settle(cl_client *cl, sub_op *so, unsigned err, const jw_buf *fields
       cl__end_result(cl);
       /* held pushes go after the reply (an SDK drops publications that
        * arrive before its subscribe reply): then it leaves now */
-      if (s && s->pq && s->pq->n)
+      if (s && cl__sub_pq(s) && cl__sub_pq(s)->n)
         cl__flush_replies(cl);
     }
   } else if (so->kind == SO_SERVER_SIDE) {
@@ -361,7 +389,8 @@ static void settle(cl_client *cl, sub_op *so, unsigned err, const jw_buf *fields
 /* An error before the result: take the subscription out, then settle. */
 static void fail_establish(cl_client *cl, sub_op *so, unsigned err) {
   if (so->s) {
-    so->s->op = NULL;
+    if (so->s->x)
+      so->s->x->op = NULL;
     cl__remove_sub(cl, so->s);
     so->s = NULL;
   }
@@ -413,8 +442,8 @@ static unsigned finish(cl_client *cl, sub_op *so, const eng_read_result *r,
       s->hs.flags |= HUB_SUB_DELTA_BASE;
   }
   int first = 1;
-  if (cl__sub_expire_at(s) && !s->tok->px_refresh) { /* the client refreshes it */
-    int64_t ttl = s->tok->expire_at - cl__wall_s();
+  if (cl__sub_expire_at(s) && !s->x->tok.px_refresh) { /* the client refreshes it */
+    int64_t ttl = s->x->tok.expire_at - cl__wall_s();
     jw_key(out, &first, "expires");
     jw_lit(out, "true");
     jw_key(out, &first, "ttl");
@@ -607,16 +636,15 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
   if (parent)
     cl__op_adopt(parent, &so->op);
   s->cl = cl;
-  if ((sp->chan_info || sp->px_refresh) && !(s->tok = calloc(1, sizeof *s->tok))) {
+  /* the cold state: the operation (below), and the token's if any */
+  if (!cl__sub_x(s)) {
     free_sub(s);
     settle(cl, so, 100, NULL, NULL); /* also tells a parent */
     return 0;
   }
-  if (s->tok) {
-    s->tok->chan_info = sp->chan_info;
-    s->tok->px_refresh = sp->px_refresh;
-    sp->chan_info = NULL;
-  }
+  s->x->tok.chan_info = sp->chan_info;
+  s->x->tok.px_refresh = sp->px_refresh;
+  sp->chan_info = NULL;
   s->hs.flags = HUB_SUB_PENDING | (positioning ? HUB_SUB_POSITIONED : 0) |
                 (push_jl ? HUB_SUB_JOIN_LEAVE : 0) | (presence ? HUB_SUB_PRESENCE : 0) |
                 (delta ? HUB_SUB_DELTA : 0) |
@@ -635,7 +663,7 @@ static unsigned establish(cl_client *cl, sub_spec *sp, int kind, uint32_t id,
     settle(cl, so, 100, NULL, NULL);
     return 0;
   }
-  s->op = &so->op;
+  s->x->op = &so->op;
   so->s = s;
   cl__set_sub_expiry(cl, s, sp->expire_at);
   if (presence)
@@ -795,7 +823,7 @@ void cl__cmd_sub_refresh(cl_client *cl, uint32_t id, json_t *req) {
   MET_INC(MET_TOKEN_REFRESHED);
   cl__begin_result(cl, id, "sub_refresh");
   if (cl__sub_expire_at(s)) {
-    int64_t ttl = s->tok->expire_at - cl__wall_s();
+    int64_t ttl = s->x->tok.expire_at - cl__wall_s();
     jw_lit(cl__out(cl), "\"expires\":true,\"ttl\":");
     jw_u64(cl__out(cl), (uint64_t)(ttl > 0 ? ttl : 0));
   }
@@ -912,9 +940,9 @@ void cl_server_subscribe(cl_client *cl, const char *ch, size_t len,
 /* ---- delivery callbacks of the hub -------------------------------------------- */
 
 static void forget_op(cl_sub *s) {
-  if (s->op) {
-    ((sub_op *)s->op)->s = NULL;
-    s->op = NULL;
+  if (cl__sub_op(s)) {
+    ((sub_op *)s->x->op)->s = NULL;
+    s->x->op = NULL;
   }
 }
 
