@@ -1946,6 +1946,11 @@ void hf_conn_ctx_each(hf_conn_ctx *ctx, void (*fn)(void *arg, hf_conn *c), void 
     fn(arg, c);
 }
 
+hf_conn *hf_conn_ctx_first(const hf_conn_ctx *ctx) { return ctx->head; }
+/* teardown unlinks c and sets its next to the graveyard only after
+ * on_close: until then c->next is the live one that followed it */
+hf_conn *hf_conn_ctx_next(const hf_conn *c) { return c->next; }
+
 void hf_conn_ctx_close_all(hf_conn_ctx *ctx, uint16_t code, const char *reason) {
   ctx->draining = 1;
   hf_conn *c = ctx->head;

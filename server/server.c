@@ -2521,6 +2521,7 @@ int srv_run(const srv_config *cfg) {
     }
     jw_init(&w->clients.out);
     jw_init(&w->clients.pb);
+    w->clients.of_conn = conn_client; /* the clients are walked through w->ctx */
     if (s->clcfg.px && !(w->clients.px = px_worker_new(&s->px, w->loop))) {
       fprintf(stderr, "holdfast: cannot set up the proxy HTTP client (libcurl)\n");
       return 1;

@@ -162,6 +162,15 @@ const hf_conn_stats *hf_conn_ctx_stats(const hf_conn_ctx *ctx);
 /* Call fn for every live connection of ctx (loop thread only; fn must not
  * close or free connections). */
 void hf_conn_ctx_each(hf_conn_ctx *ctx, void (*fn)(void *arg, hf_conn *c), void *arg);
+/* Walk the live connections of ctx, newest first: the first one (NULL if
+ * none), then the one after c (NULL at the end). c must be live, or inside
+ * its own on_close (then: the one that followed it). A connection accepted
+ * during a walk is not seen; one torn down is left out by the walk once
+ * gone (keep the next one before an action that may tear down c, as with
+ * any list). Loop thread only. Lets an application iterate its
+ * connections without links of its own. */
+hf_conn *hf_conn_ctx_first(const hf_conn_ctx *ctx);
+hf_conn *hf_conn_ctx_next(const hf_conn *c);
 /* Start a graceful close of every connection: upgraded ones get a close
  * frame (code, reason); answered HTTP ones are dropped; ones still reading
  * their request head are left to be answered or to time out. */

@@ -390,7 +390,7 @@ static void part_conns(part *p, cl_list *L, uint64_t now_ms) {
   survey *s = p->s;
   size_t cap = 0, n = 0;
   cand *v = NULL;
-  for (cl_client *cl = L->head; cl; cl = cl_next(cl)) {
+  for (cl_client *cl = cl_list_first(L); cl; cl = cl_next(cl)) {
     char id[37];
     hf_conn_id(cl_conn(cl), id);
     if (!matches(s, cl, id))
@@ -424,7 +424,7 @@ static void part_conns(part *p, cl_list *L, uint64_t now_ms) {
 
 static void part_disconnect(part *p, cl_list *L) {
   survey *s = p->s;
-  for (cl_client *cl = L->head, *next; cl; cl = next) {
+  for (cl_client *cl = cl_list_first(L), *next; cl; cl = next) {
     next = cl_next(cl); /* a disconnect may free cl */
     char id[37];
     hf_conn_id(cl_conn(cl), id);
@@ -489,7 +489,7 @@ static void slow_add(slow_ent *t, size_t *n, const char *id, const char *user, u
 
 static void part_stats(part *p, cl_list *L, hub_local *hl, uint64_t now_ms) {
   uint64_t soft = p->s->a->env.cfg->queue_max_size;
-  for (cl_client *cl = L->head; cl; cl = cl_next(cl)) {
+  for (cl_client *cl = cl_list_first(L); cl; cl = cl_next(cl)) {
     hf_conn *c = cl_conn(cl);
     p->clients++;
     uint64_t q = hf_conn_queued(c);

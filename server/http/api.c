@@ -371,7 +371,7 @@ static int matches(const ctl_arg *a, cl_client *cl) {
 void api_run_ctl(hub_local *hl, void *arg) {
   const ctl_arg *a = arg;
   cl_list *list = hub_data(hl);
-  cl_client *cl = list->head;
+  cl_client *cl = cl_list_first(list);
   while (cl) {
     cl_client *next = cl_next(cl); /* a disconnect may free cl */
     if (matches(a, cl)) {

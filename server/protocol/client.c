@@ -995,10 +995,7 @@ cl_client *cl_new(hf_conn *conn, hub_local *hl, cl_list *list,
   cl->list = list;
   list->hl = hl; /* the same for every client of the list */
   list->cfg = cfg;
-  cl->next = list->head;
-  if (list->head)
-    list->head->prev = cl;
-  list->head = cl;
+  list->ctx = hf_conn_get_ctx(conn); /* the same for every client of the list */
   list->count++;
   cl->stale_deadline = hf_loop_now(hf_conn_loop(conn)) + cfg->stale_close_delay_ms;
   cl__arm_timer(cl);
@@ -1008,6 +1005,8 @@ cl_client *cl_new(hf_conn *conn, hub_local *hl, cl_list *list,
 void cl_free(cl_client *cl) {
   if (!cl)
     return;
+  if (cl->list->cursor == cl) /* its connection is still walkable here */
+    cl->list->cursor = cl_next(cl);
   hf_conn_set_timer(cl->conn, 0);
   while (cl->ops) /* their completions will find the client gone */
     detach(cl->ops);
@@ -1022,13 +1021,27 @@ void cl_free(cl_client *cl) {
   release(cl);
 }
 
-void cl_list_drain_begin(cl_list *l) { l->cursor = l->head; }
+void cl_list_drain_begin(cl_list *l) { l->cursor = cl_list_first(l); }
+
+/* The first client on c or after it. */
+static cl_client *client_from(const cl_list *l, hf_conn *c) {
+  for (; c; c = hf_conn_ctx_next(c)) {
+    cl_client *cl = l->of_conn(c);
+    if (cl)
+      return cl;
+  }
+  return NULL;
+}
+
+cl_client *cl_list_first(const cl_list *l) {
+  return l->ctx ? client_from(l, hf_conn_ctx_first(l->ctx)) : NULL;
+}
 
 size_t cl_list_disconnect_next(cl_list *l, size_t n, uint16_t code, const char *reason) {
   size_t done = 0;
   while (done < n && l->cursor) {
     cl_client *cl = l->cursor;
-    l->cursor = cl->next; /* before the close, which may free cl */
+    l->cursor = cl_next(cl); /* before the close, which may free cl */
     if (cl->state != CS_CLOSED) {
       cl_disconnect(cl, code, reason);
       done++;
@@ -1038,14 +1051,6 @@ size_t cl_list_disconnect_next(cl_list *l, size_t n, uint16_t code, const char *
 }
 
 static void release(cl_client *cl) {
-  if (cl->list->cursor == cl)
-    cl->list->cursor = cl->next;
-  if (cl->prev)
-    cl->prev->next = cl->next;
-  else
-    cl->list->head = cl->next;
-  if (cl->next)
-    cl->next->prev = cl->prev;
   cl->list->count--;
   if (cl->subs_arr)
     free(cl->subv);
@@ -1171,7 +1176,9 @@ const char *cl_session(const cl_client *cl) { return cl->ex ? cl->ex->session : 
 
 const char *cl_user(const cl_client *cl) { return cl->user ? cl->user : ""; }
 hf_conn *cl_conn(const cl_client *cl) { return cl->conn; }
-cl_client *cl_next(const cl_client *cl) { return cl->next; }
+cl_client *cl_next(const cl_client *cl) {
+  return client_from(cl->list, hf_conn_ctx_next(cl->conn));
+}
 
 void cl_server_refresh(cl_client *cl, int64_t expire_at) {
   if (cl->state != CS_CONNECTED)

@@ -71,9 +71,14 @@ static inline void cl_policy_publish(cl_config *c, const cl_policy *p) {
   __atomic_store_n(&c->policy, p, __ATOMIC_RELEASE);
 }
 
-/* All clients of one worker (for the server API's targeted commands). */
+/* All clients of one worker (for the server API's targeted commands).
+ * They are walked through the worker's connections (cl_list_first,
+ * cl_next), not through links of their own. */
 typedef struct cl_list {
-  cl_client *head;
+  hf_conn_ctx *ctx; /* the worker's connections (set by cl_new) */
+  /* the client on connection c, or NULL (the server's udata convention);
+   * set by the server before the first cl_new */
+  cl_client *(*of_conn)(hf_conn *c);
   size_t count;
   jw_buf out; /* replies of the frame being processed (one at a time) */
   jw_buf pb;  /* scratch for their Protobuf form (Protobuf clients) */
@@ -90,6 +95,8 @@ typedef struct cl_list {
  * disconnect code; returns how many were closed. A client that goes away by
  * itself meanwhile is skipped. Loop thread of l only. */
 void cl_list_drain_begin(cl_list *l);
+/* The first client of l (NULL if none); then cl_next. Loop thread of l. */
+cl_client *cl_list_first(const cl_list *l);
 size_t cl_list_disconnect_next(cl_list *l, size_t n, uint16_t code, const char *reason);
 
 /* What a reload re-check did on one worker (added to by cl_list_recheck). */
@@ -168,6 +175,8 @@ void cl_set_tag(cl_client *cl, uintptr_t tag);
 /* Accessors for the server API's targeted commands. */
 const char *cl_user(const cl_client *cl);
 hf_conn *cl_conn(const cl_client *cl);
+/* The client after cl in its worker's list (NULL at the end); cl's
+ * connection must be live or in its on_close (hf_conn_ctx_next). */
 cl_client *cl_next(const cl_client *cl);
 /* For the admin connection list (loop thread only). The upgrade's Origin
  * (copied; NULL: none), the last ping round trip in microseconds (0: not

@@ -140,8 +140,8 @@ cl_buckets *cl__buckets(cl_client *cl, int make);
  * accept time (cl_created_ms). */
 struct cl_client {
   hf_conn *conn;
-  cl_list *list; /* the worker's clients; also its hub_local and cl_config */
-  cl_client *next, *prev;
+  cl_list *list; /* the worker's clients (walked through their
+                    connections); also its hub_local and cl_config */
   cl_extra *ex;      /* NULL until one of its strings is set */
   char *user;        /* "" when anonymous; the shared limits entry's name
                         (rl_user_name) when user_shared, else owned */
@@ -184,10 +184,10 @@ struct cl_client {
   uint8_t subs_arr : 1;   /* the subscriptions are in subv, not sub0 */
   uint8_t user_shared : 1; /* user is rl_user's name: not freed here */
 };
-/* Every real-time connection holds one: 152 bytes is a 160-byte glibc chunk
+/* Every real-time connection holds one: 136 bytes is a 144-byte glibc chunk
  * (size + 8 rounded up to 16); docs/benchmarks.md, "Memory per connection
  * (issue 14)", has the byte table. */
-_Static_assert(sizeof(struct cl_client) <= 152, "cl_client crosses a malloc step");
+_Static_assert(sizeof(struct cl_client) <= 136, "cl_client crosses a malloc step");
 
 /* cl's subscriptions, cl->nsubs of them. */
 static inline cl_sub **cl__subs(const cl_client *cl) {

@@ -65,8 +65,8 @@ static int recheck_client(cl_client *cl, const cl_policy *p, cl_recheck_counts *
 
 void cl_list_recheck(cl_list *l, const cl_config *cfg, cl_recheck_counts *n) {
   const cl_policy *p = cl_policy_get(cfg);
-  for (cl_client *cl = l->head, *next; cl; cl = next) {
-    next = cl->next; /* before a close, which may free cl */
+  for (cl_client *cl = cl_list_first(l), *next; cl; cl = next) {
+    next = cl_next(cl); /* before a close, which may free cl */
     n->checked++;
     recheck_client(cl, p, n);
   }

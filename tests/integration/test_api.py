@@ -11,7 +11,7 @@ import os
 import socket
 import sys
 
-from harness import Server, connect, http_call, read_http_response, run_module, upgrade_request
+from harness import WS, Server, connect, http_call, read_http_response, run_module, upgrade_request
 from test_realtime import API_KEY, RT, client, config, token
 
 KEY = {"X-API-Key": API_KEY}
@@ -200,6 +200,32 @@ def test_disconnect_whitelist_keeps_listed_client():
         assert keep.ok("subscribe", {"channel": "news"}) == {}
         keep.close()
         drop.close()
+
+
+def test_targeted_calls_walk_clients_among_other_connections():
+    # a worker's clients are walked through its connections (no links of
+    # their own): echo connections between them are passed over, every
+    # client of the user is reached, the others stay
+    with Server(config=config()) as srv:
+        e1 = WS(srv.port)
+        a1 = client(srv, "7")
+        e2 = WS(srv.port)
+        b = client(srv, "8")
+        a2 = client(srv, "7")
+        e3 = WS(srv.port)
+        assert call(srv, "subscribe", {"user": "8", "channel": "walk"}) == {"result": {}}
+        assert call(srv, "disconnect", {"user": "7"}) == {"result": {}}
+        a1.expect_close(3503)
+        a2.expect_close(3503)
+        assert b.push() == {"channel": "walk", "subscribe": {}}
+        assert call(srv, "publish", {"channel": "walk", "data": {"n": 1}}) == {"result": {}}
+        assert b.push() == {"channel": "walk", "pub": {"data": {"n": 1}}}
+        for e in (e1, e2, e3):
+            e.send(0x1, b"still here")
+            assert e.recv_message() == (0x1, b"still here")
+            e.close()
+        for c in (a1, a2, b):
+            c.close()
 
 
 def test_refresh_api_expired_closes_3005():
