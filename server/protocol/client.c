@@ -944,7 +944,23 @@ static void process(cl_client *cl, int opcode, uint8_t *data, size_t len) {
 
 /* ---- timers -------------------------------------------------------------- */
 
+static void timer_due(cl_client *cl);
+
+/* A send from a timer can fail and tear the connection down, whose on_close
+ * frees the client: keep it alive until the timer's work is done, as
+ * cl_on_message does. */
 void cl_on_timer(cl_client *cl) {
+  int outer = cl->busy;
+  cl->busy = 1;
+  timer_due(cl);
+  if (outer)
+    return;
+  cl->busy = 0;
+  if (cl->zombie)
+    release(cl);
+}
+
+static void timer_due(cl_client *cl) {
   uint64_t now = hf_loop_now(hf_conn_loop(cl->conn));
   if (cl->state == CS_NEW) {
     if (now >= cl->stale_deadline)
@@ -974,6 +990,8 @@ void cl_on_timer(cl_client *cl) {
     return;
   if (!cl->await_pong && cl->next_ping && now >= cl->next_ping) {
     cl__send(cl, "{}", 2);
+    if (cl->state != CS_CONNECTED)
+      return; /* the send failed and closed it */
     cl->ping_sent_us = (uint32_t)cl__now_us();
     cl->next_ping = now + cl->list->cfg->ping_interval_ms;
     if (cl->list->cfg->pong_timeout_ms && !tr_is_uni(cl->transport)) { /* uni: no pongs */
