@@ -508,6 +508,18 @@ def rt_recv(ws, timeout=3.0, raw=False):
     return (objs, text) if raw else objs
 
 
+def metric(srv, sample):
+    """The value of one sample of srv's /metrics, named exactly as exposed
+    (with its labels, e.g. 'holdfast_closes_total{code="1000",side="client"}');
+    AssertionError if the scrape fails or the sample is absent."""
+    st, _, body = http_call(srv.port, "GET", "/metrics")
+    assert st == 200, st
+    for line in body.decode().splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1])
+    raise AssertionError("no sample " + sample)
+
+
 def http_call(port, method, path, body=None, headers=None, timeout=5.0):
     """One HTTP/1.1 request on a fresh connection; returns (status,
     headers-dict-lowercase, body bytes). body: bytes, str or a JSON value."""

@@ -20,7 +20,7 @@ import sys
 import time
 import zlib
 
-from harness import BIN, RT, WS, Closed, Server, http_call, run_module
+from harness import BIN, RT, WS, Closed, Server, http_call, metric, run_module
 
 API_KEY = "dfl-api-key"
 OFFER = "permessage-deflate; client_max_window_bits"
@@ -389,14 +389,6 @@ def test_client_context_takeover_when_allowed():
         ws = DWS(srv.port)
         assert "client_no_context_takeover" in params(ws.ext), ws.ext
         ws.close()
-
-
-def metric(srv, name):
-    st, _, body = http_call(srv.port, "GET", "/metrics")
-    assert st == 200, st
-    m = re.search(r"^%s (\d+)$" % re.escape(name), body.decode(), re.M)
-    assert m, name
-    return int(m.group(1))
 
 
 def rt_client(port, deflate, offer=OFFER):

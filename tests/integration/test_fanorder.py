@@ -12,11 +12,10 @@ consecutive offsets, pipelined requests, two workers, and a slow subscriber
 that hits its queue limit in the middle of a batch is closed with 3008
 while the others keep every publication in order."""
 import json
-import re
 import socket
 import time
 
-from harness import (WS, ApiKit, Server, http_call, read_http_response, rt_send, run_module,
+from harness import (WS, ApiKit, Server, metric, read_http_response, rt_send, run_module,
                      upgrade_request)
 from test_protobuf import PB, parse, subscribe_cmd
 from test_protobuf import SECRET, API_KEY
@@ -229,14 +228,6 @@ def test_slow_subscriber_closed_mid_batch_others_keep_order():
 
 
 
-def flush_yields(srv):
-    st, _, body = http_call(srv.port, "GET", "/metrics")
-    assert st == 200, st
-    m = re.search(r"^holdfast_flush_yields_total (\d+)$", body.decode(), re.M)
-    assert m, body[:200]
-    return int(m.group(1))
-
-
 def test_flush_in_portions_keeps_order_and_reads_input_between():
     """http_server.flush_budget: a sweep is written a few connections per
     loop iteration, with input read between portions (publications join
@@ -247,7 +238,7 @@ def test_flush_in_portions_keeps_order_and_reads_input_between():
         cfg = config()
         cfg["http_server"] = {"flush_budget": 2, "io_uring_send": uring}
         with Server(config=cfg) as srv:
-            assert flush_yields(srv) == 0
+            assert metric(srv, "holdfast_flush_yields_total") == 0
             subs = [subscriber(srv, "por") for _ in range(10)]
             gone = []
             for _ in range(4):  # raw subscribers reset mid-stream
@@ -284,7 +275,7 @@ def test_flush_in_portions_keeps_order_and_reads_input_between():
             pipe.close()
             for c in subs:
                 assert [p["data"]["n"] for _, p in pushes(c, n)] == list(range(n))
-            assert flush_yields(srv) > 0
+            assert metric(srv, "holdfast_flush_yields_total") > 0
             time.sleep(0.2)  # a duplicate would have arrived by now
             for c in subs:
                 c.silent(0.01)

@@ -14,7 +14,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from harness import (ApiKit, RedisServer, Server, http_call, run_module, wait_until)
+from harness import (ApiKit, RedisServer, Server, http_call, metric, run_module, wait_until)
 from test_protobuf import PB, fld, parse, publish_cmd, subscribe_cmd
 
 SECRET = "pbin-secret-0123456789"
@@ -83,15 +83,6 @@ def expect_binary_close(srv, c, what):
     code, reason = c.expect_close(3506)
     assert "binary data for a JSON client" in reason, reason
     srv.wait_event("binary_data_for_json_client", lambda e: e.get("what") == what)
-
-
-def metric(srv, name):
-    st, _, body = http_call(srv.port, "GET", "/metrics")
-    assert st == 200, st
-    for line in body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError("no metric " + name)
 
 
 def live_history_recovery(srv, other=None):

@@ -14,8 +14,9 @@ import socket
 import sys
 import time
 
-from harness import (RT, Server, connect, http_call, jwt_hs, read_http_response, read_to_eof,
+from harness import (RT, Server, connect, jwt_hs, read_http_response, read_to_eof,
                      run_module, upgrade_request, wait_until)
+from harness import metric as sample
 
 SECRET = "rl-secret-0123456789"
 
@@ -58,13 +59,7 @@ def refused(r):
 
 
 def metric(srv, limit):
-    st, _, body = http_call(srv.port, "GET", "/metrics")
-    assert st == 200, st
-    key = 'holdfast_rate_limited_total{limit="%s"} ' % limit
-    for line in body.decode().splitlines():
-        if line.startswith(key):
-            return float(line.split()[-1])
-    raise AssertionError("no sample " + key)
+    return sample(srv, 'holdfast_rate_limited_total{limit="%s"}' % limit)
 
 
 def until_accepted(c, key, body, timeout=5.0):
