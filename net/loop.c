@@ -271,21 +271,18 @@ static void run_timers(hf_loop *loop) {
   }
 }
 
-void hf_loop_defer(hf_loop *loop, hf_deferred *d) {
+/* Put d on the list at *head unless it is on one already. */
+static void queue_on(hf_deferred **head, hf_deferred *d) {
   if (d->_queued)
     return;
   d->_queued = 1;
-  d->_next = loop->deferred;
-  loop->deferred = d;
+  d->_next = *head;
+  *head = d;
 }
 
-void hf_loop_defer_next(hf_loop *loop, hf_deferred *d) {
-  if (d->_queued)
-    return;
-  d->_queued = 1;
-  d->_next = loop->next_iter;
-  loop->next_iter = d;
-}
+void hf_loop_defer(hf_loop *loop, hf_deferred *d) { queue_on(&loop->deferred, d); }
+
+void hf_loop_defer_next(hf_loop *loop, hf_deferred *d) { queue_on(&loop->next_iter, d); }
 
 /* The nodes put off to this iteration join its deferred work. */
 static void take_next_iter(hf_loop *loop) {
