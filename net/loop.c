@@ -46,11 +46,15 @@ static uint64_t mono_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static uint64_t mono_ms(void) {
+static uint64_t clock_ms(clockid_t id) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(id, &ts);
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
+
+static uint64_t mono_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
+
+uint64_t hf_wall_ms(void) { return clock_ms(CLOCK_REALTIME); }
 
 /* Take the whole inbox, in posting order (the stack is LIFO: reversed). */
 static hf_msg *take_inbox(hf_loop *loop) {

@@ -82,6 +82,13 @@ void hf_loop_stop(hf_loop *loop);
 /* Milliseconds on CLOCK_MONOTONIC, cached once per iteration. */
 uint64_t hf_loop_now(const hf_loop *loop);
 
+/* Milliseconds since the Unix epoch on CLOCK_REALTIME, read now (not
+ * cached). For times compared with other clocks: token expiry, entries in a
+ * broker shared with other nodes. Not time(): glibc reads the kernel's
+ * coarse clock for it, which still shows the previous second for up to a
+ * tick after a boundary. */
+uint64_t hf_wall_ms(void);
+
 /* Arm (or re-arm) t to fire after delay_ms. O(1). */
 void hf_timer_set(hf_loop *loop, hf_timer *t, uint64_t delay_ms);
 void hf_timer_cancel(hf_loop *loop, hf_timer *t);

@@ -156,11 +156,7 @@ void adm_free(adm *a) {
 
 /* ---- session tokens ---------------------------------------------------------- */
 
-static int64_t wall_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec;
-}
+static int64_t wall_s(void) { return (int64_t)(hf_wall_ms() / 1000u); }
 
 int adm_check_token(const adm *a, const char *tok, size_t len, const char **reason) {
   if (a->env.cfg->admin_insecure)
@@ -880,10 +876,8 @@ static void finish_stats(survey *s) {
   }
   uint64_t ws = 0, tcp = 0;
   a->env.gauges(a->env.arg, &ws, &tcp);
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
   jw_lit(&b, "],\"t\":");
-  jw_u64(&b, (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+  jw_u64(&b, hf_wall_ms());
   jw_lit(&b, ",\"node\":");
   safe_str(&b, a->env.node_name);
   jw_lit(&b, ",\"connections\":");

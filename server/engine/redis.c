@@ -742,7 +742,7 @@ static void register_node(rworker *w, uint64_t now) {
     char k1[200], k2[200], ms[24];
     snprintf(k1, sizeof k1, "%s.{nodes}", e->cfg.prefix);
     snprintf(k2, sizeof k2, "%s.{nodes}.seen", e->cfg.prefix);
-    snprintf(ms, sizeof ms, "%llu", (unsigned long long)time(NULL) * 1000);
+    snprintf(ms, sizeof ms, "%llu", (unsigned long long)hf_wall_ms());
     const char *a1[4] = {"HSET", k1, e->base.node, b.p};
     size_t l1[4] = {4, strlen(k1), strlen(e->base.node), b.len};
     const char *a2[4] = {"ZADD", k2, ms, e->base.node};
@@ -1478,7 +1478,7 @@ static void presence_write(rworker *w, const char *ch, size_t len, const hub_sub
   if (add) {
     char exp[24], ttl[24];
     snprintf(exp, sizeof exp, "%llu",
-             (unsigned long long)((uint64_t)time(NULL) * 1000 + e->cfg.presence_ttl_ms));
+             (unsigned long long)(hf_wall_ms() + e->cfg.presence_ttl_ms));
     snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)e->cfg.presence_ttl_ms * 2);
     const char *a1[4] = {"ZADD", k1, exp, id};
     const char *a2[4] = {"HSET", k2, id, s->info};
@@ -1603,7 +1603,7 @@ static int send_nodes(rworker *w, rconn_reply_fn fn, void *arg) {
   char k1[200], k2[200], cut[24];
   snprintf(k1, sizeof k1, "%s.{nodes}", e->cfg.prefix);
   snprintf(k2, sizeof k2, "%s.{nodes}.seen", e->cfg.prefix);
-  snprintf(cut, sizeof cut, "%llu", (unsigned long long)time(NULL) * 1000 - NODE_DEAD_MS);
+  snprintf(cut, sizeof cut, "%llu", (unsigned long long)(hf_wall_ms() - NODE_DEAD_MS));
   const char *argv[6] = {"EVAL", NODES_SCRIPT, "2", k1, k2, cut};
   size_t lens[6];
   for (int i = 0; i < 6; i++)

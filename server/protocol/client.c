@@ -25,15 +25,10 @@
 /* ---- small helpers ------------------------------------------------------ */
 
 /* Token expiry is compared with clocks outside this process (the backend
- * that signed the token, the client that asks for a refresh), so read the
- * precise wall clock: glibc's time() reads the kernel's coarse clock, which
- * still shows the previous second for up to one tick after a boundary, and a
- * token minted then with exp = now + 3 would be answered with ttl 4. */
-int64_t cl__wall_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec;
-}
+ * that signed the token, the client that asks for a refresh): the precise
+ * wall clock, as time() lags a second boundary (a token minted then with
+ * exp = now + 3 was answered with ttl 4). */
+int64_t cl__wall_s(void) { return (int64_t)(hf_wall_ms() / 1000u); }
 
 void cl__log_begin(cl_client *cl, srv_log_level lvl, const char *event,
                    srv_logline *l) {

@@ -5,7 +5,8 @@
  * any it misses), and the bulk budget (established (urgent) ios are served
  * before new-connection (bulk) work, bulk work beyond the per-iteration
  * budget is parked and served in later iterations in order, and removing or
- * changing a parked io is safe). */
+ * changing a parked io is safe), and the wall clock (hf_wall_ms) is the
+ * precise one. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -322,6 +323,32 @@ static void work_in_portions_reads_input_between(void) {
   hf_loop_free(loop);
 }
 
+static uint64_t realtime_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* hf_wall_ms is never behind the precise wall clock, not even in the
+ * milliseconds after a second boundary, where time() still shows the
+ * previous second (it reads the coarse clock). Reads until one boundary has
+ * passed (at most a second). */
+static void wall_clock_is_not_behind_across_a_second(void) {
+  uint64_t start = realtime_ms(), behind = 0, reads = 0;
+  for (;;) {
+    uint64_t before = realtime_ms();
+    uint64_t w = hf_wall_ms();
+    uint64_t after = realtime_ms();
+    reads++;
+    if (w < before || w > after)
+      behind++;
+    if (before / 1000 != start / 1000 && before % 1000 >= 20)
+      break;
+  }
+  CHECK(behind == 0);
+  CHECK(reads > 100);
+}
+
 int main(void) {
   hf_t_suite = "loop";
   RUN_TEST(test_inbox_runs_fifo);
@@ -332,5 +359,6 @@ int main(void) {
   RUN_TEST(a_parked_io_can_be_removed);
   RUN_TEST(a_parked_io_can_change_its_events);
   RUN_TEST(work_in_portions_reads_input_between);
+  RUN_TEST(wall_clock_is_not_behind_across_a_second);
   TEST_MAIN_END();
 }
