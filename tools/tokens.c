@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -23,6 +22,7 @@
 #include "auth/jwt.h"
 #include "auth/tokenkeys.h"
 #include "config.h"
+#include "hf/loop.h"
 
 static int random_hex(char *out, size_t bytes) {
   unsigned char b[64];
@@ -218,9 +218,10 @@ int tok_gentoken_main(int argc, char **argv) {
             path ? path : "the configuration");
     goto out;
   }
-  json_t *claims = json_pack("{s:s,s:I}", "sub", user, "iat", (json_int_t)time(NULL));
+  json_int_t now = (json_int_t)(hf_wall_ms() / 1000u); /* the server's clock */
+  json_t *claims = json_pack("{s:s,s:I}", "sub", user, "iat", now);
   if (ttl > 0)
-    json_object_set_new(claims, "exp", json_integer((json_int_t)(time(NULL) + ttl)));
+    json_object_set_new(claims, "exp", json_integer(now + ttl));
   if (*cfg.token_audience)
     json_object_set_new(claims, "aud", json_string(cfg.token_audience));
   if (*cfg.token_issuer)
@@ -339,7 +340,7 @@ int tok_checktoken_main(int argc, char **argv) {
     goto out;
   }
   json_t *claims = NULL;
-  int64_t now = (int64_t)time(NULL);
+  int64_t now = (int64_t)(hf_wall_ms() / 1000u); /* as the server reads it */
   srv_jwt_status st =
       srv_jwt_verify(keys, tok, now, cfg.token_audience, cfg.token_issuer, &claims);
   json_t *head = peek(tok, 0), *body = claims ? json_incref(claims) : peek(tok, 1);
