@@ -439,8 +439,8 @@ def test_refresh_with_expired_token_closes_3005():
 
 def test_connection_expiry_without_refresh_closes_3005():
     with Server("--client.expired_close_delay=500ms", config=config()) as srv:
-        # time(2) is a coarse clock that may lag time.time() by a tick: start
-        # between 0.05 and 0.5 s into a second, at least 0.5 s before exp
+        # start between 0.05 and 0.5 s into a second, at least 0.5 s before
+        # exp (the server reads the precise wall clock, as time.time() does)
         while not 0.05 <= time.time() % 1 <= 0.5:
             time.sleep(0.01)
         exp = int(time.time()) + 1
